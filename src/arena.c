@@ -1,0 +1,89 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_ALIGN	 16
+#define ARENA_CHUNK_MIN 4096
+
+struct lfs_arena_chunk {
+	struct lfs_arena_chunk *next;
+	size_t used;
+	size_t size;
+	_Alignas(ARENA_ALIGN) unsigned char data[];
+};
+
+void lfs_arena_init(struct lfs_arena *a, size_t max)
+{
+	a->head = NULL;
+	a->total = 0;
+	a->max = max ? max : LFS_ARENA_DEFAULT_MAX;
+}
+
+void lfs_arena_release(struct lfs_arena *a)
+{
+	struct lfs_arena_chunk *c = a->head;
+	while (c) {
+		struct lfs_arena_chunk *next = c->next;
+		free(c);
+		c = next;
+	}
+	a->head = NULL;
+	a->total = 0;
+}
+
+void *lfs_arena_alloc(struct lfs_arena *a, size_t size)
+{
+	if (size > a->max)
+		return NULL;
+	size_t rounded = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	struct lfs_arena_chunk *c = a->head;
+	if (!c || c->size - c->used < rounded) {
+		size_t want = c ? c->size * 2 : ARENA_CHUNK_MIN;
+		if (want > ((size_t)1 << 20))
+			want = (size_t)1 << 20;
+		if (want < rounded)
+			want = rounded;
+		if (a->total + want + sizeof(*c) > a->max) {
+			want = rounded;
+			if (a->total + want + sizeof(*c) > a->max)
+				return NULL;
+		}
+		c = malloc(sizeof(*c) + want);
+		if (!c)
+			return NULL;
+		c->next = a->head;
+		c->used = 0;
+		c->size = want;
+		a->head = c;
+		a->total += sizeof(*c) + want;
+	}
+	void *p = c->data + c->used;
+	c->used += rounded;
+	memset(p, 0, size);
+	return p;
+}
+
+void *lfs_arena_calloc(struct lfs_arena *a, size_t count, size_t size)
+{
+	if (size && count > SIZE_MAX / size)
+		return NULL;
+	return lfs_arena_alloc(a, count * size);
+}
+
+char *lfs_arena_strndup(struct lfs_arena *a, const char *s, size_t len)
+{
+	if (len == SIZE_MAX)
+		return NULL;
+	char *p = lfs_arena_alloc(a, len + 1);
+	if (p) {
+		memcpy(p, s, len);
+		p[len] = '\0';
+	}
+	return p;
+}

@@ -1,0 +1,42 @@
+/*
+ * arena: a bump allocator for short-lived trees (decoded blocks, documents).
+ *
+ * Everything allocated from an arena is freed at once by lfs_arena_release().
+ * An arena has a total cap so that a hostile input (a CBOR array claiming a
+ * billion items) fails cleanly instead of exhausting memory. Allocations are
+ * aligned for any scalar type. Not thread-safe.
+ */
+#ifndef LFS_ARENA_H
+#define LFS_ARENA_H
+
+#include <stddef.h>
+
+#define LFS_ARENA_DEFAULT_MAX ((size_t)256 << 20)
+
+struct lfs_arena_chunk;
+
+struct lfs_arena {
+	struct lfs_arena_chunk *head;
+	size_t total; /* bytes obtained from malloc so far */
+	size_t max;   /* cap on total */
+};
+
+/* Initialise an empty arena capped at max bytes (0: default cap). */
+void lfs_arena_init(struct lfs_arena *a, size_t max);
+
+/* Free every allocation; the arena is empty and usable again. */
+void lfs_arena_release(struct lfs_arena *a);
+
+/*
+ * Allocate size bytes, zero-filled. Returns NULL when the cap would be
+ * passed or memory is exhausted (callers report -ENOMEM or -EFBIG).
+ */
+void *lfs_arena_alloc(struct lfs_arena *a, size_t size);
+
+/* Allocate count * size bytes with overflow checking; NULL as above. */
+void *lfs_arena_calloc(struct lfs_arena *a, size_t count, size_t size);
+
+/* Copy len bytes into the arena and NUL-terminate them. */
+char *lfs_arena_strndup(struct lfs_arena *a, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,150 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "cid.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <sodium.h>
+
+static const char b32_alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+
+void lfs_cid_of(struct lfs_cid *out, uint8_t codec, const void *data,
+		size_t len)
+{
+	out->codec = codec;
+	crypto_hash_sha256(out->digest, data, len);
+}
+
+bool lfs_cid_matches(const struct lfs_cid *cid, const void *data, size_t len)
+{
+	uint8_t d[LFS_DIGEST_LEN];
+	crypto_hash_sha256(d, data, len);
+	return sodium_memcmp(d, cid->digest, sizeof(d)) == 0;
+}
+
+void lfs_cid_to_bytes(uint8_t out[LFS_CID_BYTES], const struct lfs_cid *cid)
+{
+	out[0] = 0x01;
+	out[1] = cid->codec;
+	out[2] = LFS_MH_SHA2_256;
+	out[3] = LFS_DIGEST_LEN;
+	memcpy(out + 4, cid->digest, LFS_DIGEST_LEN);
+}
+
+static bool codec_known(uint64_t codec)
+{
+	return codec == LFS_CODEC_RAW || codec == LFS_CODEC_DAG_CBOR;
+}
+
+int lfs_cid_from_bytes(struct lfs_cid *out, const uint8_t *p, size_t len)
+{
+	if (len >= 2 && p[0] == 0x12 && p[1] == 0x20)
+		return -EPROTONOSUPPORT; /* CIDv0: a bare multihash */
+	if (len < 1)
+		return -EBADMSG;
+	if (p[0] != 0x01)
+		return p[0] & 0x80 ? -EBADMSG : -EPROTONOSUPPORT;
+	/* The codecs we know fit one varint byte; anything longer is foreign. */
+	if (len < 2)
+		return -EBADMSG;
+	if (p[1] & 0x80 || !codec_known(p[1]))
+		return -EPROTONOSUPPORT;
+	if (len < 4)
+		return -EBADMSG;
+	if (p[2] != LFS_MH_SHA2_256 || p[3] != LFS_DIGEST_LEN)
+		return -EPROTONOSUPPORT;
+	if (len < LFS_CID_BYTES)
+		return -EBADMSG;
+	out->codec = p[1];
+	memcpy(out->digest, p + 4, LFS_DIGEST_LEN);
+	return LFS_CID_BYTES;
+}
+
+void lfs_base32_encode(char *out, const uint8_t *p, size_t len)
+{
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		acc = (acc << 8) | p[i];
+		bits += 8;
+		while (bits >= 5) {
+			out[n++] = b32_alphabet[(acc >> (bits - 5)) & 31];
+			bits -= 5;
+		}
+	}
+	if (bits > 0)
+		out[n++] = b32_alphabet[(acc << (5 - bits)) & 31];
+	out[n] = '\0';
+}
+
+static int b32_value(char c)
+{
+	if (c >= 'a' && c <= 'z')
+		return c - 'a';
+	if (c >= '2' && c <= '7')
+		return c - '2' + 26;
+	return -1;
+}
+
+int lfs_base32_decode(uint8_t *out, const char *s, size_t len)
+{
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		int v = b32_value(s[i]);
+		if (v < 0)
+			return -EINVAL;
+		acc = (acc << 5) | (uint32_t)v;
+		bits += 5;
+		if (bits >= 8) {
+			out[n++] = (uint8_t)(acc >> (bits - 8));
+			bits -= 8;
+		}
+	}
+	if (bits >= 5 || (acc & ((1u << bits) - 1)) != 0)
+		return -EINVAL;
+	return (int)n;
+}
+
+void lfs_cid_to_string(char out[LFS_CID_STRLEN + 1], const struct lfs_cid *cid)
+{
+	uint8_t bytes[LFS_CID_BYTES];
+	lfs_cid_to_bytes(bytes, cid);
+	out[0] = 'b';
+	lfs_base32_encode(out + 1, bytes, sizeof(bytes));
+}
+
+int lfs_cid_from_string(struct lfs_cid *out, const char *s)
+{
+	size_t len = strlen(s);
+	if (len == 46 && s[0] == 'Q' && s[1] == 'm')
+		return -EPROTONOSUPPORT; /* CIDv0, base58btc */
+	if (len < 2)
+		return -EINVAL;
+	if (s[0] != 'b')
+		return -EPROTONOSUPPORT; /* another multibase */
+	uint8_t bytes[LFS_CID_BYTES + 8];
+	if (len - 1 > (sizeof(bytes) * 8) / 5)
+		return -EINVAL;
+	int n = lfs_base32_decode(bytes, s + 1, len - 1);
+	if (n < 0)
+		return n;
+	int rc = lfs_cid_from_bytes(out, bytes, (size_t)n);
+	if (rc == -EBADMSG)
+		return -EINVAL;
+	if (rc < 0)
+		return rc;
+	return rc == n ? 0 : -EINVAL;
+}
+
+int lfs_cid_cmp(const struct lfs_cid *a, const struct lfs_cid *b)
+{
+	if (a->codec != b->codec)
+		return a->codec < b->codec ? -1 : 1;
+	return memcmp(a->digest, b->digest, LFS_DIGEST_LEN);
+}
