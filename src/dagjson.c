@@ -1,0 +1,291 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "dagjson.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char b64[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t lfs_base64_encoded_len(size_t n)
+{
+	return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
+}
+
+void lfs_base64_encode(char *out, const uint8_t *p, size_t n)
+{
+	size_t o = 0, i = 0;
+	for (; i + 3 <= n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 |
+			     p[i + 2];
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = b64[(v >> 6) & 63];
+		out[o++] = b64[v & 63];
+	}
+	if (n - i == 1) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+	} else if (n - i == 2) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = b64[(v >> 6) & 63];
+	}
+	out[o] = '\0';
+}
+
+static int b64_value(char c)
+{
+	const char *p = c ? strchr(b64, c) : NULL;
+	return p ? (int)(p - b64) : -1;
+}
+
+int lfs_base64_decode(uint8_t *out, const char *s, size_t n)
+{
+	if (n % 4 == 1)
+		return -EINVAL;
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		int v = b64_value(s[i]);
+		if (v < 0)
+			return -EINVAL;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			out[o++] = (uint8_t)(acc >> (bits - 8));
+			bits -= 8;
+		}
+	}
+	if (acc & ((1u << bits) - 1))
+		return -EINVAL; /* non-canonical trailing bits */
+	return (int)o;
+}
+
+static int to_cbor(struct lfs_cbor **out, struct lfs_arena *a, const json_t *j,
+		   int depth);
+
+/* {"/": "<cid>"} or {"/": {"bytes": "..."}}: 1 if converted, 0 if not. */
+static int special_object(struct lfs_cbor **out, struct lfs_arena *a,
+			  const json_t *j)
+{
+	json_t *slash = json_object_get(j, "/");
+	if (json_object_size(j) != 1 || !slash)
+		return 0;
+	if (json_is_string(slash)) {
+		struct lfs_cid cid;
+		if (lfs_cid_from_string(&cid, json_string_value(slash)))
+			return 0;
+		*out = lfs_cbor_link(a, &cid);
+		return *out ? 1 : -ENOMEM;
+	}
+	json_t *bytes = json_object_get(slash, "bytes");
+	if (!json_is_object(slash) || json_object_size(slash) != 1 ||
+	    !json_is_string(bytes))
+		return 0;
+	size_t n = json_string_length(bytes);
+	uint8_t *tmp = malloc(n * 3 / 4 + 1);
+	if (!tmp)
+		return -ENOMEM;
+	int len = lfs_base64_decode(tmp, json_string_value(bytes), n);
+	if (len >= 0)
+		*out = lfs_cbor_bytes(a, tmp, (size_t)len);
+	free(tmp);
+	if (len < 0)
+		return 0;
+	return *out ? 1 : -ENOMEM;
+}
+
+static int to_cbor(struct lfs_cbor **out, struct lfs_arena *a, const json_t *j,
+		   int depth)
+{
+	if (depth > LFS_CBOR_MAX_DEPTH)
+		return -EINVAL;
+	struct lfs_cbor *v = NULL;
+	switch (json_typeof(j)) {
+	case JSON_NULL:
+		v = lfs_cbor_null(a);
+		break;
+	case JSON_TRUE:
+	case JSON_FALSE:
+		v = lfs_cbor_bool(a, json_is_true(j));
+		break;
+	case JSON_INTEGER:
+		v = lfs_cbor_int(a, json_integer_value(j));
+		break;
+	case JSON_REAL:
+		if (!isfinite(json_real_value(j)))
+			return -EINVAL;
+		v = lfs_cbor_float(a, json_real_value(j));
+		break;
+	case JSON_STRING:
+		if (!lfs_utf8_valid(json_string_value(j), json_string_length(j)))
+			return -EINVAL;
+		v = lfs_cbor_string(a, json_string_value(j),
+				    json_string_length(j));
+		break;
+	case JSON_ARRAY: {
+		size_t n = json_array_size(j);
+		if (!(v = lfs_cbor_array(a, n)))
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++) {
+			struct lfs_cbor *item;
+			int rc = to_cbor(&item, a, json_array_get(j, i),
+					 depth + 1);
+			if (rc)
+				return rc;
+			lfs_cbor_array_push(v, item);
+		}
+		break;
+	}
+	case JSON_OBJECT: {
+		int rc = special_object(out, a, j);
+		if (rc)
+			return rc < 0 ? rc : 0;
+		if (!(v = lfs_cbor_map(a, json_object_size(j))))
+			return -ENOMEM;
+		const char *key;
+		size_t klen;
+		json_t *val;
+		struct lfs_cbor_pair *pairs = v->u.map.pairs;
+		json_object_keylen_foreach((json_t *)j, key, klen, val)
+		{
+			struct lfs_cbor *item;
+			if (!lfs_utf8_valid(key, klen))
+				return -EINVAL;
+			if ((rc = to_cbor(&item, a, val, depth + 1)))
+				return rc;
+			struct lfs_cbor_pair *p = &pairs[v->u.map.count++];
+			if (!(p->key = lfs_arena_strndup(a, key, klen)))
+				return -ENOMEM;
+			p->key_len = klen;
+			p->value = item;
+		}
+		break;
+	}
+	}
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	return 0;
+}
+
+int lfs_dagjson_to_cbor(struct lfs_cbor **out, struct lfs_arena *a,
+			const json_t *json)
+{
+	return to_cbor(out, a, json, 0);
+}
+
+static int from_cbor(json_t **out, const struct lfs_cbor *v, int depth)
+{
+	json_t *j = NULL;
+	int rc;
+	if (depth > LFS_CBOR_MAX_DEPTH)
+		return -EINVAL;
+	switch (v->type) {
+	case LFS_CBOR_NULL:
+		j = json_null();
+		break;
+	case LFS_CBOR_BOOL:
+		j = json_boolean(v->u.boolean);
+		break;
+	case LFS_CBOR_INT: {
+		int64_t i;
+		if (lfs_cbor_get_int(&i, v))
+			return -ERANGE;
+		j = json_integer(i);
+		break;
+	}
+	case LFS_CBOR_FLOAT:
+		j = json_real(v->u.real);
+		break;
+	case LFS_CBOR_STRING:
+		j = json_stringn(v->u.str.data, v->u.str.len);
+		break;
+	case LFS_CBOR_BYTES: {
+		char *s = malloc(lfs_base64_encoded_len(v->u.str.len) + 1);
+		if (!s)
+			return -ENOMEM;
+		lfs_base64_encode(s, (const uint8_t *)v->u.str.data,
+				  v->u.str.len);
+		j = json_pack("{s:{s:s}}", "/", "bytes", s);
+		free(s);
+		break;
+	}
+	case LFS_CBOR_LINK: {
+		char s[LFS_CID_STRLEN + 1];
+		lfs_cid_to_string(s, &v->u.link);
+		j = json_pack("{s:s}", "/", s);
+		break;
+	}
+	case LFS_CBOR_ARRAY:
+		if (!(j = json_array()))
+			return -ENOMEM;
+		for (size_t i = 0; i < v->u.array.count; i++) {
+			json_t *item;
+			if ((rc = from_cbor(&item, v->u.array.items[i],
+					    depth + 1))) {
+				json_decref(j);
+				return rc;
+			}
+			if (json_array_append_new(j, item)) {
+				json_decref(j);
+				return -ENOMEM;
+			}
+		}
+		break;
+	case LFS_CBOR_MAP:
+		if (!(j = json_object()))
+			return -ENOMEM;
+		for (size_t i = 0; i < v->u.map.count; i++) {
+			const struct lfs_cbor_pair *p = &v->u.map.pairs[i];
+			json_t *item;
+			if ((rc = from_cbor(&item, p->value, depth + 1))) {
+				json_decref(j);
+				return rc;
+			}
+			if (json_object_setn_new(j, p->key, p->key_len, item)) {
+				json_decref(j);
+				return -ENOMEM;
+			}
+		}
+		break;
+	}
+	if (!j)
+		return -ENOMEM;
+	*out = j;
+	return 0;
+}
+
+int lfs_dagjson_from_cbor(json_t **out, const struct lfs_cbor *v)
+{
+	return from_cbor(out, v, 0);
+}
+
+static int dump_cb(const char *p, size_t n, void *data)
+{
+	return lfs_buf_append(data, p, n) ? -1 : 0;
+}
+
+int lfs_dagjson_dump(struct lfs_buf *out, const json_t *json)
+{
+	size_t start = out->len;
+	if (json_dump_callback(json, dump_cb, out,
+			       JSON_INDENT(2) | JSON_SORT_KEYS |
+				       JSON_REAL_PRECISION(17)) ||
+	    lfs_buf_append_byte(out, '\n')) {
+		int rc = out->err ? out->err : -ENOMEM;
+		if (!out->err)
+			out->len = start;
+		return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,46 @@
+/*
+ * dagjson: documents as JSON (jansson) <-> the DAG-CBOR data model.
+ *
+ * Users write documents as JSON; blocks hold them as DAG-CBOR. The mapping
+ * follows DAG-JSON's conventions so that any block can be shown as JSON and
+ * read back to the same bytes:
+ *
+ *   JSON integer  <-> CBOR integer (int64 range; larger CBOR integers have no
+ *                     JSON form here and give -ERANGE)
+ *   JSON real     <-> CBOR 64-bit float (1.0 stays a float, 1 an integer)
+ *   {"/": "<cid>"}              <-> link (only that exact shape)
+ *   {"/": {"bytes": "<b64>"}}   <-> byte string (standard base64, no padding)
+ *   strings, arrays, objects, true/false/null map one to one.
+ *
+ * Errors: -EINVAL for JSON DAG-CBOR cannot hold (a non-finite real, invalid
+ * UTF-8, nesting deeper than LFS_CBOR_MAX_DEPTH), -ERANGE for a CBOR integer
+ * outside int64, -ENOMEM.
+ */
+#ifndef LFS_DAGJSON_H
+#define LFS_DAGJSON_H
+
+#include <jansson.h>
+
+#include "arena.h"
+#include "cbor.h"
+
+/* Convert a JSON value into a CBOR tree allocated from a. */
+int lfs_dagjson_to_cbor(struct lfs_cbor **out, struct lfs_arena *a,
+			const json_t *json);
+
+/* Convert a CBOR tree into a new JSON value (caller owns the reference). */
+int lfs_dagjson_from_cbor(json_t **out, const struct lfs_cbor *v);
+
+/*
+ * Render JSON the way documents are shown: pretty-printed with two-space
+ * indent, keys sorted, a trailing newline. Appends to out.
+ */
+int lfs_dagjson_dump(struct lfs_buf *out, const json_t *json);
+
+/* Base64 (standard alphabet, no padding) used by the bytes form. */
+size_t lfs_base64_encoded_len(size_t n);
+void lfs_base64_encode(char *out, const uint8_t *p, size_t n);
+/* Returns the decoded length or -EINVAL; out needs room for n * 3 / 4. */
+int lfs_base64_decode(uint8_t *out, const char *s, size_t n);
+
+#endif
