@@ -1,0 +1,110 @@
+/*
+ * clock: Merkle clock events and the questions asked of their DAG.
+ *
+ * An event is a DAG-CBOR block
+ *
+ *   {"data": {"t": time, "w": writer, "ops": [[id, doc|null], ...],
+ *             "root": index-root},
+ *    "parents": [event, ...]}
+ *
+ * (keys in DAG-CBOR order: "t", "w", "ops", "root"; parents sorted by CID
+ * bytes, ops by id bytes, ids unique). "root" is the document index after
+ * the event: its parents' merged state with the ops applied. "t" is a hybrid
+ * logical time in microseconds: the writer's clock, but always greater than
+ * every parent's t, so t strictly increases along every path of the DAG.
+ * The decoder enforces every rule that can be checked on one block; the
+ * rule t > parent.t is checked by lfs_clock_check_parents() once the parents
+ * are known. Events that break it are refused: the merge-base search below
+ * relies on it.
+ *
+ * The heads of a ledger are the events no other event names as a parent.
+ *
+ * Errors: -EBADMSG (a block that is not a valid event), -ENOENT (an event
+ * not available from the blocks interface), -EINVAL (bad arguments to the
+ * encoder), -ENOMEM.
+ */
+#ifndef LFS_CLOCK_H
+#define LFS_CLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "blocks.h"
+#include "cid.h"
+
+#define LFS_EVENT_MAX_PARENTS 1024
+#define LFS_EVENT_MAX_OPS     100000
+
+struct lfs_op {
+	const char *id; /* NUL-terminated; no NUL inside */
+	size_t id_len;
+	bool del;           /* delete; else doc names the new version */
+	struct lfs_cid doc; /* dag-cbor block of the document */
+};
+
+struct lfs_event {
+	struct lfs_cid *parents;
+	size_t nparents;
+	int64_t t;
+	const char *writer;
+	struct lfs_op *ops;
+	size_t nops;
+	struct lfs_cid root;
+};
+
+/*
+ * Encode ev canonically into out (parents and ops are sorted in place).
+ * -EINVAL for duplicate parents or ops, an over-long id or writer, or too
+ * many of either.
+ */
+int lfs_event_encode(struct lfs_buf *out, struct lfs_event *ev);
+
+/* Decode and validate one event block; strings live in a. */
+int lfs_event_decode(struct lfs_event *out, struct lfs_arena *a,
+		     const uint8_t *p, size_t len);
+
+/* Fetch, hash-check (by the blocks interface) and decode an event. */
+int lfs_event_load(struct lfs_event *out, struct lfs_arena *a,
+		   const struct lfs_blocks *b, const struct lfs_cid *cid);
+
+/*
+ * Check that every parent of ev is available and older (t smaller).
+ * -ENOENT names a missing parent (its CID in *out_missing if not NULL);
+ * -EBADMSG when a parent is not older.
+ */
+int lfs_clock_check_parents(struct lfs_cid *out_missing,
+			    const struct lfs_blocks *b,
+			    const struct lfs_event *ev);
+
+/*
+ * The merge bases of a set of events: the maximal events that are
+ * ancestors (inclusive) of all of them. Result sorted by CID, malloc'd into
+ * *out (free() it), count in *out_n (0 when histories are disjoint). Visits
+ * only the events newer than the oldest base plus their parents.
+ */
+int lfs_clock_merge_bases(struct lfs_cid **out, size_t *out_n,
+			  const struct lfs_blocks *b,
+			  const struct lfs_cid *events, size_t n);
+
+/*
+ * Reduce a set of events to its heads: drop duplicates and every event that
+ * is an ancestor of another in the set. In place; sorted by CID; returns the
+ * new count or a negative error.
+ */
+int lfs_clock_reduce(const struct lfs_blocks *b, struct lfs_cid *events,
+		     size_t n);
+
+/*
+ * Walk the events reachable from heads, newest first (t descending, then
+ * CID), calling fn for each until it returns non-zero (which is returned)
+ * or the history ends. Visits each event once. The event passed to fn lives
+ * until fn returns.
+ */
+typedef int (*lfs_clock_walk_fn)(void *ctx, const struct lfs_cid *cid,
+				 const struct lfs_event *ev);
+int lfs_clock_walk(const struct lfs_blocks *b, const struct lfs_cid *heads,
+		   size_t n, lfs_clock_walk_fn fn, void *ctx);
+
+#endif
