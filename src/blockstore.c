@@ -1,0 +1,1154 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "blockstore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "blockmap.h"
+#include "car.h"
+#include "cbor.h"
+#include "cidmap.h"
+
+#define MAX_ROOT_LINKS 1024
+
+struct car_file {
+	struct lfs_cid cid;
+	bool loaded;
+	struct lfs_envelope_info info;
+	struct lfs_car_root root; /* malloc'd arrays */
+};
+
+struct loc {
+	uint32_t car;
+	uint32_t len;
+	uint64_t off;
+};
+
+struct chunk {
+	uint64_t key; /* car index << 32 | chunk index */
+	uint8_t *data;
+	size_t len;
+	struct chunk *hnext, *prev, *next;
+};
+
+struct lfs_blockstore {
+	char *dir;
+	uint8_t key[LFS_KEY_BYTES];
+	pthread_mutex_t lock;
+
+	struct car_file *cars;
+	size_t ncars, capcars;
+	struct lfs_cidmap car_index; /* car cid -> index into cars */
+
+	struct loc *locs;
+	size_t nlocs, caplocs;
+	struct lfs_cidmap block_index; /* block cid -> index into locs */
+
+	struct lfs_blockmap fresh; /* blocks not in any CAR yet */
+
+	struct lfs_cid *frontier; /* CARs named by loaded ones, not loaded */
+	size_t nfrontier, capfrontier;
+
+	struct chunk **buckets;
+	size_t nbuckets;
+	struct chunk *lru_head, *lru_tail; /* head: most recent */
+	size_t cache_bytes, cache_max;
+
+	char **unsynced; /* paths written without fsync */
+	size_t nunsynced;
+};
+
+/* ---- small helpers ---- */
+
+static char *path_join(const char *dir, const char *sub, const char *name)
+{
+	size_t n = strlen(dir) + strlen(sub) + strlen(name) + 3;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/%s%s%s", dir, sub, *name ? "/" : "", name);
+	return p;
+}
+
+static char *car_path(struct lfs_blockstore *bs, const struct lfs_cid *cid)
+{
+	char s[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(s, cid);
+	return path_join(bs->dir, "car", s);
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+static int remember_unsynced(struct lfs_blockstore *bs, const char *path)
+{
+	char **p = realloc(bs->unsynced, (bs->nunsynced + 1) * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	bs->unsynced = p;
+	if (!(p[bs->nunsynced] = strdup(path)))
+		return -ENOMEM;
+	bs->nunsynced++;
+	return 0;
+}
+
+/*
+ * Write data to dir/sub/name atomically: a temporary file, then rename. With
+ * durable, fsync the file before the rename and the directory after it.
+ */
+static int write_atomic(struct lfs_blockstore *bs, const char *sub,
+			const char *name, const void *data, size_t len,
+			bool durable)
+{
+	char *dirpath = path_join(bs->dir, sub, "");
+	char *final = path_join(bs->dir, sub, name);
+	char *tmp = NULL;
+	int rc = 0, fd = -1;
+	if (!dirpath || !final) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t tl = strlen(dirpath) + 32;
+	if (!(tmp = malloc(tl))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	snprintf(tmp, tl, "%s/.tmp-%08x", dirpath, randombytes_random());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	const uint8_t *p = data;
+	size_t left = len;
+	while (left) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	if (durable && fsync(fd)) {
+		rc = -errno;
+		goto out;
+	}
+	if (close(fd)) {
+		fd = -1;
+		rc = -errno;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, final)) {
+		rc = -errno;
+		goto out;
+	}
+	if (durable)
+		rc = fsync_path(dirpath);
+	else if (!(rc = remember_unsynced(bs, final)))
+		rc = remember_unsynced(bs, dirpath);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc && tmp)
+		unlink(tmp);
+	free(tmp);
+	free(final);
+	free(dirpath);
+	return rc;
+}
+
+static int read_file(uint8_t **out, size_t *out_len, const char *path,
+		     size_t max)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int rc = 0;
+	uint8_t *buf = NULL;
+	if (fstat(fd, &st)) {
+		rc = -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		rc = -EFBIG;
+		goto out;
+	}
+	size_t len = (size_t)st.st_size;
+	if (!(buf = malloc(len ? len : 1))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = pread(fd, buf + got, len - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = r < 0 ? -errno : -EIO;
+			goto out;
+		}
+		got += (size_t)r;
+	}
+	*out = buf;
+	*out_len = len;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+/* ---- open and close ---- */
+
+static int ensure_dir(const char *path, bool create)
+{
+	struct stat st;
+	if (stat(path, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	if (errno != ENOENT || !create)
+		return -errno;
+	return mkdir(path, 0700) && errno != EEXIST ? -errno : 0;
+}
+
+int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
+			const uint8_t key[LFS_KEY_BYTES], size_t cache_bytes,
+			bool create)
+{
+	struct lfs_blockstore *bs = calloc(1, sizeof(*bs));
+	if (!bs)
+		return -ENOMEM;
+	int rc = -ENOMEM;
+	if (!(bs->dir = strdup(dir)))
+		goto fail;
+	memcpy(bs->key, key, LFS_KEY_BYTES);
+	pthread_mutex_init(&bs->lock, NULL);
+	lfs_cidmap_init(&bs->car_index);
+	lfs_cidmap_init(&bs->block_index);
+	lfs_blockmap_init(&bs->fresh);
+	bs->cache_max =
+	    cache_bytes ? cache_bytes : LFS_BLOCKSTORE_DEFAULT_CACHE;
+	bs->nbuckets = 1024;
+	while (bs->nbuckets < (bs->cache_max >> LFS_CAR_CHUNK_LOG2) * 2)
+		bs->nbuckets *= 2;
+	if (!(bs->buckets = calloc(bs->nbuckets, sizeof(*bs->buckets))))
+		goto fail;
+	char *car = path_join(dir, "car", ""),
+	     *head = path_join(dir, "head", "");
+	rc = !car || !head ? -ENOMEM : ensure_dir(dir, create);
+	if (!rc)
+		rc = ensure_dir(car, create);
+	if (!rc)
+		rc = ensure_dir(head, create);
+	free(car);
+	free(head);
+	if (rc)
+		goto fail;
+	*out = bs;
+	return 0;
+fail:
+	lfs_blockstore_free(bs);
+	return rc;
+}
+
+void lfs_blockstore_free(struct lfs_blockstore *bs)
+{
+	if (!bs)
+		return;
+	for (size_t i = 0; i < bs->ncars; i++) {
+		free(bs->cars[i].root.cars);
+		free(bs->cars[i].root.head);
+	}
+	free(bs->cars);
+	free(bs->locs);
+	lfs_cidmap_release(&bs->car_index);
+	lfs_cidmap_release(&bs->block_index);
+	lfs_blockmap_release(&bs->fresh);
+	free(bs->frontier);
+	for (struct chunk *c = bs->lru_head, *n; c; c = n) {
+		n = c->next;
+		free(c->data);
+		free(c);
+	}
+	free(bs->buckets);
+	for (size_t i = 0; i < bs->nunsynced; i++)
+		free(bs->unsynced[i]);
+	free(bs->unsynced);
+	sodium_memzero(bs->key, sizeof(bs->key));
+	pthread_mutex_destroy(&bs->lock);
+	free(bs->dir);
+	free(bs);
+}
+
+/* ---- chunk cache (caller holds the lock) ---- */
+
+static struct chunk **bucket_of(struct lfs_blockstore *bs, uint64_t key)
+{
+	uint64_t h = key * 0x9e3779b97f4a7c15ull;
+	return &bs->buckets[(h >> 20) & (bs->nbuckets - 1)];
+}
+
+static void lru_unlink(struct lfs_blockstore *bs, struct chunk *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		bs->lru_head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		bs->lru_tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void lru_front(struct lfs_blockstore *bs, struct chunk *c)
+{
+	c->next = bs->lru_head;
+	c->prev = NULL;
+	if (bs->lru_head)
+		bs->lru_head->prev = c;
+	bs->lru_head = c;
+	if (!bs->lru_tail)
+		bs->lru_tail = c;
+}
+
+static struct chunk *cache_find(struct lfs_blockstore *bs, uint64_t key)
+{
+	for (struct chunk *c = *bucket_of(bs, key); c; c = c->hnext)
+		if (c->key == key) {
+			lru_unlink(bs, c);
+			lru_front(bs, c);
+			return c;
+		}
+	return NULL;
+}
+
+static void cache_evict(struct lfs_blockstore *bs)
+{
+	while (bs->cache_bytes > bs->cache_max && bs->lru_tail) {
+		struct chunk *c = bs->lru_tail;
+		lru_unlink(bs, c);
+		struct chunk **pp = bucket_of(bs, c->key);
+		while (*pp != c)
+			pp = &(*pp)->hnext;
+		*pp = c->hnext;
+		bs->cache_bytes -= c->len;
+		free(c->data);
+		free(c);
+	}
+}
+
+/* Takes ownership of data. */
+static void cache_insert(struct lfs_blockstore *bs, uint64_t key, uint8_t *data,
+			 size_t len)
+{
+	if (cache_find(bs, key)) {
+		free(data);
+		return;
+	}
+	struct chunk *c = calloc(1, sizeof(*c));
+	if (!c) {
+		free(data);
+		return;
+	}
+	c->key = key;
+	c->data = data;
+	c->len = len;
+	struct chunk **b = bucket_of(bs, key);
+	c->hnext = *b;
+	*b = c;
+	lru_front(bs, c);
+	bs->cache_bytes += len;
+	cache_evict(bs);
+}
+
+/* ---- CAR roots ---- */
+
+static int encode_root(struct lfs_buf *out, const struct lfs_car_root *r)
+{
+	lfs_cbor_put_head(out, 5, 2);
+	lfs_cbor_put_string(out, "cars", 4);
+	lfs_cbor_put_head(out, 4, r->ncars);
+	for (size_t i = 0; i < r->ncars; i++)
+		lfs_cbor_put_link(out, &r->cars[i]);
+	lfs_cbor_put_string(out, "head", 4);
+	lfs_cbor_put_head(out, 4, r->nhead);
+	for (size_t i = 0; i < r->nhead; i++)
+		lfs_cbor_put_link(out, &r->head[i]);
+	return out->err;
+}
+
+static int parse_links(struct lfs_cid **out, size_t *out_n,
+		       const struct lfs_cbor *v, uint8_t codec)
+{
+	if (!v || v->type != LFS_CBOR_ARRAY ||
+	    v->u.array.count > MAX_ROOT_LINKS)
+		return -EBADMSG;
+	size_t n = v->u.array.count;
+	struct lfs_cid *c = calloc(n + 1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (lfs_cbor_get_link(&c[i], v->u.array.items[i]) ||
+		    c[i].codec != codec) {
+			free(c);
+			return -EBADMSG;
+		}
+	*out = c;
+	*out_n = n;
+	return 0;
+}
+
+/* Parse a root block into malloc'd arrays. */
+static int decode_root(struct lfs_car_root *out, const uint8_t *p, size_t len)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, (size_t)4 << 20);
+	struct lfs_cbor *v;
+	memset(out, 0, sizeof(*out));
+	int rc = lfs_cbor_decode(&v, &a, p, len);
+	if (rc)
+		rc = rc == -ENOMEM ? rc : -EBADMSG;
+	else if (v->type != LFS_CBOR_MAP || v->u.map.count != 2)
+		rc = -EBADMSG;
+	else if (!(rc = parse_links(&out->cars, &out->ncars,
+				    lfs_cbor_map_get(v, "cars"),
+				    LFS_CODEC_RAW)) &&
+		 (rc = parse_links(&out->head, &out->nhead,
+				   lfs_cbor_map_get(v, "head"),
+				   LFS_CODEC_DAG_CBOR))) {
+		free(out->cars);
+		out->cars = NULL;
+	}
+	if (!rc && out->nhead == 0)
+		rc = -EBADMSG;
+	if (rc) {
+		free(out->cars);
+		free(out->head);
+		memset(out, 0, sizeof(*out));
+	}
+	lfs_arena_release(&a);
+	return rc;
+}
+
+static int copy_root(struct lfs_car_root *out, struct lfs_arena *a,
+		     const struct lfs_car_root *r)
+{
+	out->ncars = r->ncars;
+	out->nhead = r->nhead;
+	out->cars = lfs_arena_calloc(a, r->ncars + 1, sizeof(*out->cars));
+	out->head = lfs_arena_calloc(a, r->nhead + 1, sizeof(*out->head));
+	if (!out->cars || !out->head)
+		return -ENOMEM;
+	memcpy(out->cars, r->cars, r->ncars * sizeof(*r->cars));
+	memcpy(out->head, r->head, r->nhead * sizeof(*r->head));
+	return 0;
+}
+
+/* ---- registering CARs (caller holds the lock) ---- */
+
+static int car_slot(struct lfs_blockstore *bs, size_t *out,
+		    const struct lfs_cid *cid)
+{
+	uint64_t idx;
+	if (lfs_cidmap_get(&bs->car_index, cid, &idx)) {
+		*out = (size_t)idx;
+		return 0;
+	}
+	if (bs->ncars == bs->capcars) {
+		size_t cap = bs->capcars ? bs->capcars * 2 : 16;
+		void *p = realloc(bs->cars, cap * sizeof(*bs->cars));
+		if (!p)
+			return -ENOMEM;
+		bs->cars = p;
+		bs->capcars = cap;
+	}
+	memset(&bs->cars[bs->ncars], 0, sizeof(bs->cars[0]));
+	bs->cars[bs->ncars].cid = *cid;
+	if (lfs_cidmap_set(&bs->car_index, cid, bs->ncars))
+		return -ENOMEM;
+	*out = bs->ncars++;
+	return 0;
+}
+
+static int add_loc(struct lfs_blockstore *bs, const struct lfs_cid *cid,
+		   uint32_t car, uint64_t off, size_t len, bool relocate)
+{
+	uint64_t old;
+	if (lfs_cidmap_get(&bs->block_index, cid, &old)) {
+		/* Known in another CAR: keep it there unless told to move. */
+		if (relocate)
+			bs->locs[old] = (struct loc){
+			    .car = car, .len = (uint32_t)len, .off = off};
+		return 0;
+	}
+	if (bs->nlocs == bs->caplocs) {
+		size_t cap = bs->caplocs ? bs->caplocs * 2 : 256;
+		void *p = realloc(bs->locs, cap * sizeof(*bs->locs));
+		if (!p)
+			return -ENOMEM;
+		bs->locs = p;
+		bs->caplocs = cap;
+	}
+	bs->locs[bs->nlocs] =
+	    (struct loc){.car = car, .len = (uint32_t)len, .off = off};
+	if (lfs_cidmap_set(&bs->block_index, cid, bs->nlocs))
+		return -ENOMEM;
+	bs->nlocs++;
+	return 0;
+}
+
+static void frontier_add(struct lfs_blockstore *bs, const struct lfs_cid *car)
+{
+	uint64_t idx;
+	if (lfs_cidmap_get(&bs->car_index, car, &idx) && bs->cars[idx].loaded)
+		return;
+	for (size_t i = 0; i < bs->nfrontier; i++)
+		if (lfs_cid_equal(&bs->frontier[i], car))
+			return;
+	if (bs->nfrontier == bs->capfrontier) {
+		size_t cap = bs->capfrontier ? bs->capfrontier * 2 : 16;
+		void *p = realloc(bs->frontier, cap * sizeof(*bs->frontier));
+		if (!p)
+			return; /* only laziness is lost */
+		bs->frontier = p;
+		bs->capfrontier = cap;
+	}
+	bs->frontier[bs->nfrontier++] = *car;
+}
+
+/*
+ * Index a CAR whose plaintext is known (just written, or just opened).
+ * Takes ownership of root's arrays. Caller holds the lock.
+ */
+static int register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
+			const struct lfs_envelope_info *info,
+			struct lfs_car_root *root, const uint8_t *plain,
+			size_t len, bool relocate)
+{
+	size_t idx;
+	int rc = car_slot(bs, &idx, cid);
+	if (rc || bs->cars[idx].loaded) {
+		free(root->cars);
+		free(root->head);
+		return rc;
+	}
+	struct lfs_car_reader r;
+	if ((rc = lfs_car_reader_init(&r, plain, len)))
+		goto fail;
+	struct lfs_cid bc;
+	const uint8_t *data;
+	size_t dlen;
+	while ((rc = lfs_car_reader_next(&r, &bc, &data, &dlen)) == 1)
+		if ((rc = add_loc(bs, &bc, (uint32_t)idx,
+				  (uint64_t)(data - plain), dlen, relocate)))
+			break;
+	lfs_car_reader_release(&r);
+	if (rc)
+		goto fail;
+	struct car_file *cf = &bs->cars[idx];
+	cf->loaded = true;
+	cf->info = *info;
+	cf->root = *root;
+	for (size_t i = 0; i < bs->nfrontier; i++)
+		if (lfs_cid_equal(&bs->frontier[i], cid))
+			bs->frontier[i--] = bs->frontier[--bs->nfrontier];
+	for (size_t i = 0; i < root->ncars; i++)
+		frontier_add(bs, &root->cars[i]);
+	return 0;
+fail:
+	free(root->cars);
+	free(root->head);
+	return rc;
+}
+
+/*
+ * Open sealed bytes: optionally check the name, decrypt, check the CAR has
+ * one root that is a valid root block inside it. Fills plain and root.
+ */
+static int open_car(struct lfs_blockstore *bs, struct lfs_buf *plain,
+		    struct lfs_envelope_info *info, struct lfs_car_root *root,
+		    const struct lfs_cid *cid, const uint8_t *sealed,
+		    size_t len, bool verify)
+{
+	int rc = lfs_envelope_parse(info, sealed, len);
+	if (rc)
+		return rc;
+	if ((rc = lfs_envelope_open(plain, bs->key, sealed, len,
+				    verify ? cid : NULL)))
+		return rc;
+	struct lfs_car_reader r;
+	if ((rc = lfs_car_reader_init(&r, plain->data, plain->len)))
+		return rc;
+	if (r.nroots != 1) {
+		lfs_car_reader_release(&r);
+		return -EBADMSG;
+	}
+	struct lfs_cid want = r.roots[0], bc;
+	const uint8_t *data;
+	size_t dlen;
+	bool found = false;
+	/* The reader checks every block's hash as it goes. */
+	while ((rc = lfs_car_reader_next(&r, &bc, &data, &dlen)) == 1)
+		if (!found && lfs_cid_equal(&bc, &want)) {
+			found = true;
+			if ((rc = decode_root(root, data, dlen)))
+				break;
+		}
+	lfs_car_reader_release(&r);
+	if (rc == 0 && !found)
+		rc = -EBADMSG;
+	if (rc && found) {
+		free(root->cars);
+		free(root->head);
+	}
+	return rc;
+}
+
+int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
+			struct lfs_blockstore *bs, const struct lfs_cid *car,
+			bool verify)
+{
+	pthread_mutex_lock(&bs->lock);
+	uint64_t idx;
+	int rc = 0;
+	if (lfs_cidmap_get(&bs->car_index, car, &idx) && bs->cars[idx].loaded) {
+		rc = out ? copy_root(out, a, &bs->cars[idx].root) : 0;
+		pthread_mutex_unlock(&bs->lock);
+		return rc;
+	}
+	pthread_mutex_unlock(&bs->lock);
+
+	char *path = car_path(bs, car);
+	uint8_t *sealed = NULL;
+	size_t len = 0;
+	struct lfs_buf plain;
+	lfs_buf_init(&plain, LFS_CAR_MAX_FILE);
+	struct lfs_envelope_info info;
+	struct lfs_car_root root;
+	if (!path)
+		rc = -ENOMEM;
+	else
+		rc = read_file(&sealed, &len, path,
+			       LFS_CAR_MAX_FILE + (1 << 20));
+	if (!rc)
+		rc = open_car(bs, &plain, &info, &root, car, sealed, len,
+			      verify);
+	if (!rc) {
+		pthread_mutex_lock(&bs->lock);
+		rc = register_car(bs, car, &info, &root, plain.data, plain.len,
+				  false);
+		if (!rc && out) {
+			lfs_cidmap_get(&bs->car_index, car, &idx);
+			rc = copy_root(out, a, &bs->cars[idx].root);
+		}
+		pthread_mutex_unlock(&bs->lock);
+	}
+	lfs_buf_release(&plain);
+	free(sealed);
+	free(path);
+	return rc;
+}
+
+int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
+			  struct lfs_blockstore *bs,
+			  const struct lfs_cid *expect, const uint8_t *sealed,
+			  size_t len)
+{
+	if (expect->codec != LFS_CODEC_RAW || len > LFS_CAR_MAX_FILE)
+		return -EBADMSG;
+	struct lfs_buf plain;
+	lfs_buf_init(&plain, LFS_CAR_MAX_FILE);
+	struct lfs_envelope_info info;
+	struct lfs_car_root root;
+	int rc = open_car(bs, &plain, &info, &root, expect, sealed, len, true);
+	if (rc)
+		goto out;
+	char name[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(name, expect);
+	if ((rc = write_atomic(bs, "car", name, sealed, len, true))) {
+		free(root.cars);
+		free(root.head);
+		goto out;
+	}
+	pthread_mutex_lock(&bs->lock);
+	rc = register_car(bs, expect, &info, &root, plain.data, plain.len,
+			  false);
+	if (!rc && out) {
+		uint64_t idx;
+		lfs_cidmap_get(&bs->car_index, expect, &idx);
+		rc = copy_root(out, a, &bs->cars[idx].root);
+	}
+	pthread_mutex_unlock(&bs->lock);
+out:
+	lfs_buf_release(&plain);
+	return rc;
+}
+
+/* ---- reading blocks ---- */
+
+static int read_chunk(struct lfs_blockstore *bs, struct lfs_buf *out,
+		      uint32_t car, size_t index)
+{
+	uint64_t key = (uint64_t)car << 32 | index;
+	pthread_mutex_lock(&bs->lock);
+	struct chunk *c = cache_find(bs, key);
+	int rc;
+	if (c) {
+		rc = lfs_buf_append(out, c->data, c->len);
+		pthread_mutex_unlock(&bs->lock);
+		return rc;
+	}
+	struct lfs_cid cid = bs->cars[car].cid;
+	struct lfs_envelope_info info = bs->cars[car].info;
+	pthread_mutex_unlock(&bs->lock);
+
+	size_t off, len;
+	if ((rc = lfs_envelope_chunk_span(&off, &len, &info, index)))
+		return rc;
+	char *path = car_path(bs, &cid);
+	uint8_t *sealed = malloc(len ? len : 1);
+	struct lfs_buf plain;
+	lfs_buf_init(&plain, info.chunk_size + 1);
+	int fd = -1;
+	if (!path || !sealed) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	ssize_t r = pread(fd, sealed, len, (off_t)off);
+	if (r < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if ((size_t)r != len) {
+		rc = -EBADMSG; /* the file shrank under us */
+		goto out;
+	}
+	if ((rc = lfs_envelope_open_chunk(&plain, bs->key, &info, index, sealed,
+					  len)))
+		goto out;
+	if ((rc = lfs_buf_append(out, plain.data, plain.len)))
+		goto out;
+	size_t plen;
+	uint8_t *pdata = lfs_buf_steal(&plain, &plen);
+	pthread_mutex_lock(&bs->lock);
+	cache_insert(bs, key, pdata, plen);
+	pthread_mutex_unlock(&bs->lock);
+out:
+	if (fd >= 0)
+		close(fd);
+	lfs_buf_release(&plain);
+	free(sealed);
+	free(path);
+	return rc;
+}
+
+/* Load one more CAR from the frontier; -ENOENT when there is none. */
+static int load_more(struct lfs_blockstore *bs)
+{
+	for (;;) {
+		pthread_mutex_lock(&bs->lock);
+		if (bs->nfrontier == 0) {
+			pthread_mutex_unlock(&bs->lock);
+			return -ENOENT;
+		}
+		struct lfs_cid next = bs->frontier[0];
+		bs->frontier[0] = bs->frontier[--bs->nfrontier];
+		pthread_mutex_unlock(&bs->lock);
+		int rc = lfs_blockstore_load(NULL, NULL, bs, &next, false);
+		if (rc != -ENOENT)
+			return rc;
+		/* Not here (not downloaded yet): try the next one. */
+	}
+}
+
+static int bs_get(void *self, struct lfs_buf *out, const struct lfs_cid *cid)
+{
+	struct lfs_blockstore *bs = self;
+	for (;;) {
+		pthread_mutex_lock(&bs->lock);
+		const struct lfs_blockmap_item *it =
+		    lfs_blockmap_find(&bs->fresh, cid);
+		if (it) {
+			int rc = lfs_buf_append(out, it->data, it->len);
+			pthread_mutex_unlock(&bs->lock);
+			return rc;
+		}
+		uint64_t li;
+		bool found = lfs_cidmap_get(&bs->block_index, cid, &li);
+		struct loc l = found ? bs->locs[li] : (struct loc){0};
+		size_t clog = found ? bs->cars[l.car].info.chunk_log2 : 0;
+		pthread_mutex_unlock(&bs->lock);
+		if (!found) {
+			int rc = load_more(bs);
+			if (rc)
+				return rc;
+			continue;
+		}
+		/* Decrypt the chunks covering [off, off+len). */
+		size_t first = (size_t)(l.off >> clog);
+		size_t last =
+		    (size_t)((l.off + (l.len ? l.len - 1 : 0)) >> clog);
+		struct lfs_buf span;
+		lfs_buf_init(&span, 0);
+		int rc = 0;
+		for (size_t c = first; c <= last && !rc; c++)
+			rc = read_chunk(bs, &span, l.car, c);
+		size_t skip = (size_t)(l.off - ((uint64_t)first << clog));
+		if (!rc && span.len < skip + l.len)
+			rc = -EBADMSG;
+		if (!rc && !lfs_cid_matches(cid, span.data + skip, l.len))
+			rc = -EBADMSG;
+		if (!rc)
+			rc = lfs_buf_append(out, span.data + skip, l.len);
+		lfs_buf_release(&span);
+		return rc;
+	}
+}
+
+static int bs_put(void *self, const struct lfs_cid *cid, const uint8_t *data,
+		  size_t len)
+{
+	struct lfs_blockstore *bs = self;
+	pthread_mutex_lock(&bs->lock);
+	int rc = 0;
+	if (!lfs_cidmap_get(&bs->block_index, cid, NULL))
+		rc = lfs_blockmap_put(&bs->fresh, cid, data, len);
+	pthread_mutex_unlock(&bs->lock);
+	return rc;
+}
+
+static const struct lfs_blocks_ops bs_ops = {.get = bs_get, .put = bs_put};
+
+struct lfs_blocks lfs_blockstore_blocks(struct lfs_blockstore *bs)
+{
+	return (struct lfs_blocks){.ops = &bs_ops, .self = bs};
+}
+
+bool lfs_blockstore_persisted(struct lfs_blockstore *bs,
+			      const struct lfs_cid *cid)
+{
+	pthread_mutex_lock(&bs->lock);
+	bool r = lfs_cidmap_get(&bs->block_index, cid, NULL);
+	pthread_mutex_unlock(&bs->lock);
+	return r;
+}
+
+int lfs_blockstore_car_of(struct lfs_cid *out, struct lfs_blockstore *bs,
+			  const struct lfs_cid *block)
+{
+	pthread_mutex_lock(&bs->lock);
+	uint64_t li;
+	int rc = -ENOENT;
+	if (lfs_cidmap_get(&bs->block_index, block, &li)) {
+		*out = bs->cars[bs->locs[li].car].cid;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&bs->lock);
+	return rc;
+}
+
+/* ---- writing ---- */
+
+/* Keep only the fresh blocks that are still not persisted. */
+static int prune_fresh(struct lfs_blockstore *bs)
+{
+	struct lfs_blockmap keep;
+	lfs_blockmap_init(&keep);
+	for (size_t i = 0; i < bs->fresh.count; i++) {
+		const struct lfs_blockmap_item *it = &bs->fresh.items[i];
+		if (!lfs_cidmap_get(&bs->block_index, &it->cid, NULL) &&
+		    lfs_blockmap_put(&keep, &it->cid, it->data, it->len)) {
+			lfs_blockmap_release(&keep);
+			return -ENOMEM;
+		}
+	}
+	lfs_blockmap_release(&bs->fresh);
+	bs->fresh = keep;
+	return 0;
+}
+
+static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
+		     const struct lfs_car_root *root,
+		     const struct lfs_cid *blocks, size_t n, bool durable,
+		     bool relocate)
+{
+	struct lfs_buf rb, plain, sealed, tmp;
+	lfs_buf_init(&rb, 0);
+	lfs_buf_init(&plain, LFS_CAR_MAX_FILE);
+	lfs_buf_init(&sealed, 0);
+	lfs_buf_init(&tmp, 0);
+	struct lfs_cid rcid;
+	struct lfs_car_root copy = {0};
+	int rc = encode_root(&rb, root);
+	if (rc)
+		goto out;
+	lfs_cid_of(&rcid, LFS_CODEC_DAG_CBOR, rb.data, rb.len);
+	if ((rc = lfs_car_write_header(&plain, &rcid, 1)) ||
+	    (rc = lfs_car_write_block(&plain, &rcid, rb.data, rb.len)))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		lfs_buf_reset(&tmp);
+		if ((rc = bs_get(bs, &tmp, &blocks[i])) ||
+		    (rc = lfs_car_write_block(&plain, &blocks[i], tmp.data,
+					      tmp.len)))
+			goto out;
+	}
+	if ((rc = lfs_envelope_seal(&sealed, out, bs->key, plain.data,
+				    plain.len, LFS_CAR_CHUNK_LOG2)))
+		goto out;
+	char name[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(name, out);
+	if ((rc = write_atomic(bs, "car", name, sealed.data, sealed.len,
+			       durable)))
+		goto out;
+	struct lfs_envelope_info info;
+	if ((rc = lfs_envelope_parse(&info, sealed.data, sealed.len)))
+		goto out;
+	copy.ncars = root->ncars;
+	copy.nhead = root->nhead;
+	copy.cars = calloc(root->ncars + 1, sizeof(*copy.cars));
+	copy.head = calloc(root->nhead + 1, sizeof(*copy.head));
+	if (!copy.cars || !copy.head) {
+		free(copy.cars);
+		free(copy.head);
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(copy.cars, root->cars, root->ncars * sizeof(*copy.cars));
+	memcpy(copy.head, root->head, root->nhead * sizeof(*copy.head));
+	pthread_mutex_lock(&bs->lock);
+	rc = register_car(bs, out, &info, &copy, plain.data, plain.len,
+			  relocate);
+	if (!rc)
+		rc = prune_fresh(bs);
+	pthread_mutex_unlock(&bs->lock);
+out:
+	lfs_buf_release(&rb);
+	lfs_buf_release(&plain);
+	lfs_buf_release(&sealed);
+	lfs_buf_release(&tmp);
+	return rc;
+}
+
+int lfs_blockstore_write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
+			     const struct lfs_car_root *root,
+			     const struct lfs_cid *blocks, size_t n,
+			     bool durable)
+{
+	return write_car(out, bs, root, blocks, n, durable, false);
+}
+
+int lfs_blockstore_write_compact(struct lfs_cid *out, struct lfs_blockstore *bs,
+				 const struct lfs_car_root *root,
+				 const struct lfs_cid *blocks, size_t n)
+{
+	return write_car(out, bs, root, blocks, n, true, true);
+}
+
+int lfs_blockstore_verify_car(struct lfs_blockstore *bs,
+			      const struct lfs_cid *car)
+{
+	uint8_t *sealed = NULL;
+	size_t len = 0;
+	struct lfs_buf plain;
+	lfs_buf_init(&plain, LFS_CAR_MAX_FILE);
+	struct lfs_envelope_info info;
+	struct lfs_car_root root;
+	int rc = lfs_blockstore_read_car(&sealed, &len, bs, car);
+	if (!rc)
+		rc = open_car(bs, &plain, &info, &root, car, sealed, len, true);
+	if (!rc) {
+		free(root.cars);
+		free(root.head);
+	}
+	lfs_buf_release(&plain);
+	free(sealed);
+	return rc;
+}
+
+bool lfs_blockstore_has_car(struct lfs_blockstore *bs,
+			    const struct lfs_cid *car)
+{
+	char *path = car_path(bs, car);
+	bool r = path && access(path, F_OK) == 0;
+	free(path);
+	return r;
+}
+
+int lfs_blockstore_read_car(uint8_t **out, size_t *out_len,
+			    struct lfs_blockstore *bs,
+			    const struct lfs_cid *car)
+{
+	char *path = car_path(bs, car);
+	if (!path)
+		return -ENOMEM;
+	int rc = read_file(out, out_len, path, LFS_CAR_MAX_FILE + (1 << 20));
+	free(path);
+	return rc;
+}
+
+static int list_dir(struct lfs_cid **out, size_t *out_n,
+		    struct lfs_blockstore *bs, const char *sub, uint8_t codec)
+{
+	char *path = path_join(bs->dir, sub, "");
+	if (!path)
+		return -ENOMEM;
+	DIR *d = opendir(path);
+	free(path);
+	if (!d)
+		return -errno;
+	struct lfs_cid *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		struct lfs_cid c;
+		if (lfs_cid_from_string(&c, de->d_name) || c.codec != codec)
+			continue; /* temporary files and strangers */
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			void *p = realloc(v, cap * sizeof(*v));
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = p;
+		}
+		v[n++] = c;
+	}
+	closedir(d);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+int lfs_blockstore_list_cars(struct lfs_cid **out, size_t *out_n,
+			     struct lfs_blockstore *bs)
+{
+	return list_dir(out, out_n, bs, "car", LFS_CODEC_RAW);
+}
+
+int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
+			      const struct lfs_cid *car)
+{
+	char *path = car_path(bs, car);
+	if (!path)
+		return -ENOMEM;
+	int rc = unlink(path) && errno != ENOENT ? -errno : 0;
+	free(path);
+	return rc;
+}
+
+int lfs_blockstore_heads(struct lfs_cid **out, size_t *out_n,
+			 struct lfs_blockstore *bs)
+{
+	return list_dir(out, out_n, bs, "head", LFS_CODEC_RAW);
+}
+
+int lfs_blockstore_set_head(struct lfs_blockstore *bs,
+			    const struct lfs_cid *car,
+			    const struct lfs_cid *parents, size_t nparents,
+			    bool durable)
+{
+	char name[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(name, car);
+	json_t *ps = json_array();
+	for (size_t i = 0; ps && i < nparents; i++) {
+		char p[LFS_CID_STRLEN + 1];
+		lfs_cid_to_string(p, &parents[i]);
+		json_array_append_new(ps, json_pack("{s:s}", "/", p));
+	}
+	json_t *rec =
+	    ps ? json_pack("{s:{s:s},s:o}", "car", "/", name, "parents", ps)
+	       : NULL;
+	char *text =
+	    rec ? json_dumps(rec, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+	json_decref(rec);
+	if (!text)
+		return -ENOMEM;
+	int rc = write_atomic(bs, "head", name, text, strlen(text), durable);
+	free(text);
+	for (size_t i = 0; !rc && i < nparents; i++)
+		if (!lfs_cid_equal(&parents[i], car))
+			rc = lfs_blockstore_drop_head(bs, &parents[i]);
+	if (!rc && durable) {
+		char *dir = path_join(bs->dir, "head", "");
+		rc = dir ? fsync_path(dir) : -ENOMEM;
+		free(dir);
+	}
+	return rc;
+}
+
+int lfs_blockstore_drop_head(struct lfs_blockstore *bs,
+			     const struct lfs_cid *car)
+{
+	char name[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(name, car);
+	char *path = path_join(bs->dir, "head", name);
+	if (!path)
+		return -ENOMEM;
+	int rc = unlink(path) && errno != ENOENT ? -errno : 0;
+	free(path);
+	return rc;
+}
+
+int lfs_blockstore_sync(struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->lock);
+	char **paths = bs->unsynced;
+	size_t n = bs->nunsynced;
+	bs->unsynced = NULL;
+	bs->nunsynced = 0;
+	pthread_mutex_unlock(&bs->lock);
+	int rc = 0;
+	/* Files first, then directories (they were listed after them). */
+	for (size_t i = 0; i < n; i++) {
+		int r = fsync_path(paths[i]);
+		if (r && r != -ENOENT && !rc)
+			rc = r;
+		free(paths[i]);
+	}
+	free(paths);
+	return rc;
+}
+
+void lfs_blockstore_forget_fresh(struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->lock);
+	lfs_blockmap_release(&bs->fresh);
+	lfs_blockmap_init(&bs->fresh);
+	pthread_mutex_unlock(&bs->lock);
+}

@@ -1,0 +1,164 @@
+/*
+ * blockstore: one ledger's blocks in encrypted CAR files in a directory.
+ *
+ * Layout (the same as a remote store's, see docs/FORMATS.md):
+ *
+ *   DIR/car/<cid>    sealed CAR files, named by the CID of their sealed bytes
+ *   DIR/head/<cid>   head records: one small JSON file per head CAR,
+ *                    {"car": {"/": "<cid>"}, "parents": [{"/": "<cid>"}...]}
+ *
+ * Every CAR has one root block, {"cars": [raw CID...], "head": [event...]}:
+ * the events this CAR brings up to date and the CAR files that hold their
+ * parent events, so a reader starting at the newest CAR finds older ones by
+ * following "cars". A compaction CAR holds every block of the history and
+ * names no older CAR.
+ *
+ * Blocks are found through an in-memory location table (block CID -> CAR,
+ * plaintext offset, length) filled as CAR files are loaded; a block is read
+ * by decrypting only the envelope chunks that hold it, through an LRU cache
+ * of decrypted chunks whose size is set at open. CAR files are loaded
+ * lazily: the head CARs at open, older ones, following "cars", only when a
+ * block is missed. New blocks are kept in memory until write_car() puts them
+ * in a CAR file.
+ *
+ * Durability: write_car() and set_head() with durable=true fsync the file and
+ * its directory before returning; with durable=false they leave that to the
+ * next lfs_blockstore_sync().
+ *
+ * Threads: every function may be called from any thread; one mutex guards
+ * the tables, and file reads and decryption happen outside it.
+ *
+ * Errors: -ENOENT (no such block or CAR), -EBADMSG (a file that fails its
+ * name, authentication, a block hash or the root block's shape), -EIO and
+ * other errnos from the file system, -ENOMEM.
+ */
+#ifndef LFS_BLOCKSTORE_H
+#define LFS_BLOCKSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "blocks.h"
+#include "cid.h"
+#include "envelope.h"
+
+#define LFS_BLOCKSTORE_DEFAULT_CACHE ((size_t)32 << 20)
+#define LFS_CAR_CHUNK_LOG2           14 /* 16 KiB envelope chunks */
+#define LFS_CAR_MAX_FILE             ((size_t)1 << 30)
+
+struct lfs_blockstore;
+
+/* The root block of a ledger CAR. */
+struct lfs_car_root {
+	struct lfs_cid *cars; /* raw CIDs of CAR files with parent events */
+	size_t ncars;
+	struct lfs_cid *head; /* events this CAR brings up to date */
+	size_t nhead;
+};
+
+/*
+ * Open (creating DIR/car and DIR/head when create is set) the store in dir
+ * with the ledger's key (copied). cache_bytes 0 means the default.
+ */
+int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
+			const uint8_t key[LFS_KEY_BYTES], size_t cache_bytes,
+			bool create);
+void lfs_blockstore_free(struct lfs_blockstore *bs);
+
+/* The blocks interface: get reads memory, then CARs; put keeps in memory. */
+struct lfs_blocks lfs_blockstore_blocks(struct lfs_blockstore *bs);
+
+/* True when cid is in a CAR file (not only in memory). */
+bool lfs_blockstore_persisted(struct lfs_blockstore *bs,
+			      const struct lfs_cid *cid);
+
+/* The CAR file holding a persisted block (-ENOENT if none loaded does). */
+int lfs_blockstore_car_of(struct lfs_cid *out, struct lfs_blockstore *bs,
+			  const struct lfs_cid *block);
+
+/*
+ * Write a CAR whose root block is {cars, head} followed by the listed blocks
+ * (each must be in memory or persisted), seal it, store it as car/<cid> and
+ * make its blocks persisted. Returns the CAR file's CID in *out.
+ */
+int lfs_blockstore_write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
+			     const struct lfs_car_root *root,
+			     const struct lfs_cid *blocks, size_t n,
+			     bool durable);
+
+/*
+ * As write_car (always durable), for compaction: every listed block is read
+ * from this CAR from now on, so the older CAR files can be removed.
+ */
+int lfs_blockstore_write_compact(struct lfs_cid *out, struct lfs_blockstore *bs,
+				 const struct lfs_car_root *root,
+				 const struct lfs_cid *blocks, size_t n);
+
+/*
+ * Load car/<cid> (if not loaded yet) and return its root block, allocated
+ * from a. verify re-checks the file's name and every block hash (for files
+ * that came from elsewhere); local files were checked when they arrived.
+ */
+int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
+			struct lfs_blockstore *bs, const struct lfs_cid *car,
+			bool verify);
+
+/*
+ * Take a sealed CAR from elsewhere (a replica, a remote store): check its
+ * bytes against expect, authenticate and verify every block and the root
+ * block, then store it as car/<expect> and load it. Nothing is stored when
+ * any check fails.
+ */
+int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
+			  struct lfs_blockstore *bs,
+			  const struct lfs_cid *expect, const uint8_t *sealed,
+			  size_t len);
+
+/*
+ * Re-read car/<cid> and check everything about it (name, authentication,
+ * every block hash, the root block) without changing any table. For fsck.
+ */
+int lfs_blockstore_verify_car(struct lfs_blockstore *bs,
+			      const struct lfs_cid *car);
+
+/* True when car/<cid> exists locally. */
+bool lfs_blockstore_has_car(struct lfs_blockstore *bs,
+			    const struct lfs_cid *car);
+
+/* Read car/<cid>'s sealed bytes (for upload); caller frees *out. */
+int lfs_blockstore_read_car(uint8_t **out, size_t *out_len,
+			    struct lfs_blockstore *bs,
+			    const struct lfs_cid *car);
+
+/* List every CAR file present (malloc'd array; free it). */
+int lfs_blockstore_list_cars(struct lfs_cid **out, size_t *out_n,
+			     struct lfs_blockstore *bs);
+
+/* Delete car/<cid> (compaction). Its blocks must be persisted elsewhere. */
+int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
+			      const struct lfs_cid *car);
+
+/*
+ * Head records. heads() lists the CARs that have one (malloc'd, free it).
+ * set_head() writes the record for car first, then removes the records of
+ * the parents it supersedes, so a crash leaves at worst an extra record
+ * (harmless: the clock drops heads that are ancestors of others).
+ */
+int lfs_blockstore_heads(struct lfs_cid **out, size_t *out_n,
+			 struct lfs_blockstore *bs);
+int lfs_blockstore_set_head(struct lfs_blockstore *bs,
+			    const struct lfs_cid *car,
+			    const struct lfs_cid *parents, size_t nparents,
+			    bool durable);
+int lfs_blockstore_drop_head(struct lfs_blockstore *bs,
+			     const struct lfs_cid *car);
+
+/* fsync everything written with durable=false since the last sync. */
+int lfs_blockstore_sync(struct lfs_blockstore *bs);
+
+/* Drop in-memory blocks that were never persisted (after a failed txn). */
+void lfs_blockstore_forget_fresh(struct lfs_blockstore *bs);
+
+#endif

@@ -1,0 +1,1004 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "ledger.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "cbor.h"
+#include "cidmap.h"
+#include "dagjson.h"
+#include "merge.h"
+
+struct lfs_ledger {
+	struct lfs_blockstore *bs;
+	struct lfs_blocks blocks;
+	struct lfs_index ix;
+	char writer[LFS_WRITER_MAX + 1];
+	bool durable;
+	int64_t (*now_us)(void *ctx);
+	void *now_ctx;
+
+	pthread_mutex_t write_lock; /* one writer at a time */
+	pthread_mutex_t state_lock; /* guards the fields below */
+	struct lfs_cid *heads;      /* sorted by CID */
+	size_t nheads;
+	struct lfs_cid *head_cars; /* distinct CAR files holding the heads */
+	size_t nhead_cars;
+	struct lfs_cid root;
+	int64_t max_t; /* greatest t among the heads */
+};
+
+struct txn_op {
+	char *id;
+	json_t *doc; /* NULL: delete */
+};
+
+struct lfs_txn {
+	struct txn_op *ops;
+	size_t n, cap;
+};
+
+void lfs_ledger_opts_init(struct lfs_ledger_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->durable = true;
+}
+
+static int64_t real_now(void *ctx)
+{
+	(void)ctx;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- transactions ---- */
+
+static int check_id(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > LFS_INDEX_ID_MAX || !lfs_utf8_valid(id, n))
+		return -EINVAL;
+	return 0;
+}
+
+int lfs_txn_new(struct lfs_txn **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -ENOMEM;
+}
+
+void lfs_txn_free(struct lfs_txn *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->ops[i].id);
+		json_decref(t->ops[i].doc);
+	}
+	free(t->ops);
+	free(t);
+}
+
+size_t lfs_txn_count(const struct lfs_txn *t)
+{
+	return t->n;
+}
+
+static int txn_add(struct lfs_txn *t, const char *id, json_t *doc)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (!strcmp(t->ops[i].id, id)) {
+			json_decref(t->ops[i].doc);
+			t->ops[i].doc = doc;
+			return 0;
+		}
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 8;
+		void *p = realloc(t->ops, cap * sizeof(*t->ops));
+		if (!p) {
+			json_decref(doc);
+			return -ENOMEM;
+		}
+		t->ops = p;
+		t->cap = cap;
+	}
+	if (!(t->ops[t->n].id = strdup(id))) {
+		json_decref(doc);
+		return -ENOMEM;
+	}
+	t->ops[t->n++].doc = doc;
+	return 0;
+}
+
+int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc)
+{
+	int rc = check_id(id);
+	if (rc)
+		return rc;
+	if (!json_is_object(doc))
+		return -EINVAL;
+	json_t *given = json_object_get(doc, "_id");
+	if (given &&
+	    (!json_is_string(given) || strcmp(json_string_value(given), id)))
+		return -EINVAL;
+	json_t *copy = json_deep_copy(doc);
+	if (!copy)
+		return -ENOMEM;
+	json_object_del(copy, "_id");
+	return txn_add(t, id, copy);
+}
+
+int lfs_txn_delete(struct lfs_txn *t, const char *id)
+{
+	int rc = check_id(id);
+	return rc ? rc : txn_add(t, id, NULL);
+}
+
+/* ---- state ---- */
+
+struct lfs_blocks lfs_ledger_blocks(struct lfs_ledger *l)
+{
+	return l->blocks;
+}
+
+const struct lfs_index *lfs_ledger_index(struct lfs_ledger *l)
+{
+	return &l->ix;
+}
+
+struct lfs_blockstore *lfs_ledger_store(struct lfs_ledger *l)
+{
+	return l->bs;
+}
+
+void lfs_ledger_root(struct lfs_ledger *l, struct lfs_cid *out)
+{
+	pthread_mutex_lock(&l->state_lock);
+	*out = l->root;
+	pthread_mutex_unlock(&l->state_lock);
+}
+
+static int copy_cids(struct lfs_cid **out, size_t *n, const struct lfs_cid *src,
+		     size_t count)
+{
+	*out = malloc((count + 1) * sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, src, count * sizeof(*src));
+	*n = count;
+	return 0;
+}
+
+int lfs_ledger_heads(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
+{
+	pthread_mutex_lock(&l->state_lock);
+	int rc = copy_cids(out, n, l->heads, l->nheads);
+	pthread_mutex_unlock(&l->state_lock);
+	return rc;
+}
+
+int lfs_ledger_head_cars(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
+{
+	pthread_mutex_lock(&l->state_lock);
+	int rc = copy_cids(out, n, l->head_cars, l->nhead_cars);
+	pthread_mutex_unlock(&l->state_lock);
+	return rc;
+}
+
+static bool cid_in(const struct lfs_cid *set, size_t n, const struct lfs_cid *c)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lfs_cid_equal(&set[i], c))
+			return true;
+	return false;
+}
+
+/*
+ * Compute and publish the state for a reduced set of heads (takes ownership
+ * of heads). Caller holds write_lock.
+ */
+static int publish(struct lfs_ledger *l, struct lfs_cid *heads, size_t n)
+{
+	struct lfs_cid root, *cars = calloc(n + 1, sizeof(*cars));
+	size_t ncars = 0;
+	int64_t max_t = 0;
+	int rc = cars ? 0 : -ENOMEM;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct lfs_event ev;
+		struct lfs_cid car;
+		if ((rc = lfs_event_load(&ev, &a, &l->blocks, &heads[i])))
+			break;
+		if (i == 0 || ev.t > max_t)
+			max_t = ev.t;
+		if ((rc = lfs_blockstore_car_of(&car, l->bs, &heads[i])))
+			break;
+		if (!cid_in(cars, ncars, &car))
+			cars[ncars++] = car;
+	}
+	lfs_arena_release(&a);
+	if (!rc)
+		rc = lfs_merge_root(&root, &l->ix, &l->blocks, heads, n);
+	if (rc) {
+		free(cars);
+		free(heads);
+		return rc;
+	}
+	pthread_mutex_lock(&l->state_lock);
+	free(l->heads);
+	free(l->head_cars);
+	l->heads = heads;
+	l->nheads = n;
+	l->head_cars = cars;
+	l->nhead_cars = ncars;
+	l->root = root;
+	l->max_t = max_t;
+	pthread_mutex_unlock(&l->state_lock);
+	return 0;
+}
+
+/*
+ * Make the head records on disk name exactly the current head CARs: add the
+ * missing ones first, then drop the rest. Caller holds write_lock.
+ */
+static int sync_head_records(struct lfs_ledger *l, bool durable)
+{
+	struct lfs_cid *recs;
+	size_t nrecs;
+	int rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < l->nhead_cars && !rc; i++)
+		if (!cid_in(recs, nrecs, &l->head_cars[i]))
+			rc = lfs_blockstore_set_head(l->bs, &l->head_cars[i],
+						     recs, 0, durable);
+	for (size_t i = 0; i < nrecs && !rc; i++)
+		if (!cid_in(l->head_cars, l->nhead_cars, &recs[i]))
+			rc = lfs_blockstore_drop_head(l->bs, &recs[i]);
+	free(recs);
+	return rc;
+}
+
+int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
+		    const uint8_t key[LFS_KEY_BYTES],
+		    const struct lfs_ledger_opts *opts, bool create)
+{
+	struct lfs_ledger_opts defaults;
+	if (!opts) {
+		lfs_ledger_opts_init(&defaults);
+		opts = &defaults;
+	}
+	struct lfs_ledger *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	pthread_mutex_init(&l->write_lock, NULL);
+	pthread_mutex_init(&l->state_lock, NULL);
+	l->durable = opts->durable;
+	l->now_us = opts->now_us ? opts->now_us : real_now;
+	l->now_ctx = opts->now_ctx;
+	if (opts->writer) {
+		if (strlen(opts->writer) > LFS_WRITER_MAX) {
+			free(l);
+			return -EINVAL;
+		}
+		strcpy(l->writer, opts->writer);
+	} else {
+		uint8_t r[8];
+		randombytes_buf(r, sizeof(r));
+		sodium_bin2hex(l->writer, sizeof(l->writer), r, sizeof(r));
+	}
+	int rc =
+	    lfs_blockstore_open(&l->bs, dir, key, opts->cache_bytes, create);
+	if (rc) {
+		free(l);
+		return rc;
+	}
+	l->blocks = lfs_blockstore_blocks(l->bs);
+	uint8_t salt[LFS_SALT_BYTES];
+	static const char label[] = "ledgerfs index salt v1";
+	crypto_generichash(salt, sizeof(salt), (const uint8_t *)label,
+			   sizeof(label) - 1, key, LFS_KEY_BYTES);
+	lfs_index_init(&l->ix, l->blocks, salt);
+
+	struct lfs_cid *recs = NULL, *events = NULL;
+	size_t nrecs = 0, nev = 0;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	if ((rc = lfs_blockstore_heads(&recs, &nrecs, l->bs)))
+		goto fail;
+	for (size_t i = 0; i < nrecs && !rc; i++) {
+		struct lfs_car_root r;
+		if ((rc = lfs_blockstore_load(&r, &a, l->bs, &recs[i], false)))
+			break;
+		void *p =
+		    realloc(events, (nev + r.nhead + 1) * sizeof(*events));
+		if (!p) {
+			rc = -ENOMEM;
+			break;
+		}
+		events = p;
+		memcpy(events + nev, r.head, r.nhead * sizeof(*events));
+		nev += r.nhead;
+	}
+	if (rc)
+		goto fail;
+	int n = lfs_clock_reduce(&l->blocks, events, nev);
+	if (n < 0) {
+		rc = n;
+		goto fail;
+	}
+	if ((rc = publish(l, events, (size_t)n)))
+		goto fail_published;
+	events = NULL;
+	/* Drop records a crash left behind (superseded heads). */
+	if (nrecs != l->nhead_cars && (rc = sync_head_records(l, true)))
+		goto fail_published;
+	free(recs);
+	lfs_arena_release(&a);
+	*out = l;
+	return 0;
+fail:
+	free(events);
+fail_published:
+	free(recs);
+	lfs_arena_release(&a);
+	lfs_ledger_close(l);
+	return rc;
+}
+
+void lfs_ledger_close(struct lfs_ledger *l)
+{
+	if (!l)
+		return;
+	lfs_blockstore_sync(l->bs);
+	lfs_blockstore_free(l->bs);
+	free(l->heads);
+	free(l->head_cars);
+	pthread_mutex_destroy(&l->write_lock);
+	pthread_mutex_destroy(&l->state_lock);
+	free(l);
+}
+
+/* ---- reads ---- */
+
+int lfs_ledger_load_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
+			const char *id, json_t **out)
+{
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_DOC_MAX);
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_cbor *v;
+	json_t *j = NULL;
+	int rc = lfs_blocks_get(&l->blocks, &b, doc);
+	if (!rc && (rc = lfs_cbor_decode(&v, &a, b.data, b.len)) == 0 &&
+	    v->type != LFS_CBOR_MAP)
+		rc = -EBADMSG;
+	if (rc == -EPROTONOSUPPORT)
+		rc = -EBADMSG;
+	if (!rc)
+		rc = lfs_dagjson_from_cbor(&j, v);
+	if (!rc && id && json_object_set_new(j, "_id", json_string(id)))
+		rc = -ENOMEM;
+	if (rc)
+		json_decref(j);
+	else
+		*out = j;
+	lfs_arena_release(&a);
+	lfs_buf_release(&b);
+	return rc;
+}
+
+int lfs_ledger_get(struct lfs_ledger *l, const struct lfs_cid *root,
+		   const char *id, struct lfs_index_entry *out_entry,
+		   struct lfs_arena *a, json_t **out_doc)
+{
+	struct lfs_cid r;
+	if (root)
+		r = *root;
+	else
+		lfs_ledger_root(l, &r);
+	struct lfs_index_entry e;
+	int rc = lfs_index_get(&e, a, &l->ix, &r, id, strlen(id));
+	if (rc)
+		return rc;
+	if (out_doc && (rc = lfs_ledger_load_doc(l, &e.cur.doc, id, out_doc)))
+		return rc;
+	if (out_entry)
+		*out_entry = e;
+	return 0;
+}
+
+int lfs_ledger_event_root(struct lfs_ledger *l, const struct lfs_cid *event,
+			  struct lfs_cid *out)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_event ev;
+	int rc = lfs_event_load(&ev, &a, &l->blocks, event);
+	if (!rc)
+		*out = ev.root;
+	lfs_arena_release(&a);
+	return rc;
+}
+
+/* ---- commit ---- */
+
+/* The blocks a new CAR must carry: those not yet in any CAR file. */
+struct gather {
+	struct lfs_ledger *l;
+	struct lfs_cid *v;
+	size_t n, cap;
+	struct lfs_cidmap seen;
+	bool all; /* compaction: take persisted blocks too */
+};
+
+static int gather_add(struct gather *g, const struct lfs_cid *c)
+{
+	if (lfs_cidmap_get(&g->seen, c, NULL))
+		return 1;
+	if (lfs_cidmap_set(&g->seen, c, 0))
+		return -ENOMEM;
+	if (!g->all && lfs_blockstore_persisted(g->l->bs, c))
+		return 1;
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 64;
+		void *p = realloc(g->v, cap * sizeof(*g->v));
+		if (!p)
+			return -ENOMEM;
+		g->v = p;
+		g->cap = cap;
+	}
+	g->v[g->n++] = *c;
+	return 0;
+}
+
+static int gather_node(void *ctx, const struct lfs_cid *node)
+{
+	return gather_add(ctx, node);
+}
+
+static int gather_entry(void *ctx, const struct lfs_index_entry *e)
+{
+	int rc = gather_add(ctx, &e->cur.doc);
+	for (size_t i = 0; rc >= 0 && i < e->nconflicts; i++)
+		rc = gather_add(ctx, &e->conflicts[i].doc);
+	return rc < 0 ? rc : 0;
+}
+
+static void gather_release(struct gather *g)
+{
+	free(g->v);
+	lfs_cidmap_release(&g->seen);
+}
+
+static int encode_doc(struct lfs_cid *out, struct lfs_ledger *l,
+		      const json_t *doc)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_DOC_MAX);
+	struct lfs_cbor *v;
+	int rc = lfs_dagjson_to_cbor(&v, &a, doc);
+	if (!rc)
+		rc = lfs_cbor_encode(&b, v);
+	if (rc == -EFBIG || b.err == -EFBIG)
+		rc = -EFBIG;
+	if (!rc) {
+		lfs_cid_of(out, LFS_CODEC_DAG_CBOR, b.data, b.len);
+		rc = lfs_blocks_put(&l->blocks, out, b.data, b.len);
+	}
+	lfs_buf_release(&b);
+	lfs_arena_release(&a);
+	return rc;
+}
+
+static int txn_op_cmp(const void *x, const void *y)
+{
+	const struct txn_op *a = x, *b = y;
+	return strcmp(a->id, b->id);
+}
+
+/*
+ * Write one event with parents = current heads, the given ops applied to
+ * the current root. Caller holds write_lock.
+ */
+static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
+			 struct lfs_index_change *changes,
+			 struct lfs_cid *out_event)
+{
+	pthread_mutex_lock(&l->state_lock);
+	struct lfs_cid root = l->root;
+	int64_t max_t = l->max_t;
+	struct lfs_cid *parents, *parent_cars;
+	size_t np, npc;
+	int rc = copy_cids(&parents, &np, l->heads, l->nheads);
+	if (!rc &&
+	    (rc = copy_cids(&parent_cars, &npc, l->head_cars, l->nhead_cars)))
+		free(parents);
+	pthread_mutex_unlock(&l->state_lock);
+	if (rc)
+		return rc;
+
+	int64_t t = l->now_us(l->now_ctx);
+	if (np && t <= max_t)
+		t = max_t + 1;
+	for (size_t i = 0; i < nops; i++) {
+		if (!changes[i].entry)
+			continue;
+		struct lfs_index_entry *e =
+		    (struct lfs_index_entry *)changes[i].entry;
+		e->cur.t = t;
+	}
+	struct lfs_event ev = {.parents = parents,
+			       .nparents = np,
+			       .t = t,
+			       .writer = l->writer,
+			       .ops = ops,
+			       .nops = nops};
+	struct lfs_buf eb;
+	lfs_buf_init(&eb, 0);
+	struct gather g = {.l = l};
+	lfs_cidmap_init(&g.seen);
+	struct lfs_cid car, event;
+	if ((rc = lfs_index_apply(&ev.root, &l->ix, &root, changes, nops)) ||
+	    (rc = lfs_event_encode(&eb, &ev)))
+		goto out;
+	lfs_cid_of(&event, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
+	if ((rc = lfs_blocks_put(&l->blocks, &event, eb.data, eb.len)))
+		goto out;
+	if ((rc = gather_add(&g, &event)) < 0)
+		goto out;
+	for (size_t i = 0; i < nops; i++)
+		if (!ops[i].del && (rc = gather_add(&g, &ops[i].doc)) < 0)
+			goto out;
+	if ((rc = lfs_index_nodes(&l->ix, &ev.root, gather_node, NULL, &g)))
+		goto out;
+	struct lfs_car_root cr = {
+	    .cars = parent_cars, .ncars = npc, .head = &event, .nhead = 1};
+	if ((rc = lfs_blockstore_write_car(&car, l->bs, &cr, g.v, g.n,
+					   l->durable)) ||
+	    (rc = lfs_blockstore_set_head(l->bs, &car, parent_cars, npc,
+					  l->durable)))
+		goto out;
+	struct lfs_cid *h = malloc(sizeof(*h)), *hc = malloc(sizeof(*hc));
+	if (!h || !hc) {
+		free(h);
+		free(hc);
+		rc = -ENOMEM;
+		goto out;
+	}
+	*h = event;
+	*hc = car;
+	pthread_mutex_lock(&l->state_lock);
+	free(l->heads);
+	free(l->head_cars);
+	l->heads = h;
+	l->nheads = 1;
+	l->head_cars = hc;
+	l->nhead_cars = 1;
+	l->root = ev.root;
+	l->max_t = t;
+	pthread_mutex_unlock(&l->state_lock);
+	if (out_event)
+		*out_event = event;
+out:
+	gather_release(&g);
+	lfs_buf_release(&eb);
+	free(parents);
+	free(parent_cars);
+	return rc;
+}
+
+int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
+		      struct lfs_cid *out_event, bool *out_committed)
+{
+	if (out_committed)
+		*out_committed = false;
+	if (t->n > LFS_EVENT_MAX_OPS)
+		return -E2BIG;
+	if (t->n)
+		qsort(t->ops, t->n, sizeof(*t->ops), txn_op_cmp);
+	struct lfs_op *ops = calloc(t->n + 1, sizeof(*ops));
+	struct lfs_index_change *ch = calloc(t->n + 1, sizeof(*ch));
+	struct lfs_index_entry *ents = calloc(t->n + 1, sizeof(*ents));
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	int rc = ops && ch && ents ? 0 : -ENOMEM;
+	pthread_mutex_lock(&l->write_lock);
+	struct lfs_cid root;
+	lfs_ledger_root(l, &root);
+	size_t n = 0;
+	for (size_t i = 0; i < t->n && !rc; i++) {
+		struct lfs_op *op = &ops[n];
+		op->id = t->ops[i].id;
+		op->id_len = strlen(op->id);
+		op->del = !t->ops[i].doc;
+		if (!op->del && (rc = encode_doc(&op->doc, l, t->ops[i].doc)))
+			break;
+		struct lfs_index_entry cur;
+		rc = lfs_index_get(&cur, &a, &l->ix, &root, op->id, op->id_len);
+		if (rc && rc != -ENOENT)
+			break;
+		bool exists = rc == 0;
+		rc = 0;
+		if (op->del ? !exists
+			    : exists && !cur.nconflicts &&
+				  lfs_cid_equal(&cur.cur.doc, &op->doc))
+			continue; /* changes nothing */
+		ch[n].id = op->id;
+		ch[n].id_len = op->id_len;
+		if (!op->del) {
+			ents[n].id = op->id;
+			ents[n].id_len = op->id_len;
+			ents[n].cur.doc = op->doc;
+			ents[n].cur.writer = l->writer;
+			ch[n].entry = &ents[n];
+		}
+		n++;
+	}
+	if (!rc) {
+		pthread_mutex_lock(&l->state_lock);
+		size_t nheads = l->nheads;
+		struct lfs_cid head =
+		    nheads ? l->heads[0] : (struct lfs_cid){0};
+		pthread_mutex_unlock(&l->state_lock);
+		if (n == 0 && nheads <= 1) {
+			if (out_event && nheads)
+				*out_event = head;
+		} else {
+			rc = commit_locked(l, ops, n, ch, out_event);
+			if (!rc && out_committed)
+				*out_committed = true;
+		}
+	}
+	pthread_mutex_unlock(&l->write_lock);
+	lfs_arena_release(&a);
+	free(ops);
+	free(ch);
+	free(ents);
+	return rc;
+}
+
+int lfs_ledger_merge(struct lfs_ledger *l, struct lfs_cid *out_event,
+		     bool *out_committed)
+{
+	struct lfs_txn empty = {0};
+	return lfs_ledger_commit(l, &empty, out_event, out_committed);
+}
+
+int lfs_ledger_sync(struct lfs_ledger *l)
+{
+	return lfs_blockstore_sync(l->bs);
+}
+
+/* ---- replication ---- */
+
+int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
+		      const uint8_t *sealed, size_t len,
+		      struct lfs_cid *out_missing)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_car_root r;
+	pthread_mutex_lock(&l->write_lock);
+	int rc = lfs_blockstore_import(&r, &a, l->bs, car, sealed, len);
+	for (size_t i = 0; !rc && i < r.nhead; i++) {
+		struct lfs_event ev;
+		struct lfs_cid missing;
+		if ((rc = lfs_event_load(&ev, &a, &l->blocks, &r.head[i])))
+			break;
+		rc = lfs_clock_check_parents(&missing, &l->blocks, &ev);
+		if (rc == -ENOENT) {
+			rc = -EAGAIN;
+			if (out_missing) {
+				/* Name a parent CAR we lack, if we can. */
+				*out_missing = r.ncars ? r.cars[0] : *car;
+				for (size_t k = 0; k < r.ncars; k++)
+					if (!lfs_blockstore_has_car(
+						l->bs, &r.cars[k])) {
+						*out_missing = r.cars[k];
+						break;
+					}
+			}
+		}
+	}
+	if (rc == -EBADMSG)
+		lfs_blockstore_remove_car(l->bs, car); /* never applied */
+	if (!rc) {
+		pthread_mutex_lock(&l->state_lock);
+		size_t n = l->nheads + r.nhead;
+		struct lfs_cid *all = malloc((n + 1) * sizeof(*all));
+		if (all) {
+			memcpy(all, l->heads, l->nheads * sizeof(*all));
+			memcpy(all + l->nheads, r.head, r.nhead * sizeof(*all));
+		}
+		pthread_mutex_unlock(&l->state_lock);
+		int m = all ? lfs_clock_reduce(&l->blocks, all, n) : -ENOMEM;
+		if (m < 0) {
+			free(all);
+			rc = m;
+		} else if (!(rc = publish(l, all, (size_t)m))) {
+			rc = sync_head_records(l, l->durable);
+		}
+	}
+	pthread_mutex_unlock(&l->write_lock);
+	lfs_arena_release(&a);
+	return rc;
+}
+
+/* ---- compaction ---- */
+
+static int compact_event(void *ctx, const struct lfs_cid *cid,
+			 const struct lfs_event *ev)
+{
+	struct gather *g = ctx;
+	int rc = gather_add(g, cid);
+	for (size_t i = 0; rc >= 0 && i < ev->nops; i++)
+		if (!ev->ops[i].del)
+			rc = gather_add(g, &ev->ops[i].doc);
+	if (rc < 0)
+		return rc;
+	return lfs_index_nodes(&g->l->ix, &ev->root, gather_node, gather_entry,
+			       g);
+}
+
+int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
+{
+	pthread_mutex_lock(&l->write_lock);
+	struct lfs_cid *heads, *old_cars = NULL;
+	size_t nheads, nold = 0;
+	int rc = lfs_ledger_heads(l, &heads, &nheads);
+	if (rc) {
+		pthread_mutex_unlock(&l->write_lock);
+		return rc;
+	}
+	struct gather g = {.l = l, .all = true};
+	lfs_cidmap_init(&g.seen);
+	struct lfs_cid car, root;
+	lfs_ledger_root(l, &root);
+	if (nheads == 0) {
+		rc = -ENOENT; /* nothing to compact */
+		goto out;
+	}
+	if ((rc = lfs_clock_walk(&l->blocks, heads, nheads, compact_event, &g)))
+		goto out;
+	/* The merged state of several heads is part of the present too. */
+	if ((rc =
+		 lfs_index_nodes(&l->ix, &root, gather_node, gather_entry, &g)))
+		goto out;
+	struct lfs_car_root cr = {.head = heads, .nhead = nheads};
+	if ((rc = lfs_blockstore_write_compact(&car, l->bs, &cr, g.v, g.n)))
+		goto out;
+	if ((rc = lfs_blockstore_list_cars(&old_cars, &nold, l->bs)))
+		goto out;
+	struct lfs_cid *prev;
+	size_t nprev;
+	if ((rc = lfs_ledger_head_cars(l, &prev, &nprev)))
+		goto out;
+	rc = lfs_blockstore_set_head(l->bs, &car, prev, nprev, true);
+	free(prev);
+	if (rc)
+		goto out;
+	struct lfs_cid *hc = malloc(sizeof(*hc));
+	if (!hc) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	*hc = car;
+	pthread_mutex_lock(&l->state_lock);
+	free(l->head_cars);
+	l->head_cars = hc;
+	l->nhead_cars = 1;
+	pthread_mutex_unlock(&l->state_lock);
+	if ((rc = sync_head_records(l, true)))
+		goto out;
+	for (size_t i = 0; i < nold; i++)
+		if (!lfs_cid_equal(&old_cars[i], &car))
+			lfs_blockstore_remove_car(l->bs, &old_cars[i]);
+	if (out_car)
+		*out_car = car;
+out:
+	pthread_mutex_unlock(&l->write_lock);
+	gather_release(&g);
+	free(old_cars);
+	free(heads);
+	return rc;
+}
+
+/* ---- fsck ---- */
+
+struct fsck {
+	struct lfs_ledger *l;
+	lfs_ledger_report_fn report;
+	void *ctx;
+	int problems;
+};
+
+static void problem(struct fsck *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void problem(struct fsck *f, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	f->problems++;
+	if (f->report)
+		f->report(f->ctx, msg);
+}
+
+static const char *why(int rc)
+{
+	switch (rc) {
+	case -EBADMSG:
+		return "corrupt or not authentic";
+	case -ENOENT:
+		return "missing";
+	case -EPROTONOSUPPORT:
+		return "unsupported format";
+	default:
+		return strerror(-rc);
+	}
+}
+
+/* Recompute what an event's root should be, from its parents and ops. */
+static int expected_root(struct lfs_ledger *l, struct lfs_cid *out,
+			 const struct lfs_event *ev)
+{
+	struct lfs_cid base;
+	int rc = lfs_merge_root(&base, &l->ix, &l->blocks, ev->parents,
+				ev->nparents);
+	if (rc)
+		return rc;
+	struct lfs_index_change *ch = calloc(ev->nops + 1, sizeof(*ch));
+	struct lfs_index_entry *e = calloc(ev->nops + 1, sizeof(*e));
+	if (!ch || !e) {
+		free(ch);
+		free(e);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ev->nops; i++) {
+		ch[i].id = ev->ops[i].id;
+		ch[i].id_len = ev->ops[i].id_len;
+		if (ev->ops[i].del)
+			continue;
+		e[i].id = ev->ops[i].id;
+		e[i].id_len = ev->ops[i].id_len;
+		e[i].cur.doc = ev->ops[i].doc;
+		e[i].cur.t = ev->t;
+		e[i].cur.writer = ev->writer;
+		ch[i].entry = &e[i];
+	}
+	rc = lfs_index_apply(out, &l->ix, &base, ch, ev->nops);
+	free(ch);
+	free(e);
+	return rc;
+}
+
+static int fsck_event(void *ctx, const struct lfs_cid *cid,
+		      const struct lfs_event *ev)
+{
+	struct fsck *f = ctx;
+	char s[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(s, cid);
+	struct lfs_cid missing, want;
+	int rc = lfs_clock_check_parents(&missing, &f->l->blocks, ev);
+	if (rc == -ENOENT) {
+		char m[LFS_CID_STRLEN + 1];
+		lfs_cid_to_string(m, &missing);
+		problem(f, "event %s: parent %s is missing", s, m);
+		return 0;
+	}
+	if (rc == -EBADMSG) {
+		problem(f, "event %s: a parent is not older than it", s);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	rc = expected_root(f->l, &want, ev);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc)
+		problem(f, "event %s: cannot recompute its root: %s", s,
+			why(rc));
+	else if (!lfs_cid_equal(&want, &ev->root))
+		problem(f,
+			"event %s: its root does not follow from its "
+			"parents and operations",
+			s);
+	return 0;
+}
+
+static int fsck_entry(void *ctx, const struct lfs_index_entry *e)
+{
+	struct fsck *f = ctx;
+	json_t *doc;
+	int rc = lfs_ledger_load_doc(f->l, &e->cur.doc, NULL, &doc);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc)
+		problem(f, "document '%s': its block is %s", e->id, why(rc));
+	else
+		json_decref(doc);
+	for (size_t i = 0; i < e->nconflicts; i++) {
+		struct lfs_buf b;
+		lfs_buf_init(&b, LFS_DOC_MAX);
+		rc = lfs_blocks_get(&f->l->blocks, &b, &e->conflicts[i].doc);
+		lfs_buf_release(&b);
+		if (rc)
+			problem(f, "document '%s': a conflicting version is %s",
+				e->id, why(rc));
+	}
+	return 0;
+}
+
+int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
+		    void *ctx)
+{
+	struct fsck f = {.l = l, .report = report, .ctx = ctx};
+	struct lfs_cid *cars = NULL, *recs = NULL, *heads = NULL;
+	size_t ncars = 0, nrecs = 0, nheads = 0;
+	int rc = lfs_blockstore_list_cars(&cars, &ncars, l->bs);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < ncars; i++) {
+		int r = lfs_blockstore_verify_car(l->bs, &cars[i]);
+		if (r == -ENOMEM) {
+			rc = r;
+			goto out;
+		}
+		if (r) {
+			char s[LFS_CID_STRLEN + 1];
+			lfs_cid_to_string(s, &cars[i]);
+			problem(&f, "CAR file %s: %s", s, why(r));
+		}
+	}
+	if ((rc = lfs_blockstore_heads(&recs, &nrecs, l->bs)))
+		goto out;
+	for (size_t i = 0; i < nrecs; i++)
+		if (!cid_in(cars, ncars, &recs[i])) {
+			char s[LFS_CID_STRLEN + 1];
+			lfs_cid_to_string(s, &recs[i]);
+			problem(&f,
+				"head record %s: names a CAR file that is "
+				"missing",
+				s);
+		}
+	if ((rc = lfs_ledger_heads(l, &heads, &nheads)))
+		goto out;
+	rc = lfs_clock_walk(&l->blocks, heads, nheads, fsck_event, &f);
+	if (rc && rc != -ENOMEM) {
+		problem(&f, "history: cannot walk the clock: %s", why(rc));
+		rc = 0;
+	}
+	if (rc)
+		goto out;
+	struct lfs_cid root;
+	lfs_ledger_root(l, &root);
+	rc = lfs_index_check(&l->ix, &root, fsck_entry, &f);
+	if (rc && rc != -ENOMEM) {
+		problem(&f, "index: %s", why(rc));
+		rc = 0;
+	}
+out:
+	free(cars);
+	free(recs);
+	free(heads);
+	return rc ? rc : f.problems;
+}

@@ -1,0 +1,164 @@
+/*
+ * ledger: one document database — transactions, reads, history, merging,
+ * compaction and checking — over a blockstore directory.
+ *
+ * State. A ledger's state is its set of heads (events nothing names as a
+ * parent) and the index root they imply (lfs_merge_root). Readers take a
+ * copy of the root and read without locks; writers (commit, ingest,
+ * compact) are serialised by a mutex and publish a new state when done.
+ *
+ * Commit. A transaction of puts and deletes becomes one event whose
+ * parents are all current heads (so a commit also merges), one new CAR
+ * holding the event, the new document blocks and the index nodes that the
+ * CAR's parents don't already hold, and one head record. With
+ * opts.durable (the default) the CAR and the record are fsynced before
+ * commit returns; otherwise lfs_ledger_sync() makes them durable. Ops that
+ * change nothing are dropped; a transaction with nothing left commits
+ * nothing (and says so) unless there are several heads to merge.
+ *
+ * Documents. A document is a JSON object; its block is the DAG-CBOR of the
+ * object without "_id" (the id is the index key). Reads give it back with
+ * "_id" added. Ids: 1..LFS_INDEX_ID_MAX bytes of UTF-8, no NUL.
+ *
+ * Errors: 0 or a negative errno: -EINVAL bad id or document (not an
+ * object, "_id" that disagrees, a number JSON can't carry), -EFBIG document
+ * over LFS_DOC_MAX, -ENOENT no such document/event/CAR, -EBADMSG corrupt or
+ * unauthentic data, -EAGAIN an ingested CAR whose parents are not here yet,
+ * -ENOMEM, -EIO and file system errors.
+ */
+#ifndef LFS_LEDGER_H
+#define LFS_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "arena.h"
+#include "blockstore.h"
+#include "cid.h"
+#include "clock.h"
+#include "index.h"
+
+#define LFS_DOC_MAX ((size_t)16 << 20)
+
+struct lfs_ledger;
+
+struct lfs_ledger_opts {
+	size_t cache_bytes; /* 0: LFS_BLOCKSTORE_DEFAULT_CACHE */
+	bool durable;       /* fsync each commit before it returns */
+	const char *writer; /* this replica's id (copied); NULL: random */
+	/* Clock in microseconds since the epoch; NULL: the real clock. */
+	int64_t (*now_us)(void *ctx);
+	void *now_ctx;
+};
+
+/* Defaults: durable, real clock, default cache, random writer. */
+void lfs_ledger_opts_init(struct lfs_ledger_opts *o);
+
+/*
+ * Open the ledger stored in dir (creating it when create is set) with its
+ * 32-byte key. Loads the head CARs; older ones load when needed.
+ */
+int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
+		    const uint8_t key[LFS_KEY_BYTES],
+		    const struct lfs_ledger_opts *opts, bool create);
+void lfs_ledger_close(struct lfs_ledger *l);
+
+/* ---- transactions ---- */
+
+struct lfs_txn;
+
+int lfs_txn_new(struct lfs_txn **out);
+void lfs_txn_free(struct lfs_txn *t);
+
+/*
+ * Add a put of a JSON object (the txn keeps its own copy) or a delete.
+ * Validates the id and the document; a later op on the same id replaces an
+ * earlier one.
+ */
+int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc);
+int lfs_txn_delete(struct lfs_txn *t, const char *id);
+size_t lfs_txn_count(const struct lfs_txn *t);
+
+/*
+ * Commit. *out_event (may be NULL) receives the new event; *out_committed
+ * (may be NULL) is false when nothing needed committing.
+ */
+int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
+		      struct lfs_cid *out_event, bool *out_committed);
+
+/* Merge several heads into one with an event that changes no document. */
+int lfs_ledger_merge(struct lfs_ledger *l, struct lfs_cid *out_event,
+		     bool *out_committed);
+
+/* fsync what non-durable commits wrote. */
+int lfs_ledger_sync(struct lfs_ledger *l);
+
+/* ---- state and reads ---- */
+
+/* The current index root. */
+void lfs_ledger_root(struct lfs_ledger *l, struct lfs_cid *out);
+
+/* The current heads (malloc'd; free it), sorted by CID. */
+int lfs_ledger_heads(struct lfs_ledger *l, struct lfs_cid **out, size_t *n);
+
+/* The blocks and index views, for walking history and diffs. */
+struct lfs_blocks lfs_ledger_blocks(struct lfs_ledger *l);
+const struct lfs_index *lfs_ledger_index(struct lfs_ledger *l);
+struct lfs_blockstore *lfs_ledger_store(struct lfs_ledger *l);
+
+/*
+ * Look up id under root (NULL: current). *out_entry's strings are in a.
+ * With out_doc not NULL, also load the document as JSON with "_id".
+ */
+int lfs_ledger_get(struct lfs_ledger *l, const struct lfs_cid *root,
+		   const char *id, struct lfs_index_entry *out_entry,
+		   struct lfs_arena *a, json_t **out_doc);
+
+/* Load a document block as JSON, adding "_id": id when id is not NULL. */
+int lfs_ledger_load_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
+			const char *id, json_t **out);
+
+/* The root recorded by an event (a snapshot's root). */
+int lfs_ledger_event_root(struct lfs_ledger *l, const struct lfs_cid *event,
+			  struct lfs_cid *out);
+
+/* ---- replication ---- */
+
+/*
+ * Take a sealed CAR from another replica (named car): verify it, store it,
+ * and move the heads forward. -EAGAIN when it names a parent CAR this
+ * replica does not hold yet (*out_missing, if not NULL, names one); the
+ * verified file is kept, and ingesting it again after the parent works.
+ */
+int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
+		      const uint8_t *sealed, size_t len,
+		      struct lfs_cid *out_missing);
+
+/* The CAR files holding the current heads (malloc'd; free it). */
+int lfs_ledger_head_cars(struct lfs_ledger *l, struct lfs_cid **out, size_t *n);
+
+/* ---- maintenance ---- */
+
+/*
+ * Write one CAR holding every block of the history (events, every index
+ * node any event's root uses, every document version), make it the only
+ * head record, and remove the other local CAR files.
+ */
+int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car);
+
+/*
+ * Check everything: every CAR file (name, authentication, block hashes,
+ * root block), every event (shape, parents present and older, and that its
+ * root is what its parents and ops give), every index node of the current
+ * root and every document it names. report is called once per problem
+ * with a message naming the object; returns the number of problems (>= 0)
+ * or a negative error when the check itself could not run.
+ */
+typedef void (*lfs_ledger_report_fn)(void *ctx, const char *what);
+int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
+		    void *ctx);
+
+#endif

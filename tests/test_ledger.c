@@ -1,0 +1,724 @@
+/*
+ * Tests of the ledger engine: transactions and reads, persistence, history,
+ * replicas exchanging CAR files in random orders (convergence, no lost
+ * writes), crashes at random points, hostile CAR files, compaction.
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "blockstore.h"
+#include "car.h"
+#include "cbor.h"
+#include "envelope.h"
+#include "ledger.h"
+
+static uint8_t key[LFS_KEY_BYTES];
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/lfs-ledger-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static char *replica_dir(int i)
+{
+	static char p[8][300];
+	snprintf(p[i], sizeof(p[i]), "%s/r%d", tmpdir, i);
+	return p[i];
+}
+
+struct fake_clock {
+	int64_t now;
+};
+
+static int64_t fake_now(void *ctx)
+{
+	struct fake_clock *c = ctx;
+	return c->now += 1 + rand() % 1000;
+}
+
+static struct lfs_ledger *open_replica(int i, struct fake_clock *clk)
+{
+	struct lfs_ledger_opts o;
+	lfs_ledger_opts_init(&o);
+	char w[16];
+	snprintf(w, sizeof(w), "writer%d", i);
+	o.writer = w;
+	o.durable = false;
+	if (clk) {
+		o.now_us = fake_now;
+		o.now_ctx = clk;
+	}
+	struct lfs_ledger *l;
+	ck_assert_int_eq(lfs_ledger_open(&l, replica_dir(i), key, &o, true), 0);
+	return l;
+}
+
+static void put_json(struct lfs_ledger *l, const char *id, const char *text)
+{
+	json_error_t err;
+	json_t *doc = json_loads(text, 0, &err);
+	ck_assert_ptr_nonnull(doc);
+	struct lfs_txn *t;
+	ck_assert_int_eq(lfs_txn_new(&t), 0);
+	ck_assert_int_eq(lfs_txn_put(t, id, doc), 0);
+	ck_assert_int_eq(lfs_ledger_commit(l, t, NULL, NULL), 0);
+	lfs_txn_free(t);
+	json_decref(doc);
+}
+
+/* The document's "v" field, or -1 when absent. */
+static long get_v(struct lfs_ledger *l, const struct lfs_cid *root,
+		  const char *id)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	json_t *doc = NULL;
+	int rc = lfs_ledger_get(l, root, id, NULL, &a, &doc);
+	lfs_arena_release(&a);
+	if (rc == -ENOENT)
+		return -1;
+	ck_assert_int_eq(rc, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "_id")), id);
+	long v = (long)json_integer_value(json_object_get(doc, "v"));
+	json_decref(doc);
+	return v;
+}
+
+START_TEST(put_get_delete_reopen)
+{
+	make_tmpdir();
+	struct lfs_ledger *l = open_replica(0, NULL);
+	ck_assert_int_eq(get_v(l, NULL, "a"), -1);
+	put_json(l, "a", "{\"v\": 1, \"f\": 1.0, \"s\": \"x\"}");
+	put_json(l, "b", "{\"v\": 2, \"_id\": \"b\"}");
+	ck_assert_int_eq(get_v(l, NULL, "a"), 1);
+	ck_assert_int_eq(get_v(l, NULL, "b"), 2);
+
+	/* Invalid documents are refused and change nothing. */
+	struct lfs_txn *t;
+	ck_assert_int_eq(lfs_txn_new(&t), 0);
+	json_t *wrong = json_pack("{s:s}", "_id", "other");
+	ck_assert_int_eq(lfs_txn_put(t, "a", wrong), -EINVAL);
+	json_t *arr = json_array();
+	ck_assert_int_eq(lfs_txn_put(t, "a", arr), -EINVAL);
+	ck_assert_int_eq(lfs_txn_put(t, "", json_object()), -EINVAL);
+	json_decref(wrong);
+	json_decref(arr);
+
+	/* A put of the same content commits nothing. */
+	struct lfs_cid head, head2;
+	bool committed = true;
+	json_t *same = json_pack("{s:i}", "v", 2);
+	ck_assert_int_eq(lfs_txn_put(t, "b", same), 0);
+	json_decref(same);
+	ck_assert_int_eq(lfs_ledger_commit(l, t, &head, &committed), 0);
+	ck_assert(!committed);
+	lfs_txn_free(t);
+
+	/* Delete, then read an old state through its event. */
+	ck_assert_int_eq(lfs_txn_new(&t), 0);
+	ck_assert_int_eq(lfs_txn_delete(t, "a"), 0);
+	ck_assert_int_eq(lfs_ledger_commit(l, t, &head2, &committed), 0);
+	ck_assert(committed);
+	lfs_txn_free(t);
+	ck_assert_int_eq(get_v(l, NULL, "a"), -1);
+	struct lfs_cid old_root;
+	ck_assert_int_eq(lfs_ledger_event_root(l, &head, &old_root), 0);
+	ck_assert_int_eq(get_v(l, &old_root, "a"), 1);
+
+	/* Floats stay floats. */
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	json_t *doc;
+	ck_assert_int_eq(lfs_ledger_get(l, &old_root, "a", NULL, &a, &doc), 0);
+	ck_assert(json_is_real(json_object_get(doc, "f")));
+	ck_assert(json_is_integer(json_object_get(doc, "v")));
+	json_decref(doc);
+	lfs_arena_release(&a);
+
+	struct lfs_cid root;
+	lfs_ledger_root(l, &root);
+	lfs_ledger_close(l);
+
+	l = open_replica(0, NULL);
+	struct lfs_cid root2;
+	lfs_ledger_root(l, &root2);
+	ck_assert(lfs_cid_equal(&root, &root2));
+	ck_assert_int_eq(get_v(l, NULL, "b"), 2);
+	ck_assert_int_eq(get_v(l, NULL, "a"), -1);
+	ck_assert_int_eq(lfs_ledger_fsck(l, NULL, NULL), 0);
+	lfs_ledger_close(l);
+	remove_tmpdir();
+}
+END_TEST
+
+/* ---- replicas ---- */
+
+#define NREP 3
+#define NIDS 12
+
+static struct lfs_ledger *rep[NREP];
+
+/* Copy CAR `car` from replica `from` into replica `to`, parents first. */
+static void deliver(int from, int to, const struct lfs_cid *car, int depth)
+{
+	ck_assert_int_lt(depth, 10000);
+	struct lfs_blockstore *src = lfs_ledger_store(rep[from]);
+	if (lfs_blockstore_has_car(lfs_ledger_store(rep[to]), car))
+		return;
+	uint8_t *bytes;
+	size_t len;
+	ck_assert_int_eq(lfs_blockstore_read_car(&bytes, &len, src, car), 0);
+	for (;;) {
+		struct lfs_cid missing;
+		int rc = lfs_ledger_ingest(rep[to], car, bytes, len, &missing);
+		if (rc != -EAGAIN) {
+			ck_assert_int_eq(rc, 0);
+			break;
+		}
+		ck_assert(lfs_blockstore_has_car(src, &missing));
+		deliver(from, to, &missing, depth + 1);
+	}
+	free(bytes);
+}
+
+/* Send every head CAR of `from` to `to`. */
+static void sync_pair(int from, int to)
+{
+	struct lfs_cid *cars;
+	size_t n;
+	ck_assert_int_eq(lfs_ledger_head_cars(rep[from], &cars, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		deliver(from, to, &cars[i], 0);
+	free(cars);
+}
+
+static void sync_all(void)
+{
+	for (int round = 0; round < 2; round++)
+		for (int a = 0; a < NREP; a++)
+			for (int b = 0; b < NREP; b++)
+				if (a != b)
+					sync_pair(a, b);
+}
+
+static void assert_converged(void)
+{
+	struct lfs_cid r0, r;
+	lfs_ledger_root(rep[0], &r0);
+	for (int i = 1; i < NREP; i++) {
+		lfs_ledger_root(rep[i], &r);
+		ck_assert_msg(lfs_cid_equal(&r0, &r),
+			      "replica %d differs from replica 0", i);
+	}
+}
+
+/* Is a version (value v written by writer w) current or a conflict? */
+static bool version_kept(struct lfs_ledger *l, const char *id, long v)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_index_entry e;
+	json_t *doc;
+	bool kept = false;
+	if (lfs_ledger_get(l, NULL, id, &e, &a, &doc) == 0) {
+		kept = json_integer_value(json_object_get(doc, "v")) == v;
+		json_decref(doc);
+		for (size_t i = 0; !kept && i < e.nconflicts; i++) {
+			json_t *c;
+			ck_assert_int_eq(
+			    lfs_ledger_load_doc(l, &e.conflicts[i].doc, id, &c),
+			    0);
+			kept = json_integer_value(json_object_get(c, "v")) == v;
+			json_decref(c);
+		}
+	}
+	lfs_arena_release(&a);
+	return kept;
+}
+
+START_TEST(replicas_converge)
+{
+	make_tmpdir();
+	struct fake_clock clk[NREP];
+	for (int i = 0; i < NREP; i++) {
+		clk[i].now = 1000000 * (i + 1); /* skewed clocks */
+		rep[i] = open_replica(i, &clk[i]);
+	}
+	srand(7 + (unsigned)_i);
+	long counter = 0;
+	for (int round = 0; round < 6; round++) {
+		/* Offline phase: every replica writes, some ids collide. The
+		 * last value each replica wrote to each id must survive. */
+		long last[NREP][NIDS];
+		for (int r = 0; r < NREP; r++)
+			for (int k = 0; k < NIDS; k++)
+				last[r][k] = -1;
+		for (int step = 0; step < 30; step++) {
+			int r = rand() % NREP, k = rand() % NIDS;
+			char id[16], body[64];
+			snprintf(id, sizeof(id), "doc%d", k);
+			if (rand() % 6 == 0) {
+				struct lfs_txn *t;
+				ck_assert_int_eq(lfs_txn_new(&t), 0);
+				ck_assert_int_eq(lfs_txn_delete(t, id), 0);
+				ck_assert_int_eq(
+				    lfs_ledger_commit(rep[r], t, NULL, NULL),
+				    0);
+				lfs_txn_free(t);
+				last[r][k] = -1;
+			} else {
+				long v = ++counter;
+				snprintf(body, sizeof(body), "{\"v\": %ld}", v);
+				put_json(rep[r], id, body);
+				last[r][k] = v;
+			}
+			/* Random partial exchanges make criss-cross
+			 * histories. */
+			if (rand() % 5 == 0) {
+				int a = rand() % NREP, b = rand() % NREP;
+				if (a != b)
+					sync_pair(a, b);
+				for (int kk = 0; kk < NIDS; kk++)
+					if (a != b)
+						last[a][kk] = -1;
+			}
+		}
+		sync_all();
+		assert_converged();
+		if (getenv("LFS_TEST_VERBOSE")) {
+			struct lfs_cid *h;
+			size_t nh;
+			ck_assert_int_eq(lfs_ledger_heads(rep[0], &h, &nh), 0);
+			free(h);
+			int nconf = 0;
+			for (int k = 0; k < NIDS; k++) {
+				char id[16];
+				snprintf(id, sizeof(id), "doc%d", k);
+				struct lfs_arena a;
+				lfs_arena_init(&a, 0);
+				struct lfs_index_entry e;
+				if (!lfs_ledger_get(rep[0], NULL, id, &e, &a,
+						    NULL))
+					nconf += (int)e.nconflicts;
+				lfs_arena_release(&a);
+			}
+			fprintf(stderr, "round %d: %zu heads, %d conflicts\n",
+				round, nh, nconf);
+		}
+		for (int r = 0; r < NREP; r++)
+			for (int k = 0; k < NIDS; k++) {
+				char id[16];
+				snprintf(id, sizeof(id), "doc%d", k);
+				if (last[r][k] >= 0)
+					ck_assert_msg(
+					    version_kept(rep[0], id,
+							 last[r][k]),
+					    "round %d: %s v%ld by replica "
+					    "%d was lost",
+					    round, id, last[r][k], r);
+			}
+		/* One replica merges; everyone gets one head again. */
+		bool committed;
+		ck_assert_int_eq(
+		    lfs_ledger_merge(rep[round % NREP], NULL, &committed), 0);
+		sync_all();
+		assert_converged();
+		for (int r = 0; r < NREP; r++) {
+			struct lfs_cid *h;
+			size_t n;
+			ck_assert_int_eq(lfs_ledger_heads(rep[r], &h, &n), 0);
+			ck_assert_uint_eq(n, 1);
+			free(h);
+		}
+	}
+	for (int i = 0; i < NREP; i++) {
+		ck_assert_int_eq(lfs_ledger_fsck(rep[i], NULL, NULL), 0);
+		lfs_ledger_close(rep[i]);
+	}
+	/* Reopened replicas still agree. */
+	for (int i = 0; i < NREP; i++)
+		rep[i] = open_replica(i, &clk[i]);
+	assert_converged();
+	for (int i = 0; i < NREP; i++)
+		lfs_ledger_close(rep[i]);
+	remove_tmpdir();
+}
+END_TEST
+
+/* Concurrent edit vs delete: the edit wins; concurrent edits: both kept. */
+START_TEST(edit_beats_delete)
+{
+	make_tmpdir();
+	struct fake_clock clk[2] = {{1000}, {5000}};
+	rep[0] = open_replica(0, &clk[0]);
+	rep[1] = open_replica(1, &clk[1]);
+	put_json(rep[0], "x", "{\"v\": 1}");
+	put_json(rep[0], "y", "{\"v\": 1}");
+	sync_pair(0, 1);
+	/* 0 deletes x, 1 edits x; both edit y. */
+	struct lfs_txn *t;
+	ck_assert_int_eq(lfs_txn_new(&t), 0);
+	ck_assert_int_eq(lfs_txn_delete(t, "x"), 0);
+	ck_assert_int_eq(lfs_ledger_commit(rep[0], t, NULL, NULL), 0);
+	lfs_txn_free(t);
+	put_json(rep[1], "x", "{\"v\": 2}");
+	put_json(rep[0], "y", "{\"v\": 10}");
+	put_json(rep[1], "y", "{\"v\": 20}");
+	sync_pair(0, 1);
+	sync_pair(1, 0);
+	struct lfs_cid r0, r1;
+	lfs_ledger_root(rep[0], &r0);
+	lfs_ledger_root(rep[1], &r1);
+	ck_assert(lfs_cid_equal(&r0, &r1));
+	ck_assert_int_eq(get_v(rep[0], NULL, "x"), 2);
+	/* Writer 1's clock is ahead: its y wins, writer 0's is a conflict. */
+	ck_assert_int_eq(get_v(rep[0], NULL, "y"), 20);
+	ck_assert(version_kept(rep[0], "y", 10));
+	/* Writing y again resolves the conflict. */
+	put_json(rep[0], "y", "{\"v\": 30}");
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_index_entry e;
+	ck_assert_int_eq(lfs_ledger_get(rep[0], NULL, "y", &e, &a, NULL), 0);
+	ck_assert_uint_eq(e.nconflicts, 0);
+	lfs_arena_release(&a);
+	lfs_ledger_close(rep[0]);
+	lfs_ledger_close(rep[1]);
+	remove_tmpdir();
+}
+END_TEST
+
+/* ---- hostile input ---- */
+
+/* Seal a CAR holding root block {cars, head:[event]} plus extra blocks. */
+static void seal_car(struct lfs_buf *out, struct lfs_cid *name,
+		     const uint8_t *k, const struct lfs_cid *event,
+		     const uint8_t *evbytes, size_t evlen)
+{
+	struct lfs_buf rb, plain;
+	lfs_buf_init(&rb, 0);
+	lfs_buf_init(&plain, 0);
+	lfs_cbor_put_head(&rb, 5, 2);
+	lfs_cbor_put_string(&rb, "cars", 4);
+	lfs_cbor_put_head(&rb, 4, 0);
+	lfs_cbor_put_string(&rb, "head", 4);
+	lfs_cbor_put_head(&rb, 4, 1);
+	lfs_cbor_put_link(&rb, event);
+	struct lfs_cid rc;
+	lfs_cid_of(&rc, LFS_CODEC_DAG_CBOR, rb.data, rb.len);
+	ck_assert_int_eq(lfs_car_write_header(&plain, &rc, 1), 0);
+	ck_assert_int_eq(lfs_car_write_block(&plain, &rc, rb.data, rb.len), 0);
+	if (evbytes)
+		ck_assert_int_eq(
+		    lfs_car_write_block(&plain, event, evbytes, evlen), 0);
+	ck_assert_int_eq(
+	    lfs_envelope_seal(out, name, k, plain.data, plain.len, 0), 0);
+	lfs_buf_release(&rb);
+	lfs_buf_release(&plain);
+}
+
+START_TEST(hostile_cars)
+{
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	put_json(rep[0], "a", "{\"v\": 1}");
+	struct lfs_cid root_before;
+	lfs_ledger_root(rep[0], &root_before);
+	struct lfs_buf s;
+	lfs_buf_init(&s, 0);
+	struct lfs_cid name, ev, missing;
+
+	/* 1. Bytes that don't match their name. */
+	uint8_t junk[100] = {1, 2, 3};
+	lfs_cid_of(&name, LFS_CODEC_RAW, "other", 5);
+	ck_assert_int_eq(
+	    lfs_ledger_ingest(rep[0], &name, junk, sizeof(junk), &missing),
+	    -EBADMSG);
+
+	/* 2. A CAR sealed with another key. */
+	uint8_t other[LFS_KEY_BYTES];
+	memset(other, 7, sizeof(other));
+	uint8_t evb[] = {0xa0}; /* {} : not an event */
+	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, evb, 1);
+	seal_car(&s, &name, other, &ev, evb, 1);
+	ck_assert_int_eq(
+	    lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+	    -EBADMSG);
+
+	/* 3. The right key, but the event is malformed. */
+	lfs_buf_reset(&s);
+	seal_car(&s, &name, key, &ev, evb, 1);
+	ck_assert_int_eq(
+	    lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+	    -EBADMSG);
+	ck_assert(!lfs_blockstore_has_car(lfs_ledger_store(rep[0]), &name));
+
+	/* 4. A CAR whose root names an event it doesn't hold. */
+	lfs_buf_reset(&s);
+	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, "absent", 6);
+	seal_car(&s, &name, key, &ev, NULL, 0);
+	int rc = lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing);
+	ck_assert(rc == -ENOENT || rc == -EBADMSG);
+
+	/* 5. A valid event whose parent is nowhere: -EAGAIN, not applied. */
+	struct lfs_cid fake_parent;
+	lfs_cid_of(&fake_parent, LFS_CODEC_DAG_CBOR, "p", 1);
+	struct lfs_event e = {.parents = &fake_parent,
+			      .nparents = 1,
+			      .t = 5,
+			      .writer = "evil",
+			      .root = root_before};
+	struct lfs_buf eb;
+	lfs_buf_init(&eb, 0);
+	ck_assert_int_eq(lfs_event_encode(&eb, &e), 0);
+	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
+	lfs_buf_reset(&s);
+	seal_car(&s, &name, key, &ev, eb.data, eb.len);
+	ck_assert_int_eq(
+	    lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing), -EAGAIN);
+
+	/* 6. An event older than its parent (clock going backwards). */
+	struct lfs_cid *heads;
+	size_t nh;
+	ck_assert_int_eq(lfs_ledger_heads(rep[0], &heads, &nh), 0);
+	e.parents = heads;
+	e.t = 1; /* the real head is far in the future of 1 µs */
+	lfs_buf_reset(&eb);
+	ck_assert_int_eq(lfs_event_encode(&eb, &e), 0);
+	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
+	lfs_buf_reset(&s);
+	seal_car(&s, &name, key, &ev, eb.data, eb.len);
+	ck_assert_int_eq(
+	    lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+	    -EBADMSG);
+	free(heads);
+
+	/* Nothing was applied; the ledger still works. */
+	struct lfs_cid root_after;
+	lfs_ledger_root(rep[0], &root_after);
+	ck_assert(lfs_cid_equal(&root_before, &root_after));
+	put_json(rep[0], "b", "{\"v\": 2}");
+	ck_assert_int_eq(get_v(rep[0], NULL, "b"), 2);
+	lfs_buf_release(&eb);
+	lfs_buf_release(&s);
+	lfs_ledger_close(rep[0]);
+	remove_tmpdir();
+}
+END_TEST
+
+/* ---- crashes ---- */
+
+START_TEST(crash_at_random_points)
+{
+	make_tmpdir();
+	for (int trial = 0; trial < 12; trial++) {
+		char dir[300];
+		snprintf(dir, sizeof(dir), "%s/crash%d", tmpdir, trial);
+		int fds[2];
+		ck_assert_int_eq(pipe(fds), 0);
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			close(fds[0]);
+			struct lfs_ledger *l;
+			struct lfs_ledger_opts o;
+			lfs_ledger_opts_init(&o);
+			o.writer = "crasher";
+			if (lfs_ledger_open(&l, dir, key, &o, true))
+				_exit(2);
+			for (long i = 0;; i++) {
+				char id[16], body[32];
+				snprintf(id, sizeof(id), "k%ld", i % 20);
+				snprintf(body, sizeof(body), "{\"v\": %ld}", i);
+				json_t *doc = json_loads(body, 0, NULL);
+				struct lfs_txn *t;
+				lfs_txn_new(&t);
+				lfs_txn_put(t, id, doc);
+				json_decref(doc);
+				if (lfs_ledger_commit(l, t, NULL, NULL))
+					_exit(3);
+				lfs_txn_free(t);
+				/* Durable now: tell the parent. */
+				if (write(fds[1], &i, sizeof(i)) != sizeof(i))
+					_exit(4);
+			}
+		}
+		close(fds[1]);
+		usleep(20000 + (unsigned)(rand() % 200000));
+		kill(pid, SIGKILL);
+		int status;
+		waitpid(pid, &status, 0);
+		long last = -1, i;
+		while (read(fds[0], &i, sizeof(i)) == sizeof(i))
+			last = i;
+		close(fds[0]);
+		ck_assert_int_ge(last, 0);
+
+		struct lfs_ledger *l;
+		ck_assert_int_eq(lfs_ledger_open(&l, dir, key, NULL, false), 0);
+		ck_assert_int_eq(lfs_ledger_fsck(l, NULL, NULL), 0);
+		/* Every acknowledged commit is there (or a newer one). */
+		for (long k = 0; k < 20 && k <= last; k++) {
+			char id[16];
+			snprintf(id, sizeof(id), "k%ld", k);
+			long want = last - ((last - k) % 20);
+			long got = get_v(l, NULL, id);
+			ck_assert_msg(got >= want, "trial %d: %s has %ld < %ld",
+				      trial, id, got, want);
+		}
+		lfs_ledger_close(l);
+	}
+	remove_tmpdir();
+}
+END_TEST
+
+/* ---- compaction ---- */
+
+static int count_files(const char *dir)
+{
+	char cmd[800];
+	snprintf(cmd, sizeof(cmd), "ls '%s' | grep -c '^b' > %s/count", dir,
+		 tmpdir);
+	if (system(cmd) < 0)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "%s/count", tmpdir);
+	FILE *f = fopen(cmd, "r");
+	int n = -1;
+	if (f) {
+		if (fscanf(f, "%d", &n) != 1)
+			n = -1;
+		fclose(f);
+	}
+	return n;
+}
+
+START_TEST(compaction)
+{
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	struct lfs_cid first_event;
+	for (int i = 0; i < 60; i++) {
+		char id[16], body[32];
+		snprintf(id, sizeof(id), "d%d", i % 25);
+		snprintf(body, sizeof(body), "{\"v\": %d}", i);
+		put_json(rep[0], id, body);
+		if (i == 0) {
+			struct lfs_cid *h;
+			size_t n;
+			ck_assert_int_eq(lfs_ledger_heads(rep[0], &h, &n), 0);
+			first_event = h[0];
+			free(h);
+		}
+	}
+	struct lfs_cid root, car;
+	lfs_ledger_root(rep[0], &root);
+	ck_assert_int_eq(lfs_ledger_compact(rep[0], &car), 0);
+	char cars[400];
+	snprintf(cars, sizeof(cars), "%s/car", replica_dir(0));
+	ck_assert_int_eq(count_files(cars), 1);
+	lfs_ledger_close(rep[0]);
+
+	rep[0] = open_replica(0, NULL);
+	struct lfs_cid root2, old_root;
+	lfs_ledger_root(rep[0], &root2);
+	ck_assert(lfs_cid_equal(&root, &root2));
+	for (int i = 0; i < 25; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "d%d", i);
+		ck_assert_int_eq(get_v(rep[0], NULL, id),
+				 i + (i < 10 ? 50 : 25));
+	}
+	/* History survives compaction. */
+	ck_assert_int_eq(lfs_ledger_event_root(rep[0], &first_event, &old_root),
+			 0);
+	ck_assert_int_eq(get_v(rep[0], &old_root, "d0"), 0);
+	ck_assert_int_eq(get_v(rep[0], &old_root, "d1"), -1);
+	ck_assert_int_eq(lfs_ledger_fsck(rep[0], NULL, NULL), 0);
+	/* And writing continues. */
+	put_json(rep[0], "after", "{\"v\": 99}");
+	ck_assert_int_eq(get_v(rep[0], NULL, "after"), 99);
+	lfs_ledger_close(rep[0]);
+	remove_tmpdir();
+}
+END_TEST
+
+struct problems {
+	int n;
+	char first[512];
+};
+
+static void note_problem(void *ctx, const char *what)
+{
+	struct problems *p = ctx;
+	if (!p->n++)
+		snprintf(p->first, sizeof(p->first), "%s", what);
+}
+
+START_TEST(fsck_names_tampered_file)
+{
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	put_json(rep[0], "a", "{\"v\": 1}");
+	put_json(rep[0], "b", "{\"v\": 2}");
+	struct lfs_cid *cars;
+	size_t n;
+	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &cars, &n), 0);
+	char s[LFS_CID_STRLEN + 1], path[512];
+	lfs_cid_to_string(s, &cars[0]);
+	snprintf(path, sizeof(path), "%s/car/%s", replica_dir(0), s);
+	FILE *f = fopen(path, "r+");
+	ck_assert_ptr_nonnull(f);
+	fseek(f, 40, SEEK_SET);
+	int c = fgetc(f);
+	fseek(f, 40, SEEK_SET);
+	fputc(c ^ 0x20, f);
+	fclose(f);
+	struct problems p = {0};
+	ck_assert_int_ge(lfs_ledger_fsck(rep[0], note_problem, &p), 1);
+	ck_assert_ptr_nonnull(strstr(p.first, s));
+	free(cars);
+	lfs_ledger_close(rep[0]);
+	remove_tmpdir();
+}
+END_TEST
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	randombytes_buf(key, sizeof(key));
+	Suite *s = suite_create("ledger");
+	TCase *t = tcase_create("core");
+	tcase_set_timeout(t, 300);
+	tcase_add_test(t, put_get_delete_reopen);
+	tcase_add_loop_test(t, replicas_converge, 0, 3);
+	tcase_add_test(t, edit_beats_delete);
+	tcase_add_test(t, hostile_cars);
+	tcase_add_test(t, crash_at_random_points);
+	tcase_add_test(t, compaction);
+	tcase_add_test(t, fsck_names_tampered_file);
+	suite_add_tcase(s, t);
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
