@@ -1,0 +1,73 @@
+/*
+ * ledgerfs: the one program. main() initialises the libraries (before any
+ * thread starts) and dispatches to a subcommand; only main exits.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "cmd.h"
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+    {"car", lfs_cmd_car, "inspect, build, seal and open CAR files"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: ledgerfs COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name,
+			commands[i].summary);
+	fprintf(f, "\n`ledgerfs COMMAND --help` describes each command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (sodium_init() < 0) {
+		fprintf(stderr, "ledgerfs: libsodium failed to initialise\n");
+		return 1;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "ledgerfs: libcurl failed to initialise\n");
+		return 1;
+	}
+	int rc = 2;
+	if (argc < 2) {
+		usage(stderr);
+	} else if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+		   !strcmp(argv[1], "help")) {
+		usage(stdout);
+		rc = 0;
+	} else if (!strcmp(argv[1], "--version")) {
+		printf("ledgerfs %s\n", PACKAGE_VERSION);
+		rc = 0;
+	} else {
+		const struct command *c = NULL;
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]);
+		     i++)
+			if (!strcmp(argv[1], commands[i].name))
+				c = &commands[i];
+		if (c)
+			rc = c->run(argc - 1, argv + 1);
+		else {
+			fprintf(stderr, "ledgerfs: unknown command '%s'\n\n",
+				argv[1]);
+			usage(stderr);
+		}
+	}
+	curl_global_cleanup();
+	return rc;
+}

@@ -1,0 +1,158 @@
+# shellcheck shell=sh
+# Helpers for the shell tests. Source it first thing:
+#
+#   . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+#
+# The harness (make check) exports top_srcdir, top_builddir and LEDGERFS.
+# Run by hand from anywhere after a build in build/ (scripts/build), the
+# defaults find the source tree from the script's path and the program in
+# build/src/ledgerfs (or $top_builddir/src/ledgerfs, or an in-tree build).
+#
+# Provides:
+#   $TMP                 a fresh directory, removed on exit (kept when
+#                        KEEP_TMP=1, for debugging)
+#   skip MSG             exit 77 (automake: skipped), saying why
+#   fail MSG             exit 1, saying what went wrong
+#   hard_error MSG       exit 99 (automake: the test could not run at all)
+#   need CMD...          skip unless every CMD is on PATH
+#   note MSG             progress line on stdout
+#   run CMD...           run CMD; sets $STATUS, stdout in "$TMP/stdout",
+#                        stderr in "$TMP/stderr"; never exits
+#   expect N CMD...      run CMD and fail unless it exits with status N
+#   expect_stdout RE     fail unless the last run's stdout matches RE (grep)
+#   expect_stderr RE     fail unless the last run's stderr matches RE (grep)
+#   file_size FILE       print FILE's size in bytes
+#   flip_byte FILE OFF   invert the lowest bit of the byte at offset OFF
+#   raw_cid FILE         print the CIDv1 (raw, sha2-256) of FILE (python3)
+#   no_dotfiles DIR      fail if DIR holds a hidden file (a leftover temporary)
+
+set -u
+
+skip()
+{
+	echo "SKIP: $*" >&2
+	exit 77
+}
+
+fail()
+{
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+hard_error()
+{
+	echo "ERROR: $*" >&2
+	exit 99
+}
+
+note()
+{
+	echo "-- $*"
+}
+
+need()
+{
+	for _cmd in "$@"; do
+		command -v "$_cmd" >/dev/null 2>&1 ||
+			skip "'$_cmd' is not installed (scripts/install-deps installs it)"
+	done
+}
+
+if [ -z "${top_srcdir:-}" ]; then
+	top_srcdir=$(cd "$(dirname "$0")/.." && pwd) ||
+		hard_error "cannot find the source tree from $0"
+fi
+if [ -z "${LEDGERFS:-}" ]; then
+	for _cand in ${top_builddir:+"$top_builddir/src/ledgerfs"} \
+		"$top_srcdir/build/src/ledgerfs" "$top_srcdir/src/ledgerfs"; do
+		if [ -x "$_cand" ]; then
+			LEDGERFS=$_cand
+			break
+		fi
+	done
+fi
+if [ -z "${LEDGERFS:-}" ] || [ ! -x "$LEDGERFS" ]; then
+	hard_error "no ledgerfs program found (LEDGERFS='${LEDGERFS:-}'); build first (scripts/build build) or set LEDGERFS"
+fi
+export top_srcdir LEDGERFS
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ledgerfs-test.XXXXXX") ||
+	hard_error "cannot make a temporary directory"
+_lib_cleanup()
+{
+	if [ "${KEEP_TMP:-0}" = 1 ]; then
+		echo "kept $TMP" >&2
+	else
+		rm -rf "$TMP"
+	fi
+}
+trap _lib_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+STATUS=0
+run()
+{
+	STATUS=0
+	"$@" >"$TMP/stdout" 2>"$TMP/stderr" || STATUS=$?
+}
+
+expect()
+{
+	_want=$1
+	shift
+	run "$@"
+	if [ "$STATUS" -ne "$_want" ]; then
+		echo "stdout:" >&2
+		head -c 4000 "$TMP/stdout" >&2
+		echo "stderr:" >&2
+		head -c 4000 "$TMP/stderr" >&2
+		fail "'$*' exited with status $STATUS, expected $_want"
+	fi
+	# A status over 128 is a signal (a crash), never an acceptable answer.
+	[ "$STATUS" -lt 128 ] || fail "'$*' was killed by a signal"
+}
+
+expect_stdout()
+{
+	grep -q -e "$1" "$TMP/stdout" ||
+		fail "stdout does not match '$1'; it was: $(head -c 2000 "$TMP/stdout")"
+}
+
+expect_stderr()
+{
+	grep -q -e "$1" "$TMP/stderr" ||
+		fail "stderr does not match '$1'; it was: $(head -c 2000 "$TMP/stderr")"
+}
+
+file_size()
+{
+	wc -c <"$1" | tr -d ' '
+}
+
+flip_byte()
+{
+	_b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' \n')
+	[ -n "$_b" ] || fail "flip_byte: $1 has no byte at offset $2"
+	# shellcheck disable=SC2059 # the format is the octal escape
+	printf "$(printf '\\%03o' $((_b ^ 1)))" |
+		dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null ||
+		fail "flip_byte: cannot write $1"
+}
+
+raw_cid()
+{
+	python3 -c '
+import base64, hashlib, sys
+d = hashlib.sha256(open(sys.argv[1], "rb").read()).digest()
+print("b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + d).decode().lower().rstrip("="))
+' "$1"
+}
+
+no_dotfiles()
+{
+	for _f in "$1"/.[!.]* "$1"/..?*; do
+		[ ! -e "$_f" ] || fail "leftover temporary file $_f"
+	done
+}
