@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ARENA_ALIGN	 16
+#define ARENA_ALIGN     16
 #define ARENA_CHUNK_MIN 4096
 
 struct lfs_arena_chunk {
@@ -39,8 +39,8 @@ void lfs_arena_release(struct lfs_arena *a)
 
 void *lfs_arena_alloc(struct lfs_arena *a, size_t size)
 {
-	if (size > a->max)
-		return NULL;
+	if (size > a->max || size > SIZE_MAX / 2)
+		return NULL; /* also keeps the sums below from wrapping */
 	size_t rounded = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 	struct lfs_arena_chunk *c = a->head;
 	if (!c || c->size - c->used < rounded) {
@@ -86,4 +86,22 @@ char *lfs_arena_strndup(struct lfs_arena *a, const char *s, size_t len)
 		p[len] = '\0';
 	}
 	return p;
+}
+
+struct lfs_arena_mark lfs_arena_mark(const struct lfs_arena *a)
+{
+	return (struct lfs_arena_mark){.chunk = a->head,
+				       .used = a->head ? a->head->used : 0};
+}
+
+void lfs_arena_rewind(struct lfs_arena *a, struct lfs_arena_mark mark)
+{
+	while (a->head && a->head != mark.chunk) {
+		struct lfs_arena_chunk *c = a->head;
+		a->head = c->next;
+		a->total -= sizeof(*c) + c->size;
+		free(c);
+	}
+	if (a->head)
+		a->head->used = mark.used;
 }

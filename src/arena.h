@@ -36,6 +36,17 @@ void *lfs_arena_alloc(struct lfs_arena *a, size_t size);
 /* Allocate count * size bytes with overflow checking; NULL as above. */
 void *lfs_arena_calloc(struct lfs_arena *a, size_t count, size_t size);
 
+/* A position in an arena, to free everything allocated after it. */
+struct lfs_arena_mark {
+	struct lfs_arena_chunk *chunk;
+	size_t used;
+};
+
+struct lfs_arena_mark lfs_arena_mark(const struct lfs_arena *a);
+
+/* Free everything allocated since mark was taken. */
+void lfs_arena_rewind(struct lfs_arena *a, struct lfs_arena_mark mark);
+
 /* Copy len bytes into the arena and NUL-terminate them. */
 char *lfs_arena_strndup(struct lfs_arena *a, const char *s, size_t len);
 

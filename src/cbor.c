@@ -9,8 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAJ_UINT, MAJ_NINT, MAJ_BYTES, MAJ_TEXT, MAJ_ARRAY, MAJ_MAP, MAJ_TAG,
-       MAJ_SIMPLE };
+enum {
+	MAJ_UINT,
+	MAJ_NINT,
+	MAJ_BYTES,
+	MAJ_TEXT,
+	MAJ_ARRAY,
+	MAJ_MAP,
+	MAJ_TAG,
+	MAJ_SIMPLE
+};
 
 #define TAG_CID 42
 
@@ -148,10 +156,9 @@ static int encode(struct lfs_buf *out, struct lfs_cbor *v, int depth)
 	case LFS_CBOR_BOOL:
 		return lfs_buf_append_byte(out, v->u.boolean ? 0xf5 : 0xf4);
 	case LFS_CBOR_INT:
-		return lfs_cbor_put_head(out,
-					 v->u.integer.negative ? MAJ_NINT
-							       : MAJ_UINT,
-					 v->u.integer.magnitude);
+		return lfs_cbor_put_head(
+			out, v->u.integer.negative ? MAJ_NINT : MAJ_UINT,
+			v->u.integer.magnitude);
 	case LFS_CBOR_FLOAT:
 		if (!isfinite(v->u.real))
 			return -EINVAL;
@@ -431,8 +438,8 @@ struct lfs_cbor *lfs_cbor_int(struct lfs_arena *a, int64_t i)
 	struct lfs_cbor *v = make(a, LFS_CBOR_INT);
 	if (v) {
 		v->u.integer.negative = i < 0;
-		v->u.integer.magnitude = i < 0 ? (uint64_t)(-1 - i)
-					       : (uint64_t)i;
+		v->u.integer.magnitude =
+			i < 0 ? (uint64_t)(-1 - i) : (uint64_t)i;
 	}
 	return v;
 }
@@ -529,8 +536,8 @@ int lfs_cbor_array_push(struct lfs_cbor *array, struct lfs_cbor *item)
 	return 0;
 }
 
-int lfs_cbor_map_put(struct lfs_arena *a, struct lfs_cbor *map,
-		     const char *key, struct lfs_cbor *value)
+int lfs_cbor_map_put(struct lfs_arena *a, struct lfs_cbor *map, const char *key,
+		     struct lfs_cbor *value)
 {
 	if (!value)
 		return -ENOMEM;

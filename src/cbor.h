@@ -111,16 +111,15 @@ struct lfs_cbor *lfs_cbor_int(struct lfs_arena *a, int64_t i);
 struct lfs_cbor *lfs_cbor_uint(struct lfs_arena *a, uint64_t u);
 struct lfs_cbor *lfs_cbor_float(struct lfs_arena *a, double d);
 struct lfs_cbor *lfs_cbor_bytes(struct lfs_arena *a, const void *p, size_t n);
-struct lfs_cbor *lfs_cbor_string(struct lfs_arena *a, const char *s,
-				 size_t n);
+struct lfs_cbor *lfs_cbor_string(struct lfs_arena *a, const char *s, size_t n);
 struct lfs_cbor *lfs_cbor_link(struct lfs_arena *a, const struct lfs_cid *c);
 struct lfs_cbor *lfs_cbor_array(struct lfs_arena *a, size_t capacity);
 struct lfs_cbor *lfs_cbor_map(struct lfs_arena *a, size_t capacity);
 
 /* Add to a container made with capacity; -ENOSPC when it is full. */
 int lfs_cbor_array_push(struct lfs_cbor *array, struct lfs_cbor *item);
-int lfs_cbor_map_put(struct lfs_arena *a, struct lfs_cbor *map,
-		     const char *key, struct lfs_cbor *value);
+int lfs_cbor_map_put(struct lfs_arena *a, struct lfs_cbor *map, const char *key,
+		     struct lfs_cbor *value);
 
 /* Look up a key (NUL-terminated) in a map; NULL when absent or not a map. */
 struct lfs_cbor *lfs_cbor_map_get(const struct lfs_cbor *map, const char *key);

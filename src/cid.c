@@ -47,7 +47,7 @@ int lfs_cid_from_bytes(struct lfs_cid *out, const uint8_t *p, size_t len)
 		return -EBADMSG;
 	if (p[0] != 0x01)
 		return p[0] & 0x80 ? -EBADMSG : -EPROTONOSUPPORT;
-	/* The codecs we know fit one varint byte; anything longer is foreign. */
+	/* Our codecs fit one varint byte; anything longer is foreign. */
 	if (len < 2)
 		return -EBADMSG;
 	if (p[1] & 0x80 || !codec_known(p[1]))
@@ -129,8 +129,17 @@ int lfs_cid_from_string(struct lfs_cid *out, const char *s)
 	if (s[0] != 'b')
 		return -EPROTONOSUPPORT; /* another multibase */
 	uint8_t bytes[LFS_CID_BYTES + 8];
-	if (len - 1 > (sizeof(bytes) * 8) / 5)
+	if (len - 1 > (sizeof(bytes) * 8) / 5) {
+		/*
+		 * Longer than ours: the first 8 characters (5 bytes) hold the
+		 * header, enough to tell a foreign CID (sha2-512...) from junk.
+		 */
+		int n = lfs_base32_decode(bytes, s + 1, 8);
+		if (n == 5 &&
+		    lfs_cid_from_bytes(out, bytes, 5) == -EPROTONOSUPPORT)
+			return -EPROTONOSUPPORT;
 		return -EINVAL;
+	}
 	int n = lfs_base32_decode(bytes, s + 1, len - 1);
 	if (n < 0)
 		return n;

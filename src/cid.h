@@ -22,10 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LFS_CODEC_RAW	   0x55
+#define LFS_CODEC_RAW      0x55
 #define LFS_CODEC_DAG_CBOR 0x71
-#define LFS_MH_SHA2_256	   0x12
-#define LFS_DIGEST_LEN	   32
+#define LFS_MH_SHA2_256    0x12
+#define LFS_DIGEST_LEN     32
 
 #define LFS_CID_BYTES  36 /* binary length */
 #define LFS_CID_STRLEN 59 /* text length, without the NUL */

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,7 +84,10 @@ static int special_object(struct lfs_cbor **out, struct lfs_arena *a,
 		return 0;
 	if (json_is_string(slash)) {
 		struct lfs_cid cid;
-		if (lfs_cid_from_string(&cid, json_string_value(slash)))
+		const char *s = json_string_value(slash);
+		/* a NUL inside would hide the rest of the string */
+		if (strlen(s) != json_string_length(slash) ||
+		    lfs_cid_from_string(&cid, s))
 			return 0;
 		*out = lfs_cbor_link(a, &cid);
 		return *out ? 1 : -ENOMEM;
@@ -127,7 +132,8 @@ static int to_cbor(struct lfs_cbor **out, struct lfs_arena *a, const json_t *j,
 		v = lfs_cbor_float(a, json_real_value(j));
 		break;
 	case JSON_STRING:
-		if (!lfs_utf8_valid(json_string_value(j), json_string_length(j)))
+		if (!lfs_utf8_valid(json_string_value(j),
+				    json_string_length(j)))
 			return -EINVAL;
 		v = lfs_cbor_string(a, json_string_value(j),
 				    json_string_length(j));
@@ -205,9 +211,13 @@ static int from_cbor(json_t **out, const struct lfs_cbor *v, int depth)
 		break;
 	}
 	case LFS_CBOR_FLOAT:
+		if (!isfinite(v->u.real))
+			return -EINVAL;
 		j = json_real(v->u.real);
 		break;
 	case LFS_CBOR_STRING:
+		if (!lfs_utf8_valid(v->u.str.data, v->u.str.len))
+			return -EINVAL;
 		j = json_stringn(v->u.str.data, v->u.str.len);
 		break;
 	case LFS_CBOR_BYTES: {
@@ -248,6 +258,10 @@ static int from_cbor(json_t **out, const struct lfs_cbor *v, int depth)
 		for (size_t i = 0; i < v->u.map.count; i++) {
 			const struct lfs_cbor_pair *p = &v->u.map.pairs[i];
 			json_t *item;
+			if (!lfs_utf8_valid(p->key, p->key_len)) {
+				json_decref(j);
+				return -EINVAL;
+			}
 			if ((rc = from_cbor(&item, p->value, depth + 1))) {
 				json_decref(j);
 				return rc;
@@ -270,22 +284,233 @@ int lfs_dagjson_from_cbor(json_t **out, const struct lfs_cbor *v)
 	return from_cbor(out, v, 0);
 }
 
-static int dump_cb(const char *p, size_t n, void *data)
+/*
+ * The printer. jansson's own prints reals with a fixed precision (0.1 comes
+ * out as 0.10000000000000001); documents are read by people, so reals are
+ * printed in the shortest form that reads back to the same double.
+ */
+
+#define DUMP_MAX_DEPTH 2048
+
+struct dump_key {
+	const char *key;
+	size_t len;
+	json_t *value;
+};
+
+static int dump_key_cmp(const void *x, const void *y)
 {
-	return lfs_buf_append(data, p, n) ? -1 : 0;
+	const struct dump_key *a = x, *b = y;
+	int c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
+	if (c)
+		return c;
+	return a->len < b->len ? -1 : a->len > b->len;
+}
+
+static void dump_indent(struct lfs_buf *out, int depth)
+{
+	lfs_buf_append_byte(out, '\n');
+	for (int i = 0; i < depth; i++)
+		lfs_buf_append(out, "  ", 2);
+}
+
+static void dump_string(struct lfs_buf *out, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t run = 0;
+	lfs_buf_append_byte(out, '"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		const char *esc = NULL;
+		char u[7];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		lfs_buf_append(out, s + run, i - run);
+		run = i + 1;
+		switch (c) {
+		case '"':
+			esc = "\\\"";
+			break;
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\b':
+			esc = "\\b";
+			break;
+		case '\f':
+			esc = "\\f";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		default:
+			memcpy(u, "\\u00", 4);
+			u[4] = hex[c >> 4];
+			u[5] = hex[c & 15];
+			u[6] = '\0';
+			esc = u;
+			break;
+		}
+		lfs_buf_append_str(out, esc);
+	}
+	lfs_buf_append(out, s + run, n - run);
+	lfs_buf_append_byte(out, '"');
+}
+
+/* "%.*g" into tmp[40]; true when it reads back as exactly d. */
+static bool format_g(char tmp[40], int prec, double d)
+{
+	if (snprintf(tmp, 40, "%.*g", prec, d) >= 40)
+		return false; /* cannot happen for prec <= 17 */
+	double back = strtod(tmp, NULL);
+	return memcmp(&back, &d, sizeof(d)) == 0;
+}
+
+/*
+ * The shortest "%.Ng" that strtod() reads back to the same bits, with ".0"
+ * added when it would otherwise read back as an integer. As in Python's repr(),
+ * the exponent form is kept for magnitudes below 1e-4 or from 1e16 up; in
+ * between, "%.Ng" would write 100.0 as 1e+02, so that is spelt out in full.
+ * Whatever the locale's decimal point is, '.' is written.
+ */
+static void dump_real(struct lfs_buf *out, double d)
+{
+	char tmp[40], res[48];
+	size_t n = 0;
+	/*
+	 * 17 digits always read back, and if N do then N + 1 do (the N-digit
+	 * form is also an (N + 1)-digit candidate): search for the fewest.
+	 */
+	int lo = 1, prec = 17;
+	while (lo < prec) {
+		int mid = (lo + prec) / 2;
+		if (format_g(tmp, mid, d))
+			prec = mid;
+		else
+			lo = mid + 1;
+	}
+	format_g(tmp, prec, d);
+	const char *e = strchr(tmp, 'e');
+	int exp = e ? atoi(e + 1) : 0;
+	if (e && exp >= prec && exp < 16) {
+		char full[40];
+		if (format_g(full, exp + 1, d))
+			memcpy(tmp, full, sizeof(tmp));
+	}
+	bool point = false;
+	for (const char *p = tmp; *p && n < sizeof(res) - 3;) {
+		if ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' ||
+		    *p == 'e') {
+			point |= *p == 'e';
+			res[n++] = *p++;
+			continue;
+		}
+		/* the locale's decimal point, possibly several bytes */
+		res[n++] = '.';
+		point = true;
+		while (*p && !(*p >= '0' && *p <= '9') && *p != 'e')
+			p++;
+	}
+	if (!point) {
+		res[n++] = '.';
+		res[n++] = '0';
+	}
+	lfs_buf_append(out, res, n);
+}
+
+static int dump_value(struct lfs_buf *out, const json_t *j, int depth)
+{
+	char tmp[32];
+	if (depth > DUMP_MAX_DEPTH)
+		return -EINVAL;
+	switch (json_typeof(j)) {
+	case JSON_NULL:
+		return lfs_buf_append_str(out, "null");
+	case JSON_TRUE:
+		return lfs_buf_append_str(out, "true");
+	case JSON_FALSE:
+		return lfs_buf_append_str(out, "false");
+	case JSON_INTEGER:
+		snprintf(tmp, sizeof(tmp), "%lld",
+			 (long long)json_integer_value(j));
+		return lfs_buf_append_str(out, tmp);
+	case JSON_REAL:
+		if (!isfinite(json_real_value(j)))
+			return -EINVAL;
+		dump_real(out, json_real_value(j));
+		return out->err;
+	case JSON_STRING:
+		dump_string(out, json_string_value(j), json_string_length(j));
+		return out->err;
+	case JSON_ARRAY: {
+		size_t n = json_array_size(j);
+		if (n == 0)
+			return lfs_buf_append_str(out, "[]");
+		lfs_buf_append_byte(out, '[');
+		for (size_t i = 0; i < n; i++) {
+			if (i > 0)
+				lfs_buf_append_byte(out, ',');
+			dump_indent(out, depth + 1);
+			int rc = dump_value(out, json_array_get(j, i),
+					    depth + 1);
+			if (rc)
+				return rc;
+		}
+		dump_indent(out, depth);
+		return lfs_buf_append_byte(out, ']');
+	}
+	case JSON_OBJECT: {
+		size_t n = json_object_size(j), k = 0;
+		if (n == 0)
+			return lfs_buf_append_str(out, "{}");
+		struct dump_key *keys = malloc(n * sizeof(*keys));
+		if (!keys)
+			return -ENOMEM;
+		const char *key;
+		size_t klen;
+		json_t *val;
+		json_object_keylen_foreach((json_t *)j, key, klen, val)
+		{
+			if (k == n)
+				break;
+			keys[k].key = key;
+			keys[k].len = klen;
+			keys[k].value = val;
+			k++;
+		}
+		qsort(keys, k, sizeof(*keys), dump_key_cmp);
+		int rc = lfs_buf_append_byte(out, '{');
+		for (size_t i = 0; i < k && !rc; i++) {
+			if (i > 0)
+				lfs_buf_append_byte(out, ',');
+			dump_indent(out, depth + 1);
+			dump_string(out, keys[i].key, keys[i].len);
+			lfs_buf_append(out, ": ", 2);
+			rc = dump_value(out, keys[i].value, depth + 1);
+		}
+		free(keys);
+		if (rc)
+			return rc;
+		dump_indent(out, depth);
+		return lfs_buf_append_byte(out, '}');
+	}
+	}
+	return -EINVAL;
 }
 
 int lfs_dagjson_dump(struct lfs_buf *out, const json_t *json)
 {
 	size_t start = out->len;
-	if (json_dump_callback(json, dump_cb, out,
-			       JSON_INDENT(2) | JSON_SORT_KEYS |
-				       JSON_REAL_PRECISION(17)) ||
-	    lfs_buf_append_byte(out, '\n')) {
-		int rc = out->err ? out->err : -ENOMEM;
-		if (!out->err)
-			out->len = start;
-		return rc;
-	}
-	return 0;
+	int rc = json ? dump_value(out, json, 0) : -EINVAL;
+	if (!rc)
+		rc = lfs_buf_append_byte(out, '\n');
+	if (rc && !out->err)
+		out->len = start;
+	return rc;
 }

@@ -12,6 +12,11 @@
  *   {"/": {"bytes": "<b64>"}}   <-> byte string (standard base64, no padding)
  *   strings, arrays, objects, true/false/null map one to one.
  *
+ * JSON -> CBOR -> JSON always gives back an equal value. CBOR -> JSON -> CBOR
+ * gives back the same bytes except for a CBOR map whose only key is "/" and
+ * whose value has one of the two shapes above: DAG-JSON cannot tell such a
+ * map from a link or bytes, and it reads back as one.
+ *
  * Errors: -EINVAL for JSON DAG-CBOR cannot hold (a non-finite real, invalid
  * UTF-8, nesting deeper than LFS_CBOR_MAX_DEPTH), -ERANGE for a CBOR integer
  * outside int64, -ENOMEM.
@@ -32,8 +37,21 @@ int lfs_dagjson_to_cbor(struct lfs_cbor **out, struct lfs_arena *a,
 int lfs_dagjson_from_cbor(json_t **out, const struct lfs_cbor *v);
 
 /*
- * Render JSON the way documents are shown: pretty-printed with two-space
- * indent, keys sorted, a trailing newline. Appends to out.
+ * Render JSON the way documents are shown, and append it to out:
+ *
+ *   - two-space indent, one member or item per line, "key": value, an empty
+ *     object as {} and an empty array as [], a trailing newline;
+ *   - object keys sorted bytewise (a shorter key before its extensions);
+ *   - strings as given (UTF-8 kept), with \" \\ \b \f \n \r \t escaped
+ *     and other control characters as \u00XX;
+ *   - integers in decimal; reals in the fewest digits that read back to the
+ *     same double, always with a '.' or an exponent so they read back as
+ *     reals, and in exponent form only below 1e-4 or from 1e16 up ("1.0",
+ *     "0.1", "100.0", "0.0001", "1e-05", "1e+16", "1e+300").
+ *
+ * Returns 0, -EINVAL for a non-finite real or nesting deeper than 2048
+ * (which also stops a cyclic value), or the buffer's error; on error out is
+ * left as it was unless the buffer's own error is set.
  */
 int lfs_dagjson_dump(struct lfs_buf *out, const json_t *json);
 
