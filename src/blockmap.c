@@ -75,8 +75,8 @@ int lfs_blockmap_put(struct lfs_blockmap *m, const struct lfs_cid *cid,
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, data, len);
-	m->items[m->count] =
-	    (struct lfs_blockmap_item){.cid = *cid, .data = copy, .len = len};
+	m->items[m->count] = (struct lfs_blockmap_item){
+		.cid = *cid, .data = copy, .len = len};
 	*slot = ++m->count;
 	m->bytes += len;
 	return 0;

@@ -251,7 +251,7 @@ int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
 	lfs_cidmap_init(&bs->block_index);
 	lfs_blockmap_init(&bs->fresh);
 	bs->cache_max =
-	    cache_bytes ? cache_bytes : LFS_BLOCKSTORE_DEFAULT_CACHE;
+		cache_bytes ? cache_bytes : LFS_BLOCKSTORE_DEFAULT_CACHE;
 	bs->nbuckets = 1024;
 	while (bs->nbuckets < (bs->cache_max >> LFS_CAR_CHUNK_LOG2) * 2)
 		bs->nbuckets *= 2;
@@ -503,7 +503,7 @@ static int add_loc(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		/* Known in another CAR: keep it there unless told to move. */
 		if (relocate)
 			bs->locs[old] = (struct loc){
-			    .car = car, .len = (uint32_t)len, .off = off};
+				.car = car, .len = (uint32_t)len, .off = off};
 		return 0;
 	}
 	if (bs->nlocs == bs->caplocs) {
@@ -515,7 +515,7 @@ static int add_loc(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		bs->caplocs = cap;
 	}
 	bs->locs[bs->nlocs] =
-	    (struct loc){.car = car, .len = (uint32_t)len, .off = off};
+		(struct loc){.car = car, .len = (uint32_t)len, .off = off};
 	if (lfs_cidmap_set(&bs->block_index, cid, bs->nlocs))
 		return -ENOMEM;
 	bs->nlocs++;
@@ -796,7 +796,7 @@ static int bs_get(void *self, struct lfs_buf *out, const struct lfs_cid *cid)
 	for (;;) {
 		pthread_mutex_lock(&bs->lock);
 		const struct lfs_blockmap_item *it =
-		    lfs_blockmap_find(&bs->fresh, cid);
+			lfs_blockmap_find(&bs->fresh, cid);
 		if (it) {
 			int rc = lfs_buf_append(out, it->data, it->len);
 			pthread_mutex_unlock(&bs->lock);
@@ -816,7 +816,7 @@ static int bs_get(void *self, struct lfs_buf *out, const struct lfs_cid *cid)
 		/* Decrypt the chunks covering [off, off+len). */
 		size_t first = (size_t)(l.off >> clog);
 		size_t last =
-		    (size_t)((l.off + (l.len ? l.len - 1 : 0)) >> clog);
+			(size_t)((l.off + (l.len ? l.len - 1 : 0)) >> clog);
 		struct lfs_buf span;
 		lfs_buf_init(&span, 0);
 		int rc = 0;
@@ -1092,10 +1092,10 @@ int lfs_blockstore_set_head(struct lfs_blockstore *bs,
 		json_array_append_new(ps, json_pack("{s:s}", "/", p));
 	}
 	json_t *rec =
-	    ps ? json_pack("{s:{s:s},s:o}", "car", "/", name, "parents", ps)
-	       : NULL;
+		ps ? json_pack("{s:{s:s},s:o}", "car", "/", name, "parents", ps)
+		   : NULL;
 	char *text =
-	    rec ? json_dumps(rec, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+		rec ? json_dumps(rec, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
 	json_decref(rec);
 	if (!text)
 		return -ENOMEM;

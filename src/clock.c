@@ -20,8 +20,8 @@ static int cid_cmp_qsort(const void *a, const void *b)
 static int op_cmp(const void *x, const void *y)
 {
 	const struct lfs_op *a = x, *b = y;
-	int c =
-	    memcmp(a->id, b->id, a->id_len < b->id_len ? a->id_len : b->id_len);
+	int c = memcmp(a->id, b->id,
+		       a->id_len < b->id_len ? a->id_len : b->id_len);
 	if (c)
 		return c;
 	return a->id_len < b->id_len ? -1 : a->id_len > b->id_len;
@@ -115,7 +115,7 @@ int lfs_event_decode(struct lfs_event *out, struct lfs_arena *a,
 
 	out->nparents = parents->u.array.count;
 	out->parents =
-	    lfs_arena_calloc(a, out->nparents + 1, sizeof(*out->parents));
+		lfs_arena_calloc(a, out->nparents + 1, sizeof(*out->parents));
 	if (!out->parents)
 		return -ENOMEM;
 	for (size_t i = 0; i < out->nparents; i++) {
@@ -505,8 +505,8 @@ int lfs_clock_walk(const struct lfs_blocks *b, const struct lfs_cid *heads,
 		lfs_arena_rewind(&a, m);
 		for (size_t k = 0; !rc && k < g.nodes[x].nparents; k++) {
 			size_t p;
-			if (!(rc =
-				  graph_node(&g, &p, &g.nodes[x].parents[k])) &&
+			if (!(rc = graph_node(&g, &p,
+					      &g.nodes[x].parents[k])) &&
 			    !g.nodes[p].queued && !g.nodes[p].popped)
 				rc = heap_push(&g, p);
 		}

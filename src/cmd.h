@@ -3,11 +3,31 @@
  * argv[0] naming the subcommand, prints its result on stdout and any error
  * on stderr (naming the object and what to do), and returns a process exit
  * code: 0 success, 1 the operation failed (corrupt input, verification
- * failure), 2 usage error.
+ * failure, a missing key), 2 usage error, 3 not found: the ledger, the
+ * document or the event named on the command line does not exist.
+ *
+ * The ledger commands (cmd_ledger.c) take --home DIR (else the home that
+ * home.h finds from the environment) and work without FUSE.
  */
 #ifndef LFS_CMD_H
 #define LFS_CMD_H
 
 int lfs_cmd_car(int argc, char **argv);
+
+/* cmd_ledger.c */
+int lfs_cmd_init(int argc, char **argv);
+int lfs_cmd_put(int argc, char **argv);
+int lfs_cmd_rm(int argc, char **argv);
+int lfs_cmd_get(int argc, char **argv);
+int lfs_cmd_cat(int argc, char **argv);
+int lfs_cmd_ls(int argc, char **argv);
+int lfs_cmd_log(int argc, char **argv);
+int lfs_cmd_diff(int argc, char **argv);
+int lfs_cmd_merge(int argc, char **argv);
+int lfs_cmd_compact(int argc, char **argv);
+int lfs_cmd_fsck(int argc, char **argv);
+int lfs_cmd_key(int argc, char **argv);
+int lfs_cmd_status(int argc, char **argv);
+int lfs_cmd_conflicts(int argc, char **argv);
 
 #endif

@@ -444,8 +444,8 @@ static void section_reason(char *out, size_t size, const uint8_t *p, size_t len,
 	if (n < 0) {
 		snprintf(out, size,
 			 left < LFS_VARINT_MAX
-			     ? "truncated or corrupt section length"
-			     : "corrupt section length");
+				 ? "truncated or corrupt section length"
+				 : "corrupt section length");
 		return;
 	}
 	if (slen == 0) {
@@ -584,8 +584,9 @@ static int pack_json_block(const struct sub *s, struct lfs_buf *out,
 {
 	json_error_t jerr;
 	json_t *j = json_loadb(
-	    (const char *)(in->data ? in->data : (uint8_t *)""), in->len,
-	    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+		(const char *)(in->data ? in->data : (uint8_t *)""), in->len,
+		JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+		&jerr);
 	if (!j) {
 		fail(s, "'%s' is not valid JSON: line %d, column %d: %s", path,
 		     jerr.line, jerr.column, jerr.text);
@@ -709,8 +710,8 @@ static int run_pack(const struct sub *s, struct opts *o)
 		fail(s, "cannot build the CAR: %s", errstr(rc));
 		goto out;
 	}
-	if ((ret =
-		 write_output(s, out_path, car.data, car.len, default_mode())))
+	if ((ret = write_output(s, out_path, car.data, car.len,
+				default_mode())))
 		goto out;
 	for (size_t i = 0; i < nfiles; i++) {
 		char str[LFS_CID_STRLEN + 1];
@@ -766,17 +767,17 @@ static int run_ls(const struct sub *s, struct opts *o)
 			printf("%s %s %zu\n", str, codec_name(cid.codec), len);
 			continue;
 		}
-		json_t *jb =
-		    json_pack("{s:s,s:s,s:I}", "cid", str, "codec",
-			      codec_name(cid.codec), "size", (json_int_t)len);
+		json_t *jb = json_pack("{s:s,s:s,s:I}", "cid", str, "codec",
+				       codec_name(cid.codec), "size",
+				       (json_int_t)len);
 		if (!jb || json_array_append_new(jblocks, jb))
 			goto oom;
 	}
 	if (rc < 0)
 		goto out;
 	if (o->json) {
-		json_t *top =
-		    json_pack("{s:O,s:O}", "roots", jroots, "blocks", jblocks);
+		json_t *top = json_pack("{s:O,s:O}", "roots", jroots, "blocks",
+					jblocks);
 		if (!top)
 			goto oom;
 		rc = lfs_dagjson_dump(&text, top);
@@ -911,8 +912,8 @@ static int run_cat(const struct sub *s, struct opts *o)
 		ret = cat_dag_cbor(s, cidstr, found, found_len);
 	else
 		ret = fwrite(found, 1, found_len, stdout) == found_len
-			  ? EXIT_OK
-			  : EXIT_FAIL;
+			      ? EXIT_OK
+			      : EXIT_FAIL;
 	ret = finish_output(s, ret);
 out:
 	lfs_car_reader_release(&r);
@@ -1210,62 +1211,62 @@ static int run_keygen(const struct sub *s, struct opts *o)
 /* ---- dispatch ---- */
 
 static const struct sub subs[] = {
-    {"pack", run_pack, OPT_JSON | OPT_ROOT, 2, 0,
-     "[--json] [--root N]... OUT.car FILE...",
-     "make a CAR with one block per file",
-     "Make OUT.car with one block per FILE and print each block's CID,\n"
-     "one per line, in the order given.\n"
-     "\n"
-     "  --json     parse each FILE as JSON (DAG-JSON conventions: {\"/\": "
-     "CID}\n"
-     "             is a link, {\"/\": {\"bytes\": BASE64}} a byte string) "
-     "and\n"
-     "             store it as DAG-CBOR; without it each FILE is stored "
-     "as a\n"
-     "             raw block\n"
-     "  --root N   make the block of the Nth FILE (from 1) a root; may be\n"
-     "             repeated. Default: every block is a root.\n"
-     "\n"
-     "Identical blocks are stored once. OUT.car is replaced atomically.\n"},
-    {"ls", run_ls, OPT_JSON, 1, 1, "[--json] F.car",
-     "list the roots and blocks of a CAR",
-     "Print \"root CID\" for each root, then \"CID CODEC SIZE\" for each\n"
-     "block. Every block's hash is checked as it is read.\n"
-     "\n"
-     "  --json   print {\"roots\": [CID...], \"blocks\": [{\"cid\": CID,\n"
-     "           \"codec\": \"raw\"|\"dag-cbor\", \"size\": N}...]}\n"},
-    {"verify", run_verify, 0, 1, 1, "F.car", "check a CAR's every block",
-     "Check F.car's header and that every block hashes to its CID.\n"
-     "Prints \"ok N blocks\"; otherwise names the failing block (counted\n"
-     "from 1) and its byte offset, says why, and exits with status 1.\n"},
-    {"cat", run_cat, OPT_RAW, 2, 2, "[--raw] F.car CID",
-     "print one block of a CAR",
-     "Print the block CID of F.car: a dag-cbor block as pretty JSON\n"
-     "(DAG-JSON conventions), a raw block as its bytes.\n"
-     "\n"
-     "  --raw   print the block's bytes whatever its codec\n"},
-    {"recode", run_recode, 0, 2, 2, "F.car OUT.car",
-     "re-encode every block and check the bytes are identical",
-     "Decode every dag-cbor block of F.car and encode it again; fail\n"
-     "(naming the block) unless the bytes are identical. Then write\n"
-     "OUT.car, re-written from the decoded header and blocks, and check\n"
-     "it equals F.car byte for byte.\n"},
-    {"seal", run_seal, OPT_KEY, 1, 2, "--key KEYFILE IN.car [OUTDIR]",
-     "encrypt a CAR as ledgerfs stores it",
-     "Check IN.car, encrypt it with the key in KEYFILE and write it as\n"
-     "OUTDIR/CID (default: the current directory), where CID names the\n"
-     "encrypted bytes. Prints the CID.\n"
-     "\n"
-     "KEYFILE holds 32 raw bytes or 64 hex characters ('car keygen').\n"},
-    {"open", run_open, OPT_KEY, 2, 2, "--key KEYFILE SEALED OUT.car",
-     "decrypt a sealed CAR",
-     "Decrypt SEALED with the key in KEYFILE, check the result is a valid\n"
-     "CAR and write it to OUT.car (mode 0600). When SEALED's file name is\n"
-     "a CID, the file must match it. On any failure OUT.car is not\n"
-     "created.\n"},
-    {"keygen", run_keygen, 0, 1, 1, "KEYFILE", "make a new random key",
-     "Write a new random 32-byte key to KEYFILE as 64 hex characters\n"
-     "(mode 0600). KEYFILE must not exist yet.\n"},
+	{"pack", run_pack, OPT_JSON | OPT_ROOT, 2, 0,
+	 "[--json] [--root N]... OUT.car FILE...",
+	 "make a CAR with one block per file",
+	 "Make OUT.car with one block per FILE and print each block's CID,\n"
+	 "one per line, in the order given.\n"
+	 "\n"
+	 "  --json     parse each FILE as JSON (DAG-JSON conventions: {\"/\": "
+	 "CID}\n"
+	 "             is a link, {\"/\": {\"bytes\": BASE64}} a byte string) "
+	 "and\n"
+	 "             store it as DAG-CBOR; without it each FILE is stored "
+	 "as a\n"
+	 "             raw block\n"
+	 "  --root N   make the block of the Nth FILE (from 1) a root; may be\n"
+	 "             repeated. Default: every block is a root.\n"
+	 "\n"
+	 "Identical blocks are stored once. OUT.car is replaced atomically.\n"},
+	{"ls", run_ls, OPT_JSON, 1, 1, "[--json] F.car",
+	 "list the roots and blocks of a CAR",
+	 "Print \"root CID\" for each root, then \"CID CODEC SIZE\" for each\n"
+	 "block. Every block's hash is checked as it is read.\n"
+	 "\n"
+	 "  --json   print {\"roots\": [CID...], \"blocks\": [{\"cid\": CID,\n"
+	 "           \"codec\": \"raw\"|\"dag-cbor\", \"size\": N}...]}\n"},
+	{"verify", run_verify, 0, 1, 1, "F.car", "check a CAR's every block",
+	 "Check F.car's header and that every block hashes to its CID.\n"
+	 "Prints \"ok N blocks\"; otherwise names the failing block (counted\n"
+	 "from 1) and its byte offset, says why, and exits with status 1.\n"},
+	{"cat", run_cat, OPT_RAW, 2, 2, "[--raw] F.car CID",
+	 "print one block of a CAR",
+	 "Print the block CID of F.car: a dag-cbor block as pretty JSON\n"
+	 "(DAG-JSON conventions), a raw block as its bytes.\n"
+	 "\n"
+	 "  --raw   print the block's bytes whatever its codec\n"},
+	{"recode", run_recode, 0, 2, 2, "F.car OUT.car",
+	 "re-encode every block and check the bytes are identical",
+	 "Decode every dag-cbor block of F.car and encode it again; fail\n"
+	 "(naming the block) unless the bytes are identical. Then write\n"
+	 "OUT.car, re-written from the decoded header and blocks, and check\n"
+	 "it equals F.car byte for byte.\n"},
+	{"seal", run_seal, OPT_KEY, 1, 2, "--key KEYFILE IN.car [OUTDIR]",
+	 "encrypt a CAR as ledgerfs stores it",
+	 "Check IN.car, encrypt it with the key in KEYFILE and write it as\n"
+	 "OUTDIR/CID (default: the current directory), where CID names the\n"
+	 "encrypted bytes. Prints the CID.\n"
+	 "\n"
+	 "KEYFILE holds 32 raw bytes or 64 hex characters ('car keygen').\n"},
+	{"open", run_open, OPT_KEY, 2, 2, "--key KEYFILE SEALED OUT.car",
+	 "decrypt a sealed CAR",
+	 "Decrypt SEALED with the key in KEYFILE, check the result is a valid\n"
+	 "CAR and write it to OUT.car (mode 0600). When SEALED's file name is\n"
+	 "a CID, the file must match it. On any failure OUT.car is not\n"
+	 "created.\n"},
+	{"keygen", run_keygen, 0, 1, 1, "KEYFILE", "make a new random key",
+	 "Write a new random 32-byte key to KEYFILE as 64 hex characters\n"
+	 "(mode 0600). KEYFILE must not exist yet.\n"},
 };
 
 #define NSUBS (sizeof(subs) / sizeof(subs[0]))
@@ -1284,10 +1285,10 @@ static const struct {
 	unsigned flag;
 	bool has_arg;
 } optnames[] = {
-    {"--json", OPT_JSON, false},
-    {"--raw", OPT_RAW, false},
-    {"--root", OPT_ROOT, true},
-    {"--key", OPT_KEY, true},
+	{"--json", OPT_JSON, false},
+	{"--raw", OPT_RAW, false},
+	{"--root", OPT_ROOT, true},
+	{"--key", OPT_KEY, true},
 };
 
 static int parse_opts(struct opts *o, const struct sub *s, int argc,

@@ -19,7 +19,7 @@ _Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == LFS_KEY_BYTES,
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == PREFIX_BYTES + 8,
 	       "nonce size");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES ==
-		   LFS_ENVELOPE_TAG_BYTES,
+		       LFS_ENVELOPE_TAG_BYTES,
 	       "tag size");
 _Static_assert(PREFIX_OFF + PREFIX_BYTES == LFS_ENVELOPE_HEADER_BYTES,
 	       "header size");
@@ -92,8 +92,8 @@ int lfs_envelope_seal(struct lfs_buf *out, struct lfs_cid *out_cid,
 		size_t m = len - off < csize ? len - off : csize;
 		make_nonce(nonce, hdr, i, i == n - 1);
 		crypto_aead_xchacha20poly1305_ietf_encrypt(
-		    c, NULL, m ? plain + off : nothing, m, hdr,
-		    LFS_ENVELOPE_HEADER_BYTES, NULL, nonce, key);
+			c, NULL, m ? plain + off : nothing, m, hdr,
+			LFS_ENVELOPE_HEADER_BYTES, NULL, nonce, key);
 		c += m + LFS_ENVELOPE_TAG_BYTES;
 	}
 
@@ -170,8 +170,8 @@ static int open_one(uint8_t *m, const uint8_t key[LFS_KEY_BYTES],
 		m = none;
 	make_nonce(nonce, info->header, index, index == info->nchunks - 1);
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-		m, NULL, NULL, chunk, chunk_len, info->header,
-		LFS_ENVELOPE_HEADER_BYTES, nonce, key) != 0)
+		    m, NULL, NULL, chunk, chunk_len, info->header,
+		    LFS_ENVELOPE_HEADER_BYTES, nonce, key) != 0)
 		return -EBADMSG;
 	return 0;
 }
@@ -199,8 +199,8 @@ int lfs_envelope_open(struct lfs_buf *out, const uint8_t key[LFS_KEY_BYTES],
 		size_t off, clen;
 		lfs_envelope_chunk_span(&off, &clen, &info, i);
 		uint8_t *m = clen > LFS_ENVELOPE_TAG_BYTES
-				 ? dst + (i << info.chunk_log2)
-				 : NULL;
+				     ? dst + (i << info.chunk_log2)
+				     : NULL;
 		rc = open_one(m, key, &info, i, sealed + off, clen);
 		if (rc) {
 			if (dst)

@@ -16,9 +16,19 @@
  * the 64 hex digits of the key: `ledgerfs key export NAME` prints it,
  * `ledgerfs key import NAME STRING` stores it.
  *
+ * Files (the writer id, keys) are written to a temporary file (O_EXCL,
+ * mode 0600) beside their name, fsynced, and published atomically without
+ * replacing an existing file: a reader never sees half a file, and of two
+ * processes creating the same file one wins and the other reads its file.
+ *
  * Errors: -EINVAL bad name or key text, -ENOENT no such ledger or key,
  * -EEXIST the ledger (or its key) exists already, -EACCES a key file that
- * others can read (refused: fix its mode), file system errors.
+ * group or others may read or write, or that another user owns (refused:
+ * `chmod 600` it), -EBADMSG a key or writer file that does not hold what it
+ * should (damaged), file system errors.
+ *
+ * Thread rules: a struct lfs_home is read-only after lfs_home_open(); the
+ * functions may be called concurrently and from several processes.
  */
 #ifndef LFS_HOME_H
 #define LFS_HOME_H
@@ -39,8 +49,12 @@ struct lfs_home {
 };
 
 /*
- * Find (dir NULL: from the environment as above) and create if needed the
- * home directory, its subdirectories and the writer id.
+ * Find (dir NULL: from the environment as above; an empty $LEDGERFS_HOME or
+ * a relative $XDG_DATA_HOME is ignored) and create if needed the home
+ * directory, its subdirectories and the writer id. On success out->dir is
+ * the directory without trailing slashes; release it with
+ * lfs_home_release(). -EBADMSG when HOME/writer exists but is not 1 to
+ * LFS_WRITER_MAX characters of [0-9A-Za-z._-].
  */
 int lfs_home_open(struct lfs_home *out, const char *dir);
 void lfs_home_release(struct lfs_home *h);
@@ -48,20 +62,32 @@ void lfs_home_release(struct lfs_home *h);
 /* True when name is acceptable as a ledger name. */
 bool lfs_home_valid_name(const char *name);
 
-/* malloc'd path of HOME/ledgers/<name>. */
+/*
+ * malloc'd path of HOME/ledgers/<name> (which may not exist); NULL when name
+ * is not valid or memory is short.
+ */
 char *lfs_home_ledger_dir(const struct lfs_home *h, const char *name);
 
-/* List ledger names (malloc'd array of malloc'd strings; sorted). */
+/*
+ * List ledger names: the directories under HOME/ledgers with valid names,
+ * whether or not this machine has their key (malloc'd array of malloc'd
+ * strings, sorted bytewise; *out is NULL when there are none).
+ */
 int lfs_home_list(char ***out, size_t *out_n, const struct lfs_home *h);
 void lfs_home_list_free(char **names, size_t n);
 
 /*
  * Create a new ledger: a fresh random key in the keybag and an empty store.
- * -EEXIST when either exists.
+ * -EEXIST when either exists (a key file is never replaced). On failure
+ * nothing is left behind.
  */
 int lfs_home_create(const struct lfs_home *h, const char *name);
 
-/* Read a ledger's key. -ENOENT when the keybag has none ("no key"). */
+/*
+ * Read a ledger's key. -ENOENT when the keybag has none ("no key"), -EACCES
+ * for a key file with a lax mode or owner, -EBADMSG when it does not hold 64
+ * hex digits. The caller should sodium_memzero() out when done.
+ */
 int lfs_home_key(uint8_t out[LFS_KEY_BYTES], const struct lfs_home *h,
 		 const char *name);
 
@@ -72,7 +98,12 @@ int lfs_home_key(uint8_t out[LFS_KEY_BYTES], const struct lfs_home *h,
 int lfs_home_set_key(const struct lfs_home *h, const char *name,
 		     const uint8_t key[LFS_KEY_BYTES]);
 
-/* Share-string form of a key, and back. out holds 8 + 64 + 1 bytes. */
+/*
+ * Share-string form of a key, and back. out holds 8 + 64 + 1 bytes
+ * (lower-case hex, NUL-terminated). from_share accepts either case and
+ * trailing white space (a pasted line); -EINVAL for anything else, and out
+ * is only written on success.
+ */
 void lfs_key_to_share(char out[73], const uint8_t key[LFS_KEY_BYTES]);
 int lfs_key_from_share(uint8_t out[LFS_KEY_BYTES], const char *s);
 

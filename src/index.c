@@ -229,7 +229,7 @@ static int parse_entry(struct lfs_index_entry *e, struct lfs_arena *a,
 		return -EBADMSG;
 	e->nconflicts = c->u.array.count;
 	e->conflicts =
-	    lfs_arena_calloc(a, e->nconflicts, sizeof(*e->conflicts));
+		lfs_arena_calloc(a, e->nconflicts, sizeof(*e->conflicts));
 	if (!e->conflicts)
 		return -ENOMEM;
 	for (size_t i = 0; i < e->nconflicts; i++) {
@@ -332,19 +332,19 @@ int lfs_index_entry_copy(struct lfs_index_entry *out, struct lfs_arena *a,
 	*out = *e;
 	out->id = lfs_arena_strndup(a, e->id, e->id_len);
 	out->cur.writer =
-	    lfs_arena_strndup(a, e->cur.writer, strlen(e->cur.writer));
+		lfs_arena_strndup(a, e->cur.writer, strlen(e->cur.writer));
 	if (!out->id || !out->cur.writer)
 		return -ENOMEM;
 	if (e->nconflicts) {
-		out->conflicts =
-		    lfs_arena_calloc(a, e->nconflicts, sizeof(*out->conflicts));
+		out->conflicts = lfs_arena_calloc(a, e->nconflicts,
+						  sizeof(*out->conflicts));
 		if (!out->conflicts)
 			return -ENOMEM;
 		for (size_t i = 0; i < e->nconflicts; i++) {
 			out->conflicts[i] = e->conflicts[i];
-			out->conflicts[i].writer =
-			    lfs_arena_strndup(a, e->conflicts[i].writer,
-					      strlen(e->conflicts[i].writer));
+			out->conflicts[i].writer = lfs_arena_strndup(
+				a, e->conflicts[i].writer,
+				strlen(e->conflicts[i].writer));
 			if (!out->conflicts[i].writer)
 				return -ENOMEM;
 		}
@@ -377,7 +377,7 @@ int lfs_index_get(struct lfs_index_entry *out, struct lfs_arena *a,
 		}
 		struct lfs_index_entry key = {.id = id, .id_len = id_len};
 		struct lfs_index_entry *e =
-		    bsearch(&key, nd.e, nd.n, sizeof(*nd.e), entry_cmp);
+			bsearch(&key, nd.e, nd.n, sizeof(*nd.e), entry_cmp);
 		rc = e ? lfs_index_entry_copy(out, a, e) : -ENOENT;
 		break;
 	}
@@ -411,7 +411,7 @@ static int gather_fn(void *ctx, const struct lfs_index_entry *e)
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 64;
 		struct lfs_index_entry *p =
-		    lfs_arena_calloc(g->a, cap, sizeof(*p));
+			lfs_arena_calloc(g->a, cap, sizeof(*p));
 		if (!p)
 			return -ENOMEM;
 		if (g->n)
@@ -461,8 +461,8 @@ static int walk(struct op *o, const struct lfs_cid *cid, int depth,
 		/* Entries handed to fn live only for the call, unless the
 		 * caller gathers them: then they must stay in the arena. */
 		struct lfs_arena_mark mark = lfs_arena_mark(&o->arena);
-		rc =
-		    walk(o, &nd.kids[d], depth + 1, path, check, &sub, fn, ctx);
+		rc = walk(o, &nd.kids[d], depth + 1, path, check, &sub, fn,
+			  ctx);
 		if (fn != gather_fn)
 			lfs_arena_rewind(&o->arena, mark);
 		if (rc)
@@ -524,7 +524,7 @@ static int build(struct op *o, struct result *out, struct lfs_index_entry *e,
 		return write_leaf(o, &out->cid, e, n);
 	/* Stable partition by digit keeps each group in id order. */
 	struct lfs_index_entry *sorted =
-	    lfs_arena_calloc(&o->arena, n, sizeof(*e));
+		lfs_arena_calloc(&o->arena, n, sizeof(*e));
 	uint8_t *dig = lfs_arena_alloc(&o->arena, n);
 	if (!sorted || !dig)
 		return -ENOMEM;
@@ -564,7 +564,7 @@ static int merge_leaf(struct op *o, struct lfs_index_entry **out, size_t *out_n,
 		      const struct node *nd, const struct chg *ch, size_t n)
 {
 	struct lfs_index_entry *e =
-	    lfs_arena_calloc(&o->arena, nd->n + n + 1, sizeof(*e));
+		lfs_arena_calloc(&o->arena, nd->n + n + 1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
 	size_t i = 0, j = 0, k = 0;
@@ -632,7 +632,7 @@ static int apply_at(struct op *o, struct result *out, uint64_t *old_count,
 			continue;
 		uint64_t before;
 		const struct lfs_cid *child =
-		    nd.bitmap & (1u << d) ? &nd.kids[d] : NULL;
+			nd.bitmap & (1u << d) ? &nd.kids[d] : NULL;
 		if ((rc = apply_at(o, &kid[d], &before, child, depth + 1,
 				   part + start[d], start[d + 1] - start[d])))
 			return rc;
@@ -774,9 +774,9 @@ static int diff_at(struct op *o, const struct lfs_cid *a,
 	if (!na.leaf && !nb.leaf) {
 		for (int d = 0; d < 16; d++) {
 			const struct lfs_cid *ka =
-			    na.bitmap & (1u << d) ? &na.kids[d] : NULL;
+				na.bitmap & (1u << d) ? &na.kids[d] : NULL;
 			const struct lfs_cid *kb =
-			    nb.bitmap & (1u << d) ? &nb.kids[d] : NULL;
+				nb.bitmap & (1u << d) ? &nb.kids[d] : NULL;
 			if (!ka && !kb)
 				continue;
 			struct lfs_arena_mark mark = lfs_arena_mark(&o->arena);

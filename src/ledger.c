@@ -299,8 +299,8 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 		randombytes_buf(r, sizeof(r));
 		sodium_bin2hex(l->writer, sizeof(l->writer), r, sizeof(r));
 	}
-	int rc =
-	    lfs_blockstore_open(&l->bs, dir, key, opts->cache_bytes, create);
+	int rc = lfs_blockstore_open(&l->bs, dir, key, opts->cache_bytes,
+				     create);
 	if (rc) {
 		free(l);
 		return rc;
@@ -323,7 +323,7 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 		if ((rc = lfs_blockstore_load(&r, &a, l->bs, &recs[i], false)))
 			break;
 		void *p =
-		    realloc(events, (nev + r.nhead + 1) * sizeof(*events));
+			realloc(events, (nev + r.nhead + 1) * sizeof(*events));
 		if (!p) {
 			rc = -ENOMEM;
 			break;
@@ -540,7 +540,7 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 		if (!changes[i].entry)
 			continue;
 		struct lfs_index_entry *e =
-		    (struct lfs_index_entry *)changes[i].entry;
+			(struct lfs_index_entry *)changes[i].entry;
 		e->cur.t = t;
 	}
 	struct lfs_event ev = {.parents = parents,
@@ -568,7 +568,7 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 	if ((rc = lfs_index_nodes(&l->ix, &ev.root, gather_node, NULL, &g)))
 		goto out;
 	struct lfs_car_root cr = {
-	    .cars = parent_cars, .ncars = npc, .head = &event, .nhead = 1};
+		.cars = parent_cars, .ncars = npc, .head = &event, .nhead = 1};
 	if ((rc = lfs_blockstore_write_car(&car, l->bs, &cr, g.v, g.n,
 					   l->durable)) ||
 	    (rc = lfs_blockstore_set_head(l->bs, &car, parent_cars, npc,
@@ -637,7 +637,7 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		rc = 0;
 		if (op->del ? !exists
 			    : exists && !cur.nconflicts &&
-				  lfs_cid_equal(&cur.cur.doc, &op->doc))
+				      lfs_cid_equal(&cur.cur.doc, &op->doc))
 			continue; /* changes nothing */
 		ch[n].id = op->id;
 		ch[n].id_len = op->id_len;
@@ -654,7 +654,7 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		pthread_mutex_lock(&l->state_lock);
 		size_t nheads = l->nheads;
 		struct lfs_cid head =
-		    nheads ? l->heads[0] : (struct lfs_cid){0};
+			nheads ? l->heads[0] : (struct lfs_cid){0};
 		pthread_mutex_unlock(&l->state_lock);
 		if (n == 0 && nheads <= 1) {
 			if (out_event && nheads)
@@ -709,7 +709,7 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 				*out_missing = r.ncars ? r.cars[0] : *car;
 				for (size_t k = 0; k < r.ncars; k++)
 					if (!lfs_blockstore_has_car(
-						l->bs, &r.cars[k])) {
+						    l->bs, &r.cars[k])) {
 						*out_missing = r.cars[k];
 						break;
 					}
@@ -777,8 +777,8 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 	if ((rc = lfs_clock_walk(&l->blocks, heads, nheads, compact_event, &g)))
 		goto out;
 	/* The merged state of several heads is part of the present too. */
-	if ((rc =
-		 lfs_index_nodes(&l->ix, &root, gather_node, gather_entry, &g)))
+	if ((rc = lfs_index_nodes(&l->ix, &root, gather_node, gather_entry,
+				  &g)))
 		goto out;
 	struct lfs_car_root cr = {.head = heads, .nhead = nheads};
 	if ((rc = lfs_blockstore_write_compact(&car, l->bs, &cr, g.v, g.n)))
@@ -829,7 +829,7 @@ struct fsck {
 };
 
 static void problem(struct fsck *f, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+	__attribute__((format(printf, 2, 3)));
 
 static void problem(struct fsck *f, const char *fmt, ...)
 {

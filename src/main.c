@@ -22,7 +22,22 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"car", lfs_cmd_car, "inspect, build, seal and open CAR files"},
+	{"car", lfs_cmd_car, "inspect, build, seal and open CAR files"},
+	{"init", lfs_cmd_init, "create a ledger"},
+	{"put", lfs_cmd_put, "put a JSON document into a ledger"},
+	{"rm", lfs_cmd_rm, "delete documents"},
+	{"get", lfs_cmd_get, "print a document (now or at an event)"},
+	{"cat", lfs_cmd_cat, "print a document at an event"},
+	{"ls", lfs_cmd_ls, "list a ledger's documents"},
+	{"log", lfs_cmd_log, "list a ledger's events, newest first"},
+	{"diff", lfs_cmd_diff, "what changed between two events"},
+	{"merge", lfs_cmd_merge, "join concurrent heads into one"},
+	{"compact", lfs_cmd_compact, "rewrite a ledger into one CAR file"},
+	{"fsck", lfs_cmd_fsck, "check a ledger's files and history"},
+	{"key", lfs_cmd_key, "export or import a ledger's key"},
+	{"status", lfs_cmd_status, "heads, documents and files of ledgers"},
+	{"conflicts", lfs_cmd_conflicts,
+	 "losing versions of concurrent writes"},
 };
 
 static void usage(FILE *f)

@@ -59,8 +59,8 @@ static int collect_fn(void *ctx, const struct lfs_index_entry *base,
 static int rec_cmp(const void *x, const void *y)
 {
 	const struct rec *a = x, *b = y;
-	int c =
-	    memcmp(a->id, b->id, a->id_len < b->id_len ? a->id_len : b->id_len);
+	int c = memcmp(a->id, b->id,
+		       a->id_len < b->id_len ? a->id_len : b->id_len);
 	if (c)
 		return c;
 	if (a->id_len != b->id_len)
@@ -205,7 +205,7 @@ static int merge_at(struct lfs_cid *out, const struct lfs_index *ix,
 		if ((rc = resolve(&e, &a, c.r + i, j - i)))
 			goto out;
 		ch[nch++] = (struct lfs_index_change){
-		    .id = c.r[i].id, .id_len = c.r[i].id_len, .entry = e};
+			.id = c.r[i].id, .id_len = c.r[i].id_len, .entry = e};
 		i = j;
 	}
 	rc = lfs_index_apply(out, ix, &base, ch, nch);

@@ -18,13 +18,13 @@
 
 /* sha2-256("abc") and sha2-256(""), the FIPS 180-2 / well-known vectors. */
 static const uint8_t SHA_ABC[32] = {
-    0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
-    0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
-    0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+	0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
+	0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
+	0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
 static const uint8_t SHA_EMPTY[32] = {
-    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4,
-    0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b,
-    0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+	0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4,
+	0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b,
+	0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
 
 /* ---- helpers ---- */
 
@@ -48,7 +48,8 @@ static void put_raw(struct lfs_buf *b, const char *text)
 {
 	struct lfs_cid cid;
 	ck_assert_int_eq(
-	    lfs_car_put_block(b, &cid, LFS_CODEC_RAW, text, strlen(text)), 0);
+		lfs_car_put_block(b, &cid, LFS_CODEC_RAW, text, strlen(text)),
+		0);
 }
 
 static struct lfs_cid cid_of_str(uint8_t codec, const char *s)
@@ -169,9 +170,9 @@ START_TEST(test_one_block)
 	lfs_buf_init(&b, 0);
 	lfs_cid_of(&cid, LFS_CODEC_RAW, msg, sizeof(msg) - 1);
 	ck_assert_int_eq(lfs_car_write_header(&b, &cid, 1), 0);
-	ck_assert_int_eq(
-	    lfs_car_put_block(&b, &got, LFS_CODEC_RAW, msg, sizeof(msg) - 1),
-	    0);
+	ck_assert_int_eq(lfs_car_put_block(&b, &got, LFS_CODEC_RAW, msg,
+					   sizeof(msg) - 1),
+			 0);
 	ck_assert(lfs_cid_equal(&got, &cid));
 
 	ck_assert_int_eq(lfs_car_reader_init(&r, b.data, b.len), 0);
@@ -402,7 +403,7 @@ START_TEST(test_known_bytes)
 	uint8_t big[200] = {0};
 	lfs_buf_reset(&b);
 	ck_assert_int_eq(
-	    lfs_car_put_block(&b, &cid, LFS_CODEC_DAG_CBOR, big, 200), 0);
+		lfs_car_put_block(&b, &cid, LFS_CODEC_DAG_CBOR, big, 200), 0);
 	ck_assert_uint_eq(b.len, 2 + 36 + 200);
 	ck_assert_uint_eq(b.data[0], 0xec);
 	ck_assert_uint_eq(b.data[1], 0x01);
@@ -430,9 +431,9 @@ START_TEST(test_truncation)
 	uint8_t big[300];
 	memset(big, 0x5a, sizeof(big));
 	struct lfs_cid cid;
-	ck_assert_int_eq(
-	    lfs_car_put_block(&b, &cid, LFS_CODEC_DAG_CBOR, big, sizeof(big)),
-	    0);
+	ck_assert_int_eq(lfs_car_put_block(&b, &cid, LFS_CODEC_DAG_CBOR, big,
+					   sizeof(big)),
+			 0);
 	bound[nb++] = b.len;
 
 	for (size_t t = 0; t <= b.len; t++) {
@@ -518,16 +519,16 @@ START_TEST(test_unsupported_cids)
 		size_t len;
 		int want;
 	} cases[] = {
-	    {{0x12, 0x20}, 2, -EPROTONOSUPPORT},             /* CIDv0 */
-	    {{0x01, 0x70, 0x12, 0x20}, 4, -EPROTONOSUPPORT}, /* dag-pb */
-	    {{0x01, 0xa9, 0x02, 0x12, 0x20},
-	     5,
-	     -EPROTONOSUPPORT},                              /* dag-json */
-	    {{0x01, 0x55, 0x13, 0x20}, 4, -EPROTONOSUPPORT}, /* sha512 */
-	    {{0x01, 0x55, 0x12, 0x10}, 4, -EPROTONOSUPPORT}, /* 16 B */
-	    {{0x02, 0x55, 0x12, 0x20}, 4, -EPROTONOSUPPORT}, /* v2 */
-	    {{0x01, 0x55, 0x12, 0x20}, 4, 0},                /* control */
-	    {{0x01, 0x71, 0x12, 0x20}, 4, 0},                /* control */
+		{{0x12, 0x20}, 2, -EPROTONOSUPPORT},             /* CIDv0 */
+		{{0x01, 0x70, 0x12, 0x20}, 4, -EPROTONOSUPPORT}, /* dag-pb */
+		{{0x01, 0xa9, 0x02, 0x12, 0x20},
+		 5,
+		 -EPROTONOSUPPORT},                              /* dag-json */
+		{{0x01, 0x55, 0x13, 0x20}, 4, -EPROTONOSUPPORT}, /* sha512 */
+		{{0x01, 0x55, 0x12, 0x10}, 4, -EPROTONOSUPPORT}, /* 16 B */
+		{{0x02, 0x55, 0x12, 0x20}, 4, -EPROTONOSUPPORT}, /* v2 */
+		{{0x01, 0x55, 0x12, 0x20}, 4, 0},                /* control */
+		{{0x01, 0x71, 0x12, 0x20}, 4, 0},                /* control */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct lfs_buf b;
@@ -538,7 +539,7 @@ START_TEST(test_unsupported_cids)
 		put_section_prefix(&b, cases[i].prefix, cases[i].len,
 				   "payload");
 		ck_assert_msg(lfs_car_verify(&n, b.data, b.len) ==
-				  cases[i].want,
+				      cases[i].want,
 			      "case %zu", i);
 		ck_assert_uint_eq(n, cases[i].want ? 1 : 2);
 		lfs_buf_release(&b);
@@ -600,8 +601,8 @@ START_TEST(test_header_shape)
 	ck_assert_int_eq(HDR(0xa1, K_ROOTS, 0x80), -EBADMSG);
 	ck_assert_int_eq(HDR(0xa0), -EBADMSG);
 	ck_assert_int_eq(
-	    HDR(0xa2, 0x65, 'r', 'o', 'o', 't', 'z', 0x80, K_VERSION, 0x01),
-	    -EBADMSG);
+		HDR(0xa2, 0x65, 'r', 'o', 'o', 't', 'z', 0x80, K_VERSION, 0x01),
+		-EBADMSG);
 
 	/* Not a map. */
 	ck_assert_int_eq(HDR(0x80), -EBADMSG);
@@ -703,8 +704,8 @@ START_TEST(test_header_lengths)
 
 	/* Empty input, zero length, beyond the file. */
 	ck_assert_int_eq(
-	    lfs_car_reader_init(&(struct lfs_car_reader){0}, NULL, 0),
-	    -EBADMSG);
+		lfs_car_reader_init(&(struct lfs_car_reader){0}, NULL, 0),
+		-EBADMSG);
 	put_varint(&b, 0);
 	ck_assert_int_eq(init_rc(&b), -EBADMSG);
 	lfs_buf_reset(&b);
@@ -821,7 +822,8 @@ START_TEST(test_section_cap)
 	/* One byte more: the writer refuses and appends nothing. */
 	size_t before = b.len;
 	ck_assert_int_eq(
-	    lfs_car_put_block(&b, &c, LFS_CODEC_RAW, data, max + 1), -EFBIG);
+		lfs_car_put_block(&b, &c, LFS_CODEC_RAW, data, max + 1),
+		-EFBIG);
 	ck_assert_int_eq(lfs_car_write_block(&b, &c, data, max + 1), -EFBIG);
 	ck_assert_uint_eq(b.len, before);
 	ck_assert_int_eq(b.err, 0);

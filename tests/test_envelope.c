@@ -113,12 +113,14 @@ START_TEST(test_roundtrip)
 {
 	unsigned logs[] = {0, SMALL};
 	for (size_t l = 0; l < 2; l++) {
-		size_t c =
-		    (size_t)1
-		    << (logs[l] ? logs[l] : LFS_ENVELOPE_DEFAULT_CHUNK_LOG2);
-		size_t lens[] = {
-		    0,         1,     c - 1,     c,       c + 1,
-		    2 * c - 1, 3 * c, 3 * c + 7, 1 << 20, (1 << 20) + 12345};
+		size_t c = (size_t)1
+			   << (logs[l] ? logs[l]
+				       : LFS_ENVELOPE_DEFAULT_CHUNK_LOG2);
+		size_t lens[] = {0,       1,
+				 c - 1,   c,
+				 c + 1,   2 * c - 1,
+				 3 * c,   3 * c + 7,
+				 1 << 20, (1 << 20) + 12345};
 		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
 			check_roundtrip(lens[i], logs[l], (uint32_t)(i + 1));
 	}
@@ -141,7 +143,7 @@ START_TEST(test_roundtrip_random)
 		seal(&s, &cid, key, plain, len, logs[l]);
 		lfs_buf_init(&out, 0);
 		ck_assert_int_eq(
-		    lfs_envelope_open(&out, key, s.data, s.len, &cid), 0);
+			lfs_envelope_open(&out, key, s.data, s.len, &cid), 0);
 		ck_assert_uint_eq(out.len, len);
 		ck_assert(memcmp(out.data, plain, len) == 0);
 		lfs_buf_release(&out);
@@ -177,8 +179,9 @@ static uint8_t *reference_seal(size_t *out_len, const uint8_t *k,
 		for (int b = 0; b < 8; b++)
 			nonce[16 + b] = (uint8_t)(ctr >> (8 * (7 - b)));
 		unsigned long long clen;
-		crypto_aead_xchacha20poly1305_ietf_encrypt(
-		    f + pos, &clen, plain + i * c, m, f, 24, NULL, nonce, k);
+		crypto_aead_xchacha20poly1305_ietf_encrypt(f + pos, &clen,
+							   plain + i * c, m, f,
+							   24, NULL, nonce, k);
 		ck_assert_uint_eq(clen, m + 16);
 		pos += m + 16;
 	}
@@ -242,12 +245,13 @@ START_TEST(test_appends)
 	lfs_buf_init(&s, 0);
 	ck_assert_int_eq(lfs_buf_append(&s, keep, KEEP_LEN), 0);
 	ck_assert_int_eq(
-	    lfs_envelope_seal(&s, &cid, key, (const uint8_t *)"x", 1, 0), 0);
+		lfs_envelope_seal(&s, &cid, key, (const uint8_t *)"x", 1, 0),
+		0);
 	ck_assert_uint_eq(s.len, KEEP_LEN + lfs_envelope_sealed_size(1, 0));
 	ck_assert_mem_eq(s.data, keep, KEEP_LEN);
 	ck_assert(lfs_cid_matches(&cid, s.data + KEEP_LEN, s.len - KEEP_LEN));
 	ck_assert_int_eq(
-	    open_keep(key, s.data + KEEP_LEN, s.len - KEEP_LEN, &cid), 0);
+		open_keep(key, s.data + KEEP_LEN, s.len - KEEP_LEN, &cid), 0);
 	lfs_buf_release(&s);
 }
 END_TEST
@@ -595,14 +599,15 @@ START_TEST(test_open_chunk)
 		memcpy(bad, c1, n);
 		bad[pos] ^= 0x20;
 		ck_assert_int_eq(
-		    lfs_envelope_open_chunk(&out, key, &info, 1, bad, n),
-		    -EBADMSG);
+			lfs_envelope_open_chunk(&out, key, &info, 1, bad, n),
+			-EBADMSG);
 	}
 	/* wrong index, wrong length, wrong key, another file's chunk */
 	ck_assert_int_eq(lfs_envelope_open_chunk(&out, key, &info, 2, c1, n),
 			 -EBADMSG);
 	ck_assert_int_eq(
-	    lfs_envelope_open_chunk(&out, key, &info, 1, c1, n - 1), -EBADMSG);
+		lfs_envelope_open_chunk(&out, key, &info, 1, c1, n - 1),
+		-EBADMSG);
 	/* too long: into a buffer with no slack, so ASan sees overruns */
 	struct lfs_buf tight;
 	lfs_buf_init(&tight, 1024);
@@ -610,8 +615,8 @@ START_TEST(test_open_chunk)
 	memcpy(longer, c1, n);
 	longer[n] = 0;
 	ck_assert_int_eq(
-	    lfs_envelope_open_chunk(&tight, key, &info, 1, longer, n + 1),
-	    -EBADMSG);
+		lfs_envelope_open_chunk(&tight, key, &info, 1, longer, n + 1),
+		-EBADMSG);
 	ck_assert_uint_eq(tight.len, 0);
 	ck_assert_int_eq(tight.err, 0);
 	lfs_buf_release(&tight);
@@ -620,8 +625,8 @@ START_TEST(test_open_chunk)
 	memcpy(longer, c3, n);
 	longer[n] = 0;
 	ck_assert_int_eq(
-	    lfs_envelope_open_chunk(&out, key, &info, 3, longer, n + 1),
-	    -EBADMSG);
+		lfs_envelope_open_chunk(&out, key, &info, 3, longer, n + 1),
+		-EBADMSG);
 	c1 = chunk_at(&s, 1, &n);
 	ck_assert_int_eq(lfs_envelope_open_chunk(&out, key2, &info, 1, c1, n),
 			 -EBADMSG);
@@ -642,7 +647,7 @@ START_TEST(test_open_chunk)
 	 */
 	struct lfs_envelope_info cut;
 	ck_assert_int_eq(
-	    lfs_envelope_parse(&cut, s.data, HDR + 2 * (1024 + TAG)), 0);
+		lfs_envelope_parse(&cut, s.data, HDR + 2 * (1024 + TAG)), 0);
 	ck_assert_uint_eq(cut.nchunks, 2);
 	c1 = chunk_at(&s, 0, &n);
 	ck_assert_int_eq(lfs_envelope_open_chunk(&out, key, &cut, 0, c1, n), 0);
@@ -668,12 +673,13 @@ START_TEST(test_open_chunk_empty)
 	ck_assert_uint_eq(info.plain_len, 0);
 	lfs_buf_init(&out, 0);
 	ck_assert_int_eq(
-	    lfs_envelope_open_chunk(&out, key, &info, 0, s.data + HDR, TAG), 0);
+		lfs_envelope_open_chunk(&out, key, &info, 0, s.data + HDR, TAG),
+		0);
 	ck_assert_uint_eq(out.len, 0);
 	s.data[HDR] ^= 1;
 	ck_assert_int_eq(
-	    lfs_envelope_open_chunk(&out, key, &info, 0, s.data + HDR, TAG),
-	    -EBADMSG);
+		lfs_envelope_open_chunk(&out, key, &info, 0, s.data + HDR, TAG),
+		-EBADMSG);
 	lfs_buf_release(&out);
 	lfs_buf_release(&s);
 }
@@ -693,11 +699,12 @@ START_TEST(test_geometry)
 		if (rc == 0) {
 			good++;
 			ck_assert_uint_eq(
-			    lfs_envelope_sealed_size(info.plain_len, SMALL), l);
-			ck_assert_uint_eq(info.nchunks,
-					  info.plain_len
-					      ? (info.plain_len + 1023) / 1024
-					      : 1);
+				lfs_envelope_sealed_size(info.plain_len, SMALL),
+				l);
+			ck_assert_uint_eq(
+				info.nchunks,
+				info.plain_len ? (info.plain_len + 1023) / 1024
+					       : 1);
 		} else {
 			ck_assert_int_eq(rc, -EBADMSG);
 		}
@@ -733,15 +740,15 @@ START_TEST(test_sealed_size)
 	struct lfs_buf s;
 	lfs_buf_init(&s, 0);
 	ck_assert_int_eq(
-	    lfs_envelope_seal(&s, NULL, key, (const uint8_t *)"x", 1, 9),
-	    -EINVAL);
+		lfs_envelope_seal(&s, NULL, key, (const uint8_t *)"x", 1, 9),
+		-EINVAL);
 	ck_assert_int_eq(
-	    lfs_envelope_seal(&s, NULL, key, (const uint8_t *)"x", 1, 23),
-	    -EINVAL);
+		lfs_envelope_seal(&s, NULL, key, (const uint8_t *)"x", 1, 23),
+		-EINVAL);
 	/* a size that overflows is refused before anything is read */
-	ck_assert_int_eq(
-	    lfs_envelope_seal(&s, NULL, key, (const uint8_t *)"x", SIZE_MAX, 0),
-	    -EFBIG);
+	ck_assert_int_eq(lfs_envelope_seal(&s, NULL, key, (const uint8_t *)"x",
+					   SIZE_MAX, 0),
+			 -EFBIG);
 	ck_assert_uint_eq(s.len, 0);
 	lfs_buf_release(&s);
 }
@@ -791,8 +798,8 @@ START_TEST(test_cap)
 	ck_assert_int_eq(lfs_envelope_chunk_span(&off, &n, &info, 0), 0);
 	lfs_buf_init(&out, 1023);
 	ck_assert_int_eq(
-	    lfs_envelope_open_chunk(&out, key, &info, 0, s.data + off, n),
-	    -EFBIG);
+		lfs_envelope_open_chunk(&out, key, &info, 0, s.data + off, n),
+		-EFBIG);
 	ck_assert_uint_eq(out.len, 0);
 	lfs_buf_release(&out);
 

@@ -49,7 +49,7 @@ static void put(struct fixture *f, const char *id, int v)
 	struct lfs_index_entry e;
 	make_entry(&e, id, v);
 	struct lfs_index_change c = {
-	    .id = id, .id_len = strlen(id), .entry = &e};
+		.id = id, .id_len = strlen(id), .entry = &e};
 	ck_assert_int_eq(lfs_index_apply(&f->root, &f->ix, &f->root, &c, 1), 0);
 }
 
@@ -112,7 +112,7 @@ START_TEST(model_random)
 		}
 		if (step % 997 == 0)
 			ck_assert_int_eq(
-			    lfs_index_check(&f.ix, &f.root, NULL, NULL), 0);
+				lfs_index_check(&f.ix, &f.root, NULL, NULL), 0);
 	}
 	uint64_t live = 0, n;
 	for (int k = 0; k < NKEYS; k++) {
@@ -167,7 +167,7 @@ START_TEST(history_independent)
 		snprintf(ids[i], sizeof(ids[i]), "k%d", i);
 		make_entry(&e[i], ids[i], 7);
 		ch[i] = (struct lfs_index_change){
-		    .id = ids[i], .id_len = strlen(ids[i]), .entry = &e[i]};
+			.id = ids[i], .id_len = strlen(ids[i]), .entry = &e[i]};
 	}
 	ck_assert_int_eq(lfs_index_apply(&c.root, &c.ix, &c.root, ch, 500), 0);
 	ck_assert(lfs_cid_equal(&a.root, &c.root));
@@ -221,13 +221,13 @@ START_TEST(diff_small)
 	ck_assert_uint_lt(f.map.count - blocks_before, 4 * 6);
 	struct diff_seen s = {0};
 	ck_assert_int_eq(
-	    lfs_index_diff(&f.ix, &before, &f.root, count_diff, &s), 0);
+		lfs_index_diff(&f.ix, &before, &f.root, count_diff, &s), 0);
 	ck_assert_int_eq(s.added, 1);
 	ck_assert_int_eq(s.removed, 1);
 	ck_assert_int_eq(s.changed, 2);
 	memset(&s, 0, sizeof(s));
 	ck_assert_int_eq(
-	    lfs_index_diff(&f.ix, &f.root, &f.root, count_diff, &s), 0);
+		lfs_index_diff(&f.ix, &f.root, &f.root, count_diff, &s), 0);
 	ck_assert_int_eq(s.added + s.removed + s.changed, 0);
 	fx_release(&f);
 }
@@ -267,8 +267,8 @@ START_TEST(bad_arguments)
 	struct lfs_index_entry e;
 	make_entry(&e, "a", 1);
 	struct lfs_index_change dup[2] = {
-	    {.id = "a", .id_len = 1, .entry = &e},
-	    {.id = "a", .id_len = 1, .entry = NULL}};
+		{.id = "a", .id_len = 1, .entry = &e},
+		{.id = "a", .id_len = 1, .entry = NULL}};
 	struct lfs_cid out;
 	ck_assert_int_eq(lfs_index_apply(&out, &f.ix, &f.root, dup, 2),
 			 -EINVAL);

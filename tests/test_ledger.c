@@ -244,8 +244,9 @@ static bool version_kept(struct lfs_ledger *l, const char *id, long v)
 		for (size_t i = 0; !kept && i < e.nconflicts; i++) {
 			json_t *c;
 			ck_assert_int_eq(
-			    lfs_ledger_load_doc(l, &e.conflicts[i].doc, id, &c),
-			    0);
+				lfs_ledger_load_doc(l, &e.conflicts[i].doc, id,
+						    &c),
+				0);
 			kept = json_integer_value(json_object_get(c, "v")) == v;
 			json_decref(c);
 		}
@@ -279,9 +280,9 @@ START_TEST(replicas_converge)
 				struct lfs_txn *t;
 				ck_assert_int_eq(lfs_txn_new(&t), 0);
 				ck_assert_int_eq(lfs_txn_delete(t, id), 0);
-				ck_assert_int_eq(
-				    lfs_ledger_commit(rep[r], t, NULL, NULL),
-				    0);
+				ck_assert_int_eq(lfs_ledger_commit(rep[r], t,
+								   NULL, NULL),
+						 0);
 				lfs_txn_free(t);
 				last[r][k] = -1;
 			} else {
@@ -329,16 +330,17 @@ START_TEST(replicas_converge)
 				snprintf(id, sizeof(id), "doc%d", k);
 				if (last[r][k] >= 0)
 					ck_assert_msg(
-					    version_kept(rep[0], id,
-							 last[r][k]),
-					    "round %d: %s v%ld by replica "
-					    "%d was lost",
-					    round, id, last[r][k], r);
+						version_kept(rep[0], id,
+							     last[r][k]),
+						"round %d: %s v%ld by replica "
+						"%d was lost",
+						round, id, last[r][k], r);
 			}
 		/* One replica merges; everyone gets one head again. */
 		bool committed;
 		ck_assert_int_eq(
-		    lfs_ledger_merge(rep[round % NREP], NULL, &committed), 0);
+			lfs_ledger_merge(rep[round % NREP], NULL, &committed),
+			0);
 		sync_all();
 		assert_converged();
 		for (int r = 0; r < NREP; r++) {
@@ -428,9 +430,9 @@ static void seal_car(struct lfs_buf *out, struct lfs_cid *name,
 	ck_assert_int_eq(lfs_car_write_block(&plain, &rc, rb.data, rb.len), 0);
 	if (evbytes)
 		ck_assert_int_eq(
-		    lfs_car_write_block(&plain, event, evbytes, evlen), 0);
+			lfs_car_write_block(&plain, event, evbytes, evlen), 0);
 	ck_assert_int_eq(
-	    lfs_envelope_seal(out, name, k, plain.data, plain.len, 0), 0);
+		lfs_envelope_seal(out, name, k, plain.data, plain.len, 0), 0);
 	lfs_buf_release(&rb);
 	lfs_buf_release(&plain);
 }
@@ -450,8 +452,8 @@ START_TEST(hostile_cars)
 	uint8_t junk[100] = {1, 2, 3};
 	lfs_cid_of(&name, LFS_CODEC_RAW, "other", 5);
 	ck_assert_int_eq(
-	    lfs_ledger_ingest(rep[0], &name, junk, sizeof(junk), &missing),
-	    -EBADMSG);
+		lfs_ledger_ingest(rep[0], &name, junk, sizeof(junk), &missing),
+		-EBADMSG);
 
 	/* 2. A CAR sealed with another key. */
 	uint8_t other[LFS_KEY_BYTES];
@@ -460,15 +462,15 @@ START_TEST(hostile_cars)
 	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, evb, 1);
 	seal_car(&s, &name, other, &ev, evb, 1);
 	ck_assert_int_eq(
-	    lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
-	    -EBADMSG);
+		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+		-EBADMSG);
 
 	/* 3. The right key, but the event is malformed. */
 	lfs_buf_reset(&s);
 	seal_car(&s, &name, key, &ev, evb, 1);
 	ck_assert_int_eq(
-	    lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
-	    -EBADMSG);
+		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+		-EBADMSG);
 	ck_assert(!lfs_blockstore_has_car(lfs_ledger_store(rep[0]), &name));
 
 	/* 4. A CAR whose root names an event it doesn't hold. */
@@ -493,7 +495,8 @@ START_TEST(hostile_cars)
 	lfs_buf_reset(&s);
 	seal_car(&s, &name, key, &ev, eb.data, eb.len);
 	ck_assert_int_eq(
-	    lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing), -EAGAIN);
+		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+		-EAGAIN);
 
 	/* 6. An event older than its parent (clock going backwards). */
 	struct lfs_cid *heads;
@@ -507,8 +510,8 @@ START_TEST(hostile_cars)
 	lfs_buf_reset(&s);
 	seal_car(&s, &name, key, &ev, eb.data, eb.len);
 	ck_assert_int_eq(
-	    lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
-	    -EBADMSG);
+		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+		-EBADMSG);
 	free(heads);
 
 	/* Nothing was applied; the ledger still works. */
