@@ -89,6 +89,20 @@ const struct lfs_blockmap_item *lfs_blockmap_find(const struct lfs_blockmap *m,
 	return slot && *slot ? &m->items[*slot - 1] : NULL;
 }
 
+void lfs_blockmap_truncate(struct lfs_blockmap *m, size_t count)
+{
+	if (count >= m->count)
+		return;
+	for (size_t i = count; i < m->count; i++) {
+		m->bytes -= m->items[i].len;
+		free(m->items[i].data);
+	}
+	m->count = count;
+	memset(m->slots, 0, m->nslots * sizeof(*m->slots));
+	for (size_t i = 0; i < m->count; i++)
+		*lookup(m, &m->items[i].cid) = i + 1;
+}
+
 static int map_get(void *self, struct lfs_buf *out, const struct lfs_cid *cid)
 {
 	const struct lfs_blockmap_item *it = lfs_blockmap_find(self, cid);

@@ -44,6 +44,9 @@ int lfs_blockmap_put(struct lfs_blockmap *m, const struct lfs_cid *cid,
 const struct lfs_blockmap_item *lfs_blockmap_find(const struct lfs_blockmap *m,
 						  const struct lfs_cid *cid);
 
+/* Forget every block added after the first `count` (insertion order). */
+void lfs_blockmap_truncate(struct lfs_blockmap *m, size_t count);
+
 /* The struct lfs_blocks view of this map. */
 struct lfs_blocks lfs_blockmap_blocks(struct lfs_blockmap *m);
 

@@ -464,8 +464,8 @@ static int copy_root(struct lfs_car_root *out, struct lfs_arena *a,
 	out->head = lfs_arena_calloc(a, r->nhead + 1, sizeof(*out->head));
 	if (!out->cars || !out->head)
 		return -ENOMEM;
-	memcpy(out->cars, r->cars, r->ncars * sizeof(*r->cars));
-	memcpy(out->head, r->head, r->nhead * sizeof(*r->head));
+	lfs_cid_copy_n(out->cars, r->cars, r->ncars);
+	lfs_cid_copy_n(out->head, r->head, r->nhead);
 	return 0;
 }
 
@@ -943,8 +943,8 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 		rc = -ENOMEM;
 		goto out;
 	}
-	memcpy(copy.cars, root->cars, root->ncars * sizeof(*copy.cars));
-	memcpy(copy.head, root->head, root->nhead * sizeof(*copy.head));
+	lfs_cid_copy_n(copy.cars, root->cars, root->ncars);
+	lfs_cid_copy_n(copy.head, root->head, root->nhead);
 	pthread_mutex_lock(&bs->lock);
 	rc = register_car(bs, out, &info, &copy, plain.data, plain.len,
 			  relocate);
@@ -1145,10 +1145,29 @@ int lfs_blockstore_sync(struct lfs_blockstore *bs)
 	return rc;
 }
 
-void lfs_blockstore_forget_fresh(struct lfs_blockstore *bs)
+size_t lfs_blockstore_fresh_mark(struct lfs_blockstore *bs)
 {
 	pthread_mutex_lock(&bs->lock);
-	lfs_blockmap_release(&bs->fresh);
-	lfs_blockmap_init(&bs->fresh);
+	size_t n = bs->fresh.count;
 	pthread_mutex_unlock(&bs->lock);
+	return n;
+}
+
+void lfs_blockstore_fresh_rewind(struct lfs_blockstore *bs, size_t mark)
+{
+	pthread_mutex_lock(&bs->lock);
+	lfs_blockmap_truncate(&bs->fresh, mark);
+	pthread_mutex_unlock(&bs->lock);
+}
+
+int lfs_blockstore_heads_stamp(struct lfs_blockstore *bs, int64_t *out)
+{
+	char *dir = path_join(bs->dir, "head", "");
+	struct stat st;
+	int rc = !dir ? -ENOMEM : stat(dir, &st) ? -errno : 0;
+	free(dir);
+	if (!rc)
+		*out = (int64_t)st.st_mtim.tv_sec * 1000000000 +
+		       st.st_mtim.tv_nsec;
+	return rc;
 }

@@ -158,7 +158,16 @@ int lfs_blockstore_drop_head(struct lfs_blockstore *bs,
 /* fsync everything written with durable=false since the last sync. */
 int lfs_blockstore_sync(struct lfs_blockstore *bs);
 
-/* Drop in-memory blocks that were never persisted (after a failed txn). */
-void lfs_blockstore_forget_fresh(struct lfs_blockstore *bs);
+/*
+ * In-memory blocks are kept in the order they were put. fresh_mark() names
+ * the current point; fresh_rewind() forgets every unpersisted block put
+ * since (a failed transaction's). Callers serialise puts around these.
+ */
+size_t lfs_blockstore_fresh_mark(struct lfs_blockstore *bs);
+void lfs_blockstore_fresh_rewind(struct lfs_blockstore *bs, size_t mark);
+
+/* A stamp that changes whenever a head record is added or removed (the
+ * head directory's modification time), to notice other processes. */
+int lfs_blockstore_heads_stamp(struct lfs_blockstore *bs, int64_t *out);
 
 #endif

@@ -35,7 +35,7 @@
 
 #define LFS_CAR_MAX_HEADER  ((size_t)1 << 16)
 #define LFS_CAR_MAX_ROOTS   1024
-#define LFS_CAR_MAX_SECTION ((size_t)8 << 20)
+#define LFS_CAR_MAX_SECTION (((size_t)8 << 20) + 4096) /* a document + CID */
 
 /*
  * Append a CARv1 header naming nroots roots to out. Returns 0, -EFBIG for

@@ -71,6 +71,14 @@ static inline bool lfs_cid_equal(const struct lfs_cid *a,
 	return lfs_cid_cmp(a, b) == 0;
 }
 
+/* Copy n CIDs (n may be 0 with NULL pointers). */
+static inline void lfs_cid_copy_n(struct lfs_cid *dst,
+				  const struct lfs_cid *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = src[i];
+}
+
 /*
  * Lower-case base32 (RFC 4648 alphabet, no padding), shared with other
  * modules that print binary names. out must hold (len * 8 + 4) / 5 + 1 bytes.

@@ -180,7 +180,7 @@ int lfs_clock_check_parents(struct lfs_cid *out_missing,
 		if (rc == -ENOENT && out_missing)
 			*out_missing = ev->parents[i];
 		if (!rc && p.t >= ev->t)
-			rc = -EBADMSG;
+			rc = -ERANGE;
 		lfs_arena_rewind(&a, m);
 	}
 	lfs_arena_release(&a);
@@ -272,7 +272,7 @@ static int graph_node(struct graph *g, size_t *out, const struct lfs_cid *cid)
 		rc = -ENOMEM;
 		goto out;
 	}
-	memcpy(nd->parents, ev.parents, ev.nparents * sizeof(*nd->parents));
+	lfs_cid_copy_n(nd->parents, ev.parents, ev.nparents);
 	if ((rc = lfs_cidmap_set(&g->map, cid, g->n))) {
 		free(nd->parents);
 		free(nd->flags);

@@ -256,7 +256,8 @@ static int load_node(struct op *o, struct node *nd, const struct lfs_cid *cid,
 	lfs_buf_reset(&o->tmp);
 	int rc = lfs_blocks_get(&o->ix->blocks, &o->tmp, cid);
 	if (rc)
-		return rc;
+		return rc == -ENOENT ? -EIO
+				     : rc; /* ENOENT means "no such id" */
 	struct lfs_cbor *v;
 	if ((rc = lfs_cbor_decode(&v, &o->arena, o->tmp.data, o->tmp.len)))
 		return rc == -ENOMEM ? rc : -EBADMSG;

@@ -30,7 +30,7 @@
  *   entry    {"c": [[doc, t, w], ...], "d": doc, "t": t, "w": writer}
  *            ("c", the conflict losers, is omitted when empty)
  *
- * Errors: -ENOENT (id absent, or a block the store cannot supply), -EBADMSG
+ * Errors: -ENOENT (id absent), -EIO (a node the store cannot supply), -EBADMSG
  * (a node that is not a valid index node: bad shape, unsorted entries,
  * a wrong count, an entry in the wrong subtree), -EINVAL (bad arguments:
  * duplicate ids in one apply, an over-long id or writer), -ENOMEM.

@@ -12,6 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <sodium.h>
 
 #include "cbor.h"
@@ -28,7 +32,10 @@ struct lfs_ledger {
 	int64_t (*now_us)(void *ctx);
 	void *now_ctx;
 
-	pthread_mutex_t write_lock; /* one writer at a time */
+	pthread_mutex_t write_lock; /* one writer thread at a time */
+	int lock_fd;                /* flock: one writer process at a time */
+	int open_fd;                /* flock shared while open */
+	int64_t heads_stamp;        /* head directory seen at this stamp */
 	pthread_mutex_t state_lock; /* guards the fields below */
 	struct lfs_cid *heads;      /* sorted by CID */
 	size_t nheads;
@@ -175,7 +182,7 @@ static int copy_cids(struct lfs_cid **out, size_t *n, const struct lfs_cid *src,
 	*out = malloc((count + 1) * sizeof(**out));
 	if (!*out)
 		return -ENOMEM;
-	memcpy(*out, src, count * sizeof(*src));
+	lfs_cid_copy_n(*out, src, count);
 	*n = count;
 	return 0;
 }
@@ -271,6 +278,106 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
 	return rc;
 }
 
+/*
+ * Take the ledger for writing: this thread (write_lock, held by the caller)
+ * and this process (an exclusive flock on DIR/lock), then pick up heads
+ * that other processes committed since we last looked, so a commit names
+ * them as parents and the head records we tidy are all known to us.
+ */
+static int refresh_heads(struct lfs_ledger *l);
+
+static int lock_writer(struct lfs_ledger *l)
+{
+	while (flock(l->lock_fd, LOCK_EX))
+		if (errno != EINTR)
+			return -errno;
+	int rc = refresh_heads(l);
+	if (rc)
+		flock(l->lock_fd, LOCK_UN);
+	return rc;
+}
+
+static void unlock_writer(struct lfs_ledger *l)
+{
+	flock(l->lock_fd, LOCK_UN);
+}
+
+/* Events named by the head records on disk, plus the current heads. */
+static int heads_on_disk(struct lfs_ledger *l, struct lfs_cid **out,
+			 size_t *out_n)
+{
+	struct lfs_cid *recs = NULL, *events = NULL;
+	size_t nrecs = 0, nev = 0;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	int rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
+	pthread_mutex_lock(&l->state_lock);
+	if (!rc && !(events = malloc((l->nheads + 1) * sizeof(*events))))
+		rc = -ENOMEM;
+	if (!rc) {
+		lfs_cid_copy_n(events, l->heads, l->nheads);
+		nev = l->nheads;
+	}
+	pthread_mutex_unlock(&l->state_lock);
+	for (size_t i = 0; i < nrecs && !rc; i++) {
+		struct lfs_car_root r;
+		struct lfs_arena_mark m = lfs_arena_mark(&a);
+		/* A record whose CAR file is missing or damaged is an error,
+		 * never a reason to drop the record: fsck names the file. */
+		rc = lfs_blockstore_load(&r, &a, l->bs, &recs[i], false);
+		void *p = rc ? NULL
+			     : realloc(events,
+				       (nev + r.nhead + 1) * sizeof(*events));
+		if (!rc && !p)
+			rc = -ENOMEM;
+		if (!rc) {
+			events = p;
+			lfs_cid_copy_n(events + nev, r.head, r.nhead);
+			nev += r.nhead;
+		}
+		lfs_arena_rewind(&a, m);
+	}
+	free(recs);
+	lfs_arena_release(&a);
+	if (rc) {
+		free(events);
+		return rc;
+	}
+	*out = events;
+	*out_n = nev;
+	return 0;
+}
+
+static int publish(struct lfs_ledger *l, struct lfs_cid *heads, size_t n);
+
+static int refresh_heads(struct lfs_ledger *l)
+{
+	int64_t stamp;
+	int rc = lfs_blockstore_heads_stamp(l->bs, &stamp);
+	if (rc || stamp == l->heads_stamp)
+		return rc;
+	struct lfs_cid *events;
+	size_t nev;
+	if ((rc = heads_on_disk(l, &events, &nev)))
+		return rc;
+	int n = lfs_clock_reduce(&l->blocks, events, nev);
+	if (n < 0) {
+		free(events);
+		return n;
+	}
+	pthread_mutex_lock(&l->state_lock);
+	bool same = (size_t)n == l->nheads;
+	for (int i = 0; same && i < n; i++)
+		same = lfs_cid_equal(&events[i], &l->heads[i]);
+	pthread_mutex_unlock(&l->state_lock);
+	if (same)
+		free(events);
+	else if ((rc = publish(l, events, (size_t)n)))
+		return rc;
+	l->heads_stamp = stamp;
+	return 0;
+}
+
 int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 		    const uint8_t key[LFS_KEY_BYTES],
 		    const struct lfs_ledger_opts *opts, bool create)
@@ -312,50 +419,46 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 			   sizeof(label) - 1, key, LFS_KEY_BYTES);
 	lfs_index_init(&l->ix, l->blocks, salt);
 
-	struct lfs_cid *recs = NULL, *events = NULL;
-	size_t nrecs = 0, nev = 0;
-	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
-	if ((rc = lfs_blockstore_heads(&recs, &nrecs, l->bs)))
-		goto fail;
-	for (size_t i = 0; i < nrecs && !rc; i++) {
-		struct lfs_car_root r;
-		if ((rc = lfs_blockstore_load(&r, &a, l->bs, &recs[i], false)))
-			break;
-		void *p =
-			realloc(events, (nev + r.nhead + 1) * sizeof(*events));
-		if (!p) {
-			rc = -ENOMEM;
-			break;
+	l->lock_fd = l->open_fd = -1;
+	char *lp = malloc(strlen(dir) + 16), *op = malloc(strlen(dir) + 16);
+	if (lp && op) {
+		sprintf(lp, "%s/lock", dir);
+		sprintf(op, "%s/open.lock", dir);
+		l->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		l->open_fd = open(op, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	}
+	rc = !lp || !op                         ? -ENOMEM
+	     : l->lock_fd < 0 || l->open_fd < 0 ? -errno
+						: 0;
+	free(lp);
+	free(op);
+	if (!rc && flock(l->open_fd, LOCK_SH))
+		rc = -errno;
+	struct lfs_cid *none = rc ? NULL : malloc(sizeof(*none));
+	if (!rc && !none)
+		rc = -ENOMEM;
+	if (!rc)
+		rc = publish(l, none, 0); /* empty until the heads load */
+	l->heads_stamp = INT64_MIN;
+	pthread_mutex_lock(&l->write_lock);
+	if (!rc && !(rc = lock_writer(l))) {
+		/* Drop records a crash left behind (superseded heads). */
+		struct lfs_cid *recs;
+		size_t nrecs;
+		if (!(rc = lfs_blockstore_heads(&recs, &nrecs, l->bs))) {
+			if (nrecs != l->nhead_cars)
+				rc = sync_head_records(l, true);
+			free(recs);
 		}
-		events = p;
-		memcpy(events + nev, r.head, r.nhead * sizeof(*events));
-		nev += r.nhead;
+		unlock_writer(l);
 	}
-	if (rc)
-		goto fail;
-	int n = lfs_clock_reduce(&l->blocks, events, nev);
-	if (n < 0) {
-		rc = n;
-		goto fail;
+	pthread_mutex_unlock(&l->write_lock);
+	if (rc) {
+		lfs_ledger_close(l);
+		return rc;
 	}
-	if ((rc = publish(l, events, (size_t)n)))
-		goto fail_published;
-	events = NULL;
-	/* Drop records a crash left behind (superseded heads). */
-	if (nrecs != l->nhead_cars && (rc = sync_head_records(l, true)))
-		goto fail_published;
-	free(recs);
-	lfs_arena_release(&a);
 	*out = l;
 	return 0;
-fail:
-	free(events);
-fail_published:
-	free(recs);
-	lfs_arena_release(&a);
-	lfs_ledger_close(l);
-	return rc;
 }
 
 void lfs_ledger_close(struct lfs_ledger *l)
@@ -364,6 +467,10 @@ void lfs_ledger_close(struct lfs_ledger *l)
 		return;
 	lfs_blockstore_sync(l->bs);
 	lfs_blockstore_free(l->bs);
+	if (l->lock_fd >= 0)
+		close(l->lock_fd);
+	if (l->open_fd >= 0)
+		close(l->open_fd);
 	free(l->heads);
 	free(l->head_cars);
 	pthread_mutex_destroy(&l->write_lock);
@@ -619,6 +726,15 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 	lfs_arena_init(&a, 0);
 	int rc = ops && ch && ents ? 0 : -ENOMEM;
 	pthread_mutex_lock(&l->write_lock);
+	if (!rc && (rc = lock_writer(l))) {
+		pthread_mutex_unlock(&l->write_lock);
+		lfs_arena_release(&a);
+		free(ops);
+		free(ch);
+		free(ents);
+		return rc;
+	}
+	size_t mark = lfs_blockstore_fresh_mark(l->bs);
 	struct lfs_cid root;
 	lfs_ledger_root(l, &root);
 	size_t n = 0;
@@ -665,6 +781,9 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 				*out_committed = true;
 		}
 	}
+	if (rc)
+		lfs_blockstore_fresh_rewind(l->bs, mark);
+	unlock_writer(l);
 	pthread_mutex_unlock(&l->write_lock);
 	lfs_arena_release(&a);
 	free(ops);
@@ -695,7 +814,13 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 	lfs_arena_init(&a, 0);
 	struct lfs_car_root r;
 	pthread_mutex_lock(&l->write_lock);
-	int rc = lfs_blockstore_import(&r, &a, l->bs, car, sealed, len);
+	int rc = lock_writer(l);
+	if (rc) {
+		pthread_mutex_unlock(&l->write_lock);
+		lfs_arena_release(&a);
+		return rc;
+	}
+	rc = lfs_blockstore_import(&r, &a, l->bs, car, sealed, len);
 	for (size_t i = 0; !rc && i < r.nhead; i++) {
 		struct lfs_event ev;
 		struct lfs_cid missing;
@@ -716,6 +841,8 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 			}
 		}
 	}
+	if (rc == -ERANGE)
+		rc = -EBADMSG; /* an event older than its parent */
 	if (rc == -EBADMSG)
 		lfs_blockstore_remove_car(l->bs, car); /* never applied */
 	if (!rc) {
@@ -723,8 +850,8 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		size_t n = l->nheads + r.nhead;
 		struct lfs_cid *all = malloc((n + 1) * sizeof(*all));
 		if (all) {
-			memcpy(all, l->heads, l->nheads * sizeof(*all));
-			memcpy(all + l->nheads, r.head, r.nhead * sizeof(*all));
+			lfs_cid_copy_n(all, l->heads, l->nheads);
+			lfs_cid_copy_n(all + l->nheads, r.head, r.nhead);
 		}
 		pthread_mutex_unlock(&l->state_lock);
 		int m = all ? lfs_clock_reduce(&l->blocks, all, n) : -ENOMEM;
@@ -735,6 +862,7 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 			rc = sync_head_records(l, l->durable);
 		}
 	}
+	unlock_writer(l);
 	pthread_mutex_unlock(&l->write_lock);
 	lfs_arena_release(&a);
 	return rc;
@@ -759,11 +887,19 @@ static int compact_event(void *ctx, const struct lfs_cid *cid,
 int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 {
 	pthread_mutex_lock(&l->write_lock);
-	struct lfs_cid *heads, *old_cars = NULL;
-	size_t nheads, nold = 0;
-	int rc = lfs_ledger_heads(l, &heads, &nheads);
+	int rc = lock_writer(l);
 	if (rc) {
 		pthread_mutex_unlock(&l->write_lock);
+		return rc;
+	}
+	struct lfs_cid *heads, *old_cars = NULL;
+	size_t nheads, nold = 0;
+	/* The CAR files this compaction replaces: those present now. */
+	if ((rc = lfs_blockstore_list_cars(&old_cars, &nold, l->bs)) ||
+	    (rc = lfs_ledger_heads(l, &heads, &nheads))) {
+		unlock_writer(l);
+		pthread_mutex_unlock(&l->write_lock);
+		free(old_cars);
 		return rc;
 	}
 	struct gather g = {.l = l, .all = true};
@@ -782,8 +918,6 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 		goto out;
 	struct lfs_car_root cr = {.head = heads, .nhead = nheads};
 	if ((rc = lfs_blockstore_write_compact(&car, l->bs, &cr, g.v, g.n)))
-		goto out;
-	if ((rc = lfs_blockstore_list_cars(&old_cars, &nold, l->bs)))
 		goto out;
 	struct lfs_cid *prev;
 	size_t nprev;
@@ -806,12 +940,18 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 	pthread_mutex_unlock(&l->state_lock);
 	if ((rc = sync_head_records(l, true)))
 		goto out;
-	for (size_t i = 0; i < nold; i++)
-		if (!lfs_cid_equal(&old_cars[i], &car))
-			lfs_blockstore_remove_car(l->bs, &old_cars[i]);
+	/* Other processes that have the ledger open still read the old
+	 * files: remove them only when nobody else has it open. */
+	if (flock(l->open_fd, LOCK_EX | LOCK_NB) == 0) {
+		for (size_t i = 0; i < nold; i++)
+			if (!lfs_cid_equal(&old_cars[i], &car))
+				lfs_blockstore_remove_car(l->bs, &old_cars[i]);
+		flock(l->open_fd, LOCK_SH);
+	}
 	if (out_car)
 		*out_car = car;
 out:
+	unlock_writer(l);
 	pthread_mutex_unlock(&l->write_lock);
 	gather_release(&g);
 	free(old_cars);
@@ -905,8 +1045,12 @@ static int fsck_event(void *ctx, const struct lfs_cid *cid,
 		problem(f, "event %s: parent %s is missing", s, m);
 		return 0;
 	}
-	if (rc == -EBADMSG) {
+	if (rc == -ERANGE) {
 		problem(f, "event %s: a parent is not older than it", s);
+		return 0;
+	}
+	if (rc == -EBADMSG) {
+		problem(f, "event %s: a parent event is corrupt", s);
 		return 0;
 	}
 	if (rc)
@@ -954,9 +1098,12 @@ int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
 	struct fsck f = {.l = l, .report = report, .ctx = ctx};
 	struct lfs_cid *cars = NULL, *recs = NULL, *heads = NULL;
 	size_t ncars = 0, nrecs = 0, nheads = 0;
+	/* Recomputing roots puts blocks in memory: keep writers out. */
+	pthread_mutex_lock(&l->write_lock);
+	size_t mark = lfs_blockstore_fresh_mark(l->bs);
 	int rc = lfs_blockstore_list_cars(&cars, &ncars, l->bs);
 	if (rc)
-		return rc;
+		goto out;
 	for (size_t i = 0; i < ncars; i++) {
 		int r = lfs_blockstore_verify_car(l->bs, &cars[i]);
 		if (r == -ENOMEM) {
@@ -997,6 +1144,8 @@ int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
 		rc = 0;
 	}
 out:
+	lfs_blockstore_fresh_rewind(l->bs, mark);
+	pthread_mutex_unlock(&l->write_lock);
 	free(cars);
 	free(recs);
 	free(heads);

@@ -2,6 +2,10 @@
  * ledger: one document database — transactions, reads, history, merging,
  * compaction and checking — over a blockstore directory.
  *
+ * Processes. Several processes may open one ledger (a mount and the CLI):
+ * writers take an exclusive flock on DIR/lock and first pick up the heads
+ * others committed, so nobody's commit is lost or hidden.
+ *
  * State. A ledger's state is its set of heads (events nothing names as a
  * parent) and the index root they imply (lfs_merge_root). Readers take a
  * copy of the root and read without locks; writers (commit, ingest,
@@ -41,7 +45,8 @@
 #include "clock.h"
 #include "index.h"
 
-#define LFS_DOC_MAX ((size_t)16 << 20)
+/* The largest document block (its DAG-CBOR); a CAR section must hold it. */
+#define LFS_DOC_MAX ((size_t)8 << 20)
 
 struct lfs_ledger;
 
@@ -145,7 +150,9 @@ int lfs_ledger_head_cars(struct lfs_ledger *l, struct lfs_cid **out, size_t *n);
 /*
  * Write one CAR holding every block of the history (events, every index
  * node any event's root uses, every document version), make it the only
- * head record, and remove the other local CAR files.
+ * head record, and remove the CAR files it replaces — unless another
+ * process has the ledger open (it still reads them); then they stay, and a
+ * later compaction removes them.
  */
 int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car);
 

@@ -133,12 +133,17 @@ file_size()
 
 flip_byte()
 {
-	_b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' \n')
-	[ -n "$_b" ] || fail "flip_byte: $1 has no byte at offset $2"
-	# shellcheck disable=SC2059 # the format is the octal escape
-	printf "$(printf '\\%03o' $((_b ^ 1)))" |
-		dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null ||
-		fail "flip_byte: cannot write $1"
+	python3 -c '
+import sys
+path, off = sys.argv[1], int(sys.argv[2])
+with open(path, "r+b") as f:
+    f.seek(off)
+    b = f.read(1)
+    if not b:
+        sys.exit("no byte at offset %d" % off)
+    f.seek(off)
+    f.write(bytes([b[0] ^ 1]))
+' "$1" "$2" || fail "flip_byte: cannot flip byte $2 of $1"
 }
 
 raw_cid()

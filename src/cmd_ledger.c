@@ -1,0 +1,2008 @@
+/*
+ * The ledger subcommands: init, put, rm, get, cat, ls, log, diff, merge,
+ * compact, fsck, key, status and conflicts. They work on the ledgers of
+ * this machine's home directory (home.h) without FUSE, for scripts and
+ * tests, and for repairing a ledger by hand.
+ *
+ * Every command opens the ledger, does one thing and closes it; a write
+ * commits one transaction and is durable when the command exits 0. Results
+ * go to stdout (JSON with --json where that helps), errors to stderr naming
+ * the ledger or document and what to do. Exit codes are as cmd.h says.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "cmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "arena.h"
+#include "blockstore.h"
+#include "buf.h"
+#include "cbor.h"
+#include "cid.h"
+#include "clock.h"
+#include "dagjson.h"
+#include "home.h"
+#include "index.h"
+#include "ledger.h"
+
+#define EXIT_OK       0
+#define EXIT_FAIL     1
+#define EXIT_USAGE    2
+#define EXIT_NOTFOUND 3
+
+/* JSON text of one document: its DAG-CBOR is capped at LFS_DOC_MAX. */
+#define INPUT_MAX   (4 * LFS_DOC_MAX)
+#define SHARE_MAX   256
+#define UNLIMITED   ((size_t)-1)
+#define ISO_TIMELEN 64
+
+enum {
+	OPT_JSON = 1 << 0,
+	OPT_AT = 1 << 1,
+	OPT_N = 1 << 2,
+	OPT_FORCE = 1 << 3,
+};
+
+struct opts {
+	bool help;
+	bool json;
+	bool force;
+	const char *home; /* --home DIR */
+	const char *at;   /* --at EVENT */
+	bool has_n;
+	size_t n; /* -n N */
+	char **pos;
+	size_t npos;
+};
+
+struct ctx;
+
+struct cmd {
+	const char *name; /* as typed after "ledgerfs" */
+	int (*run)(struct ctx *x);
+	unsigned opts;
+	size_t min_pos, max_pos;
+	const char *args;
+	const char *help;
+};
+
+struct ctx {
+	const struct cmd *c;
+	struct opts o;
+	struct lfs_home home;
+	bool have_home;
+	const char *name; /* the ledger */
+	char *dir;        /* its directory */
+	struct lfs_ledger *l;
+};
+
+/* ---- messages ---- */
+
+static const char *errstr(int err)
+{
+	switch (-err) {
+	case EBADMSG:
+		return "corrupt or not authentic";
+	case EPROTONOSUPPORT:
+		return "unsupported format";
+	case EFBIG:
+		return "too large";
+	default:
+		return strerror(-err);
+	}
+}
+
+static void __attribute__((format(printf, 2, 3)))
+fail(const struct ctx *x, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "ledgerfs %s: ", x->c->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void print_usage(FILE *f, const struct cmd *c)
+{
+	fprintf(f, "usage: ledgerfs %s %s\n", c->name, c->args);
+}
+
+static int __attribute__((format(printf, 2, 3)))
+usage_error(const struct ctx *x, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "ledgerfs %s: ", x->c->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	print_usage(stderr, x->c);
+	fprintf(stderr, "Try 'ledgerfs %s --help'.\n", x->c->name);
+	return EXIT_USAGE;
+}
+
+static int oom(const struct ctx *x)
+{
+	fail(x, "out of memory");
+	return EXIT_FAIL;
+}
+
+/* Flush stdout and report a failed write (a full disk, a closed pipe). */
+static int finish_output(const struct ctx *x, int rc)
+{
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fail(x, "writing to standard output failed: %s",
+		     strerror(errno));
+		return EXIT_FAIL;
+	}
+	return rc;
+}
+
+/* Print a JSON value as documents are shown, and drop the reference. */
+static int print_json(const struct ctx *x, json_t *j)
+{
+	struct lfs_buf text;
+	lfs_buf_init(&text, 0);
+	int rc = j ? lfs_dagjson_dump(&text, j) : -ENOMEM;
+	json_decref(j);
+	if (rc) {
+		lfs_buf_release(&text);
+		fail(x, "cannot render the output as JSON: %s", errstr(rc));
+		return EXIT_FAIL;
+	}
+	fwrite(text.data, 1, text.len, stdout);
+	lfs_buf_release(&text);
+	return EXIT_OK;
+}
+
+/* ISO 8601 UTC with microseconds from a time in µs since the epoch. */
+static void iso_time(char out[ISO_TIMELEN], int64_t us)
+{
+	int64_t s = us / 1000000, f = us % 1000000;
+	if (f < 0) {
+		f += 1000000;
+		s--;
+	}
+	time_t tt = (time_t)s;
+	struct tm tm;
+	size_t n;
+	if (!gmtime_r(&tt, &tm) ||
+	    !(n = strftime(out, ISO_TIMELEN, "%Y-%m-%dT%H:%M:%S", &tm))) {
+		snprintf(out, ISO_TIMELEN, "@%" PRId64 "us", us);
+		return;
+	}
+	snprintf(out + n, ISO_TIMELEN - n, ".%06dZ", (int)f);
+}
+
+static void cid_str(char out[LFS_CID_STRLEN + 1], const struct lfs_cid *c)
+{
+	lfs_cid_to_string(out, c);
+}
+
+static json_t *json_cid(const struct lfs_cid *c)
+{
+	char s[LFS_CID_STRLEN + 1];
+	cid_str(s, c);
+	return json_string(s);
+}
+
+/* ---- home, ledger, key ---- */
+
+static int need_home(struct ctx *x)
+{
+	if (x->have_home)
+		return EXIT_OK;
+	int rc = lfs_home_open(&x->home, x->o.home);
+	if (rc == -EBADMSG) {
+		fail(x,
+		     "the writer id file in the ledgerfs home is damaged (it "
+		     "should hold 16 hex characters); delete '%s/writer' and a "
+		     "new one is made",
+		     x->o.home ? x->o.home : "$LEDGERFS_HOME");
+		return EXIT_FAIL;
+	}
+	if (rc) {
+		fail(x,
+		     "cannot open the ledgerfs home directory %s%s%s: %s (set "
+		     "LEDGERFS_HOME or pass --home DIR)",
+		     x->o.home ? "'" : "(from the environment",
+		     x->o.home ? x->o.home : ")", x->o.home ? "'" : "",
+		     errstr(rc));
+		return EXIT_FAIL;
+	}
+	x->have_home = true;
+	return EXIT_OK;
+}
+
+static int check_name(struct ctx *x, const char *name)
+{
+	if (lfs_home_valid_name(name))
+		return EXIT_OK;
+	return usage_error(x,
+			   "'%s' is not a valid ledger name (1 to %d bytes of "
+			   "UTF-8, no '/' and not starting with '.')",
+			   name, LFS_LEDGER_NAME_MAX);
+}
+
+/* Home open, name valid, and the ledger's directory present. */
+static int need_ledger(struct ctx *x, const char *name)
+{
+	int rc;
+	if ((rc = need_home(x)) || (rc = check_name(x, name)))
+		return rc;
+	x->name = name;
+	if (!(x->dir = lfs_home_ledger_dir(&x->home, name)))
+		return oom(x);
+	struct stat st;
+	if (stat(x->dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return EXIT_OK;
+	if (errno == ENOENT || errno == ENOTDIR || !errno) {
+		fail(x,
+		     "no ledger '%s' on this machine (in '%s/ledgers'); create "
+		     "it with 'ledgerfs init %s' ('ledgerfs status' lists the "
+		     "ledgers)",
+		     name, x->home.dir, name);
+		return EXIT_NOTFOUND;
+	}
+	fail(x, "cannot look at ledger '%s' ('%s'): %s", name, x->dir,
+	     strerror(errno));
+	return EXIT_FAIL;
+}
+
+static char *key_path(const struct ctx *x, const char *name)
+{
+	size_t n = strlen(x->home.dir) + strlen(name) + 16;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/keys/%s.key", x->home.dir, name);
+	return p;
+}
+
+/* Report why a ledger's key could not be read. */
+static int report_key_error(struct ctx *x, const char *name, int rc)
+{
+	char *path = key_path(x, name);
+	const char *p = path ? path : "the key file";
+	struct stat st;
+	switch (-rc) {
+	case ENOENT:
+		fail(x,
+		     "ledger '%s' has no key on this machine; import it with "
+		     "'ledgerfs key import %s lfskey1:...' (on a machine that "
+		     "has it, 'ledgerfs key export %s' prints that string)",
+		     name, name, name);
+		break;
+	case EACCES:
+		if (stat(p, &st) == 0 && st.st_uid != geteuid())
+			fail(x,
+			     "refusing to use the key of ledger '%s': '%s' "
+			     "belongs to another user; it must be yours and "
+			     "mode 0600",
+			     name, p);
+		else
+			fail(x,
+			     "refusing to use the key of ledger '%s': '%s' "
+			     "may be read by group or others (mode %04o); fix "
+			     "it with 'chmod 600 %s' (and consider the key "
+			     "exposed)",
+			     name, p,
+			     (unsigned)(stat(p, &st) == 0 ? st.st_mode & 07777
+							  : 0),
+			     p);
+		break;
+	case EBADMSG:
+		fail(x,
+		     "the key file of ledger '%s' ('%s') is damaged: it should "
+		     "hold 64 hex digits; move it away and import the key "
+		     "again with 'ledgerfs key import %s lfskey1:...'",
+		     name, p, name);
+		break;
+	default:
+		fail(x, "cannot read the key of ledger '%s' ('%s'): %s", name,
+		     p, errstr(rc));
+	}
+	free(path);
+	return EXIT_FAIL;
+}
+
+static void report_open_error(struct ctx *x, int rc)
+{
+	if (rc == -EBADMSG)
+		fail(x,
+		     "cannot open ledger '%s': its files are corrupt or not "
+		     "authentic (or the key on this machine is not this "
+		     "ledger's); 'ledgerfs fsck %s' names the damaged files",
+		     x->name, x->name);
+	else if (rc == -ENOENT)
+		fail(x,
+		     "cannot open ledger '%s': a file it needs is missing from "
+		     "'%s'; 'ledgerfs fsck %s' says which",
+		     x->name, x->dir, x->name);
+	else
+		fail(x, "cannot open ledger '%s' ('%s'): %s", x->name, x->dir,
+		     errstr(rc));
+}
+
+static int open_with_key(struct ctx *x, struct lfs_ledger **out, int *out_rc)
+{
+	uint8_t key[LFS_KEY_BYTES];
+	int rc = lfs_home_key(key, &x->home, x->name);
+	if (rc) {
+		sodium_memzero(key, sizeof(key));
+		return report_key_error(x, x->name, rc);
+	}
+	struct lfs_ledger_opts lo;
+	lfs_ledger_opts_init(&lo);
+	lo.writer = x->home.writer;
+	lo.durable = true;
+	rc = lfs_ledger_open(out, x->dir, key, &lo, false);
+	sodium_memzero(key, sizeof(key));
+	*out_rc = rc;
+	return EXIT_OK;
+}
+
+/* need_ledger() and then open it with its key. */
+static int open_ledger(struct ctx *x, const char *name)
+{
+	int rc = need_ledger(x, name);
+	if (rc)
+		return rc;
+	int orc;
+	if ((rc = open_with_key(x, &x->l, &orc)))
+		return rc;
+	if (orc) {
+		x->l = NULL;
+		report_open_error(x, orc);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+static int check_id(struct ctx *x, const char *id)
+{
+	size_t n = strlen(id);
+	if (n && n <= LFS_INDEX_ID_MAX && lfs_utf8_valid(id, n))
+		return EXIT_OK;
+	return usage_error(x,
+			   "'%s' is not a valid document id (1 to %d bytes of "
+			   "UTF-8)",
+			   id, LFS_INDEX_ID_MAX);
+}
+
+/*
+ * The index root recorded by an event given on the command line ("head" or
+ * NULL: the current state).
+ */
+static int resolve_root(struct ctx *x, const char *spec, struct lfs_cid *out)
+{
+	if (!spec || !strcmp(spec, "head")) {
+		lfs_ledger_root(x->l, out);
+		return EXIT_OK;
+	}
+	struct lfs_cid ev;
+	int rc = lfs_cid_from_string(&ev, spec);
+	if (rc || ev.codec != LFS_CODEC_DAG_CBOR)
+		return usage_error(x,
+				   "'%s' is not an event CID (expected "
+				   "\"b...\" as 'ledgerfs log %s' prints, or "
+				   "'head')",
+				   spec, x->name);
+	rc = lfs_ledger_event_root(x->l, &ev, out);
+	if (rc == -ENOENT) {
+		fail(x,
+		     "no event %s in ledger '%s' ('ledgerfs log %s' lists its "
+		     "events)",
+		     spec, x->name, x->name);
+		return EXIT_NOTFOUND;
+	}
+	if (rc == -EBADMSG) {
+		fail(x,
+		     "%s is not an event of ledger '%s' (it names another kind "
+		     "of block, or a damaged one)",
+		     spec, x->name);
+		return EXIT_FAIL;
+	}
+	if (rc) {
+		fail(x, "cannot read event %s of ledger '%s': %s", spec,
+		     x->name, errstr(rc));
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+static int report_doc_error(struct ctx *x, const char *id, const char *at,
+			    int rc)
+{
+	if (rc == -ENOENT) {
+		fail(x, "no document '%s' in ledger '%s'%s%s", id, x->name,
+		     at ? " at event " : "", at ? at : "");
+		return EXIT_NOTFOUND;
+	}
+	fail(x, "cannot read document '%s' of ledger '%s': %s", id, x->name,
+	     errstr(rc));
+	return EXIT_FAIL;
+}
+
+/* ---- init ---- */
+
+static int run_init(struct ctx *x)
+{
+	const char *name = x->o.pos[0];
+	int rc;
+	if ((rc = need_home(x)) || (rc = check_name(x, name)))
+		return rc;
+	rc = lfs_home_create(&x->home, name);
+	if (rc == -EEXIST) {
+		fail(x,
+		     "ledger '%s' already exists on this machine (its key or "
+		     "its directory is in '%s'); choose another name",
+		     name, x->home.dir);
+		return EXIT_FAIL;
+	}
+	if (rc) {
+		fail(x, "cannot create ledger '%s' in '%s': %s", name,
+		     x->home.dir, errstr(rc));
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* ---- put, rm ---- */
+
+static int read_input(struct lfs_buf *out, const char *path)
+{
+	bool in = !strcmp(path, "-");
+	int fd = in ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int rc = 0;
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+		rc = -EISDIR;
+	while (!rc) {
+		if ((rc = lfs_buf_reserve(out, 4096)))
+			break;
+		ssize_t n = read(fd, out->data + out->len, out->cap - out->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			rc = -errno;
+		else if (n == 0)
+			break;
+		else
+			out->len += (size_t)n;
+	}
+	if (!in)
+		close(fd);
+	return rc;
+}
+
+static void print_commit(struct ctx *x, const struct lfs_cid *ev, bool have_ev,
+			 bool committed)
+{
+	char s[LFS_CID_STRLEN + 1] = "";
+	if (have_ev)
+		cid_str(s, ev);
+	if (x->o.json) {
+		print_json(x,
+			   json_pack("{s:s?,s:b}", "event", have_ev ? s : NULL,
+				     "committed", committed));
+		return;
+	}
+	if (have_ev)
+		printf("%s\n", s);
+}
+
+static int commit(struct ctx *x, struct lfs_txn *t, const char *what)
+{
+	struct lfs_cid ev = {0};
+	bool committed = false;
+	int rc = lfs_ledger_commit(x->l, t, &ev, &committed);
+	if (rc == -EFBIG) {
+		fail(x, "%s: a document is over the %zu MiB limit", what,
+		     LFS_DOC_MAX >> 20);
+		return EXIT_FAIL;
+	}
+	if (rc == -EINVAL) {
+		fail(x,
+		     "%s: the document cannot be stored (nesting deeper than "
+		     "%d levels, or a value DAG-CBOR cannot hold)",
+		     what, LFS_CBOR_MAX_DEPTH);
+		return EXIT_FAIL;
+	}
+	if (rc) {
+		fail(x,
+		     "%s: the commit to ledger '%s' failed: %s (nothing was "
+		     "committed)",
+		     what, x->name, errstr(rc));
+		return EXIT_FAIL;
+	}
+	bool have_ev = !lfs_cid_equal(&ev, &(struct lfs_cid){0});
+	if (!committed)
+		fprintf(stderr,
+			"ledgerfs %s: nothing changed; nothing was committed\n",
+			x->c->name);
+	print_commit(x, &ev, have_ev, committed);
+	return finish_output(x, EXIT_OK);
+}
+
+static int run_put(struct ctx *x)
+{
+	const char *id = x->o.pos[1];
+	const char *path = x->o.npos > 2 ? x->o.pos[2] : "-";
+	const char *src = strcmp(path, "-") ? path : "standard input";
+	int rc;
+	if ((rc = check_id(x, id)))
+		return rc;
+	if ((rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+
+	struct lfs_buf in;
+	lfs_buf_init(&in, INPUT_MAX);
+	json_t *doc = NULL;
+	struct lfs_txn *t = NULL;
+	int ret = EXIT_FAIL;
+	if ((rc = read_input(&in, path))) {
+		if (rc == -EFBIG)
+			fail(x, "'%s' is too large (over %zu MiB of JSON)", src,
+			     INPUT_MAX >> 20);
+		else
+			fail(x, "cannot read '%s': %s", src, strerror(-rc));
+		goto out;
+	}
+	if (in.len == 0) {
+		fail(x,
+		     "'%s' is empty: a document is a JSON object (at least "
+		     "{}); nothing was committed",
+		     src);
+		goto out;
+	}
+	json_error_t jerr;
+	doc = json_loadb((const char *)in.data, in.len,
+			 JSON_DECODE_ANY | JSON_REJECT_DUPLICATES |
+				 JSON_ALLOW_NUL,
+			 &jerr);
+	if (!doc) {
+		fail(x,
+		     "'%s' is not valid JSON: line %d, column %d: %s; nothing "
+		     "was committed",
+		     src, jerr.line, jerr.column, jerr.text);
+		goto out;
+	}
+	if (!json_is_object(doc)) {
+		fail(x,
+		     "'%s' is JSON but not an object: a document is a JSON "
+		     "object ({...}); nothing was committed",
+		     src);
+		goto out;
+	}
+	json_t *given = json_object_get(doc, "_id");
+	if (given && !json_is_string(given)) {
+		fail(x,
+		     "'%s': \"_id\" must be a string (the document id); "
+		     "nothing was committed",
+		     src);
+		goto out;
+	}
+	if (given && strcmp(json_string_value(given), id)) {
+		fail(x,
+		     "'%s': \"_id\" is \"%s\" but the document id given is "
+		     "'%s'; make them agree or drop \"_id\" (nothing was "
+		     "committed)",
+		     src, json_string_value(given), id);
+		goto out;
+	}
+	if ((rc = lfs_txn_new(&t)) || (rc = lfs_txn_put(t, id, doc))) {
+		fail(x, "cannot add document '%s': %s", id, errstr(rc));
+		goto out;
+	}
+	char what[64 + LFS_INDEX_ID_MAX];
+	snprintf(what, sizeof(what), "document '%s'", id);
+	ret = commit(x, t, what);
+out:
+	lfs_txn_free(t);
+	json_decref(doc);
+	lfs_buf_release(&in);
+	return ret;
+}
+
+static int run_rm(struct ctx *x)
+{
+	int rc;
+	for (size_t i = 1; i < x->o.npos; i++)
+		if ((rc = check_id(x, x->o.pos[i])))
+			return rc;
+	if ((rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+	struct lfs_cid root;
+	lfs_ledger_root(x->l, &root);
+	struct lfs_txn *t = NULL;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	int ret = EXIT_FAIL;
+	if ((rc = lfs_txn_new(&t))) {
+		ret = oom(x);
+		goto out;
+	}
+	size_t missing = 0;
+	for (size_t i = 1; i < x->o.npos; i++) {
+		const char *id = x->o.pos[i];
+		struct lfs_index_entry e;
+		rc = lfs_ledger_get(x->l, &root, id, &e, &a, NULL);
+		if (rc == -ENOENT && !x->o.force) {
+			fail(x, "no document '%s' in ledger '%s'", id, x->name);
+			missing++;
+			continue;
+		}
+		if (rc && rc != -ENOENT) {
+			ret = report_doc_error(x, id, NULL, rc);
+			goto out;
+		}
+		if ((rc = lfs_txn_delete(t, id))) {
+			fail(x, "cannot delete '%s': %s", id, errstr(rc));
+			goto out;
+		}
+	}
+	if (missing) {
+		fprintf(stderr,
+			"Nothing was deleted (use --force to delete the "
+			"others anyway).\n");
+		ret = EXIT_NOTFOUND;
+		goto out;
+	}
+	ret = commit(x, t, "delete");
+out:
+	lfs_arena_release(&a);
+	lfs_txn_free(t);
+	return ret;
+}
+
+/* ---- get, cat ---- */
+
+static int show_doc(struct ctx *x, const char *id, const char *at)
+{
+	struct lfs_cid root;
+	int rc = resolve_root(x, at, &root);
+	if (rc)
+		return rc;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_index_entry e;
+	json_t *doc = NULL;
+	rc = lfs_ledger_get(x->l, &root, id, &e, &a, &doc);
+	lfs_arena_release(&a);
+	if (rc)
+		return report_doc_error(x, id, at, rc);
+	rc = print_json(x, doc);
+	return finish_output(x, rc);
+}
+
+static int run_get(struct ctx *x)
+{
+	int rc;
+	if ((rc = check_id(x, x->o.pos[1])) ||
+	    (rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+	return show_doc(x, x->o.pos[1], x->o.at);
+}
+
+static int run_cat(struct ctx *x)
+{
+	if (!x->o.at)
+		return usage_error(x, "--at EVENT is required (or use "
+				      "'ledgerfs get' for the current state)");
+	return run_get(x);
+}
+
+/* ---- ls ---- */
+
+struct collect {
+	struct lfs_arena a;
+	struct lfs_index_entry *v;
+	size_t n, cap;
+	bool only_conflicts;
+};
+
+static int collect_fn(void *ctx, const struct lfs_index_entry *e)
+{
+	struct collect *c = ctx;
+	if (c->only_conflicts && !e->nconflicts)
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		void *p = realloc(c->v, cap * sizeof(*c->v));
+		if (!p)
+			return -ENOMEM;
+		c->v = p;
+		c->cap = cap;
+	}
+	int rc = lfs_index_entry_copy(&c->v[c->n], &c->a, e);
+	if (rc)
+		return rc;
+	c->n++;
+	return 0;
+}
+
+static int entry_cmp(const void *p, const void *q)
+{
+	const struct lfs_index_entry *a = p, *b = q;
+	size_t n = a->id_len < b->id_len ? a->id_len : b->id_len;
+	int c = memcmp(a->id, b->id, n);
+	return c ? c : (a->id_len > b->id_len) - (a->id_len < b->id_len);
+}
+
+/* All entries under root (only those with conflicts), sorted by id. */
+static int collect_entries(struct ctx *x, struct collect *c,
+			   const struct lfs_cid *root, bool only_conflicts)
+{
+	memset(c, 0, sizeof(*c));
+	lfs_arena_init(&c->a, 0);
+	c->only_conflicts = only_conflicts;
+	int rc = lfs_index_each(lfs_ledger_index(x->l), root, collect_fn, c);
+	if (rc) {
+		fail(x, "cannot read the index of ledger '%s': %s", x->name,
+		     errstr(rc));
+		return EXIT_FAIL;
+	}
+	if (c->n)
+		qsort(c->v, c->n, sizeof(*c->v), entry_cmp);
+	return EXIT_OK;
+}
+
+static void collect_release(struct collect *c)
+{
+	free(c->v);
+	lfs_arena_release(&c->a);
+}
+
+static int run_ls(struct ctx *x)
+{
+	int rc;
+	if ((rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+	struct lfs_cid root;
+	if ((rc = resolve_root(x, x->o.at, &root)))
+		return rc;
+	struct collect c;
+	if ((rc = collect_entries(x, &c, &root, false))) {
+		collect_release(&c);
+		return rc;
+	}
+	if (!x->o.json) {
+		for (size_t i = 0; i < c.n; i++)
+			printf("%s\n", c.v[i].id);
+		collect_release(&c);
+		return finish_output(x, EXIT_OK);
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; arr && i < c.n; i++) {
+		const struct lfs_index_entry *e = &c.v[i];
+		json_t *o =
+			json_pack("{s:s%,s:o,s:I,s:s,s:I}", "id", e->id,
+				  e->id_len, "cid", json_cid(&e->cur.doc), "t",
+				  (json_int_t)e->cur.t, "writer", e->cur.writer,
+				  "conflicts", (json_int_t)e->nconflicts);
+		if (!o || json_array_append_new(arr, o)) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	collect_release(&c);
+	rc = print_json(x, arr);
+	return finish_output(x, rc);
+}
+
+/* ---- log ---- */
+
+struct logw {
+	struct ctx *x;
+	json_t *arr;
+	size_t seen;
+};
+
+static int log_fn(void *ctx, const struct lfs_cid *cid,
+		  const struct lfs_event *ev)
+{
+	struct logw *w = ctx;
+	if (w->x->o.has_n && w->seen >= w->x->o.n)
+		return 1;
+	w->seen++;
+	char s[LFS_CID_STRLEN + 1], when[ISO_TIMELEN];
+	cid_str(s, cid);
+	iso_time(when, ev->t);
+	if (!w->arr) {
+		printf("%s %s writer=%s parents=%zu", s, when, ev->writer,
+		       ev->nparents);
+		for (size_t i = 0; i < ev->nops; i++)
+			printf(" %s%s", ev->ops[i].del ? "-" : "",
+			       ev->ops[i].id);
+		putchar('\n');
+		return 0;
+	}
+	json_t *parents = json_array(), *changes = json_array();
+	for (size_t i = 0; parents && i < ev->nparents; i++)
+		if (json_array_append_new(parents, json_cid(&ev->parents[i])))
+			goto oom;
+	for (size_t i = 0; changes && i < ev->nops; i++) {
+		const struct lfs_op *op = &ev->ops[i];
+		json_t *c =
+			json_pack("{s:s%,s:o}", "id", op->id, op->id_len, "doc",
+				  op->del ? json_null() : json_cid(&op->doc));
+		if (!c || json_array_append_new(changes, c))
+			goto oom;
+	}
+	json_t *o = parents && changes
+			    ? json_pack("{s:o,s:I,s:s,s:s,s:O,s:O}", "event",
+					json_cid(cid), "t", (json_int_t)ev->t,
+					"time", when, "writer", ev->writer,
+					"parents", parents, "changes", changes)
+			    : NULL;
+	if (!o || json_array_append_new(w->arr, o))
+		goto oom;
+	json_decref(parents);
+	json_decref(changes);
+	return 0;
+oom:
+	json_decref(parents);
+	json_decref(changes);
+	return -ENOMEM;
+}
+
+static int run_log(struct ctx *x)
+{
+	int rc;
+	if ((rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+	struct lfs_cid *heads;
+	size_t n;
+	if ((rc = lfs_ledger_heads(x->l, &heads, &n)))
+		return oom(x);
+	struct logw w = {.x = x};
+	if (x->o.json && !(w.arr = json_array())) {
+		free(heads);
+		return oom(x);
+	}
+	struct lfs_blocks b = lfs_ledger_blocks(x->l);
+	rc = lfs_clock_walk(&b, heads, n, log_fn, &w);
+	free(heads);
+	if (rc < 0) {
+		json_decref(w.arr);
+		fflush(stdout);
+		fail(x, "cannot read the history of ledger '%s': %s%s", x->name,
+		     errstr(rc),
+		     rc == -ENOENT || rc == -EBADMSG
+			     ? " ('ledgerfs fsck' names the damaged files)"
+			     : "");
+		return EXIT_FAIL;
+	}
+	if (w.arr)
+		rc = print_json(x, w.arr);
+	else
+		rc = EXIT_OK;
+	return finish_output(x, rc);
+}
+
+/* ---- diff ---- */
+
+struct change {
+	char *id;
+	char op; /* '+', '-', '~' */
+};
+
+struct diffw {
+	struct change *v;
+	size_t n, cap;
+};
+
+static int diff_fn(void *ctx, const struct lfs_index_entry *ea,
+		   const struct lfs_index_entry *eb)
+{
+	struct diffw *d = ctx;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		void *p = realloc(d->v, cap * sizeof(*d->v));
+		if (!p)
+			return -ENOMEM;
+		d->v = p;
+		d->cap = cap;
+	}
+	const struct lfs_index_entry *e = eb ? eb : ea;
+	if (!(d->v[d->n].id = strdup(e->id)))
+		return -ENOMEM;
+	d->v[d->n++].op = !ea ? '+' : !eb ? '-' : '~';
+	return 0;
+}
+
+static int change_cmp(const void *p, const void *q)
+{
+	return strcmp(((const struct change *)p)->id,
+		      ((const struct change *)q)->id);
+}
+
+static int run_diff(struct ctx *x)
+{
+	int rc;
+	if ((rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+	struct lfs_cid ra, rb;
+	if ((rc = resolve_root(x, x->o.pos[1], &ra)) ||
+	    (rc = resolve_root(x, x->o.pos[2], &rb)))
+		return rc;
+	struct diffw d = {0};
+	rc = lfs_index_diff(lfs_ledger_index(x->l), &ra, &rb, diff_fn, &d);
+	int ret = EXIT_OK;
+	if (rc) {
+		fail(x, "cannot compare the two states of ledger '%s': %s",
+		     x->name, errstr(rc));
+		ret = EXIT_FAIL;
+		goto out;
+	}
+	if (d.n)
+		qsort(d.v, d.n, sizeof(*d.v), change_cmp);
+	if (!x->o.json) {
+		for (size_t i = 0; i < d.n; i++)
+			printf("%c %s\n", d.v[i].op, d.v[i].id);
+		ret = finish_output(x, EXIT_OK);
+		goto out;
+	}
+	json_t *add = json_array(), *del = json_array(), *chg = json_array();
+	json_t *top = add && del && chg
+			      ? json_pack("{s:O,s:O,s:O}", "added", add,
+					  "removed", del, "changed", chg)
+			      : NULL;
+	for (size_t i = 0; top && i < d.n; i++) {
+		json_t *arr = d.v[i].op == '+'   ? add
+			      : d.v[i].op == '-' ? del
+						 : chg;
+		if (json_array_append_new(arr, json_string(d.v[i].id))) {
+			json_decref(top);
+			top = NULL;
+		}
+	}
+	json_decref(add);
+	json_decref(del);
+	json_decref(chg);
+	ret = finish_output(x, print_json(x, top));
+out:
+	for (size_t i = 0; i < d.n; i++)
+		free(d.v[i].id);
+	free(d.v);
+	return ret;
+}
+
+/* ---- merge, compact ---- */
+
+static int run_merge(struct ctx *x)
+{
+	int rc;
+	if ((rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+	struct lfs_cid ev = {0};
+	bool committed = false;
+	if ((rc = lfs_ledger_merge(x->l, &ev, &committed))) {
+		fail(x, "cannot merge the heads of ledger '%s': %s", x->name,
+		     errstr(rc));
+		return EXIT_FAIL;
+	}
+	if (x->o.json)
+		print_commit(x, &ev, committed, committed);
+	else if (committed)
+		print_commit(x, &ev, true, true);
+	else
+		printf("nothing to merge\n");
+	return finish_output(x, EXIT_OK);
+}
+
+static int run_compact(struct ctx *x)
+{
+	int rc;
+	if ((rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+	struct lfs_cid *heads, *cars;
+	size_t nheads, ncars;
+	if ((rc = lfs_ledger_heads(x->l, &heads, &nheads)))
+		return oom(x);
+	free(heads);
+	if (nheads == 0) {
+		if (x->o.json)
+			print_json(x, json_pack("{s:n,s:i}", "car", "cars", 0));
+		else
+			printf("nothing to compact: ledger '%s' has no history "
+			       "yet\n",
+			       x->name);
+		return finish_output(x, EXIT_OK);
+	}
+	struct lfs_cid car;
+	if ((rc = lfs_ledger_compact(x->l, &car))) {
+		fail(x,
+		     "cannot compact ledger '%s': %s (its files are as "
+		     "before)%s",
+		     x->name, errstr(rc),
+		     rc == -ENOENT || rc == -EBADMSG
+			     ? "; 'ledgerfs fsck' names the damaged files"
+			     : "");
+		return EXIT_FAIL;
+	}
+	if ((rc = lfs_blockstore_list_cars(&cars, &ncars,
+					   lfs_ledger_store(x->l)))) {
+		fail(x, "compacted, but cannot list the CAR files: %s",
+		     errstr(rc));
+		return EXIT_FAIL;
+	}
+	free(cars);
+	char s[LFS_CID_STRLEN + 1];
+	cid_str(s, &car);
+	if (x->o.json)
+		print_json(x, json_pack("{s:s,s:I}", "car", s, "cars",
+					(json_int_t)ncars));
+	else
+		printf("%s\n%zu CAR file%s remain%s\n", s, ncars,
+		       ncars == 1 ? "" : "s", ncars == 1 ? "s" : "");
+	return finish_output(x, EXIT_OK);
+}
+
+/* ---- fsck ---- */
+
+struct fsckw {
+	json_t *arr;
+	int n;
+};
+
+static void fsck_report(void *ctx, const char *what)
+{
+	struct fsckw *f = ctx;
+	f->n++;
+	if (f->arr)
+		json_array_append_new(f->arr, json_string(what));
+	else
+		printf("%s\n", what);
+}
+
+static bool cid_in(const struct lfs_cid *v, size_t n, const struct lfs_cid *c)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lfs_cid_equal(&v[i], c))
+			return true;
+	return false;
+}
+
+static void report_cid(struct fsckw *f, const char *fmt,
+		       const struct lfs_cid *a, const struct lfs_cid *b)
+{
+	char sa[LFS_CID_STRLEN + 1], sb[LFS_CID_STRLEN + 1], msg[512];
+	cid_str(sa, a);
+	if (b)
+		cid_str(sb, b);
+	snprintf(msg, sizeof(msg), fmt, sa, b ? sb : "");
+	fsck_report(f, msg);
+}
+
+/*
+ * Check the CAR files of bs one by one: that every parent CAR a sound CAR
+ * file names is present (lfs_ledger_fsck names the events that are then
+ * missing, not the file to restore) and, when the ledger could not be
+ * opened (alone), every file and every head record's CAR. Returns 0 or a
+ * negative error.
+ */
+static int fsck_files(struct fsckw *f, struct lfs_blockstore *bs, bool alone)
+{
+	struct lfs_cid *cars = NULL, *recs = NULL;
+	size_t n = 0, nrecs = 0;
+	int rc = lfs_blockstore_list_cars(&cars, &n, bs);
+	if (!rc && alone)
+		rc = lfs_blockstore_heads(&recs, &nrecs, bs);
+	for (size_t i = 0; !rc && i < nrecs; i++)
+		if (!cid_in(cars, n, &recs[i]))
+			report_cid(f,
+				   "head record %s: names a CAR file that is "
+				   "missing%s",
+				   &recs[i], NULL);
+	for (size_t i = 0; !rc && i < n; i++) {
+		int r = alone ? lfs_blockstore_verify_car(bs, &cars[i]) : 0;
+		if (r == -ENOMEM) {
+			rc = r;
+			break;
+		}
+		if (r) {
+			char s[LFS_CID_STRLEN + 1], msg[256];
+			cid_str(s, &cars[i]);
+			snprintf(msg, sizeof(msg), "CAR file %s: %s", s,
+				 errstr(r));
+			fsck_report(f, msg);
+			continue;
+		}
+		struct lfs_arena a;
+		struct lfs_car_root root;
+		lfs_arena_init(&a, 0);
+		/* A file that fails here was reported by the full check. */
+		if (!lfs_blockstore_load(&root, &a, bs, &cars[i], false))
+			for (size_t k = 0; k < root.ncars; k++)
+				if (!cid_in(cars, n, &root.cars[k]))
+					report_cid(f,
+						   "CAR file %s: names parent "
+						   "CAR file %s, which is "
+						   "missing",
+						   &cars[i], &root.cars[k]);
+		lfs_arena_release(&a);
+	}
+	free(cars);
+	free(recs);
+	return rc;
+}
+
+static int fsck_unopened(struct ctx *x, struct fsckw *f)
+{
+	uint8_t key[LFS_KEY_BYTES];
+	int rc = lfs_home_key(key, &x->home, x->name);
+	struct lfs_blockstore *bs = NULL;
+	if (!rc)
+		rc = lfs_blockstore_open(&bs, x->dir, key, 0, false);
+	sodium_memzero(key, sizeof(key));
+	if (!rc)
+		rc = fsck_files(f, bs, true);
+	lfs_blockstore_free(bs);
+	return rc;
+}
+
+static int run_fsck(struct ctx *x)
+{
+	int rc;
+	if ((rc = need_ledger(x, x->o.pos[0])))
+		return rc;
+	int orc;
+	if ((rc = open_with_key(x, &x->l, &orc)))
+		return rc;
+	struct fsckw f = {0};
+	if (x->o.json && !(f.arr = json_array()))
+		return oom(x);
+	if (orc) {
+		x->l = NULL;
+		char msg[256];
+		snprintf(msg, sizeof(msg), "ledger '%s': cannot be opened: %s",
+			 x->name,
+			 orc == -ENOENT ? "a file it needs is missing"
+					: errstr(orc));
+		fsck_report(&f, msg);
+		rc = fsck_unopened(x, &f);
+	} else {
+		/* On problems, also name the missing files to restore. (Not
+		 * otherwise: a parent CAR may be gone because a compaction
+		 * holds its blocks.) */
+		rc = lfs_ledger_fsck(x->l, fsck_report, &f);
+		if (rc > 0)
+			rc = fsck_files(&f, lfs_ledger_store(x->l), false);
+	}
+	if (rc < 0) {
+		json_decref(f.arr);
+		fflush(stdout);
+		fail(x, "could not check ledger '%s': %s", x->name, errstr(rc));
+		return EXIT_FAIL;
+	}
+	if (f.arr)
+		print_json(x, json_pack("{s:o,s:b}", "problems", f.arr, "ok",
+					f.n == 0));
+	else if (f.n == 0)
+		printf("ok\n");
+	else
+		printf("%d problem%s\n", f.n, f.n == 1 ? "" : "s");
+	if (f.n)
+		fprintf(stderr,
+			"ledgerfs fsck: ledger '%s' is damaged; restore the "
+			"files named above from another replica or the "
+			"remote store\n",
+			x->name);
+	return finish_output(x, f.n ? EXIT_FAIL : EXIT_OK);
+}
+
+/* ---- key ---- */
+
+static int run_key_export(struct ctx *x)
+{
+	const char *name = x->o.pos[0];
+	int rc;
+	if ((rc = need_home(x)) || (rc = check_name(x, name)))
+		return rc;
+	uint8_t key[LFS_KEY_BYTES];
+	char share[73];
+	rc = lfs_home_key(key, &x->home, name);
+	if (rc) {
+		sodium_memzero(key, sizeof(key));
+		if (rc == -ENOENT) {
+			fail(x,
+			     "ledger '%s' has no key on this machine, so there "
+			     "is nothing to export ('ledgerfs status' lists "
+			     "the ledgers)",
+			     name);
+			return EXIT_NOTFOUND;
+		}
+		return report_key_error(x, name, rc);
+	}
+	lfs_key_to_share(share, key);
+	printf("%s\n", share);
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(share, sizeof(share));
+	return finish_output(x, EXIT_OK);
+}
+
+static int read_share(struct ctx *x, char *out, size_t size)
+{
+	size_t len = 0;
+	while (len < size - 1) {
+		ssize_t n = read(STDIN_FILENO, out + len, size - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fail(x, "cannot read the key from standard input: %s",
+			     strerror(errno));
+			return EXIT_FAIL;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	out[len] = '\0';
+	return EXIT_OK;
+}
+
+static int run_key_import(struct ctx *x)
+{
+	const char *name = x->o.pos[0];
+	const char *arg = x->o.npos > 1 ? x->o.pos[1] : "-";
+	int rc;
+	if ((rc = need_home(x)) || (rc = check_name(x, name)))
+		return rc;
+	char buf[SHARE_MAX];
+	const char *share = arg;
+	if (!strcmp(arg, "-")) {
+		if ((rc = read_share(x, buf, sizeof(buf))))
+			return rc;
+		share = buf;
+	}
+	uint8_t key[LFS_KEY_BYTES];
+	rc = lfs_key_from_share(key, share);
+	sodium_memzero(buf, sizeof(buf));
+	if (rc) {
+		sodium_memzero(key, sizeof(key));
+		return usage_error(x,
+				   "that is not a ledgerfs key: expected '%s' "
+				   "followed by 64 hex digits, as 'ledgerfs "
+				   "key export %s' prints",
+				   LFS_KEY_SHARE_PREFIX, name);
+	}
+	rc = lfs_home_set_key(&x->home, name, key);
+	int ret = EXIT_OK;
+	if (rc == -EEXIST) {
+		char *p = key_path(x, name);
+		fail(x,
+		     "ledger '%s' already has a different key on this machine "
+		     "('%s'); importing another would make its data "
+		     "unreadable. If you are sure, move that file away first",
+		     name, p ? p : "its key file");
+		free(p);
+		ret = EXIT_FAIL;
+	} else if (rc) {
+		ret = report_key_error(x, name, rc);
+	}
+	/* An empty local store, so the ledger is listed and sync fills it. */
+	if (!ret && !(x->dir = lfs_home_ledger_dir(&x->home, name)))
+		ret = oom(x);
+	struct lfs_blockstore *bs;
+	if (!ret && (rc = lfs_blockstore_open(&bs, x->dir, key, 0, true))) {
+		fail(x,
+		     "stored the key, but cannot create the directory of "
+		     "ledger '%s' ('%s'): %s",
+		     name, x->dir, errstr(rc));
+		ret = EXIT_FAIL;
+	} else if (!ret) {
+		lfs_blockstore_free(bs);
+	}
+	sodium_memzero(key, sizeof(key));
+	return ret;
+}
+
+/* ---- status ---- */
+
+/* One ledger's status into a JSON object; EXIT_OK or EXIT_FAIL. */
+static int ledger_status(struct ctx *x, const char *name, json_t **out)
+{
+	json_t *o = json_object();
+	*out = o;
+	if (!o)
+		return EXIT_FAIL;
+	json_object_set_new(o, "name", json_string(name));
+	x->name = name;
+	free(x->dir);
+	if (!(x->dir = lfs_home_ledger_dir(&x->home, name)))
+		return EXIT_FAIL;
+	uint8_t key[LFS_KEY_BYTES] = {0};
+	int krc = lfs_home_key(key, &x->home, name);
+	json_object_set_new(o, "key", json_boolean(krc == 0));
+	/* The CAR files can be counted without the key. */
+	struct lfs_blockstore *bs = NULL;
+	struct lfs_cid *cars = NULL;
+	size_t ncars = 0;
+	int rc = lfs_blockstore_open(&bs, x->dir, key, 0, false);
+	if (!rc)
+		rc = lfs_blockstore_list_cars(&cars, &ncars, bs);
+	free(cars);
+	lfs_blockstore_free(bs);
+	if (!rc)
+		json_object_set_new(o, "cars", json_integer((json_int_t)ncars));
+	if (krc) {
+		sodium_memzero(key, sizeof(key));
+		json_object_set_new(
+			o, "error",
+			json_string(krc == -ENOENT ? "no key on this machine"
+				    : krc == -EACCES
+					    ? "key file may be read by others"
+					    : errstr(krc)));
+		return krc == -ENOENT ? EXIT_OK : EXIT_FAIL;
+	}
+	struct lfs_ledger_opts lo;
+	lfs_ledger_opts_init(&lo);
+	lo.writer = x->home.writer;
+	struct lfs_ledger *l;
+	rc = lfs_ledger_open(&l, x->dir, key, &lo, false);
+	sodium_memzero(key, sizeof(key));
+	if (rc) {
+		json_object_set_new(o, "error", json_string(errstr(rc)));
+		return EXIT_FAIL;
+	}
+	struct lfs_cid *heads = NULL, root;
+	size_t nheads = 0;
+	uint64_t docs = 0;
+	int ret = EXIT_OK;
+	lfs_ledger_root(l, &root);
+	if ((rc = lfs_ledger_heads(l, &heads, &nheads)) ||
+	    (rc = lfs_index_count(&docs, lfs_ledger_index(l), &root))) {
+		json_object_set_new(o, "error", json_string(errstr(rc)));
+		ret = EXIT_FAIL;
+	} else {
+		json_t *h = json_array();
+		for (size_t i = 0; h && i < nheads; i++)
+			json_array_append_new(h, json_cid(&heads[i]));
+		json_object_set_new(o, "heads", h);
+		json_object_set_new(o, "nheads",
+				    json_integer((json_int_t)nheads));
+		json_object_set_new(o, "documents",
+				    json_integer((json_int_t)docs));
+	}
+	free(heads);
+	lfs_ledger_close(l);
+	return ret;
+}
+
+static void print_status_text(const json_t *o)
+{
+	printf("%s\n", json_string_value(json_object_get(o, "name")));
+	printf("  key: %s\n",
+	       json_is_true(json_object_get(o, "key")) ? "present" : "missing");
+	const json_t *heads = json_object_get(o, "heads");
+	if (heads) {
+		printf("  heads: %zu\n", json_array_size(heads));
+		for (size_t i = 0; i < json_array_size(heads); i++)
+			printf("    %s\n",
+			       json_string_value(json_array_get(heads, i)));
+		printf("  documents: %" JSON_INTEGER_FORMAT "\n",
+		       json_integer_value(json_object_get(o, "documents")));
+	}
+	const json_t *cars = json_object_get(o, "cars");
+	if (cars)
+		printf("  car files: %" JSON_INTEGER_FORMAT "\n",
+		       json_integer_value(cars));
+	const json_t *err = json_object_get(o, "error");
+	if (err)
+		printf("  error: %s\n", json_string_value(err));
+}
+
+static int run_status(struct ctx *x)
+{
+	int rc;
+	char **names = NULL;
+	size_t n = 0;
+	const char *one = x->o.npos ? x->o.pos[0] : NULL;
+	if (one) {
+		if ((rc = need_ledger(x, one)))
+			return rc;
+	} else {
+		if ((rc = need_home(x)))
+			return rc;
+		if ((rc = lfs_home_list(&names, &n, &x->home))) {
+			fail(x, "cannot list the ledgers in '%s/ledgers': %s",
+			     x->home.dir, errstr(rc));
+			return EXIT_FAIL;
+		}
+	}
+	json_t *arr = json_array();
+	int ret = arr ? EXIT_OK : EXIT_FAIL;
+	for (size_t i = 0; arr && i < (one ? 1 : n); i++) {
+		const char *name = one ? one : names[i];
+		json_t *o;
+		if (ledger_status(x, name, &o))
+			ret = EXIT_FAIL;
+		if (!o || json_array_append_new(arr, o)) {
+			ret = oom(x);
+			break;
+		}
+		if (!x->o.json) {
+			if (i)
+				putchar('\n');
+			print_status_text(o);
+		}
+	}
+	lfs_home_list_free(names, n);
+	if (x->o.json) {
+		json_t *out = one ? json_incref(json_array_get(arr, 0)) : arr;
+		if (one)
+			json_decref(arr);
+		if (print_json(x, out))
+			ret = EXIT_FAIL;
+	} else {
+		json_decref(arr);
+		if (!one && n == 0)
+			printf("no ledgers in '%s' (create one with 'ledgerfs "
+			       "init NAME')\n",
+			       x->home.dir);
+	}
+	if (ret)
+		fprintf(stderr,
+			"ledgerfs status: some ledgers could not be read (see "
+			"\"error\" above; 'ledgerfs fsck NAME' checks one)\n");
+	return finish_output(x, ret);
+}
+
+/* ---- conflicts ---- */
+
+static int show_conflicts(struct ctx *x, const char *id)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_index_entry e;
+	json_t *arr = x->o.json ? json_array() : NULL;
+	int ret = EXIT_FAIL;
+	int rc = lfs_ledger_get(x->l, NULL, id, &e, &a, NULL);
+	if (rc) {
+		ret = report_doc_error(x, id, NULL, rc);
+		goto out;
+	}
+	if (x->o.json && !arr) {
+		ret = oom(x);
+		goto out;
+	}
+	for (size_t i = 0; i < e.nconflicts; i++) {
+		const struct lfs_version *v = &e.conflicts[i];
+		json_t *doc;
+		char s[LFS_CID_STRLEN + 1], when[ISO_TIMELEN];
+		cid_str(s, &v->doc);
+		iso_time(when, v->t);
+		if ((rc = lfs_ledger_load_doc(x->l, &v->doc, id, &doc))) {
+			fail(x,
+			     "cannot read a losing version (%s) of document "
+			     "'%s': %s",
+			     s, id, errstr(rc));
+			goto out;
+		}
+		if (arr) {
+			json_t *o =
+				json_pack("{s:s,s:I,s:s,s:s,s:o}", "cid", s,
+					  "t", (json_int_t)v->t, "time", when,
+					  "writer", v->writer, "doc", doc);
+			if (!o || json_array_append_new(arr, o)) {
+				ret = oom(x);
+				goto out;
+			}
+			continue;
+		}
+		printf("%sversion %s %s writer=%s\n", i ? "\n" : "", s, when,
+		       v->writer);
+		if (print_json(x, doc))
+			goto out;
+	}
+	if (!e.nconflicts)
+		fprintf(stderr,
+			"ledgerfs conflicts: document '%s' has no conflicting "
+			"versions\n",
+			id);
+	ret = EXIT_OK;
+	if (arr) {
+		ret = print_json(x, arr);
+		arr = NULL;
+	}
+	ret = finish_output(x, ret);
+out:
+	json_decref(arr);
+	lfs_arena_release(&a);
+	return ret;
+}
+
+static int run_conflicts(struct ctx *x)
+{
+	int rc;
+	if (x->o.npos > 1 && (rc = check_id(x, x->o.pos[1])))
+		return rc;
+	if ((rc = open_ledger(x, x->o.pos[0])))
+		return rc;
+	if (x->o.npos > 1)
+		return show_conflicts(x, x->o.pos[1]);
+	struct lfs_cid root;
+	lfs_ledger_root(x->l, &root);
+	struct collect c;
+	if ((rc = collect_entries(x, &c, &root, true))) {
+		collect_release(&c);
+		return rc;
+	}
+	json_t *arr = x->o.json ? json_array() : NULL;
+	for (size_t i = 0; i < c.n; i++) {
+		const struct lfs_index_entry *e = &c.v[i];
+		if (!x->o.json) {
+			printf("%s conflicts=%zu\n", e->id, e->nconflicts);
+			continue;
+		}
+		json_t *o = json_pack("{s:s%,s:I}", "id", e->id, e->id_len,
+				      "conflicts", (json_int_t)e->nconflicts);
+		if (!arr || !o || json_array_append_new(arr, o)) {
+			json_decref(arr);
+			collect_release(&c);
+			return oom(x);
+		}
+	}
+	collect_release(&c);
+	rc = x->o.json ? print_json(x, arr) : EXIT_OK;
+	return finish_output(x, rc);
+}
+
+/* ---- the table ---- */
+
+#define HOME_HELP                                                              \
+	"  --home DIR  the ledgerfs home (default: $LEDGERFS_HOME, else\n"     \
+	"              $XDG_DATA_HOME/ledgerfs, else "                         \
+	"~/.local/share/ledgerfs)\n"
+
+#define EXIT_HELP                                                              \
+	"\nExit status: 0 ok, 1 failed, 2 usage error, 3 ledger or document\n" \
+	"not found.\n"
+
+static const struct cmd cmd_init = {
+	"init",
+	run_init,
+	0,
+	1,
+	1,
+	"[--home DIR] NAME",
+	"Create the ledger NAME on this machine: a new random key in the\n"
+	"keybag and an empty store. Share the key with 'ledgerfs key export'.\n"
+	"\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_put = {
+	"put",
+	run_put,
+	OPT_JSON,
+	2,
+	3,
+	"[--home DIR] [--json] NAME ID [FILE|-]",
+	"Put the JSON object in FILE (standard input when FILE is - or "
+	"absent)\n"
+	"as document ID of ledger NAME, in one transaction, and print the new\n"
+	"event's CID. \"_id\" in the object is optional; if present it must\n"
+	"be ID. Putting what is already there commits nothing (and says so).\n"
+	"Integers and reals stay what they are (1 is not 1.0).\n"
+	"\n"
+	"  --json      print {\"event\": CID, \"committed\": BOOL}\n" HOME_HELP
+		EXIT_HELP};
+
+static const struct cmd cmd_rm = {
+	"rm",
+	run_rm,
+	OPT_JSON | OPT_FORCE,
+	2,
+	UNLIMITED,
+	"[--home DIR] [--force] [--json] NAME ID...",
+	"Delete the documents ID... of ledger NAME in one transaction and\n"
+	"print the new event's CID. When an ID is absent nothing is deleted\n"
+	"and the exit status is 3.\n"
+	"\n"
+	"  --force     ignore absent IDs\n"
+	"  --json      print {\"event\": CID, \"committed\": BOOL}\n" HOME_HELP
+		EXIT_HELP};
+
+static const struct cmd cmd_get = {
+	"get",
+	run_get,
+	OPT_AT,
+	2,
+	2,
+	"[--home DIR] [--at EVENT] NAME ID",
+	"Print document ID of ledger NAME as JSON (keys sorted, two-space\n"
+	"indent, \"_id\" included).\n"
+	"\n"
+	"  --at EVENT  the document as it was after EVENT (a CID that\n"
+	"              'ledgerfs log' prints; 'head' is the current "
+	"state)\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_cat = {
+	"cat",
+	run_cat,
+	OPT_AT,
+	2,
+	2,
+	"[--home DIR] NAME --at EVENT ID",
+	"Print document ID as it was after EVENT ('ledgerfs get --at').\n"
+	"\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_ls = {
+	"ls",
+	run_ls,
+	OPT_AT | OPT_JSON,
+	1,
+	1,
+	"[--home DIR] [--at EVENT] [--json] NAME",
+	"List the document ids of ledger NAME, one per line, sorted bytewise.\n"
+	"\n"
+	"  --at EVENT  the documents after EVENT\n"
+	"  --json      print [{\"id\", \"cid\", \"t\", \"writer\", "
+	"\"conflicts\"}...]:\n"
+	"              the current version's block, hybrid time (µs since the\n"
+	"              epoch) and writer, and the number of losing "
+	"versions\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_log = {
+	"log",
+	run_log,
+	OPT_JSON | OPT_N,
+	1,
+	1,
+	"[--home DIR] [--json] [-n N] NAME",
+	"Print the events of ledger NAME, newest first, one per line:\n"
+	"\n"
+	"  EVENT TIME writer=WRITER parents=N ID... (-ID for a delete)\n"
+	"\n"
+	"TIME is ISO 8601 UTC with microseconds.\n"
+	"\n"
+	"  -n N        at most N events\n"
+	"  --json      print [{\"event\", \"t\", \"time\", \"writer\", "
+	"\"parents\": [CID...],\n"
+	"              \"changes\": [{\"id\", \"doc\": CID or "
+	"null}...]}...]\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_diff = {
+	"diff",
+	run_diff,
+	OPT_JSON,
+	3,
+	3,
+	"[--home DIR] [--json] NAME A B",
+	"Print what changed from the state after event A to the state after\n"
+	"event B ('head': the current state), one line per document, sorted:\n"
+	"\"+ ID\" added, \"- ID\" removed, \"~ ID\" changed.\n"
+	"\n"
+	"  --json      print {\"added\": [ID...], \"removed\": [...], "
+	"\"changed\": [...]}\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_merge = {
+	"merge",
+	run_merge,
+	OPT_JSON,
+	1,
+	1,
+	"[--home DIR] [--json] NAME",
+	"When ledger NAME has several heads (concurrent writes), commit an\n"
+	"event that joins them and print its CID; otherwise print \"nothing\n"
+	"to merge\". The merged documents are the same either way.\n"
+	"\n"
+	"  --json      print {\"event\": CID or null, \"committed\": "
+	"BOOL}\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_compact = {
+	"compact",
+	run_compact,
+	OPT_JSON,
+	1,
+	1,
+	"[--home DIR] [--json] NAME",
+	"Write every block of ledger NAME's history into one CAR file, remove\n"
+	"the other CAR files, and print the new file's CID and how many CAR\n"
+	"files remain. History stays readable.\n"
+	"\n"
+	"  --json      print {\"car\": CID, \"cars\": N}\n" HOME_HELP
+		EXIT_HELP};
+
+static const struct cmd cmd_fsck = {
+	"fsck",
+	run_fsck,
+	OPT_JSON,
+	1,
+	1,
+	"[--home DIR] [--json] NAME",
+	"Check ledger NAME: every CAR file (name, authentication, block\n"
+	"hashes), every event, the index and every current document. Print\n"
+	"each problem, then \"ok\" or \"N problems\"; exit 1 on problems.\n"
+	"\n"
+	"  --json      print {\"problems\": [TEXT...], \"ok\": "
+	"BOOL}\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_key_export = {
+	"key export",
+	run_key_export,
+	0,
+	1,
+	1,
+	"[--home DIR] NAME",
+	"Print the key of ledger NAME as a share string (\"lfskey1:\" and 64\n"
+	"hex digits). Whoever has it can read the ledger: send it privately.\n"
+	"\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_key_import = {
+	"key import",
+	run_key_import,
+	0,
+	1,
+	2,
+	"[--home DIR] NAME [SHARE|-]",
+	"Store the key SHARE (as 'ledgerfs key export' prints it; read from\n"
+	"standard input when SHARE is - or absent, which keeps it out of the\n"
+	"process list and shell history) for ledger NAME, and make an empty\n"
+	"local store for it if there is none. Importing the same key again is\n"
+	"fine; a different key for a ledger that has one is refused.\n"
+	"\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_status = {
+	"status",
+	run_status,
+	OPT_JSON,
+	0,
+	1,
+	"[--home DIR] [--json] [NAME]",
+	"Show each ledger (or NAME): whether its key is here, its heads, its\n"
+	"number of documents and of CAR files.\n"
+	"\n"
+	"  --json      print {\"name\", \"key\": BOOL, \"heads\": [CID...], "
+	"\"nheads\",\n"
+	"              \"documents\", \"cars\", \"error\"} (an array of them "
+	"without NAME)\n" HOME_HELP EXIT_HELP};
+
+static const struct cmd cmd_conflicts = {
+	"conflicts",
+	run_conflicts,
+	OPT_JSON,
+	1,
+	2,
+	"[--home DIR] [--json] NAME [ID]",
+	"Without ID: list the documents of ledger NAME that have losing\n"
+	"versions from concurrent writes (\"ID conflicts=N\"). With ID: print\n"
+	"each losing version of ID (\"version CID TIME writer=W\" and the\n"
+	"document).\n"
+	"\n"
+	"  --json      print [{\"id\", \"conflicts\"}...], or with ID\n"
+	"              [{\"cid\", \"t\", \"time\", \"writer\", "
+	"\"doc\"}...]\n" HOME_HELP EXIT_HELP};
+
+/* ---- option parsing and dispatch ---- */
+
+static const struct {
+	const char *name;
+	unsigned flag; /* 0: every command has it */
+	bool has_arg;
+} optnames[] = {
+	{"--home", 0, true},           {"--json", OPT_JSON, false},
+	{"--at", OPT_AT, true},        {"-n", OPT_N, true},
+	{"--force", OPT_FORCE, false}, {"-f", OPT_FORCE, false},
+};
+
+#define NOPTS (sizeof(optnames) / sizeof(optnames[0]))
+
+static int parse_opts(struct ctx *x, int argc, char **argv)
+{
+	struct opts *o = &x->o;
+	bool dashdash = false;
+	for (int i = 1; i < argc; i++) {
+		char *a = argv[i];
+		if (dashdash || a[0] != '-' || !a[1]) {
+			o->pos[o->npos++] = a;
+			continue;
+		}
+		if (!strcmp(a, "--")) {
+			dashdash = true;
+			continue;
+		}
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			o->help = true;
+			return 0;
+		}
+		size_t k, n = 0;
+		for (k = 0; k < NOPTS; k++) {
+			n = strlen(optnames[k].name);
+			if (!strncmp(a, optnames[k].name, n) &&
+			    (a[n] == '\0' ||
+			     (a[n] == '=' && optnames[k].has_arg)))
+				break;
+		}
+		if (k == NOPTS ||
+		    (optnames[k].flag && !(x->c->opts & optnames[k].flag)))
+			return usage_error(x, "unknown option '%s'", a);
+		const char *val = NULL;
+		if (optnames[k].has_arg) {
+			if (a[n] == '=')
+				val = a + n + 1;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else
+				return usage_error(x, "%s needs a value",
+						   optnames[k].name);
+		}
+		switch (optnames[k].flag) {
+		case 0:
+			if (!*val)
+				return usage_error(x,
+						   "--home needs a directory");
+			o->home = val;
+			break;
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_FORCE:
+			o->force = true;
+			break;
+		case OPT_AT:
+			o->at = val;
+			break;
+		case OPT_N: {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(val, &end, 10);
+			if (errno || end == val || *end || val[0] == '-')
+				return usage_error(
+					x,
+					"-n %s: expected a number of "
+					"events",
+					val);
+			o->has_n = true;
+			o->n = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+			break;
+		}
+		}
+	}
+	if (o->npos < x->c->min_pos)
+		return usage_error(x, "missing arguments");
+	if (x->c->max_pos != UNLIMITED && o->npos > x->c->max_pos)
+		return usage_error(x, "too many arguments");
+	return 0;
+}
+
+static int run_cmd(const struct cmd *c, int argc, char **argv)
+{
+	struct ctx x = {.c = c};
+	int rc;
+	if (!(x.o.pos = calloc((size_t)argc + 1, sizeof(*x.o.pos)))) {
+		fprintf(stderr, "ledgerfs %s: out of memory\n", c->name);
+		return EXIT_FAIL;
+	}
+	if ((rc = parse_opts(&x, argc, argv))) {
+		/* usage error already reported */
+	} else if (x.o.help) {
+		print_usage(stdout, c);
+		printf("\n%s", c->help);
+		rc = finish_output(&x, EXIT_OK);
+	} else {
+		rc = c->run(&x);
+	}
+	lfs_ledger_close(x.l);
+	free(x.dir);
+	if (x.have_home)
+		lfs_home_release(&x.home);
+	free(x.o.pos);
+	return rc;
+}
+
+int lfs_cmd_init(int argc, char **argv)
+{
+	return run_cmd(&cmd_init, argc, argv);
+}
+
+int lfs_cmd_put(int argc, char **argv)
+{
+	return run_cmd(&cmd_put, argc, argv);
+}
+
+int lfs_cmd_rm(int argc, char **argv)
+{
+	return run_cmd(&cmd_rm, argc, argv);
+}
+
+int lfs_cmd_get(int argc, char **argv)
+{
+	return run_cmd(&cmd_get, argc, argv);
+}
+
+int lfs_cmd_cat(int argc, char **argv)
+{
+	return run_cmd(&cmd_cat, argc, argv);
+}
+
+int lfs_cmd_ls(int argc, char **argv)
+{
+	return run_cmd(&cmd_ls, argc, argv);
+}
+
+int lfs_cmd_log(int argc, char **argv)
+{
+	return run_cmd(&cmd_log, argc, argv);
+}
+
+int lfs_cmd_diff(int argc, char **argv)
+{
+	return run_cmd(&cmd_diff, argc, argv);
+}
+
+int lfs_cmd_merge(int argc, char **argv)
+{
+	return run_cmd(&cmd_merge, argc, argv);
+}
+
+int lfs_cmd_compact(int argc, char **argv)
+{
+	return run_cmd(&cmd_compact, argc, argv);
+}
+
+int lfs_cmd_fsck(int argc, char **argv)
+{
+	return run_cmd(&cmd_fsck, argc, argv);
+}
+
+int lfs_cmd_status(int argc, char **argv)
+{
+	return run_cmd(&cmd_status, argc, argv);
+}
+
+int lfs_cmd_conflicts(int argc, char **argv)
+{
+	return run_cmd(&cmd_conflicts, argc, argv);
+}
+
+static void key_usage(FILE *f)
+{
+	fprintf(f, "usage: ledgerfs key export NAME\n"
+		   "       ledgerfs key import NAME [SHARE|-]\n"
+		   "\n"
+		   "  export   print a ledger's key as a share string\n"
+		   "  import   store a ledger's key from a share string\n"
+		   "\n"
+		   "'ledgerfs key SUBCOMMAND --help' describes each one.\n");
+}
+
+int lfs_cmd_key(int argc, char **argv)
+{
+	if (argc < 2) {
+		key_usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		key_usage(stdout);
+		return fflush(stdout) == EOF ? EXIT_FAIL : EXIT_OK;
+	}
+	if (!strcmp(argv[1], "export"))
+		return run_cmd(&cmd_key_export, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "import"))
+		return run_cmd(&cmd_key_import, argc - 1, argv + 1);
+	fprintf(stderr, "ledgerfs key: unknown subcommand '%s'\n\n", argv[1]);
+	key_usage(stderr);
+	return EXIT_USAGE;
+}
