@@ -30,4 +30,7 @@ int lfs_cmd_key(int argc, char **argv);
 int lfs_cmd_status(int argc, char **argv);
 int lfs_cmd_conflicts(int argc, char **argv);
 
+/* cmd_mount.c: the FUSE daemon */
+int lfs_cmd_mount(int argc, char **argv);
+
 #endif

@@ -1,0 +1,205 @@
+/*
+ * `ledgerfs mount`: the daemon. Parses options, checks the mount point and
+ * /dev/fuse with messages a person can act on, mounts, daemonizes unless
+ * asked not to, and runs the multi-threaded session loop until unmounted
+ * or signalled (SIGTERM, SIGINT, SIGHUP), then flushes and exits.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "fs.h"
+#include "home.h"
+#include "log.h"
+
+static void mount_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ledgerfs mount [OPTIONS] MOUNTPOINT\n"
+		"\n"
+		"Serve every ledger in the local store as a directory under\n"
+		"MOUNTPOINT: one JSON file per document, .snapshots/ for "
+		"history,\n"
+		".ledgerfs/ for status. Runs in the background unless -f.\n"
+		"\n"
+		"options:\n"
+		"  --home DIR          the local store (default: "
+		"$LEDGERFS_HOME,\n"
+		"                      else $XDG_DATA_HOME/ledgerfs)\n"
+		"  -f, --foreground    stay in the foreground, log to stderr\n"
+		"  --log-level LEVEL   debug, info (default), warn or error\n"
+		"  --syslog            log to syslog even in the foreground\n"
+		"  -o OPTS             FUSE mount options (e.g. allow_other)\n"
+		"  -h, --help          this text\n"
+		"\n"
+		"Unmount with `fusermount3 -u MOUNTPOINT` (or `umount` as "
+		"root)\n"
+		"or by sending SIGTERM to the daemon; pending changes are\n"
+		"committed and made durable first.\n");
+}
+
+/* Is path already the root of a mount (its device differs from its
+ * parent's, or it is /)? */
+static int is_mounted(const char *path)
+{
+	char parent[PATH_MAX];
+	struct stat a, b;
+	if (snprintf(parent, sizeof(parent), "%s/..", path) >=
+		    (int)sizeof(parent) ||
+	    stat(path, &a) || stat(parent, &b))
+		return 0;
+	return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
+}
+
+int lfs_cmd_mount(int argc, char **argv)
+{
+	const char *home_dir = NULL, *mountpoint = NULL, *opts = NULL;
+	int foreground = 0, use_syslog = 0;
+	enum lfs_log_level level = LFS_LOG_INFO;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			mount_usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "-f") || !strcmp(a, "--foreground")) {
+			foreground = 1;
+		} else if (!strcmp(a, "--syslog")) {
+			use_syslog = 1;
+		} else if (!strcmp(a, "--home") && i + 1 < argc) {
+			home_dir = argv[++i];
+		} else if (!strcmp(a, "--log-level") && i + 1 < argc) {
+			if (lfs_log_parse_level(&level, argv[++i])) {
+				fprintf(stderr,
+					"ledgerfs mount: unknown log level "
+					"'%s' (debug, info, warn, error)\n",
+					argv[i]);
+				return 2;
+			}
+		} else if (!strcmp(a, "-o") && i + 1 < argc) {
+			opts = argv[++i];
+		} else if (a[0] == '-' || mountpoint) {
+			fprintf(stderr, "ledgerfs mount: unexpected '%s'\n", a);
+			mount_usage(stderr);
+			return 2;
+		} else {
+			mountpoint = a;
+		}
+	}
+	if (!mountpoint) {
+		mount_usage(stderr);
+		return 2;
+	}
+	char mp[PATH_MAX];
+	struct stat st;
+	if (!realpath(mountpoint, mp) || stat(mp, &st)) {
+		fprintf(stderr,
+			"ledgerfs mount: mount point %s: %s (create it with "
+			"mkdir -p %s)\n",
+			mountpoint, strerror(errno), mountpoint);
+		return 1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr,
+			"ledgerfs mount: mount point %s is not a directory\n",
+			mp);
+		return 1;
+	}
+	if (is_mounted(mp)) {
+		fprintf(stderr,
+			"ledgerfs mount: %s is busy: something is already "
+			"mounted there (unmount it with `fusermount3 -u %s`)\n",
+			mp, mp);
+		return 1;
+	}
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr,
+			"ledgerfs mount: cannot open /dev/fuse: %s. Install "
+			"fuse3 (apt-get install fuse3), load the module "
+			"(modprobe fuse), or in a container pass the device "
+			"through (--device /dev/fuse).\n",
+			strerror(errno));
+		return 1;
+	}
+	close(fd);
+
+	struct lfs_home home;
+	int rc = lfs_home_open(&home, home_dir);
+	if (rc) {
+		fprintf(stderr,
+			"ledgerfs mount: cannot use the local store %s: %s\n",
+			home_dir ? home_dir : "(from the environment)",
+			strerror(-rc));
+		return 1;
+	}
+	lfs_log_setup(level, use_syslog || !foreground);
+
+	char optbuf[1024];
+	snprintf(optbuf, sizeof(optbuf),
+		 "fsname=ledgerfs,subtype=ledgerfs,default_permissions%s%s",
+		 opts ? "," : "", opts ? opts : "");
+	char *fargv[] = {argv[0], "-o", optbuf, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
+	struct lfs_fs *fs = NULL;
+	struct fuse_session *se = NULL;
+	int status = 1;
+	if ((rc = lfs_fs_new(&fs, &home))) {
+		fprintf(stderr, "ledgerfs mount: %s\n", strerror(-rc));
+		goto out;
+	}
+	se = fuse_session_new(&args, lfs_fs_ops(), sizeof(*lfs_fs_ops()), fs);
+	if (!se) {
+		fprintf(stderr, "ledgerfs mount: bad FUSE options '%s'\n",
+			optbuf);
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se)) {
+		fprintf(stderr, "ledgerfs mount: cannot set signal handlers\n");
+		goto out;
+	}
+	if (fuse_session_mount(se, mp)) {
+		fprintf(stderr,
+			"ledgerfs mount: mounting on %s failed (see the "
+			"message above; as a normal user you need fuse3's "
+			"fusermount3 and write access to %s)\n",
+			mp, mp);
+		fuse_remove_signal_handlers(se);
+		goto out;
+	}
+	if (fuse_daemonize(foreground)) {
+		fuse_session_unmount(se);
+		fuse_remove_signal_handlers(se);
+		goto out;
+	}
+	lfs_info("mounted %s on %s", home.dir, mp);
+	if ((rc = lfs_fs_start(fs, se))) {
+		lfs_error("cannot start the housekeeping thread: %s",
+			  strerror(-rc));
+	} else {
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(cfg, 0);
+		fuse_loop_cfg_set_max_threads(cfg, 16);
+		status = fuse_session_loop_mt(se, cfg) ? 1 : 0;
+		fuse_loop_cfg_destroy(cfg);
+	}
+	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	lfs_info("unmounted %s", mp);
+out:
+	if (se)
+		fuse_session_destroy(se);
+	lfs_fs_free(fs);
+	fuse_opt_free_args(&args);
+	lfs_home_release(&home);
+	return status;
+}

@@ -1,0 +1,61 @@
+/*
+ * fs: the FUSE file system (libfuse3 low-level API, multi-threaded).
+ *
+ *   /                              one directory per ledger; mkdir creates
+ *   /<ledger>/<id>.json            a document (fsname.h escapes the id)
+ *   /<ledger>/<other name>         a scratch file: local only, never committed
+ *   /<ledger>/.snapshots/<event>/  the ledger as of every clock event (r/o)
+ *   /<ledger>/.snapshots/by-time/<ISO time> -> ../<event>
+ *   /<ledger>/.ledgerfs/           status, errors, heads, changes, conflicts
+ *
+ * Saving. Writes to a document are buffered per inode (shared by every open
+ * file of it, capped at LFS_FS_TEXT_MAX: EFBIG beyond) and committed as one
+ * transaction on flush (close) or fsync when the buffer changed. fsync also
+ * makes the commit durable. Content that is not a JSON object with a
+ * matching "_id" is kept as a draft (a local file that shadows the
+ * document, so the user's bytes stay readable), nothing is committed, and
+ * flush/fsync answer EINVAL until the content changes; the reason goes to
+ * .ledgerfs/errors and the log. An empty file is a draft without error.
+ *
+ * Editors. Renaming a scratch file over a document commits its content.
+ * Renaming a document to a scratch name (vim's and emacs's backup) hides
+ * the document and commits its deletion only if no new version is saved
+ * within LFS_FS_GRACE_MS, so one save is one commit. Scratch files live as
+ * real files in HOME/scratch/<ledger>/, drafts in HOME/drafts/<ledger>/.
+ *
+ * Caching. Document attributes are never cached by the kernel (their size
+ * is the rendered JSON's, which a commit may change); directory entries
+ * are, for a second, and are invalidated when a change comes from
+ * elsewhere (lfs_fs_notify_changed).
+ *
+ * Threads: every operation may run on any libfuse worker thread; the
+ * housekeeping thread commits expired deletions.
+ */
+#ifndef LFS_FS_H
+#define LFS_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include "home.h"
+
+#define LFS_FS_GRACE_MS 2000
+
+/* The largest document file (JSON text) a write may build. */
+#define LFS_FS_TEXT_MAX ((size_t)16 << 20)
+
+struct lfs_fs;
+
+/* Create the file system over home (borrowed; must outlive the fs). */
+int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home);
+
+/* Commit pending deletions, make everything durable, close the ledgers. */
+void lfs_fs_free(struct lfs_fs *fs);
+
+/* The operation table to pass to fuse_session_new() with fs as userdata. */
+const struct fuse_lowlevel_ops *lfs_fs_ops(void);
+
+/* Tell the fs its session (for cache invalidations) and start its thread. */
+int lfs_fs_start(struct lfs_fs *fs, struct fuse_session *se);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * log: the daemon's log lines, to stderr or syslog, filtered by level.
+ *
+ * Every message a user may read says what failed, on which object, and
+ * what to do. Keys and document contents are never logged. Thread-safe.
+ */
+#ifndef LFS_LOG_H
+#define LFS_LOG_H
+
+enum lfs_log_level {
+	LFS_LOG_DEBUG,
+	LFS_LOG_INFO,
+	LFS_LOG_WARN,
+	LFS_LOG_ERROR,
+};
+
+/* Send lines at level and above to syslog (use_syslog) or stderr. */
+void lfs_log_setup(enum lfs_log_level level, int use_syslog);
+
+/* Parse "debug", "info", "warn" or "error"; -EINVAL otherwise. */
+int lfs_log_parse_level(enum lfs_log_level *out, const char *s);
+
+void lfs_log(enum lfs_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define lfs_debug(...) lfs_log(LFS_LOG_DEBUG, __VA_ARGS__)
+#define lfs_info(...)  lfs_log(LFS_LOG_INFO, __VA_ARGS__)
+#define lfs_warn(...)  lfs_log(LFS_LOG_WARN, __VA_ARGS__)
+#define lfs_error(...) lfs_log(LFS_LOG_ERROR, __VA_ARGS__)
+
+#endif
