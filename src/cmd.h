@@ -30,6 +30,9 @@ int lfs_cmd_key(int argc, char **argv);
 int lfs_cmd_status(int argc, char **argv);
 int lfs_cmd_conflicts(int argc, char **argv);
 
+/* cmd_sync.c: one replication round with a remote store */
+int lfs_cmd_sync(int argc, char **argv);
+
 /* cmd_mount.c: the FUSE daemon */
 int lfs_cmd_mount(int argc, char **argv);
 

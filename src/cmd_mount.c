@@ -39,6 +39,13 @@ static void mount_usage(FILE *f)
 		"  -f, --foreground    stay in the foreground, log to stderr\n"
 		"  --log-level LEVEL   debug, info (default), warn or error\n"
 		"  --syslog            log to syslog even in the foreground\n"
+		"  --remote URL        replicate with a store: "
+		"s3://bucket/prefix,\n"
+		"                      http(s)://host/path, file:///path\n"
+		"                      (default: $LEDGERFS_REMOTE; none: local "
+		"only)\n"
+		"  --poll-ms N         how often to look for remote changes "
+		"(1000)\n"
 		"  -o OPTS             FUSE mount options (e.g. allow_other)\n"
 		"  -h, --help          this text\n"
 		"\n"
@@ -64,6 +71,8 @@ static int is_mounted(const char *path)
 int lfs_cmd_mount(int argc, char **argv)
 {
 	const char *home_dir = NULL, *mountpoint = NULL, *opts = NULL;
+	const char *remote = getenv("LEDGERFS_REMOTE");
+	unsigned poll_ms = 1000;
 	int foreground = 0, use_syslog = 0;
 	enum lfs_log_level level = LFS_LOG_INFO;
 	for (int i = 1; i < argc; i++) {
@@ -75,7 +84,8 @@ int lfs_cmd_mount(int argc, char **argv)
 			foreground = 1;
 		} else if (!strcmp(a, "--syslog")) {
 			use_syslog = 1;
-		} else if (!strcmp(a, "--home") && i + 1 < argc) {
+		} else if ((!strcmp(a, "--home") || !strcmp(a, "--store")) &&
+			   i + 1 < argc) {
 			home_dir = argv[++i];
 		} else if (!strcmp(a, "--log-level") && i + 1 < argc) {
 			if (lfs_log_parse_level(&level, argv[++i])) {
@@ -83,6 +93,15 @@ int lfs_cmd_mount(int argc, char **argv)
 					"ledgerfs mount: unknown log level "
 					"'%s' (debug, info, warn, error)\n",
 					argv[i]);
+				return 2;
+			}
+		} else if (!strcmp(a, "--remote") && i + 1 < argc) {
+			remote = argv[++i];
+		} else if (!strcmp(a, "--poll-ms") && i + 1 < argc) {
+			poll_ms = (unsigned)strtoul(argv[++i], NULL, 10);
+			if (poll_ms < 50 || poll_ms > 3600000) {
+				fprintf(stderr, "ledgerfs mount: --poll-ms "
+						"takes 50 to 3600000\n");
 				return 2;
 			}
 		} else if (!strcmp(a, "-o") && i + 1 < argc) {
@@ -151,11 +170,26 @@ int lfs_cmd_mount(int argc, char **argv)
 	char *fargv[] = {argv[0], "-o", optbuf, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct lfs_fs *fs = NULL;
+	struct lfs_sync *sync = NULL;
 	struct fuse_session *se = NULL;
 	int status = 1;
 	if ((rc = lfs_fs_new(&fs, &home))) {
 		fprintf(stderr, "ledgerfs mount: %s\n", strerror(-rc));
 		goto out;
+	}
+	if (remote && *remote) {
+		struct lfs_sync_hooks hooks = lfs_fs_sync_hooks(fs);
+		if ((rc = lfs_sync_new(&sync, &home, remote, &hooks))) {
+			fprintf(stderr,
+				"ledgerfs mount: cannot use the remote store "
+				"%s: %s\n",
+				remote,
+				rc == -EINVAL ? "not a store URL (s3://, "
+						"http(s)://, file:///)"
+					      : strerror(-rc));
+			goto out;
+		}
+		lfs_fs_set_sync(fs, sync);
 	}
 	se = fuse_session_new(&args, lfs_fs_ops(), sizeof(*lfs_fs_ops()), fs);
 	if (!se) {
@@ -182,7 +216,10 @@ int lfs_cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	lfs_info("mounted %s on %s", home.dir, mp);
-	if ((rc = lfs_fs_start(fs, se))) {
+	if (!(rc = lfs_fs_start(fs, se)) && sync &&
+	    (rc = lfs_sync_start(sync, poll_ms)))
+		lfs_error("cannot start the sync thread: %s", strerror(-rc));
+	if (rc) {
 		lfs_error("cannot start the housekeeping thread: %s",
 			  strerror(-rc));
 	} else {
@@ -195,9 +232,16 @@ int lfs_cmd_mount(int argc, char **argv)
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	lfs_info("unmounted %s", mp);
+	lfs_fs_flush(fs);
+	if (sync) {
+		/* Push what the last moments committed, once. */
+		lfs_sync_stop(sync);
+		lfs_sync_round(sync, NULL);
+	}
 out:
 	if (se)
 		fuse_session_destroy(se);
+	lfs_sync_free(sync);
 	lfs_fs_free(fs);
 	fuse_opt_free_args(&args);
 	lfs_home_release(&home);

@@ -47,8 +47,8 @@ enum kind {
 	K_CTL,
 };
 
-static const char *ctl_files[] = {"status", "errors", "heads", "changes",
-				  "conflicts"};
+static const char *ctl_files[] = {"status",  "errors",    "heads",
+				  "changes", "conflicts", "wait"};
 #define NCTL (sizeof(ctl_files) / sizeof(ctl_files[0]))
 
 struct pending_delete {
@@ -111,7 +111,8 @@ struct lfs_fs {
 	pthread_cond_t hk_cond;
 	uid_t uid;
 	gid_t gid;
-	int64_t started_us; /* directories' times: when the mount began */
+	int64_t started_us;    /* directories' times: when the mount began */
+	struct lfs_sync *sync; /* NULL without a remote */
 };
 
 /* An open file or directory. */
@@ -704,7 +705,8 @@ static int node_stat(struct lfs_fs *fs, struct node *n, struct stat *st,
 	}
 	case K_CTL:
 		*ttl = 0;
-		rc = ctl_content(fs, n, &b);
+		/* Reading "wait" blocks: its size is not worth waiting for. */
+		rc = strcmp(n->name, "wait") ? ctl_content(fs, n, &b) : 0;
 		if (!rc)
 			file_stat(fs, n, st, 0444, b.len);
 		break;
@@ -792,6 +794,12 @@ static int ctl_content(struct lfs_fs *fs, struct node *n, struct lfs_buf *out)
 						lg->errors[i % ERRORS_KEPT]);
 		pthread_mutex_unlock(&fs->lock);
 		return rc;
+	}
+	if (!strcmp(what, "wait")) {
+		if (!fs->sync)
+			return lfs_buf_append_str(out, "no remote store\n");
+		int rc = lfs_sync_wait(fs->sync, lg->name, 60000);
+		return rc ? rc : lfs_buf_append_str(out, "pushed\n");
 	}
 	if (!strcmp(what, "changes")) {
 		char *p = path_of(lg->state, "changes");
@@ -1069,6 +1077,8 @@ static int commit_txn(struct lfs_fs *fs, struct fsledger *lg, struct lfs_txn *t)
 	if (!rc && committed) {
 		lfs_ledger_root(lg->l, &after);
 		record_changes(lg, &before, &after, &event);
+		if (fs->sync)
+			lfs_sync_kick(fs->sync);
 	}
 	return rc;
 }
@@ -2690,7 +2700,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 static void op_destroy(void *userdata)
 {
-	struct lfs_fs *fs = userdata;
+	lfs_fs_flush(userdata);
+}
+
+void lfs_fs_flush(struct lfs_fs *fs)
+{
 	flush_pending(fs, true);
 	pthread_mutex_lock(&fs->lock);
 	for (struct fsledger *lg = fs->ledgers; lg; lg = lg->next)
@@ -2810,4 +2824,86 @@ void lfs_fs_free(struct lfs_fs *fs)
 	pthread_mutex_destroy(&fs->hk_lock);
 	pthread_cond_destroy(&fs->hk_cond);
 	free(fs);
+}
+
+/* ---- replication hooks ---- */
+
+static struct lfs_ledger *hook_ledger(void *ctx, const char *name)
+{
+	struct lfs_fs *fs = ctx;
+	pthread_mutex_lock(&fs->lock);
+	struct fsledger *lg = ledger_get(fs, name, true);
+	pthread_mutex_unlock(&fs->lock);
+	return lg ? lg->l : NULL;
+}
+
+struct inval_ctx {
+	struct lfs_fs *fs;
+	struct fsledger *lg;
+	fuse_ino_t dir;
+};
+
+static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
+		    const struct lfs_index_entry *eb)
+{
+	struct inval_ctx *c = ctx;
+	const struct lfs_index_entry *e = eb ? eb : ea;
+	char name[LFS_FSNAME_MAX + 1];
+	if (lfs_fsname_from_id(name, e->id) < 0)
+		return 0;
+	pthread_mutex_lock(&c->fs->lock);
+	fuse_ino_t ino = identity_hash(K_DOC, c->lg->name, NULL, name);
+	struct node *n = node_by_ino(c->fs, ino);
+	bool known = n && same_identity(n, K_DOC, c->lg, NULL, name);
+	pthread_mutex_unlock(&c->fs->lock);
+	if (c->dir)
+		fuse_lowlevel_notify_inval_entry(c->fs->se, c->dir, name,
+						 strlen(name));
+	if (known)
+		fuse_lowlevel_notify_inval_inode(c->fs->se, ino, 0, 0);
+	return 0;
+}
+
+static void hook_changed(void *ctx, const char *name,
+			 const struct lfs_cid *before,
+			 const struct lfs_cid *after)
+{
+	struct lfs_fs *fs = ctx;
+	pthread_mutex_lock(&fs->lock);
+	struct fsledger *lg = ledger_get(fs, name, true);
+	struct node *dir = NULL;
+	if (lg) {
+		fuse_ino_t ino = identity_hash(K_LEDGER, name, NULL, name);
+		dir = node_by_ino(fs, ino);
+		if (dir && !same_identity(dir, K_LEDGER, lg, NULL, name))
+			dir = NULL;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!lg || !lg->l)
+		return;
+	struct lfs_cid *heads;
+	size_t n;
+	if (lfs_ledger_heads(lg->l, &heads, &n) == 0) {
+		if (n)
+			record_changes(lg, before, after, &heads[0]);
+		free(heads);
+	}
+	lfs_info("ledger '%s': applied changes from the remote store", name);
+	if (!fs->se)
+		return;
+	struct inval_ctx c = {.fs = fs, .lg = lg, .dir = dir ? dir->ino : 0};
+	lfs_index_diff(lfs_ledger_index(lg->l), before, after, inval_fn, &c);
+	if (dir)
+		fuse_lowlevel_notify_inval_inode(fs->se, dir->ino, 0, 0);
+}
+
+struct lfs_sync_hooks lfs_fs_sync_hooks(struct lfs_fs *fs)
+{
+	return (struct lfs_sync_hooks){
+		.ledger = hook_ledger, .changed = hook_changed, .ctx = fs};
+}
+
+void lfs_fs_set_sync(struct lfs_fs *fs, struct lfs_sync *sync)
+{
+	fs->sync = sync;
 }

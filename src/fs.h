@@ -38,6 +38,7 @@
 #include <fuse_lowlevel.h>
 
 #include "home.h"
+#include "sync.h"
 
 #define LFS_FS_GRACE_MS 2000
 
@@ -52,10 +53,23 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home);
 /* Commit pending deletions, make everything durable, close the ledgers. */
 void lfs_fs_free(struct lfs_fs *fs);
 
+/* Commit pending deletions now and make every commit durable. */
+void lfs_fs_flush(struct lfs_fs *fs);
+
 /* The operation table to pass to fuse_session_new() with fs as userdata. */
 const struct fuse_lowlevel_ops *lfs_fs_ops(void);
 
 /* Tell the fs its session (for cache invalidations) and start its thread. */
 int lfs_fs_start(struct lfs_fs *fs, struct fuse_session *se);
+
+/*
+ * Replication: the hooks a struct lfs_sync needs to reach this fs's ledgers
+ * (remote changes then invalidate exactly the kernel's cached names and
+ * files that changed, and land in .ledgerfs/changes), and the sync to kick
+ * after local commits and to report in .ledgerfs/status. .ledgerfs/wait
+ * blocks its reader until everything committed before is on the remote.
+ */
+struct lfs_sync_hooks lfs_fs_sync_hooks(struct lfs_fs *fs);
+void lfs_fs_set_sync(struct lfs_fs *fs, struct lfs_sync *sync);
 
 #endif

@@ -23,6 +23,7 @@ struct command {
 
 static const struct command commands[] = {
 	{"mount", lfs_cmd_mount, "serve the ledgers as a file system"},
+	{"sync", lfs_cmd_sync, "replicate ledgers with a remote store once"},
 	{"car", lfs_cmd_car, "inspect, build, seal and open CAR files"},
 	{"init", lfs_cmd_init, "create a ledger"},
 	{"put", lfs_cmd_put, "put a JSON document into a ledger"},

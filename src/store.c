@@ -1,0 +1,444 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+bool lfs_store_valid_key(const char *key)
+{
+	if (!key[0] || key[0] == '/' || strlen(key) > 1024)
+		return false;
+	for (const char *p = key; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '\\')
+			return false;
+	const char *p = key;
+	while ((p = strstr(p, "..")))
+		if ((p == key || p[-1] == '/') && (p[2] == '/' || !p[2]))
+			return false;
+		else
+			p += 2;
+	return !strstr(key, "//") && key[strlen(key) - 1] != '/';
+}
+
+int lfs_store_open(struct lfs_store **out, const char *url)
+{
+	if (!strncmp(url, "file://", 7))
+		return lfs_store_file_open(out, url + 7);
+	if (!strncmp(url, "memory://", 9))
+		return lfs_store_memory_open(out, url + 9);
+	if (!strncmp(url, "s3://", 5))
+		return lfs_store_s3_open(out, url + 5);
+	if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))
+		return lfs_store_http_open(out, url);
+	return -EINVAL;
+}
+
+void lfs_store_free(struct lfs_store *s)
+{
+	if (s)
+		s->ops->free(s);
+}
+
+/* ---- file:// ---- */
+
+struct file_store {
+	struct lfs_store base;
+	char *root;
+};
+
+static char *file_path(struct file_store *f, const char *key)
+{
+	size_t n = strlen(f->root) + strlen(key) + 2;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/%s", f->root, key);
+	return p;
+}
+
+static int mkdirs_for(const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) && errno != EEXIST) {
+			int e = -errno;
+			free(p);
+			return e;
+		}
+		*s = '/';
+	}
+	free(p);
+	return 0;
+}
+
+static int file_put(struct lfs_store *s, const char *key, const uint8_t *data,
+		    size_t len, bool if_absent)
+{
+	struct file_store *f = (struct file_store *)s;
+	if (!lfs_store_valid_key(key))
+		return -EINVAL;
+	char *path = file_path(f, key), tmp[PATH_MAX];
+	if (!path)
+		return -ENOMEM;
+	int rc = mkdirs_for(path);
+	if (rc)
+		goto out;
+	snprintf(tmp, sizeof(tmp), "%s.tmp-%08x", path, randombytes_random());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	size_t done = 0;
+	while (!rc && done < len) {
+		ssize_t w = write(fd, data + done, len - done);
+		if (w < 0 && errno != EINTR)
+			rc = -errno;
+		else if (w > 0)
+			done += (size_t)w;
+	}
+	if (!rc && fsync(fd))
+		rc = -errno;
+	close(fd);
+	if (!rc && if_absent) {
+		/* link() fails when the name exists: an atomic if-absent. */
+		rc = link(tmp, path) ? (errno == EEXIST ? -EEXIST : -errno) : 0;
+		unlink(tmp);
+	} else if (!rc && rename(tmp, path)) {
+		rc = -errno;
+	}
+	if (rc)
+		unlink(tmp);
+out:
+	free(path);
+	return rc;
+}
+
+static int file_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
+{
+	struct file_store *f = (struct file_store *)s;
+	if (!lfs_store_valid_key(key))
+		return -EINVAL;
+	char *path = file_path(f, key);
+	if (!path)
+		return -ENOMEM;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+	int rc = 0;
+	size_t start = out->len;
+	for (;;) {
+		uint8_t buf[65536];
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = r < 0 ? -errno : 0;
+			break;
+		}
+		if ((rc = lfs_buf_append(out, buf, (size_t)r)))
+			break;
+	}
+	close(fd);
+	if (rc && !out->err)
+		out->len = start;
+	return rc;
+}
+
+static int walk(struct file_store *f, const char *rel, const char *prefix,
+		lfs_store_list_fn fn, void *ctx, int depth)
+{
+	if (depth > 8)
+		return 0;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s%s%s", f->root, rel[0] ? "/" : "", rel);
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *de;
+	int rc = 0;
+	while (!rc && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp-"))
+			continue;
+		char key[PATH_MAX];
+		snprintf(key, sizeof(key), "%s%s%s", rel, rel[0] ? "/" : "",
+			 de->d_name);
+		size_t kl = strlen(key), pl = strlen(prefix);
+		/* Descend only where the prefix can still match. */
+		if (strncmp(key, prefix, kl < pl ? kl : pl))
+			continue;
+		bool isdir = de->d_type == DT_DIR;
+		if (de->d_type == DT_UNKNOWN) {
+			struct stat st;
+			char full[PATH_MAX * 2];
+			snprintf(full, sizeof(full), "%s/%s", dir, de->d_name);
+			isdir = stat(full, &st) == 0 && S_ISDIR(st.st_mode);
+		}
+		if (isdir)
+			rc = walk(f, key, prefix, fn, ctx, depth + 1);
+		else if (kl >= pl)
+			rc = fn(ctx, key);
+	}
+	closedir(d);
+	return rc;
+}
+
+static int file_list(struct lfs_store *s, const char *prefix,
+		     lfs_store_list_fn fn, void *ctx)
+{
+	return walk((struct file_store *)s, "", prefix, fn, ctx, 0);
+}
+
+static int file_del(struct lfs_store *s, const char *key)
+{
+	struct file_store *f = (struct file_store *)s;
+	if (!lfs_store_valid_key(key))
+		return -EINVAL;
+	char *path = file_path(f, key);
+	if (!path)
+		return -ENOMEM;
+	int rc = unlink(path) && errno != ENOENT ? -errno : 0;
+	free(path);
+	return rc;
+}
+
+static void file_free(struct lfs_store *s)
+{
+	struct file_store *f = (struct file_store *)s;
+	free(f->root);
+	free(f->base.url);
+	free(f);
+}
+
+static const struct lfs_store_ops file_ops = {
+	.put = file_put,
+	.get = file_get,
+	.list = file_list,
+	.del = file_del,
+	.free = file_free,
+};
+
+int lfs_store_file_open(struct lfs_store **out, const char *path)
+{
+	if (path[0] != '/')
+		return -EINVAL; /* file:///absolute/path */
+	struct file_store *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->base.ops = &file_ops;
+	f->root = strdup(path);
+	size_t n = strlen(path) + 8;
+	f->base.url = malloc(n);
+	if (!f->root || !f->base.url) {
+		file_free(&f->base);
+		return -ENOMEM;
+	}
+	snprintf(f->base.url, n, "file://%s", path);
+	size_t l = strlen(f->root);
+	while (l > 1 && f->root[l - 1] == '/')
+		f->root[--l] = '\0';
+	if (mkdir(f->root, 0700) && errno != EEXIST) {
+		int e = -errno;
+		file_free(&f->base);
+		return e;
+	}
+	*out = &f->base;
+	return 0;
+}
+
+/* ---- memory:// ---- */
+
+/*
+ * Named in-memory stores shared by every handle in the process, so tests
+ * can run several replicas against one "remote". Objects live until exit.
+ */
+struct mem_object {
+	char *key;
+	uint8_t *data;
+	size_t len;
+	struct mem_object *next;
+};
+
+struct mem_space {
+	char *name;
+	struct mem_object *objects;
+	struct mem_space *next;
+};
+
+static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mem_space *mem_spaces;
+
+struct mem_store {
+	struct lfs_store base;
+	struct mem_space *space;
+};
+
+static struct mem_object **mem_find(struct mem_space *sp, const char *key)
+{
+	struct mem_object **pp = &sp->objects;
+	while (*pp && strcmp((*pp)->key, key))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static int mem_put(struct lfs_store *s, const char *key, const uint8_t *data,
+		   size_t len, bool if_absent)
+{
+	struct mem_store *m = (struct mem_store *)s;
+	if (!lfs_store_valid_key(key))
+		return -EINVAL;
+	uint8_t *copy = malloc(len ? len : 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, data, len);
+	pthread_mutex_lock(&mem_lock);
+	struct mem_object **pp = mem_find(m->space, key);
+	int rc = 0;
+	if (*pp && if_absent) {
+		rc = -EEXIST;
+		free(copy);
+	} else if (*pp) {
+		free((*pp)->data);
+		(*pp)->data = copy;
+		(*pp)->len = len;
+	} else {
+		struct mem_object *o = calloc(1, sizeof(*o));
+		if (!o || !(o->key = strdup(key))) {
+			free(o);
+			free(copy);
+			rc = -ENOMEM;
+		} else {
+			o->data = copy;
+			o->len = len;
+			*pp = o;
+		}
+	}
+	pthread_mutex_unlock(&mem_lock);
+	return rc;
+}
+
+static int mem_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
+{
+	struct mem_store *m = (struct mem_store *)s;
+	pthread_mutex_lock(&mem_lock);
+	struct mem_object *o = *mem_find(m->space, key);
+	int rc = o ? lfs_buf_append(out, o->data, o->len) : -ENOENT;
+	pthread_mutex_unlock(&mem_lock);
+	return rc;
+}
+
+static int mem_list(struct lfs_store *s, const char *prefix,
+		    lfs_store_list_fn fn, void *ctx)
+{
+	struct mem_store *m = (struct mem_store *)s;
+	/* Copy the keys first: fn may call back into the store. */
+	char **keys = NULL;
+	size_t n = 0;
+	int rc = 0;
+	pthread_mutex_lock(&mem_lock);
+	for (struct mem_object *o = m->space->objects; o && !rc; o = o->next) {
+		if (strncmp(o->key, prefix, strlen(prefix)))
+			continue;
+		void *p = realloc(keys, (n + 1) * sizeof(*keys));
+		if (!p || !(((char **)p)[n] = strdup(o->key))) {
+			if (p)
+				keys = p;
+			rc = -ENOMEM;
+			break;
+		}
+		keys = p;
+		n++;
+	}
+	pthread_mutex_unlock(&mem_lock);
+	for (size_t i = 0; i < n; i++) {
+		if (!rc)
+			rc = fn(ctx, keys[i]);
+		free(keys[i]);
+	}
+	free(keys);
+	return rc;
+}
+
+static int mem_del(struct lfs_store *s, const char *key)
+{
+	struct mem_store *m = (struct mem_store *)s;
+	pthread_mutex_lock(&mem_lock);
+	struct mem_object **pp = mem_find(m->space, key), *o = *pp;
+	if (o) {
+		*pp = o->next;
+		free(o->key);
+		free(o->data);
+		free(o);
+	}
+	pthread_mutex_unlock(&mem_lock);
+	return 0;
+}
+
+static void mem_free(struct lfs_store *s)
+{
+	free(s->url);
+	free(s);
+}
+
+static const struct lfs_store_ops mem_ops = {
+	.put = mem_put,
+	.get = mem_get,
+	.list = mem_list,
+	.del = mem_del,
+	.free = mem_free,
+};
+
+int lfs_store_memory_open(struct lfs_store **out, const char *name)
+{
+	struct mem_store *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->base.ops = &mem_ops;
+	size_t n = strlen(name) + 10;
+	if (!(m->base.url = malloc(n))) {
+		free(m);
+		return -ENOMEM;
+	}
+	snprintf(m->base.url, n, "memory://%s", name);
+	pthread_mutex_lock(&mem_lock);
+	struct mem_space *sp = mem_spaces;
+	while (sp && strcmp(sp->name, name))
+		sp = sp->next;
+	if (!sp) {
+		sp = calloc(1, sizeof(*sp));
+		if (sp && !(sp->name = strdup(name))) {
+			free(sp);
+			sp = NULL;
+		}
+		if (sp) {
+			sp->next = mem_spaces;
+			mem_spaces = sp;
+		}
+	}
+	pthread_mutex_unlock(&mem_lock);
+	if (!sp) {
+		mem_free(&m->base);
+		return -ENOMEM;
+	}
+	m->space = sp;
+	*out = &m->base;
+	return 0;
+}
