@@ -20,8 +20,9 @@
 #include "clock.h"
 #include "log.h"
 
-#define MAX_BACKOFF_MS 30000
-#define MAX_CHAIN      100000 /* parent CARs fetched for one head */
+#define MAX_BACKOFF_MS    30000
+#define MAX_CHAIN         100000 /* parent CARs fetched for one head */
+#define MAX_MISSING_TRIES 10     /* rounds a named CAR may be unreadable */
 
 struct sync_ledger {
 	char *name;
@@ -29,6 +30,7 @@ struct sync_ledger {
 	struct lfs_cidmap pushed;  /* CAR files the remote has */
 	struct lfs_cidmap applied; /* remote CARs ingested here */
 	struct lfs_cidmap bad;     /* files that failed a check */
+	struct lfs_cidmap missing; /* CAR -> rounds it could not be read */
 	struct lfs_cidmap remote_heads;
 	bool loaded, marker_done;
 	int64_t last_push_us, last_poll_us;
@@ -101,6 +103,7 @@ static struct sync_ledger *sl_get(struct lfs_sync *s, const char *name)
 	lfs_cidmap_init(&sl->pushed);
 	lfs_cidmap_init(&sl->applied);
 	lfs_cidmap_init(&sl->bad);
+	lfs_cidmap_init(&sl->missing);
 	lfs_cidmap_init(&sl->remote_heads);
 	sl->next = s->ledgers;
 	s->ledgers = sl;
@@ -305,6 +308,17 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 			rc = 0;
 			continue;
 		}
+		if (rc == -ENOENT) {
+			/* Named by a record but not (yet) readable: try again
+			 * in later rounds, then give up on it. */
+			uint64_t tries = 0;
+			lfs_cidmap_get(&sl->missing, &top, &tries);
+			lfs_cidmap_set(&sl->missing, &top, tries + 1);
+			if (tries + 1 < MAX_MISSING_TRIES) {
+				rc = 0;
+				break;
+			}
+		}
 		if (rc == -EBADMSG || rc == -EPROTONOSUPPORT || rc == -ENOENT ||
 		    rc == -EFBIG) {
 			set_error(s, sl, "rejected CAR %s from the store: %s",
@@ -457,9 +471,11 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 		rc = lfs_ledger_head_cars(l, &hcars, &nhcars);
 	if (!rc)
 		rc = lfs_ledger_heads(l, &heads, &nheads);
-	/* New head records first... */
+	/* New head records first (only for CARs the remote has: a commit
+	 * may have landed after the uploads above)... */
 	for (size_t i = 0; !rc && i < nhcars; i++) {
-		if (lfs_cidmap_get(&sl->remote_heads, &hcars[i], NULL))
+		if (lfs_cidmap_get(&sl->remote_heads, &hcars[i], NULL) ||
+		    !lfs_cidmap_get(&sl->pushed, &hcars[i], NULL))
 			continue;
 		char cs[LFS_CID_STRLEN + 1], key[400];
 		lfs_cid_to_string(cs, &hcars[i]);
@@ -723,6 +739,7 @@ void lfs_sync_free(struct lfs_sync *s)
 		lfs_cidmap_release(&sl->pushed);
 		lfs_cidmap_release(&sl->applied);
 		lfs_cidmap_release(&sl->bad);
+		lfs_cidmap_release(&sl->missing);
 		lfs_cidmap_release(&sl->remote_heads);
 		free(sl->name);
 		free(sl->enc);
