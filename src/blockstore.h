@@ -44,7 +44,7 @@
 #include "cid.h"
 #include "envelope.h"
 
-#define LFS_BLOCKSTORE_DEFAULT_CACHE ((size_t)32 << 20)
+#define LFS_BLOCKSTORE_DEFAULT_CACHE ((size_t)16 << 20)
 #define LFS_CAR_CHUNK_LOG2           14 /* 16 KiB envelope chunks */
 #define LFS_CAR_MAX_FILE             ((size_t)1 << 30)
 

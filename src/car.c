@@ -187,7 +187,7 @@ int lfs_car_reader_next(struct lfs_car_reader *r, struct lfs_cid *out_cid,
 		return fail(r, c);
 	const uint8_t *data = p + n + c;
 	size_t dlen = (size_t)slen - (size_t)c;
-	if (!lfs_cid_matches(&cid, data, dlen))
+	if (!r->trusted && !lfs_cid_matches(&cid, data, dlen))
 		return fail(r, -EBADMSG);
 
 	r->pos += (size_t)n + (size_t)slen;

@@ -27,6 +27,7 @@
 #ifndef LFS_CAR_H
 #define LFS_CAR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,7 +73,8 @@ struct lfs_car_reader {
 	size_t pos;            /* offset of the next section */
 	struct lfs_cid *roots; /* owned, nroots entries */
 	size_t nroots;
-	int err; /* sticky: once a section fails, next() keeps failing */
+	int err;      /* sticky: once a section fails, next() keeps failing */
+	bool trusted; /* set after init to skip hash checks (see below) */
 };
 
 /*
@@ -82,7 +84,9 @@ struct lfs_car_reader {
 int lfs_car_reader_init(struct lfs_car_reader *r, const uint8_t *p, size_t len);
 
 /*
- * Read the next section, verifying its hash. Returns 1 with the block in the
+ * Read the next section, verifying its hash — unless the caller set
+ * r->trusted, for bytes it wrote itself or that a cipher already
+ * authenticated as its own. Returns 1 with the block in the
  * out-parameters, 0 at a clean end of file, or a negative error; the
  * out-parameters are only written when 1 is returned. An empty block
  * (section of just a CID) is valid.
