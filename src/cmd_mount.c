@@ -226,7 +226,9 @@ int lfs_cmd_mount(int argc, char **argv)
 		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(cfg, 0);
 		fuse_loop_cfg_set_max_threads(cfg, 16);
-		status = fuse_session_loop_mt(se, cfg) ? 1 : 0;
+		/* The loop returns the signal number after SIGTERM/SIGINT:
+		 * that is a clean stop. Only a negative value is a failure. */
+		status = fuse_session_loop_mt(se, cfg) < 0 ? 1 : 0;
 		fuse_loop_cfg_destroy(cfg);
 	}
 	fuse_session_unmount(se);

@@ -1247,6 +1247,13 @@ static void *housekeeper(void *arg)
 
 /* ---- operations: lookup and attributes ---- */
 
+/* Refuse an operation with err, saying so in the log. */
+static void refuse(fuse_req_t req, const char *op, const char *name, int err)
+{
+	lfs_info("%s %s: refused: %s", op, name ? name : "", strerror(err));
+	fuse_reply_err(req, err);
+}
+
 static struct lfs_fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -1423,7 +1430,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (strlen(name) > LFS_FSNAME_MAX) {
-		fuse_reply_err(req, ENAMETOOLONG);
+		refuse(req, "lookup", name, ENAMETOOLONG);
 		return;
 	}
 	int rc = resolve(fs, p, name, &n);
@@ -1768,6 +1775,18 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 
 /* ---- files ---- */
 
+/* Answer an operation's outcome; refusals a user may wonder about are
+ * logged with the name they concern. */
+static void reply_status(fuse_req_t req, const char *op, const char *name,
+			 int rc)
+{
+	if (rc == -EROFS || rc == -EPERM || rc == -ENAMETOOLONG ||
+	    rc == -EXDEV || rc == -ENOKEY)
+		refuse(req, op, name, -rc);
+	else
+		fuse_reply_err(req, -rc);
+}
+
 static bool read_only_kind(enum kind k)
 {
 	return k == K_SNAPS || k == K_SNAP || k == K_SNAPDOC || k == K_BYTIME ||
@@ -1869,8 +1888,18 @@ static int open_node(struct lfs_fs *fs, struct node *n,
 		break;
 	}
 	case K_CTL:
-		rc = ctl_content(fs, n, &h->data);
 		fi->direct_io = 1;
+		if (!strcmp(n->name, "changes")) {
+			/* The feed is read live, so `tail -f` sees it grow. */
+			char *p = path_of(n->lg->state, "changes");
+			h->fd = p ? open(p, O_RDONLY | O_CREAT | O_CLOEXEC,
+					 0600)
+				  : -1;
+			rc = !p ? -ENOMEM : h->fd < 0 ? -errno : 0;
+			free(p);
+			break;
+		}
+		rc = ctl_content(fs, n, &h->data);
 		break;
 	case K_SCRATCH: {
 		char *p = path_of(n->lg->scratch, n->name);
@@ -1902,7 +1931,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *n = get_node(fs, ino);
 	int rc = n ? open_node(fs, n, fi, 0) : -ESTALE;
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_status(req, "open for writing", n ? n->name : NULL, rc);
 	else
 		fuse_reply_open(req, fi);
 }
@@ -2049,6 +2078,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
+	if (strlen(name) > LFS_FSNAME_MAX) {
+		refuse(req, "create", name, ENAMETOOLONG);
+		return;
+	}
 	struct lfs_fs *fs = fs_of(req);
 	struct node *p = get_node(fs, parent), *n;
 	if (!p) {
@@ -2056,7 +2089,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	if (p->kind != K_LEDGER) {
-		fuse_reply_err(req, read_only_kind(p->kind) ? EROFS : EPERM);
+		refuse(req, "create", name,
+		       read_only_kind(p->kind) ? EROFS : EPERM);
 		return;
 	}
 	if (!strcmp(name, SNAPSHOTS) || !strcmp(name, CONTROL)) {
@@ -2077,11 +2111,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		if (!rc) {
 			/* The name exists from now on, as an empty draft
 			 * until something valid is saved in it. */
+			/* A pending deletion (an editor's backup rename)
+			 * stays pending: a valid save cancels it. */
 			if (!exists)
 				rc = write_draft(n->lg, n->name, NULL, 0);
-			pthread_mutex_lock(&fs->lock);
-			pending_cancel(n->lg, n->id);
-			pthread_mutex_unlock(&fs->lock);
 		}
 		if (!rc)
 			rc = open_node(fs, n, fi, mode);
@@ -2117,6 +2150,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
+	if (strlen(name) > LFS_FSNAME_MAX) {
+		refuse(req, "mkdir", name, ENAMETOOLONG);
+		return;
+	}
 	(void)mode;
 	struct lfs_fs *fs = fs_of(req);
 	struct node *p = get_node(fs, parent), *n;
@@ -2134,7 +2171,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 				     name);
 			pthread_mutex_unlock(&fs->lock);
 		}
-		fuse_reply_err(req, read_only_kind(p->kind) ? EROFS : EPERM);
+		refuse(req, "mkdir", name,
+		       read_only_kind(p->kind) ? EROFS : EPERM);
 		return;
 	}
 	if (!lfs_home_valid_name(name)) {
@@ -2188,15 +2226,24 @@ static int delete_doc(struct lfs_fs *fs, struct fsledger *lg, const char *name,
 	lfs_arena_init(&a, 0);
 	pthread_mutex_lock(&fs->lock);
 	bool hidden = pending_has(lg, id);
-	pending_cancel(lg, id);
 	pthread_mutex_unlock(&fs->lock);
+	if (hidden) {
+		/* The committed version is already on its way out (renamed to
+		 * a backup); what is unlinked is the new draft. An editor that
+		 * then renames its backup back leaves no commit at all. */
+		lfs_arena_release(&a);
+		if (!draft)
+			return -ENOENT;
+		remove_draft(lg, name);
+		return 0;
+	}
 	struct lfs_index_entry e;
 	int rc = lfs_ledger_get(lg->l, NULL, id, &e, &a, NULL);
 	lfs_arena_release(&a);
 	bool committed = rc == 0;
 	if (rc && rc != -ENOENT)
 		return rc;
-	if (!committed && !draft && !hidden)
+	if (!committed && !draft)
 		return -ENOENT;
 	rc = 0;
 	if (committed) {
@@ -2230,12 +2277,16 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = !path ? -ENOMEM : unlink(path) ? -errno : 0;
 		free(path);
 	}
-	fuse_reply_err(req, -rc);
+	reply_status(req, "unlink", name, rc);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		       const char *name)
 {
+	if (strlen(name) > LFS_FSNAME_MAX) {
+		refuse(req, "symlink", name, ENAMETOOLONG);
+		return;
+	}
 	struct lfs_fs *fs = fs_of(req);
 	struct node *p = get_node(fs, parent), *n;
 	char id[LFS_INDEX_ID_MAX + 1];
@@ -2360,6 +2411,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname,
 		      unsigned int flags)
 {
+	if (strlen(name) > LFS_FSNAME_MAX || strlen(newname) > LFS_FSNAME_MAX) {
+		refuse(req, "rename", newname, ENAMETOOLONG);
+		return;
+	}
 	struct lfs_fs *fs = fs_of(req);
 	struct node *p = get_node(fs, parent), *np = get_node(fs, newparent);
 	int rc = 0;
@@ -2376,7 +2431,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	else if (!p->lg->l)
 		rc = p->lg->err;
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		reply_status(req, "rename", name, rc);
 		return;
 	}
 	struct fsledger *lg = p->lg;
@@ -2582,7 +2637,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if (!rc)
 		rc = node_stat(fs, n, &st, &ttl);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		reply_status(req, "setattr", n ? n->name : NULL, rc);
 	else
 		fuse_reply_attr(req, &st, ttl);
 }

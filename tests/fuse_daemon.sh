@@ -1,0 +1,182 @@
+#!/bin/bash
+# The daemon's life: usage errors; SIGTERM unmounts cleanly, exits 0 and
+# everything written is committed (and a pending rename-away delete is
+# flushed); background mode returns once the mount is ready and exits on
+# fusermount3 -u; a mount point that is missing or already mounted gives
+# a clear error and leaves the first mount alone; -o auto_unmount cleans
+# up after SIGKILL; --log-level error keeps a quiet session quiet; a
+# missing /dev/fuse (simulated in a private mount namespace) gives a
+# message naming it.
+# shellcheck disable=SC2016,SC2119,SC2120 # sh -c '...' scripts; optional arguments
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+# shellcheck source=tests/fuse_lib.sh
+. "${top_srcdir:-$(dirname "$0")/..}/tests/fuse_lib.sh"
+fuse_init
+
+L=dmn
+D=$MNT/$L
+n=0
+
+one_commit()
+{
+	n=$((n + 1))
+	expect_commits "$@" "$L" "$n"
+}
+
+# The pids of processes whose command line names our mount point (unique
+# to this test), other than this shell's own children that are not the
+# daemon.
+daemon_pids()
+{
+	local p
+	for p in /proc/[0-9]*; do
+		if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q "ledgerfs.* mount .*$MNT"; then
+			echo "${p#/proc/}"
+		fi
+	done
+}
+
+note "usage"
+expect 0 bounded "$LEDGERFS" mount --help
+expect_stdout 'usage: ledgerfs mount'
+expect 2 bounded "$LEDGERFS" mount
+expect 2 bounded "$LEDGERFS" mount --log-level chatty "$MNT"
+expect 2 bounded "$LEDGERFS" mount --frobnicate "$MNT"
+fuse_mounted && fail "a usage error mounted $MNT"
+
+note "a missing mount point: a clear error"
+run bounded "$LEDGERFS" mount -f --home "$LFS_HOME" "$MNTBASE/nowhere"
+case $STATUS in 0 | 124) fail "mounting on a missing directory: status $STATUS" ;; esac
+expect_stderr "$MNTBASE/nowhere"
+
+note "SIGTERM: clean unmount, exit 0, every write committed"
+fuse_mount
+bounded mkdir "$D"
+for i in $(seq 20); do
+	put_text "$D/doc$i.json" "{\"i\": $i}"
+done
+n=20
+kill -TERM "$DAEMON_PID" # right after the last close
+fuse_wait_daemon 15
+[ "$REPLY" != 124 ] || fail "the daemon did not exit within 15 s of SIGTERM"
+[ "$REPLY" = 0 ] || fail "the daemon exited with status $REPLY after SIGTERM (expected 0)"
+fuse_mounted && fail "$MNT is still mounted after the daemon exited on SIGTERM"
+expect_cli_commits $L $n
+ids=()
+for i in $(seq 20); do
+	ids+=("doc$i")
+done
+expect_ids $L "${ids[@]}"
+cli get $L doc20
+grep -q '"i": 20' "$TMP/stdout" || fail "doc20 is not what was written: $(cat "$TMP/stdout")"
+
+note "SIGTERM within the rename grace period flushes the pending delete"
+fuse_mount
+bounded mv "$D/doc20.json" "$D/doc20.json~"
+kill -TERM "$DAEMON_PID"
+fuse_wait_daemon 15
+[ "$REPLY" = 0 ] || fail "the daemon exited with status $REPLY after SIGTERM (expected 0)"
+n=$((n + 1))
+expect_cli_commits $L $n
+ids=("${ids[@]:0:19}")
+expect_ids $L "${ids[@]}"
+
+note "background mode: returns once mounted, exits after fusermount3 -u"
+run bounded "$LEDGERFS" mount --home "$LFS_HOME" --log-level info "$MNT"
+[ "$STATUS" = 0 ] || fail "ledgerfs mount (background) exited $STATUS: $(cat "$TMP/stderr")"
+fuse_mounted || fail "ledgerfs mount returned but $MNT is not mounted"
+pids=$(daemon_pids)
+[ -n "$pids" ] || fail "no daemon process left after ledgerfs mount returned"
+[ "$(wc -w <<<"$pids")" = 1 ] || fail "several daemon processes: $pids"
+DAEMON_PID=$pids # for the cleanup trap
+put_text "$D/bg.json" '{"mode":"background"}'
+one_commit
+ids+=(bg)
+bounded fusermount3 -u "$MNT" || fail "fusermount3 -u failed"
+end=$((SECONDS + 15))
+while _alive "$pids"; do
+	[ $SECONDS -lt $end ] || fail "the background daemon (pid $pids) is still running 15 s after fusermount3 -u"
+	sleep 0.1
+done
+DAEMON_PID=
+fuse_mounted && fail "$MNT is still mounted"
+expect_cli_commits $L $n
+
+note "a mount point that is mounted already: a clear error, the first mount untouched"
+fuse_mount
+first=$DAEMON_PID
+run bounded "$LEDGERFS" mount -f --home "$TMP/home2" "$MNT"
+case $STATUS in 0 | 124) fail "a second mount on $MNT: status $STATUS (expected an error)" ;; esac
+expect_stderr "$MNT"
+grep -qiE 'already mounted|busy|in use' "$TMP/stderr" || fail "the second mount's error does not say the mount point is busy: $(cat "$TMP/stderr")"
+got=$(awk -v d="$MNT" '$5 == d' /proc/self/mountinfo | wc -l)
+[ "$got" = 1 ] || fail "$MNT is mounted $got times"
+_alive "$first" || fail "the first daemon died"
+put_text "$D/still.json" '{"first mount":"works"}'
+one_commit
+ids+=(still)
+fuse_umount
+
+note "-o auto_unmount: a killed daemon leaves no dead mount behind"
+fuse_mount -o auto_unmount
+kill -KILL "$DAEMON_PID"
+fuse_wait_daemon 5
+end=$((SECONDS + 10))
+while fuse_mounted; do
+	[ $SECONDS -lt $end ] || fail "$MNT is still mounted 10 s after the daemon was killed with -o auto_unmount"
+	sleep 0.1
+done
+cli fsck $L
+[ "$STATUS" = 0 ] || fail "fsck after a killed daemon: $(cat "$TMP/stdout" "$TMP/stderr")"
+expect_cli_commits $L $n
+
+note "--log-level error: a quiet session logs nothing"
+lines=$(wc -l <"$DAEMON_LOG")
+LFS_LOG_LEVEL=error fuse_mount
+put_text "$D/quiet.json" '{"quiet":true}'
+one_commit
+ids+=(quiet)
+fuse_umount
+new=$(tail -n +"$((lines + 2))" "$DAEMON_LOG") # past our own "==== mount" line
+[ -z "$new" ] || fail "--log-level error logged a normal session:
+$new"
+note "--log-level debug logs one"
+lines=$(wc -l <"$DAEMON_LOG")
+LFS_LOG_LEVEL=debug fuse_mount
+put_text "$D/quiet.json" '{"quiet":false}'
+one_commit
+fuse_umount
+[ "$(wc -l <"$DAEMON_LOG")" -gt $((lines + 1)) ] || fail "--log-level debug logged nothing"
+expect_cli_commits $L $n
+expect_ids $L "${ids[@]}"
+
+note "a missing /dev/fuse: a message that names it"
+if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null || ! command -v mknod >/dev/null; then
+	note "SKIPPED this case: it needs root, unshare and mknod"
+else
+	# In a private mount namespace (checked: never the test's own), a tmpfs
+	# over /dev holds null, zero, random and urandom but no fuse.
+	ns=$(readlink /proc/self/ns/mnt)
+	run bounded unshare -m --propagation private sh -c '
+		[ "$(readlink /proc/self/ns/mnt)" != "$1" ] || exit 98
+		mount -t tmpfs -o mode=755 lfs-nodev /dev || exit 97
+		mknod -m 666 /dev/null c 1 3 && mknod -m 666 /dev/zero c 1 5 &&
+			mknod -m 666 /dev/random c 1 8 && mknod -m 666 /dev/urandom c 1 9 || exit 96
+		[ ! -e /dev/fuse ] || exit 95
+		shift
+		exec "$@"' sh "$ns" "$LEDGERFS" mount -f --home "$LFS_HOME" "$MNT"
+	case $STATUS in
+	95 | 96 | 97 | 98)
+		note "SKIPPED this case: could not hide /dev/fuse in a private namespace (status $STATUS: $(cat "$TMP/stderr"))"
+		;;
+	0 | 124) fail "with no /dev/fuse the daemon exited $STATUS (expected an error)" ;;
+	*)
+		expect_stderr '/dev/fuse'
+		note "the daemon said: $(head -c 300 "$TMP/stderr")"
+		;;
+	esac
+	fuse_mounted && fail "$MNT is mounted in the test's namespace"
+	[ -c /dev/fuse ] || fail "the test's own /dev/fuse is gone"
+fi
+
+echo "PASS: fuse_daemon"
