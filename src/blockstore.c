@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,7 +31,29 @@ struct car_file {
 	bool loaded;
 	struct lfs_envelope_info info;
 	struct lfs_car_root root; /* malloc'd arrays */
+	/* Large CARs keep their block index in a sorted array (IDX_ENTRY
+	 * bytes an entry) instead of the hash table: mapped from the local
+	 * sidecar file car/<cid>.idx, or built in memory. */
+	const uint8_t *idx;
+	size_t nidx;
+	void *idx_map; /* munmap on free, if mapped */
+	size_t idx_maplen;
+	uint8_t *idx_owned; /* free on free, if built */
 };
+
+/*
+ * Sidecar block index of a large CAR: a local cache (never synced) so that
+ * opening a compacted ledger reads a few pages instead of decrypting and
+ * parsing the whole file.
+ *   "LFSIDX1\n" | u32 count | u32 rootlen | root block | entries | MAC
+ * entry (48 bytes): digest[32] codec pad[3] u32 len u64 offset (little
+ * endian), sorted by digest then codec; MAC: keyed BLAKE2b-256 of all
+ * that precedes it, with a key derived from the ledger key, so a damaged
+ * or foreign sidecar is ignored (and rebuilt).
+ */
+#define IDX_MIN   ((size_t)1 << 20) /* CARs this large get one */
+#define IDX_ENTRY 48
+#define IDX_MAGIC "LFSIDX1\n"
 
 struct loc {
 	struct lfs_cid cid;
@@ -63,6 +86,9 @@ struct lfs_blockstore {
 	size_t nbslots;
 
 	struct lfs_blockmap fresh; /* blocks not in any CAR yet */
+
+	size_t *sidecars; /* indexes of cars with a sorted block index */
+	size_t nsidecars;
 
 	struct lfs_cid *frontier; /* CARs named by loaded ones, not loaded */
 	size_t nfrontier, capfrontier;
@@ -275,7 +301,11 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	for (size_t i = 0; i < bs->ncars; i++) {
 		free(bs->cars[i].root.cars);
 		free(bs->cars[i].root.head);
+		if (bs->cars[i].idx_map)
+			munmap(bs->cars[i].idx_map, bs->cars[i].idx_maplen);
+		free(bs->cars[i].idx_owned);
 	}
+	free(bs->sidecars);
 	free(bs->cars);
 	free(bs->locs);
 	lfs_cidmap_release(&bs->car_index);
@@ -513,6 +543,229 @@ static struct loc *loc_of(const struct lfs_blockstore *bs,
 	return s && *s ? &bs->locs[*s - 1] : NULL;
 }
 
+static int idx_cmp(const void *key, const void *entry)
+{
+	const struct lfs_cid *c = key;
+	const uint8_t *e = entry;
+	int r = memcmp(c->digest, e, LFS_DIGEST_LEN);
+	return r ? r : (int)c->codec - (int)e[LFS_DIGEST_LEN];
+}
+
+static int idx_sort(const void *a, const void *b)
+{
+	return memcmp(a, b, LFS_DIGEST_LEN + 1);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Where a persisted block lives: the hash table, then large CARs' sorted
+ * indexes. Caller holds the lock. */
+static bool find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
+		     struct loc *out)
+{
+	struct loc *l = loc_of(bs, cid);
+	if (l) {
+		*out = *l;
+		return true;
+	}
+	for (size_t i = 0; i < bs->nsidecars; i++) {
+		const struct car_file *cf = &bs->cars[bs->sidecars[i]];
+		const uint8_t *e =
+			bsearch(cid, cf->idx, cf->nidx, IDX_ENTRY, idx_cmp);
+		if (e) {
+			*out = (struct loc){.cid = *cid,
+					    .car = (uint32_t)bs->sidecars[i],
+					    .len = get32(e + 36),
+					    .off = get64(e + 40)};
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A sorted block index of a CAR's plaintext (for large CARs). */
+static int index_car(uint8_t **out, size_t *out_n, const uint8_t *plain,
+		     size_t len)
+{
+	struct lfs_car_reader r;
+	int rc = lfs_car_reader_init(&r, plain, len);
+	if (rc)
+		return rc;
+	r.trusted = true;
+	uint8_t *v = NULL;
+	size_t n = 0, cap = 0;
+	struct lfs_cid bc;
+	const uint8_t *data;
+	size_t dlen;
+	while ((rc = lfs_car_reader_next(&r, &bc, &data, &dlen)) == 1) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 1024;
+			void *p = realloc(v, cap * IDX_ENTRY);
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = p;
+		}
+		uint8_t *e = v + n++ * IDX_ENTRY;
+		memset(e, 0, IDX_ENTRY);
+		memcpy(e, bc.digest, LFS_DIGEST_LEN);
+		e[LFS_DIGEST_LEN] = bc.codec;
+		put32(e + 36, (uint32_t)dlen);
+		put64(e + 40, (uint64_t)(data - plain));
+	}
+	lfs_car_reader_release(&r);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	if (n)
+		qsort(v, n, IDX_ENTRY, idx_sort);
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+static void idx_mac(uint8_t out[32], struct lfs_blockstore *bs,
+		    const uint8_t *p, size_t len)
+{
+	static const char label[] = "ledgerfs sidecar v1";
+	uint8_t sub[32];
+	crypto_generichash(sub, sizeof(sub), (const uint8_t *)label,
+			   sizeof(label) - 1, bs->key, LFS_KEY_BYTES);
+	crypto_generichash(out, 32, p, len, sub, sizeof(sub));
+	sodium_memzero(sub, sizeof(sub));
+}
+
+static int encode_root(struct lfs_buf *out, const struct lfs_car_root *r);
+static int write_atomic(struct lfs_blockstore *bs, const char *sub,
+			const char *name, const void *data, size_t len,
+			bool durable);
+static int decode_root(struct lfs_car_root *out, const uint8_t *p, size_t len);
+
+/* Write car/<cid>.idx. Best effort: a missing sidecar only costs time. */
+static void write_sidecar(struct lfs_blockstore *bs, const struct lfs_cid *car,
+			  const struct lfs_car_root *root, const uint8_t *idx,
+			  size_t n)
+{
+	struct lfs_buf rb, f;
+	lfs_buf_init(&rb, 0);
+	lfs_buf_init(&f, LFS_CAR_MAX_FILE);
+	uint8_t hdr[16], mac[32];
+	memcpy(hdr, IDX_MAGIC, 8);
+	put32(hdr + 8, (uint32_t)n);
+	if (!encode_root(&rb, root)) {
+		put32(hdr + 12, (uint32_t)rb.len);
+		lfs_buf_append(&f, hdr, sizeof(hdr));
+		lfs_buf_append(&f, rb.data, rb.len);
+		lfs_buf_append(&f, idx, n * IDX_ENTRY);
+		if (!f.err) {
+			idx_mac(mac, bs, f.data, f.len);
+			lfs_buf_append(&f, mac, sizeof(mac));
+		}
+		char name[LFS_CID_STRLEN + 8];
+		lfs_cid_to_string(name, car);
+		strcat(name, ".idx");
+		if (!f.err)
+			write_atomic(bs, "car", name, f.data, f.len, false);
+	}
+	lfs_buf_release(&rb);
+	lfs_buf_release(&f);
+}
+
+/*
+ * Map car/<cid>.idx and check it. On success fills the root (malloc'd),
+ * the envelope geometry (from the CAR file's first bytes) and the map.
+ */
+static int read_sidecar(struct lfs_blockstore *bs, const struct lfs_cid *car,
+			struct lfs_car_root *root,
+			struct lfs_envelope_info *info, void **map,
+			size_t *maplen)
+{
+	char *cpath = car_path(bs, car);
+	if (!cpath)
+		return -ENOMEM;
+	size_t pl = strlen(cpath) + 5;
+	char *ipath = malloc(pl);
+	if (!ipath) {
+		free(cpath);
+		return -ENOMEM;
+	}
+	snprintf(ipath, pl, "%s.idx", cpath);
+	int rc = 0, fd = open(ipath, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	void *m = MAP_FAILED;
+	if (fd < 0 || fstat(fd, &st) || st.st_size < 16 + 32) {
+		rc = -ENOENT;
+		goto out;
+	}
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		rc = -errno;
+		goto out;
+	}
+	const uint8_t *p = m;
+	size_t len = (size_t)st.st_size;
+	uint32_t n = get32(p + 8), rl = get32(p + 12);
+	uint8_t mac[32];
+	if (memcmp(p, IDX_MAGIC, 8) || rl > len ||
+	    (uint64_t)n * IDX_ENTRY + 16 + rl + 32 != len) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	idx_mac(mac, bs, p, len - 32);
+	if (sodium_memcmp(mac, p + len - 32, 32)) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	if ((rc = decode_root(root, p + 16, rl)))
+		goto out;
+	/* The envelope's geometry comes from the CAR's own header. */
+	close(fd);
+	uint8_t head[LFS_ENVELOPE_HEADER_BYTES];
+	fd = open(cpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) ||
+	    pread(fd, head, sizeof(head), 0) != (ssize_t)sizeof(head) ||
+	    lfs_envelope_parse(info, head, (size_t)st.st_size)) {
+		free(root->cars);
+		free(root->head);
+		rc = fd < 0 ? -ENOENT : -EBADMSG;
+		goto out;
+	}
+	*map = m;
+	*maplen = len;
+	m = MAP_FAILED;
+out:
+	if (m != MAP_FAILED)
+		munmap(m, (size_t)st.st_size);
+	if (fd >= 0)
+		close(fd);
+	free(ipath);
+	free(cpath);
+	return rc;
+}
+
 static int bslots_grow(struct lfs_blockstore *bs)
 {
 	size_t n = bs->nbslots ? bs->nbslots * 2 : 1024;
@@ -582,32 +835,100 @@ static void frontier_add(struct lfs_blockstore *bs, const struct lfs_cid *car)
  * Index a CAR whose plaintext is known (just written, or just opened).
  * Takes ownership of root's arrays. Caller holds the lock.
  */
+/* A large CAR's sorted block index: mapped from its sidecar or built. */
+struct idx_src {
+	const uint8_t *idx;
+	size_t n;
+	void *map;
+	size_t maplen;
+	uint8_t *owned;
+};
+
+static void idx_src_release(struct idx_src *x)
+{
+	if (x->map)
+		munmap(x->map, x->maplen);
+	free(x->owned);
+	memset(x, 0, sizeof(*x));
+}
+
+/* Forget every location (a compaction CAR now holds every block). */
+static void forget_locations(struct lfs_blockstore *bs, size_t keep)
+{
+	bs->nlocs = 0;
+	if (bs->bslots)
+		memset(bs->bslots, 0, bs->nbslots * sizeof(*bs->bslots));
+	for (size_t i = 0; i < bs->ncars; i++) {
+		struct car_file *cf = &bs->cars[i];
+		if (i == keep)
+			continue;
+		cf->loaded = false;
+		if (cf->idx_map)
+			munmap(cf->idx_map, cf->idx_maplen);
+		free(cf->idx_owned);
+		cf->idx = NULL;
+		cf->nidx = 0;
+		cf->idx_map = NULL;
+		cf->idx_owned = NULL;
+	}
+	bs->nsidecars = 0;
+	bs->nfrontier = 0;
+}
+
+/*
+ * Index a CAR whose plaintext is known (just written, or just opened), or
+ * whose sorted index x is given (then plain may be NULL). Takes ownership
+ * of root's arrays and of x. Caller holds the lock.
+ */
 static int register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 			const struct lfs_envelope_info *info,
 			struct lfs_car_root *root, const uint8_t *plain,
-			size_t len, bool relocate)
+			size_t len, bool relocate, struct idx_src *x)
 {
 	size_t idx;
 	int rc = car_slot(bs, &idx, cid);
 	if (rc || bs->cars[idx].loaded) {
 		free(root->cars);
 		free(root->head);
+		if (x)
+			idx_src_release(x);
 		return rc;
 	}
-	struct lfs_car_reader r;
-	if ((rc = lfs_car_reader_init(&r, plain, len)))
-		goto fail;
-	r.trusted = true; /* open_car() or our own writer checked it */
-	struct lfs_cid bc;
-	const uint8_t *data;
-	size_t dlen;
-	while ((rc = lfs_car_reader_next(&r, &bc, &data, &dlen)) == 1)
-		if ((rc = add_loc(bs, &bc, (uint32_t)idx,
-				  (uint64_t)(data - plain), dlen, relocate)))
-			break;
-	lfs_car_reader_release(&r);
-	if (rc)
-		goto fail;
+	if (x && x->idx) {
+		void *p = realloc(bs->sidecars,
+				  (bs->nsidecars + 1) * sizeof(*bs->sidecars));
+		if (!p) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		bs->sidecars = p;
+		if (relocate)
+			forget_locations(bs, idx);
+		struct car_file *cf = &bs->cars[idx];
+		cf->idx = x->idx;
+		cf->nidx = x->n;
+		cf->idx_map = x->map;
+		cf->idx_maplen = x->maplen;
+		cf->idx_owned = x->owned;
+		memset(x, 0, sizeof(*x));
+		bs->sidecars[bs->nsidecars++] = idx;
+	} else {
+		struct lfs_car_reader r;
+		if ((rc = lfs_car_reader_init(&r, plain, len)))
+			goto fail;
+		r.trusted = true; /* open_car() or our own writer checked it */
+		struct lfs_cid bc;
+		const uint8_t *data;
+		size_t dlen;
+		while ((rc = lfs_car_reader_next(&r, &bc, &data, &dlen)) == 1)
+			if ((rc = add_loc(bs, &bc, (uint32_t)idx,
+					  (uint64_t)(data - plain), dlen,
+					  relocate)))
+				break;
+		lfs_car_reader_release(&r);
+		if (rc)
+			goto fail;
+	}
 	struct car_file *cf = &bs->cars[idx];
 	cf->loaded = true;
 	cf->info = *info;
@@ -621,6 +942,8 @@ static int register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 fail:
 	free(root->cars);
 	free(root->head);
+	if (x)
+		idx_src_release(x);
 	return rc;
 }
 
@@ -684,13 +1007,30 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 	}
 	pthread_mutex_unlock(&bs->lock);
 
+	struct lfs_envelope_info info;
+	struct lfs_car_root root;
+	struct idx_src x = {0};
+	/* A large CAR with a good sidecar opens without reading it. */
+	if (!verify &&
+	    read_sidecar(bs, car, &root, &info, &x.map, &x.maplen) == 0) {
+		const uint8_t *p = x.map;
+		x.idx = p + 16 + get32(p + 12);
+		x.n = get32(p + 8);
+		pthread_mutex_lock(&bs->lock);
+		rc = register_car(bs, car, &info, &root, NULL, 0, false, &x);
+		if (!rc && out) {
+			lfs_cidmap_get(&bs->car_index, car, &idx);
+			rc = copy_root(out, a, &bs->cars[idx].root);
+		}
+		pthread_mutex_unlock(&bs->lock);
+		return rc;
+	}
+
 	char *path = car_path(bs, car);
 	uint8_t *sealed = NULL;
 	size_t len = 0;
 	struct lfs_buf plain;
 	lfs_buf_init(&plain, LFS_CAR_MAX_FILE);
-	struct lfs_envelope_info info;
-	struct lfs_car_root root;
 	if (!path)
 		rc = -ENOMEM;
 	else
@@ -699,16 +1039,45 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 	if (!rc)
 		rc = open_car(bs, &plain, &info, &root, car, sealed, len,
 			      verify);
+	bool big = !rc && plain.len >= IDX_MIN;
+	if (big && (rc = index_car(&x.owned, &x.n, plain.data, plain.len))) {
+		free(root.cars);
+		free(root.head);
+	}
+	x.idx = x.owned;
+	struct lfs_car_root copy = {0};
+	if (big && !rc) {
+		copy.ncars = root.ncars;
+		copy.nhead = root.nhead;
+		copy.cars = malloc((root.ncars + 1) * sizeof(*copy.cars));
+		copy.head = malloc((root.nhead + 1) * sizeof(*copy.head));
+		if (copy.cars && copy.head) {
+			lfs_cid_copy_n(copy.cars, root.cars, root.ncars);
+			lfs_cid_copy_n(copy.head, root.head, root.nhead);
+		}
+	}
 	if (!rc) {
 		pthread_mutex_lock(&bs->lock);
 		rc = register_car(bs, car, &info, &root, plain.data, plain.len,
-				  false);
+				  false, big ? &x : NULL);
 		if (!rc && out) {
 			lfs_cidmap_get(&bs->car_index, car, &idx);
 			rc = copy_root(out, a, &bs->cars[idx].root);
 		}
+		const uint8_t *built = NULL;
+		size_t nbuilt = 0;
+		if (!rc && big) {
+			lfs_cidmap_get(&bs->car_index, car, &idx);
+			built = bs->cars[idx].idx;
+			nbuilt = bs->cars[idx].nidx;
+		}
 		pthread_mutex_unlock(&bs->lock);
+		/* The index is immutable once registered: write it out. */
+		if (built && copy.cars && copy.head)
+			write_sidecar(bs, car, &copy, built, nbuilt);
 	}
+	free(copy.cars);
+	free(copy.head);
 	lfs_buf_release(&plain);
 	free(sealed);
 	free(path);
@@ -738,7 +1107,7 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 	}
 	pthread_mutex_lock(&bs->lock);
 	rc = register_car(bs, expect, &info, &root, plain.data, plain.len,
-			  false);
+			  false, NULL);
 	if (!rc && out) {
 		uint64_t idx;
 		lfs_cidmap_get(&bs->car_index, expect, &idx);
@@ -843,9 +1212,8 @@ static int bs_get(void *self, struct lfs_buf *out, const struct lfs_cid *cid)
 			pthread_mutex_unlock(&bs->lock);
 			return rc;
 		}
-		struct loc *lp = loc_of(bs, cid);
-		bool found = lp != NULL;
-		struct loc l = found ? *lp : (struct loc){0};
+		struct loc l = {0};
+		bool found = find_loc(bs, cid, &l);
 		size_t clog = found ? bs->cars[l.car].info.chunk_log2 : 0;
 		pthread_mutex_unlock(&bs->lock);
 		if (!found) {
@@ -881,7 +1249,8 @@ static int bs_put(void *self, const struct lfs_cid *cid, const uint8_t *data,
 	struct lfs_blockstore *bs = self;
 	pthread_mutex_lock(&bs->lock);
 	int rc = 0;
-	if (!loc_of(bs, cid))
+	struct loc l;
+	if (!find_loc(bs, cid, &l))
 		rc = lfs_blockmap_put(&bs->fresh, cid, data, len);
 	pthread_mutex_unlock(&bs->lock);
 	return rc;
@@ -898,7 +1267,8 @@ bool lfs_blockstore_persisted(struct lfs_blockstore *bs,
 			      const struct lfs_cid *cid)
 {
 	pthread_mutex_lock(&bs->lock);
-	bool r = loc_of(bs, cid) != NULL;
+	struct loc l;
+	bool r = find_loc(bs, cid, &l);
 	pthread_mutex_unlock(&bs->lock);
 	return r;
 }
@@ -907,10 +1277,10 @@ int lfs_blockstore_car_of(struct lfs_cid *out, struct lfs_blockstore *bs,
 			  const struct lfs_cid *block)
 {
 	pthread_mutex_lock(&bs->lock);
-	struct loc *l = loc_of(bs, block);
+	struct loc l;
 	int rc = -ENOENT;
-	if (l) {
-		*out = bs->cars[l->car].cid;
+	if (find_loc(bs, block, &l)) {
+		*out = bs->cars[l.car].cid;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&bs->lock);
@@ -926,7 +1296,8 @@ static int prune_fresh(struct lfs_blockstore *bs)
 	lfs_blockmap_init(&keep);
 	for (size_t i = 0; i < bs->fresh.count; i++) {
 		const struct lfs_blockmap_item *it = &bs->fresh.items[i];
-		if (!loc_of(bs, &it->cid) &&
+		struct loc l;
+		if (!find_loc(bs, &it->cid, &l) &&
 		    lfs_blockmap_put(&keep, &it->cid, it->data, it->len)) {
 			lfs_blockmap_release(&keep);
 			return -ENOMEM;
@@ -986,12 +1357,24 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	}
 	lfs_cid_copy_n(copy.cars, root->cars, root->ncars);
 	lfs_cid_copy_n(copy.head, root->head, root->nhead);
+	struct idx_src x = {0};
+	bool big = plain.len >= IDX_MIN;
+	if (big && (rc = index_car(&x.owned, &x.n, plain.data, plain.len))) {
+		free(copy.cars);
+		free(copy.head);
+		goto out;
+	}
+	x.idx = x.owned;
+	const uint8_t *built = x.idx;
+	size_t nbuilt = x.n;
 	pthread_mutex_lock(&bs->lock);
 	rc = register_car(bs, out, &info, &copy, plain.data, plain.len,
-			  relocate);
+			  relocate, big ? &x : NULL);
 	if (!rc)
 		rc = prune_fresh(bs);
 	pthread_mutex_unlock(&bs->lock);
+	if (!rc && big)
+		write_sidecar(bs, out, root, built, nbuilt);
 out:
 	lfs_buf_release(&rb);
 	lfs_buf_release(&plain);
