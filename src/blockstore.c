@@ -51,7 +51,7 @@ struct car_file {
  * that precedes it, with a key derived from the ledger key, so a damaged
  * or foreign sidecar is ignored (and rebuilt).
  */
-#define IDX_MIN   ((size_t)1 << 20) /* CARs this large get one */
+#define IDX_MIN   ((size_t)4 << 20) /* CARs this large get one */
 #define IDX_ENTRY 48
 #define IDX_MAGIC "LFSIDX1\n"
 

@@ -671,7 +671,7 @@ START_TEST(compaction_sidecar)
 	rep[0] = open_replica(0, NULL);
 	struct lfs_txn *t;
 	ck_assert_int_eq(lfs_txn_new(&t), 0);
-	char pad[1200];
+	char pad[3200];
 	memset(pad, 'x', sizeof(pad) - 1);
 	pad[sizeof(pad) - 1] = '\0';
 	for (int i = 0; i < 1500; i++) {
