@@ -24,12 +24,15 @@ bool lfs_store_valid_key(const char *key)
 	for (const char *p = key; *p; p++)
 		if (*p <= ' ' || *p >= 0x7f || *p == '\\')
 			return false;
-	const char *p = key;
-	while ((p = strstr(p, "..")))
-		if ((p == key || p[-1] == '/') && (p[2] == '/' || !p[2]))
+	/* No "." or ".." segment: servers and paths would fold them away. */
+	for (const char *seg = key; seg; seg = strchr(seg, '/')) {
+		if (*seg == '/')
+			seg++;
+		size_t n = strcspn(seg, "/");
+		if ((n == 1 && seg[0] == '.') ||
+		    (n == 2 && seg[0] == '.' && seg[1] == '.'))
 			return false;
-		else
-			p += 2;
+	}
 	return !strstr(key, "//") && key[strlen(key) - 1] != '/';
 }
 

@@ -100,7 +100,8 @@ int lfs_store_memory_open(struct lfs_store **out, const char *name);
 int lfs_store_s3_open(struct lfs_store **out, const char *rest);
 int lfs_store_http_open(struct lfs_store **out, const char *url);
 
-/* Is key acceptable (non-empty, printable ASCII, no spaces, no "..")? */
+/* Is key acceptable: non-empty, printable ASCII without spaces or '\\',
+ * no empty, "." or ".." segment, no leading or trailing '/'? */
 bool lfs_store_valid_key(const char *key);
 
 #endif

@@ -96,8 +96,9 @@ END_TEST
 START_TEST(bad_keys)
 {
 	struct lfs_store *s = open_store();
-	static const char *bad[] = {"",    "/abs", "a/../b",   "..",
-				    "a b", "a//b", "tab\tkey", "trailing/"};
+	static const char *bad[] = {"",      "/abs", "a/../b",   "..",
+				    "a b",   "a//b", "tab\tkey", "trailing/",
+				    "a/./b", ".",    "x/.."};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ck_assert_msg(lfs_store_put(s, bad[i], (const uint8_t *)"x", 1,
 					    false) == -EINVAL,
