@@ -1,0 +1,163 @@
+#!/bin/sh
+# Replication under faults and against a hostile store:
+#  - the store stopped (SIGSTOP), then killed, then back: writes go on
+#    locally without hanging, and everything converges afterwards;
+#  - a daemon killed with SIGKILL in the middle of uploading resumes its
+#    outbox on restart;
+#  - objects that lie (bytes that don't match their name, a CAR sealed with
+#    another key, a head record naming a missing CAR, garbage in a head
+#    record) are rejected with a logged reason, nothing of them is applied,
+#    and sync goes on.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+
+[ -e /dev/fuse ] || skip "no /dev/fuse on this machine"
+L=$LEDGERFS
+base=$(mktemp -d /var/tmp/lfs-faults.XXXXXX)
+dav=$base/dav
+export LIGHTTPD_PORT="${LIGHTTPD_PORT:-18089}"
+A=$base/mnt-a
+B=$base/mnt-b
+mkdir -p "$A" "$B"
+pa= pb=
+cleanup()
+{
+	for m in "$A" "$B"; do
+		mountpoint -q "$m" && { fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; }
+	done
+	for p in $pa $pb; do kill "$p" 2>/dev/null; done
+	"$top_srcdir/scripts/lighttpd" stop "$dav" >/dev/null 2>&1
+	wait 2>/dev/null
+	rm -rf "$base"
+}
+trap cleanup EXIT INT TERM
+
+url=$("$top_srcdir/scripts/lighttpd" start "$dav")
+case $? in
+0) ;;
+77) skip "lighttpd with mod_webdav is not installed" ;;
+*) fail "lighttpd did not start" ;;
+esac
+url=${url%/}/faults
+lpid=$(cat "$dav"/*.pid 2>/dev/null | head -n 1)
+[ -n "$lpid" ] || lpid=$(pgrep -f "lighttpd -f $dav" | head -n 1)
+[ -n "$lpid" ] || fail "cannot find lighttpd's pid"
+
+export LEDGERFS_HOME=$base/home-a
+"$L" init f >/dev/null || fail "init"
+share=$("$L" key export f)
+LEDGERFS_HOME=$base/home-b "$L" key import f "$share" >/dev/null || fail "import"
+
+mount_one()
+{
+	LEDGERFS_HOME=$1 "$L" mount -f --remote "$url" --poll-ms 200 \
+		"$2" >>"$1.log" 2>&1 &
+	echo $!
+}
+wait_mounted()
+{
+	for _i in $(seq 100); do
+		mountpoint -q "$1" && return 0
+		sleep 0.1
+	done
+	fail "$1 did not mount"
+}
+wait_for()
+{
+	_t=$(($1 * 10))
+	shift
+	while [ "$_t" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		_t=$((_t - 1))
+	done
+	return 1
+}
+same_root()
+{
+	ra=$(jq -r .root "$A/f/.ledgerfs/status") &&
+		rb=$(jq -r .root "$B/f/.ledgerfs/status") && [ "$ra" = "$rb" ]
+}
+pa=$(mount_one "$base/home-a" "$A")
+pb=$(mount_one "$base/home-b" "$B")
+wait_mounted "$A"
+wait_mounted "$B"
+
+note "the store stops answering: local writes go on, nothing hangs"
+kill -STOP "$lpid"
+start=$(date +%s)
+for i in 1 2 3 4 5; do
+	timeout 5 sh -c "echo '{\"i\": $i}' > '$A/f/stopped$i.json'" ||
+		fail "a write hung while the store was stopped"
+	timeout 5 cat "$A/f/stopped$i.json" >/dev/null || fail "a read hung"
+done
+timeout 5 ls "$B/f" >/dev/null || fail "listing hung on B"
+timeout 5 cat "$A/f/.ledgerfs/status" >/dev/null || fail "status hung"
+[ $(($(date +%s) - start)) -lt 20 ] || fail "writes took too long"
+
+note "the store is killed, then comes back: everything converges"
+kill -CONT "$lpid"
+"$top_srcdir/scripts/lighttpd" stop "$dav" >/dev/null
+echo '{"while": "down"}' >"$B/f/down.json" || fail "write while down"
+sleep 1
+"$top_srcdir/scripts/lighttpd" start "$dav" >/dev/null || fail "restart lighttpd"
+wait_for 60 same_root || {
+	tail -n 5 "$base/home-a.log" "$base/home-b.log"
+	fail "no convergence after the store came back"
+}
+[ -f "$B/f/stopped5.json" ] && [ -f "$A/f/down.json" ] ||
+	fail "a write from the outage is missing"
+
+note "a daemon killed in the middle of uploading resumes its outbox"
+i=0
+while [ $i -lt 40 ]; do
+	echo "{\"n\": $i}" >"$A/f/burst$i.json"
+	i=$((i + 1))
+done
+kill -9 "$pa"
+wait "$pa" 2>/dev/null
+pa=
+fusermount3 -u "$A" 2>/dev/null || umount -l "$A"
+pa=$(mount_one "$base/home-a" "$A")
+wait_mounted "$A"
+wait_for 60 same_root || fail "no convergence after the restart"
+[ "$(ls "$B/f" | grep -c '^burst')" -eq 40 ] ||
+	fail "B has $(ls "$B/f" | grep -c '^burst') of the 40 documents"
+
+note "a hostile store: lies are rejected, sync goes on"
+root=$dav/root/faults/f
+[ -d "$root/car" ] || fail "unexpected store layout: no $root/car"
+some=$(ls "$root/car" | head -n 1)
+# 1. bytes that don't match their name
+fake=bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy
+cp "$root/car/$some" "$root/car/$fake"
+printf '{"car":{"/":"%s"},"parents":[]}' "$fake" >"$root/head/$fake"
+# 2. garbage in a head record
+bad2=bafkreiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+printf 'this is not json' >"$root/head/$bad2"
+# 3. a head record naming a CAR that does not exist
+gone=bafkreibbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
+printf '{"car":{"/":"%s"},"parents":[]}' "$gone" >"$root/head/$gone"
+# 4. a CAR sealed with another key, under its true name
+printf '%s' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$base/other.key"
+"$L" car pack "$base/x.car" "$base/other.key" >/dev/null || fail "pack"
+other=$("$L" car seal --key "$base/other.key" "$base/x.car" "$root/car") ||
+	fail "seal"
+other=$(echo "$other" | tail -n 1 | awk '{print $NF}')
+printf '{"car":{"/":"%s"},"parents":[]}' "$other" >"$root/head/$other"
+echo '{"after": "hostile"}' >"$A/f/after.json"
+wait_for 30 test -f "$B/f/after.json" || fail "sync stopped after hostile objects"
+wait_for 30 same_root || fail "no convergence beside hostile objects"
+for what in "$fake" "$bad2" "$other"; do
+	grep -q "$what" "$base/home-b.log" ||
+		fail "B did not log why it refused $what"
+done
+n=$(jq -r .documents "$B/f/.ledgerfs/status")
+[ "$n" -eq 47 ] || fail "B shows $n documents, expected 47"
+
+fusermount3 -u "$A" && fusermount3 -u "$B" || fail "unmount"
+wait 2>/dev/null
+pa= pb=
+for h in home-a home-b; do
+	expect 0 env LEDGERFS_HOME="$base/$h" "$L" fsck f
+done
+echo "PASS: sync_faults"
