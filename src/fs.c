@@ -1972,7 +1972,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t len = h->data.len;
 	size_t from = (size_t)off < len ? (size_t)off : len;
 	size_t n = len - from < size ? len - from : size;
-	fuse_reply_buf(req, (const char *)h->data.data + from, n);
+	fuse_reply_buf(req, n ? (const char *)h->data.data + from : "", n);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,

@@ -259,7 +259,7 @@ expect_stderr "'a.txt' is not a sealed ledgerfs file"
 
 note "key files of the wrong size"
 head -c 31 /dev/urandom >k31
-head -c 33 /dev/urandom >k33
+head -c 33 /dev/zero | tr '\0' z >k33 # not random: a trailing blank would read as text
 printf '%063d\n' 0 >k63hex
 printf '%032d' 0 >k32hex
 printf 'zz%062d\n' 0 >knothex

@@ -116,11 +116,12 @@ START_TEST(put_get_delete_reopen)
 	ck_assert_int_eq(lfs_txn_new(&t), 0);
 	json_t *wrong = json_pack("{s:s}", "_id", "other");
 	ck_assert_int_eq(lfs_txn_put(t, "a", wrong), -EINVAL);
-	json_t *arr = json_array();
+	json_t *arr = json_array(), *obj = json_object();
 	ck_assert_int_eq(lfs_txn_put(t, "a", arr), -EINVAL);
-	ck_assert_int_eq(lfs_txn_put(t, "", json_object()), -EINVAL);
+	ck_assert_int_eq(lfs_txn_put(t, "", obj), -EINVAL);
 	json_decref(wrong);
 	json_decref(arr);
+	json_decref(obj);
 
 	/* A put of the same content commits nothing. */
 	struct lfs_cid head, head2;
