@@ -105,6 +105,7 @@ struct lfs_fs {
 	struct fsledger *ledgers;
 	struct render renders[RENDER_SLOTS];
 	pthread_mutex_t render_lock;
+	struct handle *graveyard; /* released handles, freed later */
 	pthread_t housekeeper;
 	int running;
 	pthread_mutex_t hk_lock;
@@ -126,6 +127,15 @@ struct handle {
 	mode_t *modes;
 	fuse_ino_t *inos;
 	size_t count;
+	/*
+	 * The kernel may send RELEASE while a READ on the same file is still
+	 * being answered (when the reader was interrupted), so a released
+	 * handle waits in the graveyard until no operation is using it and a
+	 * few seconds have passed. Guarded by fs->lock.
+	 */
+	int inflight;
+	int64_t released_ms;
+	struct handle *gnext;
 };
 
 static int64_t now_ms(void)
@@ -1224,6 +1234,8 @@ static void flush_pending(struct lfs_fs *fs, bool force)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+static void bury(struct lfs_fs *fs, bool force);
+
 static void *housekeeper(void *arg)
 {
 	struct lfs_fs *fs = arg;
@@ -1239,6 +1251,7 @@ static void *housekeeper(void *arg)
 		pthread_cond_timedwait(&fs->hk_cond, &fs->hk_lock, &ts);
 		pthread_mutex_unlock(&fs->hk_lock);
 		flush_pending(fs, false);
+		bury(fs, false);
 		pthread_mutex_lock(&fs->hk_lock);
 	}
 	pthread_mutex_unlock(&fs->hk_lock);
@@ -1492,6 +1505,61 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_attr(req, &st, ttl);
 }
 
+/* ---- handles ---- */
+
+static void handle_free(struct handle *h);
+
+/* An operation starts or stops using a handle. */
+static struct handle *handle_use(struct lfs_fs *fs, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	pthread_mutex_lock(&fs->lock);
+	h->inflight++;
+	pthread_mutex_unlock(&fs->lock);
+	return h;
+}
+
+static void handle_done(struct lfs_fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&fs->lock);
+	h->inflight--;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* Retire a released handle; the housekeeper frees it later. */
+static void handle_retire(struct lfs_fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&fs->lock);
+	h->released_ms = now_ms();
+	h->gnext = fs->graveyard;
+	fs->graveyard = h;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* Free retired handles nobody uses any more (all of them: force). */
+static void bury(struct lfs_fs *fs, bool force)
+{
+	int64_t now = now_ms();
+	struct handle *dead = NULL;
+	pthread_mutex_lock(&fs->lock);
+	for (struct handle **pp = &fs->graveyard; *pp;) {
+		struct handle *h = *pp;
+		if (force || (!h->inflight && now - h->released_ms > 5000)) {
+			*pp = h->gnext;
+			h->gnext = dead;
+			dead = h;
+		} else {
+			pp = &h->gnext;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	while (dead) {
+		struct handle *next = dead->gnext;
+		handle_free(dead);
+		dead = next;
+	}
+}
+
 /* ---- directories ---- */
 
 struct listing {
@@ -1740,9 +1808,11 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	(void)ino;
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct lfs_fs *fs = fs_of(req);
+	struct handle *h = handle_use(fs, fi);
 	char *buf = malloc(size);
 	if (!buf) {
+		handle_done(fs, h);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -1758,6 +1828,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+	handle_done(fs, h);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
@@ -1766,10 +1837,8 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 	(void)ino;
 	struct lfs_fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	struct listing l = {h->names, h->modes, h->inos, h->count, h->count};
-	list_free(&l);
 	unpin(fs, h->n);
-	free(h);
+	handle_retire(fs, h);
 	fuse_reply_err(req, 0);
 }
 
@@ -1798,6 +1867,11 @@ static void handle_free(struct handle *h)
 	if (h->fd >= 0)
 		close(h->fd);
 	lfs_buf_release(&h->data);
+	for (size_t i = 0; i < h->count; i++)
+		free(h->names[i]);
+	free(h->names);
+	free(h->modes);
+	free(h->inos);
 	free(h);
 }
 
@@ -1936,12 +2010,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_open(req, fi);
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+static void read_handle(fuse_req_t req, struct lfs_fs *fs, struct handle *h,
+			size_t size, off_t off)
 {
-	(void)ino;
-	struct lfs_fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	if (h->fd >= 0) {
 		char *buf = malloc(size ? size : 1);
 		ssize_t r = buf ? pread(h->fd, buf, size, off) : -1;
@@ -1975,8 +2046,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_buf(req, n ? (const char *)h->data.data + from : "", n);
 }
 
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
-		     size_t size, off_t off, struct fuse_file_info *fi)
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct lfs_fs *fs = fs_of(req);
+	struct handle *h = handle_use(fs, fi);
+	read_handle(req, fs, h, size, off);
+	handle_done(fs, h);
+}
+
+static void op_write_inner(fuse_req_t req, fuse_ino_t ino, const char *buf,
+			   size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct lfs_fs *fs = fs_of(req);
@@ -2027,7 +2108,17 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		fuse_reply_write(req, size);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct lfs_fs *fs = fs_of(req);
+	struct handle *h = handle_use(fs, fi);
+	op_write_inner(req, ino, buf, size, off, fi);
+	handle_done(fs, h);
+}
+
+static void op_flush_inner(fuse_req_t req, fuse_ino_t ino,
+			   struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct lfs_fs *fs = fs_of(req);
@@ -2036,8 +2127,16 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, -rc);
 }
 
-static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
-		     struct fuse_file_info *fi)
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct lfs_fs *fs = fs_of(req);
+	struct handle *h = handle_use(fs, fi);
+	op_flush_inner(req, ino, fi);
+	handle_done(fs, h);
+}
+
+static void op_fsync_inner(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
 {
 	(void)ino;
 	struct lfs_fs *fs = fs_of(req);
@@ -2051,6 +2150,15 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 			rc = lfs_ledger_sync(h->n->lg->l);
 	}
 	fuse_reply_err(req, -rc);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct lfs_fs *fs = fs_of(req);
+	struct handle *h = handle_use(fs, fi);
+	op_fsync_inner(req, ino, datasync, fi);
+	handle_done(fs, h);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -2070,8 +2178,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		}
 		pthread_mutex_unlock(&fs->lock);
 	}
-	handle_free(h);
 	unpin(fs, n);
+	handle_retire(fs, h);
 	fuse_reply_err(req, 0);
 }
 
@@ -2853,6 +2961,7 @@ void lfs_fs_free(struct lfs_fs *fs)
 		pthread_join(fs->housekeeper, NULL);
 	}
 	flush_pending(fs, true);
+	bury(fs, true);
 	for (size_t i = 0; i < fs->nslots; i++)
 		for (struct node *n = fs->table[i], *next; n; n = next) {
 			next = n->hnext;
