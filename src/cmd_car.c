@@ -14,6 +14,7 @@
 #endif
 
 #include "cmd.h"
+#include "errmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,20 +78,6 @@ struct sub {
 };
 
 /* ---- messages ---- */
-
-static const char *errstr(int err)
-{
-	switch (-err) {
-	case EBADMSG:
-		return "corrupt or not authentic";
-	case EPROTONOSUPPORT:
-		return "unsupported format/CID kind";
-	case EFBIG:
-		return "too large";
-	default:
-		return strerror(-err);
-	}
-}
 
 static void __attribute__((format(printf, 2, 3)))
 fail(const struct sub *s, const char *fmt, ...)
@@ -427,7 +414,7 @@ static void header_reason(char *out, size_t size, const uint8_t *p, size_t len,
 		return;
 	}
 	default:
-		snprintf(out, size, "%s", errstr(err));
+		snprintf(out, size, "%s", lfs_errmsg(err));
 	}
 }
 
@@ -488,7 +475,7 @@ static void section_reason(char *out, size_t size, const uint8_t *p, size_t len,
 			 s);
 		return;
 	}
-	snprintf(out, size, "%s", errstr(err));
+	snprintf(out, size, "%s", lfs_errmsg(err));
 }
 
 static void report_car_error(const struct sub *s, const char *path,
@@ -609,7 +596,7 @@ static int pack_json_block(const struct sub *s, struct lfs_buf *out,
 		fail(s, "'%s': the encoded block is too large (over %zu MiB)",
 		     path, LFS_CAR_MAX_SECTION >> 20);
 	else if (rc)
-		fail(s, "cannot encode '%s': %s", path, errstr(rc));
+		fail(s, "cannot encode '%s': %s", path, lfs_errmsg(rc));
 	return rc ? EXIT_FAIL : EXIT_OK;
 }
 
@@ -707,7 +694,7 @@ static int run_pack(const struct sub *s, struct opts *o)
 						 blocks[i].len);
 	}
 	if (rc) {
-		fail(s, "cannot build the CAR: %s", errstr(rc));
+		fail(s, "cannot build the CAR: %s", lfs_errmsg(rc));
 		goto out;
 	}
 	if ((ret = write_output(s, out_path, car.data, car.len,
@@ -834,7 +821,7 @@ static int cat_dag_cbor(const struct sub *s, const char *cidstr,
 	int rc = lfs_cbor_decode(&v, &a, data, len);
 	if (rc) {
 		fail(s, "block %s is not valid DAG-CBOR: %s", cidstr,
-		     errstr(rc));
+		     lfs_errmsg(rc));
 		goto out;
 	}
 	rc = lfs_dagjson_from_cbor(&j, v);
@@ -849,7 +836,8 @@ static int cat_dag_cbor(const struct sub *s, const char *cidstr,
 	if (!rc)
 		rc = lfs_dagjson_dump(&text, j);
 	if (rc) {
-		fail(s, "cannot show block %s as JSON: %s", cidstr, errstr(rc));
+		fail(s, "cannot show block %s as JSON: %s", cidstr,
+		     lfs_errmsg(rc));
 		goto out;
 	}
 	fwrite(text.data, 1, text.len, stdout);
@@ -944,7 +932,7 @@ static int recode_block(const struct sub *s, struct lfs_arena *a,
 	int rc = lfs_cbor_decode(&v, a, data, len);
 	if (rc) {
 		fail(s, "'%s': block %zu (%s) is not canonical DAG-CBOR: %s",
-		     path, index, str, errstr(rc));
+		     path, index, str, lfs_errmsg(rc));
 		lfs_arena_rewind(a, m);
 		return EXIT_FAIL;
 	}
@@ -952,7 +940,7 @@ static int recode_block(const struct sub *s, struct lfs_arena *a,
 	lfs_arena_rewind(a, m);
 	if (rc) {
 		fail(s, "'%s': block %zu (%s): re-encoding failed: %s", path,
-		     index, str, errstr(rc));
+		     index, str, lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	if (enc->len != len || memcmp(enc->data, data, len)) {
@@ -984,7 +972,7 @@ static int run_recode(const struct sub *s, struct opts *o)
 	ret = EXIT_FAIL;
 	int rc = lfs_car_write_header(&car, r.roots, r.nroots);
 	if (rc) {
-		fail(s, "cannot re-write the CAR header: %s", errstr(rc));
+		fail(s, "cannot re-write the CAR header: %s", lfs_errmsg(rc));
 		goto out;
 	}
 	size_t index = 0;
@@ -1002,7 +990,7 @@ static int run_recode(const struct sub *s, struct opts *o)
 		rc = lfs_car_write_block(&car, &cid, data, len);
 		if (rc) {
 			fail(s, "cannot re-write block %zu (%s): %s", index,
-			     str, errstr(rc));
+			     str, lfs_errmsg(rc));
 			goto out;
 		}
 	}
@@ -1055,7 +1043,7 @@ static int run_seal(const struct sub *s, struct opts *o)
 	}
 	int rc = lfs_envelope_seal(&sealed, &cid, key, b.data, b.len, 0);
 	if (rc) {
-		fail(s, "cannot seal '%s': %s", path, errstr(rc));
+		fail(s, "cannot seal '%s': %s", path, lfs_errmsg(rc));
 		goto out;
 	}
 	lfs_cid_to_string(str, &cid);
@@ -1147,7 +1135,7 @@ static int run_open(const struct sub *s, struct opts *o)
 		goto out;
 	}
 	if (rc) {
-		fail(s, "cannot open '%s': %s", path, errstr(rc));
+		fail(s, "cannot open '%s': %s", path, lfs_errmsg(rc));
 		goto out;
 	}
 	size_t nblocks;

@@ -14,6 +14,7 @@
 #endif
 
 #include "cmd.h"
+#include "errmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -95,20 +96,6 @@ struct ctx {
 
 /* ---- messages ---- */
 
-static const char *errstr(int err)
-{
-	switch (-err) {
-	case EBADMSG:
-		return "corrupt or not authentic";
-	case EPROTONOSUPPORT:
-		return "unsupported format";
-	case EFBIG:
-		return "too large";
-	default:
-		return strerror(-err);
-	}
-}
-
 static void __attribute__((format(printf, 2, 3)))
 fail(const struct ctx *x, const char *fmt, ...)
 {
@@ -165,7 +152,7 @@ static int print_json(const struct ctx *x, json_t *j)
 	json_decref(j);
 	if (rc) {
 		lfs_buf_release(&text);
-		fail(x, "cannot render the output as JSON: %s", errstr(rc));
+		fail(x, "cannot render the output as JSON: %s", lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	fwrite(text.data, 1, text.len, stdout);
@@ -225,7 +212,7 @@ static int need_home(struct ctx *x)
 		     "LEDGERFS_HOME or pass --home DIR)",
 		     x->o.home ? "'" : "(from the environment",
 		     x->o.home ? x->o.home : ")", x->o.home ? "'" : "",
-		     errstr(rc));
+		     lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	x->have_home = true;
@@ -317,7 +304,7 @@ static int report_key_error(struct ctx *x, const char *name, int rc)
 		break;
 	default:
 		fail(x, "cannot read the key of ledger '%s' ('%s'): %s", name,
-		     p, errstr(rc));
+		     p, lfs_errmsg(rc));
 	}
 	free(path);
 	return EXIT_FAIL;
@@ -338,7 +325,7 @@ static void report_open_error(struct ctx *x, int rc)
 		     x->name, x->dir, x->name);
 	else
 		fail(x, "cannot open ledger '%s' ('%s'): %s", x->name, x->dir,
-		     errstr(rc));
+		     lfs_errmsg(rc));
 }
 
 static int open_with_key(struct ctx *x, struct lfs_ledger **out, int *out_rc)
@@ -422,7 +409,7 @@ static int resolve_root(struct ctx *x, const char *spec, struct lfs_cid *out)
 	}
 	if (rc) {
 		fail(x, "cannot read event %s of ledger '%s': %s", spec,
-		     x->name, errstr(rc));
+		     x->name, lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
@@ -437,7 +424,7 @@ static int report_doc_error(struct ctx *x, const char *id, const char *at,
 		return EXIT_NOTFOUND;
 	}
 	fail(x, "cannot read document '%s' of ledger '%s': %s", id, x->name,
-	     errstr(rc));
+	     lfs_errmsg(rc));
 	return EXIT_FAIL;
 }
 
@@ -459,7 +446,7 @@ static int run_init(struct ctx *x)
 	}
 	if (rc) {
 		fail(x, "cannot create ledger '%s' in '%s': %s", name,
-		     x->home.dir, errstr(rc));
+		     x->home.dir, lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
@@ -532,7 +519,7 @@ static int commit(struct ctx *x, struct lfs_txn *t, const char *what)
 		fail(x,
 		     "%s: the commit to ledger '%s' failed: %s (nothing was "
 		     "committed)",
-		     what, x->name, errstr(rc));
+		     what, x->name, lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	bool have_ev = !lfs_cid_equal(&ev, &(struct lfs_cid){0});
@@ -611,7 +598,7 @@ static int run_put(struct ctx *x)
 		goto out;
 	}
 	if ((rc = lfs_txn_new(&t)) || (rc = lfs_txn_put(t, id, doc))) {
-		fail(x, "cannot add document '%s': %s", id, errstr(rc));
+		fail(x, "cannot add document '%s': %s", id, lfs_errmsg(rc));
 		goto out;
 	}
 	char what[64 + LFS_INDEX_ID_MAX];
@@ -657,7 +644,7 @@ static int run_rm(struct ctx *x)
 			goto out;
 		}
 		if ((rc = lfs_txn_delete(t, id))) {
-			fail(x, "cannot delete '%s': %s", id, errstr(rc));
+			fail(x, "cannot delete '%s': %s", id, lfs_errmsg(rc));
 			goto out;
 		}
 	}
@@ -759,7 +746,7 @@ static int collect_entries(struct ctx *x, struct collect *c,
 	int rc = lfs_index_each(lfs_ledger_index(x->l), root, collect_fn, c);
 	if (rc) {
 		fail(x, "cannot read the index of ledger '%s': %s", x->name,
-		     errstr(rc));
+		     lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	if (c->n)
@@ -887,7 +874,7 @@ static int run_log(struct ctx *x)
 		json_decref(w.arr);
 		fflush(stdout);
 		fail(x, "cannot read the history of ledger '%s': %s%s", x->name,
-		     errstr(rc),
+		     lfs_errmsg(rc),
 		     rc == -ENOENT || rc == -EBADMSG
 			     ? " ('ledgerfs fsck' names the damaged files)"
 			     : "");
@@ -951,7 +938,7 @@ static int run_diff(struct ctx *x)
 	int ret = EXIT_OK;
 	if (rc) {
 		fail(x, "cannot compare the two states of ledger '%s': %s",
-		     x->name, errstr(rc));
+		     x->name, lfs_errmsg(rc));
 		ret = EXIT_FAIL;
 		goto out;
 	}
@@ -999,7 +986,7 @@ static int run_merge(struct ctx *x)
 	bool committed = false;
 	if ((rc = lfs_ledger_merge(x->l, &ev, &committed))) {
 		fail(x, "cannot merge the heads of ledger '%s': %s", x->name,
-		     errstr(rc));
+		     lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	if (x->o.json)
@@ -1035,7 +1022,7 @@ static int run_compact(struct ctx *x)
 		fail(x,
 		     "cannot compact ledger '%s': %s (its files are as "
 		     "before)%s",
-		     x->name, errstr(rc),
+		     x->name, lfs_errmsg(rc),
 		     rc == -ENOENT || rc == -EBADMSG
 			     ? "; 'ledgerfs fsck' names the damaged files"
 			     : "");
@@ -1044,7 +1031,7 @@ static int run_compact(struct ctx *x)
 	if ((rc = lfs_blockstore_list_cars(&cars, &ncars,
 					   lfs_ledger_store(x->l)))) {
 		fail(x, "compacted, but cannot list the CAR files: %s",
-		     errstr(rc));
+		     lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	free(cars);
@@ -1125,7 +1112,7 @@ static int fsck_files(struct fsckw *f, struct lfs_blockstore *bs, bool alone)
 			char s[LFS_CID_STRLEN + 1], msg[256];
 			cid_str(s, &cars[i]);
 			snprintf(msg, sizeof(msg), "CAR file %s: %s", s,
-				 errstr(r));
+				 lfs_errmsg(r));
 			fsck_report(f, msg);
 			continue;
 		}
@@ -1179,7 +1166,7 @@ static int run_fsck(struct ctx *x)
 		snprintf(msg, sizeof(msg), "ledger '%s': cannot be opened: %s",
 			 x->name,
 			 orc == -ENOENT ? "a file it needs is missing"
-					: errstr(orc));
+					: lfs_errmsg(orc));
 		fsck_report(&f, msg);
 		rc = fsck_unopened(x, &f);
 	} else {
@@ -1193,7 +1180,8 @@ static int run_fsck(struct ctx *x)
 	if (rc < 0) {
 		json_decref(f.arr);
 		fflush(stdout);
-		fail(x, "could not check ledger '%s': %s", x->name, errstr(rc));
+		fail(x, "could not check ledger '%s': %s", x->name,
+		     lfs_errmsg(rc));
 		return EXIT_FAIL;
 	}
 	if (f.arr)
@@ -1309,7 +1297,7 @@ static int run_key_import(struct ctx *x)
 		fail(x,
 		     "stored the key, but cannot create the directory of "
 		     "ledger '%s' ('%s'): %s",
-		     name, x->dir, errstr(rc));
+		     name, x->dir, lfs_errmsg(rc));
 		ret = EXIT_FAIL;
 	} else if (!ret) {
 		lfs_blockstore_free(bs);
@@ -1353,7 +1341,7 @@ static int ledger_status(struct ctx *x, const char *name, json_t **out)
 			json_string(krc == -ENOENT ? "no key on this machine"
 				    : krc == -EACCES
 					    ? "key file may be read by others"
-					    : errstr(krc)));
+					    : lfs_errmsg(krc)));
 		return krc == -ENOENT ? EXIT_OK : EXIT_FAIL;
 	}
 	struct lfs_ledger_opts lo;
@@ -1363,7 +1351,7 @@ static int ledger_status(struct ctx *x, const char *name, json_t **out)
 	rc = lfs_ledger_open(&l, x->dir, key, &lo, false);
 	sodium_memzero(key, sizeof(key));
 	if (rc) {
-		json_object_set_new(o, "error", json_string(errstr(rc)));
+		json_object_set_new(o, "error", json_string(lfs_errmsg(rc)));
 		return EXIT_FAIL;
 	}
 	struct lfs_cid *heads = NULL, root;
@@ -1373,7 +1361,7 @@ static int ledger_status(struct ctx *x, const char *name, json_t **out)
 	lfs_ledger_root(l, &root);
 	if ((rc = lfs_ledger_heads(l, &heads, &nheads)) ||
 	    (rc = lfs_index_count(&docs, lfs_ledger_index(l), &root))) {
-		json_object_set_new(o, "error", json_string(errstr(rc)));
+		json_object_set_new(o, "error", json_string(lfs_errmsg(rc)));
 		ret = EXIT_FAIL;
 	} else {
 		json_t *h = json_array();
@@ -1427,7 +1415,7 @@ static int run_status(struct ctx *x)
 			return rc;
 		if ((rc = lfs_home_list(&names, &n, &x->home))) {
 			fail(x, "cannot list the ledgers in '%s/ledgers': %s",
-			     x->home.dir, errstr(rc));
+			     x->home.dir, lfs_errmsg(rc));
 			return EXIT_FAIL;
 		}
 	}
@@ -1497,7 +1485,7 @@ static int show_conflicts(struct ctx *x, const char *id)
 			fail(x,
 			     "cannot read a losing version (%s) of document "
 			     "'%s': %s",
-			     s, id, errstr(rc));
+			     s, id, lfs_errmsg(rc));
 			goto out;
 		}
 		if (arr) {

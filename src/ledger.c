@@ -4,6 +4,8 @@
 
 #include "ledger.h"
 
+#include "errmsg.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -983,20 +985,6 @@ static void problem(struct fsck *f, const char *fmt, ...)
 		f->report(f->ctx, msg);
 }
 
-static const char *why(int rc)
-{
-	switch (rc) {
-	case -EBADMSG:
-		return "corrupt or not authentic";
-	case -ENOENT:
-		return "missing";
-	case -EPROTONOSUPPORT:
-		return "unsupported format";
-	default:
-		return strerror(-rc);
-	}
-}
-
 /* Recompute what an event's root should be, from its parents and ops. */
 static int expected_root(struct lfs_ledger *l, struct lfs_cid *out,
 			 const struct lfs_event *ev)
@@ -1060,7 +1048,7 @@ static int fsck_event(void *ctx, const struct lfs_cid *cid,
 		return rc;
 	if (rc)
 		problem(f, "event %s: cannot recompute its root: %s", s,
-			why(rc));
+			lfs_errmsg(rc));
 	else if (!lfs_cid_equal(&want, &ev->root))
 		problem(f,
 			"event %s: its root does not follow from its "
@@ -1077,7 +1065,8 @@ static int fsck_entry(void *ctx, const struct lfs_index_entry *e)
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc)
-		problem(f, "document '%s': its block is %s", e->id, why(rc));
+		problem(f, "document '%s': its block is %s", e->id,
+			lfs_errmsg(rc));
 	else
 		json_decref(doc);
 	for (size_t i = 0; i < e->nconflicts; i++) {
@@ -1087,7 +1076,7 @@ static int fsck_entry(void *ctx, const struct lfs_index_entry *e)
 		lfs_buf_release(&b);
 		if (rc)
 			problem(f, "document '%s': a conflicting version is %s",
-				e->id, why(rc));
+				e->id, lfs_errmsg(rc));
 	}
 	return 0;
 }
@@ -1113,7 +1102,7 @@ int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
 		if (r) {
 			char s[LFS_CID_STRLEN + 1];
 			lfs_cid_to_string(s, &cars[i]);
-			problem(&f, "CAR file %s: %s", s, why(r));
+			problem(&f, "CAR file %s: %s", s, lfs_errmsg(r));
 		}
 	}
 	if ((rc = lfs_blockstore_heads(&recs, &nrecs, l->bs)))
@@ -1131,7 +1120,8 @@ int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
 		goto out;
 	rc = lfs_clock_walk(&l->blocks, heads, nheads, fsck_event, &f);
 	if (rc && rc != -ENOMEM) {
-		problem(&f, "history: cannot walk the clock: %s", why(rc));
+		problem(&f, "history: cannot walk the clock: %s",
+			lfs_errmsg(rc));
 		rc = 0;
 	}
 	if (rc)
@@ -1140,7 +1130,7 @@ int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
 	lfs_ledger_root(l, &root);
 	rc = lfs_index_check(&l->ix, &root, fsck_entry, &f);
 	if (rc && rc != -ENOMEM) {
-		problem(&f, "index: %s", why(rc));
+		problem(&f, "index: %s", lfs_errmsg(rc));
 		rc = 0;
 	}
 out:

@@ -4,6 +4,8 @@
 
 #include "sync.h"
 
+#include "errmsg.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -126,22 +128,6 @@ static void set_error(struct lfs_sync *s, struct sync_ledger *sl,
 	snprintf(sl->last_error, sizeof(sl->last_error), "%s", msg);
 	pthread_mutex_unlock(&s->lock);
 	lfs_warn("sync of ledger '%s' with %s: %s", sl->name, s->url, msg);
-}
-
-static const char *why(int rc)
-{
-	switch (rc) {
-	case -EAGAIN:
-		return "the store is unreachable or busy (will retry)";
-	case -EACCES:
-		return "the store refused the credentials";
-	case -EBADMSG:
-		return "corrupt, not authentic, or not named by its content";
-	case -ENOENT:
-		return "missing";
-	default:
-		return strerror(-rc);
-	}
 }
 
 /* ---- the outbox: which local CARs the remote has ---- */
@@ -322,7 +308,7 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 		if (rc == -EBADMSG || rc == -EPROTONOSUPPORT || rc == -ENOENT ||
 		    rc == -EFBIG) {
 			set_error(s, sl, "rejected CAR %s from the store: %s",
-				  cs, why(rc));
+				  cs, lfs_errmsg(rc));
 			lfs_cidmap_set(&sl->bad, &top, 1);
 			rc = -EBADMSG;
 			break;
@@ -566,7 +552,7 @@ static int round_one(struct lfs_sync *s, const char *name)
 	if (!rc)
 		rc = push(s, sl, l);
 	if (rc)
-		set_error(s, sl, "%s", why(rc));
+		set_error(s, sl, "%s", lfs_errmsg(rc));
 	else {
 		pthread_mutex_lock(&s->lock);
 		sl->last_error[0] = '\0';
