@@ -68,7 +68,17 @@ static int is_mounted(const char *path)
 	return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
 }
 
+static int mount_run(int argc, char **argv, char **own);
+
 int lfs_cmd_mount(int argc, char **argv)
+{
+	char *own = NULL; /* joined -o options */
+	int rc = mount_run(argc, argv, &own);
+	free(own);
+	return rc;
+}
+
+static int mount_run(int argc, char **argv, char **own)
 {
 	const char *home_dir = NULL, *mountpoint = NULL, *opts = NULL;
 	const char *remote = getenv("LEDGERFS_REMOTE");
@@ -105,7 +115,17 @@ int lfs_cmd_mount(int argc, char **argv)
 				return 2;
 			}
 		} else if (!strcmp(a, "-o") && i + 1 < argc) {
-			opts = argv[++i];
+			/* Several -o options add up, as mount(8)'s do. */
+			const char *more = argv[++i];
+			size_t n = (opts ? strlen(opts) + 1 : 0) +
+				   strlen(more) + 1;
+			char *joined = malloc(n);
+			if (!joined)
+				return 1;
+			snprintf(joined, n, "%s%s%s", opts ? opts : "",
+				 opts ? "," : "", more);
+			free(*own);
+			opts = *own = joined;
 		} else if (a[0] == '-' || mountpoint) {
 			fprintf(stderr, "ledgerfs mount: unexpected '%s'\n", a);
 			mount_usage(stderr);
@@ -121,10 +141,18 @@ int lfs_cmd_mount(int argc, char **argv)
 	char mp[PATH_MAX];
 	struct stat st;
 	if (!realpath(mountpoint, mp) || stat(mp, &st)) {
-		fprintf(stderr,
-			"ledgerfs mount: mount point %s: %s (create it with "
-			"mkdir -p %s)\n",
-			mountpoint, strerror(errno), mountpoint);
+		int e = errno;
+		if (e == ENOTCONN)
+			fprintf(stderr,
+				"ledgerfs mount: %s is a dead mount (its "
+				"daemon died): unmount it with `fusermount3 "
+				"-u %s` and mount again\n",
+				mountpoint, mountpoint);
+		else
+			fprintf(stderr,
+				"ledgerfs mount: mount point %s: %s (create "
+				"it with mkdir -p %s)\n",
+				mountpoint, strerror(e), mountpoint);
 		return 1;
 	}
 	if (!S_ISDIR(st.st_mode)) {

@@ -223,13 +223,38 @@ static void append_changes(struct fsledger *lg, const char *text, size_t len)
 	close(fd);
 }
 
+/* A ledger that had no key: open it if `ledgerfs key import` has given
+ * it one since. Caller holds fs->lock. */
+static void ledger_retry_key(struct lfs_fs *fs, struct fsledger *lg)
+{
+	uint8_t key[LFS_KEY_BYTES];
+	if (lfs_home_key(key, fs->home, lg->name))
+		return;
+	char *dir = lfs_home_ledger_dir(fs->home, lg->name);
+	struct lfs_ledger_opts o;
+	lfs_ledger_opts_init(&o);
+	o.durable = false;
+	o.writer = fs->home->writer;
+	if (dir && lfs_ledger_open(&lg->l, dir, key, &o, true) == 0) {
+		lg->err = 0;
+		lfs_info("ledger '%s': its key is here now; opened it",
+			 lg->name);
+	}
+	sodium_memzero(key, sizeof(key));
+	free(dir);
+}
+
 /* Find or open the state of ledger `name`. Caller holds fs->lock. */
 static struct fsledger *ledger_get(struct lfs_fs *fs, const char *name,
 				   bool must_exist)
 {
-	for (struct fsledger *lg = fs->ledgers; lg; lg = lg->next)
-		if (!strcmp(lg->name, name))
-			return lg;
+	for (struct fsledger *lg = fs->ledgers; lg; lg = lg->next) {
+		if (strcmp(lg->name, name))
+			continue;
+		if (lg->err == -ENOKEY)
+			ledger_retry_key(fs, lg);
+		return lg;
+	}
 	char *dir = lfs_home_ledger_dir(fs->home, name);
 	struct stat st;
 	if (!dir || (must_exist && (stat(dir, &st) || !S_ISDIR(st.st_mode)))) {
@@ -643,7 +668,8 @@ static void file_stat(struct lfs_fs *fs, struct node *n, struct stat *st,
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 }
 
-static int ctl_content(struct lfs_fs *fs, struct node *n, struct lfs_buf *out);
+static int ctl_content(struct lfs_fs *fs, struct node *n, struct lfs_buf *out,
+		       fuse_req_t req);
 
 /* Attributes of any node; *ttl is how long the kernel may keep them. */
 static int node_stat(struct lfs_fs *fs, struct node *n, struct stat *st,
@@ -716,7 +742,7 @@ static int node_stat(struct lfs_fs *fs, struct node *n, struct stat *st,
 	case K_CTL:
 		*ttl = 0;
 		/* Reading "wait" blocks: its size is not worth waiting for. */
-		rc = strcmp(n->name, "wait") ? ctl_content(fs, n, &b) : 0;
+		rc = strcmp(n->name, "wait") ? ctl_content(fs, n, &b, NULL) : 0;
 		if (!rc)
 			file_stat(fs, n, st, 0444, b.len);
 		break;
@@ -789,7 +815,8 @@ static int dump_json(struct lfs_buf *out, json_t *j)
 	return rc ? rc : lfs_buf_append_byte(out, '\n');
 }
 
-static int ctl_content(struct lfs_fs *fs, struct node *n, struct lfs_buf *out)
+static int ctl_content(struct lfs_fs *fs, struct node *n, struct lfs_buf *out,
+		       fuse_req_t req)
 {
 	struct fsledger *lg = n->lg;
 	const char *what = n->name;
@@ -808,8 +835,20 @@ static int ctl_content(struct lfs_fs *fs, struct node *n, struct lfs_buf *out)
 	if (!strcmp(what, "wait")) {
 		if (!fs->sync)
 			return lfs_buf_append_str(out, "no remote store\n");
-		int rc = lfs_sync_wait(fs->sync, lg->name, 60000);
-		return rc ? rc : lfs_buf_append_str(out, "pushed\n");
+		/* Wait in short slices so an interrupted reader (Ctrl-C,
+		 * timeout) is let go at once. */
+		uint64_t target = lfs_sync_wait_target(fs->sync);
+		for (int waited = 0; waited < 60000; waited += 200) {
+			int rc = lfs_sync_wait_until(fs->sync, lg->name, target,
+						     200);
+			if (!rc)
+				return lfs_buf_append_str(out, "pushed\n");
+			if (rc != -ETIMEDOUT)
+				return rc;
+			if (req && fuse_req_interrupted(req))
+				return -EINTR;
+		}
+		return -ETIMEDOUT;
 	}
 	if (!strcmp(what, "changes")) {
 		char *p = path_of(lg->state, "changes");
@@ -895,6 +934,9 @@ static int ctl_content(struct lfs_fs *fs, struct node *n, struct lfs_buf *out)
 			      "pending_deletes", pending, "errors",
 			      (json_int_t)lg->nerrors, "last_error", last);
 	pthread_mutex_unlock(&fs->lock);
+	if (j && fs->sync)
+		json_object_set_new(j, "sync",
+				    lfs_sync_status(fs->sync, lg->name));
 	return dump_json(out, j);
 }
 
@@ -1922,7 +1964,8 @@ static int doc_open_write(struct lfs_fs *fs, struct node *n, bool truncate)
 }
 
 static int open_node(struct lfs_fs *fs, struct node *n,
-		     struct fuse_file_info *fi, mode_t create_mode)
+		     struct fuse_file_info *fi, mode_t create_mode,
+		     fuse_req_t req)
 {
 	int acc = fi->flags & O_ACCMODE;
 	bool writing = acc != O_RDONLY;
@@ -1973,7 +2016,7 @@ static int open_node(struct lfs_fs *fs, struct node *n,
 			free(p);
 			break;
 		}
-		rc = ctl_content(fs, n, &h->data);
+		rc = ctl_content(fs, n, &h->data, req);
 		break;
 	case K_SCRATCH: {
 		char *p = path_of(n->lg->scratch, n->name);
@@ -2003,7 +2046,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct lfs_fs *fs = fs_of(req);
 	struct node *n = get_node(fs, ino);
-	int rc = n ? open_node(fs, n, fi, 0) : -ESTALE;
+	int rc = n ? open_node(fs, n, fi, 0, req) : -ESTALE;
 	if (rc)
 		reply_status(req, "open for writing", n ? n->name : NULL, rc);
 	else
@@ -2225,10 +2268,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 				rc = write_draft(n->lg, n->name, NULL, 0);
 		}
 		if (!rc)
-			rc = open_node(fs, n, fi, mode);
+			rc = open_node(fs, n, fi, mode, req);
 	} else {
 		fi->flags |= O_CREAT;
-		rc = open_node(fs, n, fi, mode & 07777);
+		rc = open_node(fs, n, fi, mode & 07777, req);
 	}
 	struct stat st;
 	double ttl = 0;

@@ -46,9 +46,13 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: ledgerfs COMMAND [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name,
+		fprintf(f, "  %-10s %s\n", commands[i].name,
 			commands[i].summary);
-	fprintf(f, "\n`ledgerfs COMMAND --help` describes each command.\n");
+	fprintf(f,
+		"\n`ledgerfs COMMAND --help` describes each command;\n"
+		"`ledgerfs --version` prints the version. mount(8) may also\n"
+		"run `ledgerfs STORE MOUNTPOINT -o OPTIONS` (fstab type\n"
+		"fuse.ledgerfs; see ledgerfs(1)).\n");
 }
 
 /*

@@ -42,6 +42,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,10 +319,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ctx)
 		/* A new response (after 100 Continue, say). */
 		const char *sp = memchr(data, ' ', n);
 		r->status = 0;
-		if (sp)
-			for (sp++; sp < data + n && isdigit((unsigned char)*sp);
-			     sp++)
-				r->status = r->status * 10 + (*sp - '0');
+		for (int d = 0; sp && d < 3 && ++sp < data + n &&
+				isdigit((unsigned char)*sp);
+		     d++)
+			r->status = r->status * 10 + (*sp - '0');
 		r->decided = false;
 	} else if (r->out && r->status >= 200 && r->status <= 299 && n > 15 &&
 		   !strncasecmp(data, "content-length:", 15)) {
@@ -928,6 +930,10 @@ static int read_credentials_file(struct s3_store *s)
 	const char *file = env_nonempty("AWS_SHARED_CREDENTIALS_FILE");
 	const char *home = env_nonempty("HOME");
 	const char *profile = env_nonempty("AWS_PROFILE");
+	/* mount(8) runs us without HOME: fall back to the user's entry. */
+	struct passwd *pw = home ? NULL : getpwuid(geteuid());
+	if (pw && pw->pw_dir && pw->pw_dir[0])
+		home = pw->pw_dir;
 	char path[4096];
 	if (!profile)
 		profile = "default";

@@ -44,7 +44,8 @@ struct sync_ledger {
 
 struct lfs_sync {
 	struct lfs_home *home;
-	char *url;
+	char *url;   /* may hold credentials: never print it */
+	char *shown; /* the URL without credentials, for messages */
 	struct lfs_sync_hooks hooks;
 	struct lfs_store *store; /* used under round_lock only */
 	pthread_mutex_t round_lock;
@@ -127,7 +128,7 @@ static void set_error(struct lfs_sync *s, struct sync_ledger *sl,
 	pthread_mutex_lock(&s->lock);
 	snprintf(sl->last_error, sizeof(sl->last_error), "%s", msg);
 	pthread_mutex_unlock(&s->lock);
-	lfs_warn("sync of ledger '%s' with %s: %s", sl->name, s->url, msg);
+	lfs_warn("sync of ledger '%s' with %s: %s", sl->name, s->shown, msg);
 }
 
 /* ---- the outbox: which local CARs the remote has ---- */
@@ -583,7 +584,7 @@ static int discover(void *ctx, const char *key)
 		return 0;
 	char *dir = lfs_home_ledger_dir(s->home, name);
 	if (dir && mkdir(dir, 0700) == 0)
-		lfs_info("found ledger '%s' on %s", name, s->url);
+		lfs_info("found ledger '%s' on %s", name, s->shown);
 	free(dir);
 	return 0;
 }
@@ -593,7 +594,7 @@ int lfs_sync_round(struct lfs_sync *s, const char *name)
 	pthread_mutex_lock(&s->round_lock);
 	int rc = 0;
 	if (!s->store && (rc = lfs_store_open(&s->store, s->url))) {
-		lfs_error("cannot open the remote store %s: %s", s->url,
+		lfs_error("cannot open the remote store %s: %s", s->shown,
 			  strerror(-rc));
 		pthread_mutex_unlock(&s->round_lock);
 		return rc;
@@ -675,6 +676,8 @@ int lfs_sync_new(struct lfs_sync **out, struct lfs_home *home, const char *url,
 	pthread_cond_init(&s->cond, NULL);
 	/* Check the URL now, for a clear error at startup. */
 	int rc = lfs_store_open(&s->store, url);
+	if (!rc && !(s->shown = strdup(s->store->url)))
+		rc = -ENOMEM;
 	if (rc) {
 		lfs_sync_free(s);
 		return rc;
@@ -735,10 +738,24 @@ void lfs_sync_free(struct lfs_sync *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s->url);
+	free(s->shown);
 	free(s);
 }
 
-int lfs_sync_wait(struct lfs_sync *s, const char *name, int timeout_ms)
+uint64_t lfs_sync_wait_target(struct lfs_sync *s)
+{
+	pthread_mutex_lock(&s->lock);
+	/* The round running now may have started before the caller's last
+	 * commit; the one after it has not: it ends at generation + 2. */
+	uint64_t target = s->generation + 2;
+	s->kicked = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return target;
+}
+
+int lfs_sync_wait_until(struct lfs_sync *s, const char *name, uint64_t target,
+			int timeout_ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -749,20 +766,17 @@ int lfs_sync_wait(struct lfs_sync *s, const char *name, int timeout_ms)
 		ts.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&s->lock);
-	/* The round running now may have started before the caller's last
-	 * commit; the one after it has not: it ends at generation + 2. */
-	uint64_t want = s->generation + 2;
 	int rc = 0;
 	for (;;) {
 		struct sync_ledger *sl = sl_get(s, name);
-		if (sl && sl->pushed_gen >= want && s->generation >= want)
+		if (sl && sl->pushed_gen >= target && s->generation >= target)
 			break;
-		s->kicked = true;
-		pthread_cond_broadcast(&s->cond);
 		if (s->stopping || !s->running) {
 			rc = -ESHUTDOWN;
 			break;
 		}
+		/* No kick here: a store that is down must not turn waiting
+		 * into back-to-back rounds; the thread's backoff decides. */
 		if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) ==
 		    ETIMEDOUT) {
 			rc = -ETIMEDOUT;
@@ -771,6 +785,12 @@ int lfs_sync_wait(struct lfs_sync *s, const char *name, int timeout_ms)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
+}
+
+int lfs_sync_wait(struct lfs_sync *s, const char *name, int timeout_ms)
+{
+	return lfs_sync_wait_until(s, name, lfs_sync_wait_target(s),
+				   timeout_ms);
 }
 
 static json_t *time_json(int64_t t)
@@ -790,7 +810,7 @@ json_t *lfs_sync_status(struct lfs_sync *s, const char *name)
 	pthread_mutex_lock(&s->lock);
 	struct sync_ledger *sl = sl_get(s, name);
 	json_t *j = sl ? json_pack("{s:s,s:I,s:o,s:o,s:s?,s:I}", "remote",
-				   s->url, "pending_uploads",
+				   s->shown, "pending_uploads",
 				   (json_int_t)sl->pending, "last_push",
 				   time_json(sl->last_push_us), "last_poll",
 				   time_json(sl->last_poll_us), "last_error",

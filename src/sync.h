@@ -35,6 +35,7 @@
 #define LFS_SYNC_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -82,6 +83,14 @@ int lfs_sync_round(struct lfs_sync *s, const char *name);
  * timeout_ms, or -ESHUTDOWN when the sync stops.
  */
 int lfs_sync_wait(struct lfs_sync *s, const char *name, int timeout_ms);
+
+/*
+ * The same in two steps, for callers that wait in slices (to notice an
+ * interrupted reader): take a target now, then wait for it.
+ */
+uint64_t lfs_sync_wait_target(struct lfs_sync *s);
+int lfs_sync_wait_until(struct lfs_sync *s, const char *name, uint64_t target,
+			int timeout_ms);
 
 /* Status of ledger name's replication as a new JSON object. */
 json_t *lfs_sync_status(struct lfs_sync *s, const char *name);
