@@ -21,7 +21,9 @@
  * x-amz-content-sha256 (the hex SHA-256 of the body; curl signs it), keys
  * are percent-encoded here (all but A-Za-z0-9-_.~ and '/'), the query is
  * built canonical here (names sorted, values encoded), and curl is told to
- * leave "." path segments alone (CURLOPT_PATH_AS_IS).
+ * leave "." path segments alone (CURLOPT_PATH_AS_IS). 7.88 also signs a
+ * header it was told to remove ("Expect:"), so PUT bodies go as POSTFIELDS,
+ * for which curl sends no "Expect: 100-continue" below 1 MiB.
  *
  * Each request is one attempt, bounded in time: 5 s to connect, and a
  * transfer slower than 1 KiB/s for 15 s is aborted, so a hung server gives
@@ -30,6 +32,10 @@
  * thread retries everything else with backoff. put with if_absent sends
  * If-None-Match: * (412 -> -EEXIST). list uses ListObjectsV2 and follows
  * continuation tokens; response bodies are capped (LIST_MAX, ERR_MAX).
+ *
+ * main() must have called curl_global_init() and sodium_init() before
+ * threads start; each store object owns one curl easy handle (and so one
+ * connection cache) and is used by one thread at a time.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
