@@ -38,6 +38,7 @@
 #include "dagjson.h"
 #include "envelope.h"
 #include "varint.h"
+#include "hex.h"
 
 #define INPUT_MAX      ((size_t)256 << 20)
 #define INPUT_MAX_TEXT "256 MiB"
@@ -300,21 +301,10 @@ static int write_output(const struct sub *s, const char *path, const void *p,
 
 /* ---- keys ---- */
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool all_hex(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (hexval(p[i]) < 0)
+		if (lfs_hex_value(p[i]) < 0)
 			return false;
 	return true;
 }
@@ -352,8 +342,8 @@ static int load_key(const struct sub *s, uint8_t key[LFS_KEY_BYTES],
 		n--;
 	if (n == 2 * LFS_KEY_BYTES && all_hex(b.data, n)) {
 		for (size_t i = 0; i < LFS_KEY_BYTES; i++)
-			key[i] = (uint8_t)(hexval(b.data[2 * i]) << 4 |
-					   hexval(b.data[2 * i + 1]));
+			key[i] = (uint8_t)(lfs_hex_value(b.data[2 * i]) << 4 |
+					   lfs_hex_value(b.data[2 * i + 1]));
 		ret = EXIT_OK;
 		goto out;
 	}

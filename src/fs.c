@@ -25,6 +25,7 @@
 #include "fsname.h"
 #include "ledger.h"
 #include "log.h"
+#include "mkdirs.h"
 
 #define SNAPSHOTS    ".snapshots"
 #define CONTROL      ".ledgerfs"
@@ -154,27 +155,6 @@ static char *path_of(const char *dir, const char *name)
 	return p;
 }
 
-static int mkdir_p(const char *path)
-{
-	char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0700) && errno != EEXIST) {
-			int e = -errno;
-			free(p);
-			return e;
-		}
-		*s = '/';
-	}
-	int rc = mkdir(p, 0700) && errno != EEXIST ? -errno : 0;
-	free(p);
-	return rc;
-}
-
 static void iso_time(char out[64], int64_t t_us)
 {
 	time_t s = (time_t)(t_us / 1000000);
@@ -275,7 +255,8 @@ static struct fsledger *ledger_get(struct lfs_fs *fs, const char *name,
 	snprintf(sub, sizeof(sub), "%s/state/%s", fs->home->dir, name);
 	lg->state = strdup(sub);
 	if (!lg->name || !lg->scratch || !lg->drafts || !lg->state ||
-	    mkdir_p(lg->scratch) || mkdir_p(lg->drafts) || mkdir_p(lg->state)) {
+	    lfs_mkdirs(lg->scratch) || lfs_mkdirs(lg->drafts) ||
+	    lfs_mkdirs(lg->state)) {
 		lfs_error("ledger '%s': cannot create its local directories "
 			  "under %s",
 			  name, fs->home->dir);

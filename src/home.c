@@ -32,6 +32,8 @@
 
 #include "blockstore.h"
 #include "cbor.h"
+#include "hex.h"
+#include "mkdirs.h"
 
 #define KEY_HEX      (2 * LFS_KEY_BYTES)
 #define WRITER_BYTES 8    /* 16 hex characters */
@@ -45,33 +47,6 @@ static char *join(const char *a, const char *b, const char *c)
 	if (p)
 		snprintf(p, n, "%s/%s%s", a, b, c);
 	return p;
-}
-
-static int mkdir_p(const char *path)
-{
-	struct stat st;
-	if (stat(path, &st) == 0)
-		return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-	if (errno != ENOENT)
-		return -errno;
-	char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	int rc = 0;
-	for (char *s = p + 1; *s && !rc; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			rc = -errno;
-		*s = '/';
-	}
-	if (!rc && mkdir(p, 0700) < 0 && errno != EEXIST)
-		rc = -errno;
-	if (!rc && (stat(p, &st) < 0 || !S_ISDIR(st.st_mode)))
-		rc = -ENOTDIR;
-	free(p);
-	return rc;
 }
 
 static int write_all(int fd, const void *p, size_t len)
@@ -214,27 +189,16 @@ static size_t trim(const char *s, size_t n)
 	return n;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int parse_key_hex(uint8_t out[LFS_KEY_BYTES], const char *s, size_t n)
 {
 	if (n != KEY_HEX)
 		return -EINVAL;
 	for (size_t i = 0; i < KEY_HEX; i++)
-		if (hexval((unsigned char)s[i]) < 0)
+		if (lfs_hex_value((unsigned char)s[i]) < 0)
 			return -EINVAL;
 	for (size_t i = 0; i < LFS_KEY_BYTES; i++)
-		out[i] = (uint8_t)(hexval((unsigned char)s[2 * i]) << 4 |
-				   hexval((unsigned char)s[2 * i + 1]));
+		out[i] = (uint8_t)(lfs_hex_value((unsigned char)s[2 * i]) << 4 |
+				   lfs_hex_value((unsigned char)s[2 * i + 1]));
 	return 0;
 }
 
@@ -308,15 +272,15 @@ int lfs_home_open(struct lfs_home *out, const char *dir)
 	/* Strip trailing slashes (but keep "/"). */
 	for (size_t n = strlen(out->dir); n > 1 && out->dir[n - 1] == '/'; n--)
 		out->dir[n - 1] = '\0';
-	if ((rc = mkdir_p(out->dir)))
+	if ((rc = lfs_mkdirs(out->dir)))
 		goto fail;
 	char *keys = join(out->dir, "keys", "");
 	char *ledgers = join(out->dir, "ledgers", "");
 	rc = keys && ledgers ? 0 : -ENOMEM;
 	if (!rc)
-		rc = mkdir_p(keys);
+		rc = lfs_mkdirs(keys);
 	if (!rc)
-		rc = mkdir_p(ledgers);
+		rc = lfs_mkdirs(ledgers);
 	free(keys);
 	free(ledgers);
 	if (rc)

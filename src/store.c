@@ -4,6 +4,8 @@
 
 #include "store.h"
 
+#include "mkdirs.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -71,26 +73,6 @@ static char *file_path(struct file_store *f, const char *key)
 	return p;
 }
 
-static int mkdirs_for(const char *path)
-{
-	char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0700) && errno != EEXIST) {
-			int e = -errno;
-			free(p);
-			return e;
-		}
-		*s = '/';
-	}
-	free(p);
-	return 0;
-}
-
 static int file_put(struct lfs_store *s, const char *key, const uint8_t *data,
 		    size_t len, bool if_absent)
 {
@@ -100,7 +82,7 @@ static int file_put(struct lfs_store *s, const char *key, const uint8_t *data,
 	char *path = file_path(f, key), tmp[PATH_MAX];
 	if (!path)
 		return -ENOMEM;
-	int rc = mkdirs_for(path);
+	int rc = lfs_mkdirs_for(path);
 	if (rc)
 		goto out;
 	snprintf(tmp, sizeof(tmp), "%s.tmp-%08x", path, randombytes_random());

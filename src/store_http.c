@@ -37,6 +37,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "hex.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -568,17 +569,6 @@ static void names_sort(struct dav_names *d)
 		qsort(d->v, d->n, sizeof(*d->v), names_cmp);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Decode XML character references, then percent-encoding, of the href
  * text [p, end) into out (size HTTP_MAX_HREF). Only printable ASCII may
@@ -618,7 +608,7 @@ static bool href_decode(char *out, const char *p, const char *end)
 				if (d == semi)
 					return false;
 				for (; d < semi; d++) {
-					int v = hex ? hexval(*d)
+					int v = hex ? lfs_hex_value(*d)
 						    : (*d >= '0' && *d <= '9'
 							       ? *d - '0'
 							       : -1);
@@ -641,8 +631,8 @@ static bool href_decode(char *out, const char *p, const char *end)
 	for (size_t i = 0; i < n; i++) {
 		char c = tmp[i];
 		if (c == '%') {
-			int hi = i + 2 < n ? hexval(tmp[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval(tmp[i + 2]) : -1;
+			int hi = i + 2 < n ? lfs_hex_value(tmp[i + 1]) : -1;
+			int lo = i + 2 < n ? lfs_hex_value(tmp[i + 2]) : -1;
 			if (hi < 0 || lo < 0)
 				return false;
 			c = (char)(hi * 16 + lo);

@@ -60,6 +60,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "hex.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "dev"
@@ -129,24 +130,14 @@ static int pct_encode(struct lfs_buf *b, const char *s, size_t n,
 	return b->err;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode %XX (and '+' as space) in place; -EINVAL on a bad escape. */
 static int pct_decode(char *s)
 {
 	char *w = s;
 	for (const char *r = s; *r; r++) {
 		if (*r == '%') {
-			int hi = hexval(r[1]), lo = hi < 0 ? -1 : hexval(r[2]);
+			int hi = lfs_hex_value(r[1]),
+			    lo = hi < 0 ? -1 : lfs_hex_value(r[2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 				return -EINVAL;
 			*w++ = (char)(hi << 4 | lo);
@@ -260,7 +251,7 @@ static int xml_text(char **out, const char *p, size_t n)
 		unsigned long cp = 0;
 		size_t j = hex ? 2 : 1, digits = 0;
 		for (; r[0] == '#' && j < rest && digits < 8; j++, digits++) {
-			int v = hex ? hexval(r[j]) : r[j] - '0';
+			int v = hex ? lfs_hex_value(r[j]) : r[j] - '0';
 			if (v < 0 || v >= (hex ? 16 : 10))
 				break;
 			cp = cp * (hex ? 16 : 10) + (unsigned long)v;
