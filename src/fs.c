@@ -2248,16 +2248,18 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		bool exists = node_stat(fs, n, &st, &ttl) == 0;
 		if (exists && (fi->flags & O_EXCL))
 			rc = -EEXIST;
-		if (!rc) {
-			/* The name exists from now on, as an empty draft
-			 * until something valid is saved in it. */
-			/* A pending deletion (an editor's backup rename)
-			 * stays pending: a valid save cancels it. */
-			if (!exists)
-				rc = write_draft(n->lg, n->name, NULL, 0);
-		}
+		/* A pending deletion (an editor's backup rename) stays
+		 * pending: a valid save cancels it. */
 		if (!rc)
 			rc = open_node(fs, n, fi, mode, req);
+		if (!rc && !exists) {
+			/* The new name exists through the open write buffer;
+			 * marking it changed makes close save it: committed if
+			 * valid, else (even empty) kept as a draft. */
+			pthread_mutex_lock(&fs->lock);
+			n->wgen++;
+			pthread_mutex_unlock(&fs->lock);
+		}
 	} else {
 		fi->flags |= O_CREAT;
 		rc = open_node(fs, n, fi, mode & 07777, req);
