@@ -1,7 +1,8 @@
 #!/bin/sh
 # Replication under faults and against a hostile store:
-#  - the store stopped (SIGSTOP), then killed, then back: writes go on
-#    locally without hanging, and everything converges afterwards;
+#  - the store stopped (SIGSTOP), then killed, then back; connections
+#    reset (a proxy); packets dropped (an iptables rule on loopback):
+#    writes go on locally without hanging, and everything converges;
 #  - a daemon killed with SIGKILL in the middle of uploading resumes its
 #    outbox on restart;
 #  - objects that lie (bytes that don't match their name, a CAR sealed with
@@ -26,10 +27,14 @@ cleanup()
 	done
 	for p in $pa $pb; do kill "$p" 2>/dev/null; done
 	"$top_srcdir/scripts/lighttpd" stop "$dav" >/dev/null 2>&1
-	wait 2>/dev/null
+	[ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null
+	[ -n "${dropping:-}" ] && iptables -D INPUT -i lo -p tcp \
+		--dport "$proxy_port" -j DROP 2>/dev/null
+	wait $pa $pb 2>/dev/null
 	rm -rf "$base"
 }
-trap cleanup EXIT INT TERM
+trap 'cleanup; trap - EXIT; exit 1' INT TERM
+trap cleanup EXIT
 
 url=$("$top_srcdir/scripts/lighttpd" start "$dav")
 case $? in
@@ -37,7 +42,16 @@ case $? in
 77) skip "lighttpd with mod_webdav is not installed" ;;
 *) fail "lighttpd did not start" ;;
 esac
-url=${url%/}/faults
+# The mounts talk to the store through a proxy that can reset
+# connections, on a port a firewall rule can drop.
+dav_port=${url#http://127.0.0.1:}
+dav_port=${dav_port%%/*}
+proxy_port=$((LIGHTTPD_PORT + 1))
+echo pass >"$base/proxy-mode"
+python3 "$top_srcdir/tests/faultproxy.py" "$proxy_port" "$dav_port" \
+	"$base/proxy-mode" 600 &
+proxy_pid=$!
+url=http://127.0.0.1:$proxy_port/faults
 lpid=$(cat "$dav"/*.pid 2>/dev/null | head -n 1)
 [ -n "$lpid" ] || lpid=$(pgrep -f "lighttpd -f $dav" | head -n 1)
 [ -n "$lpid" ] || fail "cannot find lighttpd's pid"
@@ -107,6 +121,41 @@ wait_for 60 same_root || {
 [ -f "$B/f/stopped5.json" ] && [ -f "$A/f/down.json" ] ||
 	fail "a write from the outage is missing"
 
+note "connections reset: local writes go on, then everything converges"
+echo reset >"$base/proxy-mode"
+sleep 0.5
+for i in 1 2 3; do
+	timeout 5 sh -c "echo '{\"i\": $i}' > '$A/f/reset$i.json'" ||
+		fail "a write hung while connections were reset"
+done
+sleep 1
+grep -q "unreachable\|EAGAIN\|will retry" "$base/home-a.log" ||
+	fail "A did not log the resets"
+echo pass >"$base/proxy-mode"
+wait_for 60 same_root || fail "no convergence after the resets stopped"
+[ -f "$B/f/reset3.json" ] || fail "B lacks a document written during resets"
+
+if command -v iptables >/dev/null 2>&1 &&
+	iptables -A INPUT -i lo -p tcp --dport "$proxy_port" -j DROP 2>/dev/null; then
+	note "a firewall drops the store's traffic: nothing hangs, then convergence"
+	dropping=1
+	for i in 1 2 3; do
+		timeout 5 sh -c "echo '{\"i\": $i}' > '$B/f/drop$i.json'" ||
+			fail "a write hung while packets were dropped"
+		timeout 5 cat "$A/f/.ledgerfs/status" >/dev/null ||
+			fail "status hung while packets were dropped"
+	done
+	sleep 2
+	iptables -D INPUT -i lo -p tcp --dport "$proxy_port" -j DROP
+	dropping=
+	wait_for 90 same_root || fail "no convergence after the drop ended"
+	[ -f "$A/f/drop3.json" ] || fail "A lacks a document written during the drop"
+elif [ "${CI:-}" = true ]; then
+	fail "iptables cannot drop packets here (scripts/install-deps installs it)"
+else
+	echo "-- skipped the firewall drop: iptables is not usable here"
+fi
+
 note "a daemon killed in the middle of uploading resumes its outbox"
 i=0
 while [ $i -lt 40 ]; do
@@ -152,10 +201,11 @@ for what in "$fake" "$bad2" "$other"; do
 		fail "B did not log why it refused $what"
 done
 n=$(jq -r .documents "$B/f/.ledgerfs/status")
-[ "$n" -eq 47 ] || fail "B shows $n documents, expected 47"
+want=$((47 + 3 + ${dropped_docs:-3}))
+[ "$n" -eq "$want" ] || fail "B shows $n documents, expected $want"
 
 fusermount3 -u "$A" && fusermount3 -u "$B" || fail "unmount"
-wait 2>/dev/null
+wait $pa $pb 2>/dev/null
 pa= pb=
 for h in home-a home-b; do
 	expect 0 env LEDGERFS_HOME="$base/$h" "$L" fsck f
