@@ -15,7 +15,9 @@
 L=$LEDGERFS
 base=$(mktemp -d /var/tmp/lfs-faults.XXXXXX)
 dav=$base/dav
-export LIGHTTPD_PORT="${LIGHTTPD_PORT:-18089}"
+# A port of its own (and the next for the proxy), so parallel runs on
+# one machine do not clash.
+export LIGHTTPD_PORT="${LIGHTTPD_PORT:-$((20000 + $$ % 20000 * 2))}"
 A=$base/mnt-a
 B=$base/mnt-b
 mkdir -p "$A" "$B"

@@ -4,7 +4,8 @@
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
 dir=$(mktemp -d /var/tmp/lfs-dav.XXXXXX)
-export LIGHTTPD_PORT="${LIGHTTPD_PORT:-18087}"
+# A port of its own, so parallel runs on one machine do not clash.
+export LIGHTTPD_PORT="${LIGHTTPD_PORT:-$((20000 + $$ % 20000))}"
 trap '"$top_srcdir/scripts/lighttpd" stop "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT INT TERM
 url=$("$top_srcdir/scripts/lighttpd" start "$dir")
 case $? in

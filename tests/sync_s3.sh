@@ -6,7 +6,9 @@
 command -v radosgw >/dev/null 2>&1 ||
 	skip "radosgw is not installed (scripts/install-deps installs it)"
 dir=$(mktemp -d /var/tmp/lfs-rgw.XXXXXX)
-export RGW_PORT="${RGW_PORT:-17481}" MON_PORT="${MON_PORT:-16791}"
+# Ports of their own, so parallel runs on one machine do not clash.
+export RGW_PORT="${RGW_PORT:-$((42000 + $$ % 10000))}"
+export MON_PORT="${MON_PORT:-$((RGW_PORT - 10000))}"
 trap '"$top_srcdir/scripts/radosgw" stop "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT INT TERM
 env=$("$top_srcdir/scripts/radosgw" start "$dir") || fail "radosgw did not start"
 set -a
