@@ -23,6 +23,7 @@
 #include "car.h"
 #include "cbor.h"
 #include "cidmap.h"
+#include "fileio.h"
 
 #define MAX_ROOT_LINKS 1024
 
@@ -156,19 +157,8 @@ static int write_atomic(struct lfs_blockstore *bs, const char *sub,
 		rc = -errno;
 		goto out;
 	}
-	const uint8_t *p = data;
-	size_t left = len;
-	while (left) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto out;
-		}
-		p += w;
-		left -= (size_t)w;
-	}
+	if ((rc = lfs_write_all(fd, data, len)))
+		goto out;
 	if (durable && fsync(fd)) {
 		rc = -errno;
 		goto out;

@@ -38,7 +38,9 @@
 #include "dagjson.h"
 #include "envelope.h"
 #include "varint.h"
+#include "fileio.h"
 #include "hex.h"
+#include "optscan.h"
 
 #define INPUT_MAX      ((size_t)256 << 20)
 #define INPUT_MAX_TEXT "256 MiB"
@@ -206,21 +208,6 @@ static void report_read_error(const struct sub *s, const char *path, int err,
 		fail(s, "cannot read '%s': %s", path, strerror(-err));
 }
 
-static int write_all(int fd, const void *p, size_t len)
-{
-	const uint8_t *q = p;
-	while (len) {
-		ssize_t n = write(fd, q, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		q += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static mode_t default_mode(void)
 {
 	mode_t mask = umask(0);
@@ -264,7 +251,7 @@ static int write_atomic(const char *path, const void *p, size_t len,
 		rc = -errno;
 		goto out;
 	}
-	if (!(rc = write_all(fd, p, len)) && fchmod(fd, mode) < 0)
+	if (!(rc = lfs_write_all(fd, p, len)) && fchmod(fd, mode) < 0)
 		rc = -errno;
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
@@ -1169,7 +1156,7 @@ static int run_keygen(const struct sub *s, struct opts *o)
 	randombytes_buf(key, sizeof(key));
 	sodium_bin2hex(hex, sizeof(hex), key, sizeof(key));
 	hex[2 * LFS_KEY_BYTES] = '\n';
-	int rc = write_all(fd, hex, 2 * LFS_KEY_BYTES + 1);
+	int rc = lfs_write_all(fd, hex, 2 * LFS_KEY_BYTES + 1);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && !rc)
@@ -1258,11 +1245,7 @@ static void car_usage(FILE *f)
 	fprintf(f, "\n'ledgerfs car SUBCOMMAND --help' describes each one.\n");
 }
 
-static const struct {
-	const char *name;
-	unsigned flag;
-	bool has_arg;
-} optnames[] = {
+static const struct lfs_optname optnames[] = {
 	{"--json", OPT_JSON, false},
 	{"--raw", OPT_RAW, false},
 	{"--root", OPT_ROOT, true},
@@ -1272,42 +1255,25 @@ static const struct {
 static int parse_opts(struct opts *o, const struct sub *s, int argc,
 		      char **argv)
 {
-	bool dashdash = false;
-	for (int i = 1; i < argc; i++) {
-		char *a = argv[i];
-		if (dashdash || a[0] != '-' || !a[1]) {
-			o->pos[o->npos++] = a;
+	struct lfs_optscan sc;
+	lfs_optscan_init(&sc, argc, argv);
+	const char *val;
+	int k;
+	while ((k = lfs_optscan_next(&sc, optnames,
+				     sizeof(optnames) / sizeof(optnames[0]),
+				     &val)) != LFS_OPT_END) {
+		if (k == LFS_OPT_POS) {
+			o->pos[o->npos++] = (char *)val;
 			continue;
 		}
-		if (!strcmp(a, "--")) {
-			dashdash = true;
-			continue;
-		}
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		if (k == LFS_OPT_HELP) {
 			o->help = true;
 			return 0;
 		}
-		size_t k, n = 0;
-		for (k = 0; k < sizeof(optnames) / sizeof(optnames[0]); k++) {
-			n = strlen(optnames[k].name);
-			if (!strncmp(a, optnames[k].name, n) &&
-			    (a[n] == '\0' ||
-			     (a[n] == '=' && optnames[k].has_arg)))
-				break;
-		}
-		if (k == sizeof(optnames) / sizeof(optnames[0]) ||
-		    !(s->opts & optnames[k].flag))
-			return usage_error(s, "unknown option '%s'", a);
-		const char *val = NULL;
-		if (optnames[k].has_arg) {
-			if (a[n] == '=')
-				val = a + n + 1;
-			else if (i + 1 < argc)
-				val = argv[++i];
-			else
-				return usage_error(s, "%s needs a value",
-						   optnames[k].name);
-		}
+		if (k == LFS_OPT_NOVALUE)
+			return usage_error(s, "%s needs a value", val);
+		if (k == LFS_OPT_UNKNOWN || !(s->opts & optnames[k].flag))
+			return usage_error(s, "unknown option '%s'", sc.arg);
 		switch (optnames[k].flag) {
 		case OPT_JSON:
 			o->json = true;

@@ -15,6 +15,7 @@
 
 #include "cmd.h"
 #include "errmsg.h"
+#include "optscan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1784,11 +1785,8 @@ static const struct cmd cmd_conflicts = {
 
 /* ---- option parsing and dispatch ---- */
 
-static const struct {
-	const char *name;
-	unsigned flag; /* 0: every command has it */
-	bool has_arg;
-} optnames[] = {
+static const struct lfs_optname optnames[] = {
+	/* flag 0: every command has it */
 	{"--home", 0, true},           {"--json", OPT_JSON, false},
 	{"--at", OPT_AT, true},        {"-n", OPT_N, true},
 	{"--force", OPT_FORCE, false}, {"-f", OPT_FORCE, false},
@@ -1799,42 +1797,25 @@ static const struct {
 static int parse_opts(struct ctx *x, int argc, char **argv)
 {
 	struct opts *o = &x->o;
-	bool dashdash = false;
-	for (int i = 1; i < argc; i++) {
-		char *a = argv[i];
-		if (dashdash || a[0] != '-' || !a[1]) {
-			o->pos[o->npos++] = a;
+	struct lfs_optscan sc;
+	lfs_optscan_init(&sc, argc, argv);
+	const char *val;
+	int k;
+	while ((k = lfs_optscan_next(&sc, optnames, NOPTS, &val)) !=
+	       LFS_OPT_END) {
+		if (k == LFS_OPT_POS) {
+			o->pos[o->npos++] = (char *)val;
 			continue;
 		}
-		if (!strcmp(a, "--")) {
-			dashdash = true;
-			continue;
-		}
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		if (k == LFS_OPT_HELP) {
 			o->help = true;
 			return 0;
 		}
-		size_t k, n = 0;
-		for (k = 0; k < NOPTS; k++) {
-			n = strlen(optnames[k].name);
-			if (!strncmp(a, optnames[k].name, n) &&
-			    (a[n] == '\0' ||
-			     (a[n] == '=' && optnames[k].has_arg)))
-				break;
-		}
-		if (k == NOPTS ||
+		if (k == LFS_OPT_NOVALUE)
+			return usage_error(x, "%s needs a value", val);
+		if (k == LFS_OPT_UNKNOWN ||
 		    (optnames[k].flag && !(x->c->opts & optnames[k].flag)))
-			return usage_error(x, "unknown option '%s'", a);
-		const char *val = NULL;
-		if (optnames[k].has_arg) {
-			if (a[n] == '=')
-				val = a + n + 1;
-			else if (i + 1 < argc)
-				val = argv[++i];
-			else
-				return usage_error(x, "%s needs a value",
-						   optnames[k].name);
-		}
+			return usage_error(x, "unknown option '%s'", sc.arg);
 		switch (optnames[k].flag) {
 		case 0:
 			if (!*val)

@@ -25,7 +25,7 @@
 #include "fsname.h"
 #include "ledger.h"
 #include "log.h"
-#include "mkdirs.h"
+#include "fileio.h"
 
 #define SNAPSHOTS    ".snapshots"
 #define CONTROL      ".ledgerfs"
@@ -197,9 +197,10 @@ static void append_changes(struct fsledger *lg, const char *text, size_t len)
 	free(p);
 	if (fd < 0)
 		return;
-	if (write(fd, text, len) < 0)
+	int rc = lfs_write_all(fd, text, len);
+	if (rc)
 		lfs_warn("ledger '%s': cannot append to its change feed: %s",
-			 lg->name, strerror(errno));
+			 lg->name, strerror(-rc));
 	close(fd);
 }
 
@@ -1034,15 +1035,7 @@ static int write_draft(struct fsledger *lg, const char *name,
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-%08x", lg->drafts,
 		 randombytes_random());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	int rc = fd < 0 ? -errno : 0;
-	size_t done = 0;
-	while (!rc && done < len) {
-		ssize_t w = write(fd, data + done, len - done);
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		else if (w > 0)
-			done += (size_t)w;
-	}
+	int rc = fd < 0 ? -errno : lfs_write_all(fd, data, len);
 	if (fd >= 0 && close(fd) && !rc)
 		rc = -errno;
 	if (!rc && rename(tmp, final))
@@ -2623,9 +2616,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 				  0644)
 			   : -1;
 		rc = !b ? -ENOMEM : fd < 0 ? -errno : 0;
-		if (!rc && write(fd, content.data, content.len) !=
-				   (ssize_t)content.len)
-			rc = -EIO;
+		if (!rc)
+			rc = lfs_write_all(fd, content.data, content.len);
 		if (fd >= 0)
 			close(fd);
 		free(b);

@@ -33,7 +33,7 @@
 #include "blockstore.h"
 #include "cbor.h"
 #include "hex.h"
-#include "mkdirs.h"
+#include "fileio.h"
 
 #define KEY_HEX      (2 * LFS_KEY_BYTES)
 #define WRITER_BYTES 8    /* 16 hex characters */
@@ -47,21 +47,6 @@ static char *join(const char *a, const char *b, const char *c)
 	if (p)
 		snprintf(p, n, "%s/%s%s", a, b, c);
 	return p;
-}
-
-static int write_all(int fd, const void *p, size_t len)
-{
-	const char *q = p;
-	while (len) {
-		ssize_t n = write(fd, q, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		q += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static void fsync_dir(const char *dir)
@@ -105,7 +90,7 @@ static int publish_file(const char *dir, const char *name, const void *p,
 		rc = -errno;
 		goto out;
 	}
-	rc = write_all(fd, p, len);
+	rc = lfs_write_all(fd, p, len);
 	if (!rc && fchmod(fd, 0600) < 0)
 		rc = -errno;
 	if (!rc && fsync(fd) < 0)

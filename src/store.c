@@ -4,7 +4,7 @@
 
 #include "store.h"
 
-#include "mkdirs.h"
+#include "fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -91,14 +91,7 @@ static int file_put(struct lfs_store *s, const char *key, const uint8_t *data,
 		rc = -errno;
 		goto out;
 	}
-	size_t done = 0;
-	while (!rc && done < len) {
-		ssize_t w = write(fd, data + done, len - done);
-		if (w < 0 && errno != EINTR)
-			rc = -errno;
-		else if (w > 0)
-			done += (size_t)w;
-	}
+	rc = lfs_write_all(fd, data, len);
 	if (!rc && fsync(fd))
 		rc = -errno;
 	close(fd);

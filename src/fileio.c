@@ -2,12 +2,13 @@
 #include "config.h"
 #endif
 
-#include "mkdirs.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int lfs_mkdirs(const char *path)
 {
@@ -47,4 +48,19 @@ int lfs_mkdirs_for(const char *path)
 	int rc = lfs_mkdirs(dir);
 	free(dir);
 	return rc;
+}
+
+int lfs_write_all(int fd, const void *p, size_t len)
+{
+	const char *q = p;
+	while (len) {
+		ssize_t n = write(fd, q, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		q += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
