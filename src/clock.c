@@ -200,6 +200,7 @@ struct gnode {
 	struct lfs_cid *parents; /* malloc'd */
 	size_t nparents;
 	uint64_t *flags; /* merge-base colours, `words` words */
+	char *writer;    /* malloc'd, when the graph keeps writers */
 	bool stale, queued, popped;
 };
 
@@ -211,6 +212,7 @@ struct graph {
 	size_t *heap;
 	size_t hn, hcap;
 	size_t words;
+	bool keep_writer;
 	struct lfs_arena arena;
 };
 
@@ -229,6 +231,7 @@ static void graph_release(struct graph *g)
 	for (size_t i = 0; i < g->n; i++) {
 		free(g->nodes[i].parents);
 		free(g->nodes[i].flags);
+		free(g->nodes[i].writer);
 	}
 	free(g->nodes);
 	free(g->heap);
@@ -266,19 +269,21 @@ static int graph_node(struct graph *g, size_t *out, const struct lfs_cid *cid)
 	nd->nparents = ev.nparents;
 	nd->parents = malloc((ev.nparents + 1) * sizeof(*nd->parents));
 	nd->flags = calloc(g->words + 1, sizeof(uint64_t));
-	if (!nd->parents || !nd->flags) {
-		free(nd->parents);
-		free(nd->flags);
+	if (g->keep_writer)
+		nd->writer = strdup(ev.writer);
+	if (!nd->parents || !nd->flags || (g->keep_writer && !nd->writer)) {
 		rc = -ENOMEM;
-		goto out;
+		goto fail;
 	}
 	lfs_cid_copy_n(nd->parents, ev.parents, ev.nparents);
-	if ((rc = lfs_cidmap_set(&g->map, cid, g->n))) {
-		free(nd->parents);
-		free(nd->flags);
-		goto out;
-	}
+	if ((rc = lfs_cidmap_set(&g->map, cid, g->n)))
+		goto fail;
 	*out = g->n++;
+	goto out;
+fail:
+	free(nd->parents);
+	free(nd->flags);
+	free(nd->writer);
 out:
 	lfs_arena_rewind(&g->arena, m);
 	return rc;
@@ -422,6 +427,92 @@ int lfs_clock_merge_bases(struct lfs_cid **out, size_t *out_n,
 	*out = res;
 	*out_n = nres;
 	return 0;
+}
+
+static int write_cmp(const struct lfs_clock_write *a,
+		     const struct lfs_clock_write *b)
+{
+	if (a->t != b->t)
+		return a->t < b->t ? -1 : 1;
+	return strcmp(a->writer, b->writer);
+}
+
+static _Thread_local const struct lfs_clock_write *sort_writes;
+
+static int write_order_cmp(const void *x, const void *y)
+{
+	return write_cmp(&sort_writes[*(const size_t *)x],
+			 &sort_writes[*(const size_t *)y]);
+}
+
+int lfs_clock_known(uint64_t *out, const struct lfs_blocks *b,
+		    const struct lfs_cid *events, size_t n,
+		    const struct lfs_clock_write *writes, size_t nw)
+{
+	if (n == 0 || nw == 0)
+		return 0;
+	size_t words = (n + 63) / 64;
+	int64_t min_t = INT64_MAX;
+	for (size_t k = 0; k < nw; k++)
+		if (writes[k].t < min_t)
+			min_t = writes[k].t;
+	size_t *order = malloc(nw * sizeof(*order));
+	if (!order)
+		return -ENOMEM;
+	for (size_t k = 0; k < nw; k++)
+		order[k] = k;
+	sort_writes = writes;
+	qsort(order, nw, sizeof(*order), write_order_cmp);
+	struct graph g;
+	graph_init(&g, b, words);
+	g.keep_writer = true;
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		size_t idx;
+		if ((rc = graph_node(&g, &idx, &events[i])))
+			break;
+		g.nodes[idx].flags[i / 64] |= (uint64_t)1 << (i % 64);
+		if (!g.nodes[idx].queued)
+			rc = heap_push(&g, idx);
+	}
+	while (!rc && g.hn > 0) {
+		size_t x = heap_pop(&g);
+		if (g.nodes[x].t < min_t)
+			break;
+		struct lfs_clock_write here = {g.nodes[x].t, g.nodes[x].writer};
+		size_t lo = 0, hi = nw;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (write_cmp(&writes[order[mid]], &here) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < nw && !write_cmp(&writes[order[lo]], &here); lo++)
+			for (size_t w = 0; w < words; w++)
+				out[order[lo] * words + w] |=
+					g.nodes[x].flags[w];
+		for (size_t k = 0; k < g.nodes[x].nparents && !rc; k++) {
+			size_t p;
+			rc = graph_node(&g, &p, &g.nodes[x].parents[k]);
+			if (rc == -ENOENT) {
+				rc = 0; /* history beyond what we hold */
+				continue;
+			}
+			if (rc)
+				break;
+			struct gnode *pn = &g.nodes[p], *xn = &g.nodes[x];
+			if (pn->popped)
+				continue; /* impossible with valid times */
+			for (size_t w = 0; w < words; w++)
+				pn->flags[w] |= xn->flags[w];
+			if (!pn->queued)
+				rc = heap_push(&g, p);
+		}
+	}
+	graph_release(&g);
+	free(order);
+	return rc;
 }
 
 int lfs_clock_reduce(const struct lfs_blocks *b, struct lfs_cid *events,

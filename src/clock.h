@@ -89,6 +89,25 @@ int lfs_clock_merge_bases(struct lfs_cid **out, size_t *out_n,
 			  const struct lfs_blocks *b,
 			  const struct lfs_cid *events, size_t n);
 
+/* A write, as an index entry records it: the time and writer of its event. */
+struct lfs_clock_write {
+	int64_t t;
+	const char *writer;
+};
+
+/*
+ * Which of events know each write: for every writes[k], the words
+ * (n + 63) / 64 of out starting at out[k * words] get bit i set when an
+ * event with that t and writer is an ancestor of events[i] or events[i]
+ * itself. out must hold nw * words zeroed words. Walks only the events
+ * newer than the oldest write (t strictly grows along edges), so asking
+ * about recent writes is cheap; history this replica does not hold ends
+ * the walk on that path.
+ */
+int lfs_clock_known(uint64_t *out, const struct lfs_blocks *b,
+		    const struct lfs_cid *events, size_t n,
+		    const struct lfs_clock_write *writes, size_t nw);
+
 /*
  * Reduce a set of events to its heads: drop duplicates and every event that
  * is an ancestor of another in the set. In place; sorted by CID; returns the

@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -362,6 +363,106 @@ START_TEST(replicas_converge)
 	assert_converged();
 	for (int i = 0; i < NREP; i++)
 		lfs_ledger_close(rep[i]);
+	remove_tmpdir();
+}
+END_TEST
+
+/*
+ * Single-writer documents through random syncs, merges and deletes: every
+ * replica ends with each writer's last word on its own documents, and no
+ * conflicts, since nothing was concurrent. Seeded: LFS_SEED=N replays.
+ */
+#define SW_DOCS 4
+
+static void delete_doc(struct lfs_ledger *l, const char *id)
+{
+	struct lfs_txn *t;
+	ck_assert_int_eq(lfs_txn_new(&t), 0);
+	ck_assert_int_eq(lfs_txn_delete(t, id), 0);
+	ck_assert_int_eq(lfs_ledger_commit(l, t, NULL, NULL), 0);
+	lfs_txn_free(t);
+}
+
+START_TEST(single_writer_histories)
+{
+	unsigned seed = getenv("LFS_SEED")
+				? (unsigned)atol(getenv("LFS_SEED"))
+				: (unsigned)time(NULL) + (unsigned)_i;
+	fprintf(stderr,
+		"single_writer_histories: seed %u (replay: LFS_SEED=%u)\n",
+		seed, seed);
+	srand(seed);
+	make_tmpdir();
+	struct fake_clock clk[NREP];
+	for (int i = 0; i < NREP; i++) {
+		clk[i].now = 1000000 * (rand() % 5 + 1);
+		rep[i] = open_replica(i, &clk[i]);
+	}
+	long last[NREP][SW_DOCS]; /* -1: deleted or never written */
+	for (int r = 0; r < NREP; r++)
+		for (int k = 0; k < SW_DOCS; k++)
+			last[r][k] = -1;
+	long counter = 0;
+	for (int step = 0; step < 120; step++) {
+		int r = rand() % NREP, k = rand() % SW_DOCS, what = rand() % 10;
+		char id[16], body[64];
+		snprintf(id, sizeof(id), "w%d-%d", r, k);
+		if (what < 5) {
+			long v = ++counter;
+			snprintf(body, sizeof(body), "{\"v\": %ld}", v);
+			put_json(rep[r], id, body);
+			last[r][k] = v;
+		} else if (what < 6) {
+			if (last[r][k] >= 0)
+				delete_doc(rep[r], id);
+			last[r][k] = -1;
+		} else if (what < 7) {
+			ck_assert_int_eq(lfs_ledger_merge(rep[r], NULL, NULL),
+					 0);
+		} else {
+			int to = rand() % NREP;
+			if (to != r)
+				sync_pair(r, to);
+		}
+	}
+	sync_all();
+	assert_converged();
+	for (int r = 0; r < NREP; r++)
+		for (int k = 0; k < SW_DOCS; k++) {
+			char id[16];
+			snprintf(id, sizeof(id), "w%d-%d", r, k);
+			struct lfs_arena a;
+			lfs_arena_init(&a, 0);
+			struct lfs_index_entry e;
+			json_t *doc = NULL;
+			int rc = lfs_ledger_get(rep[0], NULL, id, &e, &a, &doc);
+			if (last[r][k] < 0) {
+				ck_assert_msg(rc == -ENOENT,
+					      "seed %u: %s was deleted last, "
+					      "yet it is back",
+					      seed, id);
+			} else {
+				ck_assert_msg(rc == 0,
+					      "seed %u: %s (v%ld) is missing",
+					      seed, id, last[r][k]);
+				long v = (long)json_integer_value(
+					json_object_get(doc, "v"));
+				ck_assert_msg(v == last[r][k],
+					      "seed %u: %s is v%ld, its writer "
+					      "last wrote v%ld",
+					      seed, id, v, last[r][k]);
+				ck_assert_msg(e.nconflicts == 0,
+					      "seed %u: %s has %zu conflicts, "
+					      "but only one replica wrote it",
+					      seed, id, e.nconflicts);
+			}
+			json_decref(doc);
+			lfs_arena_release(&a);
+		}
+	for (int i = 0; i < NREP; i++) {
+		ck_assert_int_eq(lfs_ledger_fsck(rep[i], NULL, NULL), 0);
+		lfs_ledger_close(rep[i]);
+	}
 	remove_tmpdir();
 }
 END_TEST
@@ -767,6 +868,7 @@ int main(void)
 	tcase_set_timeout(t, 300);
 	tcase_add_test(t, put_get_delete_reopen);
 	tcase_add_loop_test(t, replicas_converge, 0, 3);
+	tcase_add_loop_test(t, single_writer_histories, 0, 20);
 	tcase_add_test(t, edit_beats_delete);
 	tcase_add_test(t, hostile_cars);
 	tcase_add_test(t, crash_at_random_points);
