@@ -35,7 +35,8 @@ static bool valid_id(const char *id, size_t len)
 int lfs_event_encode(struct lfs_buf *out, struct lfs_event *ev)
 {
 	size_t wlen = strlen(ev->writer);
-	if (ev->nparents > LFS_EVENT_MAX_PARENTS ||
+	if (ev->t < 0 || ev->t > LFS_CLOCK_T_MAX ||
+	    ev->nparents > LFS_EVENT_MAX_PARENTS ||
 	    ev->nops > LFS_EVENT_MAX_OPS || wlen > LFS_WRITER_MAX)
 		return -EINVAL;
 	if (ev->nparents)
@@ -110,6 +111,8 @@ int lfs_event_decode(struct lfs_event *out, struct lfs_arena *a,
 	    memchr(w->u.str.data, 0, w->u.str.len) || !ops ||
 	    ops->type != LFS_CBOR_ARRAY ||
 	    ops->u.array.count > LFS_EVENT_MAX_OPS)
+		return -EBADMSG;
+	if (out->t < 0 || out->t > LFS_CLOCK_T_MAX)
 		return -EBADMSG;
 	out->writer = w->u.str.data;
 

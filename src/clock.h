@@ -37,6 +37,20 @@
 #define LFS_EVENT_MAX_PARENTS 1024
 #define LFS_EVENT_MAX_OPS     100000
 
+/*
+ * Times. An event's t must lie in [0, LFS_CLOCK_T_MAX] (2^53 µs, the year
+ * 2255): the decoder refuses anything else as corrupt, on every replica
+ * alike, so no t + 1 can overflow. A replica also refuses to *apply*, for
+ * now, an event more than LFS_CLOCK_MAX_AHEAD ahead of its own clock (a
+ * peer with a broken clock, or a hostile key holder): the event waits, and
+ * is applied once this clock has caught up. Deferring instead of rejecting
+ * keeps replicas convergent whatever their clocks; bounding the lead keeps
+ * one bad clock from pinning every later write's t far in the future, as
+ * hybrid logical clocks bound their drift.
+ */
+#define LFS_CLOCK_T_MAX     ((int64_t)1 << 53)
+#define LFS_CLOCK_MAX_AHEAD ((int64_t)3600 * 1000000) /* one hour */
+
 struct lfs_op {
 	const char *id; /* NUL-terminated; no NUL inside */
 	size_t id_len;

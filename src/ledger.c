@@ -643,8 +643,16 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 		return rc;
 
 	int64_t t = l->now_us(l->now_ctx);
+	if (t < 0)
+		t = 0;
 	if (np && t <= max_t)
 		t = max_t + 1;
+	if (t > LFS_CLOCK_T_MAX) {
+		rc = -EOVERFLOW; /* a local clock past the year 2255 */
+		free(parents);
+		free(parent_cars);
+		return rc;
+	}
 	for (size_t i = 0; i < nops; i++) {
 		if (!changes[i].entry)
 			continue;
@@ -829,6 +837,8 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		if ((rc = lfs_event_load(&ev, &a, &l->blocks, &r.head[i])))
 			break;
 		rc = lfs_clock_check_parents(&missing, &l->blocks, &ev);
+		if (!rc && ev.t > l->now_us(l->now_ctx) + LFS_CLOCK_MAX_AHEAD)
+			rc = -ETIME; /* from the future: apply it later */
 		if (rc == -ENOENT) {
 			rc = -EAGAIN;
 			if (out_missing) {

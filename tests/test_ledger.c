@@ -3,6 +3,7 @@
  * replicas exchanging CAR files in random orders (convergence, no lost
  * writes), crashes at random points, hostile CAR files, compaction.
  */
+#define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
@@ -629,6 +630,79 @@ START_TEST(hostile_cars)
 }
 END_TEST
 
+/*
+ * Times from a peer: t = INT64_MAX is corrupt everywhere (no t + 1 may
+ * overflow); an event hours ahead of this clock waits until the clock
+ * catches up, then applies; neither breaks a commit or fsck.
+ */
+START_TEST(clock_from_the_future)
+{
+	make_tmpdir();
+	struct fake_clock clk = {.now = 1000000000};
+	rep[0] = open_replica(0, &clk);
+	put_json(rep[0], "a", "{\"v\": 1}");
+	struct lfs_cid *heads, name, ev, missing, root_before;
+	size_t nh;
+	ck_assert_int_eq(lfs_ledger_heads(rep[0], &heads, &nh), 0);
+	lfs_ledger_root(rep[0], &root_before);
+	struct lfs_event e = {.parents = heads,
+			      .nparents = nh,
+			      .t = LFS_CLOCK_T_MAX,
+			      .writer = "broken-clock",
+			      .root = root_before};
+	struct lfs_buf eb, s;
+	lfs_buf_init(&eb, 0);
+	lfs_buf_init(&s, 0);
+	ck_assert_int_eq(lfs_event_encode(&eb, &e), 0);
+	/* Patch t to INT64_MAX: the encoder refuses to write it. */
+	static const uint8_t tmax[] = {0x61, 't',  0x1b, 0x00, 0x20, 0x00,
+				       0x00, 0x00, 0x00, 0x00, 0x00};
+	uint8_t *at = memmem(eb.data, eb.len, tmax, sizeof(tmax));
+	ck_assert_ptr_nonnull(at);
+	memcpy(at + 3, "\x7f\xff\xff\xff\xff\xff\xff\xff", 8);
+	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
+	seal_car(&s, &name, key, &ev, eb.data, eb.len);
+	ck_assert_int_eq(
+		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+		-EBADMSG);
+	e.t = INT64_MAX;
+	lfs_buf_reset(&eb);
+	ck_assert_int_eq(lfs_event_encode(&eb, &e), -EINVAL);
+
+	/* Two hours ahead: kept, not applied, until this clock catches up. */
+	e.t = clk.now + (int64_t)2 * 3600 * 1000000;
+	lfs_buf_reset(&eb);
+	ck_assert_int_eq(lfs_event_encode(&eb, &e), 0);
+	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
+	lfs_buf_reset(&s);
+	seal_car(&s, &name, key, &ev, eb.data, eb.len);
+	ck_assert_int_eq(
+		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
+		-ETIME);
+	struct lfs_cid root_now, *h2;
+	size_t n2;
+	lfs_ledger_root(rep[0], &root_now);
+	ck_assert(lfs_cid_equal(&root_now, &root_before));
+	ck_assert_int_eq(lfs_ledger_heads(rep[0], &h2, &n2), 0);
+	ck_assert(n2 == 1 && lfs_cid_equal(&h2[0], &heads[0]));
+	free(h2);
+	clk.now += (int64_t)2 * 3600 * 1000000;
+	ck_assert_int_eq(
+		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing), 0);
+	ck_assert_int_eq(lfs_ledger_heads(rep[0], &h2, &n2), 0);
+	ck_assert(n2 == 1 && lfs_cid_equal(&h2[0], &ev));
+	free(h2);
+	put_json(rep[0], "b", "{\"v\": 2}");
+	ck_assert_int_eq(get_v(rep[0], NULL, "b"), 2);
+	ck_assert_int_eq(lfs_ledger_fsck(rep[0], NULL, NULL), 0);
+	free(heads);
+	lfs_buf_release(&eb);
+	lfs_buf_release(&s);
+	lfs_ledger_close(rep[0]);
+	remove_tmpdir();
+}
+END_TEST
+
 /* ---- crashes ---- */
 
 START_TEST(crash_at_random_points)
@@ -871,6 +945,7 @@ int main(void)
 	tcase_add_loop_test(t, single_writer_histories, 0, 20);
 	tcase_add_test(t, edit_beats_delete);
 	tcase_add_test(t, hostile_cars);
+	tcase_add_test(t, clock_from_the_future);
 	tcase_add_test(t, crash_at_random_points);
 	tcase_add_test(t, compaction);
 	tcase_add_test(t, compaction_sidecar);
