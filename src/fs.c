@@ -4,6 +4,8 @@
 
 #include "fs.h"
 
+#include "errmsg.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -67,6 +69,7 @@ struct fsledger {
 	size_t npending;
 	char *errors[ERRORS_KEPT]; /* ring, newest at (nerrors-1) % N */
 	uint64_t nerrors;
+	int refresh_err; /* the last lfs_ledger_refresh() error, logged once */
 	struct fsledger *next;
 };
 
@@ -1097,12 +1100,14 @@ static void record_changes(struct fsledger *lg, const struct lfs_cid *before,
 	lfs_buf_release(&c.out);
 }
 
+static bool refresh_ledger(struct lfs_fs *fs, struct fsledger *lg);
+
 /* Commit a transaction and feed the change log. */
 static int commit_txn(struct lfs_fs *fs, struct fsledger *lg, struct lfs_txn *t)
 {
-	(void)fs;
 	struct lfs_cid before, after, event;
 	bool committed;
+	refresh_ledger(fs, lg);
 	lfs_ledger_root(lg->l, &before);
 	int rc = lfs_ledger_commit(lg->l, t, &event, &committed);
 	if (!rc && committed) {
@@ -1256,6 +1261,7 @@ static void flush_pending(struct lfs_fs *fs, bool force)
 }
 
 static void bury(struct lfs_fs *fs, bool force);
+static void refresh_ledgers(struct lfs_fs *fs);
 
 static void *housekeeper(void *arg)
 {
@@ -1273,6 +1279,7 @@ static void *housekeeper(void *arg)
 		pthread_mutex_unlock(&fs->hk_lock);
 		flush_pending(fs, false);
 		bury(fs, false);
+		refresh_ledgers(fs);
 		pthread_mutex_lock(&fs->hk_lock);
 	}
 	pthread_mutex_unlock(&fs->hk_lock);
@@ -3054,23 +3061,22 @@ static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
 	return 0;
 }
 
-static void hook_changed(void *ctx, const char *name,
+/*
+ * Ledger lg moved from root before to after by a commit that did not come
+ * through this mount (the remote store, or another process on this home):
+ * feed the change log and tell the kernel exactly which names changed.
+ */
+static void ledger_moved(struct lfs_fs *fs, struct fsledger *lg,
 			 const struct lfs_cid *before,
-			 const struct lfs_cid *after)
+			 const struct lfs_cid *after, const char *source)
 {
-	struct lfs_fs *fs = ctx;
 	pthread_mutex_lock(&fs->lock);
-	struct fsledger *lg = ledger_get(fs, name, true);
-	struct node *dir = NULL;
-	if (lg) {
-		fuse_ino_t ino = identity_hash(K_LEDGER, name, NULL, name);
-		dir = node_by_ino(fs, ino);
-		if (dir && !same_identity(dir, K_LEDGER, lg, NULL, name))
-			dir = NULL;
-	}
+	fuse_ino_t ino = identity_hash(K_LEDGER, lg->name, NULL, lg->name);
+	struct node *dir = node_by_ino(fs, ino);
+	if (dir && !same_identity(dir, K_LEDGER, lg, NULL, lg->name))
+		dir = NULL;
+	fuse_ino_t dir_ino = dir ? dir->ino : 0;
 	pthread_mutex_unlock(&fs->lock);
-	if (!lg || !lg->l)
-		return;
 	struct lfs_cid *heads;
 	size_t n;
 	if (lfs_ledger_heads(lg->l, &heads, &n) == 0) {
@@ -3078,13 +3084,65 @@ static void hook_changed(void *ctx, const char *name,
 			record_changes(lg, before, after, &heads[0]);
 		free(heads);
 	}
-	lfs_info("ledger '%s': applied changes from the remote store", name);
+	lfs_info("ledger '%s': applied changes from %s", lg->name, source);
 	if (!fs->se)
 		return;
-	struct inval_ctx c = {.fs = fs, .lg = lg, .dir = dir ? dir->ino : 0};
+	struct inval_ctx c = {.fs = fs, .lg = lg, .dir = dir_ino};
 	lfs_index_diff(lfs_ledger_index(lg->l), before, after, inval_fn, &c);
-	if (dir)
-		fuse_lowlevel_notify_inval_inode(fs->se, dir->ino, 0, 0);
+	if (dir_ino)
+		fuse_lowlevel_notify_inval_inode(fs->se, dir_ino, 0, 0);
+}
+
+static void hook_changed(void *ctx, const char *name,
+			 const struct lfs_cid *before,
+			 const struct lfs_cid *after)
+{
+	struct lfs_fs *fs = ctx;
+	pthread_mutex_lock(&fs->lock);
+	struct fsledger *lg = ledger_get(fs, name, true);
+	pthread_mutex_unlock(&fs->lock);
+	if (lg && lg->l)
+		ledger_moved(fs, lg, before, after, "the remote store");
+}
+
+/*
+ * Pick up commits other processes on this home made (the command line,
+ * another mount): each housekeeping tick, a stat per open ledger, and
+ * before every commit, so a save is never based on a stale head.
+ */
+static bool refresh_ledger(struct lfs_fs *fs, struct fsledger *lg)
+{
+	struct lfs_cid before, after;
+	bool changed;
+	int rc = lfs_ledger_refresh(lg->l, &before, &after, &changed);
+	if (rc != lg->refresh_err && rc)
+		lfs_warn("ledger '%s': cannot read its heads: %s", lg->name,
+			 lfs_errmsg(rc));
+	lg->refresh_err = rc;
+	if (!rc && changed)
+		ledger_moved(fs, lg, &before, &after,
+			     "another process on this machine");
+	return !rc && changed;
+}
+
+static void refresh_ledgers(struct lfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	size_t n = 0;
+	for (struct fsledger *lg = fs->ledgers; lg; lg = lg->next)
+		n++;
+	struct fsledger **v = calloc(n + 1, sizeof(*v));
+	n = 0;
+	for (struct fsledger *lg = fs->ledgers; v && lg; lg = lg->next)
+		if (lg->l)
+			v[n++] = lg;
+	pthread_mutex_unlock(&fs->lock);
+	bool any = false;
+	for (size_t i = 0; i < n; i++)
+		any |= refresh_ledger(fs, v[i]);
+	free(v);
+	if (any && fs->sync)
+		lfs_sync_kick(fs->sync);
 }
 
 struct lfs_sync_hooks lfs_fs_sync_hooks(struct lfs_fs *fs)

@@ -380,6 +380,33 @@ static int refresh_heads(struct lfs_ledger *l)
 	return 0;
 }
 
+int lfs_ledger_refresh(struct lfs_ledger *l, struct lfs_cid *out_before,
+		       struct lfs_cid *out_after, bool *out_changed)
+{
+	*out_changed = false;
+	int64_t stamp;
+	int rc = lfs_blockstore_heads_stamp(l->bs, &stamp);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&l->write_lock);
+	if (stamp == l->heads_stamp) {
+		pthread_mutex_unlock(&l->write_lock);
+		return 0;
+	}
+	struct lfs_cid before, after;
+	lfs_ledger_root(l, &before);
+	if (!(rc = lock_writer(l)))
+		unlock_writer(l);
+	lfs_ledger_root(l, &after);
+	pthread_mutex_unlock(&l->write_lock);
+	if (out_before)
+		*out_before = before;
+	if (out_after)
+		*out_after = after;
+	*out_changed = !lfs_cid_equal(&before, &after);
+	return rc;
+}
+
 int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 		    const uint8_t key[LFS_KEY_BYTES],
 		    const struct lfs_ledger_opts *opts, bool create)
