@@ -352,6 +352,64 @@ static int heads_on_disk(struct lfs_ledger *l, struct lfs_cid **out,
 
 static int publish(struct lfs_ledger *l, struct lfs_cid *heads, size_t n);
 
+/*
+ * The heads did not move, but another process may have rewritten the head
+ * records (a compaction: one CAR now holds them all). Take the records
+ * that hold only current heads as the head CARs, when together they hold
+ * every head, so what we push and name as parents is that file.
+ */
+static int adopt_head_records(struct lfs_ledger *l)
+{
+	struct lfs_cid *recs, *heads, *cars = NULL;
+	size_t nrecs, nheads, ncars = 0, covered = 0;
+	int rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
+	if (rc)
+		return rc;
+	if ((rc = lfs_ledger_heads(l, &heads, &nheads))) {
+		free(recs);
+		return rc;
+	}
+	bool *held = calloc(nheads + 1, sizeof(*held));
+	cars = calloc(nrecs + 1, sizeof(*cars));
+	if (!held || !cars)
+		rc = -ENOMEM;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	for (size_t i = 0; i < nrecs && !rc; i++) {
+		struct lfs_car_root r;
+		if (lfs_blockstore_load(&r, &a, l->bs, &recs[i], false))
+			continue; /* fsck names it; the heads stand */
+		bool only_heads = r.nhead > 0;
+		for (size_t k = 0; k < r.nhead && only_heads; k++)
+			only_heads = cid_in(heads, nheads, &r.head[k]);
+		if (!only_heads)
+			continue;
+		cars[ncars++] = recs[i];
+		for (size_t k = 0; k < nheads; k++)
+			if (!held[k] && cid_in(r.head, r.nhead, &heads[k])) {
+				held[k] = true;
+				covered++;
+			}
+	}
+	lfs_arena_release(&a);
+	pthread_mutex_lock(&l->state_lock);
+	bool differ = ncars != l->nhead_cars;
+	for (size_t i = 0; !differ && i < ncars; i++)
+		differ = !cid_in(l->head_cars, l->nhead_cars, &cars[i]);
+	if (!rc && covered == nheads && nheads && differ) {
+		free(l->head_cars);
+		l->head_cars = cars;
+		l->nhead_cars = ncars;
+		cars = NULL;
+	}
+	pthread_mutex_unlock(&l->state_lock);
+	free(cars);
+	free(held);
+	free(heads);
+	free(recs);
+	return rc;
+}
+
 static int refresh_heads(struct lfs_ledger *l)
 {
 	int64_t stamp;
@@ -372,9 +430,13 @@ static int refresh_heads(struct lfs_ledger *l)
 	for (int i = 0; same && i < n; i++)
 		same = lfs_cid_equal(&events[i], &l->heads[i]);
 	pthread_mutex_unlock(&l->state_lock);
-	if (same)
+	if (same) {
 		free(events);
-	else if ((rc = publish(l, events, (size_t)n)))
+		rc = adopt_head_records(l);
+	} else {
+		rc = publish(l, events, (size_t)n);
+	}
+	if (rc)
 		return rc;
 	l->heads_stamp = stamp;
 	return 0;

@@ -839,6 +839,51 @@ START_TEST(compaction)
 }
 END_TEST
 
+/*
+ * A compaction by another process (the CLI while a mount has the ledger
+ * open): the old files stay for the open reader, but the reader adopts the
+ * compacted CAR as its head CAR, so it pushes that file's head record and
+ * its next commit names it as the parent.
+ */
+START_TEST(compaction_by_another_process)
+{
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	for (int i = 0; i < 20; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "d%d", i);
+		put_json(rep[0], id, "{\"v\": 1}");
+	}
+	rep[1] = open_replica(0, NULL); /* the same directory */
+	struct lfs_cid car, *hc;
+	size_t n;
+	ck_assert_int_eq(lfs_ledger_compact(rep[1], &car), 0);
+	bool changed;
+	ck_assert_int_eq(lfs_ledger_refresh(rep[0], NULL, NULL, &changed), 0);
+	ck_assert(!changed); /* same heads, same documents */
+	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &hc, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert(lfs_cid_equal(&hc[0], &car));
+	free(hc);
+	put_json(rep[0], "after", "{\"v\": 2}");
+	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &hc, &n), 0);
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_car_root r;
+	ck_assert_int_eq(lfs_blockstore_load(&r, &a, lfs_ledger_store(rep[0]),
+					     &hc[0], false),
+			 0);
+	ck_assert_uint_eq(r.ncars, 1);
+	ck_assert(lfs_cid_equal(&r.cars[0], &car));
+	lfs_arena_release(&a);
+	free(hc);
+	lfs_ledger_close(rep[1]);
+	ck_assert_int_eq(lfs_ledger_fsck(rep[0], NULL, NULL), 0);
+	lfs_ledger_close(rep[0]);
+	remove_tmpdir();
+}
+END_TEST
+
 /* A compaction larger than the sidecar threshold opens through its
  * sidecar index; a damaged or missing sidecar is only slower. */
 START_TEST(compaction_sidecar)
@@ -948,6 +993,7 @@ int main(void)
 	tcase_add_test(t, clock_from_the_future);
 	tcase_add_test(t, crash_at_random_points);
 	tcase_add_test(t, compaction);
+	tcase_add_test(t, compaction_by_another_process);
 	tcase_add_test(t, compaction_sidecar);
 	tcase_add_test(t, fsck_names_tampered_file);
 	suite_add_tcase(s, t);
