@@ -741,11 +741,20 @@ START_TEST(crash_at_random_points)
 			}
 		}
 		close(fds[1]);
-		usleep(20000 + (unsigned)(rand() % 200000));
+		/* Wait for the first acknowledged commit (however slow the
+		 * machine), then kill at a random point after it. */
+		long last = -1, i;
+		if (read(fds[0], &i, sizeof(i)) == sizeof(i))
+			last = i;
+		usleep((unsigned)(rand() % 200000));
 		kill(pid, SIGKILL);
 		int status;
 		waitpid(pid, &status, 0);
-		long last = -1, i;
+		ck_assert_msg(WIFSIGNALED(status) &&
+				      WTERMSIG(status) == SIGKILL,
+			      "trial %d: the writer stopped by itself (status "
+			      "%d) before it was killed",
+			      trial, status);
 		while (read(fds[0], &i, sizeof(i)) == sizeof(i))
 			last = i;
 		close(fds[0]);
