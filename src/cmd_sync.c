@@ -69,8 +69,12 @@ static void sync_usage(FILE *f)
 		"committed. URL: s3://bucket/prefix, http(s)://host/path, "
 		"file:///path\n"
 		"(default: $LEDGERFS_REMOTE). Exit 0 when everything is "
-		"pushed, 1 when\n"
-		"the store failed (the reason is printed; try again later).\n");
+		"pushed and every\n"
+		"remote change applied; 1 when the store failed, or when some "
+		"remote\n"
+		"changes could not be applied yet (incomplete: a file missing "
+		"on the\n"
+		"store, say); the reason is printed: try again later.\n");
 }
 
 int lfs_cmd_sync(int argc, char **argv)
@@ -141,15 +145,20 @@ int lfs_cmd_sync(int argc, char **argv)
 		json_t *st = lfs_sync_status(s, names[i]);
 		const char *err =
 			json_string_value(json_object_get(st, "last_error"));
-		if (err) {
+		const char *state =
+			json_string_value(json_object_get(st, "state"));
+		bool ok = state && !strcmp(state, "synced");
+		if (!ok && !(state && !strcmp(state, "no key")))
+			status = 1;
+		if (!ok)
 			fprintf(stderr, "ledgerfs sync: ledger '%s': %s\n",
-				names[i], err);
-			if (strncmp(err, "no key", 6))
-				status = 1;
-		} else if (!json) {
+				names[i],
+				err     ? err
+				: state ? state
+					: "no status");
+		else if (!json)
 			printf("%s: pushed and pulled with %s\n", names[i],
 			       url);
-		}
 		json_object_set_new(all, names[i], st);
 	}
 	if (json) {

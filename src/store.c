@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -57,6 +58,35 @@ void lfs_store_free(struct lfs_store *s)
 		s->ops->free(s);
 }
 
+int64_t lfs_store_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void lfs_store_cancel_at(struct lfs_store *s, int64_t when)
+{
+	atomic_store(&s->cancel_at, when);
+}
+
+int lfs_store_check_deadline(struct lfs_store *s, int64_t start, uint64_t moved)
+{
+	int64_t now = lfs_store_now_us(), at = atomic_load(&s->cancel_at);
+	if (at && now >= at)
+		return -ECANCELED;
+	uint64_t allowed_ms =
+		LFS_STORE_DEADLINE_MS + moved / LFS_STORE_MIN_RATE * 1000 +
+		moved % LFS_STORE_MIN_RATE * 1000 / LFS_STORE_MIN_RATE;
+	return now - start > (int64_t)allowed_ms * 1000 ? -ETIMEDOUT : 0;
+}
+
+static bool cancelled(struct lfs_store *s)
+{
+	int64_t at = atomic_load(&s->cancel_at);
+	return at && lfs_store_now_us() >= at;
+}
+
 /* ---- file:// ---- */
 
 struct file_store {
@@ -79,6 +109,8 @@ static int file_put(struct lfs_store *s, const char *key, const uint8_t *data,
 	struct file_store *f = (struct file_store *)s;
 	if (!lfs_store_valid_key(key))
 		return -EINVAL;
+	if (cancelled(s))
+		return -ECANCELED;
 	char *path = file_path(f, key), tmp[PATH_MAX];
 	if (!path)
 		return -ENOMEM;
@@ -109,21 +141,41 @@ out:
 	return rc;
 }
 
+/*
+ * Only a regular file is an object: a FIFO would block a reader, a device
+ * would never end, a symlink could lead anywhere. The size is checked
+ * against out's cap before anything is read, and reading stops at the cap
+ * should the file grow meanwhile.
+ */
 static int file_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
 {
 	struct file_store *f = (struct file_store *)s;
 	if (!lfs_store_valid_key(key))
 		return -EINVAL;
+	if (out->err)
+		return out->err;
+	if (cancelled(s))
+		return -ECANCELED;
 	char *path = file_path(f, key);
 	if (!path)
 		return -ENOMEM;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	int e = errno;
 	free(path);
 	if (fd < 0)
-		return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
-	int rc = 0;
+		return e == ENOENT || e == ENOTDIR ? -ENOENT
+		       : e == ELOOP || e == ENXIO  ? -EBADMSG
+						   : -e;
+	struct stat st;
+	int rc = fstat(fd, &st) ? -errno : 0;
+	if (!rc && !S_ISREG(st.st_mode))
+		rc = -EBADMSG;
+	else if (!rc && (uint64_t)st.st_size > out->max - out->len)
+		rc = -EFBIG;
+	else if (!rc && st.st_size > 0)
+		rc = lfs_buf_reserve(out, (size_t)st.st_size);
 	size_t start = out->len;
-	for (;;) {
+	while (!rc) {
 		uint8_t buf[65536];
 		ssize_t r = read(fd, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)
@@ -132,11 +184,10 @@ static int file_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
 			rc = r < 0 ? -errno : 0;
 			break;
 		}
-		if ((rc = lfs_buf_append(out, buf, (size_t)r)))
-			break;
+		rc = lfs_buf_append(out, buf, (size_t)r);
 	}
 	close(fd);
-	if (rc && !out->err)
+	if (rc)
 		out->len = start;
 	return rc;
 }
@@ -168,7 +219,7 @@ static int walk(struct file_store *f, const char *rel, const char *prefix,
 			struct stat st;
 			char full[PATH_MAX * 2];
 			snprintf(full, sizeof(full), "%s/%s", dir, de->d_name);
-			isdir = stat(full, &st) == 0 && S_ISDIR(st.st_mode);
+			isdir = lstat(full, &st) == 0 && S_ISDIR(st.st_mode);
 		}
 		if (isdir)
 			rc = walk(f, key, prefix, fn, ctx, depth + 1);
@@ -182,6 +233,8 @@ static int walk(struct file_store *f, const char *rel, const char *prefix,
 static int file_list(struct lfs_store *s, const char *prefix,
 		     lfs_store_list_fn fn, void *ctx)
 {
+	if (cancelled(s))
+		return -ECANCELED;
 	return walk((struct file_store *)s, "", prefix, fn, ctx, 0);
 }
 

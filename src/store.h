@@ -18,6 +18,21 @@
  * none — never a part. Listing may lag writes (S3 semantics); the sync
  * protocol does not depend on it being current.
  *
+ * Deadlines. Every request of a network driver is one attempt, bounded in
+ * time: LFS_STORE_CONNECT_MS to connect; aborted when the transfer stays
+ * below LFS_STORE_LOW_SPEED bytes/s for LFS_STORE_LOW_SPEED_S seconds; and
+ * a total deadline of LFS_STORE_DEADLINE_MS plus one second per
+ * LFS_STORE_MIN_RATE bytes moved (sent or received), so a transfer that
+ * keeps up at least that average never hits it and a trickle is cut off
+ * soon after LFS_STORE_DEADLINE_MS. A request over its deadline is -EAGAIN.
+ * The file:// driver opens objects with O_NONBLOCK | O_NOFOLLOW and reads
+ * only regular files (a FIFO, a device or a symlink where an object should
+ * be is -EBADMSG), checking the size against the caller's cap first.
+ *
+ * Cancelling. lfs_store_cancel_at() (any thread) makes every request that
+ * runs past the given time end within about a second with -ECANCELED;
+ * that is how a sync thread stops while a store hangs.
+ *
  * Errors (negative errno), the same from every driver:
  *   -ENOENT   no such object
  *   -EEXIST   put with if_absent and the object exists (where the store can
@@ -27,7 +42,9 @@
  *   -EAGAIN   a retryable failure: connection refused/reset, timeout, 5xx,
  *             throttling. The caller retries later; nothing is half-done.
  *   -EBADMSG  the store answered something that makes no sense
- *   -EFBIG    an object larger than the caller's buffer cap
+ *   -EFBIG    an object larger than the caller's buffer cap, refused before
+ *             its bytes are read when the store tells the size first
+ *   -ECANCELED cut short by lfs_store_cancel_at()
  *   -EINVAL   a bad URL or key
  *   -EIO      anything else, with the reason logged
  *
@@ -37,11 +54,18 @@
 #ifndef LFS_STORE_H
 #define LFS_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
+
+#define LFS_STORE_CONNECT_MS  5000
+#define LFS_STORE_LOW_SPEED   1024 /* bytes/s ... */
+#define LFS_STORE_LOW_SPEED_S 15   /* ... for this long: aborted */
+#define LFS_STORE_DEADLINE_MS 30000
+#define LFS_STORE_MIN_RATE    ((uint64_t)16 << 10) /* bytes/s */
 
 struct lfs_store;
 
@@ -61,15 +85,36 @@ struct lfs_store_ops {
 	void (*free)(struct lfs_store *s);
 };
 
-/* Every driver's object starts with this. */
+/* Every driver's object starts with this (zeroed, but for ops and url). */
 struct lfs_store {
 	const struct lfs_store_ops *ops;
 	char *url; /* for messages; never holds credentials */
+	/* lfs_store_now_us() after which requests end; 0: never. */
+	_Atomic int64_t cancel_at;
 };
 
 /* Open the store a URL names. */
 int lfs_store_open(struct lfs_store **out, const char *url);
 void lfs_store_free(struct lfs_store *s);
+
+/* CLOCK_MONOTONIC in microseconds: the clock of deadlines. */
+int64_t lfs_store_now_us(void);
+
+/*
+ * Make requests running after when (lfs_store_now_us() time; 0: never,
+ * which undoes it) end with -ECANCELED. Callable from any thread, also
+ * while another thread is inside a request on s.
+ */
+void lfs_store_cancel_at(struct lfs_store *s, int64_t when);
+
+/*
+ * For drivers, from a transfer's progress callback: 0 to go on,
+ * -ECANCELED after lfs_store_cancel_at()'s time, -ETIMEDOUT when a request
+ * that started at start (lfs_store_now_us()) and has moved `moved` bytes is
+ * past its total deadline (see above).
+ */
+int lfs_store_check_deadline(struct lfs_store *s, int64_t start,
+			     uint64_t moved);
 
 static inline int lfs_store_put(struct lfs_store *s, const char *key,
 				const uint8_t *data, size_t len, bool if_absent)

@@ -26,11 +26,12 @@
  * Keys of one collection reach the callback after its answer has been read, so
  * the callback may use the store.
  *
- * Every request has a 5 s connect timeout and aborts when the transfer stays
- * below 1 KiB/s for 15 s, so a stopped server costs a caller at most that;
- * nothing is retried here. Credentials come from the URL's userinfo or from
- * LEDGERFS_HTTP_USER / LEDGERFS_HTTP_PASSWORD and go out as basic auth; they
- * are never logged and never part of base.url.
+ * Every request has store.h's deadlines (a connect timeout, a low-speed
+ * limit, a total deadline that grows with the bytes moved) and ends early
+ * after lfs_store_cancel_at(), checked from curl's progress callback (about
+ * once a second while nothing moves); nothing is retried here. Credentials come
+ * from the URL's userinfo or from LEDGERFS_HTTP_USER / LEDGERFS_HTTP_PASSWORD
+ * and go out as basic auth; they are never logged and never part of base.url.
  */
 
 #include "store.h"
@@ -46,15 +47,12 @@
 
 #include <curl/curl.h>
 
-#define HTTP_CONNECT_TIMEOUT 5L
-#define HTTP_LOW_SPEED_LIMIT 1024L
-#define HTTP_LOW_SPEED_TIME  15L
-#define HTTP_MAX_DISCARD     ((size_t)1 << 20)
-#define HTTP_MAX_LISTING     ((size_t)64 << 20)
-#define HTTP_MAX_DIRS_KNOWN  1024
-#define HTTP_LIST_MAX_DEPTH  16
-#define HTTP_LIST_MAX_COLLS  65536
-#define HTTP_MAX_HREF        4096
+#define HTTP_MAX_DISCARD    ((size_t)1 << 20)
+#define HTTP_MAX_LISTING    ((size_t)64 << 20)
+#define HTTP_MAX_DIRS_KNOWN 1024
+#define HTTP_LIST_MAX_DEPTH 16
+#define HTTP_LIST_MAX_COLLS 65536
+#define HTTP_MAX_HREF       4096
 
 #ifdef PACKAGE_VERSION
 #define HTTP_USER_AGENT "ledgerfs/" PACKAGE_VERSION
@@ -86,7 +84,9 @@ struct http_req {
 	struct lfs_buf *out; /* 2xx body goes here; NULL: discarded */
 	size_t discarded;
 	bool checked_length;
-	int sink_err; /* why the write callback stopped the transfer */
+	int sink_err;  /* why the write callback stopped the transfer */
+	int abort_err; /* why the progress callback did */
+	int64_t start; /* lfs_store_now_us() when sent */
 	long status;
 };
 
@@ -179,6 +179,19 @@ static size_t http_read_cb(char *dst, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
+/* The total deadline and lfs_store_cancel_at(). */
+static int http_progress_cb(void *ctx, curl_off_t dltotal, curl_off_t dlnow,
+			    curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct http_req *q = ctx;
+	(void)dltotal;
+	(void)ultotal;
+	uint64_t moved = (uint64_t)(dlnow > 0 ? dlnow : 0) +
+			 (uint64_t)(ulnow > 0 ? ulnow : 0);
+	q->abort_err = lfs_store_check_deadline(&q->h->base, q->start, moved);
+	return q->abort_err ? 1 : 0;
+}
+
 /* curl rewinds the body when it resends a request on a new connection. */
 static int http_seek_cb(void *ctx, curl_off_t offset, int origin)
 {
@@ -210,6 +223,18 @@ static int http_curl_err(struct http_req *q, CURLcode c)
 	case CURLE_AGAIN:
 		lfs_debug("%s %s: %s (will retry)", q->method, q->url, why);
 		return -EAGAIN;
+	case CURLE_ABORTED_BY_CALLBACK:
+		if (q->abort_err == -ETIMEDOUT) {
+			lfs_info(
+				"%s %s: no complete answer within the deadline "
+				"(will retry)",
+				q->method, q->url);
+			return -EAGAIN;
+		}
+		if (q->abort_err)
+			return q->abort_err;
+		lfs_error("%s %s: %s", q->method, q->url, why);
+		return -EIO;
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
 	case CURLE_URL_MALFORMAT:
@@ -237,6 +262,11 @@ static int http_perform(struct http_req *q)
 {
 	struct http_store *h = q->h;
 	CURL *c = h->curl;
+	if (lfs_store_check_deadline(&h->base, lfs_store_now_us(), 0)) {
+		curl_slist_free_all(q->headers);
+		q->headers = NULL;
+		return -ECANCELED;
+	}
 	curl_easy_reset(c);
 	h->errbuf[0] = '\0';
 	struct curl_slist *hl = curl_slist_append(q->headers, "Expect:");
@@ -249,9 +279,16 @@ static int http_perform(struct http_req *q)
 	curl_easy_setopt(c, CURLOPT_URL, q->url);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->errbuf);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, HTTP_CONNECT_TIMEOUT);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, HTTP_LOW_SPEED_LIMIT);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, HTTP_LOW_SPEED_TIME);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)LFS_STORE_CONNECT_MS);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)LFS_STORE_LOW_SPEED);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+			 (long)LFS_STORE_LOW_SPEED_S);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress_cb);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, q);
+	q->abort_err = 0;
+	q->start = lfs_store_now_us();
 	curl_easy_setopt(c, CURLOPT_USERAGENT, HTTP_USER_AGENT);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -25,9 +25,11 @@
  * header it was told to remove ("Expect:"), so PUT bodies go as POSTFIELDS,
  * for which curl sends no "Expect: 100-continue" below 1 MiB.
  *
- * Each request is one attempt, bounded in time: 5 s to connect, and a
- * transfer slower than 1 KiB/s for 15 s is aborted, so a hung server gives
- * -EAGAIN rather than a hung caller. The only retry here is one immediate
+ * Each request is one attempt, bounded in time by store.h's deadlines (a
+ * connect timeout, a low-speed limit, a total deadline that grows with the
+ * bytes moved), so a hung or trickling server gives -EAGAIN rather than a
+ * hung caller; lfs_store_cancel_at() ends it early (-ECANCELED), checked
+ * from curl's progress callback. The only retry here is one immediate
  * retry when a reused keep-alive connection turns out to be dead; the sync
  * thread retries everything else with backoff. put with if_absent sends
  * If-None-Match: * (412 -> -EEXIST). list uses ListObjectsV2 and follows
@@ -100,7 +102,10 @@ struct s3_req {
 	size_t discarded;
 	struct lfs_buf err; /* non-2xx body */
 	long status;
-	int cb_err;   /* set by the write callback */
+	int cb_err;    /* set by the write callback */
+	int abort_err; /* set by the progress callback */
+	int64_t start; /* lfs_store_now_us() when sent */
+	struct lfs_store *store;
 	bool decided; /* status looked at by the write callback */
 	bool is_error;
 	char code[64]; /* S3 error Code, "" when none */
@@ -341,6 +346,19 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
+/* The total deadline and lfs_store_cancel_at(). */
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct s3_req *r = ctx;
+	(void)dltotal;
+	(void)ultotal;
+	uint64_t moved = (uint64_t)(dlnow > 0 ? dlnow : 0) +
+			 (uint64_t)(ulnow > 0 ? ulnow : 0);
+	r->abort_err = lfs_store_check_deadline(r->store, r->start, moved);
+	return r->abort_err ? 1 : 0;
+}
+
 static bool transient_curl(CURLcode c)
 {
 	switch (c) {
@@ -439,6 +457,9 @@ static CURLcode perform_once(struct s3_store *s, struct s3_req *r,
 	r->status = 0;
 	r->decided = false;
 	r->cb_err = 0;
+	r->abort_err = 0;
+	r->store = &s->base;
+	r->start = lfs_store_now_us();
 	r->discarded = 0;
 	lfs_buf_reset(&r->err);
 	s->errbuf[0] = '\0';
@@ -453,9 +474,14 @@ static CURLcode perform_once(struct s3_store *s, struct s3_req *r,
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "ledgerfs/" PACKAGE_VERSION);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 15L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)LFS_STORE_CONNECT_MS);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)LFS_STORE_LOW_SPEED);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+			 (long)LFS_STORE_LOW_SPEED_S);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
 	curl_easy_setopt(c, CURLOPT_USERNAME, s->access_key);
@@ -490,6 +516,8 @@ static CURLcode perform_once(struct s3_store *s, struct s3_req *r,
  */
 static int perform(struct s3_store *s, struct s3_req *r)
 {
+	if (lfs_store_check_deadline(&s->base, lfs_store_now_us(), 0))
+		return -ECANCELED;
 	struct lfs_buf url;
 	lfs_buf_init(&url, 0);
 	lfs_buf_append_str(&url, s->endpoint);
@@ -537,6 +565,14 @@ static int perform(struct s3_store *s, struct s3_req *r)
 		return r->cb_err;
 	if (cc == CURLE_WRITE_ERROR && r->is_error)
 		return 0; /* an oversized error document: the status speaks */
+	if (cc == CURLE_ABORTED_BY_CALLBACK && r->abort_err == -ETIMEDOUT) {
+		lfs_info("%s: %s %s: no complete answer from %s within the "
+			 "deadline (will retry)",
+			 s->base.url, r->method, r->what, s->endpoint);
+		return -EAGAIN;
+	}
+	if (cc == CURLE_ABORTED_BY_CALLBACK && r->abort_err)
+		return r->abort_err;
 	const char *why = s->errbuf[0] ? s->errbuf : curl_easy_strerror(cc);
 	if (transient_curl(cc)) {
 		lfs_info("%s: %s %s: cannot reach %s: %s (will retry)",

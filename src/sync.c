@@ -5,11 +5,13 @@
 #include "sync.h"
 
 #include "errmsg.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,23 +24,40 @@
 #include "clock.h"
 #include "log.h"
 
-#define MAX_BACKOFF_MS    30000
-#define MAX_CHAIN         100000 /* parent CARs fetched for one head */
-#define MAX_MISSING_TRIES 10     /* rounds a named CAR may be unreadable */
+#define MAX_BACKOFF_MS 30000
+#define MAX_CHAIN      100000 /* CARs fetched for one head in one round */
+#define RECORD_MAX     ((size_t)64 << 10) /* a head record */
+
+/* What this process knows about a CAR file of a ledger (cars' values). */
+enum {
+	CAR_APPLIED = 1,   /* ingested here, or written here */
+	CAR_WAITING = 2,   /* kept here (in the waiting file), not applied */
+	CAR_BAD = 4,       /* proven bad: rejected until restart */
+	CAR_LOGGED = 8,    /* its problem has been logged */
+	CAR_RECORD_OK = 16 /* its head record was read and is well-formed */
+};
+
+/* What fetch_apply() made of a head. */
+enum { HEAD_APPLIED, HEAD_DEFERRED, HEAD_BLOCKED, HEAD_REJECTED };
 
 struct sync_ledger {
 	char *name;
-	char *enc;                 /* name percent-encoded for keys */
-	struct lfs_cidmap pushed;  /* CAR files the remote has */
-	struct lfs_cidmap applied; /* remote CARs ingested here */
-	struct lfs_cidmap bad;     /* files that failed a check */
-	struct lfs_cidmap missing; /* CAR -> rounds it could not be read */
-	struct lfs_cidmap remote_heads;
-	bool loaded, marker_done;
+	char *enc;                      /* name percent-encoded for keys */
+	struct lfs_cidmap pushed;       /* CAR files the remote has */
+	struct lfs_cidmap cars;         /* CAR -> CAR_* */
+	struct lfs_cidmap retry;        /* CAR -> next try (ms) << 8 | tries */
+	struct lfs_cidmap remote_heads; /* well-formed records listed */
+	struct lfs_cidmap bad_records;  /* records listed that are not */
+	size_t nwaiting, nbad;
+	bool loaded, marker_done, waiting_dirty;
+	char why[300]; /* why a remote head could not be applied */
+	/* Status, under s->lock. */
 	int64_t last_push_us, last_poll_us;
-	char last_error[300];
-	size_t pending;
+	char last_error[400], last_rejected[300], logged_error[400];
+	int last_rc;
+	size_t pending, unapplied, ignored_records, rejected;
 	uint64_t pushed_gen; /* round generation of the last full push */
+	uint64_t round_gen;  /* ... of the last round for this ledger */
 	struct sync_ledger *next;
 };
 
@@ -104,81 +123,189 @@ static struct sync_ledger *sl_get(struct lfs_sync *s, const char *name)
 		return NULL;
 	}
 	lfs_cidmap_init(&sl->pushed);
-	lfs_cidmap_init(&sl->applied);
-	lfs_cidmap_init(&sl->bad);
-	lfs_cidmap_init(&sl->missing);
+	lfs_cidmap_init(&sl->cars);
+	lfs_cidmap_init(&sl->retry);
 	lfs_cidmap_init(&sl->remote_heads);
+	lfs_cidmap_init(&sl->bad_records);
 	sl->next = s->ledgers;
 	s->ledgers = sl;
 	return sl;
 }
 
-static void set_error(struct lfs_sync *s, struct sync_ledger *sl,
-		      const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* ---- per-CAR state ---- */
 
-static void set_error(struct lfs_sync *s, struct sync_ledger *sl,
-		      const char *fmt, ...)
+static uint64_t car_flags(struct sync_ledger *sl, const struct lfs_cid *c)
 {
-	char msg[300];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	pthread_mutex_lock(&s->lock);
-	snprintf(sl->last_error, sizeof(sl->last_error), "%s", msg);
-	pthread_mutex_unlock(&s->lock);
-	lfs_warn("sync of ledger '%s' with %s: %s", sl->name, s->shown, msg);
+	uint64_t f = 0;
+	lfs_cidmap_get(&sl->cars, c, &f);
+	return f;
 }
 
-/* ---- the outbox: which local CARs the remote has ---- */
-
-static char *pushed_path(struct lfs_sync *s, struct sync_ledger *sl)
+static int car_set(struct sync_ledger *sl, const struct lfs_cid *c,
+		   uint64_t set, uint64_t clear)
 {
-	size_t n = strlen(s->home->dir) + strlen(sl->name) + 32;
+	uint64_t old = car_flags(sl, c), f = (old | set) & ~clear;
+	if (f == old)
+		return 0;
+	int rc = lfs_cidmap_set(&sl->cars, c, f);
+	if (rc)
+		return rc;
+	if ((f ^ old) & CAR_WAITING) {
+		if (f & CAR_WAITING) {
+			sl->nwaiting++;
+		} else {
+			sl->nwaiting--;
+			sl->waiting_dirty = true;
+		}
+	}
+	if ((f ^ old) & CAR_BAD)
+		f &CAR_BAD ? sl->nbad++ : sl->nbad--;
+	return 0;
+}
+
+/* Applied here: ingested in this process, or a local file not waiting. */
+static bool applied(struct sync_ledger *sl, struct lfs_blockstore *bs,
+		    const struct lfs_cid *c)
+{
+	uint64_t f = car_flags(sl, c);
+	if (f & CAR_APPLIED)
+		return true;
+	if (f & (CAR_WAITING | CAR_BAD) || !lfs_blockstore_has_car(bs, c))
+		return false;
+	car_set(sl, c, CAR_APPLIED, 0);
+	return true;
+}
+
+static int64_t mono_ms(void)
+{
+	return lfs_store_now_us() / 1000;
+}
+
+/* May CAR c be tried now (its backoff since the last failure is over)? */
+static bool due(struct sync_ledger *sl, const struct lfs_cid *c)
+{
+	uint64_t v;
+	return !lfs_cidmap_get(&sl->retry, c, &v) || !v ||
+	       (int64_t)(v >> 8) <= mono_ms();
+}
+
+/* ---- the state files: HOME/state/<ledger>/{pushed,waiting} ---- */
+
+static char *state_path(struct lfs_sync *s, struct sync_ledger *sl,
+			const char *file)
+{
+	size_t n = strlen(s->home->dir) + strlen(sl->name) + strlen(file) + 16;
 	char *p = malloc(n);
-	if (p)
-		snprintf(p, n, "%s/state/%s", s->home->dir, sl->name);
-	if (p)
-		mkdir(p, 0700);
-	if (p)
-		strcat(p, "/pushed");
+	if (!p)
+		return NULL;
+	snprintf(p, n, "%s/state/%s/%s", s->home->dir, sl->name, file);
+	int rc = lfs_mkdirs_for(p);
+	if (rc)
+		lfs_warn("cannot make the directory for %s: %s", p,
+			 strerror(-rc));
 	return p;
 }
 
-static void load_pushed(struct lfs_sync *s, struct sync_ledger *sl)
+static void load_cids(struct lfs_sync *s, struct sync_ledger *sl,
+		      const char *file, struct lfs_blockstore *bs, bool waiting)
 {
-	char *p = pushed_path(s, sl);
-	FILE *f = p ? fopen(p, "r") : NULL;
+	char *p = state_path(s, sl, file);
+	FILE *f = p ? fopen(p, "re") : NULL;
 	char line[128];
 	while (f && fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = '\0';
 		struct lfs_cid c;
-		if (!lfs_cid_from_string(&c, line))
+		if (lfs_cid_from_string(&c, line))
+			continue;
+		if (!waiting)
 			lfs_cidmap_set(&sl->pushed, &c, 1);
+		else if (lfs_blockstore_has_car(bs, &c))
+			car_set(sl, &c, CAR_WAITING, 0);
+		else
+			sl->waiting_dirty = true; /* gone: rewrite without */
 	}
 	if (f)
 		fclose(f);
 	free(p);
-	sl->loaded = true;
+}
+
+static void append_cid(struct lfs_sync *s, struct sync_ledger *sl,
+		       const char *file, const struct lfs_cid *c, bool durable)
+{
+	char *p = state_path(s, sl, file);
+	int fd = p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
+		   : -1;
+	char line[LFS_CID_STRLEN + 2];
+	lfs_cid_to_string(line, c);
+	strcat(line, "\n");
+	if (fd < 0 || lfs_write_all(fd, line, strlen(line)) ||
+	    (durable && fdatasync(fd)))
+		lfs_warn("cannot record CAR %.*s in %s: %s", LFS_CID_STRLEN,
+			 line, p ? p : file, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	free(p);
 }
 
 static void note_pushed(struct lfs_sync *s, struct sync_ledger *sl,
 			const struct lfs_cid *car)
 {
+	if (lfs_cidmap_get(&sl->pushed, car, NULL))
+		return;
 	lfs_cidmap_set(&sl->pushed, car, 1);
-	char *p = pushed_path(s, sl);
-	int fd = p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
-		   : -1;
-	if (fd >= 0) {
-		char line[LFS_CID_STRLEN + 2];
-		lfs_cid_to_string(line, car);
-		strcat(line, "\n");
-		if (write(fd, line, strlen(line)) < 0)
-			lfs_warn("cannot record an upload in %s: %s", p,
-				 strerror(errno));
-		close(fd);
+	append_cid(s, sl, "pushed", car, false);
+}
+
+/*
+ * Record that car is about to be kept here unapplied. Written (and synced)
+ * before the ingest that keeps it, so that a crash leaves at worst an entry
+ * too many, which the next rounds clear.
+ */
+static void note_waiting(struct lfs_sync *s, struct sync_ledger *sl,
+			 const struct lfs_cid *car)
+{
+	if (car_flags(sl, car) & CAR_WAITING)
+		return;
+	car_set(sl, car, CAR_WAITING, 0);
+	append_cid(s, sl, "waiting", car, true);
+}
+
+/* Rewrite the waiting file when entries left it. */
+static void save_waiting(struct lfs_sync *s, struct sync_ledger *sl)
+{
+	if (!sl->waiting_dirty)
+		return;
+	char *p = state_path(s, sl, "waiting");
+	char *tmp = p ? malloc(strlen(p) + 8) : NULL;
+	if (!tmp) {
+		free(p);
+		return;
 	}
+	sprintf(tmp, "%s.tmp", p);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int rc = fd < 0 ? -errno : 0;
+	for (size_t i = 0; !rc && i < sl->cars.nslots; i++) {
+		struct lfs_cidmap_slot *e = &sl->cars.slots[i];
+		if (!e->used || !(e->value & CAR_WAITING))
+			continue;
+		char line[LFS_CID_STRLEN + 2];
+		lfs_cid_to_string(line, &e->cid);
+		strcat(line, "\n");
+		rc = lfs_write_all(fd, line, strlen(line));
+	}
+	if (!rc && fdatasync(fd))
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (!rc && rename(tmp, p))
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		lfs_warn("cannot rewrite %s: %s", p, strerror(-rc));
+	} else {
+		sl->waiting_dirty = false;
+	}
+	free(tmp);
 	free(p);
 }
 
@@ -189,14 +316,8 @@ struct keys {
 	size_t n, cap;
 };
 
-static int collect_cid(void *ctx, const char *key)
+static int keys_add(struct keys *k, const struct lfs_cid *c)
 {
-	struct keys *k = ctx;
-	const char *slash = strrchr(key, '/');
-	struct lfs_cid c;
-	if (!slash || lfs_cid_from_string(&c, slash + 1) ||
-	    c.codec != LFS_CODEC_RAW)
-		return 0; /* not ours: ignore */
 	if (k->n == k->cap) {
 		size_t cap = k->cap ? k->cap * 2 : 16;
 		void *p = realloc(k->v, cap * sizeof(*k->v));
@@ -205,8 +326,18 @@ static int collect_cid(void *ctx, const char *key)
 		k->v = p;
 		k->cap = cap;
 	}
-	k->v[k->n++] = c;
+	k->v[k->n++] = *c;
 	return 0;
+}
+
+static int collect_cid(void *ctx, const char *key)
+{
+	const char *slash = strrchr(key, '/');
+	struct lfs_cid c;
+	if (!slash || lfs_cid_from_string(&c, slash + 1) ||
+	    c.codec != LFS_CODEC_RAW)
+		return 0; /* not ours: ignore */
+	return keys_add(ctx, &c);
 }
 
 static void key_for(char *out, size_t n, struct sync_ledger *sl,
@@ -233,99 +364,344 @@ static bool record_ok(const struct lfs_buf *b, const struct lfs_cid *car)
 	return ok;
 }
 
-/* Fetch and ingest CAR c and, first, whatever parent CARs it needs. */
+static void log_car(struct sync_ledger *sl, const struct lfs_cid *c,
+		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Say why (sl->why), and log it once per CAR. */
+static void log_car(struct sync_ledger *sl, const struct lfs_cid *c,
+		    const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sl->why, sizeof(sl->why), fmt, ap);
+	va_end(ap);
+	if (car_flags(sl, c) & CAR_LOGGED)
+		return;
+	car_set(sl, c, CAR_LOGGED, 0);
+	lfs_warn("sync of ledger '%s': %s", sl->name, sl->why);
+}
+
+/* Try CAR c again later, after a backoff that doubles up to 30 s. */
+static void defer(struct lfs_sync *s, struct sync_ledger *sl,
+		  const struct lfs_cid *c)
+{
+	uint64_t v = 0;
+	lfs_cidmap_get(&sl->retry, c, &v);
+	unsigned tries = (unsigned)(v & 0xff);
+	int64_t wait = (int64_t)(s->poll_ms ? s->poll_ms : 1000)
+		       << (tries < 16 ? tries : 16);
+	if (wait > MAX_BACKOFF_MS)
+		wait = MAX_BACKOFF_MS;
+	if (tries < 0xff)
+		tries++;
+	lfs_cidmap_set(&sl->retry, c,
+		       (uint64_t)(mono_ms() + wait) << 8 | tries);
+}
+
+static void reject(struct lfs_sync *s, struct sync_ledger *sl,
+		   const struct lfs_cid *c, int err)
+{
+	char cs[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(cs, c);
+	car_set(sl, c, CAR_BAD, CAR_WAITING);
+	log_car(sl, c, "rejected CAR %s from the store: %s", cs,
+		lfs_errmsg(err));
+	pthread_mutex_lock(&s->lock);
+	snprintf(sl->last_rejected, sizeof(sl->last_rejected), "%s", sl->why);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The CARs one fetch_apply() is working through, newest first. */
+struct chain {
+	struct keys stack;
+	struct lfs_cidmap on; /* CAR -> 1 while on the stack */
+	size_t waiting_on;    /* of those, how many are CAR_WAITING */
+};
+
+static int chain_push(struct chain *ch, struct sync_ledger *sl,
+		      const struct lfs_cid *c)
+{
+	int rc = keys_add(&ch->stack, c);
+	if (!rc && (rc = lfs_cidmap_set(&ch->on, c, 1)))
+		ch->stack.n--;
+	if (!rc && car_flags(sl, c) & CAR_WAITING)
+		ch->waiting_on++;
+	return rc;
+}
+
+static void chain_pop(struct chain *ch, struct sync_ledger *sl)
+{
+	struct lfs_cid c = ch->stack.v[--ch->stack.n];
+	lfs_cidmap_set(&ch->on, &c, 0);
+	if (car_flags(sl, &c) & CAR_WAITING)
+		ch->waiting_on--;
+}
+
+static bool chain_has(struct chain *ch, const struct lfs_cid *c)
+{
+	uint64_t v = 0;
+	return lfs_cidmap_get(&ch->on, c, &v) && v;
+}
+
+/* c (on the chain) no longer waits here: applied, rejected or gone. */
+static void chain_unwait(struct chain *ch, struct sync_ledger *sl,
+			 const struct lfs_cid *c)
+{
+	if (car_flags(sl, c) & CAR_WAITING) {
+		ch->waiting_on--;
+		car_set(sl, c, 0, CAR_WAITING);
+	}
+}
+
+/*
+ * The first CAR named by root (those holding its events' parents) that is
+ * not applied here, in *out: 0 when there is none, 1 when there is one to
+ * fetch and apply first, 2 when it was rejected, -1 when it is on the chain
+ * already (a cycle).
+ */
+static int unapplied_parent(struct lfs_cid *out, struct sync_ledger *sl,
+			    struct lfs_blockstore *bs, struct chain *ch,
+			    const struct lfs_car_root *root)
+{
+	for (size_t i = 0; i < root->ncars; i++) {
+		const struct lfs_cid *p = &root->cars[i];
+		if (applied(sl, bs, p))
+			continue;
+		*out = *p;
+		if (car_flags(sl, p) & CAR_BAD)
+			return 2;
+		return chain_has(ch, p) ? -1 : 1;
+	}
+	return 0;
+}
+
+/*
+ * Apply CAR c and, first, every CAR it needs (parents before children),
+ * fetching what is not here. Returns a HEAD_* outcome, or a negative errno
+ * when the store or this machine failed (the round fails and is retried).
+ *
+ * Only a file proven bad (its bytes, authentication or blocks fail a
+ * check, or it is larger than any CAR can be) is rejected. A CAR missing
+ * from the store, an object that is not a file, a parent that never
+ * arrives, an ingest that says "later": the CAR is deferred (tried again
+ * after a backoff) and the head counts as not applied.
+ *
+ * lfs_ledger_ingest() accepts a CAR when its parent events are present,
+ * and the CARs it keeps unapplied (CAR_WAITING) hold events too. So a CAR
+ * is ingested only when the CARs its root names are applied: known before
+ * ingest for files already here; for a fetched file, by importing it first
+ * when other CARs wait here unapplied (when none do, ingest's own check is
+ * enough).
+ */
 static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 		       struct lfs_ledger *l, const struct lfs_cid *c)
 {
 	struct lfs_blockstore *bs = lfs_ledger_store(l);
-	struct lfs_cid *stack = malloc(sizeof(*stack));
-	size_t n = 1, cap = 1;
-	int rc = stack ? 0 : -ENOMEM;
-	if (stack)
-		stack[0] = *c;
-	while (!rc && n > 0) {
-		struct lfs_cid top = stack[n - 1], missing;
-		if (lfs_cidmap_get(&sl->bad, &top, NULL)) {
-			rc = -EBADMSG;
+	struct chain ch = {0};
+	lfs_cidmap_init(&ch.on);
+	int rc = chain_push(&ch, sl, c), out = HEAD_APPLIED;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	while (!rc && ch.stack.n > 0) {
+		struct lfs_cid top = ch.stack.v[ch.stack.n - 1], missing;
+		char cs[LFS_CID_STRLEN + 1], ps[LFS_CID_STRLEN + 1];
+		lfs_cid_to_string(cs, &top);
+		if (applied(sl, bs, &top)) {
+			chain_pop(&ch, sl);
+			continue;
+		}
+		if (car_flags(sl, &top) & CAR_BAD) {
+			out = ch.stack.n == 1 ? HEAD_REJECTED : HEAD_BLOCKED;
+			if (out == HEAD_BLOCKED) {
+				lfs_cid_to_string(ps, &ch.stack.v[0]);
+				snprintf(sl->why, sizeof(sl->why),
+					 "head CAR %s needs CAR %s, which was "
+					 "rejected",
+					 ps, cs);
+			}
 			break;
 		}
-		uint8_t *bytes = NULL;
-		size_t len = 0;
+		if (!due(sl, &top)) {
+			out = HEAD_DEFERRED;
+			break;
+		}
+		if (ch.stack.n > MAX_CHAIN) {
+			log_car(sl, &top,
+				"CAR %s: more than %d CAR files to fetch "
+				"before it; going on in the next round",
+				cs, MAX_CHAIN);
+			out = HEAD_DEFERRED;
+			break;
+		}
+		struct lfs_arena_mark m = lfs_arena_mark(&a);
+		struct lfs_car_root root;
 		struct lfs_buf b;
 		lfs_buf_init(&b, LFS_CAR_MAX_FILE);
+		uint8_t *bytes = NULL;
+		size_t len = 0;
+		bool have_root = false;
+		int r = 0;
 		if (lfs_blockstore_has_car(bs, &top)) {
-			rc = lfs_blockstore_read_car(&bytes, &len, bs, &top);
+			/* Kept here by an earlier ingest, unapplied. */
+			r = lfs_blockstore_load(&root, &a, bs, &top, false);
+			if (r == -ENOENT || r == -EBADMSG) {
+				/* Gone, or damaged here: fetch it again. */
+				lfs_warn("sync of ledger '%s': the copy of CAR "
+					 "%s here is %s; fetching it again",
+					 sl->name, cs, lfs_errmsg(r));
+				lfs_blockstore_remove_car(bs, &top);
+				chain_unwait(&ch, sl, &top);
+				r = 0;
+				goto next;
+			}
+			have_root = !r;
 		} else {
 			char key[400];
 			key_for(key, sizeof(key), sl, "car", &top);
-			rc = lfs_store_get(s->store, key, &b);
+			r = lfs_store_get(s->store, key, &b);
+			if (r == -ENOENT || r == -EBADMSG) {
+				log_car(sl, &top,
+					"CAR %s is %s on the store; will try "
+					"again",
+					cs,
+					r == -ENOENT ? "missing"
+						     : "not a readable file");
+				defer(s, sl, &top);
+				out = HEAD_DEFERRED;
+				r = 1;
+				goto next;
+			}
+			if (r == -EFBIG) {
+				reject(s, sl, &top, r);
+				out = ch.stack.n == 1 ? HEAD_REJECTED
+						      : HEAD_BLOCKED;
+				r = 1;
+				goto next;
+			}
+			if (r)
+				goto next;
 			bytes = b.data;
 			len = b.len;
+			note_pushed(s, sl, &top); /* the remote has it */
+			if (!(car_flags(sl, &top) & CAR_WAITING)) {
+				note_waiting(s, sl, &top);
+				ch.waiting_on++;
+			}
+			if (sl->nwaiting > ch.waiting_on) {
+				/* Others wait here: read its root first. */
+				r = lfs_blockstore_import(&root, &a, bs, &top,
+							  bytes, len);
+				have_root = !r;
+				if (r == -EBADMSG || r == -EPROTONOSUPPORT)
+					r = 0; /* ingest says it again */
+				else if (r)
+					goto next;
+			}
 		}
-		if (!rc)
-			rc = lfs_ledger_ingest(l, &top, bytes, len, &missing);
+		if (have_root) {
+			struct lfs_cid p;
+			int u = unapplied_parent(&p, sl, bs, &ch, &root);
+			if (u == 1) {
+				r = chain_push(&ch, sl, &p);
+				goto next;
+			}
+			if (u) {
+				lfs_cid_to_string(ps, &p);
+				if (u == 2) {
+					snprintf(sl->why, sizeof(sl->why),
+						 "CAR %s needs CAR %s, which "
+						 "was rejected",
+						 cs, ps);
+					out = HEAD_BLOCKED;
+				} else {
+					log_car(sl, &top,
+						"CAR %s: its parent CAR %s "
+						"needs it in turn; will try "
+						"again",
+						cs, ps);
+					defer(s, sl, &top);
+					out = HEAD_DEFERRED;
+				}
+				r = 1;
+				goto next;
+			}
+		}
+		if (!bytes &&
+		    (r = lfs_blockstore_read_car(&bytes, &len, bs, &top)))
+			goto next;
+		memset(&missing, 0, sizeof(missing));
+		r = lfs_ledger_ingest(l, &top, bytes, len, &missing);
+		if (!r) {
+			if (car_flags(sl, &top) & CAR_LOGGED)
+				lfs_info("sync of ledger '%s': CAR %s applied "
+					 "after all",
+					 sl->name, cs);
+			chain_unwait(&ch, sl, &top);
+			car_set(sl, &top, CAR_APPLIED, CAR_LOGGED);
+			lfs_cidmap_set(&sl->retry, &top, 0);
+			lfs_cidmap_set(&sl->pushed, &top, 1);
+			chain_pop(&ch, sl);
+			goto next;
+		}
+		if (r == -EAGAIN) {
+			/* Not yet: its parents are missing, or it is ahead
+			 * of this machine's clock. */
+			r = 0;
+			if (missing.codec == LFS_CODEC_RAW &&
+			    !applied(sl, bs, &missing) &&
+			    !chain_has(&ch, &missing)) {
+				if (!(car_flags(sl, &missing) & CAR_BAD)) {
+					r = chain_push(&ch, sl, &missing);
+					goto next;
+				}
+				lfs_cid_to_string(ps, &missing);
+				snprintf(sl->why, sizeof(sl->why),
+					 "CAR %s needs CAR %s, which was "
+					 "rejected",
+					 cs, ps);
+				out = HEAD_BLOCKED;
+				r = 1;
+				goto next;
+			}
+			log_car(sl, &top,
+				"CAR %s cannot be applied yet (parent events "
+				"missing, or a clock ahead of this machine's); "
+				"will try again",
+				cs);
+			defer(s, sl, &top);
+			out = HEAD_DEFERRED;
+			r = 1;
+		} else if (r == -EBADMSG) {
+			chain_unwait(&ch, sl, &top);
+			reject(s, sl, &top, r); /* ingest removed the file */
+			out = ch.stack.n == 1 ? HEAD_REJECTED : HEAD_BLOCKED;
+			r = 1;
+		} else if (r == -EPROTONOSUPPORT) {
+			log_car(sl, &top,
+				"CAR %s: %s (a newer ledgerfs may read it); "
+				"will try again",
+				cs, lfs_errmsg(r));
+			defer(s, sl, &top);
+			out = HEAD_DEFERRED;
+			r = 1;
+		}
+	next:
 		if (bytes != b.data)
 			free(bytes);
 		lfs_buf_release(&b);
-		char cs[LFS_CID_STRLEN + 1];
-		lfs_cid_to_string(cs, &top);
-		if (rc == -EAGAIN) {
-			bool seen = false;
-			for (size_t i = 0; i < n; i++)
-				seen |= lfs_cid_equal(&stack[i], &missing);
-			if (seen || n >= MAX_CHAIN) {
-				set_error(s, sl,
-					  "CAR %s: its parents never "
-					  "arrive (a cycle?)",
-					  cs);
-				lfs_cidmap_set(&sl->bad, &top, 1);
-				rc = -EBADMSG;
-				break;
-			}
-			if (n == cap) {
-				cap *= 2;
-				void *p = realloc(stack, cap * sizeof(*stack));
-				if (!p) {
-					rc = -ENOMEM;
-					break;
-				}
-				stack = p;
-			}
-			stack[n++] = missing;
-			rc = 0;
-			continue;
-		}
-		if (rc == -ENOENT) {
-			/* Named by a record but not (yet) readable: try again
-			 * in later rounds, then give up on it. */
-			uint64_t tries = 0;
-			lfs_cidmap_get(&sl->missing, &top, &tries);
-			lfs_cidmap_set(&sl->missing, &top, tries + 1);
-			if (tries + 1 < MAX_MISSING_TRIES) {
-				rc = 0;
-				break;
-			}
-		}
-		if (rc == -EBADMSG || rc == -EPROTONOSUPPORT || rc == -ENOENT ||
-		    rc == -EFBIG) {
-			set_error(s, sl, "rejected CAR %s from the store: %s",
-				  cs, lfs_errmsg(rc));
-			lfs_cidmap_set(&sl->bad, &top, 1);
-			rc = -EBADMSG;
+		lfs_arena_rewind(&a, m);
+		if (r > 0)
 			break;
-		}
-		if (rc)
-			break;
-		lfs_cidmap_set(&sl->applied, &top, 1);
-		lfs_cidmap_set(&sl->pushed, &top, 1); /* the remote has it */
-		n--;
+		rc = r;
 	}
-	free(stack);
-	return rc;
+	lfs_arena_release(&a);
+	lfs_cidmap_release(&ch.on);
+	free(ch.stack.v);
+	return rc ? rc : out;
 }
 
 static int pull(struct lfs_sync *s, struct sync_ledger *sl,
-		struct lfs_ledger *l)
+		struct lfs_ledger *l, size_t *out_unapplied)
 {
 	char prefix[300];
 	snprintf(prefix, sizeof(prefix), "%s/head/", sl->enc);
@@ -335,52 +711,100 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 		free(k.v);
 		return rc;
 	}
-	lfs_cidmap_release(&sl->remote_heads);
-	lfs_cidmap_init(&sl->remote_heads);
+	struct lfs_cidmap heads, bad;
+	lfs_cidmap_init(&heads);
+	lfs_cidmap_init(&bad);
 	struct lfs_cid before, after;
 	lfs_ledger_root(l, &before);
 	struct lfs_blockstore *bs = lfs_ledger_store(l);
+	size_t unapplied = 0;
 	for (size_t i = 0; i < k.n && !rc; i++) {
 		const struct lfs_cid *c = &k.v[i];
-		lfs_cidmap_set(&sl->remote_heads, c, 1);
-		if (lfs_cidmap_get(&sl->bad, c, NULL) ||
-		    lfs_cidmap_get(&sl->applied, c, NULL))
-			continue;
-		if (lfs_blockstore_has_car(bs, c) &&
-		    lfs_cidmap_get(&sl->pushed, c, NULL)) {
-			/* Ours, or fetched and applied before a restart. */
-			lfs_cidmap_set(&sl->applied, c, 1);
+		uint64_t f = car_flags(sl, c);
+		if (lfs_cidmap_get(&sl->bad_records, c, NULL)) {
+			rc = lfs_cidmap_set(&bad, c, 1);
 			continue;
 		}
-		char key[400], cs[LFS_CID_STRLEN + 1];
-		key_for(key, sizeof(key), sl, "head", c);
+		if (applied(sl, bs, c) || f & CAR_BAD) {
+			rc = lfs_cidmap_set(&heads, c, 1);
+			continue;
+		}
+		char cs[LFS_CID_STRLEN + 1];
 		lfs_cid_to_string(cs, c);
-		struct lfs_buf b;
-		lfs_buf_init(&b, 64 << 10);
-		int r = lfs_store_get(s->store, key, &b);
-		if (!r && !record_ok(&b, c)) {
-			set_error(s, sl,
-				  "ignored head record %s: not a valid "
-				  "head record",
-				  cs);
-			lfs_cidmap_set(&sl->bad, c, 1);
-		} else if (r == -ENOENT) {
-			/* Superseded while we listed: fine. */
-		} else if (r) {
-			rc = r;
-		} else if ((r = fetch_apply(s, sl, l, c)) && r != -EBADMSG) {
-			rc = r;
+		int r = 0;
+		if (!(f & CAR_RECORD_OK)) {
+			char key[400];
+			key_for(key, sizeof(key), sl, "head", c);
+			struct lfs_buf b;
+			lfs_buf_init(&b, RECORD_MAX);
+			r = lfs_store_get(s->store, key, &b);
+			const char *bad_why =
+				r == -EFBIG     ? "larger than a head record"
+				: r == -EBADMSG ? "not a readable file"
+				: !r && !record_ok(&b, c)
+					? "not a valid head record"
+					: NULL;
+			lfs_buf_release(&b);
+			if (bad_why) {
+				/* Skipped while it is listed; logged once. */
+				lfs_warn("sync of ledger '%s': ignored head "
+					 "record %s: %s",
+					 sl->name, cs, bad_why);
+				rc = lfs_cidmap_set(&bad, c, 1);
+				continue;
+			}
+			if (r == -ENOENT)
+				continue; /* superseded while we listed */
+			if (r) {
+				rc = r;
+				break;
+			}
+			car_set(sl, c, CAR_RECORD_OK, 0);
 		}
-		lfs_buf_release(&b);
+		if ((rc = lfs_cidmap_set(&heads, c, 1)))
+			break;
+		r = fetch_apply(s, sl, l, c);
+		if (r < 0)
+			rc = r;
+		else if (r == HEAD_DEFERRED || r == HEAD_BLOCKED)
+			unapplied++;
 	}
+	/* CARs kept here that no head led to this round: try them too, so
+	 * they are applied, or the waiting file forgets them. */
+	struct keys w = {0};
+	for (size_t i = 0; !rc && i < sl->cars.nslots; i++) {
+		struct lfs_cidmap_slot *e = &sl->cars.slots[i];
+		if (e->used && e->value & CAR_WAITING)
+			rc = keys_add(&w, &e->cid);
+	}
+	for (size_t i = 0; !rc && i < w.n; i++) {
+		int r = fetch_apply(s, sl, l, &w.v[i]);
+		if (r < 0)
+			rc = r;
+	}
+	free(w.v);
 	free(k.v);
 	lfs_ledger_root(l, &after);
 	if (!lfs_cid_equal(&before, &after) && s->hooks.changed)
 		s->hooks.changed(s->hooks.ctx, sl->name, &before, &after);
 	if (!rc) {
+		lfs_cidmap_release(&sl->remote_heads);
+		sl->remote_heads = heads;
+		lfs_cidmap_release(&sl->bad_records);
+		sl->bad_records = bad;
+		*out_unapplied = unapplied;
 		pthread_mutex_lock(&s->lock);
 		sl->last_poll_us = now_us();
+		sl->ignored_records = bad.count;
 		pthread_mutex_unlock(&s->lock);
+	} else {
+		/* Keep what we know of records for the next try. */
+		for (size_t i = 0; i < bad.nslots; i++)
+			if (bad.slots[i].used)
+				lfs_cidmap_set(&sl->bad_records,
+					       &bad.slots[i].cid, 1);
+		lfs_cidmap_release(&heads);
+		lfs_cidmap_release(&bad);
 	}
 	return rc;
 }
@@ -409,6 +833,28 @@ static bool superseded(struct lfs_ledger *l, const struct lfs_cid *heads,
 	return same;
 }
 
+/* How many local CAR files the remote lacks (the outbox), or an error. */
+static int count_outbox(size_t *out, struct sync_ledger *sl,
+			struct lfs_blockstore *bs)
+{
+	struct lfs_cid *cars = NULL;
+	size_t ncars = 0, n = 0;
+	int rc = lfs_blockstore_list_cars(&cars, &ncars, bs);
+	for (size_t i = 0; !rc && i < ncars; i++)
+		n += !lfs_cidmap_get(&sl->pushed, &cars[i], NULL);
+	free(cars);
+	if (!rc)
+		*out = n;
+	return rc;
+}
+
+static void set_pending(struct lfs_sync *s, struct sync_ledger *sl, size_t n)
+{
+	pthread_mutex_lock(&s->lock);
+	sl->pending = n;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static int push(struct lfs_sync *s, struct sync_ledger *sl,
 		struct lfs_ledger *l)
 {
@@ -416,7 +862,6 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 	struct lfs_cid *cars = NULL, *hcars = NULL, *heads = NULL;
 	size_t ncars = 0, nhcars = 0, nheads = 0;
 	int rc = lfs_blockstore_list_cars(&cars, &ncars, bs);
-	size_t pending = 0;
 	for (size_t i = 0; !rc && i < ncars; i++) {
 		if (lfs_cidmap_get(&sl->pushed, &cars[i], NULL))
 			continue;
@@ -437,15 +882,11 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 		}
 		if (!rc)
 			note_pushed(s, sl, &cars[i]);
-		else
-			pending++;
 	}
-	for (size_t i = 0; rc && i < ncars; i++)
-		if (!lfs_cidmap_get(&sl->pushed, &cars[i], NULL))
-			pending++;
-	pthread_mutex_lock(&s->lock);
-	sl->pending = pending;
-	pthread_mutex_unlock(&s->lock);
+	size_t pending = 0;
+	for (size_t i = 0; i < ncars; i++)
+		pending += !lfs_cidmap_get(&sl->pushed, &cars[i], NULL);
+	set_pending(s, sl, pending);
 	if (!rc && !sl->marker_done) {
 		char key[300];
 		snprintf(key, sizeof(key), "ledgers/%s", sl->enc);
@@ -502,7 +943,7 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 		bool ours = false;
 		for (size_t i = 0; i < nhcars && !ours; i++)
 			ours = lfs_cid_equal(&hcars[i], &slot->cid);
-		if (ours || !lfs_cidmap_get(&sl->applied, &slot->cid, NULL))
+		if (ours || !applied(sl, bs, &slot->cid))
 			continue;
 		struct lfs_car_root root;
 		struct lfs_arena_mark m = lfs_arena_mark(&a);
@@ -518,7 +959,6 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 	if (!rc) {
 		pthread_mutex_lock(&s->lock);
 		sl->last_push_us = now_us();
-		sl->pending = 0;
 		sl->pushed_gen = s->generation + 1;
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -530,7 +970,45 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 
 /* ---- rounds ---- */
 
-static int round_one(struct lfs_sync *s, const char *name)
+/* Publish how the round went for sl; log a failure when it changes. */
+static void finish(struct lfs_sync *s, struct sync_ledger *sl, int rc,
+		   size_t unapplied)
+{
+	char msg[sizeof(sl->last_error)] = "";
+	if (rc == -ENOKEY)
+		snprintf(msg, sizeof(msg),
+			 "no key on this machine: import it with `ledgerfs "
+			 "key import %s lfskey1:...`",
+			 sl->name);
+	else if (rc)
+		snprintf(msg, sizeof(msg), "%s", lfs_errmsg(rc));
+	else if (unapplied)
+		snprintf(msg, sizeof(msg),
+			 "incomplete: %zu remote head%s not applied yet: %s",
+			 unapplied, unapplied == 1 ? "" : "s",
+			 sl->why[0] ? sl->why : "will try again");
+	pthread_mutex_lock(&s->lock);
+	bool changed = strcmp(msg, sl->logged_error) != 0;
+	snprintf(sl->last_error, sizeof(sl->last_error), "%s", msg);
+	snprintf(sl->logged_error, sizeof(sl->logged_error), "%s", msg);
+	sl->last_rc = rc;
+	sl->unapplied = rc ? sl->unapplied : unapplied;
+	sl->rejected = sl->nbad;
+	sl->round_gen = s->generation + 1;
+	pthread_mutex_unlock(&s->lock);
+	if (changed && rc && rc != -ENOKEY)
+		lfs_warn("sync of ledger '%s' with %s: %s", sl->name, s->shown,
+			 msg);
+	else if (changed && !msg[0])
+		lfs_info("sync of ledger '%s' with %s: up to date again",
+			 sl->name, s->shown);
+}
+
+/*
+ * One ledger's round. store_err: the store already failed this round
+ * (it is unreachable, or refuses us): only count the outbox.
+ */
+static int round_one(struct lfs_sync *s, const char *name, int store_err)
 {
 	pthread_mutex_lock(&s->lock);
 	struct sync_ledger *sl = sl_get(s, name);
@@ -539,26 +1017,27 @@ static int round_one(struct lfs_sync *s, const char *name)
 		return -ENOMEM;
 	struct lfs_ledger *l = s->hooks.ledger(s->hooks.ctx, name);
 	if (!l) {
-		pthread_mutex_lock(&s->lock);
-		snprintf(sl->last_error, sizeof(sl->last_error),
-			 "no key on this machine: import it with `ledgerfs "
-			 "key import %s lfskey1:...`",
-			 name);
-		pthread_mutex_unlock(&s->lock);
+		finish(s, sl, -ENOKEY, 0);
 		return 0;
 	}
-	if (!sl->loaded)
-		load_pushed(s, sl);
-	int rc = pull(s, sl, l);
+	struct lfs_blockstore *bs = lfs_ledger_store(l);
+	if (!sl->loaded) {
+		load_cids(s, sl, "pushed", bs, false);
+		load_cids(s, sl, "waiting", bs, true);
+		sl->loaded = true;
+	}
+	size_t pending = 0, unapplied = 0;
+	/* Counted before any network, so it is right while the store is
+	 * down too. */
+	if (!count_outbox(&pending, sl, bs))
+		set_pending(s, sl, pending);
+	int rc = store_err;
+	if (!rc)
+		rc = pull(s, sl, l, &unapplied);
 	if (!rc)
 		rc = push(s, sl, l);
-	if (rc)
-		set_error(s, sl, "%s", lfs_errmsg(rc));
-	else {
-		pthread_mutex_lock(&s->lock);
-		sl->last_error[0] = '\0';
-		pthread_mutex_unlock(&s->lock);
-	}
+	save_waiting(s, sl);
+	finish(s, sl, rc, unapplied);
 	return rc;
 }
 
@@ -601,13 +1080,21 @@ int lfs_sync_round(struct lfs_sync *s, const char *name)
 	}
 	if (!name) {
 		int r = lfs_store_list(s->store, "ledgers/", discover, s);
-		if (r && r != -ENOENT)
-			rc = r;
+		/* Unreachable, refusing us, or stopping: so it is for every
+		 * ledger. Anything else is about that listing only. */
+		int store_err = r == -EAGAIN || r == -EACCES || r == -EPERM ||
+						r == -ECANCELED
+					? r
+					: 0;
+		if (r && !store_err && r != -ENOENT)
+			lfs_warn("cannot list the ledgers on %s: %s", s->shown,
+				 lfs_errmsg(r));
+		rc = store_err;
 		char **names;
 		size_t n;
 		if (!(r = lfs_home_list(&names, &n, s->home))) {
 			for (size_t i = 0; i < n; i++) {
-				r = round_one(s, names[i]);
+				r = round_one(s, names[i], store_err);
 				if (r && !rc)
 					rc = r;
 			}
@@ -616,7 +1103,7 @@ int lfs_sync_round(struct lfs_sync *s, const char *name)
 			rc = r;
 		}
 	} else {
-		rc = round_one(s, name);
+		rc = round_one(s, name, 0);
 	}
 	pthread_mutex_lock(&s->lock);
 	s->generation++;
@@ -635,10 +1122,11 @@ static void *sync_thread(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		int rc = lfs_sync_round(s, NULL);
 		pthread_mutex_lock(&s->lock);
-		delay = rc == -EAGAIN
-				? (delay * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
-							      : delay * 2)
-				: s->poll_ms;
+		/* A failed round (the store down, or refusing us) is
+		 * retried with backoff; a kick still runs one at once. */
+		delay = rc ? (delay * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
+							 : delay * 2)
+			   : s->poll_ms;
 		if (s->stopping)
 			break;
 		if (!s->kicked) {
@@ -712,8 +1200,15 @@ void lfs_sync_stop(struct lfs_sync *s)
 	s->stopping = true;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	/* The thread may be inside a request to a store that hangs. */
+	if (s->store)
+		lfs_store_cancel_at(s->store, lfs_store_now_us());
 	pthread_join(s->thread, NULL);
 	s->running = false;
+	if (s->store)
+		lfs_store_cancel_at(s->store,
+				    lfs_store_now_us() +
+					    (int64_t)LFS_SYNC_FINAL_MS * 1000);
 }
 
 void lfs_sync_free(struct lfs_sync *s)
@@ -726,10 +1221,10 @@ void lfs_sync_free(struct lfs_sync *s)
 		struct sync_ledger *sl = s->ledgers;
 		s->ledgers = sl->next;
 		lfs_cidmap_release(&sl->pushed);
-		lfs_cidmap_release(&sl->applied);
-		lfs_cidmap_release(&sl->bad);
-		lfs_cidmap_release(&sl->missing);
+		lfs_cidmap_release(&sl->cars);
+		lfs_cidmap_release(&sl->retry);
 		lfs_cidmap_release(&sl->remote_heads);
+		lfs_cidmap_release(&sl->bad_records);
 		free(sl->name);
 		free(sl->enc);
 		free(sl);
@@ -769,8 +1264,19 @@ int lfs_sync_wait_until(struct lfs_sync *s, const char *name, uint64_t target,
 	int rc = 0;
 	for (;;) {
 		struct sync_ledger *sl = sl_get(s, name);
-		if (sl && sl->pushed_gen >= target && s->generation >= target)
-			break;
+		if (sl && sl->round_gen >= target && s->generation >= target) {
+			int e = sl->last_rc;
+			if (!e && sl->pushed_gen >= target) {
+				rc = sl->unapplied ? -EINPROGRESS : 0;
+				break;
+			}
+			/* Down or busy: wait for a round that works. Any
+			 * other failure is the answer. */
+			if (e && e != -EAGAIN && e != -ECANCELED) {
+				rc = e;
+				break;
+			}
+		}
 		if (s->stopping || !s->running) {
 			rc = -ESHUTDOWN;
 			break;
@@ -809,14 +1315,26 @@ json_t *lfs_sync_status(struct lfs_sync *s, const char *name)
 {
 	pthread_mutex_lock(&s->lock);
 	struct sync_ledger *sl = sl_get(s, name);
-	json_t *j = sl ? json_pack("{s:s,s:I,s:o,s:o,s:s?,s:I}", "remote",
-				   s->shown, "pending_uploads",
-				   (json_int_t)sl->pending, "last_push",
-				   time_json(sl->last_push_us), "last_poll",
-				   time_json(sl->last_poll_us), "last_error",
-				   sl->last_error[0] ? sl->last_error : NULL,
-				   "rejected_files", (json_int_t)sl->bad.count)
-		       : NULL;
+	const char *state = !sl || !sl->round_gen    ? "starting"
+			    : sl->last_rc == -ENOKEY ? "no key"
+			    : sl->last_rc            ? "failing"
+			    : sl->unapplied          ? "incomplete"
+						     : "synced";
+	json_t *j =
+		sl ? json_pack("{s:s,s:s,s:I,s:I,s:o,s:o,s:s?,s:I,s:s?,s:I}",
+			       "remote", s->shown, "state", state,
+			       "pending_uploads", (json_int_t)sl->pending,
+			       "unapplied_heads", (json_int_t)sl->unapplied,
+			       "last_push", time_json(sl->last_push_us),
+			       "last_poll", time_json(sl->last_poll_us),
+			       "last_error",
+			       sl->last_error[0] ? sl->last_error : NULL,
+			       "rejected_files", (json_int_t)sl->rejected,
+			       "last_rejected",
+			       sl->last_rejected[0] ? sl->last_rejected : NULL,
+			       "ignored_records",
+			       (json_int_t)sl->ignored_records)
+		   : NULL;
 	pthread_mutex_unlock(&s->lock);
 	return j;
 }

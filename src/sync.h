@@ -10,12 +10,11 @@
  *                          key for)
  *
  * A round, per ledger: pull, then push.
- *   pull  list the head records; for each CAR this replica lacks, fetch it
- *         and ingest it (which checks the bytes against the name, then
- *         authentication, then every block hash and event); a CAR whose
- *         parent CAR is missing here is fetched after that parent. Files
- *         that fail a check are logged, never applied, and skipped in later
- *         rounds. Changes are reported through the changed hook.
+ *   pull  list the head records; for each CAR this replica has not
+ *         applied, fetch it and ingest it (which checks the bytes against
+ *         the name, then authentication, then every block hash and event),
+ *         applying the CARs it needs first, parents before children.
+ *         Changes are reported through the changed hook.
  *   push  upload every local CAR file the remote doesn't have yet (the
  *         outbox: local CARs not in HOME/state/<ledger>/pushed, a list that
  *         survives restarts and crashes), then a head record for each local
@@ -25,9 +24,44 @@
  *         sees a ledger without heads, and concurrent writers each leave
  *         their head: nothing relies on compare-and-swap.
  *
- * The sync thread runs rounds every poll interval (and at once after
- * lfs_sync_kick()); a failed round (store down, network error) is retried
- * with exponential backoff up to 30 s. Only this thread uses the network.
+ * What is rejected, what is retried. Only a CAR proven bad is rejected:
+ * its bytes do not match its name, it fails authentication or a block or
+ * event check (ingest's -EBADMSG), or it is larger than LFS_CAR_MAX_FILE
+ * (refused before its bytes are read). A rejected CAR is logged once,
+ * never applied, and not fetched again until the process restarts; a
+ * head that needs it stays unapplied. Everything else is retried, forever:
+ *   - the store failing (-EAGAIN: down, reset, too slow; -EACCES ...):
+ *     the round fails, and the next one comes after a backoff that
+ *     doubles from the poll interval up to 30 s;
+ *   - a CAR missing on the store (a head record naming it, or a parent
+ *     named by a CAR), an object that is not a readable file, a CAR whose
+ *     ingest says "later" (-EAGAIN: a parent not here, a clock ahead of
+ *     ours), an unsupported format: that CAR is logged once and tried
+ *     again in later rounds, with its own backoff (the same doubling up to
+ *     30 s); the other heads go on.
+ * A CAR that ingest kept unapplied (-EAGAIN) is listed in
+ * HOME/state/<ledger>/waiting (written before the ingest, so a crash
+ * leaves at worst an extra entry). Ingest accepts a CAR whose parent
+ * events are present, and a kept CAR holds events, so a CAR is ingested
+ * only once the CARs its root names are applied; kept CARs are tried
+ * again every round, until applied.
+ * A head record that is not one (not JSON naming its own CAR, larger than
+ * 64 KiB, not a regular file) is skipped while it is listed, logged once;
+ * it never fails a round.
+ *
+ * Status (lfs_sync_status): "state" is "synced" (the last round pushed
+ * and pulled everything), "incomplete" (it worked, but some remote heads
+ * could not be applied yet: "unapplied_heads", and "last_error" says why),
+ * "failing" (the last round failed: "last_error"), "no key" or "starting".
+ * "pending_uploads" is the outbox, counted at the start of every round,
+ * before any network, so it is right while the store is down too.
+ *
+ * Deadlines. The thread runs rounds every poll interval (and at once
+ * after lfs_sync_kick()). Each request to the store has store.h's
+ * deadlines, so no round waits forever on a store that hangs or trickles.
+ * lfs_sync_stop() cuts the request in flight short (within about a
+ * second) and gives later rounds, such as the last push at unmount,
+ * LFS_SYNC_FINAL_MS in all. Only this thread uses the network.
  *
  * Errors: those of store.h and ledger.h.
  */
@@ -43,6 +77,9 @@
 #include "home.h"
 #include "ledger.h"
 #include "store.h"
+
+/* After lfs_sync_stop(), rounds have this long in all (ms). */
+#define LFS_SYNC_FINAL_MS 2000
 
 struct lfs_sync;
 
@@ -64,7 +101,12 @@ int lfs_sync_new(struct lfs_sync **out, struct lfs_home *home, const char *url,
 		 const struct lfs_sync_hooks *hooks);
 void lfs_sync_free(struct lfs_sync *s);
 
-/* Run rounds in a background thread every poll_ms milliseconds. */
+/*
+ * Run rounds in a background thread every poll_ms milliseconds. stop ends
+ * the thread, cutting a request in flight short, and returns within about
+ * a second whatever the store does; rounds run after it (the caller's last
+ * push) end LFS_SYNC_FINAL_MS after it.
+ */
 int lfs_sync_start(struct lfs_sync *s, unsigned poll_ms);
 void lfs_sync_stop(struct lfs_sync *s);
 
@@ -73,14 +115,20 @@ void lfs_sync_kick(struct lfs_sync *s);
 
 /*
  * One round for one ledger (name) or all (NULL), in the calling thread:
- * what `ledgerfs sync` runs. Returns 0 or the first error.
+ * what `ledgerfs sync` runs. Returns 0 or the first error; 0 does not mean
+ * every remote head was applied: see lfs_sync_status().
  */
 int lfs_sync_round(struct lfs_sync *s, const char *name);
 
 /*
- * Wait until every CAR file ledger name had locally when called, and a
- * head record for its heads, are on the remote. 0, or -ETIMEDOUT after
- * timeout_ms, or -ESHUTDOWN when the sync stops.
+ * Wait for a round of ledger name that started after the call: 0 when it
+ * pushed everything the ledger had locally when called (every CAR file and
+ * a head record for its heads) and applied every remote head;
+ * -EINPROGRESS when it pushed, but some remote heads could not be applied
+ * (status says why); the round's error when it failed other than
+ * -EAGAIN (-EACCES: credentials refused, -ENOKEY: no key here ...); while
+ * rounds fail with -EAGAIN (the store down) it waits on, until
+ * -ETIMEDOUT after timeout_ms. -ESHUTDOWN when the sync stops.
  */
 int lfs_sync_wait(struct lfs_sync *s, const char *name, int timeout_ms);
 
