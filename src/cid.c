@@ -36,7 +36,8 @@ void lfs_cid_to_bytes(uint8_t out[LFS_CID_BYTES], const struct lfs_cid *cid)
 
 static bool codec_known(uint64_t codec)
 {
-	return codec == LFS_CODEC_RAW || codec == LFS_CODEC_DAG_CBOR;
+	return codec == LFS_CODEC_RAW || codec == LFS_CODEC_DAG_CBOR ||
+	       codec == LFS_CODEC_FP_CAR;
 }
 
 int lfs_cid_from_bytes(struct lfs_cid *out, const uint8_t *p, size_t len)

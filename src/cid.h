@@ -3,7 +3,8 @@
  *
  * ledgerfs only ever makes and accepts CIDv1 with a sha2-256 multihash and
  * one of two codecs: raw (0x55) for encrypted files and opaque bytes, and
- * dag-cbor (0x71) for blocks. Binary form (always 36 bytes):
+ * dag-cbor (0x71) for blocks; links may also use Fireproof's 0x18
+ * (LFS_CODEC_FP_CAR) for its encrypted car files. Binary form (always 36 bytes):
  *
  *   0x01 <codec varint> 0x12 0x20 <32-byte digest>
  *
@@ -24,6 +25,12 @@
 
 #define LFS_CODEC_RAW      0x55
 #define LFS_CODEC_DAG_CBOR 0x71
+/*
+ * Fireproof's private codec for its encrypted CAR files (baembei...): in the
+ * multicodec table 0x18 is shake-128, but Fireproof links its car files with
+ * it. Accepted in links and names only; no ledgerfs block uses it.
+ */
+#define LFS_CODEC_FP_CAR 0x18
 #define LFS_MH_SHA2_256    0x12
 #define LFS_DIGEST_LEN     32
 

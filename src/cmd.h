@@ -30,6 +30,12 @@ int lfs_cmd_key(int argc, char **argv);
 int lfs_cmd_status(int argc, char **argv);
 int lfs_cmd_conflicts(int argc, char **argv);
 
+/*
+ * cmd_fireproof.c: ls, get, cat, log and status (cmd names which) on a
+ * Fireproof ledger, read-only; main() calls it when --fireproof is given.
+ */
+int lfs_cmd_fireproof(const char *cmd, int argc, char **argv);
+
 /* cmd_sync.c: one replication round with a remote store */
 int lfs_cmd_sync(int argc, char **argv);
 

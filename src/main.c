@@ -108,6 +108,16 @@ static int mount_helper_form(int argc, char **argv)
 	return rc;
 }
 
+/* Does a command line name a Fireproof ledger (--fireproof DIR)? */
+static int wants_fireproof(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--fireproof") ||
+		    !strncmp(argv[i], "--fireproof=", 12))
+			return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (sodium_init() < 0) {
@@ -134,7 +144,10 @@ int main(int argc, char **argv)
 		     i++)
 			if (!strcmp(argv[1], commands[i].name))
 				c = &commands[i];
-		if (c)
+		if (c && strcmp(c->name, "mount") &&
+		    wants_fireproof(argc - 1, argv + 1))
+			rc = lfs_cmd_fireproof(c->name, argc - 1, argv + 1);
+		else if (c)
 			rc = c->run(argc - 1, argv + 1);
 		else if (argc >= 3 && argv[1][0] != '-' && argv[2][0] != '-')
 			rc = mount_helper_form(argc, argv);
