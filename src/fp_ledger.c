@@ -251,8 +251,9 @@ static int load_car(struct lfs_fp_ledger *l, const struct lfs_cid *cid,
 	struct lfs_cid bc;
 	const uint8_t *bp;
 	size_t bl, nb = 0;
-	while (!rc && (rc = lfs_car_reader_next(&r, &bc, &bp, &bl)) == 1)
-		nb++;
+	if (!rc)
+		while ((rc = lfs_car_reader_next(&r, &bc, &bp, &bl)) == 1)
+			nb++;
 	lfs_car_reader_release(&r);
 	if (rc < 0) {
 		free(plain);
