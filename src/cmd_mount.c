@@ -19,6 +19,8 @@
 
 #include "cmd.h"
 #include "fs.h"
+#include "fs_fireproof.h"
+#include "fp_ledger.h"
 #include "home.h"
 #include "log.h"
 
@@ -46,6 +48,14 @@ static void mount_usage(FILE *f)
 		"only)\n"
 		"  --poll-ms N         how often to look for remote changes "
 		"(1000)\n"
+		"  --fireproof DIR     serve the Fireproof 0.24 ledgers in DIR "
+		"(its\n"
+		"                      FP_STORAGE_URL) read-only instead; "
+		"'' for\n"
+		"                      $FP_STORAGE_URL or ~/.fireproof/v0.19\n"
+		"  --keybag DIR        their keybag (default $FP_KEYBAG_URL, "
+		"else\n"
+		"                      ~/.fireproof/keybag)\n"
 		"  -o OPTS             FUSE mount options (e.g. allow_other)\n"
 		"  -h, --help          this text\n"
 		"\n"
@@ -70,6 +80,34 @@ static int is_mounted(const char *path)
 
 static int mount_run(int argc, char **argv, char **own);
 
+/* `--fireproof DIR`: Fireproof's files, read-only (fs_fireproof.h). */
+static int mount_fireproof(const char *storage_arg, const char *keybag_arg,
+			   const char *mp, const char *opts, int foreground,
+			   enum lfs_log_level level, int use_syslog,
+			   unsigned poll_ms, const char *argv0)
+{
+	char *storage = lfs_fp_storage_dir(storage_arg);
+	char *keybag = lfs_fp_keybag_dir(keybag_arg);
+	int rc = 1;
+	if (storage && keybag) {
+		struct lfs_fpfs_opts o = {
+			.storage = storage,
+			.keybag = keybag,
+			.mountpoint = mp,
+			.fuse_opts = opts,
+			.argv0 = argv0,
+			.poll_ms = poll_ms,
+			.foreground = foreground,
+			.level = level,
+			.use_syslog = use_syslog,
+		};
+		rc = lfs_fpfs_main(&o);
+	}
+	free(storage);
+	free(keybag);
+	return rc;
+}
+
 int lfs_cmd_mount(int argc, char **argv)
 {
 	char *own = NULL; /* joined -o options */
@@ -82,6 +120,7 @@ static int mount_run(int argc, char **argv, char **own)
 {
 	const char *home_dir = NULL, *mountpoint = NULL, *opts = NULL;
 	const char *remote = getenv("LEDGERFS_REMOTE");
+	const char *fireproof = NULL, *keybag = NULL;
 	unsigned poll_ms = 1000;
 	int foreground = 0, use_syslog = 0;
 	enum lfs_log_level level = LFS_LOG_INFO;
@@ -105,6 +144,10 @@ static int mount_run(int argc, char **argv, char **own)
 					argv[i]);
 				return 2;
 			}
+		} else if (!strcmp(a, "--fireproof") && i + 1 < argc) {
+			fireproof = argv[++i];
+		} else if (!strcmp(a, "--keybag") && i + 1 < argc) {
+			keybag = argv[++i];
 		} else if (!strcmp(a, "--remote") && i + 1 < argc) {
 			remote = argv[++i];
 		} else if (!strcmp(a, "--poll-ms") && i + 1 < argc) {
@@ -179,6 +222,10 @@ static int mount_run(int argc, char **argv, char **own)
 		return 1;
 	}
 	close(fd);
+
+	if (fireproof)
+		return mount_fireproof(fireproof, keybag, mp, opts, foreground,
+				       level, use_syslog, poll_ms, argv[0]);
 
 	struct lfs_home home;
 	int rc = lfs_home_open(&home, home_dir);

@@ -1159,6 +1159,8 @@ int lfs_fp_ledger_open(struct lfs_fp_ledger **out, const char *storage,
 		long el = (now.tv_sec - t0.tv_sec) * 1000 +
 			  (now.tv_nsec - t0.tv_nsec) / 1000000;
 		if (el >= wait_ms) {
+			if (!wait_ms)
+				break; /* -EAGAIN: the caller reads it again */
 			set_error(l,
 				  "ledger '%s': meta/main.json: it is not "
 				  "complete JSON after %d ms (garbage, or a "
