@@ -59,7 +59,9 @@ static void usage(FILE *f)
  * `ledgerfs SOURCE MOUNTPOINT [-o OPTIONS]`: the form mount(8) uses for an
  * fstab line of type fuse.ledgerfs (through mount.fuse3). SOURCE is the
  * local store (the home directory); among OPTIONS, remote=URL, poll_ms=N
- * and log_level=L are ledgerfs's own, the rest go to FUSE.
+ * and log_level=L are ledgerfs's own, the rest go to FUSE. With the option
+ * fireproof (and keybag=DIR), SOURCE is a Fireproof storage directory,
+ * mounted read-only.
  */
 static int mount_helper_form(int argc, char **argv)
 {
@@ -86,6 +88,12 @@ static int mount_helper_form(int argc, char **argv)
 			} else if (!strncmp(tok, "poll_ms=", 8) && n < 12) {
 				margv[n++] = "--poll-ms";
 				margv[n++] = tok + 8;
+			} else if (!strcmp(tok, "fireproof")) {
+				/* SOURCE is a Fireproof storage directory. */
+				margv[1] = "--fireproof";
+			} else if (!strncmp(tok, "keybag=", 7) && n < 12) {
+				margv[n++] = "--keybag";
+				margv[n++] = tok + 7;
 			} else if (!strncmp(tok, "log_level=", 10) && n < 12) {
 				margv[n++] = "--log-level";
 				margv[n++] = tok + 10;
