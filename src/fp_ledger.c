@@ -45,6 +45,7 @@ struct blk {
 struct lfs_fp_ledger {
 	char *name, *dir, *keybag;
 	struct lfs_fp_keyring keys;
+	int key_rc; /* the keybag file could not be read: read it again */
 	pthread_mutex_t refresh_lock; /* one refresh at a time */
 
 	pthread_rwlock_t blocks_lock; /* cars, blocks, their maps */
@@ -1076,6 +1077,17 @@ int lfs_fp_ledger_refresh(struct lfs_fp_ledger *l, bool *out_changed)
 	    sizeof(path))
 		return -ENAMETOOLONG;
 	pthread_mutex_lock(&l->refresh_lock);
+	if (l->key_rc) {
+		struct lfs_fp_keyring kr;
+		lfs_fp_keyring_init(&kr);
+		if ((rc = lfs_fp_keybag_load(&kr, l->keybag, l->name))) {
+			lfs_fp_keyring_release(&kr);
+			goto out; /* its error stays as it was said */
+		}
+		lfs_fp_keyring_release(&l->keys);
+		l->keys = kr;
+		l->key_rc = 0;
+	}
 	rc = read_file(path, LFS_FP_META_MAX, &text, &len, NULL);
 	if (rc) {
 		set_error(l, "ledger '%s': cannot read %s: %s", l->name, path,
@@ -1146,6 +1158,7 @@ int lfs_fp_ledger_open(struct lfs_fp_ledger **out, const char *storage,
 			  rc == -EPROTO ? "has a layout this version does not "
 					  "know, or an unusable key"
 					: lfs_errmsg(rc));
+		l->key_rc = rc;
 		return rc;
 	}
 	struct timespec t0;
