@@ -11,11 +11,14 @@
  * Saving. Writes to a document are buffered per inode (shared by every open
  * file of it, capped at LFS_FS_TEXT_MAX: EFBIG beyond) and committed as one
  * transaction on flush (close) or fsync when the buffer changed. fsync also
- * makes the commit durable. Content that is not a JSON object with a
- * matching "_id" is kept as a draft (a local file that shadows the
- * document, so the user's bytes stay readable), nothing is committed, and
- * flush/fsync answer EINVAL until the content changes; the reason goes to
- * .ledgerfs/errors and the log. An empty file is a draft without error.
+ * makes the commit durable. The file name is the identity: an "_id" in the
+ * content is optional and, when it names another document (a copied
+ * file), replaced (fs_policy.h). Content that is not a JSON object (or
+ * whose "_id" is not a string) is kept as a draft (a local file that
+ * shadows the document, so the user's bytes stay readable), nothing is
+ * committed, and flush/fsync answer EINVAL until the content changes; the
+ * reason goes to .ledgerfs/errors and the log. An empty file is a draft
+ * without error.
  *
  * Editors. Renaming a scratch file over a document commits its content.
  * Renaming a document to a scratch name (vim's and emacs's backup) hides
@@ -29,21 +32,21 @@
  * elsewhere (lfs_fs_notify_changed).
  *
  * Threads: every operation may run on any libfuse worker thread; the
- * housekeeping thread commits expired deletions.
+ * housekeeping thread commits expired deletions and picks up other
+ * processes' commits. The modules behind this header, their threads and
+ * their lock order: fs_int.h and docs/HACKING.md.
+ *
+ * FUSE_USE_VERSION comes from configure (in FUSE_CFLAGS), with the oldest
+ * libfuse it accepts.
  */
 #ifndef LFS_FS_H
 #define LFS_FS_H
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include "fs_policy.h" /* LFS_FS_GRACE_MS, LFS_FS_TEXT_MAX */
 #include "home.h"
 #include "sync.h"
-
-#define LFS_FS_GRACE_MS 2000
-
-/* The largest document file (JSON text) a write may build. */
-#define LFS_FS_TEXT_MAX ((size_t)16 << 20)
 
 struct lfs_fs;
 

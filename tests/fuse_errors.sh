@@ -1,10 +1,12 @@
 #!/bin/bash
 # What the mount refuses, and that it stays up after each refusal:
-#   - invalid content (not JSON, not an object, a wrong or non-string
-#     "_id"): close and fsync answer EINVAL, nothing is committed, the bytes
+#   - invalid content (not JSON, not an object, a non-string "_id"):
+#     close and fsync answer EINVAL, nothing is committed, the bytes
 #     stay readable at the path (a draft), the previous version stays in
 #     the ledger and its snapshots, the reason is in .ledgerfs/errors, the
 #     status's error count and the log; a valid write then commits;
+#   - an "_id" naming another document (a copied file) is not an error:
+#     the file name is the identity, the "_id" is replaced;
 #   - vim saving invalid content (rename path): the editor fails, nothing
 #     is committed, not even the delete of the renamed-away document;
 #   - a 300-byte name: ENAMETOOLONG (a 255-byte one works);
@@ -20,7 +22,7 @@
 # shellcheck source=tests/fuse_lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/tests/fuse_lib.sh"
 fuse_init
-need vim touch chmod mkdir
+need vim touch chmod mkdir cp
 
 L=err
 D=$MNT/$L
@@ -118,14 +120,23 @@ invalid "not JSON" write-fsync '{"v": 3,' "fsync:EINVAL close:EINVAL"
 invalid "an array" write '[1, 2]' close:EINVAL
 invalid "a string" write '"just text"' close:EINVAL
 invalid "trailing garbage" write '{"v": 2} x' close:EINVAL
-invalid "a wrong _id" write '{"_id": "other", "v": 2}' close:EINVAL
-grep -q '_id' <<<"$(bounded cat "$D/.ledgerfs/errors")" || fail ".ledgerfs/errors does not mention _id"
 invalid "a non-string _id" write '{"_id": 5, "v": 2}' close:EINVAL
+grep -q '_id' <<<"$(bounded cat "$D/.ledgerfs/errors")" || fail ".ledgerfs/errors does not mention _id"
 
 note "a valid write over the draft commits; a matching _id is fine"
 put_text "$D/good.json" '{"v":2}'
 one_commit
 expect_doc $L good '{"v":2}'
+note "the file name is the identity: an \"_id\" naming another document is replaced (cp, as mv)"
+put_text "$D/good.json" '{"_id":"other","v":4}'
+one_commit
+expect_doc $L good '{"v":4}'
+bounded cp "$D/good.json" "$D/copy.json"
+one_commit
+expect_doc $L copy '{"v":4}'
+expect_doc $L good '{"v":4}'
+bounded rm "$D/copy.json"
+one_commit
 put_text "$D/good.json" '{"_id":"good","v":3}'
 one_commit
 expect_doc $L good '{"v":3}'

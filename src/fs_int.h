@@ -1,0 +1,142 @@
+/*
+ * fs_int: the state the file system's modules share, their threads and
+ * their lock order. Internal: only src/fs*.c include it. No FUSE types
+ * here: the modules below fs.c know nothing of libfuse.
+ *
+ * Modules, each using only those above it in this list:
+ *
+ *   fs_int.h     this: struct lfs_fs, the lock order, small helpers
+ *   fs_policy    what a save, a rename or an unlink means (pure functions)
+ *   fs_ledger    per-ledger mount state: opening (and key retry), the
+ *                error ring, the change feed, pending deletes, commits,
+ *                picking up other processes' commits, snapshot lists
+ *   fs_node      the inode table and name resolution
+ *   fs_view      what a node reads as: the render cache, document
+ *                content, attributes, control files, directory listings
+ *   fs_save      carrying out the policy: drafts, saves, renames, unlinks
+ *   fs.c         the FUSE handlers, the housekeeper, replication hooks
+ *
+ * Threads:
+ *   - libfuse workers (up to 16) run every operation, any of them on any
+ *     node, concurrently;
+ *   - the housekeeper (fs.c) wakes every 200 ms: commits deletes whose
+ *     grace period is over, frees released handles, and picks up commits
+ *     other processes made (lfs_fsl_refresh_all);
+ *   - the sync thread (sync.c), with a remote, calls the replication hooks
+ *     (lfs_fs_sync_hooks): it asks for ledgers and reports their changes.
+ *
+ * Locks, in the order they may be taken (never the other way round):
+ *
+ *   1. lfs_sync's own locks (sync.c): held by the sync thread while it
+ *      calls the hooks, which take fs->lock. fs code calls lfs_sync_*
+ *      with none of its locks held.
+ *   2. fs->lock: the inode table and every node's counts, names and write
+ *      buffer; the ledger list; each ledger's pending deletes, error ring
+ *      and key-retry state; handles' in-flight counts and the graveyard.
+ *   3. fs->render_lock: the render cache (fs_view.c).
+ *
+ *   fs->lock and render_lock are never held together, and both are leaf
+ *   locks: no disk or network I/O, no lfs_ledger_*, lfs_sync_* or libfuse
+ *   call (a reply or a notification may block on the kernel) is made
+ *   while either is held. fs->hk_lock only guards the housekeeper's
+ *   running flag and its condition variable; nothing else is taken under
+ *   it. lfs_ledger serialises its own writers (ledger.h) and is called
+ *   with no fs lock held.
+ *
+ * Lifetimes: a struct lfs_fsl lives until lfs_fs_free (the ledger list
+ * only grows), so a pointer to one may be used without the lock; its `l`
+ * goes from NULL to an open ledger at most once (a key imported while
+ * mounted), published under fs->lock. A node lives while the kernel knows
+ * it (nlookup) or an operation pins it (nopen).
+ */
+#ifndef LFS_FS_INT_H
+#define LFS_FS_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "cid.h"
+#include "home.h"
+#include "sync.h"
+
+#define LFS_FS_SNAPSHOTS ".snapshots"
+#define LFS_FS_CONTROL   ".ledgerfs"
+#define LFS_FS_BY_TIME   "by-time"
+/* How long the kernel may keep names and directory attributes (s). */
+#define LFS_FS_ENTRY_TTL 1.0
+
+struct lfs_fsl;
+struct lfs_node;
+struct lfs_view_cache;
+struct lfs_handle;
+struct fuse_session;
+
+struct lfs_fs {
+	struct lfs_home *home;
+	struct fuse_session *se; /* NULL until lfs_fs_start */
+	pthread_mutex_t lock;    /* see the lock order above */
+	/* The inode table (fs_node.c). */
+	struct lfs_node **table;
+	size_t nslots, nnodes;
+	/* Every ledger seen so far (fs_ledger.c); only grows. */
+	struct lfs_fsl *ledgers;
+	/* Rendered documents (fs_view.c), under render_lock. */
+	struct lfs_view_cache *cache;
+	pthread_mutex_t render_lock;
+	/* Released handles, freed by the housekeeper later (fs.c). */
+	struct lfs_handle *graveyard;
+	pthread_t housekeeper;
+	int running;
+	pthread_mutex_t hk_lock;
+	pthread_cond_t hk_cond;
+	uid_t uid;
+	gid_t gid;
+	int64_t started_us;    /* directories' times: when the mount began */
+	struct lfs_sync *sync; /* NULL without a remote */
+	/*
+	 * Called (no lock held) when a ledger moved from root before to
+	 * after by a commit that did not come through this mount, so the
+	 * kernel's caches of exactly the changed names can be dropped. Set
+	 * by fs.c; NULL: nothing to tell.
+	 */
+	void (*moved)(struct lfs_fs *fs, struct lfs_fsl *lg,
+		      const struct lfs_cid *before,
+		      const struct lfs_cid *after);
+};
+
+/* Wall-clock time in milliseconds. */
+static inline int64_t lfs_fs_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "dir/name", malloc'd; NULL when out of memory. */
+static inline char *lfs_fs_path(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+/* t_us as ISO 8601 UTC with microseconds: 2026-01-02T03:04:05.000006Z. */
+static inline void lfs_fs_iso_time(char out[64], int64_t t_us)
+{
+	time_t s = (time_t)(t_us / 1000000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (long)(t_us % 1000000));
+}
+
+#endif

@@ -1,0 +1,559 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "fs_ledger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "errmsg.h"
+#include "fileio.h"
+#include "fs_policy.h"
+#include "log.h"
+
+/* ---- finding and opening ---- */
+
+static int open_with_key(struct lfs_ledger **out, struct lfs_fs *fs,
+			 const char *dir, const uint8_t key[LFS_KEY_BYTES])
+{
+	struct lfs_ledger_opts o;
+	lfs_ledger_opts_init(&o);
+	o.durable = false; /* fsync makes commits durable */
+	o.writer = fs->home->writer;
+	return lfs_ledger_open(out, dir, key, &o, true);
+}
+
+static struct lfs_fsl *find(struct lfs_fs *fs, const char *name)
+{
+	for (struct lfs_fsl *lg = fs->ledgers; lg; lg = lg->next)
+		if (!strcmp(lg->name, name))
+			return lg;
+	return NULL;
+}
+
+/* A ledger that had no key: open it if `ledgerfs key import` has given
+ * it one since. One thread at a time; the others see it still closed. */
+static void retry_key(struct lfs_fs *fs, struct lfs_fsl *lg)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool mine = lg->err == -ENOKEY && !lg->l && !lg->opening;
+	if (mine)
+		lg->opening = true;
+	pthread_mutex_unlock(&fs->lock);
+	if (!mine)
+		return;
+	uint8_t key[LFS_KEY_BYTES];
+	struct lfs_ledger *l = NULL;
+	if (lfs_home_key(key, fs->home, lg->name) == 0) {
+		char *dir = lfs_home_ledger_dir(fs->home, lg->name);
+		if (dir && open_with_key(&l, fs, dir, key))
+			l = NULL;
+		sodium_memzero(key, sizeof(key));
+		free(dir);
+	}
+	pthread_mutex_lock(&fs->lock);
+	lg->opening = false;
+	if (l) {
+		__atomic_store_n(&lg->l, l, __ATOMIC_RELEASE);
+		lg->err = 0;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (l)
+		lfs_info("ledger '%s': its key is here now; opened it",
+			 lg->name);
+}
+
+static void fsl_free(struct lfs_fsl *lg)
+{
+	if (!lg)
+		return;
+	lfs_ledger_close(lg->l);
+	for (size_t i = 0; i < lg->npending; i++)
+		free(lg->pending[i].id);
+	free(lg->pending);
+	for (int i = 0; i < LFS_FSL_ERRORS_KEPT; i++)
+		free(lg->errors[i]);
+	free(lg->name);
+	free(lg->scratch);
+	free(lg->drafts);
+	free(lg->state);
+	free(lg);
+}
+
+/* Make the state of ledger name, opening it (no lock held: disk reads,
+ * decryption). NULL when out of memory. */
+static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name,
+			       const char *dir)
+{
+	struct lfs_fsl *lg = calloc(1, sizeof(*lg));
+	if (!lg)
+		return NULL;
+	lg->name = strdup(name);
+	char sub[PATH_MAX];
+	snprintf(sub, sizeof(sub), "%s/scratch/%s", fs->home->dir, name);
+	lg->scratch = strdup(sub);
+	snprintf(sub, sizeof(sub), "%s/drafts/%s", fs->home->dir, name);
+	lg->drafts = strdup(sub);
+	snprintf(sub, sizeof(sub), "%s/state/%s", fs->home->dir, name);
+	lg->state = strdup(sub);
+	if (!lg->name || !lg->scratch || !lg->drafts || !lg->state ||
+	    lfs_mkdirs(lg->scratch) || lfs_mkdirs(lg->drafts) ||
+	    lfs_mkdirs(lg->state)) {
+		lfs_error("ledger '%s': cannot create its local directories "
+			  "under %s",
+			  name, fs->home->dir);
+		lg->err = -EIO;
+	}
+	if (!lg->name) {
+		fsl_free(lg);
+		return NULL;
+	}
+	uint8_t key[LFS_KEY_BYTES];
+	int rc = lg->err ? lg->err : lfs_home_key(key, fs->home, name);
+	if (rc == -ENOENT) {
+		lg->err = -ENOKEY;
+		lfs_warn("ledger '%s' has no key on this machine; import it "
+			 "with `ledgerfs key import %s lfskey1:...`",
+			 name, name);
+	} else if (rc) {
+		lg->err = rc;
+		lfs_error("ledger '%s': cannot read its key: %s", name,
+			  strerror(-rc));
+	} else {
+		rc = open_with_key(&lg->l, fs, dir, key);
+		sodium_memzero(key, sizeof(key));
+		if (rc) {
+			lg->l = NULL;
+			lg->err = rc;
+			lfs_error("ledger '%s': cannot open: %s (run `ledgerfs "
+				  "fsck %s`)",
+				  name, strerror(-rc), name);
+		}
+	}
+	return lg;
+}
+
+struct lfs_fsl *lfs_fsl_get(struct lfs_fs *fs, const char *name,
+			    bool must_exist)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_fsl *lg = find(fs, name);
+	bool nokey = lg && lg->err == -ENOKEY;
+	pthread_mutex_unlock(&fs->lock);
+	if (lg) {
+		if (nokey)
+			retry_key(fs, lg);
+		return lg;
+	}
+	char *dir = lfs_home_ledger_dir(fs->home, name);
+	struct stat st;
+	if (!dir || (must_exist && (stat(dir, &st) || !S_ISDIR(st.st_mode)))) {
+		free(dir);
+		return NULL;
+	}
+	/* Open outside the lock; if another thread got there first, its
+	 * state wins and this one is closed again. */
+	struct lfs_fsl *fresh = fsl_new(fs, name, dir);
+	free(dir);
+	if (!fresh)
+		return NULL;
+	pthread_mutex_lock(&fs->lock);
+	lg = find(fs, name);
+	if (!lg) {
+		fresh->next = fs->ledgers;
+		fs->ledgers = lg = fresh;
+		fresh = NULL;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fsl_free(fresh);
+	return lg;
+}
+
+void lfs_fsl_free_all(struct lfs_fs *fs)
+{
+	while (fs->ledgers) {
+		struct lfs_fsl *next = fs->ledgers->next;
+		fsl_free(fs->ledgers);
+		fs->ledgers = next;
+	}
+}
+
+/* ---- the error ring ---- */
+
+void lfs_fsl_error(struct lfs_fs *fs, struct lfs_fsl *lg, const char *fmt, ...)
+{
+	char msg[600], line[700], when[64];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	lfs_fs_iso_time(when, lfs_fs_now_ms() * 1000);
+	snprintf(line, sizeof(line), "%s %s\n", when, msg);
+	char *copy = strdup(line);
+	pthread_mutex_lock(&fs->lock);
+	size_t slot = lg->nerrors % LFS_FSL_ERRORS_KEPT;
+	free(lg->errors[slot]);
+	lg->errors[slot] = copy;
+	lg->nerrors++;
+	pthread_mutex_unlock(&fs->lock);
+	lfs_warn("ledger '%s': %s", lg->name, msg);
+}
+
+int lfs_fsl_errors_text(struct lfs_fs *fs, struct lfs_fsl *lg,
+			struct lfs_buf *out)
+{
+	pthread_mutex_lock(&fs->lock);
+	uint64_t first = lg->nerrors > LFS_FSL_ERRORS_KEPT
+				 ? lg->nerrors - LFS_FSL_ERRORS_KEPT
+				 : 0;
+	int rc = 0;
+	for (uint64_t i = first; i < lg->nerrors && !rc; i++) {
+		const char *e = lg->errors[i % LFS_FSL_ERRORS_KEPT];
+		if (e)
+			rc = lfs_buf_append_str(out, e);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+uint64_t lfs_fsl_last_error(struct lfs_fs *fs, struct lfs_fsl *lg,
+			    char **out_last)
+{
+	pthread_mutex_lock(&fs->lock);
+	uint64_t n = lg->nerrors;
+	const char *last = n ? lg->errors[(n - 1) % LFS_FSL_ERRORS_KEPT] : NULL;
+	*out_last = last ? strdup(last) : NULL;
+	pthread_mutex_unlock(&fs->lock);
+	return n;
+}
+
+/* ---- pending deletes ---- */
+
+static bool pending_has(struct lfs_fsl *lg, const char *id)
+{
+	for (size_t i = 0; i < lg->npending; i++)
+		if (!strcmp(lg->pending[i].id, id))
+			return true;
+	return false;
+}
+
+bool lfs_fsl_pending_has(struct lfs_fs *fs, struct lfs_fsl *lg, const char *id)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool r = pending_has(lg, id);
+	pthread_mutex_unlock(&fs->lock);
+	return r;
+}
+
+void lfs_fsl_pending_cancel(struct lfs_fs *fs, struct lfs_fsl *lg,
+			    const char *id)
+{
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < lg->npending; i++)
+		if (!strcmp(lg->pending[i].id, id)) {
+			free(lg->pending[i].id);
+			lg->pending[i] = lg->pending[--lg->npending];
+			break;
+		}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int lfs_fsl_pending_add(struct lfs_fs *fs, struct lfs_fsl *lg, const char *id)
+{
+	int rc = 0;
+	pthread_mutex_lock(&fs->lock);
+	if (pending_has(lg, id))
+		goto out;
+	void *p =
+		realloc(lg->pending, (lg->npending + 1) * sizeof(*lg->pending));
+	char *copy = p ? strdup(id) : NULL;
+	if (p)
+		lg->pending = p;
+	if (!copy) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	lg->pending[lg->npending++] = (struct lfs_fsl_pending){
+		.id = copy, .deadline_ms = lfs_fs_now_ms() + LFS_FS_GRACE_MS};
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+json_t *lfs_fsl_pending_json(struct lfs_fs *fs, struct lfs_fsl *lg)
+{
+	pthread_mutex_lock(&fs->lock);
+	json_t *pending = json_array();
+	for (size_t i = 0; pending && i < lg->npending; i++)
+		json_array_append_new(pending, json_string(lg->pending[i].id));
+	pthread_mutex_unlock(&fs->lock);
+	return pending;
+}
+
+void lfs_fsl_flush_pending(struct lfs_fs *fs, bool force)
+{
+	int64_t now = lfs_fs_now_ms();
+	pthread_mutex_lock(&fs->lock);
+	for (struct lfs_fsl *lg = fs->ledgers; lg; lg = lg->next) {
+		if (!lg->l || !lg->npending)
+			continue;
+		struct lfs_txn *t;
+		if (lfs_txn_new(&t))
+			continue;
+		for (size_t i = 0; i < lg->npending;) {
+			if (force || lg->pending[i].deadline_ms <= now) {
+				lfs_txn_delete(t, lg->pending[i].id);
+				free(lg->pending[i].id);
+				lg->pending[i] = lg->pending[--lg->npending];
+			} else {
+				i++;
+			}
+		}
+		if (lfs_txn_count(t)) {
+			/* The list only grows and lg lives on: it is safe to
+			 * let go of the lock here and walk on after. */
+			pthread_mutex_unlock(&fs->lock);
+			int rc = lfs_fsl_commit(fs, lg, t);
+			if (rc)
+				lfs_fsl_error(fs, lg,
+					      "deleting documents failed: %s",
+					      strerror(-rc));
+			pthread_mutex_lock(&fs->lock);
+		}
+		lfs_txn_free(t);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- the change feed ---- */
+
+static void append_changes(struct lfs_fsl *lg, const char *text, size_t len)
+{
+	char *p = lfs_fs_path(lg->state, "changes");
+	if (!p)
+		return;
+	int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	free(p);
+	if (fd < 0)
+		return;
+	int rc = lfs_write_all(fd, text, len);
+	if (rc)
+		lfs_warn("ledger '%s': cannot append to its change feed: %s",
+			 lg->name, strerror(-rc));
+	close(fd);
+}
+
+struct changes_ctx {
+	struct lfs_buf out;
+	const char *prefix;
+};
+
+static int change_line(void *ctx, const struct lfs_index_entry *ea,
+		       const struct lfs_index_entry *eb)
+{
+	struct changes_ctx *c = ctx;
+	const struct lfs_index_entry *e = eb ? eb : ea;
+	lfs_buf_append_str(&c->out, c->prefix);
+	lfs_buf_append_str(&c->out, !ea ? " + " : !eb ? " - " : " ~ ");
+	lfs_buf_append(&c->out, e->id, e->id_len);
+	return lfs_buf_append_byte(&c->out, '\n');
+}
+
+/* Append the difference of two roots to the change feed. */
+static void record_changes(struct lfs_fsl *lg, const struct lfs_cid *before,
+			   const struct lfs_cid *after,
+			   const struct lfs_cid *event)
+{
+	if (lfs_cid_equal(before, after))
+		return;
+	char when[64], ev[LFS_CID_STRLEN + 1], prefix[128];
+	lfs_fs_iso_time(when, lfs_fs_now_ms() * 1000);
+	lfs_cid_to_string(ev, event);
+	snprintf(prefix, sizeof(prefix), "%s %s", when, ev);
+	struct changes_ctx c = {.prefix = prefix};
+	lfs_buf_init(&c.out, 0);
+	if (lfs_index_diff(lfs_ledger_index(lg->l), before, after, change_line,
+			   &c) == 0)
+		append_changes(lg, (const char *)c.out.data, c.out.len);
+	lfs_buf_release(&c.out);
+}
+
+/* ---- commits ---- */
+
+int lfs_fsl_commit(struct lfs_fs *fs, struct lfs_fsl *lg, struct lfs_txn *t)
+{
+	struct lfs_cid before, after, event;
+	bool committed;
+	lfs_fsl_refresh(fs, lg);
+	lfs_ledger_root(lg->l, &before);
+	int rc = lfs_ledger_commit(lg->l, t, &event, &committed);
+	if (!rc && committed) {
+		lfs_ledger_root(lg->l, &after);
+		record_changes(lg, &before, &after, &event);
+		if (fs->sync)
+			lfs_sync_kick(fs->sync);
+	}
+	return rc;
+}
+
+void lfs_fsl_moved(struct lfs_fs *fs, struct lfs_fsl *lg,
+		   const struct lfs_cid *before, const struct lfs_cid *after,
+		   const char *source)
+{
+	struct lfs_cid *heads;
+	size_t n;
+	if (lfs_ledger_heads(lg->l, &heads, &n) == 0) {
+		if (n)
+			record_changes(lg, before, after, &heads[0]);
+		free(heads);
+	}
+	lfs_info("ledger '%s': applied changes from %s", lg->name, source);
+	if (fs->moved)
+		fs->moved(fs, lg, before, after);
+}
+
+/*
+ * Pick up commits other processes on this home made (the command line,
+ * another mount): each housekeeping tick, a stat per open ledger, and
+ * before every commit, so a save is never based on a stale head.
+ */
+bool lfs_fsl_refresh(struct lfs_fs *fs, struct lfs_fsl *lg)
+{
+	struct lfs_cid before, after;
+	bool changed;
+	int rc = lfs_ledger_refresh(lg->l, &before, &after, &changed);
+	if (rc != lg->refresh_err && rc)
+		lfs_warn("ledger '%s': cannot read its heads: %s", lg->name,
+			 lfs_errmsg(rc));
+	lg->refresh_err = rc;
+	if (!rc && changed)
+		lfs_fsl_moved(fs, lg, &before, &after,
+			      "another process on this machine");
+	return !rc && changed;
+}
+
+/* The open ledgers, as a NULL-terminated array (free it). */
+static struct lfs_fsl **open_ledgers(struct lfs_fs *fs, size_t *out_n)
+{
+	pthread_mutex_lock(&fs->lock);
+	size_t n = 0;
+	for (struct lfs_fsl *lg = fs->ledgers; lg; lg = lg->next)
+		n++;
+	struct lfs_fsl **v = calloc(n + 1, sizeof(*v));
+	n = 0;
+	for (struct lfs_fsl *lg = fs->ledgers; v && lg; lg = lg->next)
+		if (lg->l)
+			v[n++] = lg;
+	pthread_mutex_unlock(&fs->lock);
+	*out_n = n;
+	return v;
+}
+
+void lfs_fsl_refresh_all(struct lfs_fs *fs)
+{
+	size_t n;
+	struct lfs_fsl **v = open_ledgers(fs, &n);
+	bool any = false;
+	for (size_t i = 0; i < n; i++)
+		any |= lfs_fsl_refresh(fs, v[i]);
+	free(v);
+	if (any && fs->sync)
+		lfs_sync_kick(fs->sync);
+}
+
+void lfs_fsl_sync_all(struct lfs_fs *fs)
+{
+	size_t n;
+	struct lfs_fsl **v = open_ledgers(fs, &n);
+	for (size_t i = 0; i < n; i++)
+		lfs_ledger_sync(v[i]->l);
+	free(v);
+}
+
+/* ---- events ---- */
+
+static int event_add(void *ctx, const struct lfs_cid *cid,
+		     const struct lfs_event *ev)
+{
+	struct lfs_fsl_events *s = ctx;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		void *a = realloc(s->cids, cap * sizeof(*s->cids));
+		if (!a)
+			return -ENOMEM;
+		s->cids = a;
+		void *b = realloc(s->times, cap * sizeof(*s->times));
+		if (!b)
+			return -ENOMEM;
+		s->times = b;
+		s->cap = cap;
+	}
+	s->cids[s->n] = *cid;
+	s->times[s->n++] = ev->t;
+	return 0;
+}
+
+int lfs_fsl_events(struct lfs_fsl_events *out, struct lfs_fsl *lg)
+{
+	memset(out, 0, sizeof(*out));
+	struct lfs_cid *heads;
+	size_t n;
+	int rc = lfs_ledger_heads(lg->l, &heads, &n);
+	if (rc)
+		return rc;
+	struct lfs_blocks b = lfs_ledger_blocks(lg->l);
+	rc = lfs_clock_walk(&b, heads, n, event_add, out);
+	free(heads);
+	return rc;
+}
+
+void lfs_fsl_events_free(struct lfs_fsl_events *s)
+{
+	free(s->cids);
+	free(s->times);
+}
+
+static int by_time(const void *x, const void *y, void *ctx)
+{
+	const struct lfs_fsl_events *s = ctx;
+	int64_t a = s->times[*(const size_t *)x];
+	int64_t b = s->times[*(const size_t *)y];
+	return a < b ? -1 : a > b;
+}
+
+char (*lfs_fsl_bytime_names(const struct lfs_fsl_events *s))[LFS_FSL_BYTIME_LEN]
+{
+	char(*names)[LFS_FSL_BYTIME_LEN] = calloc(s->n + 1, sizeof(*names));
+	size_t *order = calloc(s->n + 1, sizeof(*order));
+	if (!names || !order) {
+		free(names);
+		free(order);
+		return NULL;
+	}
+	for (size_t i = 0; i < s->n; i++)
+		order[i] = i;
+	qsort_r(order, s->n, sizeof(*order), by_time, (void *)s);
+	for (size_t k = 0; k < s->n; k++) {
+		size_t i = order[k];
+		lfs_fs_iso_time(names[i], s->times[i]);
+		bool dup =
+			(k > 0 && s->times[order[k - 1]] == s->times[i]) ||
+			(k + 1 < s->n && s->times[order[k + 1]] == s->times[i]);
+		if (dup) {
+			char c[LFS_CID_STRLEN + 1];
+			lfs_cid_to_string(c, &s->cids[i]);
+			size_t len = strlen(names[i]);
+			snprintf(names[i] + len, LFS_FSL_BYTIME_LEN - len,
+				 "-%s", c + LFS_CID_STRLEN - 8);
+		}
+	}
+	free(order);
+	return names;
+}

@@ -1,0 +1,142 @@
+/*
+ * fs_ledger: the mount's state for each ledger it has seen — the open
+ * ledger (or why it could not be opened), its local directories, the ring
+ * of refused saves behind .ledgerfs/errors, the change feed, the deletes
+ * waiting out their grace period — and the operations on it that are not
+ * about files: committing, picking up other processes' commits, listing
+ * its events for .snapshots.
+ *
+ * Locks (fs_int.h): every function here takes fs->lock itself when it
+ * needs it, and is called with no fs lock held. The ledger I/O (opening,
+ * committing, refreshing, syncing) happens outside fs->lock.
+ */
+#ifndef LFS_FS_LEDGER_H
+#define LFS_FS_LEDGER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "fs_int.h"
+#include "ledger.h"
+
+/* Refused saves kept for .ledgerfs/errors. */
+#define LFS_FSL_ERRORS_KEPT 100
+
+struct lfs_fsl_pending {
+	char *id;
+	int64_t deadline_ms;
+};
+
+struct lfs_fsl {
+	/* Set once when made, then read without a lock. */
+	char *name;
+	char *scratch, *drafts, *state; /* HOME/scratch|drafts|state/<name> */
+	/*
+	 * The open ledger, or NULL with err saying why (-ENOKEY: no key
+	 * here). Goes from NULL to open at most once, under fs->lock, when a
+	 * key shows up (lfs_fsl_get retries).
+	 */
+	struct lfs_ledger *l;
+	int err;
+	/* Under fs->lock. */
+	bool opening; /* a thread is retrying the key */
+	struct lfs_fsl_pending *pending;
+	size_t npending;
+	char *errors[LFS_FSL_ERRORS_KEPT]; /* newest at (nerrors-1) % N */
+	uint64_t nerrors;
+	/* The housekeeper's: the last lfs_ledger_refresh error, logged once. */
+	int refresh_err;
+	struct lfs_fsl *next;
+};
+
+/*
+ * The state of ledger `name`, found or made (opening the ledger, or
+ * noting why it can't be). must_exist: NULL when HOME has no such ledger.
+ * A ledger that had no key is opened if one has been imported since.
+ * NULL also when out of memory. Never freed before lfs_fsl_free_all.
+ */
+struct lfs_fsl *lfs_fsl_get(struct lfs_fs *fs, const char *name,
+			    bool must_exist);
+
+/* Close and free every ledger's state (at unmount, no thread left). */
+void lfs_fsl_free_all(struct lfs_fs *fs);
+
+/*
+ * Record a refused operation the user should know about: in the error
+ * ring (newest last, LFS_FSL_ERRORS_KEPT kept) and in the log.
+ */
+void lfs_fsl_error(struct lfs_fs *fs, struct lfs_fsl *lg, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Append the error ring, oldest first, one line each, to out. */
+int lfs_fsl_errors_text(struct lfs_fs *fs, struct lfs_fsl *lg,
+			struct lfs_buf *out);
+
+/* The error count and a copy of the last error (NULL: none; free it). */
+uint64_t lfs_fsl_last_error(struct lfs_fs *fs, struct lfs_fsl *lg,
+			    char **out_last);
+
+/* ---- deletes waiting out the grace period ---- */
+
+/* Is id hidden by a pending delete? */
+bool lfs_fsl_pending_has(struct lfs_fs *fs, struct lfs_fsl *lg, const char *id);
+/* Delete id after LFS_FS_GRACE_MS (once; a second add keeps the first). */
+int lfs_fsl_pending_add(struct lfs_fs *fs, struct lfs_fsl *lg, const char *id);
+/* A new version was saved: id is not to be deleted. */
+void lfs_fsl_pending_cancel(struct lfs_fs *fs, struct lfs_fsl *lg,
+			    const char *id);
+/* The pending ids as a JSON array of strings (new reference). */
+json_t *lfs_fsl_pending_json(struct lfs_fs *fs, struct lfs_fsl *lg);
+/* Commit the deletes whose time has come (all of them: force), one
+ * transaction per ledger. */
+void lfs_fsl_flush_pending(struct lfs_fs *fs, bool force);
+
+/* ---- commits and other processes' commits ---- */
+
+/*
+ * Commit t to lg (first picking up what others committed, so the commit
+ * is never based on a stale head), append its changes to the feed and
+ * kick the sync. t stays the caller's.
+ */
+int lfs_fsl_commit(struct lfs_fs *fs, struct lfs_fsl *lg, struct lfs_txn *t);
+
+/*
+ * lg moved from root before to after without this mount committing
+ * (source says from where, for the log): feed the change log and tell
+ * fs->moved.
+ */
+void lfs_fsl_moved(struct lfs_fs *fs, struct lfs_fsl *lg,
+		   const struct lfs_cid *before, const struct lfs_cid *after,
+		   const char *source);
+
+/* Pick up commits other processes on this home made to lg (true: some),
+ * or to every open ledger (kicking the sync when there were some). */
+bool lfs_fsl_refresh(struct lfs_fs *fs, struct lfs_fsl *lg);
+void lfs_fsl_refresh_all(struct lfs_fs *fs);
+
+/* Make every open ledger's commits durable. */
+void lfs_fsl_sync_all(struct lfs_fs *fs);
+
+/* ---- events, for .snapshots ---- */
+
+struct lfs_fsl_events {
+	struct lfs_cid *cids;
+	int64_t *times;
+	size_t n, cap;
+};
+
+/* Every event of lg's history (clock walk order). Free with _events_free. */
+int lfs_fsl_events(struct lfs_fsl_events *out, struct lfs_fsl *lg);
+void lfs_fsl_events_free(struct lfs_fsl_events *s);
+
+/*
+ * The by-time names of the events: the ISO time, made unique by a CID
+ * suffix when several events share one. A malloc'd array of s->n names
+ * (free it); NULL when out of memory.
+ */
+#define LFS_FSL_BYTIME_LEN 80
+char (*lfs_fsl_bytime_names(
+	const struct lfs_fsl_events *s))[LFS_FSL_BYTIME_LEN];
+
+#endif

@@ -1,0 +1,394 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "fs_node.h"
+
+#include <errno.h>
+
+#include <sodium.h>
+
+#include "fsname.h"
+
+static const char *ctl_files[] = {"status",  "errors",    "heads",
+				  "changes", "conflicts", "wait"};
+#define NCTL (sizeof(ctl_files) / sizeof(ctl_files[0]))
+
+bool lfs_node_read_only(enum lfs_node_kind k)
+{
+	return k == LFS_N_SNAPS || k == LFS_N_SNAP || k == LFS_N_SNAPDOC ||
+	       k == LFS_N_BYTIME || k == LFS_N_BYTIME_LINK;
+}
+
+uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
+		       const struct lfs_cid *event, const char *name)
+{
+	/* SipHash (crypto_shorthash) of kind, ledger, event and name: cheap
+	 * enough for a listing of 100,000 names, stable across mounts. */
+	static const uint8_t hkey[crypto_shorthash_KEYBYTES] = "ledgerfs-inode";
+	uint8_t buf[1 + 2 * (LFS_FSNAME_MAX + 1) + LFS_DIGEST_LEN + 8];
+	size_t n = 0;
+	buf[n++] = (uint8_t)k;
+	size_t ll = ledger ? strnlen(ledger, LFS_FSNAME_MAX) : 0;
+	memcpy(buf + n, ledger ? ledger : "", ll);
+	n += ll;
+	buf[n++] = 0;
+	if (event) {
+		memcpy(buf + n, event->digest, LFS_DIGEST_LEN);
+		n += LFS_DIGEST_LEN;
+	}
+	size_t nl = name ? strnlen(name, LFS_FSNAME_MAX) : 0;
+	memcpy(buf + n, name ? name : "", nl);
+	n += nl;
+	buf[n++] = 0;
+	uint8_t out[crypto_shorthash_BYTES];
+	crypto_shorthash(out, buf, n, hkey);
+	uint64_t h;
+	memcpy(&h, out, sizeof(h));
+	h &= 0x7fffffffffffffffull; /* keep clear of sign trouble in tools */
+	return h < 2 ? h + 2 : h;
+}
+
+static bool same_identity(const struct lfs_node *n, enum lfs_node_kind k,
+			  const struct lfs_fsl *lg, const struct lfs_cid *event,
+			  const char *name)
+{
+	if (n->kind != k || n->lg != lg)
+		return false;
+	if (event && !lfs_cid_equal(&n->event, event))
+		return false;
+	if ((name == NULL) != (n->name == NULL))
+		return false;
+	return !name || !strcmp(n->name, name);
+}
+
+static struct lfs_node **slot_of(struct lfs_fs *fs, uint64_t ino)
+{
+	return &fs->table[(ino * 0x9e3779b97f4a7c15ull >> 17) &
+			  (fs->nslots - 1)];
+}
+
+static struct lfs_node *by_ino(struct lfs_fs *fs, uint64_t ino)
+{
+	for (struct lfs_node *n = *slot_of(fs, ino); n; n = n->hnext)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+struct lfs_node *lfs_node_by_ino(struct lfs_fs *fs, uint64_t ino)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_node *n = by_ino(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	return n;
+}
+
+struct lfs_node *lfs_node_find_locked(struct lfs_fs *fs, enum lfs_node_kind k,
+				      struct lfs_fsl *lg, const char *name)
+{
+	uint64_t ino = lfs_node_hash(k, lg->name, NULL, name);
+	for (struct lfs_node *n; (n = by_ino(fs, ino)); ino++)
+		if (same_identity(n, k, lg, NULL, name))
+			return n;
+	return NULL;
+}
+
+static int table_grow(struct lfs_fs *fs)
+{
+	size_t nslots = fs->nslots * 2;
+	struct lfs_node **t = calloc(nslots, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	struct lfs_node **old = fs->table;
+	size_t oldn = fs->nslots;
+	fs->table = t;
+	fs->nslots = nslots;
+	for (size_t i = 0; i < oldn; i++)
+		for (struct lfs_node *n = old[i], *next; n; n = next) {
+			next = n->hnext;
+			struct lfs_node **s = slot_of(fs, n->ino);
+			n->hnext = *s;
+			*s = n;
+		}
+	free(old);
+	return 0;
+}
+
+/* Find the node of an identity or make it. Caller holds fs->lock. */
+static struct lfs_node *node_get(struct lfs_fs *fs, enum lfs_node_kind k,
+				 struct lfs_fsl *lg,
+				 const struct lfs_cid *event, const char *name)
+{
+	uint64_t ino = k == LFS_N_ROOT ? LFS_NODE_ROOT_INO
+				       : lfs_node_hash(k, lg ? lg->name : NULL,
+						       event, name);
+	for (;;) {
+		struct lfs_node *n = by_ino(fs, ino);
+		if (!n)
+			break;
+		if (same_identity(n, k, lg, event, name))
+			return n;
+		ino = ino + 1 < 2 ? 2 : ino + 1;
+	}
+	if (fs->nnodes * 2 >= fs->nslots && table_grow(fs))
+		return NULL;
+	struct lfs_node *n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->ino = ino;
+	n->kind = k;
+	n->lg = lg;
+	if (event)
+		n->event = *event;
+	if (name && !(n->name = strdup(name))) {
+		free(n);
+		return NULL;
+	}
+	struct lfs_node **s = slot_of(fs, ino);
+	n->hnext = *s;
+	*s = n;
+	fs->nnodes++;
+	return n;
+}
+
+static void node_free(struct lfs_node *n)
+{
+	if (n->wbuf) {
+		lfs_buf_release(n->wbuf);
+		free(n->wbuf);
+	}
+	free(n->name);
+	free(n->id);
+	free(n);
+}
+
+void lfs_node_maybe_free(struct lfs_fs *fs, struct lfs_node *n)
+{
+	if (n->kind == LFS_N_ROOT || n->nlookup || n->nopen)
+		return;
+	struct lfs_node **pp = slot_of(fs, n->ino);
+	while (*pp != n)
+		pp = &(*pp)->hnext;
+	*pp = n->hnext;
+	fs->nnodes--;
+	node_free(n);
+}
+
+int lfs_node_table_init(struct lfs_fs *fs)
+{
+	fs->nslots = 1024;
+	fs->table = calloc(fs->nslots, sizeof(*fs->table));
+	struct lfs_node *root =
+		fs->table ? node_get(fs, LFS_N_ROOT, NULL, NULL, NULL) : NULL;
+	if (!root) {
+		free(fs->table);
+		fs->table = NULL;
+		return -ENOMEM;
+	}
+	root->nlookup = 1;
+	return 0;
+}
+
+void lfs_node_table_release(struct lfs_fs *fs)
+{
+	for (size_t i = 0; fs->table && i < fs->nslots; i++)
+		for (struct lfs_node *n = fs->table[i], *next; n; n = next) {
+			next = n->hnext;
+			node_free(n);
+		}
+	free(fs->table);
+	fs->table = NULL;
+}
+
+void lfs_node_lookup_ref(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void lfs_node_lookup_unref(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->nlookup--;
+	lfs_node_maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void lfs_node_forget_locked(struct lfs_fs *fs, uint64_t ino, uint64_t nlookup)
+{
+	struct lfs_node *n = by_ino(fs, ino);
+	if (!n)
+		return;
+	n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+	lfs_node_maybe_free(fs, n);
+}
+
+void lfs_node_pin(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->nopen++;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void lfs_node_unpin(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->nopen--;
+	lfs_node_maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* The node of name under parent, made if needed. Caller holds fs->lock. */
+static int child(struct lfs_fs *fs, struct lfs_node *parent, const char *name,
+		 struct lfs_fsl *ledger, struct lfs_node **out)
+{
+	char id[LFS_INDEX_ID_MAX + 1];
+	struct lfs_fsl *lg = parent->lg;
+	struct lfs_node *n = NULL;
+	switch (parent->kind) {
+	case LFS_N_ROOT:
+		n = node_get(fs, LFS_N_LEDGER, ledger, NULL, name);
+		break;
+	case LFS_N_LEDGER:
+		if (!strcmp(name, LFS_FS_SNAPSHOTS))
+			n = node_get(fs, LFS_N_SNAPS, lg, NULL,
+				     LFS_FS_SNAPSHOTS);
+		else if (!strcmp(name, LFS_FS_CONTROL))
+			n = node_get(fs, LFS_N_CTLDIR, lg, NULL,
+				     LFS_FS_CONTROL);
+		else if (lfs_fsname_to_id(id, sizeof(id), name)) {
+			n = node_get(fs, LFS_N_DOC, lg, NULL, name);
+			if (n && !n->id && !(n->id = strdup(id)))
+				n = NULL;
+		} else
+			n = node_get(fs, LFS_N_SCRATCH, lg, NULL, name);
+		break;
+	case LFS_N_SNAPS: {
+		if (!strcmp(name, LFS_FS_BY_TIME)) {
+			n = node_get(fs, LFS_N_BYTIME, lg, NULL,
+				     LFS_FS_BY_TIME);
+			break;
+		}
+		struct lfs_cid ev;
+		if (lfs_cid_from_string(&ev, name) ||
+		    ev.codec != LFS_CODEC_DAG_CBOR)
+			return -ENOENT;
+		n = node_get(fs, LFS_N_SNAP, lg, &ev, name);
+		break;
+	}
+	case LFS_N_SNAP:
+		if (!lfs_fsname_to_id(id, sizeof(id), name))
+			return -ENOENT;
+		n = node_get(fs, LFS_N_SNAPDOC, lg, &parent->event, name);
+		if (n) {
+			n->root = parent->root;
+			n->t = parent->t;
+			if (!n->id && !(n->id = strdup(id)))
+				n = NULL;
+		}
+		break;
+	case LFS_N_BYTIME:
+		n = node_get(fs, LFS_N_BYTIME_LINK, lg, NULL, name);
+		break;
+	case LFS_N_CTLDIR: {
+		bool known = false;
+		for (size_t i = 0; i < NCTL; i++)
+			known |= !strcmp(name, ctl_files[i]);
+		if (!known)
+			return -ENOENT;
+		n = node_get(fs, LFS_N_CTL, lg, NULL, name);
+		break;
+	}
+	default:
+		return -ENOTDIR;
+	}
+	if (!n)
+		return -ENOMEM;
+	*out = n;
+	return 0;
+}
+
+int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
+		     const char *name, struct lfs_node **out)
+{
+	struct lfs_fsl *lg = parent->lg, *ledger = NULL;
+	if (parent->kind == LFS_N_LEDGER && lg->l == NULL &&
+	    strcmp(name, LFS_FS_CONTROL) != 0)
+		return lg->err;
+	if (parent->kind == LFS_N_ROOT) {
+		/* Opening a ledger reads and decrypts: not under the lock. */
+		if (!lfs_home_valid_name(name))
+			return -ENOENT;
+		if (!(ledger = lfs_fsl_get(fs, name, true)))
+			return -ENOENT;
+		lg = ledger;
+	}
+	struct lfs_node *n = NULL;
+	pthread_mutex_lock(&fs->lock);
+	int rc = child(fs, parent, name, ledger, &n);
+	if (!rc)
+		n->nopen++; /* pinned until the caller unpins it */
+	pthread_mutex_unlock(&fs->lock);
+	if (rc)
+		return rc;
+
+	/* Snapshot directories and by-time links learn their event. */
+	if (n->kind == LFS_N_SNAP && !n->t) {
+		struct lfs_arena a;
+		lfs_arena_init(&a, 0);
+		struct lfs_event ev;
+		struct lfs_blocks b = lfs_ledger_blocks(lg->l);
+		rc = lfs_event_load(&ev, &a, &b, &n->event);
+		if (!rc) {
+			n->root = ev.root;
+			n->t = ev.t;
+		}
+		lfs_arena_release(&a);
+		if (rc)
+			rc = rc == -EBADMSG ? -EIO : -ENOENT;
+	}
+	if (n->kind == LFS_N_BYTIME_LINK && !n->t) {
+		struct lfs_fsl_events s;
+		rc = lfs_fsl_events(&s, lg);
+		char(*names)[LFS_FSL_BYTIME_LEN] =
+			rc ? NULL : lfs_fsl_bytime_names(&s);
+		rc = rc ? rc : names ? -ENOENT : -ENOMEM;
+		for (size_t i = 0; names && i < s.n; i++)
+			if (!strcmp(names[i], name)) {
+				n->event = s.cids[i];
+				n->t = s.times[i];
+				rc = 0;
+			}
+		free(names);
+		lfs_fsl_events_free(&s);
+	}
+	if (rc) {
+		lfs_node_unpin(fs, n);
+		return rc;
+	}
+	*out = n;
+	return 0;
+}
+
+void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
+		    bool was_doc, const char *newname, const char *newid)
+{
+	enum lfs_node_kind k = was_doc ? LFS_N_DOC : LFS_N_SCRATCH;
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_node *n = lfs_node_find_locked(fs, k, lg, name);
+	char *nn = n ? strdup(newname) : NULL;
+	char *ni = n && newid ? strdup(newid) : NULL;
+	if (n && nn && (!newid || ni)) {
+		free(n->name);
+		free(n->id);
+		n->name = nn;
+		n->id = ni;
+		n->kind = newid ? LFS_N_DOC : LFS_N_SCRATCH;
+	} else {
+		free(nn);
+		free(ni);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}

@@ -1,0 +1,114 @@
+/*
+ * fs_node: the inode table and name resolution.
+ *
+ * A node is one name the kernel may know: the root, a ledger, a document,
+ * a scratch file, a snapshot directory or document, a by-time link, the
+ * control directory or a control file. Its inode number is a SipHash of
+ * its identity (kind, ledger, event, name), so it is the same on every
+ * mount; a collision moves on to the next free number. A node lives while
+ * the kernel holds lookups on it (nlookup) or an operation pins it (nopen).
+ *
+ * Locks (fs_int.h): functions whose comment says "caller holds fs->lock"
+ * run under it; the others take it themselves and are called without it.
+ */
+#ifndef LFS_FS_NODE_H
+#define LFS_FS_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "fs_int.h"
+#include "fs_ledger.h"
+
+enum lfs_node_kind {
+	LFS_N_ROOT,
+	LFS_N_LEDGER,
+	LFS_N_DOC,
+	LFS_N_SCRATCH,
+	LFS_N_SNAPS,
+	LFS_N_SNAP,
+	LFS_N_SNAPDOC,
+	LFS_N_BYTIME,
+	LFS_N_BYTIME_LINK,
+	LFS_N_CTLDIR,
+	LFS_N_CTL,
+};
+
+/* The inode number of the mount's root (FUSE_ROOT_ID). */
+#define LFS_NODE_ROOT_INO 1
+
+struct lfs_node {
+	uint64_t ino;
+	enum lfs_node_kind kind;
+	struct lfs_fsl *lg;
+	/* Under fs->lock: a rename gives a node a new name (and kind). */
+	char *name;           /* name in its parent */
+	char *id;             /* documents */
+	struct lfs_cid event; /* snapshots */
+	struct lfs_cid root;
+	int64_t t; /* snapshots: the event's time */
+	uint64_t nlookup;
+	int nopen;
+	/* Documents being written (under fs->lock): one buffer shared by
+	 * every open file. */
+	struct lfs_buf *wbuf;
+	uint64_t wgen; /* bumped by every change to wbuf */
+	uint64_t committed_gen;
+	int invalid; /* last flush found invalid content (errno) */
+	int nwriters;
+	struct lfs_node *hnext;
+};
+
+/* Snapshots and their contents cannot be written. */
+bool lfs_node_read_only(enum lfs_node_kind k);
+
+/* The inode number a node of this identity gets (before collisions). */
+uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
+		       const struct lfs_cid *event, const char *name);
+
+/* Make the table and its root node. */
+int lfs_node_table_init(struct lfs_fs *fs);
+/* Free every node and the table (no thread left). */
+void lfs_node_table_release(struct lfs_fs *fs);
+
+/* The node numbered ino, or NULL. */
+struct lfs_node *lfs_node_by_ino(struct lfs_fs *fs, uint64_t ino);
+
+/*
+ * The live node of document or scratch file `name` of lg, or NULL.
+ * Caller holds fs->lock.
+ */
+struct lfs_node *lfs_node_find_locked(struct lfs_fs *fs, enum lfs_node_kind k,
+				      struct lfs_fsl *lg, const char *name);
+
+/* Free n if nothing refers to it any more. Caller holds fs->lock. */
+void lfs_node_maybe_free(struct lfs_fs *fs, struct lfs_node *n);
+
+/* Add or drop kernel lookups (forget). Caller holds fs->lock for _forget. */
+void lfs_node_lookup_ref(struct lfs_fs *fs, struct lfs_node *n);
+void lfs_node_lookup_unref(struct lfs_fs *fs, struct lfs_node *n);
+void lfs_node_forget_locked(struct lfs_fs *fs, uint64_t ino, uint64_t nlookup);
+
+/* Pin n for an operation (or an open file), and let it go. */
+void lfs_node_pin(struct lfs_fs *fs, struct lfs_node *n);
+void lfs_node_unpin(struct lfs_fs *fs, struct lfs_node *n);
+
+/*
+ * Resolve name under parent to a node (made if needed, and pinned: the
+ * caller unpins it when done). Ledgers are opened, snapshot directories
+ * and by-time links learn their event. -ENOENT for a name that cannot
+ * exist there, the ledger's error for a ledger that is not open.
+ */
+int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
+		     const char *name, struct lfs_node **out);
+
+/*
+ * After a rename the kernel keeps the source inode under the new name:
+ * give lg's node `name` (a document when was_doc) the new name and, with
+ * newid, make it document newid, else a scratch file. Its number stays.
+ */
+void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
+		    bool was_doc, const char *newname, const char *newid);
+
+#endif

@@ -1,0 +1,436 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "fs_save.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "fileio.h"
+#include "fs_view.h"
+#include "fsname.h"
+#include "log.h"
+
+/* ---- drafts ---- */
+
+static int write_draft(struct lfs_fsl *lg, const char *name,
+		       const uint8_t *data, size_t len)
+{
+	char tmp[PATH_MAX], *final = lfs_fs_path(lg->drafts, name);
+	if (!final)
+		return -ENOMEM;
+	snprintf(tmp, sizeof(tmp), "%s/.tmp-%08x", lg->drafts,
+		 randombytes_random());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rc = fd < 0 ? -errno : lfs_write_all(fd, data, len);
+	if (fd >= 0 && close(fd) && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, final))
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	free(final);
+	return rc;
+}
+
+static void remove_draft(struct lfs_fsl *lg, const char *name)
+{
+	char *p = lfs_fs_path(lg->drafts, name);
+	if (p)
+		unlink(p);
+	free(p);
+}
+
+static bool has_draft(struct lfs_fsl *lg, const char *name)
+{
+	char *p = lfs_fs_path(lg->drafts, name);
+	bool r = p && access(p, F_OK) == 0;
+	free(p);
+	return r;
+}
+
+/* Is id a committed document of lg now? */
+static int committed(struct lfs_fsl *lg, const char *id, bool *out)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_index_entry e;
+	int rc = lfs_ledger_get(lg->l, NULL, id, &e, &a, NULL);
+	lfs_arena_release(&a);
+	*out = rc == 0;
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* ---- saving bytes ---- */
+
+int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
+		     const uint8_t *data, size_t len)
+{
+	if (!lg->l)
+		return lg->err;
+	struct lfs_save_decision d;
+	int rc = lfs_policy_save(&d, name, data, len);
+	if (rc == -EINVAL)
+		return rc; /* not a document's name (renamed meanwhile) */
+	if (!rc && d.verdict == LFS_SAVE_DRAFT) {
+		lfs_save_decision_release(&d);
+		return write_draft(lg, name, data, len);
+	}
+	char why[sizeof(d.why)];
+	snprintf(why, sizeof(why), "%s", rc ? "" : d.why);
+	if (!rc && d.verdict == LFS_SAVE_COMMIT) {
+		rc = lfs_fsl_commit(fs, lg, d.txn);
+		if (!rc && d.id_replaced)
+			lfs_info("ledger '%s': %s: its \"_id\" named another "
+				 "document; saved as \"%s\", the file's name",
+				 lg->name, name, d.id);
+	} else if (!rc) {
+		rc = -EINVAL;
+	}
+	if (rc && !why[0])
+		snprintf(why, sizeof(why), "the commit failed: %s",
+			 strerror(-rc));
+	if (rc) {
+		lfs_save_decision_release(&d);
+		int drc = write_draft(lg, name, data, len);
+		lfs_fsl_error(fs, lg,
+			      "%s: not committed: %s; your text is kept as a "
+			      "draft in that file%s",
+			      name, why,
+			      drc ? " (and saving the draft FAILED)" : "");
+		return rc == -EFBIG ? rc : -EINVAL;
+	}
+	remove_draft(lg, name);
+	lfs_fsl_pending_cancel(fs, lg, d.id);
+	lfs_save_decision_release(&d);
+	return 0;
+}
+
+/* ---- write buffers ---- */
+
+int lfs_save_open(struct lfs_fs *fs, struct lfs_node *n, bool truncate)
+{
+	struct lfs_buf *fresh = NULL;
+	pthread_mutex_lock(&fs->lock);
+	bool have = n->wbuf != NULL;
+	pthread_mutex_unlock(&fs->lock);
+	if (!have) {
+		fresh = calloc(1, sizeof(*fresh));
+		if (!fresh)
+			return -ENOMEM;
+		lfs_buf_init(fresh, LFS_FS_TEXT_MAX);
+		if (!truncate) {
+			struct lfs_docstate ds;
+			struct lfs_arena a;
+			lfs_arena_init(&a, 0);
+			int rc = lfs_view_doc(fs, n, fresh, &ds, &a);
+			lfs_arena_release(&a);
+			if (rc && rc != -ENOENT) {
+				lfs_buf_release(fresh);
+				free(fresh);
+				return rc;
+			}
+		}
+	}
+	pthread_mutex_lock(&fs->lock);
+	if (!n->wbuf && fresh) {
+		n->wbuf = fresh;
+		n->wgen = n->committed_gen = 0;
+		n->invalid = 0;
+		fresh = NULL;
+	}
+	if (truncate && n->wbuf->len) {
+		n->wbuf->len = 0;
+		n->wgen++;
+	}
+	n->nwriters++;
+	n->nopen++;
+	pthread_mutex_unlock(&fs->lock);
+	if (fresh) {
+		lfs_buf_release(fresh);
+		free(fresh);
+	}
+	return 0;
+}
+
+int lfs_save_write(struct lfs_fs *fs, struct lfs_node *n, const void *buf,
+		   size_t size, size_t off)
+{
+	if (off > LFS_FS_TEXT_MAX || size > LFS_FS_TEXT_MAX - off) {
+		lfs_fsl_error(fs, n->lg,
+			      "%s: over the %zu MiB document size limit; "
+			      "write refused",
+			      n->name, LFS_FS_TEXT_MAX >> 20);
+		return -EFBIG;
+	}
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_buf *b = n->wbuf;
+	size_t end = off + size;
+	int rc = 0;
+	if (end > b->len) {
+		rc = lfs_buf_reserve(b, end - b->len);
+		if (!rc) {
+			memset(b->data + b->len, 0, end - b->len);
+			b->len = end;
+		}
+	}
+	if (!rc) {
+		memcpy(b->data + off, buf, size);
+		n->wgen++;
+	}
+	b->err = 0;
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+int lfs_save_read(struct lfs_fs *fs, struct lfs_node *n, size_t size,
+		  size_t off, char **out, size_t *out_len)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_buf *b = n->wbuf;
+	size_t len = b->len;
+	size_t from = off < len ? off : len;
+	size_t k = len - from < size ? len - from : size;
+	char *copy = malloc(k ? k : 1);
+	if (copy)
+		memcpy(copy, b->data + from, k);
+	pthread_mutex_unlock(&fs->lock);
+	*out = copy;
+	*out_len = k;
+	return copy ? 0 : -ENOMEM;
+}
+
+int lfs_save_resize(struct lfs_fs *fs, struct lfs_node *n, size_t size)
+{
+	if (size > LFS_FS_TEXT_MAX)
+		return -EFBIG;
+	int rc = 0;
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_buf *b = n->wbuf;
+	if (size > b->len && !(rc = lfs_buf_reserve(b, size - b->len)))
+		memset(b->data + b->len, 0, size - b->len);
+	if (!rc) {
+		b->len = size;
+		n->wgen++;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+void lfs_save_touch(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->wgen++;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int lfs_save_flush(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (!n->wbuf || n->wgen == n->committed_gen) {
+		int rc = n->invalid;
+		pthread_mutex_unlock(&fs->lock);
+		return rc;
+	}
+	struct lfs_buf copy;
+	lfs_buf_init(&copy, LFS_FS_TEXT_MAX);
+	int rc = lfs_buf_append(&copy, n->wbuf->data, n->wbuf->len);
+	uint64_t gen = n->wgen;
+	/* A rename may change the node's name: save under the one now. */
+	char *name = strdup(n->name);
+	pthread_mutex_unlock(&fs->lock);
+	if (!rc && !name)
+		rc = -ENOMEM;
+	if (!rc)
+		rc = lfs_save_content(fs, n->lg, name, copy.data, copy.len);
+	free(name);
+	lfs_buf_release(&copy);
+	pthread_mutex_lock(&fs->lock);
+	if (n->committed_gen < gen) {
+		n->committed_gen = gen;
+		n->invalid = rc;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+void lfs_save_close(struct lfs_fs *fs, struct lfs_node *n)
+{
+	lfs_save_flush(fs, n); /* normally flush did it already */
+	pthread_mutex_lock(&fs->lock);
+	if (--n->nwriters == 0 && n->wbuf) {
+		lfs_buf_release(n->wbuf);
+		free(n->wbuf);
+		n->wbuf = NULL;
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int lfs_save_truncate(struct lfs_fs *fs, struct lfs_node *n, size_t size)
+{
+	if (size > LFS_FS_TEXT_MAX)
+		return -EFBIG;
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
+	bool isdoc;
+	int rc = lfs_view_name(fs, n->lg, n->name, &b, &isdoc);
+	if (!rc && size > b.len && !(rc = lfs_buf_reserve(&b, size - b.len)))
+		memset(b.data + b.len, 0, size - b.len);
+	if (!rc) {
+		b.len = size;
+		rc = lfs_save_content(fs, n->lg, n->name, b.data, b.len);
+	}
+	lfs_buf_release(&b);
+	return rc;
+}
+
+/* ---- unlink ---- */
+
+int lfs_save_unlink(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
+{
+	if (!lg->l)
+		return lg->err;
+	char id[LFS_INDEX_ID_MAX + 1];
+	bool is_doc = lfs_fsname_to_id(id, sizeof(id), name);
+	bool draft = false, pending = false, have = false;
+	int rc = 0;
+	if (is_doc) {
+		draft = has_draft(lg, name);
+		pending = lfs_fsl_pending_has(fs, lg, id);
+		if (!pending && (rc = committed(lg, id, &have)))
+			return rc;
+	}
+	unsigned what;
+	rc = lfs_policy_unlink(&what, name, pending, have, draft);
+	if (rc)
+		return rc;
+	if (what & LFS_UNLINK_SCRATCH) {
+		char *path = lfs_fs_path(lg->scratch, name);
+		rc = !path ? -ENOMEM : unlink(path) ? -errno : 0;
+		free(path);
+		return rc;
+	}
+	if (what & LFS_UNLINK_COMMIT) {
+		struct lfs_txn *t;
+		rc = lfs_txn_new(&t);
+		if (!rc && !(rc = lfs_txn_delete(t, id)))
+			rc = lfs_fsl_commit(fs, lg, t);
+		lfs_txn_free(t);
+	}
+	if (!rc && (what & LFS_UNLINK_DRAFT))
+		remove_draft(lg, name);
+	return rc;
+}
+
+/* ---- rename ---- */
+
+static int rename_in(const char *dir, const char *from, const char *to)
+{
+	char *a = lfs_fs_path(dir, from);
+	char *b = lfs_fs_path(dir, to);
+	int rc = !a || !b ? -ENOMEM : rename(a, b) ? -errno : 0;
+	free(a);
+	free(b);
+	return rc;
+}
+
+/* document -> scratch: the content becomes the scratch file. */
+static int backup(struct lfs_fs *fs, struct lfs_fsl *lg,
+		  const struct lfs_rename_plan *p, const char *from,
+		  const char *to, const struct lfs_buf *content)
+{
+	char *b = lfs_fs_path(lg->scratch, to);
+	int fd = b ? open(b, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+		   : -1;
+	int rc = !b ? -ENOMEM : fd < 0 ? -errno : 0;
+	if (!rc)
+		rc = lfs_write_all(fd, content->data, content->len);
+	if (fd >= 0)
+		close(fd);
+	free(b);
+	if (rc)
+		return rc;
+	remove_draft(lg, from);
+	return p->delete_later ? lfs_fsl_pending_add(fs, lg, p->from_id) : 0;
+}
+
+int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
+		    const char *to, bool noreplace)
+{
+	if (!lg->l)
+		return lg->err;
+	bool isdoc;
+	if (noreplace) {
+		struct lfs_buf probe;
+		lfs_buf_init(&probe, LFS_FS_TEXT_MAX);
+		int e = lfs_view_name(fs, lg, to, &probe, &isdoc);
+		lfs_buf_release(&probe);
+		if (e != -ENOENT)
+			return e ? e : -EEXIST;
+	}
+	struct lfs_rename_plan p;
+	int rc = lfs_policy_rename(&p, from, to, NULL, 0, false);
+	if (rc)
+		return rc;
+	if (p.action == LFS_RENAME_SCRATCH)
+		return rename_in(lg->scratch, from, to);
+
+	struct lfs_buf content;
+	lfs_buf_init(&content, LFS_FS_TEXT_MAX * 4);
+	bool have = false;
+	rc = lfs_view_name(fs, lg, from, &content, &isdoc);
+	if (!rc && p.from_doc)
+		committed(lg, p.from_id, &have); /* an error: not committed */
+	if (!rc && p.from_doc && p.to_doc) {
+		lfs_rename_plan_release(&p);
+		rc = lfs_policy_rename(&p, from, to, content.data, content.len,
+				       have);
+	} else if (!rc) {
+		p.delete_later = have;
+	}
+	if (rc)
+		goto out;
+	switch (p.action) {
+	case LFS_RENAME_SAVE: {
+		/* scratch -> document: sed -i, rsync, `mv tmp x.json` */
+		char *a = lfs_fs_path(lg->scratch, from);
+		rc = lfs_save_content(fs, lg, to, content.data, content.len);
+		if (rc == -EINVAL)
+			rc = 0; /* kept as a draft; the rename happened */
+		if (!rc && a)
+			unlink(a);
+		free(a);
+		break;
+	}
+	case LFS_RENAME_BACKUP:
+		rc = backup(fs, lg, &p, from, to, &content);
+		break;
+	case LFS_RENAME_COMMIT:
+		rc = lfs_fsl_commit(fs, lg, p.txn);
+		if (!rc) {
+			remove_draft(lg, from);
+			remove_draft(lg, to);
+			lfs_fsl_pending_cancel(fs, lg, p.to_id);
+		}
+		break;
+	case LFS_RENAME_MOVE_DRAFT:
+		rc = rename_in(lg->drafts, from, to);
+		break;
+	case LFS_RENAME_REFUSE:
+	default:
+		rc = -EINVAL;
+		break;
+	}
+	if (!rc)
+		lfs_node_rekey(fs, lg, from, p.from_doc, to,
+			       p.to_doc ? p.to_id : NULL);
+out:
+	lfs_rename_plan_release(&p);
+	lfs_buf_release(&content);
+	return rc;
+}

@@ -1,0 +1,716 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "fs_view.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "dagjson.h"
+#include "fs_policy.h"
+#include "fsname.h"
+
+#define RENDER_SLOTS 4096
+
+static const char *ctl_files[] = {"status",  "errors",    "heads",
+				  "changes", "conflicts", "wait"};
+#define NCTL (sizeof(ctl_files) / sizeof(ctl_files[0]))
+
+/* ---- rendering ---- */
+
+struct render {
+	struct lfs_cid doc;
+	char *id;
+	uint8_t *data;
+	size_t len;
+};
+
+struct lfs_view_cache {
+	struct render slots[RENDER_SLOTS];
+};
+
+int lfs_view_cache_new(struct lfs_view_cache **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -ENOMEM;
+}
+
+void lfs_view_cache_free(struct lfs_view_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < RENDER_SLOTS; i++) {
+		free(c->slots[i].data);
+		free(c->slots[i].id);
+	}
+	free(c);
+}
+
+static size_t render_slot(const struct lfs_cid *doc, const char *id)
+{
+	uint64_t h;
+	memcpy(&h, doc->digest, sizeof(h));
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+	return (size_t)(h % RENDER_SLOTS);
+}
+
+int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
+		    const struct lfs_cid *doc, const char *id,
+		    struct lfs_buf *out)
+{
+	size_t slot = render_slot(doc, id);
+	pthread_mutex_lock(&fs->render_lock);
+	struct render *r = &fs->cache->slots[slot];
+	if (r->data && lfs_cid_equal(&r->doc, doc) && !strcmp(r->id, id)) {
+		int rc = lfs_buf_append(out, r->data, r->len);
+		pthread_mutex_unlock(&fs->render_lock);
+		return rc;
+	}
+	pthread_mutex_unlock(&fs->render_lock);
+
+	json_t *j;
+	int rc = lfs_ledger_load_doc(lg->l, doc, id, &j);
+	if (rc)
+		return rc;
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
+	rc = lfs_dagjson_dump(&b, j);
+	json_decref(j);
+	if (!rc)
+		rc = lfs_buf_append(out, b.data, b.len);
+	if (!rc) {
+		size_t len;
+		uint8_t *data = lfs_buf_steal(&b, &len);
+		char *idc = strdup(id);
+		pthread_mutex_lock(&fs->render_lock);
+		free(r->data);
+		free(r->id);
+		r->doc = *doc;
+		r->id = idc;
+		r->data = idc ? data : NULL;
+		r->len = len;
+		if (!idc)
+			free(data);
+		pthread_mutex_unlock(&fs->render_lock);
+	}
+	lfs_buf_release(&b);
+	return rc;
+}
+
+int lfs_view_read_file(struct lfs_buf *out, const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = fstat(fd, st) ? -errno : 0;
+	if (!rc && (size_t)st->st_size > LFS_FS_TEXT_MAX)
+		rc = -EFBIG;
+	if (!rc)
+		rc = lfs_buf_reserve(out, (size_t)st->st_size);
+	while (!rc) {
+		uint8_t tmp[65536];
+		ssize_t r = read(fd, tmp, sizeof(tmp));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			rc = -errno;
+		else if (r == 0)
+			break;
+		else
+			rc = lfs_buf_append(out, tmp, (size_t)r);
+	}
+	close(fd);
+	return rc;
+}
+
+/* ---- document content ---- */
+
+int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
+		 struct lfs_docstate *ds, struct lfs_arena *a)
+{
+	struct lfs_fsl *lg = n->lg;
+	memset(ds, 0, sizeof(*ds));
+	pthread_mutex_lock(&fs->lock);
+	if (n->wbuf) {
+		int rc = lfs_buf_append(out, n->wbuf->data, n->wbuf->len);
+		pthread_mutex_unlock(&fs->lock);
+		ds->exists = true;
+		ds->draft = true;
+		ds->mtime_us = lfs_fs_now_ms() * 1000;
+		return rc;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	bool hidden = lfs_fsl_pending_has(fs, lg, n->id);
+
+	char *dpath = lfs_fs_path(lg->drafts, n->name);
+	if (!dpath)
+		return -ENOMEM;
+	struct stat st;
+	int rc = lfs_view_read_file(out, dpath, &st);
+	free(dpath);
+	if (rc == 0) {
+		ds->exists = ds->draft = true;
+		ds->mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 +
+			       st.st_mtim.tv_nsec / 1000;
+		return 0;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	if (hidden || !lg->l)
+		return lg->l ? -ENOENT : lg->err;
+	rc = lfs_ledger_get(lg->l, NULL, n->id, &ds->entry, a, NULL);
+	if (rc)
+		return rc;
+	ds->has_entry = true;
+	ds->exists = true;
+	ds->mtime_us = ds->entry.cur.t;
+	return lfs_view_render(fs, lg, &ds->entry.cur.doc, n->id, out);
+}
+
+int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
+		  struct lfs_buf *out, bool *is_doc)
+{
+	struct lfs_node *n;
+	struct lfs_node tmp;
+	char id[LFS_INDEX_ID_MAX + 1];
+	*is_doc = lfs_fsname_to_id(id, sizeof(id), name);
+	if (!*is_doc) {
+		char *p = lfs_fs_path(lg->scratch, name);
+		struct stat st;
+		int rc = p ? lfs_view_read_file(out, p, &st) : -ENOMEM;
+		free(p);
+		return rc;
+	}
+	/* Use the live node if one exists (it may hold a write buffer). */
+	pthread_mutex_lock(&fs->lock);
+	n = lfs_node_find_locked(fs, LFS_N_DOC, lg, name);
+	if (!n) {
+		memset(&tmp, 0, sizeof(tmp));
+		tmp.kind = LFS_N_DOC;
+		tmp.lg = lg;
+		tmp.name = (char *)name;
+		tmp.id = id;
+		n = &tmp;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	struct lfs_docstate ds;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	int rc = lfs_view_doc(fs, n, out, &ds, &a);
+	lfs_arena_release(&a);
+	return rc;
+}
+
+/* ---- attributes ---- */
+
+static void fill_time(struct stat *st, int64_t t_us)
+{
+	st->st_mtim.tv_sec = (time_t)(t_us / 1000000);
+	st->st_mtim.tv_nsec = (long)(t_us % 1000000) * 1000;
+	st->st_ctim = st->st_atim = st->st_mtim;
+}
+
+static void dir_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
+		     mode_t mode)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->ino;
+	st->st_mode = S_IFDIR | mode;
+	st->st_nlink = 2;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_blksize = 4096;
+	fill_time(st, fs->started_us);
+}
+
+static void file_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
+		      mode_t mode, size_t size)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->ino;
+	st->st_mode = S_IFREG | mode;
+	st->st_nlink = 1;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = (off_t)size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+}
+
+int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
+		  double *ttl)
+{
+	int rc = 0;
+	*ttl = LFS_FS_ENTRY_TTL;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
+	switch (n->kind) {
+	case LFS_N_ROOT:
+	case LFS_N_LEDGER:
+	case LFS_N_CTLDIR:
+		dir_stat(fs, n, st, 0755);
+		break;
+	case LFS_N_SNAPS:
+	case LFS_N_BYTIME:
+		dir_stat(fs, n, st, 0555);
+		break;
+	case LFS_N_SNAP:
+		dir_stat(fs, n, st, 0555);
+		fill_time(st, n->t);
+		break;
+	case LFS_N_BYTIME_LINK: {
+		memset(st, 0, sizeof(*st));
+		st->st_ino = n->ino;
+		st->st_mode = S_IFLNK | 0777;
+		st->st_nlink = 1;
+		st->st_uid = fs->uid;
+		st->st_gid = fs->gid;
+		st->st_size = 3 + LFS_CID_STRLEN;
+		fill_time(st, n->t);
+		break;
+	}
+	case LFS_N_SNAPDOC: {
+		struct lfs_index_entry e;
+		rc = lfs_ledger_get(n->lg->l, &n->root, n->id, &e, &a, NULL);
+		if (!rc)
+			rc = lfs_view_render(fs, n->lg, &e.cur.doc, n->id, &b);
+		if (!rc) {
+			file_stat(fs, n, st, 0444, b.len);
+			fill_time(st, e.cur.t);
+		}
+		break;
+	}
+	case LFS_N_DOC: {
+		struct lfs_docstate ds;
+		*ttl = 0;
+		rc = lfs_view_doc(fs, n, &b, &ds, &a);
+		if (!rc) {
+			file_stat(fs, n, st, 0644, b.len);
+			fill_time(st, ds.mtime_us);
+		}
+		break;
+	}
+	case LFS_N_SCRATCH: {
+		char *p = lfs_fs_path(n->lg->scratch, n->name);
+		*ttl = 0;
+		if (!p)
+			rc = -ENOMEM;
+		else if (lstat(p, st))
+			rc = -errno;
+		else
+			st->st_ino = n->ino;
+		free(p);
+		break;
+	}
+	case LFS_N_CTL:
+		*ttl = 0;
+		/* Reading "wait" blocks: its size is not worth waiting for. */
+		rc = strcmp(n->name, "wait")
+			     ? lfs_view_ctl(fs, n, &b, NULL, NULL)
+			     : 0;
+		if (!rc)
+			file_stat(fs, n, st, 0444, b.len);
+		break;
+	}
+	lfs_buf_release(&b);
+	lfs_arena_release(&a);
+	return rc;
+}
+
+/* ---- control files ---- */
+
+struct count_ctx {
+	uint64_t n;
+};
+
+static int count_event(void *ctx, const struct lfs_cid *cid,
+		       const struct lfs_event *ev)
+{
+	(void)cid;
+	(void)ev;
+	((struct count_ctx *)ctx)->n++;
+	return 0;
+}
+
+struct conflicts_ctx {
+	struct lfs_ledger *l;
+	json_t *out;
+};
+
+static json_t *version_json(struct lfs_ledger *l, const struct lfs_version *v,
+			    const char *id, bool with_doc)
+{
+	char cid[LFS_CID_STRLEN + 1], when[64];
+	lfs_cid_to_string(cid, &v->doc);
+	lfs_fs_iso_time(when, v->t);
+	json_t *j = json_pack("{s:s,s:s,s:s}", "cid", cid, "time", when,
+			      "writer", v->writer);
+	json_t *doc;
+	if (j && with_doc && lfs_ledger_load_doc(l, &v->doc, id, &doc) == 0)
+		json_object_set_new(j, "document", doc);
+	return j;
+}
+
+static int conflicts_fn(void *ctx, const struct lfs_index_entry *e)
+{
+	struct conflicts_ctx *c = ctx;
+	if (!e->nconflicts)
+		return 0;
+	json_t *losers = json_array();
+	for (size_t i = 0; losers && i < e->nconflicts; i++)
+		json_array_append_new(
+			losers,
+			version_json(c->l, &e->conflicts[i], e->id, true));
+	json_t *item = json_pack("{s:s,s:o,s:o}", "id", e->id, "current",
+				 version_json(c->l, &e->cur, e->id, false),
+				 "conflicts", losers);
+	return item && !json_array_append_new(c->out, item) ? 0 : -ENOMEM;
+}
+
+static int dump_json(struct lfs_buf *out, json_t *j)
+{
+	if (!j)
+		return -ENOMEM;
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(j);
+	if (!s)
+		return -ENOMEM;
+	int rc = lfs_buf_append_str(out, s);
+	free(s);
+	return rc ? rc : lfs_buf_append_byte(out, '\n');
+}
+
+static int ctl_wait(struct lfs_fs *fs, struct lfs_fsl *lg, struct lfs_buf *out,
+		    bool (*interrupted)(void *ctx), void *ctx)
+{
+	if (!fs->sync)
+		return lfs_buf_append_str(out, "no remote store\n");
+	/* Wait in short slices so an interrupted reader (Ctrl-C, timeout)
+	 * is let go at once. */
+	uint64_t target = lfs_sync_wait_target(fs->sync);
+	for (int waited = 0; waited < 60000; waited += 200) {
+		int rc = lfs_sync_wait_until(fs->sync, lg->name, target, 200);
+		if (!rc)
+			return lfs_buf_append_str(out, "pushed\n");
+		if (rc != -ETIMEDOUT)
+			return rc;
+		if (interrupted && interrupted(ctx))
+			return -EINTR;
+	}
+	return -ETIMEDOUT;
+}
+
+static int ctl_status(struct lfs_fs *fs, struct lfs_fsl *lg,
+		      struct lfs_buf *out, struct lfs_cid *heads, size_t nheads)
+{
+	struct lfs_cid root;
+	lfs_ledger_root(lg->l, &root);
+	uint64_t docs = 0;
+	struct count_ctx events = {0};
+	struct lfs_blocks blocks = lfs_ledger_blocks(lg->l);
+	int rc = lfs_index_count(&docs, lfs_ledger_index(lg->l), &root);
+	if (!rc)
+		rc = lfs_clock_walk(&blocks, heads, nheads, count_event,
+				    &events);
+	json_t *hj = json_array();
+	for (size_t i = 0; hj && i < nheads; i++) {
+		char s[LFS_CID_STRLEN + 1];
+		lfs_cid_to_string(s, &heads[i]);
+		json_array_append_new(hj, json_string(s));
+	}
+	if (rc) {
+		json_decref(hj);
+		return rc;
+	}
+	char rs[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(rs, &root);
+	json_t *pending = lfs_fsl_pending_json(fs, lg);
+	char *last;
+	uint64_t nerrors = lfs_fsl_last_error(fs, lg, &last);
+	json_t *j = json_pack("{s:s,s:o,s:s,s:I,s:I,s:o,s:I,s:s?}", "ledger",
+			      lg->name, "heads", hj, "root", rs, "documents",
+			      (json_int_t)docs, "events", (json_int_t)events.n,
+			      "pending_deletes", pending, "errors",
+			      (json_int_t)nerrors, "last_error", last);
+	free(last);
+	if (j && fs->sync)
+		json_object_set_new(j, "sync",
+				    lfs_sync_status(fs->sync, lg->name));
+	return dump_json(out, j);
+}
+
+int lfs_view_ctl(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
+		 bool (*interrupted)(void *ctx), void *ctx)
+{
+	struct lfs_fsl *lg = n->lg;
+	const char *what = n->name;
+	if (!strcmp(what, "errors"))
+		return lfs_fsl_errors_text(fs, lg, out);
+	if (!strcmp(what, "wait"))
+		return ctl_wait(fs, lg, out, interrupted, ctx);
+	if (!strcmp(what, "changes")) {
+		char *p = lfs_fs_path(lg->state, "changes");
+		struct stat st;
+		int rc = p ? lfs_view_read_file(out, p, &st) : -ENOMEM;
+		free(p);
+		return rc == -ENOENT || rc == -EFBIG ? 0 : rc;
+	}
+	if (!lg->l) {
+		if (strcmp(what, "status"))
+			return 0;
+		return dump_json(out, json_pack("{s:s,s:s}", "ledger", lg->name,
+						"error",
+						lg->err == -ENOKEY
+							? "no key on this "
+							  "machine"
+							: strerror(-lg->err)));
+	}
+	if (!strcmp(what, "conflicts")) {
+		struct lfs_cid root;
+		lfs_ledger_root(lg->l, &root);
+		struct conflicts_ctx c = {.l = lg->l, .out = json_array()};
+		if (!c.out)
+			return -ENOMEM;
+		int rc = lfs_index_each(lfs_ledger_index(lg->l), &root,
+					conflicts_fn, &c);
+		if (rc) {
+			json_decref(c.out);
+			return rc;
+		}
+		return dump_json(out, c.out);
+	}
+	struct lfs_cid *heads;
+	size_t nheads;
+	int rc = lfs_ledger_heads(lg->l, &heads, &nheads);
+	if (rc)
+		return rc;
+	if (!strcmp(what, "heads")) {
+		for (size_t i = 0; i < nheads && !rc; i++) {
+			char s[LFS_CID_STRLEN + 2];
+			lfs_cid_to_string(s, &heads[i]);
+			strcat(s, "\n");
+			rc = lfs_buf_append_str(out, s);
+		}
+	} else {
+		rc = ctl_status(fs, lg, out, heads, nheads);
+	}
+	free(heads);
+	return rc;
+}
+
+/* ---- directory listings ---- */
+
+static int list_add(struct lfs_listing *l, const char *name, mode_t mode,
+		    uint64_t ino)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		void *a = realloc(l->names, cap * sizeof(*l->names));
+		if (!a)
+			return -ENOMEM;
+		l->names = a;
+		void *b = realloc(l->modes, cap * sizeof(*l->modes));
+		if (!b)
+			return -ENOMEM;
+		l->modes = b;
+		void *c = realloc(l->inos, cap * sizeof(*l->inos));
+		if (!c)
+			return -ENOMEM;
+		l->inos = c;
+		l->cap = cap;
+	}
+	if (!(l->names[l->n] = strdup(name)))
+		return -ENOMEM;
+	l->modes[l->n] = mode;
+	l->inos[l->n++] = ino;
+	return 0;
+}
+
+void lfs_listing_release(struct lfs_listing *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->names[i]);
+	free(l->names);
+	free(l->modes);
+	free(l->inos);
+	memset(l, 0, sizeof(*l));
+}
+
+struct doclist_ctx {
+	struct lfs_listing *l;
+	struct lfs_fsl *lg;
+	const struct lfs_cid *event; /* snapshots */
+	char **drafts;               /* sorted, to skip duplicates */
+	size_t ndrafts;
+	bool check_pending;
+	struct lfs_fs *fs;
+};
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int doclist_fn(void *ctx, const struct lfs_index_entry *e)
+{
+	struct doclist_ctx *c = ctx;
+	char name[LFS_FSNAME_MAX + 1];
+	if (lfs_fsname_from_id(name, e->id) < 0)
+		return 0; /* no file name can hold this id */
+	if (c->check_pending && lfs_fsl_pending_has(c->fs, c->lg, e->id))
+		return 0;
+	char *key = name;
+	if (c->ndrafts &&
+	    bsearch(&key, c->drafts, c->ndrafts, sizeof(char *), str_cmp))
+		return 0; /* listed as a draft already */
+	enum lfs_node_kind k = c->event ? LFS_N_SNAPDOC : LFS_N_DOC;
+	return list_add(c->l, name, S_IFREG,
+			lfs_node_hash(k, c->lg->name, c->event, name));
+}
+
+static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg,
+			  const char *dir, enum lfs_node_kind k,
+			  char ***collect, size_t *ncollect)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *de;
+	int rc = 0;
+	while (!rc && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    (k == LFS_N_DOC && !strncmp(de->d_name, ".tmp-", 5)))
+			continue;
+		mode_t m = de->d_type == DT_LNK   ? S_IFLNK
+			   : de->d_type == DT_DIR ? S_IFDIR
+						  : S_IFREG;
+		rc = list_add(l, de->d_name, m,
+			      lfs_node_hash(k, lg->name, NULL, de->d_name));
+		if (!rc && collect) {
+			void *p = realloc(*collect,
+					  (*ncollect + 1) * sizeof(char *));
+			if (!p)
+				rc = -ENOMEM;
+			else {
+				*collect = p;
+				(*collect)[(*ncollect)++] = l->names[l->n - 1];
+			}
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+static int list_ledger(struct lfs_fs *fs, struct lfs_fsl *lg,
+		       struct lfs_listing *l)
+{
+	int rc = list_add(
+		l, LFS_FS_CONTROL, S_IFDIR,
+		lfs_node_hash(LFS_N_CTLDIR, lg->name, NULL, LFS_FS_CONTROL));
+	if (rc || !lg->l)
+		return rc;
+	rc = list_add(
+		l, LFS_FS_SNAPSHOTS, S_IFDIR,
+		lfs_node_hash(LFS_N_SNAPS, lg->name, NULL, LFS_FS_SNAPSHOTS));
+	struct doclist_ctx c = {
+		.l = l, .lg = lg, .fs = fs, .check_pending = true};
+	if (!rc)
+		rc = list_dir_files(l, lg, lg->drafts, LFS_N_DOC, &c.drafts,
+				    &c.ndrafts);
+	if (c.ndrafts)
+		qsort(c.drafts, c.ndrafts, sizeof(char *), str_cmp);
+	if (!rc)
+		rc = list_dir_files(l, lg, lg->scratch, LFS_N_SCRATCH, NULL,
+				    NULL);
+	struct lfs_cid root;
+	lfs_ledger_root(lg->l, &root);
+	if (!rc)
+		rc = lfs_index_each(lfs_ledger_index(lg->l), &root, doclist_fn,
+				    &c);
+	free(c.drafts);
+	return rc;
+}
+
+static int list_snapshots(struct lfs_node *n, struct lfs_listing *l)
+{
+	struct lfs_fsl *lg = n->lg;
+	struct lfs_fsl_events s;
+	int rc = lfs_fsl_events(&s, lg);
+	if (rc)
+		return rc;
+	bool bytime = n->kind == LFS_N_BYTIME;
+	if (!bytime)
+		rc = list_add(l, LFS_FS_BY_TIME, S_IFDIR,
+			      lfs_node_hash(LFS_N_BYTIME, lg->name, NULL,
+					    LFS_FS_BY_TIME));
+	char(*names)[LFS_FSL_BYTIME_LEN] =
+		bytime ? lfs_fsl_bytime_names(&s) : NULL;
+	if (bytime && !names)
+		rc = -ENOMEM;
+	for (size_t i = 0; i < s.n && !rc; i++) {
+		char cs[LFS_CID_STRLEN + 1];
+		lfs_cid_to_string(cs, &s.cids[i]);
+		if (!bytime)
+			rc = list_add(l, cs, S_IFDIR,
+				      lfs_node_hash(LFS_N_SNAP, lg->name,
+						    &s.cids[i], cs));
+		else
+			rc = list_add(l, names[i], S_IFLNK,
+				      lfs_node_hash(LFS_N_BYTIME_LINK, lg->name,
+						    NULL, names[i]));
+	}
+	free(names);
+	lfs_fsl_events_free(&s);
+	return rc;
+}
+
+int lfs_view_list(struct lfs_fs *fs, struct lfs_node *n, struct lfs_listing *l)
+{
+	memset(l, 0, sizeof(*l));
+	int rc = list_add(l, ".", S_IFDIR, n->ino);
+	if (!rc)
+		rc = list_add(l, "..", S_IFDIR, LFS_NODE_ROOT_INO);
+	struct lfs_fsl *lg = n->lg;
+	if (rc)
+		return rc;
+	switch (n->kind) {
+	case LFS_N_ROOT: {
+		char **names;
+		size_t count;
+		if ((rc = lfs_home_list(&names, &count, fs->home)))
+			return rc;
+		for (size_t i = 0; i < count && !rc; i++)
+			rc = list_add(l, names[i], S_IFDIR,
+				      lfs_node_hash(LFS_N_LEDGER, names[i],
+						    NULL, names[i]));
+		lfs_home_list_free(names, count);
+		return rc;
+	}
+	case LFS_N_LEDGER:
+		return list_ledger(fs, lg, l);
+	case LFS_N_SNAPS:
+	case LFS_N_BYTIME:
+		return list_snapshots(n, l);
+	case LFS_N_SNAP: {
+		struct doclist_ctx c = {.l = l, .lg = lg, .event = &n->event};
+		return lfs_index_each(lfs_ledger_index(lg->l), &n->root,
+				      doclist_fn, &c);
+	}
+	case LFS_N_CTLDIR:
+		for (size_t i = 0; i < NCTL && !rc; i++)
+			rc = list_add(l, ctl_files[i], S_IFREG,
+				      lfs_node_hash(LFS_N_CTL, lg->name, NULL,
+						    ctl_files[i]));
+		return rc;
+	default:
+		return -ENOTDIR;
+	}
+}

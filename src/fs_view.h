@@ -1,0 +1,87 @@
+/*
+ * fs_view: what a node reads as — a document's text (its write buffer,
+ * else its draft, else its committed version rendered as pretty JSON,
+ * cached), attributes, the control files and directory listings.
+ *
+ * Rendering. A committed version's text is a pure function of its block
+ * CID and id, so renders are cached (a fixed table of slots, under
+ * fs->render_lock; a slot holds the last version hashed to it).
+ *
+ * Locks (fs_int.h): called with no fs lock held.
+ */
+#ifndef LFS_FS_VIEW_H
+#define LFS_FS_VIEW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "fs_int.h"
+#include "fs_ledger.h"
+#include "fs_node.h"
+#include "index.h"
+
+/* The render cache. */
+int lfs_view_cache_new(struct lfs_view_cache **out);
+void lfs_view_cache_free(struct lfs_view_cache *c);
+
+/* The text of a committed document version as its file shows it. */
+int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
+		    const struct lfs_cid *doc, const char *id,
+		    struct lfs_buf *out);
+
+/* Append a whole local file (at most LFS_FS_TEXT_MAX: -EFBIG) to out. */
+int lfs_view_read_file(struct lfs_buf *out, const char *path, struct stat *st);
+
+struct lfs_docstate {
+	bool exists;
+	bool draft; /* the bytes are a write buffer or a draft */
+	int64_t mtime_us;
+	struct lfs_index_entry entry; /* when committed (has_entry) */
+	bool has_entry;
+};
+
+/*
+ * The bytes document node n holds now: the open write buffer, else the
+ * draft, else the committed version (hidden when its delete is pending).
+ * -ENOENT when none exists; the ledger's error when it is not open.
+ * ds->entry's strings are in a.
+ */
+int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
+		 struct lfs_docstate *ds, struct lfs_arena *a);
+
+/*
+ * The bytes name holds in lg: a document's text (through its live node,
+ * which may hold a write buffer) or a scratch file's. *is_doc says which.
+ */
+int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
+		  struct lfs_buf *out, bool *is_doc);
+
+/* Attributes of any node; *ttl is how long the kernel may keep them. */
+int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
+		  double *ttl);
+
+/*
+ * The content of control file n (.ledgerfs/<name>). "wait" blocks until
+ * the remote has everything (up to 60 s, -ETIMEDOUT), asking interrupted
+ * (may be NULL) every 200 ms whether its reader gave up (-EINTR).
+ */
+int lfs_view_ctl(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
+		 bool (*interrupted)(void *ctx), void *ctx);
+
+/* A directory listing: names, their types and inode numbers. */
+struct lfs_listing {
+	char **names;
+	mode_t *modes;
+	uint64_t *inos;
+	size_t n, cap;
+};
+
+/* List directory n ("." and ".." first). Free with lfs_listing_release. */
+int lfs_view_list(struct lfs_fs *fs, struct lfs_node *n,
+		  struct lfs_listing *out);
+void lfs_listing_release(struct lfs_listing *l);
+
+#endif
