@@ -194,7 +194,7 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 	double ttl;
 	int rc = lfs_node_resolve(fs, p, name, &n);
 	if (!rc && (rc = lfs_view_stat(fs, n, &st, &ttl)))
-		lfs_node_unpin(fs, n);
+		lfs_node_unref(fs, n);
 	if (rc) {
 		if (rc != -ENOENT && rc != -ENOKEY)
 			lfs_debug("lookup %s: %s", name, strerror(-rc));
@@ -202,7 +202,7 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 		return;
 	}
 	reply_node(req, fs, n, &st, ttl);
-	lfs_node_unpin(fs, n);
+	lfs_node_unref(fs, n);
 }
 
 /* ---- lookup and attributes ---- */
@@ -279,10 +279,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	h->n = n;
 	h->fd = -1;
 	fi->fh = (uintptr_t)h;
-	lfs_node_pin(fs, n);
+	lfs_node_ref(fs, n);
 	if (fuse_reply_open(req, fi)) {
 		handle_free(h);
-		lfs_node_unpin(fs, n);
+		lfs_node_unref(fs, n);
 	}
 }
 
@@ -318,7 +318,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino UNUSED,
 {
 	struct lfs_fs *fs = fs_of(req);
 	struct lfs_handle *h = (struct lfs_handle *)(uintptr_t)fi->fh;
-	lfs_node_unpin(fs, h->n);
+	lfs_node_unref(fs, h->n);
 	handle_retire(fs, h);
 	fuse_reply_err(req, 0);
 }
@@ -350,7 +350,7 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 	switch (n->kind) {
 	case LFS_N_DOC:
 		if (writing) {
-			rc = lfs_save_open(fs, n, fi->flags & O_TRUNC);
+			rc = lfs_save_writer_ref(fs, n, fi->flags & O_TRUNC);
 			h->writer = !rc;
 		} else {
 			struct lfs_docstate ds;
@@ -402,7 +402,7 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 		return rc;
 	}
 	if (n->kind != LFS_N_DOC || !h->writer)
-		lfs_node_pin(fs, n); /* a writer's open pinned it already */
+		lfs_node_ref(fs, n); /* a writer holds it already */
 	/* A reader has nothing to flush: spare the round trip at close. */
 	if (!writing && n->kind != LFS_N_SCRATCH)
 		fi->noflush = 1;
@@ -526,8 +526,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino UNUSED,
 	struct lfs_handle *h = (struct lfs_handle *)(uintptr_t)fi->fh;
 	struct lfs_node *n = h->n;
 	if (h->writer)
-		lfs_save_close(fs, n);
-	lfs_node_unpin(fs, n);
+		lfs_save_writer_unref(fs, n);
+	lfs_node_unref(fs, n);
 	handle_retire(fs, h);
 	fuse_reply_err(req, 0);
 }
@@ -582,14 +582,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = lfs_view_stat(fs, n, &st, &ttl);
 	if (rc) {
 		fuse_reply_err(req, -rc);
-		lfs_node_unpin(fs, n);
+		lfs_node_unref(fs, n);
 		return;
 	}
 	struct fuse_entry_param e;
 	entry_of(&e, n, &st, ttl);
 	lfs_node_lookup_ref(fs, n);
 	fuse_reply_create(req, &e, fi);
-	lfs_node_unpin(fs, n);
+	lfs_node_unref(fs, n);
 }
 
 /* ---- the namespace ---- */

@@ -514,7 +514,7 @@ int lfs_fsl_events(struct lfs_fsl_events *out, struct lfs_fsl *lg)
 	return rc;
 }
 
-void lfs_fsl_events_free(struct lfs_fsl_events *s)
+void lfs_fsl_events_release(struct lfs_fsl_events *s)
 {
 	free(s->cids);
 	free(s->times);

@@ -126,9 +126,9 @@ struct lfs_fsl_events {
 	size_t n, cap;
 };
 
-/* Every event of lg's history (clock walk order). Free with _events_free. */
+/* Every event of lg's history (clock walk order); _release frees it. */
 int lfs_fsl_events(struct lfs_fsl_events *out, struct lfs_fsl *lg);
-void lfs_fsl_events_free(struct lfs_fsl_events *s);
+void lfs_fsl_events_release(struct lfs_fsl_events *s);
 
 /*
  * The by-time names of the events: the ISO time, made unique by a CID

@@ -225,14 +225,14 @@ void lfs_node_forget_locked(struct lfs_fs *fs, uint64_t ino, uint64_t nlookup)
 	lfs_node_maybe_free(fs, n);
 }
 
-void lfs_node_pin(struct lfs_fs *fs, struct lfs_node *n)
+void lfs_node_ref(struct lfs_fs *fs, struct lfs_node *n)
 {
 	pthread_mutex_lock(&fs->lock);
 	n->nopen++;
 	pthread_mutex_unlock(&fs->lock);
 }
 
-void lfs_node_unpin(struct lfs_fs *fs, struct lfs_node *n)
+void lfs_node_unref(struct lfs_fs *fs, struct lfs_node *n)
 {
 	pthread_mutex_lock(&fs->lock);
 	n->nopen--;
@@ -329,7 +329,7 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 	pthread_mutex_lock(&fs->lock);
 	int rc = child(fs, parent, name, ledger, &n);
 	if (!rc)
-		n->nopen++; /* pinned until the caller unpins it */
+		n->nopen++; /* held until the caller lets go */
 	pthread_mutex_unlock(&fs->lock);
 	if (rc)
 		return rc;
@@ -362,10 +362,10 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 				rc = 0;
 			}
 		free(names);
-		lfs_fsl_events_free(&s);
+		lfs_fsl_events_release(&s);
 	}
 	if (rc) {
-		lfs_node_unpin(fs, n);
+		lfs_node_unref(fs, n);
 		return rc;
 	}
 	*out = n;

@@ -90,15 +90,16 @@ void lfs_node_lookup_ref(struct lfs_fs *fs, struct lfs_node *n);
 void lfs_node_lookup_unref(struct lfs_fs *fs, struct lfs_node *n);
 void lfs_node_forget_locked(struct lfs_fs *fs, uint64_t ino, uint64_t nlookup);
 
-/* Pin n for an operation (or an open file), and let it go. */
-void lfs_node_pin(struct lfs_fs *fs, struct lfs_node *n);
-void lfs_node_unpin(struct lfs_fs *fs, struct lfs_node *n);
+/* Hold n for an operation or an open file (nopen), and let it go: a node
+ * is freed when neither the kernel nor anyone else holds it. */
+void lfs_node_ref(struct lfs_fs *fs, struct lfs_node *n);
+void lfs_node_unref(struct lfs_fs *fs, struct lfs_node *n);
 
 /*
- * Resolve name under parent to a node (made if needed, and pinned: the
- * caller unpins it when done). Ledgers are opened, snapshot directories
- * and by-time links learn their event. -ENOENT for a name that cannot
- * exist there, the ledger's error for a ledger that is not open.
+ * Resolve name under parent to a node (made if needed, and held: the
+ * caller lfs_node_unrefs it when done). Ledgers are opened, snapshot
+ * directories and by-time links learn their event. -ENOENT for a name that
+ * cannot exist there, the ledger's error for a ledger that is not open.
  */
 int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 		     const char *name, struct lfs_node **out);

@@ -113,7 +113,7 @@ int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 
 /* ---- write buffers ---- */
 
-int lfs_save_open(struct lfs_fs *fs, struct lfs_node *n, bool truncate)
+int lfs_save_writer_ref(struct lfs_fs *fs, struct lfs_node *n, bool truncate)
 {
 	struct lfs_buf *fresh = NULL;
 	pthread_mutex_lock(&fs->lock);
@@ -259,7 +259,7 @@ int lfs_save_flush(struct lfs_fs *fs, struct lfs_node *n)
 	return rc;
 }
 
-void lfs_save_close(struct lfs_fs *fs, struct lfs_node *n)
+void lfs_save_writer_unref(struct lfs_fs *fs, struct lfs_node *n)
 {
 	lfs_save_flush(fs, n); /* normally flush did it already */
 	pthread_mutex_lock(&fs->lock);

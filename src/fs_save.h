@@ -41,8 +41,10 @@ int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 
 /* ---- the write buffer of an open document ---- */
 
-/* Become a writer of document n (truncate: start empty). */
-int lfs_save_open(struct lfs_fs *fs, struct lfs_node *n, bool truncate);
+/* Become a writer of document n: its buffer is made (from the current
+ * content, or empty with truncate) by the first writer and shared. Holds n
+ * (lfs_node_ref) for the writer. */
+int lfs_save_writer_ref(struct lfs_fs *fs, struct lfs_node *n, bool truncate);
 /* Write size bytes at off into n's buffer (-EFBIG past the limit). */
 int lfs_save_write(struct lfs_fs *fs, struct lfs_node *n, const void *buf,
 		   size_t size, size_t off);
@@ -55,8 +57,9 @@ int lfs_save_resize(struct lfs_fs *fs, struct lfs_node *n, size_t size);
 void lfs_save_touch(struct lfs_fs *fs, struct lfs_node *n);
 /* Save n's buffer if it changed since the last save (flush, fsync). */
 int lfs_save_flush(struct lfs_fs *fs, struct lfs_node *n);
-/* A writer closes: save, and drop the buffer with the last writer. */
-void lfs_save_close(struct lfs_fs *fs, struct lfs_node *n);
+/* A writer closes: save, and drop the buffer with the last writer (the
+ * caller then drops the writer's hold on n). */
+void lfs_save_writer_unref(struct lfs_fs *fs, struct lfs_node *n);
 
 /* truncate(2) on a document not open for writing: save the result now. */
 int lfs_save_truncate(struct lfs_fs *fs, struct lfs_node *n, size_t size);

@@ -668,7 +668,7 @@ static int list_snapshots(struct lfs_node *n, struct lfs_listing *l)
 						    NULL, names[i]));
 	}
 	free(names);
-	lfs_fsl_events_free(&s);
+	lfs_fsl_events_release(&s);
 	return rc;
 }
 

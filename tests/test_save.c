@@ -299,7 +299,7 @@ static size_t events(void)
 	struct lfs_fsl_events s;
 	ck_assert_int_eq(lfs_fsl_events(&s, lg), 0);
 	size_t n = s.n;
-	lfs_fsl_events_free(&s);
+	lfs_fsl_events_release(&s);
 	return n;
 }
 
