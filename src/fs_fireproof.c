@@ -87,7 +87,14 @@ struct lfs_fpfs {
 	bool stop;
 	pthread_t hk;
 	bool hk_running;
+	struct fuse_session *se; /* for invalidations, once mounted */
 };
+
+/*
+ * The kernel may keep names and attributes this long; the poll thread
+ * invalidates what a new commit changes, so no stale document outlives it.
+ */
+#define CACHE_S 1.0
 
 struct handle {
 	struct lfs_buf b;
@@ -162,7 +169,26 @@ static int doc_cmp(const struct lfs_fp_doc *a, const struct lfs_fp_doc *b)
 }
 
 /* Append what changed from a to b to the feed (both sorted). */
-static void record_changes(struct fpl *lg, const struct lfs_fp_state *a,
+static struct node *node_get(struct lfs_fpfs *fs, enum kind k, struct fpl *lg,
+			     const struct lfs_cid *ev, const char *name);
+
+/* Drop the kernel's cached name and attributes of a changed document. */
+static void invalidate(struct lfs_fpfs *fs, struct fpl *lg,
+		       const struct lfs_fp_doc *d)
+{
+	char name[LFS_FSNAME_MAX + 1];
+	struct node *dir = node_get(fs, K_LEDGER, lg, NULL, NULL);
+	struct node *n = node_get(fs, K_DOC, lg, NULL, d->id);
+	int len = lfs_fsname_from_id(name, d->id);
+	if (!fs->se || !dir || len <= 0)
+		return;
+	fuse_lowlevel_notify_inval_entry(fs->se, dir->ino, name, (size_t)len);
+	if (n)
+		fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
+}
+
+static void record_changes(struct lfs_fpfs *fs, struct fpl *lg,
+			   const struct lfs_fp_state *a,
 			   const struct lfs_fp_state *b)
 {
 	char when[64], ev[LFS_CID_STRLEN + 1] = "-";
@@ -189,6 +215,8 @@ static void record_changes(struct fpl *lg, const struct lfs_fp_state *a,
 		}
 		if (!op)
 			continue;
+		if (fs)
+			invalidate(fs, lg, d);
 		lfs_buf_append_str(&out, when);
 		lfs_buf_append_byte(&out, ' ');
 		lfs_buf_append_str(&out, ev);
@@ -208,7 +236,7 @@ static void record_changes(struct fpl *lg, const struct lfs_fp_state *a,
 	lfs_buf_release(&out);
 }
 
-static void fpl_refresh(struct fpl *lg)
+static void fpl_refresh(struct lfs_fpfs *fs, struct fpl *lg)
 {
 	if (!lg->l)
 		return;
@@ -232,7 +260,7 @@ static void fpl_refresh(struct fpl *lg)
 	lg->seen = s;
 	pthread_mutex_unlock(&lg->lock);
 	if (s)
-		record_changes(lg, old, s);
+		record_changes(fs, lg, old, s);
 	lfs_fp_state_unref(old);
 	lfs_debug("fireproof ledger '%s': moved to a new commit", lg->name);
 }
@@ -740,8 +768,8 @@ static void reply_entry(fuse_req_t req, struct lfs_fpfs *fs, struct node *n)
 	}
 	e.ino = n->ino;
 	e.generation = 1;
-	e.attr_timeout = 0;
-	e.entry_timeout = 0;
+	e.attr_timeout = n->k == K_CTL ? 0 : CACHE_S;
+	e.entry_timeout = n->k == K_CTL ? 0 : CACHE_S;
 	fuse_reply_entry(req, &e);
 }
 
@@ -770,7 +798,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, 0);
+		fuse_reply_attr(req, &st, n->k == K_CTL ? 0 : CACHE_S);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -1128,7 +1156,7 @@ static void *poller(void *arg)
 			memcpy(v, fs->ledgers, n * sizeof(*v));
 		pthread_mutex_unlock(&fs->lock);
 		for (size_t i = 0; v && i < n; i++)
-			fpl_refresh(v[i]);
+			fpl_refresh(fs, v[i]);
 		free(v);
 		pthread_mutex_lock(&fs->hk_lock);
 	}
@@ -1226,6 +1254,7 @@ int lfs_fpfs_main(const struct lfs_fpfs_opts *o)
 		fuse_remove_signal_handlers(se);
 		goto out;
 	}
+	fs->se = se;
 	lfs_info("mounted the Fireproof storage %s (keybag %s) on %s, "
 		 "read-only",
 		 o->storage, o->keybag, o->mountpoint);
@@ -1238,6 +1267,15 @@ int lfs_fpfs_main(const struct lfs_fpfs_opts *o)
 		fuse_loop_cfg_set_max_threads(cfg, 16);
 		status = fuse_session_loop_mt(se, cfg) < 0 ? 1 : 0;
 		fuse_loop_cfg_destroy(cfg);
+	}
+	/* No invalidation may race the unmount. */
+	pthread_mutex_lock(&fs->hk_lock);
+	fs->stop = true;
+	pthread_cond_signal(&fs->hk_cond);
+	pthread_mutex_unlock(&fs->hk_lock);
+	if (fs->hk_running) {
+		pthread_join(fs->hk, NULL);
+		fs->hk_running = false;
 	}
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);

@@ -17,8 +17,8 @@
  * Live. A thread reads each open ledger's meta/main.json every poll_ms and
  * moves to the commit it names; an incomplete file (the application
  * rewrites it in place) is read again at the next tick and is never an
- * error. Names and attributes are not cached by the kernel (timeouts 0),
- * so nothing needs invalidating.
+ * error. The kernel keeps names and attributes for a second; what a new
+ * commit changes is invalidated at once (control files are never cached).
  */
 #ifndef LFS_FS_FIREPROOF_H
 #define LFS_FS_FIREPROOF_H
