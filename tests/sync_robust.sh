@@ -64,7 +64,7 @@ fake_cid()
 
 A=$base/home-a
 B=$base/home-b
-export LEDGERFS_HOME=$A
+export LEDGERFS_HOME="$A"
 "$L" init t >/dev/null || fail "init"
 share=$("$L" key export t) || fail "key export"
 # Six single-document commits, pushed one by one: the third's CAR is known.

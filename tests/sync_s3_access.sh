@@ -37,7 +37,7 @@ set +a
 url="s3://access/x?endpoint=$LEDGERFS_S3_ENDPOINT"
 right=$AWS_SECRET_ACCESS_KEY
 
-export LEDGERFS_HOME=$dir/home
+export LEDGERFS_HOME="$dir/home"
 "$L" init t >/dev/null || fail "init"
 echo '{"a": 1}' | "$L" put t a >/dev/null || fail "put"
 

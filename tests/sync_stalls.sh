@@ -30,6 +30,7 @@ cleanup()
 	mountpoint -q "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"; }
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
 	[ -n "${tpid:-}" ] && kill "$tpid" 2>/dev/null
+	[ -n "${ppid:-}" ] && kill "$ppid" 2>/dev/null
 	LIGHTTPD_PORT=$port "$top_srcdir/scripts/lighttpd" stop "$base/dav" >/dev/null 2>&1
 	"$top_srcdir/scripts/lighttpd" stop "$base/dav-auth" >/dev/null 2>&1
 	wait 2>/dev/null
@@ -93,7 +94,7 @@ wait_status()
 }
 
 H=$base/home
-export LEDGERFS_HOME=$H
+export LEDGERFS_HOME="$H"
 "$L" init t >/dev/null || fail "init"
 
 note "the store is down: pending_uploads counts the outbox, then drains"
@@ -129,6 +130,131 @@ done
 unmount_within 5
 kill -CONT "$lpid"
 lpid=
+expect 0 timeout 120 "$L" sync --remote "$url" t
+
+note "connections reset while a fresh replica catches up: it converges"
+# An HTTP proxy in front of lighttpd that resets the connection of the
+# N-th to M-th CAR GETs counted since $base/plan last changed ("N M").
+cat >"$base/proxy.py" <<'EOF'
+import http.client, http.server, os, socket, struct, sys, threading
+port_file, target, plan_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lock = threading.Lock()
+state = {"plan": None, "n": 0}
+
+
+def plan():
+    try:
+        with open(plan_file) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def any(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        if self.command == "GET" and "/car/" in self.path:
+            with lock:
+                p = plan()
+                if p != state["plan"]:
+                    state["plan"], state["n"] = p, 0
+                state["n"] += 1
+                k = state["n"]
+            if len(p) == 2 and int(p[0]) <= k <= int(p[1]):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+                return
+        c = http.client.HTTPConnection("127.0.0.1", target, timeout=60)
+        hdrs = {k: v for k, v in self.headers.items()
+                if k.lower() not in ("host", "connection", "content-length")}
+        c.request(self.command, self.path, body=body, headers=hdrs)
+        r = c.getresponse()
+        data = r.read()
+        self.send_response(r.status, r.reason)
+        for k, v in r.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection",
+                                 "content-length", "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        c.close()
+
+    do_GET = do_PUT = do_DELETE = do_PROPFIND = do_MKCOL = any
+
+    def finish(self):
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer.daemon_threads = True
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+with open(port_file + ".tmp", "w") as f:
+    f.write("%d\n" % srv.server_address[1])
+os.rename(port_file + ".tmp", port_file)
+threading.Timer(600, srv.shutdown).start()
+srv.serve_forever()
+EOF
+python3 "$base/proxy.py" "$base/pport" "$port" "$base/plan" 2>"$base/proxy.log" &
+ppid=$!
+_t=100
+until [ -s "$base/pport" ]; do
+	_t=$((_t - 1))
+	[ $_t -gt 0 ] || fail "the proxy did not start: $(cat "$base/proxy.log")"
+	sleep 0.1
+done
+purl=http://127.0.0.1:$(cat "$base/pport")/s
+share=$("$L" key export t) || fail "key export"
+ncars=$(find "$base/dav/root/s/t/car" -type f | wc -l)
+[ "$ncars" -ge 20 ] || fail "only $ncars CARs on the store"
+F=$base/home-f
+LEDGERFS_HOME=$F "$L" key import t "$share" >/dev/null || fail "key import"
+# Resets of the 3rd to 5th CAR fetched: a sync stops at one (the store
+# is unreachable; curl tries a reused connection twice), the next goes on
+# from where it was.
+echo "3 5" >"$base/plan"
+tries=0
+while :; do
+	tries=$((tries + 1))
+	run env LEDGERFS_HOME="$F" timeout 120 "$L" sync --remote "$purl" t
+	[ "$STATUS" -eq 0 ] && break
+	[ "$STATUS" -eq 1 ] || fail "a sync with resets exited $STATUS"
+	expect_stderr "unreachable"
+	if grep -q "rejected\|cycle\|incomplete" "$TMP/stderr"; then
+		fail "resets turned into a rejection: $(cat "$TMP/stderr")"
+	fi
+	[ $tries -lt 10 ] || fail "still no clean sync after $tries tries"
+done
+[ $tries -ge 2 ] || fail "resets did not stop a sync"
+expect 0 env LEDGERFS_HOME="$F" "$L" fsck t
+docs=$(LEDGERFS_HOME=$F "$L" ls t | wc -l)
+[ "$docs" -eq 22 ] || fail "the replica lists $docs documents, expected 22"
+for d in first off1 off20 stalled; do
+	expect 0 env LEDGERFS_HOME="$F" "$L" get t "$d"
+done
+G=$base/home-g
+LEDGERFS_HOME=$G "$L" key import t "$share" >/dev/null || fail "key import"
+echo "2 6" >"$base/plan"
+mount_home "$G" "$purl"
+wait_status '.sync.state == "synced" and .documents == 22'
+timeout 120 cat "$MNT/t/.ledgerfs/wait" | grep -q pushed ||
+	fail "wait after the resets"
+grep -q "unreachable\|will retry" "$base/daemon.log" ||
+	fail "the mount never met a reset: $(tail -n 5 "$base/daemon.log")"
+unmount_within 5
+expect 0 env LEDGERFS_HOME="$G" "$L" fsck t
+kill "$ppid"
+ppid=
 
 note "wrong credentials: wait says 'Permission denied' at once"
 auth_port=$((port + 1))
