@@ -94,13 +94,51 @@ struct file_store {
 	char *root;
 };
 
-static char *file_path(struct file_store *f, const char *key)
+/*
+ * Keys are resolved beneath the root one segment at a time, following no
+ * symlink (openat with O_NOFOLLOW), so nothing planted in the store leads
+ * a read, a write or a listing outside it. The root itself may be a
+ * symlink: the user chose it.
+ */
+
+/*
+ * The directory holding key's last segment (an fd), creating missing
+ * directories when create is set; *leaf points at the last segment.
+ * -ENOENT when a directory is missing, -ELOOP when one is a symlink,
+ * -ENOTDIR when one is something else.
+ */
+static int open_parent(struct file_store *f, const char *key, bool create,
+		       const char **leaf)
 {
-	size_t n = strlen(f->root) + strlen(key) + 2;
-	char *p = malloc(n);
-	if (p)
-		snprintf(p, n, "%s/%s", f->root, key);
-	return p;
+	int dfd = open(f->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	for (const char *p = key;;) {
+		const char *slash = strchr(p, '/');
+		if (!slash) {
+			*leaf = p;
+			return dfd;
+		}
+		char seg[NAME_MAX + 1];
+		size_t n = (size_t)(slash - p);
+		if (n > NAME_MAX) {
+			close(dfd);
+			return -ENAMETOOLONG;
+		}
+		memcpy(seg, p, n);
+		seg[n] = '\0';
+		int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+		int nfd = openat(dfd, seg, flags);
+		if (nfd < 0 && errno == ENOENT && create &&
+		    (!mkdirat(dfd, seg, 0700) || errno == EEXIST))
+			nfd = openat(dfd, seg, flags);
+		int e = errno;
+		close(dfd);
+		if (nfd < 0)
+			return -e;
+		dfd = nfd;
+		p = slash + 1;
+	}
 }
 
 static int file_put(struct lfs_store *s, const char *key, const uint8_t *data,
@@ -111,41 +149,43 @@ static int file_put(struct lfs_store *s, const char *key, const uint8_t *data,
 		return -EINVAL;
 	if (cancelled(s))
 		return -ECANCELED;
-	char *path = file_path(f, key), tmp[PATH_MAX];
-	if (!path)
-		return -ENOMEM;
-	int rc = lfs_mkdirs_for(path);
-	if (rc)
-		goto out;
-	snprintf(tmp, sizeof(tmp), "%s.tmp-%08x", path, randombytes_random());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
+	const char *leaf;
+	int dfd = open_parent(f, key, true, &leaf);
+	if (dfd < 0)
+		return dfd;
+	char tmp[NAME_MAX + 1];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-%08x", leaf,
+			     randombytes_random()) >= sizeof(tmp)) {
+		close(dfd);
+		return -ENAMETOOLONG;
 	}
-	rc = lfs_write_all(fd, data, len);
+	int fd =
+		openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rc = fd < 0 ? -errno : lfs_write_all(fd, data, len);
 	if (!rc && fsync(fd))
 		rc = -errno;
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	if (!rc && if_absent) {
 		/* link() fails when the name exists: an atomic if-absent. */
-		rc = link(tmp, path) ? (errno == EEXIST ? -EEXIST : -errno) : 0;
-		unlink(tmp);
-	} else if (!rc && rename(tmp, path)) {
+		rc = linkat(dfd, tmp, dfd, leaf, 0)
+			     ? (errno == EEXIST ? -EEXIST : -errno)
+			     : 0;
+		unlinkat(dfd, tmp, 0);
+	} else if (!rc && renameat(dfd, tmp, dfd, leaf)) {
 		rc = -errno;
 	}
-	if (rc)
-		unlink(tmp);
-out:
-	free(path);
+	if (rc && fd >= 0)
+		unlinkat(dfd, tmp, 0);
+	close(dfd);
 	return rc;
 }
 
 /*
  * Only a regular file is an object: a FIFO would block a reader, a device
- * would never end, a symlink could lead anywhere. The size is checked
- * against out's cap before anything is read, and reading stops at the cap
- * should the file grow meanwhile.
+ * would never end, a symlink could lead anywhere (-EBADMSG for those). The
+ * size is checked against out's cap before anything is read, and reading
+ * stops at the cap should the file grow meanwhile.
  */
 static int file_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
 {
@@ -156,16 +196,21 @@ static int file_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
 		return out->err;
 	if (cancelled(s))
 		return -ECANCELED;
-	char *path = file_path(f, key);
-	if (!path)
-		return -ENOMEM;
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-	int e = errno;
-	free(path);
+	const char *leaf;
+	int dfd = open_parent(f, key, false, &leaf), fd = -1;
+	if (dfd >= 0) {
+		fd = openat(dfd, leaf,
+			    O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			fd = -errno;
+		close(dfd);
+	} else {
+		fd = dfd;
+	}
 	if (fd < 0)
-		return e == ENOENT || e == ENOTDIR ? -ENOENT
-		       : e == ELOOP || e == ENXIO  ? -EBADMSG
-						   : -e;
+		return fd == -ENOENT || fd == -ENOTDIR ? -ENOENT
+		       : fd == -ELOOP || fd == -ENXIO  ? -EBADMSG
+						       : fd;
 	struct stat st;
 	int rc = fstat(fd, &st) ? -errno : 0;
 	if (!rc && !S_ISREG(st.st_mode))
@@ -192,16 +237,15 @@ static int file_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
 	return rc;
 }
 
-static int walk(struct file_store *f, const char *rel, const char *prefix,
+/* List directory dfd (taken over), rel its key; depth-bounded. */
+static int walk(int dfd, const char *rel, const char *prefix,
 		lfs_store_list_fn fn, void *ctx, int depth)
 {
-	if (depth > 8)
+	DIR *d = depth > 8 ? NULL : fdopendir(dfd);
+	if (!d) {
+		close(dfd);
 		return 0;
-	char dir[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s%s%s", f->root, rel[0] ? "/" : "", rel);
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
+	}
 	struct dirent *de;
 	int rc = 0;
 	while (!rc && (de = readdir(d))) {
@@ -217,14 +261,19 @@ static int walk(struct file_store *f, const char *rel, const char *prefix,
 		bool isdir = de->d_type == DT_DIR;
 		if (de->d_type == DT_UNKNOWN) {
 			struct stat st;
-			char full[PATH_MAX * 2];
-			snprintf(full, sizeof(full), "%s/%s", dir, de->d_name);
-			isdir = lstat(full, &st) == 0 && S_ISDIR(st.st_mode);
+			isdir = !fstatat(dirfd(d), de->d_name, &st,
+					 AT_SYMLINK_NOFOLLOW) &&
+				S_ISDIR(st.st_mode);
 		}
-		if (isdir)
-			rc = walk(f, key, prefix, fn, ctx, depth + 1);
-		else if (kl >= pl)
+		if (isdir) {
+			int sub = openat(dirfd(d), de->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+						 O_CLOEXEC);
+			if (sub >= 0)
+				rc = walk(sub, key, prefix, fn, ctx, depth + 1);
+		} else if (kl >= pl) {
 			rc = fn(ctx, key);
+		}
 	}
 	closedir(d);
 	return rc;
@@ -235,7 +284,11 @@ static int file_list(struct lfs_store *s, const char *prefix,
 {
 	if (cancelled(s))
 		return -ECANCELED;
-	return walk((struct file_store *)s, "", prefix, fn, ctx, 0);
+	struct file_store *f = (struct file_store *)s;
+	int dfd = open(f->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return walk(dfd, "", prefix, fn, ctx, 0);
 }
 
 static int file_del(struct lfs_store *s, const char *key)
@@ -243,11 +296,14 @@ static int file_del(struct lfs_store *s, const char *key)
 	struct file_store *f = (struct file_store *)s;
 	if (!lfs_store_valid_key(key))
 		return -EINVAL;
-	char *path = file_path(f, key);
-	if (!path)
-		return -ENOMEM;
-	int rc = unlink(path) && errno != ENOENT ? -errno : 0;
-	free(path);
+	if (cancelled(s))
+		return -ECANCELED;
+	const char *leaf;
+	int dfd = open_parent(f, key, false, &leaf);
+	if (dfd < 0)
+		return dfd == -ENOENT ? 0 : dfd;
+	int rc = unlinkat(dfd, leaf, 0) && errno != ENOENT ? -errno : 0;
+	close(dfd);
 	return rc;
 }
 

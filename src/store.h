@@ -25,9 +25,11 @@
  * LFS_STORE_MIN_RATE bytes moved (sent or received), so a transfer that
  * keeps up at least that average never hits it and a trickle is cut off
  * soon after LFS_STORE_DEADLINE_MS. A request over its deadline is -EAGAIN.
- * The file:// driver opens objects with O_NONBLOCK | O_NOFOLLOW and reads
- * only regular files (a FIFO, a device or a symlink where an object should
- * be is -EBADMSG), checking the size against the caller's cap first.
+ * The file:// driver resolves keys beneath its root one segment at a time
+ * and follows no symlink there (a symlinked directory holds nothing; a
+ * symlink, FIFO or device where an object should be is -EBADMSG), opens
+ * objects O_NONBLOCK, reads only regular files, and checks the size
+ * against the caller's cap before reading.
  *
  * Cancelling. lfs_store_cancel_at() (any thread) makes every request that
  * runs past the given time end within about a second with -ECANCELED;

@@ -9,7 +9,8 @@
 #    skipped and logged once, and sync goes on, pull and push;
 #  - a CAR over the size limit (a sparse 1.5 GiB file) is rejected before
 #    it is read: the CLI's and the daemon's peak RSS stay under 100 MB;
-#  - a FIFO where a CAR should be never blocks a round.
+#  - a FIFO where a CAR should be never blocks a round; a symlinked
+#    directory in the store leads no read, write or listing outside it.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
 need python3 jq mkfifo truncate
@@ -156,6 +157,21 @@ expect_stderr "incomplete: .*$fcar is not a readable file"
 rm -f "$store/t/car/$fcar" "$store/t/head/$fcar"
 sync_home "$B"
 [ "$STATUS" -eq 0 ] || fail "sync after the FIFO went: $(cat "$TMP/stderr")"
+
+note "symlinks planted in the store lead nowhere outside it"
+probe=${top_builddir:-$top_srcdir/build}/tests/store_probe
+[ -x "$probe" ] || fail "tests/store_probe is not built"
+mkdir -p "$base/outside/car"
+echo secret >"$base/outside/car/x"
+ln -s "$base/outside" "$store/evil"
+run "$probe" "$url" get evil/car/x
+[ "$(head -n 1 "$TMP/stdout")" = ENOENT ] ||
+	fail "a key through a symlinked directory: $(cat "$TMP/stdout")"
+run "$probe" "$url" list evil/
+[ "$(cat "$TMP/stdout")" = ok ] || fail "listing a symlinked directory: $(cat "$TMP/stdout")"
+run "$probe" "$url" put evil/car/y data
+[ ! -e "$base/outside/car/y" ] || fail "a put went through a symlinked directory"
+rm "$store/evil"
 
 [ -e /dev/fuse ] || skip "no /dev/fuse: the mount half cannot run here"
 command -v fusermount3 >/dev/null || skip "no fusermount3: the mount half cannot run here"
