@@ -554,7 +554,9 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 				r = 0;
 				goto next;
 			}
-			have_root = !r;
+			if (r)
+				goto next;
+			have_root = true;
 		} else {
 			char key[400];
 			key_for(key, sizeof(key), sl, "car", &top);
