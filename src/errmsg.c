@@ -26,9 +26,6 @@ const char *lfs_errmsg(int err)
 		return "missing";
 	case ERANGE:
 		return "its clock goes backwards";
-	case ETIME:
-		return "written by a clock too far ahead of this one (will "
-		       "apply when this clock catches up)";
 	default:
 		return strerror(err < 0 ? -err : err);
 	}

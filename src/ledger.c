@@ -927,7 +927,7 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 			break;
 		rc = lfs_clock_check_parents(&missing, &l->blocks, &ev);
 		if (!rc && ev.t > l->now_us(l->now_ctx) + LFS_CLOCK_MAX_AHEAD)
-			rc = -ETIME; /* from the future: apply it later */
+			rc = -EAGAIN; /* from the future: apply it later */
 		if (rc == -ENOENT) {
 			rc = -EAGAIN;
 			if (out_missing) {

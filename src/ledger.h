@@ -27,8 +27,8 @@
  * Errors: 0 or a negative errno: -EINVAL bad id or document (not an
  * object, "_id" that disagrees, a number JSON can't carry), -EFBIG document
  * over LFS_DOC_MAX, -ENOENT no such document/event/CAR, -EBADMSG corrupt or
- * unauthentic data, -EAGAIN an ingested CAR whose parents are not here yet,
- * -ETIME an ingested CAR whose event is too far ahead of this clock,
+ * unauthentic data, -EAGAIN an ingested CAR whose parents are not here yet
+ * (or whose event is too far ahead of this clock): try again later,
  * -ENOMEM, -EIO and file system errors.
  */
 #ifndef LFS_LEDGER_H
@@ -148,10 +148,11 @@ int lfs_ledger_event_root(struct lfs_ledger *l, const struct lfs_cid *event,
  * and move the heads forward. -EAGAIN when it names a parent CAR this
  * replica does not hold yet (*out_missing, if not NULL, names one); the
  * verified file is kept, and ingesting it again after the parent works.
- * -ETIME when its event is more than LFS_CLOCK_MAX_AHEAD ahead of this
- * replica's clock: also kept, and applied by a later ingest once the clock
- * has caught up. Both are "retry later", never a rejection; -EBADMSG is a
- * rejection (the file is removed and must never be applied).
+ * -EAGAIN, with *out_missing untouched, when its event is more than
+ * LFS_CLOCK_MAX_AHEAD ahead of this replica's clock: also kept, and applied
+ * by a later ingest once the clock has caught up. Both are "retry later",
+ * never a rejection; -EBADMSG is a rejection (the file is removed and must
+ * never be applied).
  */
 int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		      const uint8_t *sealed, size_t len,
