@@ -1,7 +1,9 @@
 /*
  * bench_sync: the replication benchmarks of scripts/bench-sync.
  *
- *   bench_sync commit HOME LEDGER N     N single-document commits (no fsync)
+ *   bench_sync commit HOME LEDGER N [DOCS]
+ *                                       N single-document commits (no fsync)
+ *                                       over DOCS ids (default 1000)
  *   bench_sync push HOME URL            one sync round, timed: the push of
  *                                       everything not yet on the remote
  *   bench_sync propagate A B N          N writes into mount A, each timed
@@ -54,7 +56,7 @@ static struct lfs_ledger *open_ledger(struct lfs_home *h, const char *name)
 	return l;
 }
 
-static int commit(const char *home, const char *name, long n)
+static int commit(const char *home, const char *name, long n, long docs)
 {
 	struct lfs_home h;
 	if (lfs_home_open(&h, home))
@@ -67,7 +69,7 @@ static int commit(const char *home, const char *name, long n)
 		json_t *doc = json_pack("{s:I,s:s}", "i", (json_int_t)i, "pad",
 					"0123456789abcdef0123456789abcdef");
 		char id[32];
-		snprintf(id, sizeof(id), "d%ld", i % 1000);
+		snprintf(id, sizeof(id), "d%ld", i % docs);
 		struct lfs_txn *t;
 		lfs_txn_new(&t);
 		lfs_txn_put(t, id, doc);
@@ -163,8 +165,10 @@ int main(int argc, char **argv)
 {
 	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT))
 		return 1;
-	if (argc == 5 && !strcmp(argv[1], "commit"))
-		return commit(argv[2], argv[3], atol(argv[4]));
+	if ((argc == 5 || argc == 6) && !strcmp(argv[1], "commit"))
+		return commit(argv[2], argv[3], atol(argv[4]),
+			      argc == 6 && atol(argv[5]) > 0 ? atol(argv[5])
+							     : 1000);
 	if (argc == 4 && !strcmp(argv[1], "push"))
 		return push(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "propagate"))
