@@ -401,13 +401,15 @@ static void defer(struct lfs_sync *s, struct sync_ledger *sl,
 static void reject(struct lfs_sync *s, struct sync_ledger *sl,
 		   const struct lfs_cid *c, int err)
 {
-	char cs[LFS_CID_STRLEN + 1];
+	char cs[LFS_CID_STRLEN + 1], msg[sizeof(sl->last_rejected)];
 	lfs_cid_to_string(cs, c);
-	car_set(sl, c, CAR_BAD, CAR_WAITING);
-	log_car(sl, c, "rejected CAR %s from the store: %s", cs,
-		lfs_errmsg(err));
+	snprintf(msg, sizeof(msg), "rejected CAR %s from the store: %s", cs,
+		 lfs_errmsg(err));
+	if (!(car_flags(sl, c) & CAR_LOGGED))
+		lfs_warn("sync of ledger '%s': %s", sl->name, msg);
+	car_set(sl, c, CAR_BAD | CAR_LOGGED, CAR_WAITING);
 	pthread_mutex_lock(&s->lock);
-	snprintf(sl->last_rejected, sizeof(sl->last_rejected), "%s", sl->why);
+	snprintf(sl->last_rejected, sizeof(sl->last_rejected), "%s", msg);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -989,6 +991,8 @@ static void finish(struct lfs_sync *s, struct sync_ledger *sl, int rc,
 			 "incomplete: %zu remote head%s not applied yet: %s",
 			 unapplied, unapplied == 1 ? "" : "s",
 			 sl->why[0] ? sl->why : "will try again");
+	if (!rc && !unapplied)
+		sl->why[0] = '\0';
 	pthread_mutex_lock(&s->lock);
 	bool changed = strcmp(msg, sl->logged_error) != 0;
 	snprintf(sl->last_error, sizeof(sl->last_error), "%s", msg);
