@@ -429,10 +429,14 @@ bool lfs_fsl_refresh(struct lfs_fs *fs, struct lfs_fsl *lg)
 	struct lfs_cid before, after;
 	bool changed;
 	int rc = lfs_ledger_refresh(lg->l, &before, &after, &changed);
-	if (rc != lg->refresh_err && rc)
+	/* The housekeeper and committing workers both get here. */
+	pthread_mutex_lock(&fs->lock);
+	int was = lg->refresh_err;
+	lg->refresh_err = rc;
+	pthread_mutex_unlock(&fs->lock);
+	if (rc && rc != was)
 		lfs_warn("ledger '%s': cannot read its heads: %s", lg->name,
 			 lfs_errmsg(rc));
-	lg->refresh_err = rc;
 	if (!rc && changed)
 		lfs_fsl_moved(fs, lg, &before, &after,
 			      "another process on this machine");

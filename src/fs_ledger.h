@@ -45,7 +45,7 @@ struct lfs_fsl {
 	size_t npending;
 	char *errors[LFS_FSL_ERRORS_KEPT]; /* newest at (nerrors-1) % N */
 	uint64_t nerrors;
-	/* The housekeeper's: the last lfs_ledger_refresh error, logged once. */
+	/* The last lfs_ledger_refresh error, logged once when it changes. */
 	int refresh_err;
 	struct lfs_fsl *next;
 };
