@@ -49,7 +49,8 @@ struct sync_ledger {
 	struct lfs_cidmap remote_heads; /* well-formed records listed */
 	struct lfs_cidmap bad_records;  /* records listed that are not */
 	size_t nwaiting, nbad;
-	bool loaded, marker_done, waiting_dirty;
+	int pushed_fd; /* the pushed file, open for appending, or -1 */
+	bool loaded, marker_done, waiting_dirty, state_dir;
 	char why[300]; /* why a remote head could not be applied */
 	/* Status, under s->lock. */
 	int64_t last_push_us, last_poll_us;
@@ -127,6 +128,7 @@ static struct sync_ledger *sl_get(struct lfs_sync *s, const char *name)
 	lfs_cidmap_init(&sl->retry);
 	lfs_cidmap_init(&sl->remote_heads);
 	lfs_cidmap_init(&sl->bad_records);
+	sl->pushed_fd = -1;
 	sl->next = s->ledgers;
 	s->ledgers = sl;
 	return sl;
@@ -199,10 +201,11 @@ static char *state_path(struct lfs_sync *s, struct sync_ledger *sl,
 	if (!p)
 		return NULL;
 	snprintf(p, n, "%s/state/%s/%s", s->home->dir, sl->name, file);
-	int rc = lfs_mkdirs_for(p);
+	int rc = sl->state_dir ? 0 : lfs_mkdirs_for(p);
 	if (rc)
 		lfs_warn("cannot make the directory for %s: %s", p,
 			 strerror(-rc));
+	sl->state_dir = !rc;
 	return p;
 }
 
@@ -229,20 +232,29 @@ static void load_cids(struct lfs_sync *s, struct sync_ledger *sl,
 	free(p);
 }
 
+/*
+ * Append c to a state file. The pushed file only grows, so its descriptor
+ * stays open; the waiting file is rewritten (renamed over), so it is
+ * opened each time.
+ */
 static void append_cid(struct lfs_sync *s, struct sync_ledger *sl,
 		       const char *file, const struct lfs_cid *c, bool durable)
 {
-	char *p = state_path(s, sl, file);
-	int fd = p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
-		   : -1;
+	bool keep = !strcmp(file, "pushed");
+	int fd = keep ? sl->pushed_fd : -1;
+	char *p = NULL;
+	if (fd < 0 && (p = state_path(s, sl, file)))
+		fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	char line[LFS_CID_STRLEN + 2];
 	lfs_cid_to_string(line, c);
 	strcat(line, "\n");
 	if (fd < 0 || lfs_write_all(fd, line, strlen(line)) ||
 	    (durable && fdatasync(fd)))
-		lfs_warn("cannot record CAR %.*s in %s: %s", LFS_CID_STRLEN,
-			 line, p ? p : file, strerror(errno));
-	if (fd >= 0)
+		lfs_warn("cannot record CAR %.*s in state/%s/%s: %s",
+			 LFS_CID_STRLEN, line, sl->name, file, strerror(errno));
+	if (keep)
+		sl->pushed_fd = fd;
+	else if (fd >= 0)
 		close(fd);
 	free(p);
 }
@@ -1231,6 +1243,8 @@ void lfs_sync_free(struct lfs_sync *s)
 		lfs_cidmap_release(&sl->retry);
 		lfs_cidmap_release(&sl->remote_heads);
 		lfs_cidmap_release(&sl->bad_records);
+		if (sl->pushed_fd >= 0)
+			close(sl->pushed_fd);
 		free(sl->name);
 		free(sl->enc);
 		free(sl);
