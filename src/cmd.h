@@ -36,6 +36,11 @@ int lfs_cmd_conflicts(int argc, char **argv);
  */
 int lfs_cmd_fireproof(const char *cmd, int argc, char **argv);
 
+/* cmd_import.c: the bulk path, import NAME [DIR|FILE.ndjson|-] and
+ * export NAME DIR */
+int lfs_cmd_import(int argc, char **argv);
+int lfs_cmd_export(int argc, char **argv);
+
 /* cmd_sync.c: one replication round with a remote store */
 int lfs_cmd_sync(int argc, char **argv);
 

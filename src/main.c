@@ -27,6 +27,8 @@ static const struct command commands[] = {
 	{"car", lfs_cmd_car, "inspect, build, seal and open CAR files"},
 	{"init", lfs_cmd_init, "create a ledger"},
 	{"put", lfs_cmd_put, "put a JSON document into a ledger"},
+	{"import", lfs_cmd_import, "load many documents (a directory, NDJSON)"},
+	{"export", lfs_cmd_export, "write every document into a directory"},
 	{"rm", lfs_cmd_rm, "delete documents"},
 	{"get", lfs_cmd_get, "print a document (now or at an event)"},
 	{"cat", lfs_cmd_cat, "print a document at an event"},

@@ -1,0 +1,478 @@
+/*
+ * ledgerfs import NAME [DIR|FILE.ndjson|-] and ledgerfs export NAME DIR:
+ * the bulk path. Import reads every input first and refuses the whole
+ * import, naming each bad file or line with the reason, when any is not a
+ * document; only then does it commit, in transactions of IMPORT_TXN
+ * documents appended to the ledger's segment, and make them durable once
+ * at the end. Export writes each document as DIR/<id>.json, as the mount
+ * and `get` show it.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "cmd.h"
+#include "dagjson.h"
+#include "errmsg.h"
+#include "fileio.h"
+#include "fsname.h"
+#include "home.h"
+#include "ledger.h"
+
+#define IMPORT_TXN 10000 /* documents per transaction */
+
+enum { EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTFOUND };
+
+struct input {
+	char *id;   /* malloc'd */
+	char *path; /* a file (directory mode), else NULL */
+	long line;  /* NDJSON: the line number... */
+	size_t at;  /* ...and where it starts in the text */
+};
+
+struct imp {
+	const char *name, *src;
+	struct input *v;
+	size_t n, cap;
+	char *text; /* NDJSON input, whole */
+	size_t bad;
+	bool tty;
+};
+
+static int add_input(struct imp *m, char *id, char *path, long line, size_t at)
+{
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 1024;
+		void *p = realloc(m->v, cap * sizeof(*m->v));
+		if (!p)
+			return -ENOMEM;
+		m->v = p;
+		m->cap = cap;
+	}
+	m->v[m->n++] =
+		(struct input){.id = id, .path = path, .line = line, .at = at};
+	return 0;
+}
+
+static void bad(struct imp *m, const struct input *in, const char *why)
+{
+	m->bad++;
+	if (in->path)
+		fprintf(stderr, "ledgerfs import: %s: %s\n", in->path, why);
+	else
+		fprintf(stderr, "ledgerfs import: %s line %ld: %s\n", m->src,
+			in->line, why);
+}
+
+/* The document of input i, checked (NULL after reporting why not). */
+static json_t *load_doc(struct imp *m, struct input *in)
+{
+	json_error_t err;
+	json_t *j;
+	if (in->path) {
+		j = json_load_file(in->path, JSON_ALLOW_NUL, &err);
+	} else {
+		char *s = m->text + in->at;
+		char *e = strchr(s, '\n');
+		j = json_loadb(s, e ? (size_t)(e - s) : strlen(s),
+			       JSON_ALLOW_NUL, &err);
+	}
+	char why[300];
+	if (!j) {
+		snprintf(why, sizeof(why), "not JSON: %s", err.text);
+		bad(m, in, why);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		bad(m, in, "not a JSON object");
+		json_decref(j);
+		return NULL;
+	}
+	json_t *given = json_object_get(j, "_id");
+	if (given && !json_is_string(given)) {
+		bad(m, in, "its \"_id\" is not a string");
+		json_decref(j);
+		return NULL;
+	}
+	if (!in->path) {
+		if (!given) {
+			bad(m, in, "no \"_id\" (NDJSON lines name their id)");
+			json_decref(j);
+			return NULL;
+		}
+		free(in->id);
+		in->id = strdup(json_string_value(given));
+	}
+	/* The file name is the identity (as in the mount). */
+	json_object_del(j, "_id");
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_cbor *v;
+	int rc = in->id ? lfs_dagjson_to_cbor(&v, &a, j) : -ENOMEM;
+	lfs_arena_release(&a);
+	struct lfs_txn *t = NULL;
+	if (!rc && !(rc = lfs_txn_new(&t)))
+		rc = lfs_txn_put(t, in->id, j);
+	lfs_txn_free(t);
+	if (rc) {
+		snprintf(why, sizeof(why), "not a document: %s",
+			 rc == -EINVAL ? "a bad id or value" : lfs_errmsg(rc));
+		bad(m, in, why);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+static int read_dir(struct imp *m)
+{
+	DIR *d = opendir(m->src);
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	int rc = 0;
+	while (!rc && (de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l < 6 || strcmp(de->d_name + l - 5, ".json"))
+			continue;
+		char id[LFS_FSNAME_MAX + 1];
+		if (!lfs_fsname_to_id(id, sizeof(id), de->d_name))
+			continue;
+		size_t pl = strlen(m->src) + l + 2;
+		char *path = malloc(pl), *idc = strdup(id);
+		if (!path || !idc) {
+			free(path);
+			free(idc);
+			rc = -ENOMEM;
+			break;
+		}
+		snprintf(path, pl, "%s/%s", m->src, de->d_name);
+		rc = add_input(m, idc, path, 0, 0);
+	}
+	closedir(d);
+	return rc;
+}
+
+static int read_ndjson(struct imp *m, FILE *f)
+{
+	size_t len = 0, cap = 1 << 20;
+	char *t = malloc(cap);
+	if (!t)
+		return -ENOMEM;
+	size_t r;
+	while ((r = fread(t + len, 1, cap - len - 1, f)) > 0) {
+		len += r;
+		if (cap - len < 2) {
+			void *p = realloc(t, cap * 2);
+			if (!p) {
+				free(t);
+				return -ENOMEM;
+			}
+			t = p;
+			cap *= 2;
+		}
+	}
+	if (ferror(f)) {
+		free(t);
+		return -EIO;
+	}
+	t[len] = '\0';
+	m->text = t;
+	long line = 0;
+	for (char *s = t; *s;) {
+		char *e = strchr(s, '\n');
+		line++;
+		bool blank = true;
+		for (char *c = s; c < (e ? e : s + strlen(s)) && blank; c++)
+			blank = *c == ' ' || *c == '\t' || *c == '\r';
+		if (!blank) {
+			int rc =
+				add_input(m, NULL, NULL, line, (size_t)(s - t));
+			if (rc)
+				return rc;
+		}
+		if (!e)
+			break;
+		s = e + 1;
+	}
+	return 0;
+}
+
+static void progress(struct imp *m, size_t done, size_t total)
+{
+	if (!m->tty || !total)
+		return;
+	int w = 40, fill = (int)(done * (size_t)w / total);
+	fprintf(stderr, "\r[%.*s%*s] %zu/%zu", fill,
+		"########################################", w - fill, "", done,
+		total);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+static int open_named(struct lfs_home *h, const char *name, bool segment,
+		      struct lfs_ledger **out, char **out_dir)
+{
+	int rc = lfs_home_open(h, NULL);
+	if (rc) {
+		fprintf(stderr, "ledgerfs: cannot open the home: %s\n",
+			lfs_errmsg(rc));
+		return EXIT_FAIL;
+	}
+	if (!lfs_home_valid_name(name)) {
+		fprintf(stderr, "ledgerfs: '%s' is not a valid ledger name\n",
+			name);
+		return EXIT_USAGE;
+	}
+	char *dir = lfs_home_ledger_dir(h, name);
+	struct stat st;
+	if (!dir || stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr,
+			"ledgerfs: no ledger '%s' on this machine; create it "
+			"with 'ledgerfs init %s'\n",
+			name, name);
+		free(dir);
+		return EXIT_NOTFOUND;
+	}
+	uint8_t key[LFS_KEY_BYTES];
+	if ((rc = lfs_home_key(key, h, name))) {
+		fprintf(stderr,
+			"ledgerfs: ledger '%s': cannot read its key: %s\n",
+			name, lfs_errmsg(rc));
+		free(dir);
+		return EXIT_FAIL;
+	}
+	struct lfs_ledger_opts lo;
+	lfs_ledger_opts_init(&lo);
+	lo.writer = h->writer;
+	lo.durable = false; /* one lfs_ledger_sync at the end */
+	lo.segment = segment;
+	rc = lfs_ledger_open(out, dir, key, &lo, false);
+	sodium_memzero(key, sizeof(key));
+	if (rc) {
+		fprintf(stderr, "ledgerfs: cannot open ledger '%s': %s\n", name,
+			lfs_errmsg(rc));
+		free(dir);
+		return EXIT_FAIL;
+	}
+	*out_dir = dir;
+	return EXIT_OK;
+}
+
+int lfs_cmd_import(int argc, char **argv)
+{
+	if (argc >= 2 &&
+	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: ledgerfs import NAME [DIR|FILE.ndjson|-]\n"
+		       "Load documents in bulk: every DIR/<id>.json (the file "
+		       "name is the id, as in a mount), or\nnewline-delimited "
+		       "JSON objects with \"_id\" (a file, or - or nothing for "
+		       "standard input).\nEvery input is checked first: if any "
+		       "is not a document, each is named with the reason\nand "
+		       "nothing is imported. Then the documents are committed "
+		       "in transactions of %d\nand made durable once; prints "
+		       "the number imported.\n",
+		       IMPORT_TXN);
+		return EXIT_OK;
+	}
+	if (argc < 2 || argc > 3) {
+		fprintf(stderr,
+			"usage: ledgerfs import NAME [DIR|FILE.ndjson|-]\n");
+		return EXIT_USAGE;
+	}
+	struct imp m = {.name = argv[1], .src = argc == 3 ? argv[2] : "-"};
+	m.tty = isatty(STDERR_FILENO);
+	struct stat st;
+	int rc;
+	if (strcmp(m.src, "-") && stat(m.src, &st)) {
+		fprintf(stderr, "ledgerfs import: %s: %s\n", m.src,
+			strerror(errno));
+		return EXIT_NOTFOUND;
+	}
+	if (strcmp(m.src, "-") && S_ISDIR(st.st_mode)) {
+		rc = read_dir(&m);
+	} else {
+		FILE *f = strcmp(m.src, "-") ? fopen(m.src, "re") : stdin;
+		rc = f ? read_ndjson(&m, f) : -errno;
+		if (f && f != stdin)
+			fclose(f);
+		if (!strcmp(m.src, "-"))
+			m.src = "standard input";
+	}
+	if (rc) {
+		fprintf(stderr, "ledgerfs import: cannot read %s: %s\n", m.src,
+			strerror(-rc));
+		return EXIT_FAIL;
+	}
+	struct lfs_home h;
+	struct lfs_ledger *l = NULL;
+	char *dir = NULL;
+	int ret = open_named(&h, m.name, true, &l, &dir);
+	if (ret)
+		goto out;
+	/* Pass 1: check everything; commit nothing if anything is bad. */
+	for (size_t i = 0; i < m.n; i++)
+		json_decref(load_doc(&m, &m.v[i]));
+	if (m.bad) {
+		fprintf(stderr,
+			"ledgerfs import: %zu of %zu input%s not a document; "
+			"nothing was imported\n",
+			m.bad, m.n, m.n == 1 ? " is" : "s are");
+		ret = EXIT_FAIL;
+		goto out;
+	}
+	/* Pass 2: commit. */
+	size_t done = 0;
+	while (!ret && done < m.n) {
+		struct lfs_txn *t;
+		if ((rc = lfs_txn_new(&t)))
+			break;
+		size_t end = done + IMPORT_TXN < m.n ? done + IMPORT_TXN : m.n;
+		for (size_t i = done; !rc && i < end; i++) {
+			json_t *j = load_doc(&m, &m.v[i]);
+			rc = j ? lfs_txn_put(t, m.v[i].id, j) : -EINVAL;
+			json_decref(j);
+		}
+		if (!rc)
+			rc = lfs_ledger_commit(l, t, NULL, NULL);
+		lfs_txn_free(t);
+		if (rc) {
+			fprintf(stderr,
+				"ledgerfs import: committing documents %zu to "
+				"%zu failed: %s (%zu before them are "
+				"imported; importing again is safe)\n",
+				done + 1, end, lfs_errmsg(rc), done);
+			ret = EXIT_FAIL;
+			break;
+		}
+		done = end;
+		progress(&m, done, m.n);
+	}
+	if (!ret && (rc = lfs_ledger_sync(l))) {
+		fprintf(stderr, "ledgerfs import: cannot make it durable: %s\n",
+			lfs_errmsg(rc));
+		ret = EXIT_FAIL;
+	}
+	if (!ret)
+		printf("%zu document%s imported\n", m.n, m.n == 1 ? "" : "s");
+out:
+	lfs_ledger_close(l);
+	if (dir) {
+		free(dir);
+		lfs_home_release(&h);
+	}
+	for (size_t i = 0; i < m.n; i++) {
+		free(m.v[i].id);
+		free(m.v[i].path);
+	}
+	free(m.v);
+	free(m.text);
+	return ret;
+}
+
+struct exp {
+	struct lfs_ledger *l;
+	const char *dir;
+	size_t n, skipped;
+	int err;
+};
+
+static int export_one(void *ctx, const struct lfs_index_entry *e)
+{
+	struct exp *x = ctx;
+	char name[LFS_FSNAME_MAX + 1];
+	if (lfs_fsname_from_id(name, e->id) < 0) {
+		fprintf(stderr,
+			"ledgerfs export: document '%s' has no file name "
+			"(too long); use 'ledgerfs get'\n",
+			e->id);
+		x->skipped++;
+		return 0;
+	}
+	json_t *doc;
+	int rc = lfs_ledger_load_doc(x->l, &e->cur.doc, e->id, &doc);
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	if (!rc)
+		rc = lfs_dagjson_dump(&b, doc);
+	json_decref(doc);
+	if (!rc) {
+		size_t pl = strlen(x->dir) + strlen(name) + 2;
+		char *p = malloc(pl);
+		int fd = -1;
+		if (p) {
+			snprintf(p, pl, "%s/%s", x->dir, name);
+			fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+				  0644);
+		}
+		rc = !p ? -ENOMEM : fd < 0 ? -errno : 0;
+		if (!rc)
+			rc = lfs_write_all(fd, b.data, b.len);
+		if (fd >= 0 && close(fd) && !rc)
+			rc = -errno;
+		if (rc)
+			fprintf(stderr, "ledgerfs export: %s: %s\n",
+				p ? p : name, lfs_errmsg(rc));
+		free(p);
+	}
+	lfs_buf_release(&b);
+	if (rc) {
+		x->err = rc;
+		return rc;
+	}
+	x->n++;
+	return 0;
+}
+
+int lfs_cmd_export(int argc, char **argv)
+{
+	if (argc >= 2 &&
+	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: ledgerfs export NAME DIR\n"
+		       "Write every document of ledger NAME as DIR/<id>.json "
+		       "(pretty JSON with \"_id\", as a mount\nshows it; DIR "
+		       "is "
+		       "made if missing); prints the number written.\n");
+		return EXIT_OK;
+	}
+	if (argc != 3) {
+		fprintf(stderr, "usage: ledgerfs export NAME DIR\n");
+		return EXIT_USAGE;
+	}
+	if (mkdir(argv[2], 0755) && errno != EEXIST) {
+		fprintf(stderr, "ledgerfs export: %s: %s\n", argv[2],
+			strerror(errno));
+		return EXIT_FAIL;
+	}
+	struct lfs_home h;
+	struct lfs_ledger *l = NULL;
+	char *dir = NULL;
+	int ret = open_named(&h, argv[1], false, &l, &dir);
+	if (ret)
+		return ret;
+	struct exp x = {.l = l, .dir = argv[2]};
+	struct lfs_cid root;
+	lfs_ledger_root(l, &root);
+	int rc = lfs_index_each(lfs_ledger_index(l), &root, export_one, &x);
+	if (rc && !x.err)
+		fprintf(stderr, "ledgerfs export: ledger '%s': %s\n", argv[1],
+			lfs_errmsg(rc));
+	if (!rc)
+		printf("%zu document%s exported\n", x.n, x.n == 1 ? "" : "s");
+	lfs_ledger_close(l);
+	free(dir);
+	lfs_home_release(&h);
+	return rc || x.skipped ? EXIT_FAIL : EXIT_OK;
+}
