@@ -791,6 +791,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
+	(void)fi;
 	struct lfs_fpfs *fs = fs_of(req);
 	struct node *n = node_by_ino(fs, ino);
 	struct stat st;

@@ -294,8 +294,7 @@ static int ask_clock(struct merge *m)
 	return rc;
 }
 
-static bool knows(const struct merge *m, const struct group *g, size_t h,
-		  const struct query *q)
+static bool knows(const struct group *g, size_t h, const struct query *q)
 {
 	return q->all || lists(g->st[h], q->v) ||
 	       (q->known[h / 64] >> (h % 64) & 1);
@@ -322,7 +321,7 @@ static int resolve(struct lfs_index_entry **out, struct merge *m,
 		const struct query *q = &m->q[k];
 		bool moved_past = false;
 		for (size_t h = 0; h < m->n && !moved_past; h++)
-			moved_past = knows(m, g, h, q) && !lists(st[h], q->v);
+			moved_past = knows(g, h, q) && !lists(st[h], q->v);
 		if (!moved_past)
 			v[nv++] = *q->v;
 	}
