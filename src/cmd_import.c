@@ -3,9 +3,8 @@
  * the bulk path. Import reads every input first and refuses the whole
  * import, naming each bad file or line with the reason, when any is not a
  * document; only then does it commit, in transactions of IMPORT_TXN
- * documents appended to the ledger's segment, and make them durable once
- * at the end. Export writes each document as DIR/<id>.json, as the mount
- * and `get` show it.
+ * documents (one CAR file each), and make them durable once at the end. Export
+ * writes each document as DIR/<id>.json, as the mount and `get` show it.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -222,7 +221,7 @@ static void progress(struct imp *m, size_t done, size_t total)
 		fputc('\n', stderr);
 }
 
-static int open_named(struct lfs_home *h, const char *name, bool segment,
+static int open_named(struct lfs_home *h, const char *name,
 		      struct lfs_ledger **out, char **out_dir)
 {
 	int rc = lfs_home_open(h, NULL);
@@ -258,7 +257,6 @@ static int open_named(struct lfs_home *h, const char *name, bool segment,
 	lfs_ledger_opts_init(&lo);
 	lo.writer = h->writer;
 	lo.durable = false; /* one lfs_ledger_sync at the end */
-	lo.segment = segment;
 	rc = lfs_ledger_open(out, dir, key, &lo, false);
 	sodium_memzero(key, sizeof(key));
 	if (rc) {
@@ -319,7 +317,7 @@ int lfs_cmd_import(int argc, char **argv)
 	struct lfs_home h;
 	struct lfs_ledger *l = NULL;
 	char *dir = NULL;
-	int ret = open_named(&h, m.name, true, &l, &dir);
+	int ret = open_named(&h, m.name, &l, &dir);
 	if (ret)
 		goto out;
 	/* Pass 1: check everything; commit nothing if anything is bad. */
@@ -459,7 +457,7 @@ int lfs_cmd_export(int argc, char **argv)
 	struct lfs_home h;
 	struct lfs_ledger *l = NULL;
 	char *dir = NULL;
-	int ret = open_named(&h, argv[1], false, &l, &dir);
+	int ret = open_named(&h, argv[1], &l, &dir);
 	if (ret)
 		return ret;
 	struct exp x = {.l = l, .dir = argv[2]};

@@ -31,7 +31,6 @@ struct lfs_ledger {
 	struct lfs_index ix;
 	char writer[LFS_WRITER_MAX + 1];
 	bool durable;
-	bool segment; /* commits go to the segment, not a file each */
 	int64_t (*now_us)(void *ctx);
 	void *now_ctx;
 
@@ -485,7 +484,6 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 	pthread_mutex_init(&l->write_lock, NULL);
 	pthread_mutex_init(&l->state_lock, NULL);
 	l->durable = opts->durable;
-	l->segment = opts->segment || !opts->durable;
 	l->now_us = opts->now_us ? opts->now_us : real_now;
 	l->now_ctx = opts->now_ctx;
 	if (opts->writer) {
@@ -558,14 +556,6 @@ void lfs_ledger_close(struct lfs_ledger *l)
 {
 	if (!l)
 		return;
-	/* A durability point: what this process appended is made durable
-	 * and marked so, so the next open re-hashes none of it. */
-	pthread_mutex_lock(&l->write_lock);
-	if (l->lock_fd >= 0 && flock(l->lock_fd, LOCK_EX) == 0) {
-		lfs_blockstore_checkpoint(l->bs);
-		unlock_writer(l);
-	}
-	pthread_mutex_unlock(&l->write_lock);
 	lfs_blockstore_sync(l->bs);
 	lfs_blockstore_free(l->bs);
 	if (l->lock_fd >= 0)
@@ -785,18 +775,11 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 		goto out;
 	struct lfs_car_root cr = {
 		.cars = parent_cars, .ncars = npc, .head = &event, .nhead = 1};
-	if (l->segment) {
-		/* The CAR and its head record, one record of the segment;
-		 * a durable commit's fdatasync happens after the locks. */
-		if ((rc = lfs_blockstore_append_car(&car, l->bs, &cr, g.v, g.n,
-						    parent_cars, npc, false)))
-			goto out;
-	} else if ((rc = lfs_blockstore_write_car(&car, l->bs, &cr, g.v, g.n,
-						  l->durable)) ||
-		   (rc = lfs_blockstore_set_head(l->bs, &car, parent_cars, npc,
-						 l->durable))) {
+	if ((rc = lfs_blockstore_write_car(&car, l->bs, &cr, g.v, g.n,
+					   l->durable)) ||
+	    (rc = lfs_blockstore_set_head(l->bs, &car, parent_cars, npc,
+					  l->durable)))
 		goto out;
-	}
 	struct lfs_cid *h = malloc(sizeof(*h)), *hc = malloc(sizeof(*hc));
 	if (!h || !hc) {
 		free(h);
@@ -806,9 +789,6 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 	}
 	*h = event;
 	*hc = car;
-	/* Still under the writer lock, so the change the stamp shows is this
-	 * commit alone: the next refresh need not reload what we know. */
-	lfs_blockstore_heads_stamp(l->bs, &l->heads_stamp);
 	pthread_mutex_lock(&l->state_lock);
 	free(l->heads);
 	free(l->head_cars);
@@ -857,7 +837,6 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 	struct lfs_cid root;
 	lfs_ledger_root(l, &root);
 	size_t n = 0;
-	bool did = false;
 	for (size_t i = 0; i < t->n && !rc; i++) {
 		struct lfs_op *op = &ops[n];
 		op->id = t->ops[i].id;
@@ -897,19 +876,14 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 				*out_event = head;
 		} else {
 			rc = commit_locked(l, ops, n, ch, out_event);
-			did = !rc;
+			if (!rc && out_committed)
+				*out_committed = true;
 		}
 	}
 	if (rc)
 		lfs_blockstore_fresh_rewind(l->bs, mark);
 	unlock_writer(l);
 	pthread_mutex_unlock(&l->write_lock);
-	/* Group commit: with the locks released, other threads append
-	 * while this one waits for an fdatasync that covers them too. */
-	if (did && l->segment && l->durable)
-		rc = lfs_blockstore_sync(l->bs);
-	if (did && !rc && out_committed)
-		*out_committed = true;
 	lfs_arena_release(&a);
 	free(ops);
 	free(ch);
