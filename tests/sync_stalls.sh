@@ -48,7 +48,7 @@ dav_start()
 	*) fail "lighttpd did not start" ;;
 	esac
 }
-url=$(dav_start)
+url=$(dav_start) || exit $?
 url=${url%/}/s
 
 # mount_home HOME URL: mount HOME at $MNT with remote URL; $pid is the daemon.
