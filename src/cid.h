@@ -4,7 +4,8 @@
  * ledgerfs only ever makes and accepts CIDv1 with a sha2-256 multihash and
  * one of two codecs: raw (0x55) for encrypted files and opaque bytes, and
  * dag-cbor (0x71) for blocks; links may also use Fireproof's 0x18
- * (LFS_CODEC_FP_CAR) for its encrypted car files. Binary form (always 36 bytes):
+ * (LFS_CODEC_FP_CAR) for its encrypted car files. Binary form (always 36
+ * bytes):
  *
  *   0x01 <codec varint> 0x12 0x20 <32-byte digest>
  *
@@ -31,8 +32,8 @@
  * it. Accepted in links and names only; no ledgerfs block uses it.
  */
 #define LFS_CODEC_FP_CAR 0x18
-#define LFS_MH_SHA2_256    0x12
-#define LFS_DIGEST_LEN     32
+#define LFS_MH_SHA2_256  0x12
+#define LFS_DIGEST_LEN   32
 
 #define LFS_CID_BYTES  36 /* binary length */
 #define LFS_CID_STRLEN 59 /* text length, without the NUL */
