@@ -401,6 +401,10 @@ def parse_doc(text, doc):
         return ("bad", "not JSON (%s): %r" % (e, text[:200]))
     if not isinstance(obj, dict):
         return ("bad", "not a JSON object: %r" % (text[:200],))
+    if "_id" not in obj and obj.get("doc") == doc:
+        return ("bad", "read back the bytes as saved, not the document as "
+                "committed (no \"_id\"; a stale page cache after close?): %r"
+                % (text[:120],))
     if obj.get("_id") != doc or obj.get("doc") != doc:
         return ("bad", "wrong _id/doc: %r" % (text[:200],))
     w, seq = obj.get("writer"), obj.get("seq")
@@ -602,6 +606,7 @@ class Run:
                 time.sleep(0.002)
 
     def kill_and_remount(self, r):
+        self.check_daemons()  # a crash is reported, not taken for our kill
         p = self.daemons[r]
         how = self.rng.choice(("any", "after-ack", "in-op"))
         if how != "any" and r in self.writers:
@@ -859,6 +864,14 @@ class Run:
             time.sleep(1)
         return False, "%s (%d tries)" % (why, tries)
 
+    def sync_status(self, r):
+        out, err = self.cat(os.path.join(self.mnt(r), LEDGER, ".ledgerfs", "status"))
+        try:
+            j = json.loads(out)
+            return "%s events; %s" % (j.get("events"), json.dumps(j.get("sync"), sort_keys=True))
+        except (TypeError, ValueError):
+            return "(status unreadable: %s)" % err
+
     def heads(self, r):
         out, err = self.cat(os.path.join(self.mnt(r), LEDGER, ".ledgerfs", "heads"))
         if out is None:
@@ -891,10 +904,14 @@ class Run:
             if None not in hs.values() and len(set(hs.values())) == 1:
                 break
             if now() > deadline:
-                self.fail("heads", "the heads differ %d s after the faults ended:\n%s"
+                self.fail("heads", "the heads differ %d s after the faults ended "
+                          "(so the tree, own and shared failures may follow from "
+                          "that alone):\n%s\n%s"
                           % (self.a.converge_seconds,
                              "\n".join("  %s: %s" % (r, " ".join(h) if h else "(unreadable)")
-                                       for r, h in sorted(hs.items()))))
+                                       for r, h in sorted(hs.items())),
+                             "\n".join("  %s sync: %s" % (r, self.sync_status(r))
+                                       for r in REPLICAS)))
                 return False
             time.sleep(0.5)
         self.say("heads identical on a, b, c after %.1f s: %s"

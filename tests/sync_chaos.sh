@@ -27,7 +27,9 @@
 
 CHAOS_SEED=${CHAOS_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 CHAOS_SECONDS=${CHAOS_SECONDS:-90}
-case $CHAOS_SEED$CHAOS_SECONDS in *[!0-9]*) hard_error "CHAOS_SEED and CHAOS_SECONDS must be numbers" ;; esac
+case $CHAOS_SEED$CHAOS_SECONDS${CHAOS_CONVERGE_SECONDS:-} in
+*[!0-9]*) hard_error "CHAOS_SEED, CHAOS_SECONDS and CHAOS_CONVERGE_SECONDS must be numbers" ;;
+esac
 replay=${CHAOS_REPLAY:-"CHAOS_SEED=$CHAOS_SEED CHAOS_SECONDS=$CHAOS_SECONDS${CHAOS_FAULTS:+ CHAOS_FAULTS=$CHAOS_FAULTS} tests/sync_chaos.sh"}
 echo "chaos: seed $CHAOS_SEED (replay: $replay)"
 
@@ -99,11 +101,12 @@ rgw_pid=$(cat "$rgwdir/run/client.rgw.test.pid") || hard_error "no radosgw pid f
 
 # In the background, so a signal to this shell is handled at once (the
 # trap stops the driver) rather than when the driver is done.
-timeout -k 30 $((CHAOS_SECONDS + 1200)) python3 "$top_srcdir/tests/chaos_driver.py" run \
+converge=${CHAOS_CONVERGE_SECONDS:-300}
+timeout -k 30 $((CHAOS_SECONDS + converge + 1200)) python3 "$top_srcdir/tests/chaos_driver.py" run \
 	--ledgerfs "$LEDGERFS" --srcdir "$top_srcdir" --base "$base" \
 	--endpoint "$LEDGERFS_S3_ENDPOINT" --rgw-pid "$rgw_pid" --bucket chaos \
 	--seed "$CHAOS_SEED" --seconds "$CHAOS_SECONDS" \
-	--converge-seconds "${CHAOS_CONVERGE_SECONDS:-300}" \
+	--converge-seconds "$converge" \
 	--poll-ms "${CHAOS_POLL_MS:-400}" \
 	--faults "${CHAOS_FAULTS:-store_stop,proxy_stall,proxy_reset,kill}" \
 	--evidence "${CHAOS_EVIDENCE-/var/tmp/lfs-chaos-evidence-$CHAOS_SEED}" \
