@@ -160,8 +160,12 @@ static int car_set(struct sync_ledger *sl, const struct lfs_cid *c,
 			sl->waiting_dirty = true;
 		}
 	}
-	if ((f ^ old) & CAR_BAD)
-		f &CAR_BAD ? sl->nbad++ : sl->nbad--;
+	if ((f ^ old) & CAR_BAD) {
+		if (f & CAR_BAD)
+			sl->nbad++;
+		else
+			sl->nbad--;
+	}
 	return 0;
 }
 
@@ -248,10 +252,12 @@ static void append_cid(struct lfs_sync *s, struct sync_ledger *sl,
 	char line[LFS_CID_STRLEN + 2];
 	lfs_cid_to_string(line, c);
 	strcat(line, "\n");
-	if (fd < 0 || lfs_write_all(fd, line, strlen(line)) ||
-	    (durable && fdatasync(fd)))
+	int rc = fd < 0 ? -errno : lfs_write_all(fd, line, strlen(line));
+	if (!rc && durable && fdatasync(fd))
+		rc = -errno;
+	if (rc)
 		lfs_warn("cannot record CAR %.*s in state/%s/%s: %s",
-			 LFS_CID_STRLEN, line, sl->name, file, strerror(errno));
+			 LFS_CID_STRLEN, line, sl->name, file, strerror(-rc));
 	if (keep)
 		sl->pushed_fd = fd;
 	else if (fd >= 0)
