@@ -99,7 +99,8 @@ struct lfs_blockstore {
 	struct chunk *lru_head, *lru_tail; /* head: most recent */
 	size_t cache_bytes, cache_max;
 
-	bool dirty; /* written without fsync since the last sync */
+	bool dirty;        /* written without fsync since the last sync */
+	bool lazy_imports; /* imports skip their fsyncs (a batch) */
 };
 
 /* ---- small helpers ---- */
@@ -1090,7 +1091,10 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 		goto out;
 	char name[LFS_CID_STRLEN + 1];
 	lfs_cid_to_string(name, expect);
-	if ((rc = write_atomic(bs, "car", name, sealed, len, true))) {
+	pthread_mutex_lock(&bs->lock);
+	bool durable = !bs->lazy_imports;
+	pthread_mutex_unlock(&bs->lock);
+	if ((rc = write_atomic(bs, "car", name, sealed, len, durable))) {
 		free(root.cars);
 		free(root.head);
 		goto out;
@@ -1534,6 +1538,13 @@ int lfs_blockstore_drop_head(struct lfs_blockstore *bs,
 	int rc = unlink(path) && errno != ENOENT ? -errno : 0;
 	free(path);
 	return rc;
+}
+
+void lfs_blockstore_set_lazy_imports(struct lfs_blockstore *bs, bool lazy)
+{
+	pthread_mutex_lock(&bs->lock);
+	bs->lazy_imports = lazy;
+	pthread_mutex_unlock(&bs->lock);
 }
 
 int lfs_blockstore_sync(struct lfs_blockstore *bs)

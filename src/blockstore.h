@@ -109,8 +109,11 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
  * Take a sealed CAR from elsewhere (a replica, a remote store): check its
  * bytes against expect, authenticate and verify every block and the root
  * block, then store it as car/<expect> and load it. Nothing is stored when
- * any check fails.
+ * any check fails. The file is fsynced before import returns, unless lazy
+ * imports are on (lfs_blockstore_set_lazy_imports): then the next
+ * lfs_blockstore_sync() makes it durable.
  */
+void lfs_blockstore_set_lazy_imports(struct lfs_blockstore *bs, bool lazy);
 int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 			  struct lfs_blockstore *bs,
 			  const struct lfs_cid *expect, const uint8_t *sealed,

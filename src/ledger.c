@@ -45,6 +45,8 @@ struct lfs_ledger {
 	size_t nhead_cars;
 	struct lfs_cid root;
 	int64_t max_t; /* greatest t among the heads */
+	int batch;     /* lfs_ledger_ingest_begin() depth, under write_lock */
+	bool batch_dirty; /* a batch moved the heads: records not written */
 };
 
 struct txn_op {
@@ -266,7 +268,10 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
 {
 	struct lfs_cid *recs;
 	size_t nrecs;
-	int rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
+	/* No durable record may name a CAR a batch has not fsynced yet. */
+	int rc = l->batch_dirty ? lfs_blockstore_sync(l->bs) : 0;
+	if (!rc)
+		rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < l->nhead_cars && !rc; i++)
@@ -277,6 +282,8 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
 		if (!cid_in(l->head_cars, l->nhead_cars, &recs[i]))
 			rc = lfs_blockstore_drop_head(l->bs, &recs[i]);
 	free(recs);
+	if (!rc)
+		l->batch_dirty = false;
 	return rc;
 }
 
@@ -775,6 +782,8 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 		goto out;
 	struct lfs_car_root cr = {
 		.cars = parent_cars, .ncars = npc, .head = &event, .nhead = 1};
+	if (l->batch_dirty && (rc = lfs_blockstore_sync(l->bs)))
+		goto out;
 	if ((rc = lfs_blockstore_write_car(&car, l->bs, &cr, g.v, g.n,
 					   l->durable)) ||
 	    (rc = lfs_blockstore_set_head(l->bs, &car, parent_cars, npc,
@@ -960,12 +969,39 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 			free(all);
 			rc = m;
 		} else if (!(rc = publish(l, all, (size_t)m))) {
-			rc = sync_head_records(l, l->durable);
+			if (l->batch)
+				l->batch_dirty = true;
+			else
+				rc = sync_head_records(l, l->durable);
 		}
 	}
 	unlock_writer(l);
 	pthread_mutex_unlock(&l->write_lock);
 	lfs_arena_release(&a);
+	return rc;
+}
+
+int lfs_ledger_ingest_begin(struct lfs_ledger *l)
+{
+	pthread_mutex_lock(&l->write_lock);
+	if (l->batch++ == 0)
+		lfs_blockstore_set_lazy_imports(l->bs, true);
+	pthread_mutex_unlock(&l->write_lock);
+	return 0;
+}
+
+int lfs_ledger_ingest_end(struct lfs_ledger *l)
+{
+	pthread_mutex_lock(&l->write_lock);
+	int rc = 0;
+	if (l->batch > 0 && --l->batch == 0) {
+		lfs_blockstore_set_lazy_imports(l->bs, false);
+		if (l->batch_dirty && !(rc = lock_writer(l))) {
+			rc = sync_head_records(l, l->durable);
+			unlock_writer(l);
+		}
+	}
+	pthread_mutex_unlock(&l->write_lock);
 	return rc;
 }
 

@@ -158,6 +158,18 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		      const uint8_t *sealed, size_t len,
 		      struct lfs_cid *out_missing);
 
+/*
+ * A batch of ingests (a replica catching up on many CARs): between begin
+ * and end, ingest writes CAR files without an fsync each and leaves the
+ * head records for end, which makes everything durable with one file
+ * system sync and only then writes the records, so no record on disk ever
+ * names a file that is not. The state moves at each ingest as usual; a
+ * crash inside a batch leaves the records as they were (the CARs are
+ * fetched or ingested again). Batches nest; every begin needs an end.
+ */
+int lfs_ledger_ingest_begin(struct lfs_ledger *l);
+int lfs_ledger_ingest_end(struct lfs_ledger *l);
+
 /* The CAR files holding the current heads (malloc'd; free it). */
 int lfs_ledger_head_cars(struct lfs_ledger *l, struct lfs_cid **out, size_t *n);
 

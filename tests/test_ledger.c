@@ -233,6 +233,18 @@ static void assert_converged(void)
 	}
 }
 
+static void assert_converged_pair(int a, int b)
+{
+	sync_pair(a, b);
+	sync_pair(b, a);
+	struct lfs_cid ra, rb;
+	lfs_ledger_root(rep[a], &ra);
+	lfs_ledger_root(rep[b], &rb);
+	ck_assert(lfs_cid_equal(&ra, &rb));
+	ck_assert_int_eq(get_v(rep[b], NULL, "mine"), 3);
+	ck_assert_int_eq(get_v(rep[b], NULL, "late"), 2);
+}
+
 /* Is a version (value v written by writer w) current or a conflict? */
 static bool version_kept(struct lfs_ledger *l, const char *id, long v)
 {
@@ -464,6 +476,50 @@ START_TEST(single_writer_histories)
 		ck_assert_int_eq(lfs_ledger_fsck(rep[i], NULL, NULL), 0);
 		lfs_ledger_close(rep[i]);
 	}
+	remove_tmpdir();
+}
+END_TEST
+
+static int count_files(const char *dir);
+
+/*
+ * A batch of ingests (catching up): the state moves at each ingest, the
+ * head records only at the end, and another handle on the directory sees
+ * the result once the batch ends.
+ */
+START_TEST(ingest_batch)
+{
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	rep[1] = open_replica(1, NULL);
+	for (int i = 0; i < 30; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "d%d", i);
+		put_json(rep[0], id, "{\"v\": 1}");
+	}
+	char heads_dir[400];
+	snprintf(heads_dir, sizeof(heads_dir), "%s/head", replica_dir(1));
+	ck_assert_int_eq(count_files(heads_dir), 0);
+	ck_assert_int_eq(lfs_ledger_ingest_begin(rep[1]), 0);
+	sync_pair(0, 1);
+	ck_assert_int_eq(get_v(rep[1], NULL, "d29"), 1); /* state moved */
+	ck_assert_int_eq(count_files(heads_dir), 0);     /* records did not */
+	ck_assert_int_eq(lfs_ledger_ingest_end(rep[1]), 0);
+	ck_assert_int_eq(count_files(heads_dir), 1);
+	struct lfs_ledger *other = open_replica(1, NULL);
+	ck_assert_int_eq(get_v(other, NULL, "d29"), 1);
+	ck_assert_int_eq(lfs_ledger_fsck(other, NULL, NULL), 0);
+	lfs_ledger_close(other);
+	/* A commit inside a batch writes its record (and settles the batch's
+	 * files first). */
+	put_json(rep[0], "late", "{\"v\": 2}");
+	ck_assert_int_eq(lfs_ledger_ingest_begin(rep[1]), 0);
+	sync_pair(0, 1);
+	put_json(rep[1], "mine", "{\"v\": 3}");
+	ck_assert_int_eq(lfs_ledger_ingest_end(rep[1]), 0);
+	assert_converged_pair(0, 1);
+	lfs_ledger_close(rep[0]);
+	lfs_ledger_close(rep[1]);
 	remove_tmpdir();
 }
 END_TEST
@@ -997,6 +1053,7 @@ int main(void)
 	tcase_add_test(t, put_get_delete_reopen);
 	tcase_add_loop_test(t, replicas_converge, 0, 3);
 	tcase_add_loop_test(t, single_writer_histories, 0, 20);
+	tcase_add_test(t, ingest_batch);
 	tcase_add_test(t, edit_beats_delete);
 	tcase_add_test(t, hostile_cars);
 	tcase_add_test(t, clock_from_the_future);
