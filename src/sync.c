@@ -28,6 +28,19 @@
 #define MAX_CHAIN      100000 /* CARs fetched for one head in one round */
 #define RECORD_MAX     ((size_t)64 << 10) /* a head record */
 
+/*
+ * Catching up (a fresh replica, or one long offline): instead of walking a
+ * chain of parent CARs one request at a time, list the ledger's CAR files
+ * once and fetch every one missing here over PREFETCH_THREADS connections
+ * at once; the chain is then walked locally. Done when the replica has no
+ * heads yet, or when a chain of PREFETCH_DEPTH CARs is missing, and only
+ * when at least PREFETCH_MIN files are missing.
+ */
+#define PREFETCH_THREADS 8
+#define PREFETCH_MIN     16
+#define PREFETCH_DEPTH   16
+#define PROGRESS_EVERY   1000 /* log a line every so many CAR files */
+
 /* What this process knows about a CAR file of a ledger (cars' values). */
 enum {
 	CAR_APPLIED = 1,   /* ingested here, or written here */
@@ -59,6 +72,10 @@ struct sync_ledger {
 	size_t pending, unapplied, ignored_records, rejected;
 	uint64_t pushed_gen; /* round generation of the last full push */
 	uint64_t round_gen;  /* ... of the last round for this ledger */
+	/* Catching up, under s->lock: CAR files to fetch, fetched, applied. */
+	size_t catchup_files, catchup_fetched, catchup_applied;
+	int64_t catchup_start_us;
+	uint64_t pulls, prefetched_pull; /* one catch-up per pull at most */
 	struct sync_ledger *next;
 };
 
@@ -68,6 +85,9 @@ struct lfs_sync {
 	char *shown; /* the URL without credentials, for messages */
 	struct lfs_sync_hooks hooks;
 	struct lfs_store *store; /* used under round_lock only */
+	/* The connections of a catch-up in flight (under lock), so that
+	 * lfs_sync_stop() can cut them short too. */
+	struct lfs_store *fetchers[PREFETCH_THREADS];
 	pthread_mutex_t round_lock;
 	pthread_mutex_t lock; /* ledgers' status, kick, generation */
 	pthread_cond_t cond;
@@ -265,6 +285,38 @@ static void append_cid(struct lfs_sync *s, struct sync_ledger *sl,
 	free(p);
 }
 
+/* note_waiting() for many CARs, with one write and one sync. */
+static void note_waiting_many(struct lfs_sync *s, struct sync_ledger *sl,
+			      const struct lfs_cid *v, size_t n)
+{
+	char *p = state_path(s, sl, "waiting");
+	int fd = p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
+		   : -1;
+	int rc = fd < 0 ? -errno : 0;
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	for (size_t i = 0; i < n; i++) {
+		if (car_flags(sl, &v[i]) & CAR_WAITING)
+			continue;
+		car_set(sl, &v[i], CAR_WAITING, 0);
+		char line[LFS_CID_STRLEN + 2];
+		lfs_cid_to_string(line, &v[i]);
+		strcat(line, "\n");
+		lfs_buf_append(&b, line, strlen(line));
+	}
+	if (!rc)
+		rc = b.err ? b.err : lfs_write_all(fd, b.data, b.len);
+	if (!rc && fdatasync(fd))
+		rc = -errno;
+	if (rc)
+		lfs_warn("cannot record %zu CARs in state/%s/waiting: %s", n,
+			 sl->name, strerror(-rc));
+	if (fd >= 0)
+		close(fd);
+	lfs_buf_release(&b);
+	free(p);
+}
+
 static void note_pushed(struct lfs_sync *s, struct sync_ledger *sl,
 			const struct lfs_cid *car)
 {
@@ -431,6 +483,165 @@ static void reject(struct lfs_sync *s, struct sync_ledger *sl,
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* ---- catching up ---- */
+
+struct prefetch {
+	struct lfs_sync *s;
+	struct sync_ledger *sl;
+	struct lfs_blockstore *bs;
+	const struct lfs_cid *v;
+	int *res;
+	size_t n;
+	pthread_mutex_t lock; /* next, done */
+	size_t next, done;
+};
+
+static void *prefetch_worker(void *arg)
+{
+	struct prefetch *p = arg;
+	struct lfs_sync *s = p->s;
+	struct lfs_store *st = NULL;
+	int orc = lfs_store_open(&st, s->url);
+	size_t slot = PREFETCH_THREADS;
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; !orc && i < PREFETCH_THREADS; i++)
+		if (!s->fetchers[i]) {
+			s->fetchers[i] = st;
+			slot = i;
+			break;
+		}
+	bool stopping = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	if (stopping && st)
+		lfs_store_cancel_at(st, lfs_store_now_us());
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_CAR_MAX_FILE);
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		size_t i = p->next++;
+		pthread_mutex_unlock(&p->lock);
+		if (i >= p->n)
+			break;
+		char key[400];
+		key_for(key, sizeof(key), p->sl, "car", &p->v[i]);
+		lfs_buf_reset(&b);
+		int r = orc ? orc : lfs_store_get(st, key, &b);
+		if (!r)
+			r = lfs_blockstore_import(NULL, NULL, p->bs, &p->v[i],
+						  b.data, b.len);
+		p->res[i] = r;
+		pthread_mutex_lock(&p->lock);
+		size_t done = ++p->done;
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_lock(&s->lock);
+		p->sl->catchup_fetched = done;
+		pthread_mutex_unlock(&s->lock);
+		if (done % PROGRESS_EVERY == 0)
+			lfs_info("sync of ledger '%s': fetched %zu of %zu CAR "
+				 "files",
+				 p->sl->name, done, p->n);
+	}
+	lfs_buf_release(&b);
+	pthread_mutex_lock(&s->lock);
+	if (slot < PREFETCH_THREADS)
+		s->fetchers[slot] = NULL;
+	pthread_mutex_unlock(&s->lock);
+	lfs_store_free(st);
+	return NULL;
+}
+
+/*
+ * Fetch every CAR file of the ledger that is missing here, at once (see
+ * PREFETCH_*). They land here kept, unapplied (listed as waiting first),
+ * for fetch_apply() to apply parents first without a request each. A file
+ * that fails its checks is rejected; any other failure leaves that file to
+ * the usual one-by-one path. Returns 0 or the listing's error.
+ */
+static int prefetch(struct lfs_sync *s, struct sync_ledger *sl,
+		    struct lfs_ledger *l)
+{
+	if (sl->prefetched_pull == sl->pulls)
+		return 0;
+	sl->prefetched_pull = sl->pulls;
+	char prefix[300];
+	snprintf(prefix, sizeof(prefix), "%s/car/", sl->enc);
+	struct keys k = {0};
+	int rc = lfs_store_list(s->store, prefix, collect_cid, &k);
+	struct lfs_blockstore *bs = lfs_ledger_store(l);
+	size_t n = 0;
+	for (size_t i = 0; !rc && i < k.n; i++)
+		if (!lfs_blockstore_has_car(bs, &k.v[i]) &&
+		    !(car_flags(sl, &k.v[i]) & CAR_BAD))
+			k.v[n++] = k.v[i];
+	if (rc || n < PREFETCH_MIN) {
+		free(k.v);
+		return rc == -ENOENT ? 0 : rc;
+	}
+	lfs_info("sync of ledger '%s': catching up: fetching %zu CAR files "
+		 "from %s",
+		 sl->name, n, s->shown);
+	note_waiting_many(s, sl, k.v, n);
+	pthread_mutex_lock(&s->lock);
+	sl->catchup_files = n;
+	sl->catchup_fetched = sl->catchup_applied = 0;
+	sl->catchup_start_us = now_us();
+	pthread_mutex_unlock(&s->lock);
+	struct prefetch p = {.s = s, .sl = sl, .bs = bs, .v = k.v, .n = n};
+	pthread_mutex_init(&p.lock, NULL);
+	p.res = calloc(n, sizeof(*p.res));
+	pthread_t t[PREFETCH_THREADS];
+	size_t nt = 0;
+	for (; p.res && nt < PREFETCH_THREADS && nt < n; nt++)
+		if (pthread_create(&t[nt], NULL, prefetch_worker, &p))
+			break;
+	if (nt == 0 && p.res) /* no thread: do it here */
+		prefetch_worker(&p);
+	for (size_t i = 0; i < nt; i++)
+		pthread_join(t[i], NULL);
+	size_t got = 0, failed = 0;
+	int first_err = 0;
+	for (size_t i = 0; p.res && i < n; i++) {
+		if (p.res[i] && p.res[i] != -EBADMSG && p.res[i] != -EFBIG &&
+		    !failed++)
+			first_err = p.res[i];
+		if (!p.res[i]) {
+			got++;
+			note_pushed(s, sl, &k.v[i]); /* the remote has it */
+		} else if (p.res[i] == -EBADMSG || p.res[i] == -EFBIG) {
+			reject(s, sl, &k.v[i], p.res[i]);
+		} else {
+			car_set(sl, &k.v[i], 0, CAR_WAITING);
+		}
+	}
+	if (!p.res)
+		for (size_t i = 0; i < n; i++)
+			car_set(sl, &k.v[i], 0, CAR_WAITING);
+	if (failed)
+		lfs_warn("sync of ledger '%s': %zu CAR files could not be "
+			 "fetched "
+			 "at once (%s); fetching them one by one",
+			 sl->name, failed, lfs_errmsg(first_err));
+	lfs_info("sync of ledger '%s': fetched %zu of %zu CAR files in %.1f s",
+		 sl->name, got, n,
+		 (double)(now_us() - sl->catchup_start_us) / 1e6);
+	pthread_mutex_destroy(&p.lock);
+	free(p.res);
+	free(k.v);
+	return 0;
+}
+
+/* One more CAR applied; progress while catching up. */
+static void count_applied(struct lfs_sync *s, struct sync_ledger *sl)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t a = sl->catchup_files ? ++sl->catchup_applied : 0;
+	size_t n = sl->catchup_files;
+	pthread_mutex_unlock(&s->lock);
+	if (a && a % PROGRESS_EVERY == 0)
+		lfs_info("sync of ledger '%s': applied %zu of %zu CAR files",
+			 sl->name, a, n);
+}
+
 /* The CARs one fetch_apply() is working through, newest first. */
 struct chain {
 	struct keys stack;
@@ -545,6 +756,10 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 			out = HEAD_DEFERRED;
 			break;
 		}
+		if (ch.stack.n == PREFETCH_DEPTH &&
+		    !lfs_blockstore_has_car(bs, &top) &&
+		    (rc = prefetch(s, sl, l)))
+			break;
 		if (ch.stack.n > MAX_CHAIN) {
 			log_car(sl, &top,
 				"CAR %s: more than %d CAR files to fetch "
@@ -659,6 +874,7 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 					 "after all",
 					 sl->name, cs);
 			chain_unwait(&ch, sl, &top);
+			count_applied(s, sl);
 			car_set(sl, &top, CAR_APPLIED, CAR_LOGGED);
 			lfs_cidmap_set(&sl->retry, &top, 0);
 			lfs_cidmap_set(&sl->pushed, &top, 1);
@@ -740,6 +956,16 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 	lfs_ledger_root(l, &before);
 	struct lfs_blockstore *bs = lfs_ledger_store(l);
 	size_t unapplied = 0;
+	sl->pulls++;
+	/* Many CARs may arrive: one file system sync for all of them. */
+	lfs_ledger_ingest_begin(l);
+	struct lfs_cid *mine;
+	size_t nmine;
+	if (!(rc = lfs_ledger_heads(l, &mine, &nmine))) {
+		free(mine);
+		if (nmine == 0 && k.n > 0)
+			rc = prefetch(s, sl, l); /* a fresh replica */
+	}
 	for (size_t i = 0; i < k.n && !rc; i++) {
 		const struct lfs_cid *c = &k.v[i];
 		uint64_t f = car_flags(sl, c);
@@ -806,6 +1032,18 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 	}
 	free(w.v);
 	free(k.v);
+	int erc = lfs_ledger_ingest_end(l);
+	if (!rc)
+		rc = erc;
+	pthread_mutex_lock(&s->lock);
+	if (sl->catchup_files) {
+		lfs_info("sync of ledger '%s': caught up: applied %zu of %zu "
+			 "CAR files in %.1f s",
+			 sl->name, sl->catchup_applied, sl->catchup_files,
+			 (double)(now_us() - sl->catchup_start_us) / 1e6);
+		sl->catchup_files = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
 	lfs_ledger_root(l, &after);
 	if (!lfs_cid_equal(&before, &after) && s->hooks.changed)
 		s->hooks.changed(s->hooks.ctx, sl->name, &before, &after);
@@ -1227,6 +1465,11 @@ void lfs_sync_stop(struct lfs_sync *s)
 	/* The thread may be inside a request to a store that hangs. */
 	if (s->store)
 		lfs_store_cancel_at(s->store, lfs_store_now_us());
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < PREFETCH_THREADS; i++)
+		if (s->fetchers[i])
+			lfs_store_cancel_at(s->fetchers[i], lfs_store_now_us());
+	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->thread, NULL);
 	s->running = false;
 	if (s->store)
@@ -1361,6 +1604,13 @@ json_t *lfs_sync_status(struct lfs_sync *s, const char *name)
 			       "ignored_records",
 			       (json_int_t)sl->ignored_records)
 		   : NULL;
+	if (j && sl->catchup_files)
+		json_object_set_new(
+			j, "catching_up",
+			json_pack("{s:I,s:I,s:I}", "files",
+				  (json_int_t)sl->catchup_files, "fetched",
+				  (json_int_t)sl->catchup_fetched, "applied",
+				  (json_int_t)sl->catchup_applied));
 	pthread_mutex_unlock(&s->lock);
 	return j;
 }

@@ -222,20 +222,25 @@ LEDGERFS_HOME=$F "$L" key import t "$share" >/dev/null || fail "key import"
 # Resets of the 3rd to 5th CAR fetched: a sync stops at one (the store
 # is unreachable; curl tries a reused connection twice), the next goes on
 # from where it was.
+# (A fresh replica fetches its files over several connections at once and
+# takes a reset one again by itself, so the first sync may also succeed,
+# saying what it met.)
 echo "3 5" >"$base/plan"
 tries=0
+met=0
 while :; do
 	tries=$((tries + 1))
 	run env LEDGERFS_HOME="$F" timeout 120 "$L" sync --remote "$purl" t
-	[ "$STATUS" -eq 0 ] && break
-	[ "$STATUS" -eq 1 ] || fail "a sync with resets exited $STATUS"
-	expect_stderr "unreachable"
+	grep -q "unreachable" "$TMP/stderr" && met=1
 	if grep -q "rejected\|cycle\|incomplete" "$TMP/stderr"; then
 		fail "resets turned into a rejection: $(cat "$TMP/stderr")"
 	fi
+	[ "$STATUS" -eq 0 ] && break
+	[ "$STATUS" -eq 1 ] || fail "a sync with resets exited $STATUS"
+	expect_stderr "unreachable"
 	[ $tries -lt 10 ] || fail "still no clean sync after $tries tries"
 done
-[ $tries -ge 2 ] || fail "resets did not stop a sync"
+[ $met = 1 ] || fail "the syncs never met a reset"
 expect 0 env LEDGERFS_HOME="$F" "$L" fsck t
 docs=$(LEDGERFS_HOME=$F "$L" ls t | wc -l)
 [ "$docs" -eq 22 ] || fail "the replica lists $docs documents, expected 22"

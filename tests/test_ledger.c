@@ -59,7 +59,7 @@ static struct lfs_ledger *open_replica(int i, struct fake_clock *clk)
 {
 	struct lfs_ledger_opts o;
 	lfs_ledger_opts_init(&o);
-	char w[16];
+	char w[24];
 	snprintf(w, sizeof(w), "writer%d", i);
 	o.writer = w;
 	o.durable = false;
