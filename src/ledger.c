@@ -215,6 +215,29 @@ static bool cid_in(const struct lfs_cid *set, size_t n, const struct lfs_cid *c)
 	return false;
 }
 
+/* Is event one of the heads a current head CAR records? Which CAR, then. */
+static bool held_by_head_car(struct lfs_ledger *l, const struct lfs_cid *event,
+			     struct lfs_cid *out)
+{
+	struct lfs_cid *cars;
+	size_t n;
+	if (lfs_ledger_head_cars(l, &cars, &n))
+		return false;
+	bool found = false;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	for (size_t i = 0; i < n && !found; i++) {
+		struct lfs_car_root r;
+		if (lfs_blockstore_load(&r, &a, l->bs, &cars[i], false))
+			continue;
+		if ((found = cid_in(r.head, r.nhead, event)))
+			*out = cars[i];
+	}
+	lfs_arena_release(&a);
+	free(cars);
+	return found;
+}
+
 /*
  * Compute and publish the state for a reduced set of heads (takes ownership
  * of heads). Caller holds write_lock.
@@ -234,7 +257,11 @@ static int publish(struct lfs_ledger *l, struct lfs_cid *heads, size_t n)
 			break;
 		if (i == 0 || ev.t > max_t)
 			max_t = ev.t;
-		if ((rc = lfs_blockstore_car_of(&car, l->bs, &heads[i])))
+		/* Keep naming the head CAR that holds it, if one does: a CAR
+		 * fetched again later (the one a compaction replaced) must
+		 * not take the compacted file's place. */
+		if (!held_by_head_car(l, &heads[i], &car) &&
+		    (rc = lfs_blockstore_car_of(&car, l->bs, &heads[i])))
 			break;
 		if (!cid_in(cars, ncars, &car))
 			cars[ncars++] = car;

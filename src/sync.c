@@ -32,9 +32,10 @@
  * Catching up (a fresh replica, or one long offline): instead of walking a
  * chain of parent CARs one request at a time, list the ledger's CAR files
  * once and fetch every one missing here over PREFETCH_THREADS connections
- * at once; the chain is then walked locally. Done when the replica has no
- * heads yet, or when a chain of PREFETCH_DEPTH CARs is missing, and only
- * when at least PREFETCH_MIN files are missing.
+ * at once; the chain is then walked locally. Done when a chain of
+ * PREFETCH_DEPTH CARs is missing (not before: a compacted ledger is one
+ * head CAR holding everything, and the files it replaced may still be on
+ * the store), and only when at least PREFETCH_MIN files are missing.
  */
 #define PREFETCH_THREADS 8
 #define PREFETCH_MIN     16
@@ -959,13 +960,6 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 	sl->pulls++;
 	/* Many CARs may arrive: one file system sync for all of them. */
 	lfs_ledger_ingest_begin(l);
-	struct lfs_cid *mine;
-	size_t nmine;
-	if (!(rc = lfs_ledger_heads(l, &mine, &nmine))) {
-		free(mine);
-		if (nmine == 0 && k.n > 0)
-			rc = prefetch(s, sl, l); /* a fresh replica */
-	}
 	for (size_t i = 0; i < k.n && !rc; i++) {
 		const struct lfs_cid *c = &k.v[i];
 		uint64_t f = car_flags(sl, c);
