@@ -47,6 +47,8 @@ struct lfs_ledger {
 	int64_t max_t; /* greatest t among the heads */
 	int batch;     /* lfs_ledger_ingest_begin() depth, under write_lock */
 	bool batch_dirty; /* a batch moved the heads: records not written */
+	struct lfs_cid *pending; /* events a batch applied, not yet heads */
+	size_t npending, pending_cap;
 };
 
 struct txn_op {
@@ -598,6 +600,7 @@ void lfs_ledger_close(struct lfs_ledger *l)
 		close(l->open_fd);
 	free(l->heads);
 	free(l->head_cars);
+	free(l->pending);
 	pthread_mutex_destroy(&l->write_lock);
 	pthread_mutex_destroy(&l->state_lock);
 	free(l);
@@ -941,6 +944,65 @@ int lfs_ledger_sync(struct lfs_ledger *l)
 
 /* ---- replication ---- */
 
+/*
+ * Note events a batch applied. An event that names a pending one as its
+ * parent replaces it, so a chain keeps the list short. Caller holds
+ * write_lock.
+ */
+static int add_pending(struct lfs_ledger *l, struct lfs_arena *a,
+		       const struct lfs_cid *events, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct lfs_event ev;
+		struct lfs_arena_mark m = lfs_arena_mark(a);
+		int rc = lfs_event_load(&ev, a, &l->blocks, &events[i]);
+		if (rc)
+			return rc;
+		size_t k = 0;
+		for (size_t j = 0; j < l->npending; j++)
+			if (!cid_in(ev.parents, ev.nparents, &l->pending[j]) &&
+			    !lfs_cid_equal(&l->pending[j], &events[i]))
+				l->pending[k++] = l->pending[j];
+		l->npending = k;
+		lfs_arena_rewind(a, m);
+		if (l->npending == l->pending_cap) {
+			size_t cap = l->pending_cap ? l->pending_cap * 2 : 16;
+			void *p =
+				realloc(l->pending, cap * sizeof(*l->pending));
+			if (!p)
+				return -ENOMEM;
+			l->pending = p;
+			l->pending_cap = cap;
+		}
+		l->pending[l->npending++] = events[i];
+	}
+	return 0;
+}
+
+/* End of a batch: the heads and the state take in what it applied. */
+static int apply_pending(struct lfs_ledger *l)
+{
+	if (!l->npending)
+		return 0;
+	pthread_mutex_lock(&l->state_lock);
+	size_t n = l->nheads + l->npending;
+	struct lfs_cid *all = malloc((n + 1) * sizeof(*all));
+	if (all) {
+		lfs_cid_copy_n(all, l->heads, l->nheads);
+		lfs_cid_copy_n(all + l->nheads, l->pending, l->npending);
+	}
+	pthread_mutex_unlock(&l->state_lock);
+	int m = all ? lfs_clock_reduce(&l->blocks, all, n) : -ENOMEM;
+	if (m < 0) {
+		free(all);
+		return m;
+	}
+	int rc = publish(l, all, (size_t)m);
+	if (!rc)
+		l->npending = 0;
+	return rc;
+}
+
 int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		      const uint8_t *sealed, size_t len,
 		      struct lfs_cid *out_missing)
@@ -982,7 +1044,14 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		rc = -EBADMSG; /* an event older than its parent */
 	if (rc == -EBADMSG)
 		lfs_blockstore_remove_car(l->bs, car); /* never applied */
-	if (!rc) {
+	if (!rc && l->batch) {
+		/* Heads and state move once, when the batch ends: doing it
+		 * per CAR costs a walk of the history each (quadratic when
+		 * catching up on many CARs). */
+		rc = add_pending(l, &a, r.head, r.nhead);
+		if (!rc)
+			l->batch_dirty = true;
+	} else if (!rc) {
 		pthread_mutex_lock(&l->state_lock);
 		size_t n = l->nheads + r.nhead;
 		struct lfs_cid *all = malloc((n + 1) * sizeof(*all));
@@ -996,10 +1065,7 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 			free(all);
 			rc = m;
 		} else if (!(rc = publish(l, all, (size_t)m))) {
-			if (l->batch)
-				l->batch_dirty = true;
-			else
-				rc = sync_head_records(l, l->durable);
+			rc = sync_head_records(l, l->durable);
 		}
 	}
 	unlock_writer(l);
@@ -1024,7 +1090,8 @@ int lfs_ledger_ingest_end(struct lfs_ledger *l)
 	if (l->batch > 0 && --l->batch == 0) {
 		lfs_blockstore_set_lazy_imports(l->bs, false);
 		if (l->batch_dirty && !(rc = lock_writer(l))) {
-			rc = sync_head_records(l, l->durable);
+			if (!(rc = apply_pending(l)))
+				rc = sync_head_records(l, l->durable);
 			unlock_writer(l);
 		}
 	}

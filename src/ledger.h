@@ -160,12 +160,14 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 
 /*
  * A batch of ingests (a replica catching up on many CARs): between begin
- * and end, ingest writes CAR files without an fsync each and leaves the
- * head records for end, which makes everything durable with one file
- * system sync and only then writes the records, so no record on disk ever
- * names a file that is not. The state moves at each ingest as usual; a
- * crash inside a batch leaves the records as they were (the CARs are
- * fetched or ingested again). Batches nest; every begin needs an end.
+ * and end, ingest checks and stores each CAR (without an fsync each) and
+ * notes its events; end moves the heads and the state once, makes
+ * everything durable with one file system sync and only then writes the
+ * head records, so no record on disk ever names a file that is not.
+ * Moving the heads per CAR would walk the history each time: quadratic
+ * for a replica catching up. A crash inside a batch leaves the records as
+ * they were (the caller ingests those CARs again). Batches nest; every
+ * begin needs an end.
  */
 int lfs_ledger_ingest_begin(struct lfs_ledger *l);
 int lfs_ledger_ingest_end(struct lfs_ledger *l);
