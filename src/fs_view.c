@@ -137,7 +137,10 @@ int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 	struct lfs_fsl *lg = n->lg;
 	memset(ds, 0, sizeof(*ds));
 	pthread_mutex_lock(&fs->lock);
-	if (n->wbuf) {
+	/* A writer's bytes, until they are committed: once flush committed
+	 * them (the handle may live on until release), readers get the
+	 * document as committed, not the raw bytes that were written. */
+	if (n->wbuf && (n->wgen != n->committed_gen || n->invalid)) {
 		int rc = lfs_buf_append(out, n->wbuf->data, n->wbuf->len);
 		pthread_mutex_unlock(&fs->lock);
 		ds->exists = true;

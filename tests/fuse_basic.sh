@@ -122,6 +122,24 @@ with open(sys.argv[1], "w") as f:
 one_commit
 expect_doc $L py '{"lang":"python","n":[1,2,3],"nested":{"ok":true}}'
 
+note "a read right after close gets the committed document, even while another writer holds the file"
+bounded python3 -c '
+import json, os, sys
+path = sys.argv[1]
+keep = os.open(path, os.O_WRONLY)          # a second writer keeps the file open
+fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"{\"lang\":\"python\",\"n\":[4]}")
+os.close(fd)                               # flush: committed
+with open(path) as f:
+    text = f.read()
+os.close(keep)
+doc = json.loads(text)
+if doc.get("_id") != "py" or not text.startswith("{\n"):
+    sys.exit("read after close gave the raw bytes written, not the document: %r" % text)
+' "$D/py.json" || fail "a read after close did not see the committed document"
+one_commit
+expect_doc $L py '{"lang":"python","n":[4]}'
+
 note "jq ... > tmp && mv tmp x.json: the temporary is scratch, the mv one commit"
 bounded sh -c 'jq ".done = false | .qty = 3" "$1/milk.json" >"$1/tmp"' sh "$D"
 no_commit
