@@ -88,6 +88,8 @@ struct lfs_fpfs {
 	pthread_t hk;
 	bool hk_running;
 	struct fuse_session *se; /* for invalidations, once mounted */
+	pthread_mutex_t grave_lock;
+	struct handle *graves; /* released handles, newest first */
 };
 
 /*
@@ -98,7 +100,16 @@ struct lfs_fpfs {
 
 struct handle {
 	struct lfs_buf b;
+	int64_t released_ms; /* when released: freed GRAVE_MS later */
+	struct handle *next; /* in fs->graves */
 };
+
+/*
+ * A released handle is freed only GRAVE_MS later: with several FUSE
+ * threads, a read the kernel sent before the release (an interrupted
+ * `cat`, say) may still be replying from its buffer.
+ */
+#define GRAVE_MS 60000
 
 static const char *ctl_names[] = {"status", "errors", "heads", "changes"};
 
@@ -327,7 +338,8 @@ static struct fpl *fpl_get(struct lfs_fpfs *fs, const char *name)
 			free(lg);
 			return other;
 		}
-	void *p = realloc(fs->ledgers, (fs->nledgers + 1) * sizeof(*p));
+	void *p =
+		realloc(fs->ledgers, (fs->nledgers + 1) * sizeof(*fs->ledgers));
 	if (p) {
 		fs->ledgers = p;
 		fs->ledgers[fs->nledgers++] = lg;
@@ -1019,12 +1031,35 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)ino;
 }
 
+/* Free the handles released long enough ago (all, when force). */
+static void bury(struct lfs_fpfs *fs, bool force)
+{
+	int64_t now = now_ms();
+	pthread_mutex_lock(&fs->grave_lock);
+	struct handle **pp = &fs->graves, *old = NULL;
+	while (*pp && !force && now - (*pp)->released_ms < GRAVE_MS)
+		pp = &(*pp)->next;
+	old = *pp;
+	*pp = NULL;
+	pthread_mutex_unlock(&fs->grave_lock);
+	while (old) {
+		struct handle *next = old->next;
+		lfs_buf_release(&old->b);
+		free(old);
+		old = next;
+	}
+}
+
 static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
+	struct lfs_fpfs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	lfs_buf_release(&h->b);
-	free(h);
+	h->released_ms = now_ms();
+	pthread_mutex_lock(&fs->grave_lock);
+	h->next = fs->graves;
+	fs->graves = h;
+	pthread_mutex_unlock(&fs->grave_lock);
 	fuse_reply_err(req, 0);
 	(void)ino;
 }
@@ -1159,6 +1194,7 @@ static void *poller(void *arg)
 		for (size_t i = 0; v && i < n; i++)
 			fpl_refresh(fs, v[i]);
 		free(v);
+		bury(fs, false);
 		pthread_mutex_lock(&fs->hk_lock);
 	}
 	pthread_mutex_unlock(&fs->hk_lock);
@@ -1194,6 +1230,8 @@ static void fs_free(struct lfs_fpfs *fs)
 	free(fs->nodes);
 	free(fs->slots);
 	lfs_cidmap_release(&fs->sizes);
+	bury(fs, true);
+	pthread_mutex_destroy(&fs->grave_lock);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->size_lock);
 	pthread_mutex_destroy(&fs->hk_lock);
@@ -1217,6 +1255,7 @@ int lfs_fpfs_main(const struct lfs_fpfs_opts *o)
 		return 1;
 	fs->o = o;
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->grave_lock, NULL);
 	pthread_mutex_init(&fs->size_lock, NULL);
 	pthread_mutex_init(&fs->hk_lock, NULL);
 	pthread_cond_init(&fs->hk_cond, NULL);
