@@ -233,6 +233,7 @@ static int open_named(struct lfs_home *h, const char *name,
 	if (!lfs_home_valid_name(name)) {
 		fprintf(stderr, "ledgerfs: '%s' is not a valid ledger name\n",
 			name);
+		lfs_home_release(h);
 		return EXIT_USAGE;
 	}
 	char *dir = lfs_home_ledger_dir(h, name);
@@ -243,6 +244,7 @@ static int open_named(struct lfs_home *h, const char *name,
 			"with 'ledgerfs init %s'\n",
 			name, name);
 		free(dir);
+		lfs_home_release(h);
 		return EXIT_NOTFOUND;
 	}
 	uint8_t key[LFS_KEY_BYTES];
@@ -251,6 +253,7 @@ static int open_named(struct lfs_home *h, const char *name,
 			"ledgerfs: ledger '%s': cannot read its key: %s\n",
 			name, lfs_errmsg(rc));
 		free(dir);
+		lfs_home_release(h);
 		return EXIT_FAIL;
 	}
 	struct lfs_ledger_opts lo;
@@ -263,6 +266,7 @@ static int open_named(struct lfs_home *h, const char *name,
 		fprintf(stderr, "ledgerfs: cannot open ledger '%s': %s\n", name,
 			lfs_errmsg(rc));
 		free(dir);
+		lfs_home_release(h);
 		return EXIT_FAIL;
 	}
 	*out_dir = dir;
