@@ -292,6 +292,16 @@ out:
 	return rc;
 }
 
+/*
+ * The node of a parent met on a walk; 1 when this replica does not hold
+ * it (history beyond what we hold: the walk ends on that path).
+ */
+static int graph_parent(struct graph *g, size_t *out, const struct lfs_cid *cid)
+{
+	int rc = graph_node(g, out, cid);
+	return rc == -ENOENT ? 1 : rc;
+}
+
 static bool heap_less(const struct graph *g, size_t a, size_t b)
 {
 	const struct gnode *x = &g->nodes[a], *y = &g->nodes[b];
@@ -497,12 +507,10 @@ int lfs_clock_known(uint64_t *out, const struct lfs_blocks *b,
 					g.nodes[x].flags[w];
 		for (size_t k = 0; k < g.nodes[x].nparents && !rc; k++) {
 			size_t p;
-			rc = graph_node(&g, &p, &g.nodes[x].parents[k]);
-			if (rc == -ENOENT) {
-				rc = 0; /* history beyond what we hold */
+			int r = graph_parent(&g, &p, &g.nodes[x].parents[k]);
+			if (r == 1)
 				continue;
-			}
-			if (rc)
+			if ((rc = r))
 				break;
 			struct gnode *pn = &g.nodes[p], *xn = &g.nodes[x];
 			if (pn->popped)
@@ -551,12 +559,10 @@ int lfs_clock_reduce(const struct lfs_blocks *b, struct lfs_cid *events,
 			break;
 		for (size_t k = 0; k < g.nodes[x].nparents && !rc; k++) {
 			size_t p;
-			rc = graph_node(&g, &p, &g.nodes[x].parents[k]);
-			if (rc == -ENOENT) {
-				rc = 0; /* history beyond what we hold */
+			int r = graph_parent(&g, &p, &g.nodes[x].parents[k]);
+			if (r == 1)
 				continue;
-			}
-			if (rc)
+			if ((rc = r))
 				break;
 			g.nodes[p].flags[0] |= 1;
 			if (!g.nodes[p].queued && !g.nodes[p].popped)
