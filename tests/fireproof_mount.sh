@@ -32,12 +32,13 @@ fpcli()
 	run bounded "$LEDGERFS" "$1" --fireproof "$FPS" --keybag "$FPK" "${@:2}"
 }
 
-# Wait (up to $2 s, default 30) until the shell condition $1 holds.
+# Wait (up to $2 s, default 60: a saturated machine) until the shell
+# condition $1 holds.
 wait_for()
 {
-	local end=$((SECONDS + ${2:-30}))
+	local end=$((SECONDS + ${2:-60}))
 	until eval "$1"; do
-		[ $SECONDS -lt $end ] || fail "waited ${2:-30}s for: $1"
+		[ $SECONDS -lt $end ] || fail "waited ${2:-60}s for: $1"
 		sleep 0.1
 	done
 }
@@ -51,7 +52,7 @@ note "the application writes a ledger"
 app app put doc1 '{"v":1,"name":"first"}'
 fuse_mount --fireproof "$FPS" --keybag "$FPK" --poll-ms 200
 D=$MNT/app
-wait_for '[ -f "$D/doc1.json" ]' 10
+wait_for '[ -f "$D/doc1.json" ]' 60
 fpcli get app doc1
 expect_file "$D/doc1.json" "$(cat "$TMP/stdout")"
 [ "$(status_field app .read_only)" = true ] || fail "status does not say read-only"

@@ -50,10 +50,11 @@ log_mark()
 	LOG_MARK=$(wc -l <"$DAEMON_LOG")
 }
 
-# ...and wait (5 s) for a new line after it, matching PATTERN if given.
+# ...and wait (up to 60 s: a saturated machine) for a new line after it,
+# matching PATTERN if given.
 expect_log()
 {
-	local what=$1 pat=${2:-} end=$((SECONDS + 5))
+	local what=$1 pat=${2:-} end=$((SECONDS + 60))
 	while :; do
 		if [ "$(wc -l <"$DAEMON_LOG")" -gt "$LOG_MARK" ]; then
 			if [ -z "$pat" ] || tail -n +"$((LOG_MARK + 1))" "$DAEMON_LOG" | grep -qF -- "$pat"; then

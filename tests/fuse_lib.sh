@@ -311,7 +311,7 @@ fuse_wait_daemon()
 
 fuse_umount()
 {
-	local end=$((SECONDS + 10)) err
+	local end=$((SECONDS + 60)) err
 	while :; do
 		err=$(timeout -k 2 10 fusermount3 -u "$MNT" 2>&1) && break
 		[ $SECONDS -lt $end ] || fail "fusermount3 -u $MNT failed: $err"
@@ -479,11 +479,11 @@ expect_commits()
 	fi
 	l=$1
 	n=$2
-	end=$((SECONDS + 10))
+	end=$((SECONDS + 60))
 	while :; do
 		lfs_events "$l"
 		[ "$REPLY" -lt "$n" ] || break
-		[ $SECONDS -lt $end ] || fail "ledger $l: expected $n commits, got $REPLY after 10 s; $(_changes_tail "$l")"
+		[ $SECONDS -lt $end ] || fail "ledger $l: expected $n commits, got $REPLY after 60 s; $(_changes_tail "$l")"
 		sleep 0.1
 	done
 	[ "$REPLY" -eq "$n" ] || fail "ledger $l: expected $n commits, got $REPLY; $(_changes_tail "$l")"

@@ -103,7 +103,7 @@ cleanup()
 		fi
 	done
 	for pid in $DAEMONS; do
-		end=$((SECONDS + 15))
+		end=$((SECONDS + 60))
 		while alive "$pid" && [ "$SECONDS" -lt "$end" ]; do
 			sleep 0.1
 		done
@@ -242,7 +242,7 @@ run_block()
 		share=$(grep -o 'lfskey1:[0-9a-f]\{64\}' "$log" | tail -n 1)
 	fi
 	if [ -n "$then_on_a" ]; then
-		local f=$base/a/ledgers/$then_on_a end=$((SECONDS + 20))
+		local f=$base/a/ledgers/$then_on_a end=$((SECONDS + 60))
 		while [ "$SECONDS" -lt "$end" ]; do
 			timeout 5 test -e "$f" && break
 			sleep 0.1
