@@ -111,9 +111,15 @@ for round in 1 2 3; do
 	wait "$pid" 2>/dev/null || true
 	fuse_alive
 	if jq -e . "$META" >/dev/null 2>&1; then
-		# A whole meta file: every commit the application finished shows.
-		last=$(tail -n 1 "$TMP/loop.out")
-		wait_for "[ -f \"\$D/$last.json\" ]"
+		# A whole meta file: what Fireproof itself finds after the kill
+		# (a fresh instance, as the restarted application) shows. (A put
+		# that returned may not have reached meta/main.json yet.)
+		(cd "$fp" && timeout -k 5 120 node writer.mjs "$FPS" app alldocs) \
+			>"$TMP/fp-ids" 2>>"$TMP/app.log" ||
+			fail "Fireproof could not list the ledger after the kill: $(tail -n 5 "$TMP/app.log")"
+		last=$(sed -n "s/^k$round-//p" "$TMP/fp-ids" | sort -n | tail -n 1)
+		note "round $round: the application acknowledged $(wc -l <"$TMP/loop.out") puts, Fireproof finds $(grep -c "^k$round-" "$TMP/fp-ids")"
+		[ -z "$last" ] || wait_for "[ -f \"\$D/k$round-$last.json\" ]"
 	else
 		note "round $round: killed mid-write; meta/main.json is $(file_size "$META") bytes"
 		wait_for '[ "$(status_field app .meta_incomplete_since)" != null ]'
