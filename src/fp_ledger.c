@@ -1096,7 +1096,7 @@ int lfs_fp_ledger_refresh(struct lfs_fp_ledger *l, bool *out_changed)
 	}
 	if (l->state && len == l->meta_len && !memcmp(text, l->meta, len))
 		goto out;
-	struct lfs_fp_state *s;
+	struct lfs_fp_state *s = NULL;
 	if ((rc = build_state(l, text, len, &s)))
 		goto out;
 	pthread_mutex_lock(&l->state_lock);
