@@ -14,6 +14,7 @@
 #endif
 
 #include "cmd.h"
+#include "cli.h"
 #include "errmsg.h"
 
 #include <errno.h>
@@ -48,10 +49,6 @@
 #define SEALED_MAX  (INPUT_MAX + (INPUT_MAX >> 4))
 #define KEYFILE_MAX 4096
 
-#define EXIT_OK    0
-#define EXIT_FAIL  1
-#define EXIT_USAGE 2
-
 enum {
 	OPT_JSON = 1 << 0,
 	OPT_ROOT = 1 << 1,
@@ -72,56 +69,13 @@ struct opts {
 
 struct sub {
 	const char *name;
-	int (*run)(const struct sub *s, struct opts *o);
+	int (*run)(const struct lfs_cli *s, struct opts *o);
 	unsigned opts;
 	size_t min_pos, max_pos; /* max_pos 0: unlimited */
 	const char *args;
 	const char *summary;
 	const char *help;
 };
-
-/* ---- messages ---- */
-
-static void __attribute__((format(printf, 2, 3)))
-fail(const struct sub *s, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "ledgerfs car %s: ", s->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static void print_usage(FILE *f, const struct sub *s)
-{
-	fprintf(f, "usage: ledgerfs car %s %s\n", s->name, s->args);
-}
-
-static int __attribute__((format(printf, 2, 3)))
-usage_error(const struct sub *s, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "ledgerfs car %s: ", s->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	print_usage(stderr, s);
-	fprintf(stderr, "Try 'ledgerfs car %s --help'.\n", s->name);
-	return EXIT_USAGE;
-}
-
-/* Flush stdout and report a failed write (a full disk, a closed pipe). */
-static int finish_output(const struct sub *s, int rc)
-{
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fail(s, "writing to standard output failed: %s",
-		     strerror(errno));
-		return EXIT_FAIL;
-	}
-	return rc;
-}
 
 static const char *codec_name(uint8_t codec)
 {
@@ -144,68 +98,28 @@ static const char *codec_name(uint8_t codec)
 static int read_file(struct lfs_buf *out, const char *path, size_t max)
 {
 	lfs_buf_init(out, max);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	int rc = 0;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto out;
+	uint8_t *p;
+	size_t len;
+	int rc = lfs_read_file(path, max, &p, &len);
+	if (!rc) {
+		out->data = p;
+		out->len = len;
+		out->cap = len + 1;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		rc = -EISDIR;
-		goto out;
-	}
-	if (S_ISREG(st.st_mode)) {
-		if ((uintmax_t)st.st_size > max) {
-			rc = -EFBIG;
-			goto out;
-		}
-		/* room for the final read that sees end of file */
-		size_t want = (size_t)st.st_size + ((size_t)st.st_size < max);
-		if ((rc = lfs_buf_reserve(out, want)))
-			goto out;
-	}
-	for (;;) {
-		uint8_t probe, *dst = &probe;
-		size_t room = 1;
-		if (out->len < max) {
-			if ((rc = lfs_buf_reserve(out, 1)))
-				goto out;
-			dst = out->data + out->len;
-			room = out->cap - out->len;
-		}
-		ssize_t n = read(fd, dst, room);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if (dst == &probe) {
-			rc = -EFBIG; /* more than max bytes */
-			goto out;
-		}
-		out->len += (size_t)n;
-	}
-out:
-	close(fd);
 	return rc;
 }
 
-static void report_read_error(const struct sub *s, const char *path, int err,
-			      size_t max, const char *what)
+static void report_read_error(const struct lfs_cli *s, const char *path,
+			      int err, size_t max, const char *what)
 {
 	if (err == -EFBIG)
-		fail(s,
-		     "'%s' is too large (over %zu MiB); a %s ledgerfs handles "
-		     "is smaller than that",
-		     path, max >> 20, what);
+		lfs_cli_fail(s,
+			     "'%s' is too large (over %zu MiB); a %s ledgerfs "
+			     "handles "
+			     "is smaller than that",
+			     path, max >> 20, what);
 	else
-		fail(s, "cannot read '%s': %s", path, strerror(-err));
+		lfs_cli_fail(s, "cannot read '%s': %s", path, strerror(-err));
 }
 
 static mode_t default_mode(void)
@@ -215,75 +129,16 @@ static mode_t default_mode(void)
 	return 0666 & ~mask;
 }
 
-/*
- * Write path atomically: a temporary file ".NAME.XXXXXX" in the same
- * directory, fsync, rename over path, fsync the directory. Returns 0 or a
- * negative errno; on failure path is untouched and the temporary is gone.
- */
-static int write_atomic(const char *path, const void *p, size_t len,
-			mode_t mode)
+static int write_output(const struct lfs_cli *s, const char *path,
+			const void *p, size_t len, mode_t mode)
 {
-	const char *slash = strrchr(path, '/');
-	const char *base = slash ? slash + 1 : path;
-	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
-		return -EISDIR;
-	size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
-	size_t tlen = dlen + 1 + strlen(base) + 8;
-	char *tmp = malloc(tlen);
-	char *dir = malloc(dlen + 2);
-	if (!tmp || !dir) {
-		free(tmp);
-		free(dir);
-		return -ENOMEM;
-	}
-	memcpy(tmp, path, dlen);
-	snprintf(tmp + dlen, tlen - dlen, ".%s.XXXXXX", base);
-	if (dlen) {
-		memcpy(dir, path, dlen);
-		dir[dlen] = '\0';
-	} else {
-		strcpy(dir, ".");
-	}
-
-	int rc = 0;
-	int fd = mkstemp(tmp);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (!(rc = lfs_write_all(fd, p, len)) && fchmod(fd, mode) < 0)
-		rc = -errno;
-	if (!rc && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && !rc)
-		rc = -errno;
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
+	int rc = lfs_write_atomic(path, p, len, mode);
 	if (rc) {
-		unlink(tmp);
-		goto out;
+		lfs_cli_fail(s, "cannot write '%s': %s (nothing was written)",
+			     path, strerror(-rc));
+		return LFS_EXIT_FAIL;
 	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd); /* best effort: the data itself is synced */
-		close(dfd);
-	}
-out:
-	free(tmp);
-	free(dir);
-	return rc;
-}
-
-static int write_output(const struct sub *s, const char *path, const void *p,
-			size_t len, mode_t mode)
-{
-	int rc = write_atomic(path, p, len, mode);
-	if (rc) {
-		fail(s, "cannot write '%s': %s (nothing was written)", path,
-		     strerror(-rc));
-		return EXIT_FAIL;
-	}
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 /* ---- keys ---- */
@@ -300,28 +155,31 @@ static bool all_hex(const uint8_t *p, size_t n)
  * A key file holds the 32 key bytes, raw, or as 64 hex digits (optionally
  * followed by a newline, as `car keygen` writes it).
  */
-static int load_key(const struct sub *s, uint8_t key[LFS_KEY_BYTES],
+static int load_key(const struct lfs_cli *s, uint8_t key[LFS_KEY_BYTES],
 		    const char *path)
 {
 	struct lfs_buf b;
 	int rc = read_file(&b, path, KEYFILE_MAX);
-	int ret = EXIT_FAIL;
+	int ret = LFS_EXIT_FAIL;
 	if (rc == -EFBIG) {
-		fail(s,
-		     "key file '%s' is too large: a key file holds 32 raw "
-		     "bytes or 64 hex characters (make one with 'ledgerfs car "
-		     "keygen FILE')",
-		     path);
+		lfs_cli_fail(
+			s,
+			"key file '%s' is too large: a key file holds 32 raw "
+			"bytes or 64 hex characters (make one with 'ledgerfs "
+			"car "
+			"keygen FILE')",
+			path);
 		goto out;
 	}
 	if (rc) {
-		fail(s, "cannot read key file '%s': %s", path, strerror(-rc));
+		lfs_cli_fail(s, "cannot read key file '%s': %s", path,
+			     strerror(-rc));
 		goto out;
 	}
 	size_t n = b.len;
 	if (n == LFS_KEY_BYTES && !all_hex(b.data, n)) {
 		memcpy(key, b.data, LFS_KEY_BYTES);
-		ret = EXIT_OK;
+		ret = LFS_EXIT_OK;
 		goto out;
 	}
 	while (n && (b.data[n - 1] == '\n' || b.data[n - 1] == '\r' ||
@@ -331,21 +189,25 @@ static int load_key(const struct sub *s, uint8_t key[LFS_KEY_BYTES],
 		for (size_t i = 0; i < LFS_KEY_BYTES; i++)
 			key[i] = (uint8_t)(lfs_hex_value(b.data[2 * i]) << 4 |
 					   lfs_hex_value(b.data[2 * i + 1]));
-		ret = EXIT_OK;
+		ret = LFS_EXIT_OK;
 		goto out;
 	}
 	if (n == LFS_KEY_BYTES)
-		fail(s,
-		     "key file '%s' holds 32 hex characters (a 16-byte key); a "
-		     "ledgerfs key is 32 bytes: 32 raw bytes or 64 hex "
-		     "characters (make one with 'ledgerfs car keygen FILE')",
-		     path);
+		lfs_cli_fail(
+			s,
+			"key file '%s' holds 32 hex characters (a 16-byte "
+			"key); a "
+			"ledgerfs key is 32 bytes: 32 raw bytes or 64 hex "
+			"characters (make one with 'ledgerfs car keygen FILE')",
+			path);
 	else
-		fail(s,
-		     "key file '%s' holds %zu bytes, which is neither 32 raw "
-		     "bytes nor 64 hex characters (make a key with 'ledgerfs "
-		     "car keygen FILE')",
-		     path, b.len);
+		lfs_cli_fail(s,
+			     "key file '%s' holds %zu bytes, which is neither "
+			     "32 raw "
+			     "bytes nor 64 hex characters (make a key with "
+			     "'ledgerfs "
+			     "car keygen FILE')",
+			     path, b.len);
 out:
 	if (b.data)
 		sodium_memzero(b.data, b.cap);
@@ -455,18 +317,19 @@ static void section_reason(char *out, size_t size, const uint8_t *p, size_t len,
 	snprintf(out, size, "%s", lfs_errmsg(err));
 }
 
-static void report_car_error(const struct sub *s, const char *path,
+static void report_car_error(const struct lfs_cli *s, const char *path,
 			     const uint8_t *p, size_t len, bool header,
 			     size_t index, size_t pos, int err)
 {
 	char why[512];
 	if (header) {
 		header_reason(why, sizeof(why), p, len, err);
-		fail(s, "'%s': CAR header: %s", path, why);
+		lfs_cli_fail(s, "'%s': CAR header: %s", path, why);
 	} else {
 		section_reason(why, sizeof(why), p, len, pos, err);
-		fail(s, "'%s': block %zu (section at byte offset %zu): %s",
-		     path, index, pos, why);
+		lfs_cli_fail(s,
+			     "'%s': block %zu (section at byte offset %zu): %s",
+			     path, index, pos, why);
 	}
 	if (err == -EBADMSG)
 		fprintf(stderr,
@@ -475,24 +338,24 @@ static void report_car_error(const struct sub *s, const char *path,
 }
 
 /*
- * Open a CAR read into memory; on failure report it and return EXIT_FAIL.
+ * Open a CAR read into memory; on failure report it and return LFS_EXIT_FAIL.
  */
-static int open_car(const struct sub *s, struct lfs_car_reader *r,
+static int open_car(const struct lfs_cli *s, struct lfs_car_reader *r,
 		    const char *path, const uint8_t *p, size_t len)
 {
 	int rc = lfs_car_reader_init(r, p, len);
 	if (rc) {
 		report_car_error(s, path, p, len, true, 0, 0, rc);
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	}
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 /*
- * Read the next block; 1 with a block, 0 at the end, or EXIT_FAIL negated
+ * Read the next block; 1 with a block, 0 at the end, or LFS_EXIT_FAIL negated
  * (-1) after reporting an error. *index counts blocks from 1.
  */
-static int next_block(const struct sub *s, struct lfs_car_reader *r,
+static int next_block(const struct lfs_cli *s, struct lfs_car_reader *r,
 		      const char *path, size_t *index, struct lfs_cid *cid,
 		      const uint8_t **data, size_t *len)
 {
@@ -508,23 +371,23 @@ static int next_block(const struct sub *s, struct lfs_car_reader *r,
 	return rc;
 }
 
-static int read_car_file(const struct sub *s, struct lfs_buf *b,
+static int read_car_file(const struct lfs_cli *s, struct lfs_buf *b,
 			 const char *path)
 {
 	int rc = read_file(b, path, INPUT_MAX);
 	if (rc) {
 		report_read_error(s, path, rc, INPUT_MAX, "CAR file");
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	}
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 /*
- * Read a whole CAR, checking every block; EXIT_OK with the block count in
- * *out_blocks, or EXIT_FAIL after reporting where and why it failed.
+ * Read a whole CAR, checking every block; LFS_EXIT_OK with the block count in
+ * *out_blocks, or LFS_EXIT_FAIL after reporting where and why it failed.
  */
-static int check_car(const struct sub *s, const char *path, const uint8_t *p,
-		     size_t len, size_t *out_blocks)
+static int check_car(const struct lfs_cli *s, const char *path,
+		     const uint8_t *p, size_t len, size_t *out_blocks)
 {
 	struct lfs_car_reader r;
 	size_t index = 0;
@@ -533,17 +396,17 @@ static int check_car(const struct sub *s, const char *path, const uint8_t *p,
 	size_t dlen;
 	int rc;
 	if (open_car(s, &r, path, p, len))
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	while ((rc = next_block(s, &r, path, &index, &cid, &data, &dlen)) == 1)
 		;
 	lfs_car_reader_release(&r);
 	*out_blocks = index;
-	return rc < 0 ? EXIT_FAIL : EXIT_OK;
+	return rc < 0 ? LFS_EXIT_FAIL : LFS_EXIT_OK;
 }
 
 /* ---- pack ---- */
 
-static int pack_json_block(const struct sub *s, struct lfs_buf *out,
+static int pack_json_block(const struct lfs_cli *s, struct lfs_buf *out,
 			   const char *path, const struct lfs_buf *in)
 {
 	json_error_t jerr;
@@ -552,9 +415,10 @@ static int pack_json_block(const struct sub *s, struct lfs_buf *out,
 		JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
 		&jerr);
 	if (!j) {
-		fail(s, "'%s' is not valid JSON: line %d, column %d: %s", path,
-		     jerr.line, jerr.column, jerr.text);
-		return EXIT_FAIL;
+		lfs_cli_fail(s,
+			     "'%s' is not valid JSON: line %d, column %d: %s",
+			     path, jerr.line, jerr.column, jerr.text);
+		return LFS_EXIT_FAIL;
 	}
 	struct lfs_arena a;
 	struct lfs_cbor *v;
@@ -565,19 +429,22 @@ static int pack_json_block(const struct sub *s, struct lfs_buf *out,
 	lfs_arena_release(&a);
 	json_decref(j);
 	if (rc == -EINVAL)
-		fail(s,
-		     "'%s' holds JSON that DAG-CBOR cannot store (a non-finite "
-		     "number, invalid UTF-8 or nesting deeper than %d)",
-		     path, LFS_CBOR_MAX_DEPTH);
+		lfs_cli_fail(s,
+			     "'%s' holds JSON that DAG-CBOR cannot store (a "
+			     "non-finite "
+			     "number, invalid UTF-8 or nesting deeper than %d)",
+			     path, LFS_CBOR_MAX_DEPTH);
 	else if (rc == -EFBIG)
-		fail(s, "'%s': the encoded block is too large (over %zu MiB)",
-		     path, LFS_CAR_MAX_SECTION >> 20);
+		lfs_cli_fail(
+			s,
+			"'%s': the encoded block is too large (over %zu MiB)",
+			path, LFS_CAR_MAX_SECTION >> 20);
 	else if (rc)
-		fail(s, "cannot encode '%s': %s", path, lfs_errmsg(rc));
-	return rc ? EXIT_FAIL : EXIT_OK;
+		lfs_cli_fail(s, "cannot encode '%s': %s", path, lfs_errmsg(rc));
+	return rc ? LFS_EXIT_FAIL : LFS_EXIT_OK;
 }
 
-static int run_pack(const struct sub *s, struct opts *o)
+static int run_pack(const struct lfs_cli *s, struct opts *o)
 {
 	const char *out_path = o->pos[0];
 	char **files = o->pos + 1;
@@ -587,11 +454,11 @@ static int run_pack(const struct sub *s, struct opts *o)
 	struct lfs_cid *cids = calloc(nfiles, sizeof(*cids));
 	struct lfs_cid *roots = calloc(nfiles, sizeof(*roots));
 	struct lfs_buf car;
-	int ret = EXIT_FAIL;
+	int ret = LFS_EXIT_FAIL;
 
 	lfs_buf_init(&car, INPUT_MAX);
 	if (!root_idx || !blocks || !cids || !roots) {
-		fail(s, "out of memory");
+		lfs_cli_fail(s, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < o->nroots; i++) {
@@ -600,10 +467,11 @@ static int run_pack(const struct sub *s, struct opts *o)
 		unsigned long long v = strtoull(o->roots[i], &end, 10);
 		if (errno || end == o->roots[i] || *end || v < 1 ||
 		    v > nfiles || o->roots[i][0] == '-') {
-			ret = usage_error(s,
-					  "--root %s: expected a file number "
-					  "from 1 to %zu",
-					  o->roots[i], nfiles);
+			ret = lfs_cli_usage_error(
+				s,
+				"--root %s: expected a file number "
+				"from 1 to %zu",
+				o->roots[i], nfiles);
 			goto out;
 		}
 		root_idx[i] = (size_t)v - 1;
@@ -629,19 +497,21 @@ static int run_pack(const struct sub *s, struct opts *o)
 			blocks[i] = in;
 		}
 		if (blocks[i].len > LFS_CAR_MAX_SECTION - LFS_CID_BYTES) {
-			fail(s,
-			     "'%s' is too large for one block (%zu bytes; the "
-			     "limit is %zu)",
-			     files[i], blocks[i].len,
-			     LFS_CAR_MAX_SECTION - LFS_CID_BYTES);
+			lfs_cli_fail(s,
+				     "'%s' is too large for one block (%zu "
+				     "bytes; the "
+				     "limit is %zu)",
+				     files[i], blocks[i].len,
+				     LFS_CAR_MAX_SECTION - LFS_CID_BYTES);
 			goto out;
 		}
 		total += blocks[i].len;
 		if (total > INPUT_MAX - (size_t)nfiles * 64) {
-			fail(s,
-			     "the CAR would be too large (over %s); pack fewer "
-			     "files",
-			     INPUT_MAX_TEXT);
+			lfs_cli_fail(s,
+				     "the CAR would be too large (over %s); "
+				     "pack fewer "
+				     "files",
+				     INPUT_MAX_TEXT);
 			goto out;
 		}
 		lfs_cid_of(&cids[i],
@@ -671,7 +541,7 @@ static int run_pack(const struct sub *s, struct opts *o)
 						 blocks[i].len);
 	}
 	if (rc) {
-		fail(s, "cannot build the CAR: %s", lfs_errmsg(rc));
+		lfs_cli_fail(s, "cannot build the CAR: %s", lfs_errmsg(rc));
 		goto out;
 	}
 	if ((ret = write_output(s, out_path, car.data, car.len,
@@ -682,7 +552,7 @@ static int run_pack(const struct sub *s, struct opts *o)
 		lfs_cid_to_string(str, &cids[i]);
 		printf("%s\n", str);
 	}
-	ret = finish_output(s, EXIT_OK);
+	ret = lfs_cli_finish_output(s, LFS_EXIT_OK);
 out:
 	for (size_t i = 0; blocks && i < nfiles; i++)
 		lfs_buf_release(&blocks[i]);
@@ -696,7 +566,7 @@ out:
 
 /* ---- ls ---- */
 
-static int run_ls(const struct sub *s, struct opts *o)
+static int run_ls(const struct lfs_cli *s, struct opts *o)
 {
 	const char *path = o->pos[0];
 	struct lfs_buf b;
@@ -710,7 +580,7 @@ static int run_ls(const struct sub *s, struct opts *o)
 	if ((ret = read_car_file(s, &b, path)) ||
 	    (ret = open_car(s, &r, path, b.data, b.len)))
 		goto out;
-	ret = EXIT_FAIL;
+	ret = LFS_EXIT_FAIL;
 	if (o->json && (!(jroots = json_array()) || !(jblocks = json_array())))
 		goto oom;
 	for (size_t i = 0; i < r.nroots; i++) {
@@ -750,11 +620,11 @@ static int run_ls(const struct sub *s, struct opts *o)
 			goto oom;
 		fwrite(text.data, 1, text.len, stdout);
 	}
-	ret = finish_output(s, EXIT_OK);
+	ret = lfs_cli_finish_output(s, LFS_EXIT_OK);
 	goto out;
 oom:
-	fail(s, "out of memory listing '%s'", path);
-	ret = EXIT_FAIL;
+	lfs_cli_fail(s, "out of memory listing '%s'", path);
+	ret = LFS_EXIT_FAIL;
 out:
 	json_decref(jroots);
 	json_decref(jblocks);
@@ -766,7 +636,7 @@ out:
 
 /* ---- verify ---- */
 
-static int run_verify(const struct sub *s, struct opts *o)
+static int run_verify(const struct lfs_cli *s, struct opts *o)
 {
 	const char *path = o->pos[0];
 	struct lfs_buf b;
@@ -776,7 +646,7 @@ static int run_verify(const struct sub *s, struct opts *o)
 		ret = check_car(s, path, b.data, b.len, &nblocks);
 	if (!ret) {
 		printf("ok %zu blocks\n", nblocks);
-		ret = finish_output(s, EXIT_OK);
+		ret = lfs_cli_finish_output(s, LFS_EXIT_OK);
 	}
 	lfs_buf_release(&b);
 	return ret;
@@ -784,41 +654,42 @@ static int run_verify(const struct sub *s, struct opts *o)
 
 /* ---- cat ---- */
 
-static int cat_dag_cbor(const struct sub *s, const char *cidstr,
+static int cat_dag_cbor(const struct lfs_cli *s, const char *cidstr,
 			const uint8_t *data, size_t len)
 {
 	struct lfs_arena a;
 	struct lfs_cbor *v;
 	json_t *j = NULL;
 	struct lfs_buf text;
-	int ret = EXIT_FAIL;
+	int ret = LFS_EXIT_FAIL;
 
 	lfs_arena_init(&a, 0);
 	lfs_buf_init(&text, 0);
 	int rc = lfs_cbor_decode(&v, &a, data, len);
 	if (rc) {
-		fail(s, "block %s is not valid DAG-CBOR: %s", cidstr,
-		     lfs_errmsg(rc));
+		lfs_cli_fail(s, "block %s is not valid DAG-CBOR: %s", cidstr,
+			     lfs_errmsg(rc));
 		goto out;
 	}
 	rc = lfs_dagjson_from_cbor(&j, v);
 	if (rc == -ERANGE) {
-		fail(s,
-		     "block %s holds an integer outside the 64-bit signed "
-		     "range, which has no JSON form here; use 'ledgerfs car "
-		     "cat --raw' for its bytes",
-		     cidstr);
+		lfs_cli_fail(
+			s,
+			"block %s holds an integer outside the 64-bit signed "
+			"range, which has no JSON form here; use 'ledgerfs car "
+			"cat --raw' for its bytes",
+			cidstr);
 		goto out;
 	}
 	if (!rc)
 		rc = lfs_dagjson_dump(&text, j);
 	if (rc) {
-		fail(s, "cannot show block %s as JSON: %s", cidstr,
-		     lfs_errmsg(rc));
+		lfs_cli_fail(s, "cannot show block %s as JSON: %s", cidstr,
+			     lfs_errmsg(rc));
 		goto out;
 	}
 	fwrite(text.data, 1, text.len, stdout);
-	ret = EXIT_OK;
+	ret = LFS_EXIT_OK;
 out:
 	json_decref(j);
 	lfs_buf_release(&text);
@@ -826,25 +697,27 @@ out:
 	return ret;
 }
 
-static int run_cat(const struct sub *s, struct opts *o)
+static int run_cat(const struct lfs_cli *s, struct opts *o)
 {
 	const char *path = o->pos[0];
 	const char *cidstr = o->pos[1];
 	struct lfs_cid want;
 	int rc = lfs_cid_from_string(&want, cidstr);
 	if (rc == -EPROTONOSUPPORT) {
-		fail(s,
-		     "'%s' is not a CID of a kind ledgerfs stores "
-		     "(unsupported format/CID kind): expected a CIDv1 in "
-		     "base32 (\"b...\") of a raw or dag-cbor block",
-		     cidstr);
-		return EXIT_FAIL;
+		lfs_cli_fail(
+			s,
+			"'%s' is not a CID of a kind ledgerfs stores "
+			"(unsupported format/CID kind): expected a CIDv1 in "
+			"base32 (\"b...\") of a raw or dag-cbor block",
+			cidstr);
+		return LFS_EXIT_FAIL;
 	}
 	if (rc)
-		return usage_error(s,
-				   "'%s' is not a CID (expected a CIDv1 in "
-				   "base32, \"b...\")",
-				   cidstr);
+		return lfs_cli_usage_error(
+			s,
+			"'%s' is not a CID (expected a CIDv1 in "
+			"base32, \"b...\")",
+			cidstr);
 
 	struct lfs_buf b;
 	struct lfs_car_reader r = {0};
@@ -863,23 +736,24 @@ static int run_cat(const struct sub *s, struct opts *o)
 			found_len = len;
 		}
 	}
-	ret = EXIT_FAIL;
+	ret = LFS_EXIT_FAIL;
 	if (rc < 0)
 		goto out;
 	if (!found) {
-		fail(s,
-		     "no block %s in '%s' (list its blocks with 'ledgerfs car "
-		     "ls %s')",
-		     cidstr, path, path);
+		lfs_cli_fail(s,
+			     "no block %s in '%s' (list its blocks with "
+			     "'ledgerfs car "
+			     "ls %s')",
+			     cidstr, path, path);
 		goto out;
 	}
 	if (want.codec == LFS_CODEC_DAG_CBOR && !o->raw)
 		ret = cat_dag_cbor(s, cidstr, found, found_len);
 	else
 		ret = fwrite(found, 1, found_len, stdout) == found_len
-			      ? EXIT_OK
-			      : EXIT_FAIL;
-	ret = finish_output(s, ret);
+			      ? LFS_EXIT_OK
+			      : LFS_EXIT_FAIL;
+	ret = lfs_cli_finish_output(s, ret);
 out:
 	lfs_car_reader_release(&r);
 	lfs_buf_release(&b);
@@ -897,9 +771,9 @@ static size_t first_difference(const uint8_t *a, size_t alen, const uint8_t *b,
 	return i;
 }
 
-/* Decode and re-encode one dag-cbor block; EXIT_FAIL (reported) unless the
+/* Decode and re-encode one dag-cbor block; LFS_EXIT_FAIL (reported) unless the
  * bytes come back identical. */
-static int recode_block(const struct sub *s, struct lfs_arena *a,
+static int recode_block(const struct lfs_cli *s, struct lfs_arena *a,
 			struct lfs_buf *enc, const char *path, size_t index,
 			const char *str, const uint8_t *data, size_t len)
 {
@@ -908,30 +782,33 @@ static int recode_block(const struct sub *s, struct lfs_arena *a,
 	lfs_buf_reset(enc);
 	int rc = lfs_cbor_decode(&v, a, data, len);
 	if (rc) {
-		fail(s, "'%s': block %zu (%s) is not canonical DAG-CBOR: %s",
-		     path, index, str, lfs_errmsg(rc));
+		lfs_cli_fail(
+			s, "'%s': block %zu (%s) is not canonical DAG-CBOR: %s",
+			path, index, str, lfs_errmsg(rc));
 		lfs_arena_rewind(a, m);
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	}
 	rc = lfs_cbor_encode(enc, v);
 	lfs_arena_rewind(a, m);
 	if (rc) {
-		fail(s, "'%s': block %zu (%s): re-encoding failed: %s", path,
-		     index, str, lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(s, "'%s': block %zu (%s): re-encoding failed: %s",
+			     path, index, str, lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
 	if (enc->len != len || memcmp(enc->data, data, len)) {
-		fail(s,
-		     "'%s': block %zu (%s): re-encoding gives different bytes "
-		     "(%zu instead of %zu, first difference at byte %zu)",
-		     path, index, str, enc->len, len,
-		     first_difference(enc->data, enc->len, data, len));
-		return EXIT_FAIL;
+		lfs_cli_fail(
+			s,
+			"'%s': block %zu (%s): re-encoding gives different "
+			"bytes "
+			"(%zu instead of %zu, first difference at byte %zu)",
+			path, index, str, enc->len, len,
+			first_difference(enc->data, enc->len, data, len));
+		return LFS_EXIT_FAIL;
 	}
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
-static int run_recode(const struct sub *s, struct opts *o)
+static int run_recode(const struct lfs_cli *s, struct opts *o)
 {
 	const char *path = o->pos[0];
 	const char *out_path = o->pos[1];
@@ -946,10 +823,11 @@ static int run_recode(const struct sub *s, struct opts *o)
 	if ((ret = read_car_file(s, &b, path)) ||
 	    (ret = open_car(s, &r, path, b.data, b.len)))
 		goto out;
-	ret = EXIT_FAIL;
+	ret = LFS_EXIT_FAIL;
 	int rc = lfs_car_write_header(&car, r.roots, r.nroots);
 	if (rc) {
-		fail(s, "cannot re-write the CAR header: %s", lfs_errmsg(rc));
+		lfs_cli_fail(s, "cannot re-write the CAR header: %s",
+			     lfs_errmsg(rc));
 		goto out;
 	}
 	size_t index = 0;
@@ -966,22 +844,25 @@ static int run_recode(const struct sub *s, struct opts *o)
 			goto out;
 		rc = lfs_car_write_block(&car, &cid, data, len);
 		if (rc) {
-			fail(s, "cannot re-write block %zu (%s): %s", index,
-			     str, lfs_errmsg(rc));
+			lfs_cli_fail(s, "cannot re-write block %zu (%s): %s",
+				     index, str, lfs_errmsg(rc));
 			goto out;
 		}
 	}
 	if (car.len != b.len || memcmp(car.data, b.data, b.len)) {
-		fail(s,
-		     "'%s': re-written CAR differs from the input at byte %zu "
-		     "(this is a bug in ledgerfs's CAR writer)",
-		     path, first_difference(car.data, car.len, b.data, b.len));
+		lfs_cli_fail(
+			s,
+			"'%s': re-written CAR differs from the input at byte "
+			"%zu "
+			"(this is a bug in ledgerfs's CAR writer)",
+			path,
+			first_difference(car.data, car.len, b.data, b.len));
 		goto out;
 	}
 	ret = write_output(s, out_path, car.data, car.len, default_mode());
 	if (!ret) {
 		printf("ok %zu blocks re-encoded identically\n", index);
-		ret = finish_output(s, EXIT_OK);
+		ret = lfs_cli_finish_output(s, LFS_EXIT_OK);
 	}
 out:
 	lfs_car_reader_release(&r);
@@ -994,7 +875,7 @@ out:
 
 /* ---- seal, open, keygen ---- */
 
-static int run_seal(const struct sub *s, struct opts *o)
+static int run_seal(const struct lfs_cli *s, struct opts *o)
 {
 	const char *path = o->pos[0];
 	const char *dir = o->npos > 1 ? o->pos[1] : ".";
@@ -1011,7 +892,7 @@ static int run_seal(const struct sub *s, struct opts *o)
 		goto out;
 	if ((ret = read_car_file(s, &b, path)))
 		goto out;
-	ret = EXIT_FAIL;
+	ret = LFS_EXIT_FAIL;
 	size_t nblocks;
 	if (check_car(s, path, b.data, b.len, &nblocks)) {
 		fprintf(stderr,
@@ -1020,13 +901,13 @@ static int run_seal(const struct sub *s, struct opts *o)
 	}
 	int rc = lfs_envelope_seal(&sealed, &cid, key, b.data, b.len, 0);
 	if (rc) {
-		fail(s, "cannot seal '%s': %s", path, lfs_errmsg(rc));
+		lfs_cli_fail(s, "cannot seal '%s': %s", path, lfs_errmsg(rc));
 		goto out;
 	}
 	lfs_cid_to_string(str, &cid);
 	size_t n = strlen(dir) + 1 + LFS_CID_STRLEN + 1;
 	if (!(out_path = malloc(n))) {
-		fail(s, "out of memory");
+		lfs_cli_fail(s, "out of memory");
 		goto out;
 	}
 	snprintf(out_path, n, "%s%s%s", dir,
@@ -1035,7 +916,7 @@ static int run_seal(const struct sub *s, struct opts *o)
 				default_mode())))
 		goto out;
 	printf("%s\n", str);
-	ret = finish_output(s, EXIT_OK);
+	ret = lfs_cli_finish_output(s, LFS_EXIT_OK);
 out:
 	sodium_memzero(key, sizeof(key));
 	free(out_path);
@@ -1044,7 +925,7 @@ out:
 	return ret;
 }
 
-static int run_open(const struct sub *s, struct opts *o)
+static int run_open(const struct lfs_cli *s, struct opts *o)
 {
 	const char *path = o->pos[0];
 	const char *out_path = o->pos[1];
@@ -1059,10 +940,10 @@ static int run_open(const struct sub *s, struct opts *o)
 	int rc = read_file(&b, path, SEALED_MAX);
 	if (rc) {
 		report_read_error(s, path, rc, SEALED_MAX, "sealed file");
-		ret = EXIT_FAIL;
+		ret = LFS_EXIT_FAIL;
 		goto out;
 	}
-	ret = EXIT_FAIL;
+	ret = LFS_EXIT_FAIL;
 
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
@@ -1075,21 +956,24 @@ static int run_open(const struct sub *s, struct opts *o)
 		lfs_cid_of(&actual, LFS_CODEC_RAW,
 			   b.data ? b.data : (uint8_t *)"", b.len);
 		lfs_cid_to_string(str, &actual);
-		fail(s,
-		     "'%s': the file's content does not match its name (its "
-		     "CID is %s): it was renamed, truncated or corrupted; "
-		     "fetch it again",
-		     path, str);
+		lfs_cli_fail(
+			s,
+			"'%s': the file's content does not match its name (its "
+			"CID is %s): it was renamed, truncated or corrupted; "
+			"fetch it again",
+			path, str);
 		goto out;
 	}
 	struct lfs_envelope_info info;
 	rc = lfs_envelope_parse(&info, b.data ? b.data : (uint8_t *)"", b.len);
 	if (rc == -EBADMSG) {
-		fail(s,
-		     "'%s' is not a sealed ledgerfs file, or it is truncated "
-		     "(corrupt or not authentic); 'car open' takes what 'car "
-		     "seal' writes",
-		     path);
+		lfs_cli_fail(s,
+			     "'%s' is not a sealed ledgerfs file, or it is "
+			     "truncated "
+			     "(corrupt or not authentic); 'car open' takes "
+			     "what 'car "
+			     "seal' writes",
+			     path);
 		goto out;
 	}
 	if (!rc)
@@ -1097,22 +981,27 @@ static int run_open(const struct sub *s, struct opts *o)
 				       b.data ? b.data : (uint8_t *)"", b.len,
 				       named ? &name : NULL);
 	if (rc == -EBADMSG) {
-		fail(s,
-		     "cannot open '%s': wrong key, or the file was truncated "
-		     "or tampered with (corrupt or not authentic); check that "
-		     "'%s' is this ledger's key, or fetch the file again",
-		     path, o->key);
+		lfs_cli_fail(
+			s,
+			"cannot open '%s': wrong key, or the file was "
+			"truncated "
+			"or tampered with (corrupt or not authentic); check "
+			"that "
+			"'%s' is this ledger's key, or fetch the file again",
+			path, o->key);
 		goto out;
 	}
 	if (rc == -EPROTONOSUPPORT) {
-		fail(s,
-		     "cannot open '%s': it was sealed in a newer envelope "
-		     "format (unsupported format/CID kind); upgrade ledgerfs",
-		     path);
+		lfs_cli_fail(
+			s,
+			"cannot open '%s': it was sealed in a newer envelope "
+			"format (unsupported format/CID kind); upgrade "
+			"ledgerfs",
+			path);
 		goto out;
 	}
 	if (rc) {
-		fail(s, "cannot open '%s': %s", path, lfs_errmsg(rc));
+		lfs_cli_fail(s, "cannot open '%s': %s", path, lfs_errmsg(rc));
 		goto out;
 	}
 	size_t nblocks;
@@ -1134,24 +1023,26 @@ out:
 	return ret;
 }
 
-static int run_keygen(const struct sub *s, struct opts *o)
+static int run_keygen(const struct lfs_cli *s, struct opts *o)
 {
 	const char *path = o->pos[0];
 	uint8_t key[LFS_KEY_BYTES];
 	char hex[2 * LFS_KEY_BYTES + 2];
-	int ret = EXIT_FAIL;
+	int ret = LFS_EXIT_FAIL;
 
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		if (errno == EEXIST)
-			fail(s,
-			     "'%s' already exists; not overwriting it (it may "
-			     "hold a key still in use): choose another name",
-			     path);
+			lfs_cli_fail(
+				s,
+				"'%s' already exists; not overwriting it (it "
+				"may "
+				"hold a key still in use): choose another name",
+				path);
 		else
-			fail(s, "cannot create '%s': %s", path,
-			     strerror(errno));
-		return EXIT_FAIL;
+			lfs_cli_fail(s, "cannot create '%s': %s", path,
+				     strerror(errno));
+		return LFS_EXIT_FAIL;
 	}
 	randombytes_buf(key, sizeof(key));
 	sodium_bin2hex(hex, sizeof(hex), key, sizeof(key));
@@ -1162,11 +1053,11 @@ static int run_keygen(const struct sub *s, struct opts *o)
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
 	if (rc) {
-		fail(s, "cannot write '%s': %s (removed it)", path,
-		     strerror(-rc));
+		lfs_cli_fail(s, "cannot write '%s': %s (removed it)", path,
+			     strerror(-rc));
 		unlink(path);
 	} else {
-		ret = EXIT_OK;
+		ret = LFS_EXIT_OK;
 	}
 	sodium_memzero(key, sizeof(key));
 	sodium_memzero(hex, sizeof(hex));
@@ -1252,8 +1143,8 @@ static const struct lfs_optname optnames[] = {
 	{"--key", OPT_KEY, true},
 };
 
-static int parse_opts(struct opts *o, const struct sub *s, int argc,
-		      char **argv)
+static int parse_opts(struct opts *o, const struct sub *sub,
+		      const struct lfs_cli *s, int argc, char **argv)
 {
 	struct lfs_optscan sc;
 	lfs_optscan_init(&sc, argc, argv);
@@ -1271,9 +1162,10 @@ static int parse_opts(struct opts *o, const struct sub *s, int argc,
 			return 0;
 		}
 		if (k == LFS_OPT_NOVALUE)
-			return usage_error(s, "%s needs a value", val);
-		if (k == LFS_OPT_UNKNOWN || !(s->opts & optnames[k].flag))
-			return usage_error(s, "unknown option '%s'", sc.arg);
+			return lfs_cli_usage_error(s, "%s needs a value", val);
+		if (k == LFS_OPT_UNKNOWN || !(sub->opts & optnames[k].flag))
+			return lfs_cli_usage_error(s, "unknown option '%s'",
+						   sc.arg);
 		switch (optnames[k].flag) {
 		case OPT_JSON:
 			o->json = true;
@@ -1286,17 +1178,18 @@ static int parse_opts(struct opts *o, const struct sub *s, int argc,
 			break;
 		case OPT_KEY:
 			if (o->key)
-				return usage_error(s, "--key given twice");
+				return lfs_cli_usage_error(s,
+							   "--key given twice");
 			o->key = val;
 			break;
 		}
 	}
-	if (o->npos < s->min_pos)
-		return usage_error(s, "missing arguments");
-	if (s->max_pos && o->npos > s->max_pos)
-		return usage_error(s, "too many arguments");
-	if ((s->opts & OPT_KEY) && !o->key)
-		return usage_error(s, "--key KEYFILE is required");
+	if (o->npos < sub->min_pos)
+		return lfs_cli_usage_error(s, "missing arguments");
+	if (sub->max_pos && o->npos > sub->max_pos)
+		return lfs_cli_usage_error(s, "too many arguments");
+	if ((sub->opts & OPT_KEY) && !o->key)
+		return lfs_cli_usage_error(s, "--key KEYFILE is required");
 	return 0;
 }
 
@@ -1304,12 +1197,12 @@ int lfs_cmd_car(int argc, char **argv)
 {
 	if (argc < 2) {
 		car_usage(stderr);
-		return EXIT_USAGE;
+		return LFS_EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
 		car_usage(stdout);
-		return EXIT_OK;
+		return LFS_EXIT_OK;
 	}
 	const struct sub *s = NULL;
 	for (size_t i = 0; i < NSUBS; i++)
@@ -1319,24 +1212,26 @@ int lfs_cmd_car(int argc, char **argv)
 		fprintf(stderr, "ledgerfs car: unknown subcommand '%s'\n\n",
 			argv[1]);
 		car_usage(stderr);
-		return EXIT_USAGE;
+		return LFS_EXIT_USAGE;
 	}
 
+	char name[32];
+	snprintf(name, sizeof(name), "car %s", s->name);
+	struct lfs_cli cli = {.cmd = name, .args = s->args};
 	struct opts o = {0};
 	o.pos = calloc((size_t)argc, sizeof(*o.pos));
 	o.roots = calloc((size_t)argc, sizeof(*o.roots));
 	int rc;
 	if (!o.pos || !o.roots) {
 		fprintf(stderr, "ledgerfs car: out of memory\n");
-		rc = EXIT_FAIL;
-	} else if ((rc = parse_opts(&o, s, argc - 1, argv + 1))) {
+		rc = LFS_EXIT_FAIL;
+	} else if ((rc = parse_opts(&o, s, &cli, argc - 1, argv + 1))) {
 		/* usage error already reported */
 	} else if (o.help) {
-		print_usage(stdout, s);
-		printf("\n%s", s->help);
-		rc = finish_output(s, EXIT_OK);
+		printf("usage: ledgerfs %s %s\n\n%s", name, s->args, s->help);
+		rc = lfs_cli_finish_output(&cli, LFS_EXIT_OK);
 	} else {
-		rc = s->run(s, &o);
+		rc = s->run(&cli, &o);
 	}
 	free(o.pos);
 	free(o.roots);

@@ -14,6 +14,7 @@
 #endif
 
 #include "cmd.h"
+#include "cli.h"
 #include "errmsg.h"
 #include "optscan.h"
 
@@ -43,17 +44,12 @@
 #include "home.h"
 #include "index.h"
 #include "ledger.h"
-
-#define EXIT_OK       0
-#define EXIT_FAIL     1
-#define EXIT_USAGE    2
-#define EXIT_NOTFOUND 3
+#include "timefmt.h"
 
 /* JSON text of one document: its DAG-CBOR is capped at LFS_DOC_MAX. */
-#define INPUT_MAX   (4 * LFS_DOC_MAX)
-#define SHARE_MAX   256
-#define UNLIMITED   ((size_t)-1)
-#define ISO_TIMELEN 64
+#define INPUT_MAX (4 * LFS_DOC_MAX)
+#define SHARE_MAX 256
+#define UNLIMITED ((size_t)-1)
 
 enum {
 	OPT_JSON = 1 << 0,
@@ -66,8 +62,7 @@ struct opts {
 	bool help;
 	bool json;
 	bool force;
-	const char *home; /* --home DIR */
-	const char *at;   /* --at EVENT */
+	const char *at; /* --at EVENT */
 	bool has_n;
 	size_t n; /* -n N */
 	char **pos;
@@ -88,61 +83,13 @@ struct cmd {
 struct ctx {
 	const struct cmd *c;
 	struct opts o;
-	struct lfs_home home;
-	bool have_home;
-	const char *name; /* the ledger */
-	char *dir;        /* its directory */
+	struct lfs_cli cli; /* messages, the home */
+	const char *name;   /* the ledger */
+	char *dir;          /* its directory */
 	struct lfs_ledger *l;
 };
 
 /* ---- messages ---- */
-
-static void __attribute__((format(printf, 2, 3)))
-fail(const struct ctx *x, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "ledgerfs %s: ", x->c->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static void print_usage(FILE *f, const struct cmd *c)
-{
-	fprintf(f, "usage: ledgerfs %s %s\n", c->name, c->args);
-}
-
-static int __attribute__((format(printf, 2, 3)))
-usage_error(const struct ctx *x, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "ledgerfs %s: ", x->c->name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	print_usage(stderr, x->c);
-	fprintf(stderr, "Try 'ledgerfs %s --help'.\n", x->c->name);
-	return EXIT_USAGE;
-}
-
-static int oom(const struct ctx *x)
-{
-	fail(x, "out of memory");
-	return EXIT_FAIL;
-}
-
-/* Flush stdout and report a failed write (a full disk, a closed pipe). */
-static int finish_output(const struct ctx *x, int rc)
-{
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fail(x, "writing to standard output failed: %s",
-		     strerror(errno));
-		return EXIT_FAIL;
-	}
-	return rc;
-}
 
 /* Print a JSON value as documents are shown, and drop the reference. */
 static int print_json(const struct ctx *x, json_t *j)
@@ -153,31 +100,13 @@ static int print_json(const struct ctx *x, json_t *j)
 	json_decref(j);
 	if (rc) {
 		lfs_buf_release(&text);
-		fail(x, "cannot render the output as JSON: %s", lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli, "cannot render the output as JSON: %s",
+			     lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
 	fwrite(text.data, 1, text.len, stdout);
 	lfs_buf_release(&text);
-	return EXIT_OK;
-}
-
-/* ISO 8601 UTC with microseconds from a time in µs since the epoch. */
-static void iso_time(char out[ISO_TIMELEN], int64_t us)
-{
-	int64_t s = us / 1000000, f = us % 1000000;
-	if (f < 0) {
-		f += 1000000;
-		s--;
-	}
-	time_t tt = (time_t)s;
-	struct tm tm;
-	size_t n;
-	if (!gmtime_r(&tt, &tm) ||
-	    !(n = strftime(out, ISO_TIMELEN, "%Y-%m-%dT%H:%M:%S", &tm))) {
-		snprintf(out, ISO_TIMELEN, "@%" PRId64 "us", us);
-		return;
-	}
-	snprintf(out + n, ISO_TIMELEN - n, ".%06dZ", (int)f);
+	return LFS_EXIT_OK;
 }
 
 static void cid_str(char out[LFS_CID_STRLEN + 1], const struct lfs_cid *c)
@@ -194,185 +123,31 @@ static json_t *json_cid(const struct lfs_cid *c)
 
 /* ---- home, ledger, key ---- */
 
-static int need_home(struct ctx *x)
-{
-	if (x->have_home)
-		return EXIT_OK;
-	int rc = lfs_home_open(&x->home, x->o.home);
-	if (rc == -EBADMSG) {
-		fail(x,
-		     "the writer id file in the ledgerfs home is damaged (it "
-		     "should hold 16 hex characters); delete '%s/writer' and a "
-		     "new one is made",
-		     x->o.home ? x->o.home : "$LEDGERFS_HOME");
-		return EXIT_FAIL;
-	}
-	if (rc) {
-		fail(x,
-		     "cannot open the ledgerfs home directory %s%s%s: %s (set "
-		     "LEDGERFS_HOME or pass --home DIR)",
-		     x->o.home ? "'" : "(from the environment",
-		     x->o.home ? x->o.home : ")", x->o.home ? "'" : "",
-		     lfs_errmsg(rc));
-		return EXIT_FAIL;
-	}
-	x->have_home = true;
-	return EXIT_OK;
-}
-
-static int check_name(struct ctx *x, const char *name)
-{
-	if (lfs_home_valid_name(name))
-		return EXIT_OK;
-	return usage_error(x,
-			   "'%s' is not a valid ledger name (1 to %d bytes of "
-			   "UTF-8, no '/' and not starting with '.')",
-			   name, LFS_LEDGER_NAME_MAX);
-}
-
-/* Home open, name valid, and the ledger's directory present. */
+/* The home open, name valid, and the ledger's directory present. */
 static int need_ledger(struct ctx *x, const char *name)
 {
-	int rc;
-	if ((rc = need_home(x)) || (rc = check_name(x, name)))
-		return rc;
 	x->name = name;
-	if (!(x->dir = lfs_home_ledger_dir(&x->home, name)))
-		return oom(x);
-	struct stat st;
-	if (stat(x->dir, &st) == 0 && S_ISDIR(st.st_mode))
-		return EXIT_OK;
-	if (errno == ENOENT || errno == ENOTDIR || !errno) {
-		fail(x,
-		     "no ledger '%s' on this machine (in '%s/ledgers'); create "
-		     "it with 'ledgerfs init %s' ('ledgerfs status' lists the "
-		     "ledgers)",
-		     name, x->home.dir, name);
-		return EXIT_NOTFOUND;
-	}
-	fail(x, "cannot look at ledger '%s' ('%s'): %s", name, x->dir,
-	     strerror(errno));
-	return EXIT_FAIL;
-}
-
-static char *key_path(const struct ctx *x, const char *name)
-{
-	size_t n = strlen(x->home.dir) + strlen(name) + 16;
-	char *p = malloc(n);
-	if (p)
-		snprintf(p, n, "%s/keys/%s.key", x->home.dir, name);
-	return p;
-}
-
-/* Report why a ledger's key could not be read. */
-static int report_key_error(struct ctx *x, const char *name, int rc)
-{
-	char *path = key_path(x, name);
-	const char *p = path ? path : "the key file";
-	struct stat st;
-	switch (-rc) {
-	case ENOENT:
-		fail(x,
-		     "ledger '%s' has no key on this machine; import it with "
-		     "'ledgerfs key import %s lfskey1:...' (on a machine that "
-		     "has it, 'ledgerfs key export %s' prints that string)",
-		     name, name, name);
-		break;
-	case EACCES:
-		if (stat(p, &st) == 0 && st.st_uid != geteuid())
-			fail(x,
-			     "refusing to use the key of ledger '%s': '%s' "
-			     "belongs to another user; it must be yours and "
-			     "mode 0600",
-			     name, p);
-		else
-			fail(x,
-			     "refusing to use the key of ledger '%s': '%s' "
-			     "may be read by group or others (mode %04o); fix "
-			     "it with 'chmod 600 %s' (and consider the key "
-			     "exposed)",
-			     name, p,
-			     (unsigned)(stat(p, &st) == 0 ? st.st_mode & 07777
-							  : 0),
-			     p);
-		break;
-	case EBADMSG:
-		fail(x,
-		     "the key file of ledger '%s' ('%s') is damaged: it should "
-		     "hold 64 hex digits; move it away and import the key "
-		     "again with 'ledgerfs key import %s lfskey1:...'",
-		     name, p, name);
-		break;
-	default:
-		fail(x, "cannot read the key of ledger '%s' ('%s'): %s", name,
-		     p, lfs_errmsg(rc));
-	}
-	free(path);
-	return EXIT_FAIL;
-}
-
-static void report_open_error(struct ctx *x, int rc)
-{
-	if (rc == -EBADMSG)
-		fail(x,
-		     "cannot open ledger '%s': its files are corrupt or not "
-		     "authentic (or the key on this machine is not this "
-		     "ledger's); 'ledgerfs fsck %s' names the damaged files",
-		     x->name, x->name);
-	else if (rc == -ENOENT)
-		fail(x,
-		     "cannot open ledger '%s': a file it needs is missing from "
-		     "'%s'; 'ledgerfs fsck %s' says which",
-		     x->name, x->dir, x->name);
-	else
-		fail(x, "cannot open ledger '%s' ('%s'): %s", x->name, x->dir,
-		     lfs_errmsg(rc));
-}
-
-static int open_with_key(struct ctx *x, struct lfs_ledger **out, int *out_rc)
-{
-	uint8_t key[LFS_KEY_BYTES];
-	int rc = lfs_home_key(key, &x->home, x->name);
-	if (rc) {
-		sodium_memzero(key, sizeof(key));
-		return report_key_error(x, x->name, rc);
-	}
-	struct lfs_ledger_opts lo;
-	lfs_ledger_opts_init(&lo);
-	lo.writer = x->home.writer;
-	lo.durable = true;
-	rc = lfs_ledger_open(out, x->dir, key, &lo, false);
-	sodium_memzero(key, sizeof(key));
-	*out_rc = rc;
-	return EXIT_OK;
+	free(x->dir);
+	return lfs_cli_need_ledger(&x->cli, name, &x->dir);
 }
 
 /* need_ledger() and then open it with its key. */
 static int open_ledger(struct ctx *x, const char *name)
 {
 	int rc = need_ledger(x, name);
-	if (rc)
-		return rc;
-	int orc;
-	if ((rc = open_with_key(x, &x->l, &orc)))
-		return rc;
-	if (orc) {
-		x->l = NULL;
-		report_open_error(x, orc);
-		return EXIT_FAIL;
-	}
-	return EXIT_OK;
+	return rc ? rc : lfs_cli_open_ledger(&x->cli, name, NULL, &x->l);
 }
 
 static int check_id(struct ctx *x, const char *id)
 {
 	size_t n = strlen(id);
 	if (n && n <= LFS_INDEX_ID_MAX && lfs_utf8_valid(id, n))
-		return EXIT_OK;
-	return usage_error(x,
-			   "'%s' is not a valid document id (1 to %d bytes of "
-			   "UTF-8)",
-			   id, LFS_INDEX_ID_MAX);
+		return LFS_EXIT_OK;
+	return lfs_cli_usage_error(
+		&x->cli,
+		"'%s' is not a valid document id (1 to %d bytes of "
+		"UTF-8)",
+		id, LFS_INDEX_ID_MAX);
 }
 
 /*
@@ -383,50 +158,53 @@ static int resolve_root(struct ctx *x, const char *spec, struct lfs_cid *out)
 {
 	if (!spec || !strcmp(spec, "head")) {
 		lfs_ledger_root(x->l, out);
-		return EXIT_OK;
+		return LFS_EXIT_OK;
 	}
 	struct lfs_cid ev;
 	int rc = lfs_cid_from_string(&ev, spec);
 	if (rc || ev.codec != LFS_CODEC_DAG_CBOR)
-		return usage_error(x,
-				   "'%s' is not an event CID (expected "
-				   "\"b...\" as 'ledgerfs log %s' prints, or "
-				   "'head')",
-				   spec, x->name);
+		return lfs_cli_usage_error(
+			&x->cli,
+			"'%s' is not an event CID (expected "
+			"\"b...\" as 'ledgerfs log %s' prints, or "
+			"'head')",
+			spec, x->name);
 	rc = lfs_ledger_event_root(x->l, &ev, out);
 	if (rc == -ENOENT) {
-		fail(x,
-		     "no event %s in ledger '%s' ('ledgerfs log %s' lists its "
-		     "events)",
-		     spec, x->name, x->name);
-		return EXIT_NOTFOUND;
+		lfs_cli_fail(&x->cli,
+			     "no event %s in ledger '%s' ('ledgerfs log %s' "
+			     "lists its "
+			     "events)",
+			     spec, x->name, x->name);
+		return LFS_EXIT_NOTFOUND;
 	}
 	if (rc == -EBADMSG) {
-		fail(x,
-		     "%s is not an event of ledger '%s' (it names another kind "
-		     "of block, or a damaged one)",
-		     spec, x->name);
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli,
+			     "%s is not an event of ledger '%s' (it names "
+			     "another kind "
+			     "of block, or a damaged one)",
+			     spec, x->name);
+		return LFS_EXIT_FAIL;
 	}
 	if (rc) {
-		fail(x, "cannot read event %s of ledger '%s': %s", spec,
-		     x->name, lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli, "cannot read event %s of ledger '%s': %s",
+			     spec, x->name, lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 static int report_doc_error(struct ctx *x, const char *id, const char *at,
 			    int rc)
 {
 	if (rc == -ENOENT) {
-		fail(x, "no document '%s' in ledger '%s'%s%s", id, x->name,
-		     at ? " at event " : "", at ? at : "");
-		return EXIT_NOTFOUND;
+		lfs_cli_fail(&x->cli, "no document '%s' in ledger '%s'%s%s", id,
+			     x->name, at ? " at event " : "", at ? at : "");
+		return LFS_EXIT_NOTFOUND;
 	}
-	fail(x, "cannot read document '%s' of ledger '%s': %s", id, x->name,
-	     lfs_errmsg(rc));
-	return EXIT_FAIL;
+	lfs_cli_fail(&x->cli, "cannot read document '%s' of ledger '%s': %s",
+		     id, x->name, lfs_errmsg(rc));
+	return LFS_EXIT_FAIL;
 }
 
 /* ---- init ---- */
@@ -435,22 +213,24 @@ static int run_init(struct ctx *x)
 {
 	const char *name = x->o.pos[0];
 	int rc;
-	if ((rc = need_home(x)) || (rc = check_name(x, name)))
+	if ((rc = lfs_cli_need_home(&x->cli)) ||
+	    (rc = lfs_cli_check_name(&x->cli, name)))
 		return rc;
-	rc = lfs_home_create(&x->home, name);
+	rc = lfs_home_create(&x->cli.home, name);
 	if (rc == -EEXIST) {
-		fail(x,
-		     "ledger '%s' already exists on this machine (its key or "
-		     "its directory is in '%s'); choose another name",
-		     name, x->home.dir);
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli,
+			     "ledger '%s' already exists on this machine (its "
+			     "key or "
+			     "its directory is in '%s'); choose another name",
+			     name, x->cli.home.dir);
+		return LFS_EXIT_FAIL;
 	}
 	if (rc) {
-		fail(x, "cannot create ledger '%s' in '%s': %s", name,
-		     x->home.dir, lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli, "cannot create ledger '%s' in '%s': %s",
+			     name, x->cli.home.dir, lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 /* ---- put, rm ---- */
@@ -505,23 +285,26 @@ static int commit(struct ctx *x, struct lfs_txn *t, const char *what)
 	bool committed = false;
 	int rc = lfs_ledger_commit(x->l, t, &ev, &committed);
 	if (rc == -EFBIG) {
-		fail(x, "%s: a document is over the %zu MiB limit", what,
-		     LFS_DOC_MAX >> 20);
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli,
+			     "%s: a document is over the %zu MiB limit", what,
+			     LFS_DOC_MAX >> 20);
+		return LFS_EXIT_FAIL;
 	}
 	if (rc == -EINVAL) {
-		fail(x,
-		     "%s: the document cannot be stored (nesting deeper than "
-		     "%d levels, or a value DAG-CBOR cannot hold)",
-		     what, LFS_CBOR_MAX_DEPTH);
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli,
+			     "%s: the document cannot be stored (nesting "
+			     "deeper than "
+			     "%d levels, or a value DAG-CBOR cannot hold)",
+			     what, LFS_CBOR_MAX_DEPTH);
+		return LFS_EXIT_FAIL;
 	}
 	if (rc) {
-		fail(x,
-		     "%s: the commit to ledger '%s' failed: %s (nothing was "
-		     "committed)",
-		     what, x->name, lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(
+			&x->cli,
+			"%s: the commit to ledger '%s' failed: %s (nothing was "
+			"committed)",
+			what, x->name, lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
 	bool have_ev = !lfs_cid_equal(&ev, &(struct lfs_cid){0});
 	if (!committed)
@@ -529,7 +312,7 @@ static int commit(struct ctx *x, struct lfs_txn *t, const char *what)
 			"ledgerfs %s: nothing changed; nothing was committed\n",
 			x->c->name);
 	print_commit(x, &ev, have_ev, committed);
-	return finish_output(x, EXIT_OK);
+	return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 }
 
 static int run_put(struct ctx *x)
@@ -547,20 +330,23 @@ static int run_put(struct ctx *x)
 	lfs_buf_init(&in, INPUT_MAX);
 	json_t *doc = NULL;
 	struct lfs_txn *t = NULL;
-	int ret = EXIT_FAIL;
+	int ret = LFS_EXIT_FAIL;
 	if ((rc = read_input(&in, path))) {
 		if (rc == -EFBIG)
-			fail(x, "'%s' is too large (over %zu MiB of JSON)", src,
-			     INPUT_MAX >> 20);
+			lfs_cli_fail(&x->cli,
+				     "'%s' is too large (over %zu MiB of JSON)",
+				     src, INPUT_MAX >> 20);
 		else
-			fail(x, "cannot read '%s': %s", src, strerror(-rc));
+			lfs_cli_fail(&x->cli, "cannot read '%s': %s", src,
+				     strerror(-rc));
 		goto out;
 	}
 	if (in.len == 0) {
-		fail(x,
-		     "'%s' is empty: a document is a JSON object (at least "
-		     "{}); nothing was committed",
-		     src);
+		lfs_cli_fail(
+			&x->cli,
+			"'%s' is empty: a document is a JSON object (at least "
+			"{}); nothing was committed",
+			src);
 		goto out;
 	}
 	json_error_t jerr;
@@ -569,37 +355,42 @@ static int run_put(struct ctx *x)
 				 JSON_ALLOW_NUL,
 			 &jerr);
 	if (!doc) {
-		fail(x,
-		     "'%s' is not valid JSON: line %d, column %d: %s; nothing "
-		     "was committed",
-		     src, jerr.line, jerr.column, jerr.text);
+		lfs_cli_fail(&x->cli,
+			     "'%s' is not valid JSON: line %d, column %d: %s; "
+			     "nothing "
+			     "was committed",
+			     src, jerr.line, jerr.column, jerr.text);
 		goto out;
 	}
 	if (!json_is_object(doc)) {
-		fail(x,
-		     "'%s' is JSON but not an object: a document is a JSON "
-		     "object ({...}); nothing was committed",
-		     src);
+		lfs_cli_fail(
+			&x->cli,
+			"'%s' is JSON but not an object: a document is a JSON "
+			"object ({...}); nothing was committed",
+			src);
 		goto out;
 	}
 	json_t *given = json_object_get(doc, "_id");
 	if (given && !json_is_string(given)) {
-		fail(x,
-		     "'%s': \"_id\" must be a string (the document id); "
-		     "nothing was committed",
-		     src);
+		lfs_cli_fail(
+			&x->cli,
+			"'%s': \"_id\" must be a string (the document id); "
+			"nothing was committed",
+			src);
 		goto out;
 	}
 	if (given && strcmp(json_string_value(given), id)) {
-		fail(x,
-		     "'%s': \"_id\" is \"%s\" but the document id given is "
-		     "'%s'; make them agree or drop \"_id\" (nothing was "
-		     "committed)",
-		     src, json_string_value(given), id);
+		lfs_cli_fail(
+			&x->cli,
+			"'%s': \"_id\" is \"%s\" but the document id given is "
+			"'%s'; make them agree or drop \"_id\" (nothing was "
+			"committed)",
+			src, json_string_value(given), id);
 		goto out;
 	}
 	if ((rc = lfs_txn_new(&t)) || (rc = lfs_txn_put(t, id, doc))) {
-		fail(x, "cannot add document '%s': %s", id, lfs_errmsg(rc));
+		lfs_cli_fail(&x->cli, "cannot add document '%s': %s", id,
+			     lfs_errmsg(rc));
 		goto out;
 	}
 	char what[64 + LFS_INDEX_ID_MAX];
@@ -625,9 +416,9 @@ static int run_rm(struct ctx *x)
 	struct lfs_txn *t = NULL;
 	struct lfs_arena a;
 	lfs_arena_init(&a, 0);
-	int ret = EXIT_FAIL;
+	int ret = LFS_EXIT_FAIL;
 	if ((rc = lfs_txn_new(&t))) {
-		ret = oom(x);
+		ret = lfs_cli_oom(&x->cli);
 		goto out;
 	}
 	size_t missing = 0;
@@ -636,7 +427,8 @@ static int run_rm(struct ctx *x)
 		struct lfs_index_entry e;
 		rc = lfs_ledger_get(x->l, &root, id, &e, &a, NULL);
 		if (rc == -ENOENT && !x->o.force) {
-			fail(x, "no document '%s' in ledger '%s'", id, x->name);
+			lfs_cli_fail(&x->cli, "no document '%s' in ledger '%s'",
+				     id, x->name);
 			missing++;
 			continue;
 		}
@@ -645,7 +437,8 @@ static int run_rm(struct ctx *x)
 			goto out;
 		}
 		if ((rc = lfs_txn_delete(t, id))) {
-			fail(x, "cannot delete '%s': %s", id, lfs_errmsg(rc));
+			lfs_cli_fail(&x->cli, "cannot delete '%s': %s", id,
+				     lfs_errmsg(rc));
 			goto out;
 		}
 	}
@@ -653,7 +446,7 @@ static int run_rm(struct ctx *x)
 		fprintf(stderr,
 			"Nothing was deleted (use --force to delete the "
 			"others anyway).\n");
-		ret = EXIT_NOTFOUND;
+		ret = LFS_EXIT_NOTFOUND;
 		goto out;
 	}
 	ret = commit(x, t, "delete");
@@ -680,7 +473,7 @@ static int show_doc(struct ctx *x, const char *id, const char *at)
 	if (rc)
 		return report_doc_error(x, id, at, rc);
 	rc = print_json(x, doc);
-	return finish_output(x, rc);
+	return lfs_cli_finish_output(&x->cli, rc);
 }
 
 static int run_get(struct ctx *x)
@@ -695,8 +488,9 @@ static int run_get(struct ctx *x)
 static int run_cat(struct ctx *x)
 {
 	if (!x->o.at)
-		return usage_error(x, "--at EVENT is required (or use "
-				      "'ledgerfs get' for the current state)");
+		return lfs_cli_usage_error(
+			&x->cli, "--at EVENT is required (or use "
+				 "'ledgerfs get' for the current state)");
 	return run_get(x);
 }
 
@@ -746,13 +540,14 @@ static int collect_entries(struct ctx *x, struct collect *c,
 	c->only_conflicts = only_conflicts;
 	int rc = lfs_index_each(lfs_ledger_index(x->l), root, collect_fn, c);
 	if (rc) {
-		fail(x, "cannot read the index of ledger '%s': %s", x->name,
-		     lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli,
+			     "cannot read the index of ledger '%s': %s",
+			     x->name, lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
 	if (c->n)
 		qsort(c->v, c->n, sizeof(*c->v), entry_cmp);
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 static void collect_release(struct collect *c)
@@ -778,7 +573,7 @@ static int run_ls(struct ctx *x)
 		for (size_t i = 0; i < c.n; i++)
 			printf("%s\n", c.v[i].id);
 		collect_release(&c);
-		return finish_output(x, EXIT_OK);
+		return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 	}
 	json_t *arr = json_array();
 	for (size_t i = 0; arr && i < c.n; i++) {
@@ -795,7 +590,7 @@ static int run_ls(struct ctx *x)
 	}
 	collect_release(&c);
 	rc = print_json(x, arr);
-	return finish_output(x, rc);
+	return lfs_cli_finish_output(&x->cli, rc);
 }
 
 /* ---- log ---- */
@@ -813,9 +608,9 @@ static int log_fn(void *ctx, const struct lfs_cid *cid,
 	if (w->x->o.has_n && w->seen >= w->x->o.n)
 		return 1;
 	w->seen++;
-	char s[LFS_CID_STRLEN + 1], when[ISO_TIMELEN];
+	char s[LFS_CID_STRLEN + 1], when[LFS_TIME_ISO_MAX];
 	cid_str(s, cid);
-	iso_time(when, ev->t);
+	lfs_time_iso(when, ev->t);
 	if (!w->arr) {
 		printf("%s %s writer=%s parents=%zu", s, when, ev->writer,
 		       ev->nparents);
@@ -862,11 +657,11 @@ static int run_log(struct ctx *x)
 	struct lfs_cid *heads;
 	size_t n;
 	if ((rc = lfs_ledger_heads(x->l, &heads, &n)))
-		return oom(x);
+		return lfs_cli_oom(&x->cli);
 	struct logw w = {.x = x};
 	if (x->o.json && !(w.arr = json_array())) {
 		free(heads);
-		return oom(x);
+		return lfs_cli_oom(&x->cli);
 	}
 	struct lfs_blocks b = lfs_ledger_blocks(x->l);
 	rc = lfs_clock_walk(&b, heads, n, log_fn, &w);
@@ -874,18 +669,19 @@ static int run_log(struct ctx *x)
 	if (rc < 0) {
 		json_decref(w.arr);
 		fflush(stdout);
-		fail(x, "cannot read the history of ledger '%s': %s%s", x->name,
-		     lfs_errmsg(rc),
-		     rc == -ENOENT || rc == -EBADMSG
-			     ? " ('ledgerfs fsck' names the damaged files)"
-			     : "");
-		return EXIT_FAIL;
+		lfs_cli_fail(
+			&x->cli, "cannot read the history of ledger '%s': %s%s",
+			x->name, lfs_errmsg(rc),
+			rc == -ENOENT || rc == -EBADMSG
+				? " ('ledgerfs fsck' names the damaged files)"
+				: "");
+		return LFS_EXIT_FAIL;
 	}
 	if (w.arr)
 		rc = print_json(x, w.arr);
 	else
-		rc = EXIT_OK;
-	return finish_output(x, rc);
+		rc = LFS_EXIT_OK;
+	return lfs_cli_finish_output(&x->cli, rc);
 }
 
 /* ---- diff ---- */
@@ -936,11 +732,12 @@ static int run_diff(struct ctx *x)
 		return rc;
 	struct diffw d = {0};
 	rc = lfs_index_diff(lfs_ledger_index(x->l), &ra, &rb, diff_fn, &d);
-	int ret = EXIT_OK;
+	int ret = LFS_EXIT_OK;
 	if (rc) {
-		fail(x, "cannot compare the two states of ledger '%s': %s",
-		     x->name, lfs_errmsg(rc));
-		ret = EXIT_FAIL;
+		lfs_cli_fail(&x->cli,
+			     "cannot compare the two states of ledger '%s': %s",
+			     x->name, lfs_errmsg(rc));
+		ret = LFS_EXIT_FAIL;
 		goto out;
 	}
 	if (d.n)
@@ -948,7 +745,7 @@ static int run_diff(struct ctx *x)
 	if (!x->o.json) {
 		for (size_t i = 0; i < d.n; i++)
 			printf("%c %s\n", d.v[i].op, d.v[i].id);
-		ret = finish_output(x, EXIT_OK);
+		ret = lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 		goto out;
 	}
 	json_t *add = json_array(), *del = json_array(), *chg = json_array();
@@ -968,7 +765,7 @@ static int run_diff(struct ctx *x)
 	json_decref(add);
 	json_decref(del);
 	json_decref(chg);
-	ret = finish_output(x, print_json(x, top));
+	ret = lfs_cli_finish_output(&x->cli, print_json(x, top));
 out:
 	for (size_t i = 0; i < d.n; i++)
 		free(d.v[i].id);
@@ -986,9 +783,10 @@ static int run_merge(struct ctx *x)
 	struct lfs_cid ev = {0};
 	bool committed = false;
 	if ((rc = lfs_ledger_merge(x->l, &ev, &committed))) {
-		fail(x, "cannot merge the heads of ledger '%s': %s", x->name,
-		     lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli,
+			     "cannot merge the heads of ledger '%s': %s",
+			     x->name, lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
 	if (x->o.json)
 		print_commit(x, &ev, committed, committed);
@@ -996,7 +794,7 @@ static int run_merge(struct ctx *x)
 		print_commit(x, &ev, true, true);
 	else
 		printf("nothing to merge\n");
-	return finish_output(x, EXIT_OK);
+	return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 }
 
 static int run_compact(struct ctx *x)
@@ -1007,7 +805,7 @@ static int run_compact(struct ctx *x)
 	struct lfs_cid *heads, *cars;
 	size_t nheads, ncars;
 	if ((rc = lfs_ledger_heads(x->l, &heads, &nheads)))
-		return oom(x);
+		return lfs_cli_oom(&x->cli);
 	free(heads);
 	if (nheads == 0) {
 		if (x->o.json)
@@ -1016,24 +814,26 @@ static int run_compact(struct ctx *x)
 			printf("nothing to compact: ledger '%s' has no history "
 			       "yet\n",
 			       x->name);
-		return finish_output(x, EXIT_OK);
+		return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 	}
 	struct lfs_cid car;
 	if ((rc = lfs_ledger_compact(x->l, &car))) {
-		fail(x,
-		     "cannot compact ledger '%s': %s (its files are as "
-		     "before)%s",
-		     x->name, lfs_errmsg(rc),
-		     rc == -ENOENT || rc == -EBADMSG
-			     ? "; 'ledgerfs fsck' names the damaged files"
-			     : "");
-		return EXIT_FAIL;
+		lfs_cli_fail(
+			&x->cli,
+			"cannot compact ledger '%s': %s (its files are as "
+			"before)%s",
+			x->name, lfs_errmsg(rc),
+			rc == -ENOENT || rc == -EBADMSG
+				? "; 'ledgerfs fsck' names the damaged files"
+				: "");
+		return LFS_EXIT_FAIL;
 	}
 	if ((rc = lfs_blockstore_list_cars(&cars, &ncars,
 					   lfs_ledger_store(x->l)))) {
-		fail(x, "compacted, but cannot list the CAR files: %s",
-		     lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli,
+			     "compacted, but cannot list the CAR files: %s",
+			     lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
 	free(cars);
 	char s[LFS_CID_STRLEN + 1];
@@ -1044,7 +844,7 @@ static int run_compact(struct ctx *x)
 	else
 		printf("%s\n%zu CAR file%s remain%s\n", s, ncars,
 		       ncars == 1 ? "" : "s", ncars == 1 ? "s" : "");
-	return finish_output(x, EXIT_OK);
+	return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 }
 
 /* ---- fsck ---- */
@@ -1139,7 +939,7 @@ static int fsck_files(struct fsckw *f, struct lfs_blockstore *bs, bool alone)
 static int fsck_unopened(struct ctx *x, struct fsckw *f)
 {
 	uint8_t key[LFS_KEY_BYTES];
-	int rc = lfs_home_key(key, &x->home, x->name);
+	int rc = lfs_home_key(key, &x->cli.home, x->name);
 	struct lfs_blockstore *bs = NULL;
 	if (!rc)
 		rc = lfs_blockstore_open(&bs, x->dir, key, 0, false);
@@ -1155,12 +955,14 @@ static int run_fsck(struct ctx *x)
 	int rc;
 	if ((rc = need_ledger(x, x->o.pos[0])))
 		return rc;
-	int orc;
-	if ((rc = open_with_key(x, &x->l, &orc)))
-		return rc;
+	bool key_error;
+	int orc = lfs_home_open_ledger(&x->l, &x->cli.home, x->name, NULL,
+				       false, &key_error);
+	if (orc && key_error)
+		return lfs_cli_key_error(&x->cli, x->name, orc);
 	struct fsckw f = {0};
 	if (x->o.json && !(f.arr = json_array()))
-		return oom(x);
+		return lfs_cli_oom(&x->cli);
 	if (orc) {
 		x->l = NULL;
 		char msg[256];
@@ -1181,9 +983,9 @@ static int run_fsck(struct ctx *x)
 	if (rc < 0) {
 		json_decref(f.arr);
 		fflush(stdout);
-		fail(x, "could not check ledger '%s': %s", x->name,
-		     lfs_errmsg(rc));
-		return EXIT_FAIL;
+		lfs_cli_fail(&x->cli, "could not check ledger '%s': %s",
+			     x->name, lfs_errmsg(rc));
+		return LFS_EXIT_FAIL;
 	}
 	if (f.arr)
 		print_json(x, json_pack("{s:o,s:b}", "problems", f.arr, "ok",
@@ -1198,7 +1000,8 @@ static int run_fsck(struct ctx *x)
 			"files named above from another replica or the "
 			"remote store\n",
 			x->name);
-	return finish_output(x, f.n ? EXIT_FAIL : EXIT_OK);
+	return lfs_cli_finish_output(&x->cli,
+				     f.n ? LFS_EXIT_FAIL : LFS_EXIT_OK);
 }
 
 /* ---- key ---- */
@@ -1207,28 +1010,31 @@ static int run_key_export(struct ctx *x)
 {
 	const char *name = x->o.pos[0];
 	int rc;
-	if ((rc = need_home(x)) || (rc = check_name(x, name)))
+	if ((rc = lfs_cli_need_home(&x->cli)) ||
+	    (rc = lfs_cli_check_name(&x->cli, name)))
 		return rc;
 	uint8_t key[LFS_KEY_BYTES];
 	char share[73];
-	rc = lfs_home_key(key, &x->home, name);
+	rc = lfs_home_key(key, &x->cli.home, name);
 	if (rc) {
 		sodium_memzero(key, sizeof(key));
 		if (rc == -ENOENT) {
-			fail(x,
-			     "ledger '%s' has no key on this machine, so there "
-			     "is nothing to export ('ledgerfs status' lists "
-			     "the ledgers)",
-			     name);
-			return EXIT_NOTFOUND;
+			lfs_cli_fail(
+				&x->cli,
+				"ledger '%s' has no key on this machine, so "
+				"there "
+				"is nothing to export ('ledgerfs status' lists "
+				"the ledgers)",
+				name);
+			return LFS_EXIT_NOTFOUND;
 		}
-		return report_key_error(x, name, rc);
+		return lfs_cli_key_error(&x->cli, name, rc);
 	}
 	lfs_key_to_share(share, key);
 	printf("%s\n", share);
 	sodium_memzero(key, sizeof(key));
 	sodium_memzero(share, sizeof(share));
-	return finish_output(x, EXIT_OK);
+	return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 }
 
 static int read_share(struct ctx *x, char *out, size_t size)
@@ -1239,16 +1045,18 @@ static int read_share(struct ctx *x, char *out, size_t size)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			fail(x, "cannot read the key from standard input: %s",
-			     strerror(errno));
-			return EXIT_FAIL;
+			lfs_cli_fail(
+				&x->cli,
+				"cannot read the key from standard input: %s",
+				strerror(errno));
+			return LFS_EXIT_FAIL;
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
 	out[len] = '\0';
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 static int run_key_import(struct ctx *x)
@@ -1256,7 +1064,8 @@ static int run_key_import(struct ctx *x)
 	const char *name = x->o.pos[0];
 	const char *arg = x->o.npos > 1 ? x->o.pos[1] : "-";
 	int rc;
-	if ((rc = need_home(x)) || (rc = check_name(x, name)))
+	if ((rc = lfs_cli_need_home(&x->cli)) ||
+	    (rc = lfs_cli_check_name(&x->cli, name)))
 		return rc;
 	char buf[SHARE_MAX];
 	const char *share = arg;
@@ -1270,36 +1079,40 @@ static int run_key_import(struct ctx *x)
 	sodium_memzero(buf, sizeof(buf));
 	if (rc) {
 		sodium_memzero(key, sizeof(key));
-		return usage_error(x,
-				   "that is not a ledgerfs key: expected '%s' "
-				   "followed by 64 hex digits, as 'ledgerfs "
-				   "key export %s' prints",
-				   LFS_KEY_SHARE_PREFIX, name);
+		return lfs_cli_usage_error(
+			&x->cli,
+			"that is not a ledgerfs key: expected '%s' "
+			"followed by 64 hex digits, as 'ledgerfs "
+			"key export %s' prints",
+			LFS_KEY_SHARE_PREFIX, name);
 	}
-	rc = lfs_home_set_key(&x->home, name, key);
-	int ret = EXIT_OK;
+	rc = lfs_home_set_key(&x->cli.home, name, key);
+	int ret = LFS_EXIT_OK;
 	if (rc == -EEXIST) {
-		char *p = key_path(x, name);
-		fail(x,
-		     "ledger '%s' already has a different key on this machine "
-		     "('%s'); importing another would make its data "
-		     "unreadable. If you are sure, move that file away first",
-		     name, p ? p : "its key file");
+		char *p = lfs_home_key_path(&x->cli.home, name);
+		lfs_cli_fail(&x->cli,
+			     "ledger '%s' already has a different key on this "
+			     "machine "
+			     "('%s'); importing another would make its data "
+			     "unreadable. If you are sure, move that file away "
+			     "first",
+			     name, p ? p : "its key file");
 		free(p);
-		ret = EXIT_FAIL;
+		ret = LFS_EXIT_FAIL;
 	} else if (rc) {
-		ret = report_key_error(x, name, rc);
+		ret = lfs_cli_key_error(&x->cli, name, rc);
 	}
 	/* An empty local store, so the ledger is listed and sync fills it. */
-	if (!ret && !(x->dir = lfs_home_ledger_dir(&x->home, name)))
-		ret = oom(x);
+	if (!ret && !(x->dir = lfs_home_ledger_dir(&x->cli.home, name)))
+		ret = lfs_cli_oom(&x->cli);
 	struct lfs_blockstore *bs;
 	if (!ret && (rc = lfs_blockstore_open(&bs, x->dir, key, 0, true))) {
-		fail(x,
-		     "stored the key, but cannot create the directory of "
-		     "ledger '%s' ('%s'): %s",
-		     name, x->dir, lfs_errmsg(rc));
-		ret = EXIT_FAIL;
+		lfs_cli_fail(
+			&x->cli,
+			"stored the key, but cannot create the directory of "
+			"ledger '%s' ('%s'): %s",
+			name, x->dir, lfs_errmsg(rc));
+		ret = LFS_EXIT_FAIL;
 	} else if (!ret) {
 		lfs_blockstore_free(bs);
 	}
@@ -1309,20 +1122,20 @@ static int run_key_import(struct ctx *x)
 
 /* ---- status ---- */
 
-/* One ledger's status into a JSON object; EXIT_OK or EXIT_FAIL. */
+/* One ledger's status into a JSON object; LFS_EXIT_OK or LFS_EXIT_FAIL. */
 static int ledger_status(struct ctx *x, const char *name, json_t **out)
 {
 	json_t *o = json_object();
 	*out = o;
 	if (!o)
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	json_object_set_new(o, "name", json_string(name));
 	x->name = name;
 	free(x->dir);
-	if (!(x->dir = lfs_home_ledger_dir(&x->home, name)))
-		return EXIT_FAIL;
+	if (!(x->dir = lfs_home_ledger_dir(&x->cli.home, name)))
+		return LFS_EXIT_FAIL;
 	uint8_t key[LFS_KEY_BYTES] = {0};
-	int krc = lfs_home_key(key, &x->home, name);
+	int krc = lfs_home_key(key, &x->cli.home, name);
 	json_object_set_new(o, "key", json_boolean(krc == 0));
 	/* The CAR files can be counted without the key. */
 	struct lfs_blockstore *bs = NULL;
@@ -1343,27 +1156,27 @@ static int ledger_status(struct ctx *x, const char *name, json_t **out)
 				    : krc == -EACCES
 					    ? "key file may be read by others"
 					    : lfs_errmsg(krc)));
-		return krc == -ENOENT ? EXIT_OK : EXIT_FAIL;
+		return krc == -ENOENT ? LFS_EXIT_OK : LFS_EXIT_FAIL;
 	}
 	struct lfs_ledger_opts lo;
 	lfs_ledger_opts_init(&lo);
-	lo.writer = x->home.writer;
+	lo.writer = x->cli.home.writer;
 	struct lfs_ledger *l;
 	rc = lfs_ledger_open(&l, x->dir, key, &lo, false);
 	sodium_memzero(key, sizeof(key));
 	if (rc) {
 		json_object_set_new(o, "error", json_string(lfs_errmsg(rc)));
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	}
 	struct lfs_cid *heads = NULL, root;
 	size_t nheads = 0;
 	uint64_t docs = 0;
-	int ret = EXIT_OK;
+	int ret = LFS_EXIT_OK;
 	lfs_ledger_root(l, &root);
 	if ((rc = lfs_ledger_heads(l, &heads, &nheads)) ||
 	    (rc = lfs_index_count(&docs, lfs_ledger_index(l), &root))) {
 		json_object_set_new(o, "error", json_string(lfs_errmsg(rc)));
-		ret = EXIT_FAIL;
+		ret = LFS_EXIT_FAIL;
 	} else {
 		json_t *h = json_array();
 		for (size_t i = 0; h && i < nheads; i++)
@@ -1412,23 +1225,25 @@ static int run_status(struct ctx *x)
 		if ((rc = need_ledger(x, one)))
 			return rc;
 	} else {
-		if ((rc = need_home(x)))
+		if ((rc = lfs_cli_need_home(&x->cli)))
 			return rc;
-		if ((rc = lfs_home_list(&names, &n, &x->home))) {
-			fail(x, "cannot list the ledgers in '%s/ledgers': %s",
-			     x->home.dir, lfs_errmsg(rc));
-			return EXIT_FAIL;
+		if ((rc = lfs_home_list(&names, &n, &x->cli.home))) {
+			lfs_cli_fail(
+				&x->cli,
+				"cannot list the ledgers in '%s/ledgers': %s",
+				x->cli.home.dir, lfs_errmsg(rc));
+			return LFS_EXIT_FAIL;
 		}
 	}
 	json_t *arr = json_array();
-	int ret = arr ? EXIT_OK : EXIT_FAIL;
+	int ret = arr ? LFS_EXIT_OK : LFS_EXIT_FAIL;
 	for (size_t i = 0; arr && i < (one ? 1 : n); i++) {
 		const char *name = one ? one : names[i];
 		json_t *o;
 		if (ledger_status(x, name, &o))
-			ret = EXIT_FAIL;
+			ret = LFS_EXIT_FAIL;
 		if (!o || json_array_append_new(arr, o)) {
-			ret = oom(x);
+			ret = lfs_cli_oom(&x->cli);
 			break;
 		}
 		if (!x->o.json) {
@@ -1443,19 +1258,19 @@ static int run_status(struct ctx *x)
 		if (one)
 			json_decref(arr);
 		if (print_json(x, out))
-			ret = EXIT_FAIL;
+			ret = LFS_EXIT_FAIL;
 	} else {
 		json_decref(arr);
 		if (!one && n == 0)
 			printf("no ledgers in '%s' (create one with 'ledgerfs "
 			       "init NAME')\n",
-			       x->home.dir);
+			       x->cli.home.dir);
 	}
 	if (ret)
 		fprintf(stderr,
 			"ledgerfs status: some ledgers could not be read (see "
 			"\"error\" above; 'ledgerfs fsck NAME' checks one)\n");
-	return finish_output(x, ret);
+	return lfs_cli_finish_output(&x->cli, ret);
 }
 
 /* ---- conflicts ---- */
@@ -1466,27 +1281,28 @@ static int show_conflicts(struct ctx *x, const char *id)
 	lfs_arena_init(&a, 0);
 	struct lfs_index_entry e;
 	json_t *arr = x->o.json ? json_array() : NULL;
-	int ret = EXIT_FAIL;
+	int ret = LFS_EXIT_FAIL;
 	int rc = lfs_ledger_get(x->l, NULL, id, &e, &a, NULL);
 	if (rc) {
 		ret = report_doc_error(x, id, NULL, rc);
 		goto out;
 	}
 	if (x->o.json && !arr) {
-		ret = oom(x);
+		ret = lfs_cli_oom(&x->cli);
 		goto out;
 	}
 	for (size_t i = 0; i < e.nconflicts; i++) {
 		const struct lfs_version *v = &e.conflicts[i];
 		json_t *doc;
-		char s[LFS_CID_STRLEN + 1], when[ISO_TIMELEN];
+		char s[LFS_CID_STRLEN + 1], when[LFS_TIME_ISO_MAX];
 		cid_str(s, &v->doc);
-		iso_time(when, v->t);
+		lfs_time_iso(when, v->t);
 		if ((rc = lfs_ledger_load_doc(x->l, &v->doc, id, &doc))) {
-			fail(x,
-			     "cannot read a losing version (%s) of document "
-			     "'%s': %s",
-			     s, id, lfs_errmsg(rc));
+			lfs_cli_fail(
+				&x->cli,
+				"cannot read a losing version (%s) of document "
+				"'%s': %s",
+				s, id, lfs_errmsg(rc));
 			goto out;
 		}
 		if (arr) {
@@ -1495,7 +1311,7 @@ static int show_conflicts(struct ctx *x, const char *id)
 					  "t", (json_int_t)v->t, "time", when,
 					  "writer", v->writer, "doc", doc);
 			if (!o || json_array_append_new(arr, o)) {
-				ret = oom(x);
+				ret = lfs_cli_oom(&x->cli);
 				goto out;
 			}
 			continue;
@@ -1510,12 +1326,12 @@ static int show_conflicts(struct ctx *x, const char *id)
 			"ledgerfs conflicts: document '%s' has no conflicting "
 			"versions\n",
 			id);
-	ret = EXIT_OK;
+	ret = LFS_EXIT_OK;
 	if (arr) {
 		ret = print_json(x, arr);
 		arr = NULL;
 	}
-	ret = finish_output(x, ret);
+	ret = lfs_cli_finish_output(&x->cli, ret);
 out:
 	json_decref(arr);
 	lfs_arena_release(&a);
@@ -1550,12 +1366,12 @@ static int run_conflicts(struct ctx *x)
 		if (!arr || !o || json_array_append_new(arr, o)) {
 			json_decref(arr);
 			collect_release(&c);
-			return oom(x);
+			return lfs_cli_oom(&x->cli);
 		}
 	}
 	collect_release(&c);
-	rc = x->o.json ? print_json(x, arr) : EXIT_OK;
-	return finish_output(x, rc);
+	rc = x->o.json ? print_json(x, arr) : LFS_EXIT_OK;
+	return lfs_cli_finish_output(&x->cli, rc);
 }
 
 /* ---- the table ---- */
@@ -1812,16 +1628,18 @@ static int parse_opts(struct ctx *x, int argc, char **argv)
 			return 0;
 		}
 		if (k == LFS_OPT_NOVALUE)
-			return usage_error(x, "%s needs a value", val);
+			return lfs_cli_usage_error(&x->cli, "%s needs a value",
+						   val);
 		if (k == LFS_OPT_UNKNOWN ||
 		    (optnames[k].flag && !(x->c->opts & optnames[k].flag)))
-			return usage_error(x, "unknown option '%s'", sc.arg);
+			return lfs_cli_usage_error(
+				&x->cli, "unknown option '%s'", sc.arg);
 		switch (optnames[k].flag) {
 		case 0:
 			if (!*val)
-				return usage_error(x,
-						   "--home needs a directory");
-			o->home = val;
+				return lfs_cli_usage_error(
+					&x->cli, "--home needs a directory");
+			x->cli.home_arg = val;
 			break;
 		case OPT_JSON:
 			o->json = true;
@@ -1837,8 +1655,8 @@ static int parse_opts(struct ctx *x, int argc, char **argv)
 			errno = 0;
 			unsigned long long v = strtoull(val, &end, 10);
 			if (errno || end == val || *end || val[0] == '-')
-				return usage_error(
-					x,
+				return lfs_cli_usage_error(
+					&x->cli,
 					"-n %s: expected a number of "
 					"events",
 					val);
@@ -1849,33 +1667,32 @@ static int parse_opts(struct ctx *x, int argc, char **argv)
 		}
 	}
 	if (o->npos < x->c->min_pos)
-		return usage_error(x, "missing arguments");
+		return lfs_cli_usage_error(&x->cli, "missing arguments");
 	if (x->c->max_pos != UNLIMITED && o->npos > x->c->max_pos)
-		return usage_error(x, "too many arguments");
+		return lfs_cli_usage_error(&x->cli, "too many arguments");
 	return 0;
 }
 
 static int run_cmd(const struct cmd *c, int argc, char **argv)
 {
-	struct ctx x = {.c = c};
+	struct ctx x = {.c = c, .cli = {.cmd = c->name, .args = c->args}};
 	int rc;
 	if (!(x.o.pos = calloc((size_t)argc + 1, sizeof(*x.o.pos)))) {
 		fprintf(stderr, "ledgerfs %s: out of memory\n", c->name);
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	}
 	if ((rc = parse_opts(&x, argc, argv))) {
 		/* usage error already reported */
 	} else if (x.o.help) {
-		print_usage(stdout, c);
-		printf("\n%s", c->help);
-		rc = finish_output(&x, EXIT_OK);
+		printf("usage: ledgerfs %s %s\n\n%s", c->name, c->args,
+		       c->help);
+		rc = lfs_cli_finish_output(&x.cli, LFS_EXIT_OK);
 	} else {
 		rc = c->run(&x);
 	}
 	lfs_ledger_close(x.l);
 	free(x.dir);
-	if (x.have_home)
-		lfs_home_release(&x.home);
+	lfs_cli_release(&x.cli);
 	free(x.o.pos);
 	return rc;
 }
@@ -1960,12 +1777,12 @@ int lfs_cmd_key(int argc, char **argv)
 {
 	if (argc < 2) {
 		key_usage(stderr);
-		return EXIT_USAGE;
+		return LFS_EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
 		key_usage(stdout);
-		return fflush(stdout) == EOF ? EXIT_FAIL : EXIT_OK;
+		return fflush(stdout) == EOF ? LFS_EXIT_FAIL : LFS_EXIT_OK;
 	}
 	if (!strcmp(argv[1], "export"))
 		return run_cmd(&cmd_key_export, argc - 1, argv + 1);
@@ -1973,5 +1790,5 @@ int lfs_cmd_key(int argc, char **argv)
 		return run_cmd(&cmd_key_import, argc - 1, argv + 1);
 	fprintf(stderr, "ledgerfs key: unknown subcommand '%s'\n\n", argv[1]);
 	key_usage(stderr);
-	return EXIT_USAGE;
+	return LFS_EXIT_USAGE;
 }

@@ -5,6 +5,9 @@
 #include "fileio.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -63,4 +66,129 @@ int lfs_write_all(int fd, const void *p, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int lfs_read_fd(int fd, size_t max, uint8_t **out, size_t *out_len)
+{
+	*out = NULL;
+	*out_len = 0;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	size_t cap = 4096;
+	if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size > max)
+		return -EFBIG;
+	if (S_ISREG(st.st_mode) && (size_t)st.st_size + 1 > cap)
+		cap = (size_t)st.st_size + 1; /* +1: the read that sees EOF */
+	uint8_t *p = malloc(cap + 1);
+	if (!p)
+		return -ENOMEM;
+	size_t len = 0;
+	int rc = 0;
+	for (;;) {
+		if (len == cap) {
+			size_t ncap =
+				cap > SIZE_MAX / 4 ? SIZE_MAX / 2 : cap * 2;
+			uint8_t *q = realloc(p, ncap + 1);
+			if (!q) {
+				rc = -ENOMEM;
+				break;
+			}
+			p = q;
+			cap = ncap;
+		}
+		/* never read more than one byte past max */
+		size_t room = cap - len, left = max - len;
+		if (left < SIZE_MAX && room > left + 1)
+			room = left + 1;
+		ssize_t n = read(fd, p + len, room);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max) {
+			rc = -EFBIG;
+			break;
+		}
+	}
+	if (rc) {
+		free(p);
+		return rc;
+	}
+	p[len] = '\0';
+	*out = p;
+	*out_len = len;
+	return 0;
+}
+
+int lfs_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len)
+{
+	*out = NULL;
+	*out_len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = lfs_read_fd(fd, max, out, out_len);
+	close(fd);
+	return rc;
+}
+
+int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode)
+{
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+		return -EISDIR;
+	size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
+	size_t tlen = dlen + 1 + strlen(base) + 8;
+	char *tmp = malloc(tlen);
+	char *dir = malloc(dlen + 2);
+	if (!tmp || !dir) {
+		free(tmp);
+		free(dir);
+		return -ENOMEM;
+	}
+	memcpy(tmp, path, dlen);
+	snprintf(tmp + dlen, tlen - dlen, ".%s.XXXXXX", base);
+	if (dlen) {
+		memcpy(dir, path, dlen);
+		dir[dlen] = '\0';
+	} else {
+		strcpy(dir, ".");
+	}
+
+	int rc = 0;
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!(rc = lfs_write_all(fd, p, len)) && fchmod(fd, mode) < 0)
+		rc = -errno;
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		goto out;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd); /* best effort: the data itself is synced */
+		close(dfd);
+	}
+out:
+	free(tmp);
+	free(dir);
+	return rc;
 }

@@ -6,6 +6,8 @@
 #define LFS_FILEIO_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /*
  * Make a directory and any missing parents (mode 0700), like `mkdir -p`.
@@ -19,5 +21,25 @@ int lfs_mkdirs_for(const char *path);
 
 /* Write all len bytes to fd, retrying short writes and EINTR. */
 int lfs_write_all(int fd, const void *p, size_t len);
+
+/*
+ * Read what is left of fd into a new malloc'd buffer (*out, NUL-terminated
+ * after the *out_len bytes, freed by the caller). Returns 0, -EFBIG when
+ * there are more than max bytes, -EISDIR for a directory, or a negative
+ * errno; *out is NULL on failure.
+ */
+int lfs_read_fd(int fd, size_t max, uint8_t **out, size_t *out_len);
+
+/* The same for the file at path. */
+int lfs_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len);
+
+/*
+ * Replace the file at path atomically: write a temporary ".NAME.XXXXXX" in
+ * the same directory with the given mode, fsync it, rename it over path and
+ * fsync the directory. Returns 0 or a negative errno; on failure path is
+ * untouched and the temporary is gone. A reader sees the old bytes or the
+ * new, and after a crash the file holds one or the other.
+ */
+int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode);
 
 #endif

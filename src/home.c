@@ -34,6 +34,7 @@
 #include "cbor.h"
 #include "hex.h"
 #include "fileio.h"
+#include "ledger.h"
 
 #define KEY_HEX      (2 * LFS_KEY_BYTES)
 #define WRITER_BYTES 8    /* 16 hex characters */
@@ -320,6 +321,62 @@ static char *keys_dir(const struct lfs_home *h)
 	return join(h->dir, "keys", "");
 }
 
+char *lfs_home_key_path(const struct lfs_home *h, const char *name)
+{
+	if (!lfs_home_valid_name(name))
+		return NULL;
+	char *dir = keys_dir(h);
+	char *path = dir ? join(dir, name, KEY_SUFFIX) : NULL;
+	free(dir);
+	return path;
+}
+
+char *lfs_home_state_path(const struct lfs_home *h, const char *name,
+			  const char *file)
+{
+	if (!lfs_home_valid_name(name))
+		return NULL;
+	size_t n = strlen(h->dir) + strlen(name) + strlen(file) + 16;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/state/%s%s%s", h->dir, name,
+			 *file ? "/" : "", file);
+	return p;
+}
+
+int lfs_home_open_ledger(struct lfs_ledger **out, const struct lfs_home *h,
+			 const char *name, const struct lfs_ledger_opts *opts,
+			 bool create, bool *out_key_error)
+{
+	*out = NULL;
+	*out_key_error = false;
+	char *dir = lfs_home_ledger_dir(h, name);
+	if (!dir)
+		return lfs_home_valid_name(name) ? -ENOMEM : -EINVAL;
+	struct stat st;
+	if (!create && stat(dir, &st) < 0) {
+		int rc = -errno;
+		free(dir);
+		return rc;
+	}
+	uint8_t key[LFS_KEY_BYTES];
+	int rc = lfs_home_key(key, h, name);
+	if (rc) {
+		*out_key_error = true;
+	} else {
+		struct lfs_ledger_opts o;
+		if (opts)
+			o = *opts;
+		else
+			lfs_ledger_opts_init(&o);
+		o.writer = h->writer;
+		rc = lfs_ledger_open(out, dir, key, &o, create);
+	}
+	sodium_memzero(key, sizeof(key));
+	free(dir);
+	return rc;
+}
+
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -420,9 +477,7 @@ int lfs_home_key(uint8_t out[LFS_KEY_BYTES], const struct lfs_home *h,
 {
 	if (!lfs_home_valid_name(name))
 		return -EINVAL;
-	char *dir = keys_dir(h);
-	char *path = dir ? join(dir, name, KEY_SUFFIX) : NULL;
-	free(dir);
+	char *path = lfs_home_key_path(h, name);
 	if (!path)
 		return -ENOMEM;
 	char buf[SMALL_FILE];

@@ -68,6 +68,33 @@ bool lfs_home_valid_name(const char *name);
  */
 char *lfs_home_ledger_dir(const struct lfs_home *h, const char *name);
 
+/* malloc'd path of HOME/keys/<name>.key (which may not exist); NULL as above.
+ */
+char *lfs_home_key_path(const struct lfs_home *h, const char *name);
+
+/*
+ * malloc'd path of HOME/state/<name>/<file>, this machine's replication and
+ * mount state for a ledger (file "" for the directory itself); NULL as
+ * above.
+ */
+char *lfs_home_state_path(const struct lfs_home *h, const char *name,
+			  const char *file);
+
+struct lfs_ledger;
+struct lfs_ledger_opts;
+
+/*
+ * Open ledger name of this home: its directory, its key and this home's
+ * writer id (which replaces opts->writer; opts NULL: the defaults of
+ * lfs_ledger_opts_init). Returns 0; a key error as lfs_home_key() says,
+ * with *out_key_error set (so a caller can tell "no key" from "no
+ * ledger"); or lfs_ledger_open()'s error (-ENOENT when the ledger is not
+ * here and create is not set).
+ */
+int lfs_home_open_ledger(struct lfs_ledger **out, const struct lfs_home *h,
+			 const char *name, const struct lfs_ledger_opts *opts,
+			 bool create, bool *out_key_error);
+
 /*
  * List ledger names: the directories under HOME/ledgers with valid names,
  * whether or not this machine has their key (malloc'd array of malloc'd
