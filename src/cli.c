@@ -22,12 +22,13 @@ static void vsay(const struct lfs_cli *c, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
-void lfs_cli_fail(const struct lfs_cli *c, const char *fmt, ...)
+int lfs_cli_fail(const struct lfs_cli *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsay(c, fmt, ap);
 	va_end(ap);
+	return LFS_EXIT_FAIL;
 }
 
 int lfs_cli_usage_error(const struct lfs_cli *c, const char *fmt, ...)
@@ -44,8 +45,7 @@ int lfs_cli_usage_error(const struct lfs_cli *c, const char *fmt, ...)
 
 int lfs_cli_oom(const struct lfs_cli *c)
 {
-	lfs_cli_fail(c, "out of memory");
-	return LFS_EXIT_FAIL;
+	return lfs_cli_fail(c, "out of memory");
 }
 
 int lfs_cli_finish_output(const struct lfs_cli *c, int rc)

@@ -34,8 +34,8 @@ struct lfs_cli {
 	bool have_home;
 };
 
-/* "ledgerfs CMD: <message>" on stderr. */
-void lfs_cli_fail(const struct lfs_cli *c, const char *fmt, ...)
+/* "ledgerfs CMD: <message>" on stderr; LFS_EXIT_FAIL. */
+int lfs_cli_fail(const struct lfs_cli *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* The message, the usage line and a pointer to --help; LFS_EXIT_USAGE. */

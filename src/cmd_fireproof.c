@@ -10,6 +10,7 @@
 #endif
 
 #include "cmd.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,11 +28,7 @@
 #include "errmsg.h"
 #include "fp_ledger.h"
 #include "optscan.h"
-
-#define EXIT_OK       0
-#define EXIT_FAIL     1
-#define EXIT_USAGE    2
-#define EXIT_NOTFOUND 3
+#include "timefmt.h"
 
 /* How long an incomplete meta/main.json is read again before failing. */
 #define META_WAIT_MS 3000
@@ -56,6 +53,7 @@ static const struct lfs_optname names[] = {
 
 struct fctx {
 	const char *cmd;
+	struct lfs_cli cli; /* messages */
 	const char *storage_arg, *keybag_arg, *at, *file;
 	bool json, has_n;
 	size_t n;
@@ -65,18 +63,6 @@ struct fctx {
 	struct lfs_fp_ledger *l;
 	struct lfs_fp_state *s;
 };
-
-static int __attribute__((format(printf, 2, 3)))
-fail(struct fctx *x, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "ledgerfs %s: ", x->cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_FAIL;
-}
 
 static void usage(FILE *f)
 {
@@ -113,31 +99,6 @@ static void usage(FILE *f)
 		"event not found.\n");
 }
 
-static int usage_error(struct fctx *x, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "ledgerfs %s: ", x->cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	usage(stderr);
-	return EXIT_USAGE;
-}
-
-static void iso_time(char out[64], int64_t ns)
-{
-	time_t tt = (time_t)(ns / 1000000000);
-	struct tm tm;
-	size_t n;
-	if (!gmtime_r(&tt, &tm) ||
-	    !(n = strftime(out, 64, "%Y-%m-%dT%H:%M:%S", &tm))) {
-		snprintf(out, 64, "@%" PRId64 "ns", ns);
-		return;
-	}
-	snprintf(out + n, 64 - n, ".%06dZ", (int)(ns % 1000000000 / 1000));
-}
-
 static json_t *json_cid(const struct lfs_cid *c)
 {
 	char s[LFS_CID_STRLEN + 1];
@@ -145,19 +106,10 @@ static json_t *json_cid(const struct lfs_cid *c)
 	return json_string(s);
 }
 
-static int finish(int rc)
-{
-	if (fflush(stdout) == EOF && !rc) {
-		fprintf(stderr, "ledgerfs: cannot write the output\n");
-		return EXIT_FAIL;
-	}
-	return rc;
-}
-
 static int print_json(json_t *j)
 {
 	if (!j)
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	struct lfs_buf b;
 	lfs_buf_init(&b, 0);
 	int rc = lfs_dagjson_dump(&b, j);
@@ -165,7 +117,7 @@ static int print_json(json_t *j)
 	if (!rc && b.len)
 		fwrite(b.data, 1, b.len, stdout);
 	lfs_buf_release(&b);
-	return rc ? EXIT_FAIL : EXIT_OK;
+	return rc ? LFS_EXIT_FAIL : LFS_EXIT_OK;
 }
 
 static int open_ledger(struct fctx *x, const char *name)
@@ -175,18 +127,21 @@ static int open_ledger(struct fctx *x, const char *name)
 	if (rc == -ENOENT && !x->l)
 		return fprintf(stderr,
 			       "ledgerfs %s: no Fireproof ledger '%s' in %s\n",
-			       x->cmd, name, x->storage),
-		       EXIT_NOTFOUND;
+			       x->cli.cmd, name, x->storage),
+		       LFS_EXIT_NOTFOUND;
 	if (rc == -EINVAL)
-		return usage_error(x, "'%s' is not a ledger name", name);
+		return lfs_cli_usage_error(&x->cli, "'%s' is not a ledger name",
+					   name);
 	if (rc) {
 		char msg[512] = "";
 		if (x->l)
 			lfs_fp_ledger_error(x->l, msg, sizeof(msg));
-		return fail(x, "%s", msg[0] ? msg : lfs_errmsg(rc));
+		return lfs_cli_fail(&x->cli, "%s",
+				    msg[0] ? msg : lfs_errmsg(rc));
 	}
 	x->s = lfs_fp_ledger_state(x->l);
-	return x->s ? EXIT_OK : fail(x, "ledger '%s' has no state", name);
+	return x->s ? LFS_EXIT_OK
+		    : lfs_cli_fail(&x->cli, "ledger '%s' has no state", name);
 }
 
 /* The documents now or after --at; *out_a holds their strings. */
@@ -197,24 +152,26 @@ static int docs_at(struct fctx *x, struct lfs_arena *a, struct lfs_fp_doc **out,
 	if (!x->at || !strcmp(x->at, "head")) {
 		*out = x->s->docs;
 		*n = x->s->ndocs;
-		return EXIT_OK;
+		return LFS_EXIT_OK;
 	}
 	struct lfs_cid ev;
 	if (lfs_cid_from_string(&ev, x->at))
-		return usage_error(x, "--at %s: not an event CID", x->at);
+		return lfs_cli_usage_error(&x->cli, "--at %s: not an event CID",
+					   x->at);
 	int rc = lfs_fp_ledger_docs_at(x->l, x->s, &ev, a, out, n);
 	if (rc == -ENOENT && !lfs_fp_state_event(x->s, &ev)) {
 		fprintf(stderr,
 			"ledgerfs %s: ledger '%s' has no event %s "
 			"('ledgerfs log --fireproof' lists them)\n",
-			x->cmd, lfs_fp_ledger_name(x->l), x->at);
-		return EXIT_NOTFOUND;
+			x->cli.cmd, lfs_fp_ledger_name(x->l), x->at);
+		return LFS_EXIT_NOTFOUND;
 	}
 	if (rc)
-		return fail(x, "cannot read ledger '%s' at %s: %s",
-			    lfs_fp_ledger_name(x->l), x->at, lfs_errmsg(rc));
+		return lfs_cli_fail(
+			&x->cli, "cannot read ledger '%s' at %s: %s",
+			lfs_fp_ledger_name(x->l), x->at, lfs_errmsg(rc));
 	*owned = true;
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 static int run_ls(struct fctx *x)
@@ -239,7 +196,7 @@ static int run_ls(struct fctx *x)
 		json_t *o = json_pack("{s:s%,s:o}", "id", d[i].id, d[i].id_len,
 				      "cid", json_cid(&d[i].value));
 		if (!o || json_array_append_new(arr, o))
-			rc = EXIT_FAIL;
+			rc = LFS_EXIT_FAIL;
 	}
 	if (x->json && !rc)
 		rc = print_json(arr);
@@ -256,8 +213,8 @@ static int print_file(struct fctx *x, const struct lfs_cid *doc, const char *id)
 	json_t *j;
 	int rc = lfs_fp_ledger_doc_json(x->l, doc, id, (void **)&j);
 	if (rc)
-		return fail(x, "cannot read document '%s': %s", id,
-			    lfs_errmsg(rc));
+		return lfs_cli_fail(&x->cli, "cannot read document '%s': %s",
+				    id, lfs_errmsg(rc));
 	json_t *f = json_object_get(json_object_get(j, "_files"), x->file);
 	const char *car = json_string_value(json_object_get(
 		json_array_get(json_object_get(f, "car"), 0), "/"));
@@ -267,14 +224,16 @@ static int print_file(struct fctx *x, const struct lfs_cid *doc, const char *id)
 	if (!f) {
 		json_decref(j);
 		fprintf(stderr, "ledgerfs %s: document '%s' has no file '%s'\n",
-			x->cmd, id, x->file);
-		return EXIT_NOTFOUND;
+			x->cli.cmd, id, x->file);
+		return LFS_EXIT_NOTFOUND;
 	}
 	if (!car || !cid || lfs_cid_from_string(&cc, car) ||
 	    lfs_cid_from_string(&fc, cid)) {
 		json_decref(j);
-		return fail(x, "file '%s' of document '%s' has no car and cid",
-			    x->file, id);
+		return lfs_cli_fail(
+			&x->cli,
+			"file '%s' of document '%s' has no car and cid",
+			x->file, id);
 	}
 	json_decref(j);
 	struct lfs_buf b;
@@ -284,13 +243,14 @@ static int print_file(struct fctx *x, const struct lfs_cid *doc, const char *id)
 		char msg[512] = "";
 		lfs_fp_ledger_error(x->l, msg, sizeof(msg));
 		lfs_buf_release(&b);
-		return fail(x, "cannot read file '%s' of document '%s': %s",
-			    x->file, id, rc == -ENOENT ? lfs_errmsg(rc) : msg);
+		return lfs_cli_fail(
+			&x->cli, "cannot read file '%s' of document '%s': %s",
+			x->file, id, rc == -ENOENT ? lfs_errmsg(rc) : msg);
 	}
 	if (b.len)
 		fwrite(b.data, 1, b.len, stdout);
 	lfs_buf_release(&b);
-	return EXIT_OK;
+	return LFS_EXIT_OK;
 }
 
 static int run_get(struct fctx *x)
@@ -315,9 +275,9 @@ static int run_get(struct fctx *x)
 	if (!f) {
 		fprintf(stderr,
 			"ledgerfs %s: ledger '%s' has no document '%s'%s%s\n",
-			x->cmd, lfs_fp_ledger_name(x->l), id,
+			x->cli.cmd, lfs_fp_ledger_name(x->l), id,
 			x->at ? " at " : "", x->at ? x->at : "");
-		rc = EXIT_NOTFOUND;
+		rc = LFS_EXIT_NOTFOUND;
 	} else if (x->file) {
 		rc = print_file(x, &f->value, id);
 	} else {
@@ -325,8 +285,8 @@ static int run_get(struct fctx *x)
 		lfs_buf_init(&b, 0);
 		int e = lfs_fp_ledger_render(x->l, &f->value, id, &b);
 		if (e)
-			rc = fail(
-				x,
+			rc = lfs_cli_fail(
+				&x->cli,
 				"cannot read document '%s' of ledger '%s': %s",
 				id, lfs_fp_ledger_name(x->l),
 				e == -ERANGE ? "it holds an integer beyond "
@@ -354,14 +314,14 @@ static bool is_del(const struct lfs_cid *c)
 static int run_log(struct fctx *x)
 {
 	json_t *arr = x->json ? json_array() : NULL;
-	int rc = EXIT_OK;
+	int rc = LFS_EXIT_OK;
 	for (size_t i = 0; i < x->s->nevents; i++) {
 		if (x->has_n && i >= x->n)
 			break;
 		const struct lfs_fp_evinfo *e = &x->s->events[i];
-		char s[LFS_CID_STRLEN + 1], when[64];
+		char s[LFS_CID_STRLEN + 1], when[LFS_TIME_ISO_MAX];
 		lfs_cid_to_string(s, &e->cid);
-		iso_time(when, e->t_ns);
+		lfs_time_iso(when, e->t_ns / 1000);
 		if (!x->json) {
 			printf("%s %s parents=%zu", s, when, e->ev.nparents);
 			for (size_t k = 0; k < e->ev.nops; k++)
@@ -390,7 +350,7 @@ static int run_log(struct fctx *x)
 			"t", (json_int_t)(e->t_ns / 1000), "time", when,
 			"parents", parents, "changes", changes);
 		if (!o || json_array_append_new(arr, o))
-			rc = EXIT_FAIL;
+			rc = LFS_EXIT_FAIL;
 	}
 	if (x->json && !rc)
 		rc = print_json(arr);
@@ -462,15 +422,15 @@ static int run_status(struct fctx *x)
 	} else {
 		int rc = lfs_fp_list(&v, &n, x->storage);
 		if (rc)
-			return fail(x, "cannot list %s: %s", x->storage,
-				    lfs_errmsg(rc));
+			return lfs_cli_fail(&x->cli, "cannot list %s: %s",
+					    x->storage, lfs_errmsg(rc));
 	}
 	json_t *arr = json_array();
-	int rc = EXIT_OK;
+	int rc = LFS_EXIT_OK;
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = status_of(x, v[i]);
 		if (json_string_value(json_object_get(o, "error")))
-			rc = EXIT_FAIL;
+			rc = LFS_EXIT_FAIL;
 		if (!x->json)
 			print_status_text(o);
 		json_array_append_new(arr, o);
@@ -496,7 +456,12 @@ static int run_status(struct fctx *x)
 
 int lfs_cmd_fireproof(const char *cmd, int argc, char **argv)
 {
-	struct fctx x = {.cmd = cmd};
+	struct fctx x = {
+		.cmd = cmd,
+		.cli = {.cmd = cmd,
+			.args = "--fireproof DIR [--keybag DIR] [OPTIONS] "
+				"LEDGER [ID]"},
+	};
 	struct lfs_optscan sc;
 	lfs_optscan_init(&sc, argc, argv);
 	const char *val;
@@ -505,18 +470,21 @@ int lfs_cmd_fireproof(const char *cmd, int argc, char **argv)
 				     &val)) != LFS_OPT_END) {
 		if (k == LFS_OPT_POS) {
 			if (x.npos == 3)
-				return usage_error(&x, "too many arguments");
+				return lfs_cli_usage_error(
+					&x.cli, "too many arguments");
 			x.pos[x.npos++] = (char *)val;
 			continue;
 		}
 		if (k == LFS_OPT_HELP) {
 			usage(stdout);
-			return finish(EXIT_OK);
+			return lfs_cli_finish_output(&x.cli, LFS_EXIT_OK);
 		}
 		if (k == LFS_OPT_UNKNOWN)
-			return usage_error(&x, "unknown option '%s'", sc.arg);
+			return lfs_cli_usage_error(
+				&x.cli, "unknown option '%s'", sc.arg);
 		if (k == LFS_OPT_NOVALUE)
-			return usage_error(&x, "%s needs a value", val);
+			return lfs_cli_usage_error(&x.cli, "%s needs a value",
+						   val);
 		switch (names[k].flag) {
 		case O_FIREPROOF:
 			x.storage_arg = val;
@@ -537,8 +505,8 @@ int lfs_cmd_fireproof(const char *cmd, int argc, char **argv)
 			char *end;
 			unsigned long long v = strtoull(val, &end, 10);
 			if (end == val || *end || val[0] == '-')
-				return usage_error(&x, "-n %s: not a number",
-						   val);
+				return lfs_cli_usage_error(
+					&x.cli, "-n %s: not a number", val);
 			x.has_n = true;
 			x.n = (size_t)v;
 			break;
@@ -549,24 +517,28 @@ int lfs_cmd_fireproof(const char *cmd, int argc, char **argv)
 	     cat = !strcmp(cmd, "cat"), log = !strcmp(cmd, "log"),
 	     status = !strcmp(cmd, "status");
 	if (!ls && !get && !cat && !log && !status)
-		return usage_error(&x,
-				   "Fireproof ledgers are read-only here: "
-				   "'%s' cannot change them (ls, get, cat, log "
-				   "and status read them)",
-				   cmd);
+		return lfs_cli_usage_error(
+			&x.cli,
+			"Fireproof ledgers are read-only here: "
+			"'%s' cannot change them (ls, get, cat, log "
+			"and status read them)",
+			cmd);
 	size_t want = ls || log ? 1 : status ? x.npos : 2;
 	if (x.npos != want || (status && x.npos > 1))
-		return usage_error(&x, x.npos < want ? "missing arguments"
-						     : "too many arguments");
+		return lfs_cli_usage_error(
+			&x.cli, x.npos < want ? "missing arguments"
+					      : "too many arguments");
 	if (cat && !x.at)
-		return usage_error(&x, "--at EVENT is required");
+		return lfs_cli_usage_error(&x.cli, "--at EVENT is required");
 	if ((x.at && (log || status)) || (x.file && !get) ||
 	    (x.json && (get || cat)) || (x.has_n && !log))
-		return usage_error(&x, "option not valid for '%s'", cmd);
+		return lfs_cli_usage_error(&x.cli, "option not valid for '%s'",
+					   cmd);
 	x.storage = lfs_fp_storage_dir(x.storage_arg);
 	x.keybag = lfs_fp_keybag_dir(x.keybag_arg);
 	if (!x.storage || !x.keybag) {
-		rc = fail(&x, "no --fireproof DIR given and no $HOME");
+		rc = lfs_cli_fail(&x.cli,
+				  "no --fireproof DIR given and no $HOME");
 	} else if (status) {
 		rc = run_status(&x);
 	} else if (!(rc = open_ledger(&x, x.pos[0]))) {
@@ -576,5 +548,5 @@ int lfs_cmd_fireproof(const char *cmd, int argc, char **argv)
 	lfs_fp_ledger_close(x.l);
 	free(x.storage);
 	free(x.keybag);
-	return finish(rc);
+	return lfs_cli_finish_output(&x.cli, rc);
 }

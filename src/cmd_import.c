@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <sodium.h>
 
+#include "cli.h"
 #include "cmd.h"
 #include "dagjson.h"
 #include "errmsg.h"
@@ -31,8 +31,6 @@
 #include "ledger.h"
 
 #define IMPORT_TXN 10000 /* documents per transaction */
-
-enum { EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTFOUND };
 
 struct input {
 	char *id;   /* malloc'd */
@@ -221,56 +219,14 @@ static void progress(struct imp *m, size_t done, size_t total)
 		fputc('\n', stderr);
 }
 
-static int open_named(struct lfs_home *h, const char *name,
-		      struct lfs_ledger **out, char **out_dir)
+/* Ledger name of this home, not durable per commit: one sync at the end. */
+static int open_named(struct lfs_cli *c, const char *name,
+		      struct lfs_ledger **out)
 {
-	int rc = lfs_home_open(h, NULL);
-	if (rc) {
-		fprintf(stderr, "ledgerfs: cannot open the home: %s\n",
-			lfs_errmsg(rc));
-		return EXIT_FAIL;
-	}
-	if (!lfs_home_valid_name(name)) {
-		fprintf(stderr, "ledgerfs: '%s' is not a valid ledger name\n",
-			name);
-		lfs_home_release(h);
-		return EXIT_USAGE;
-	}
-	char *dir = lfs_home_ledger_dir(h, name);
-	struct stat st;
-	if (!dir || stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr,
-			"ledgerfs: no ledger '%s' on this machine; create it "
-			"with 'ledgerfs init %s'\n",
-			name, name);
-		free(dir);
-		lfs_home_release(h);
-		return EXIT_NOTFOUND;
-	}
-	uint8_t key[LFS_KEY_BYTES];
-	if ((rc = lfs_home_key(key, h, name))) {
-		fprintf(stderr,
-			"ledgerfs: ledger '%s': cannot read its key: %s\n",
-			name, lfs_errmsg(rc));
-		free(dir);
-		lfs_home_release(h);
-		return EXIT_FAIL;
-	}
 	struct lfs_ledger_opts lo;
 	lfs_ledger_opts_init(&lo);
-	lo.writer = h->writer;
-	lo.durable = false; /* one lfs_ledger_sync at the end */
-	rc = lfs_ledger_open(out, dir, key, &lo, false);
-	sodium_memzero(key, sizeof(key));
-	if (rc) {
-		fprintf(stderr, "ledgerfs: cannot open ledger '%s': %s\n", name,
-			lfs_errmsg(rc));
-		free(dir);
-		lfs_home_release(h);
-		return EXIT_FAIL;
-	}
-	*out_dir = dir;
-	return EXIT_OK;
+	lo.durable = false;
+	return lfs_cli_open_ledger(c, name, &lo, out);
 }
 
 int lfs_cmd_import(int argc, char **argv)
@@ -287,12 +243,12 @@ int lfs_cmd_import(int argc, char **argv)
 		       "in transactions of %d\nand made durable once; prints "
 		       "the number imported.\n",
 		       IMPORT_TXN);
-		return EXIT_OK;
+		return LFS_EXIT_OK;
 	}
 	if (argc < 2 || argc > 3) {
 		fprintf(stderr,
 			"usage: ledgerfs import NAME [DIR|FILE.ndjson|-]\n");
-		return EXIT_USAGE;
+		return LFS_EXIT_USAGE;
 	}
 	struct imp m = {.name = argv[1], .src = argc == 3 ? argv[2] : "-"};
 	m.tty = isatty(STDERR_FILENO);
@@ -301,7 +257,7 @@ int lfs_cmd_import(int argc, char **argv)
 	if (strcmp(m.src, "-") && stat(m.src, &st)) {
 		fprintf(stderr, "ledgerfs import: %s: %s\n", m.src,
 			strerror(errno));
-		return EXIT_NOTFOUND;
+		return LFS_EXIT_NOTFOUND;
 	}
 	if (strcmp(m.src, "-") && S_ISDIR(st.st_mode)) {
 		rc = read_dir(&m);
@@ -316,12 +272,11 @@ int lfs_cmd_import(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "ledgerfs import: cannot read %s: %s\n", m.src,
 			strerror(-rc));
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	}
-	struct lfs_home h;
+	struct lfs_cli cli = {.cmd = "import"};
 	struct lfs_ledger *l = NULL;
-	char *dir = NULL;
-	int ret = open_named(&h, m.name, &l, &dir);
+	int ret = open_named(&cli, m.name, &l);
 	if (ret)
 		goto out;
 	/* Pass 1: check everything; commit nothing if anything is bad. */
@@ -332,7 +287,7 @@ int lfs_cmd_import(int argc, char **argv)
 			"ledgerfs import: %zu of %zu input%s not a document; "
 			"nothing was imported\n",
 			m.bad, m.n, m.n == 1 ? " is" : "s are");
-		ret = EXIT_FAIL;
+		ret = LFS_EXIT_FAIL;
 		goto out;
 	}
 	/* Pass 2: commit. */
@@ -356,7 +311,7 @@ int lfs_cmd_import(int argc, char **argv)
 				"%zu failed: %s (%zu before them are "
 				"imported; importing again is safe)\n",
 				done + 1, end, lfs_errmsg(rc), done);
-			ret = EXIT_FAIL;
+			ret = LFS_EXIT_FAIL;
 			break;
 		}
 		done = end;
@@ -365,16 +320,13 @@ int lfs_cmd_import(int argc, char **argv)
 	if (!ret && (rc = lfs_ledger_sync(l))) {
 		fprintf(stderr, "ledgerfs import: cannot make it durable: %s\n",
 			lfs_errmsg(rc));
-		ret = EXIT_FAIL;
+		ret = LFS_EXIT_FAIL;
 	}
 	if (!ret)
 		printf("%zu document%s imported\n", m.n, m.n == 1 ? "" : "s");
 out:
 	lfs_ledger_close(l);
-	if (dir) {
-		free(dir);
-		lfs_home_release(&h);
-	}
+	lfs_cli_release(&cli);
 	for (size_t i = 0; i < m.n; i++) {
 		free(m.v[i].id);
 		free(m.v[i].path);
@@ -447,23 +399,24 @@ int lfs_cmd_export(int argc, char **argv)
 		       "(pretty JSON with \"_id\", as a mount\nshows it; DIR "
 		       "is "
 		       "made if missing); prints the number written.\n");
-		return EXIT_OK;
+		return LFS_EXIT_OK;
 	}
 	if (argc != 3) {
 		fprintf(stderr, "usage: ledgerfs export NAME DIR\n");
-		return EXIT_USAGE;
+		return LFS_EXIT_USAGE;
 	}
 	if (mkdir(argv[2], 0755) && errno != EEXIST) {
 		fprintf(stderr, "ledgerfs export: %s: %s\n", argv[2],
 			strerror(errno));
-		return EXIT_FAIL;
+		return LFS_EXIT_FAIL;
 	}
-	struct lfs_home h;
+	struct lfs_cli cli = {.cmd = "export"};
 	struct lfs_ledger *l = NULL;
-	char *dir = NULL;
-	int ret = open_named(&h, argv[1], &l, &dir);
-	if (ret)
+	int ret = open_named(&cli, argv[1], &l);
+	if (ret) {
+		lfs_cli_release(&cli);
 		return ret;
+	}
 	struct exp x = {.l = l, .dir = argv[2]};
 	struct lfs_cid root;
 	lfs_ledger_root(l, &root);
@@ -474,7 +427,6 @@ int lfs_cmd_export(int argc, char **argv)
 	if (!rc)
 		printf("%zu document%s exported\n", x.n, x.n == 1 ? "" : "s");
 	lfs_ledger_close(l);
-	free(dir);
-	lfs_home_release(&h);
-	return rc || x.skipped ? EXIT_FAIL : EXIT_OK;
+	lfs_cli_release(&cli);
+	return rc || x.skipped ? LFS_EXIT_FAIL : LFS_EXIT_OK;
 }

@@ -34,17 +34,10 @@ static struct lfs_ledger *provide(void *ctx, const char *name)
 	for (struct opened *o = p->list; o; o = o->next)
 		if (!strcmp(o->name, name))
 			return o->l;
-	uint8_t key[LFS_KEY_BYTES];
-	char *dir = lfs_home_ledger_dir(p->home, name);
 	struct lfs_ledger *l = NULL;
-	if (dir && !lfs_home_key(key, p->home, name)) {
-		struct lfs_ledger_opts o;
-		lfs_ledger_opts_init(&o);
-		o.writer = p->home->writer;
-		if (lfs_ledger_open(&l, dir, key, &o, true))
-			l = NULL;
-	}
-	free(dir);
+	bool key_error;
+	if (lfs_home_open_ledger(&l, p->home, name, NULL, true, &key_error))
+		l = NULL;
 	struct opened *o = calloc(1, sizeof(*o));
 	if (o && (o->name = strdup(name))) {
 		o->l = l;

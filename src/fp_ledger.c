@@ -23,6 +23,7 @@
 #include "cidmap.h"
 #include "dagjson.h"
 #include "errmsg.h"
+#include "fileio.h"
 #include "fp_crypt.h"
 
 /* Bounds on hostile histories: shards visited, merge-walk steps. */
@@ -113,39 +114,9 @@ static int read_file(const char *path, size_t max, uint8_t **out,
 	if (out_t)
 		*out_t = (int64_t)st.st_mtim.tv_sec * 1000000000 +
 			 st.st_mtim.tv_nsec;
-	struct lfs_buf b;
-	lfs_buf_init(&b, max);
-	int rc = 0;
-	for (;;) {
-		if (b.len == max) {
-			char c;
-			if (read(fd, &c, 1) == 1)
-				rc = -EFBIG;
-			break;
-		}
-		size_t want = b.len < 65536 ? 65536 : b.len;
-		if (want > max - b.len)
-			want = max - b.len;
-		if ((rc = lfs_buf_reserve(&b, want)))
-			break;
-		ssize_t r = read(fd, b.data + b.len, b.cap - b.len);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			break;
-		}
-		if (!r)
-			break;
-		b.len += (size_t)r;
-	}
+	int rc = lfs_read_fd(fd, max, out, out_len);
 	close(fd);
-	if (rc) {
-		lfs_buf_release(&b);
-		return rc;
-	}
-	*out = lfs_buf_steal(&b, out_len);
-	return 0;
+	return rc;
 }
 
 static void cid_str(char out[LFS_CID_STRLEN + 1], const struct lfs_cid *c)

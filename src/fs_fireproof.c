@@ -30,6 +30,7 @@
 #include "fp_ledger.h"
 #include "fsname.h"
 #include "log.h"
+#include "timefmt.h"
 
 #define ERRORS_KEPT 100
 #define CHANGES_MAX ((size_t)4 << 20) /* the feed keeps its newest part */
@@ -120,30 +121,17 @@ static int64_t now_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void iso_time(char out[64], int64_t ns)
-{
-	time_t tt = (time_t)(ns / 1000000000);
-	struct tm tm;
-	size_t n;
-	if (!gmtime_r(&tt, &tm) ||
-	    !(n = strftime(out, 64, "%Y-%m-%dT%H:%M:%S", &tm))) {
-		snprintf(out, 64, "@%lld", (long long)ns);
-		return;
-	}
-	snprintf(out + n, 64 - n, ".%06dZ", (int)(ns % 1000000000 / 1000));
-}
-
 /* ---- ledgers ---- */
 
 static void __attribute__((format(printf, 2, 3)))
 fpl_error(struct fpl *lg, const char *fmt, ...)
 {
-	char msg[768], line[832], when[64];
+	char msg[768], line[832], when[LFS_TIME_ISO_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	iso_time(when, now_ms() * 1000000);
+	lfs_time_iso(when, now_ms() * 1000);
 	snprintf(line, sizeof(line), "%s %s", when, msg);
 	lfs_warn("%s", msg);
 	if (!lg)
@@ -202,8 +190,8 @@ static void record_changes(struct lfs_fpfs *fs, struct fpl *lg,
 			   const struct lfs_fp_state *a,
 			   const struct lfs_fp_state *b)
 {
-	char when[64], ev[LFS_CID_STRLEN + 1] = "-";
-	iso_time(when, now_ms() * 1000000);
+	char when[LFS_TIME_ISO_MAX], ev[LFS_CID_STRLEN + 1] = "-";
+	lfs_time_iso(when, now_ms() * 1000);
 	if (b->nheads)
 		lfs_cid_to_string(ev, &b->heads[0]);
 	struct lfs_buf out;
@@ -470,7 +458,7 @@ static char (*bytime_names(const struct lfs_fp_state *s))[96]
 	if (!names)
 		return NULL;
 	for (size_t i = 0; i < s->nevents; i++) {
-		iso_time(names[i], s->events[i].t_ns);
+		lfs_time_iso(names[i], s->events[i].t_ns / 1000);
 		bool dup = false;
 		for (size_t k = 0; k < s->nevents && !dup; k++)
 			dup = k != i && s->events[k].t_ns == s->events[i].t_ns;
@@ -537,8 +525,8 @@ static int ctl_content(struct lfs_fpfs *fs, struct fpl *lg, const char *what,
 			(json_int_t)nerr, "last_error", last, "state_error",
 			msg[0] ? msg : NULL);
 		if (j && inc) {
-			char when[64];
-			iso_time(when, inc * 1000000);
+			char when[LFS_TIME_ISO_MAX];
+			lfs_time_iso(when, inc * 1000);
 			json_object_set_new(j, "meta_incomplete_since",
 					    json_string(when));
 		}
