@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -235,4 +236,97 @@ int lfs_envelope_open_chunk(struct lfs_buf *out,
 		return rc;
 	out->len += m;
 	return 0;
+}
+
+/* ---- checking a stream ---- */
+
+void lfs_envelope_check_init(struct lfs_envelope_check *c,
+			     const uint8_t key[LFS_KEY_BYTES])
+{
+	memset(c, 0, sizeof(*c));
+	c->key = key;
+}
+
+/* Authenticate the pending chunk (have bytes), in place; then forget it. */
+static int check_chunk(struct lfs_envelope_check *c, bool last)
+{
+	uint8_t nonce[PREFIX_BYTES + 8];
+	make_nonce(nonce, c->header, (size_t)c->index, last);
+	unsigned long long mlen = 0;
+	if (c->index >= LAST_FLAG || c->have < LFS_ENVELOPE_TAG_BYTES ||
+	    crypto_aead_xchacha20poly1305_ietf_decrypt(
+		    c->chunk, &mlen, NULL, c->chunk, c->have, c->header,
+		    LFS_ENVELOPE_HEADER_BYTES, nonce, c->key) != 0)
+		return -EBADMSG;
+	sodium_memzero(c->chunk, (size_t)mlen);
+	c->plain += mlen;
+	c->index++;
+	c->have = 0;
+	return 0;
+}
+
+static int check_header(struct lfs_envelope_check *c)
+{
+	const uint8_t *h = c->header;
+	if (memcmp(h, magic, sizeof(magic)) != 0)
+		return -EBADMSG;
+	if (h[4] != LFS_ENVELOPE_VERSION)
+		return -EPROTONOSUPPORT;
+	if (!log2_ok(h[5]) || h[6] != 0 || h[7] != 0)
+		return -EBADMSG;
+	c->stride = ((size_t)1 << h[5]) + LFS_ENVELOPE_TAG_BYTES;
+	c->have = 0;
+	return (c->chunk = malloc(c->stride)) ? 0 : -ENOMEM;
+}
+
+int lfs_envelope_check_update(struct lfs_envelope_check *c, const uint8_t *data,
+			      size_t len)
+{
+	while (!c->err && len) {
+		if (!c->stride) {
+			size_t n = LFS_ENVELOPE_HEADER_BYTES - c->have;
+			n = n < len ? n : len;
+			memcpy(c->header + c->have, data, n);
+			c->have += n;
+			data += n;
+			len -= n;
+			if (c->have == LFS_ENVELOPE_HEADER_BYTES)
+				c->err = check_header(c);
+			continue;
+		}
+		/* A full chunk with more bytes after it is not the last. */
+		if (c->have == c->stride) {
+			c->err = check_chunk(c, false);
+			continue;
+		}
+		size_t n = c->stride - c->have;
+		n = n < len ? n : len;
+		memcpy(c->chunk + c->have, data, n);
+		c->have += n;
+		data += n;
+		len -= n;
+	}
+	return c->err;
+}
+
+int lfs_envelope_check_end(struct lfs_envelope_check *c)
+{
+	if (!c->err && !c->stride)
+		c->err = -EBADMSG; /* shorter than a header */
+	/* The last chunk: empty only when it is the only one. */
+	if (!c->err && (c->have < LFS_ENVELOPE_TAG_BYTES ||
+			(c->have == LFS_ENVELOPE_TAG_BYTES && c->index > 0)))
+		c->err = -EBADMSG;
+	if (!c->err)
+		c->err = check_chunk(c, true);
+	return c->err;
+}
+
+void lfs_envelope_check_release(struct lfs_envelope_check *c)
+{
+	if (c->chunk) {
+		sodium_memzero(c->chunk, c->stride);
+		free(c->chunk);
+	}
+	memset(c, 0, sizeof(*c));
 }

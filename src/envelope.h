@@ -146,4 +146,41 @@ int lfs_envelope_open_chunk(struct lfs_buf *out,
 			    const struct lfs_envelope_info *info, size_t index,
 			    const uint8_t *chunk, size_t chunk_len);
 
+/*
+ * Checking a sealed file as its bytes arrive, without holding it (a
+ * download that streams to a file): feed the bytes in order, in pieces of
+ * any size; every chunk is authenticated as soon as the bytes after it
+ * show whether it is the last, the last one by lfs_envelope_check_end().
+ * The first failure is sticky and returned by every later call, so a file
+ * sealed under another key, or junk, is refused after its first chunk.
+ * Memory: one chunk (at most 4 MiB + tag), allocated at the header. A
+ * check says nothing about the file's name; hash the bytes beside it.
+ *
+ *   struct lfs_envelope_check c;
+ *   lfs_envelope_check_init(&c, key);
+ *   rc = lfs_envelope_check_update(&c, piece, n);     ... for each piece
+ *   rc = lfs_envelope_check_end(&c);                  0: authentic, whole
+ *   lfs_envelope_check_release(&c);                   always
+ *
+ * Errors: -EBADMSG, -EPROTONOSUPPORT (a newer version), -ENOMEM. The key
+ * is borrowed: it must outlive the check.
+ */
+struct lfs_envelope_check {
+	const uint8_t *key;
+	uint8_t header[LFS_ENVELOPE_HEADER_BYTES];
+	size_t have;    /* header bytes, then bytes of the pending chunk */
+	size_t stride;  /* chunk plus tag; 0 until the header is in */
+	uint8_t *chunk; /* the pending chunk's bytes (stride) */
+	uint64_t index; /* the pending chunk's */
+	uint64_t plain; /* plaintext bytes authenticated so far */
+	int err;
+};
+
+void lfs_envelope_check_init(struct lfs_envelope_check *c,
+			     const uint8_t key[LFS_KEY_BYTES]);
+int lfs_envelope_check_update(struct lfs_envelope_check *c, const uint8_t *data,
+			      size_t len);
+int lfs_envelope_check_end(struct lfs_envelope_check *c);
+void lfs_envelope_check_release(struct lfs_envelope_check *c);
+
 #endif

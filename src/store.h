@@ -9,6 +9,7 @@
  *
  *   file:///abs/path           a directory (store_file.c)
  *   memory://NAME              a process-wide in-memory store, for tests
+ *                              (store_mem.c)
  *   s3://bucket/prefix         any S3 service, SigV4 through libcurl
  *                              (store_s3.c; see its header comment for the
  *                              endpoint, region and credentials)
@@ -31,6 +32,11 @@
  * objects O_NONBLOCK, reads only regular files, and checks the size
  * against the caller's cap before reading.
  *
+ * Memory. Drivers hold no whole object: get_to() streams it to the
+ * caller's sink in pieces (at most 64 KiB here, what libcurl hands over),
+ * so a caller that writes to a file, or checks as bytes arrive, keeps
+ * memory bounded whatever a store holds.
+ *
  * Cancelling. lfs_store_cancel_at() (any thread) makes every request that
  * runs past the given time end within about a second with -ECANCELED;
  * that is how a sync thread stops while a store hangs.
@@ -44,8 +50,8 @@
  *   -EAGAIN   a retryable failure: connection refused/reset, timeout, 5xx,
  *             throttling. The caller retries later; nothing is half-done.
  *   -EBADMSG  the store answered something that makes no sense
- *   -EFBIG    an object larger than the caller's buffer cap, refused before
- *             its bytes are read when the store tells the size first
+ *   -EFBIG    an object larger than the caller's cap, refused before its
+ *             bytes are read when the store tells the size first
  *   -ECANCELED cut short by lfs_store_cancel_at()
  *   -EINVAL   a bad URL or key
  *   -EIO      anything else, with the reason logged
@@ -74,11 +80,30 @@ struct lfs_store;
 /* Called for each key found by list(); non-zero stops the listing. */
 typedef int (*lfs_store_list_fn)(void *ctx, const char *key);
 
+/*
+ * Where get_to() delivers an object: size (may be NULL) is told the
+ * object's size first when the store knows it (already checked against
+ * the cap), then write gets the bytes in order, in pieces of any length.
+ * A non-zero return from either ends the transfer, and get_to() returns
+ * it. After any error the sink may hold part of the object: callers
+ * throw it away.
+ */
+struct lfs_store_sink {
+	int (*size)(void *ctx, uint64_t size);
+	int (*write)(void *ctx, const uint8_t *data, size_t len);
+	void *ctx;
+};
+
 struct lfs_store_ops {
 	int (*put)(struct lfs_store *s, const char *key, const uint8_t *data,
 		   size_t len, bool if_absent);
-	/* Append the object to out (respecting out's cap: -EFBIG). */
-	int (*get)(struct lfs_store *s, const char *key, struct lfs_buf *out);
+	/*
+	 * Stream the object to sink. An object over max bytes is -EFBIG:
+	 * before any byte is read when the store tells the size first,
+	 * else as soon as more than max bytes arrive.
+	 */
+	int (*get_to)(struct lfs_store *s, const char *key, uint64_t max,
+		      const struct lfs_store_sink *sink);
 	/* Every key that starts with prefix, in no particular order. */
 	int (*list)(struct lfs_store *s, const char *prefix,
 		    lfs_store_list_fn fn, void *ctx);
@@ -124,11 +149,31 @@ static inline int lfs_store_put(struct lfs_store *s, const char *key,
 	return s->ops->put(s, key, data, len, if_absent);
 }
 
-static inline int lfs_store_get(struct lfs_store *s, const char *key,
-				struct lfs_buf *out)
+/* Stream an object to a sink (see struct lfs_store_sink, get_to). */
+static inline int lfs_store_get_to(struct lfs_store *s, const char *key,
+				   uint64_t max,
+				   const struct lfs_store_sink *sink)
 {
-	return s->ops->get(s, key, out);
+	return s->ops->get_to(s, key, max, sink);
 }
+
+/*
+ * Append the object to out, within out's cap (-EFBIG, refused before its
+ * bytes are read when the store tells the size first). On failure out is
+ * as on entry. For small objects; stream large ones (lfs_store_get_fd).
+ */
+int lfs_store_get(struct lfs_store *s, const char *key, struct lfs_buf *out);
+
+/*
+ * Write the object to fd from its current offset, at most max bytes
+ * (-EFBIG), and say how many in *out_len (may be NULL). Memory stays
+ * bounded whatever the object's size. On failure fd holds part of it.
+ */
+int lfs_store_get_fd(struct lfs_store *s, const char *key, int fd, uint64_t max,
+		     uint64_t *out_len);
+
+/* A sink appending to b, within its cap: for drivers that read into one. */
+void lfs_store_sink_buf(struct lfs_store_sink *out, struct lfs_buf *b);
 
 static inline int lfs_store_list(struct lfs_store *s, const char *prefix,
 				 lfs_store_list_fn fn, void *ctx)

@@ -81,7 +81,9 @@ struct http_req {
 	size_t body_len;
 	size_t body_off;
 	struct curl_slist *headers;
-	struct lfs_buf *out; /* 2xx body goes here; NULL: discarded */
+	/* 2xx body goes here, up to max bytes; NULL: discarded */
+	const struct lfs_store_sink *sink;
+	uint64_t max, got;
 	size_t discarded;
 	bool checked_length;
 	int sink_err;  /* why the write callback stopped the transfer */
@@ -134,7 +136,7 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *ctx)
 	size_t n = size * nmemb;
 	long status = 0;
 	curl_easy_getinfo(q->h->curl, CURLINFO_RESPONSE_CODE, &status);
-	if (!q->out || status < 200 || status > 299) {
+	if (!q->sink || status < 200 || status > 299) {
 		/* Bound what a server may make us read and throw away. */
 		q->discarded += n;
 		if (q->discarded > HTTP_MAX_DISCARD) {
@@ -149,17 +151,21 @@ static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *ctx)
 		q->checked_length = true;
 		curl_easy_getinfo(q->h->curl,
 				  CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-		if (cl > 0) {
-			int rc = (uint64_t)cl > SIZE_MAX
-					 ? -EFBIG
-					 : lfs_buf_reserve(q->out, (size_t)cl);
+		if (cl >= 0) {
+			int rc = (uint64_t)cl > q->max ? -EFBIG
+				 : q->sink->size ? q->sink->size(q->sink->ctx,
+								 (uint64_t)cl)
+						 : 0;
 			if (rc) {
 				q->sink_err = rc;
 				return 0;
 			}
 		}
 	}
-	int rc = lfs_buf_append(q->out, data, n);
+	q->got += n;
+	int rc = q->got > q->max ? -EFBIG
+				 : q->sink->write(q->sink->ctx,
+						  (const uint8_t *)data, n);
 	if (rc) {
 		q->sink_err = rc;
 		return 0;
@@ -512,18 +518,17 @@ static int http_put(struct lfs_store *s, const char *key, const uint8_t *data,
 	return rc;
 }
 
-static int http_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
+static int http_get_to(struct lfs_store *s, const char *key, uint64_t max,
+		       const struct lfs_store_sink *sink)
 {
 	struct http_store *h = (struct http_store *)s;
 	if (!http_key_ok(key))
 		return -EINVAL;
-	if (out->err)
-		return out->err;
 	char *url = http_url(h, key);
 	if (!url)
 		return -ENOMEM;
-	size_t start = out->len;
-	struct http_req q = {.h = h, .method = "GET", .url = url, .out = out};
+	struct http_req q = {
+		.h = h, .method = "GET", .url = url, .sink = sink, .max = max};
 	int rc = http_perform(&q);
 	if (!rc) {
 		if (q.status == 200)
@@ -539,8 +544,6 @@ static int http_get(struct lfs_store *s, const char *key, struct lfs_buf *out)
 			rc = http_status_err(&q);
 		}
 	}
-	if (rc)
-		out->len = start;
 	free(url);
 	return rc;
 }
@@ -869,12 +872,15 @@ static int http_propfind(struct http_store *h, const char *dir,
 		return -ENOMEM;
 	struct lfs_buf xml;
 	lfs_buf_init(&xml, HTTP_MAX_LISTING);
+	struct lfs_store_sink sink;
+	lfs_store_sink_buf(&sink, &xml);
 	struct http_req q = {.h = h,
 			     .method = "PROPFIND",
 			     .url = url,
 			     .body = (const uint8_t *)propfind_body,
 			     .body_len = sizeof(propfind_body) - 1,
-			     .out = &xml};
+			     .sink = &sink,
+			     .max = HTTP_MAX_LISTING};
 	q.headers = curl_slist_append(NULL, "Depth: 1");
 	if (q.headers)
 		q.headers = curl_slist_append(q.headers,
@@ -995,7 +1001,7 @@ static void http_free(struct lfs_store *s)
 
 static const struct lfs_store_ops http_ops = {
 	.put = http_put,
-	.get = http_get,
+	.get_to = http_get_to,
 	.list = http_list,
 	.del = http_del,
 	.free = http_free,

@@ -98,7 +98,9 @@ struct s3_req {
 	const uint8_t *body; /* PUT */
 	size_t body_len;
 	bool if_none_match;
-	struct lfs_buf *out; /* 2xx body goes here; NULL: discard */
+	/* 2xx body goes here, up to max bytes; NULL: discard */
+	const struct lfs_store_sink *sink;
+	uint64_t max, got;
 	size_t discarded;
 	struct lfs_buf err; /* non-2xx body */
 	long status;
@@ -296,7 +298,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ctx)
 		}
 		return lfs_buf_append(&r->err, data, n) ? 0 : size * nmemb;
 	}
-	if (!r->out) {
+	if (!r->sink) {
 		r->discarded += n;
 		if (r->discarded > DISCARD_MAX) {
 			r->cb_err = -EBADMSG;
@@ -304,7 +306,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ctx)
 		}
 		return n;
 	}
-	int rc = lfs_buf_append(r->out, data, n);
+	r->got += n;
+	int rc = r->got > r->max ? -EFBIG
+				 : r->sink->write(r->sink->ctx,
+						  (const uint8_t *)data, n);
 	if (rc) {
 		r->cb_err = rc;
 		return 0;
@@ -326,7 +331,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ctx)
 		     d++)
 			r->status = r->status * 10 + (*sp - '0');
 		r->decided = false;
-	} else if (r->out && r->status >= 200 && r->status <= 299 && n > 15 &&
+	} else if (r->sink && r->status >= 200 && r->status <= 299 && n > 15 &&
 		   !strncasecmp(data, "content-length:", 15)) {
 		char tmp[32];
 		size_t l = n - 15 < sizeof(tmp) - 1 ? n - 15 : sizeof(tmp) - 1;
@@ -334,10 +339,11 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ctx)
 		tmp[l] = '\0';
 		char *e;
 		unsigned long long v = strtoull(tmp, &e, 10);
-		if (e != tmp && v > SIZE_MAX)
-			v = SIZE_MAX;
-		/* Fail early on an object over the cap; else room for it. */
-		int rc = e == tmp ? 0 : lfs_buf_reserve(r->out, (size_t)v);
+		/* Fail early on an object over the cap; else tell its size. */
+		int rc = e == tmp        ? 0
+			 : v > r->max    ? -EFBIG
+			 : r->sink->size ? r->sink->size(r->sink->ctx, v)
+					 : 0;
 		if (rc) {
 			r->cb_err = rc;
 			return 0;
@@ -461,6 +467,7 @@ static CURLcode perform_once(struct s3_store *s, struct s3_req *r,
 	r->store = &s->base;
 	r->start = lfs_store_now_us();
 	r->discarded = 0;
+	r->got = 0;
 	lfs_buf_reset(&r->err);
 	s->errbuf[0] = '\0';
 	curl_easy_setopt(c, CURLOPT_URL, url);
@@ -538,7 +545,6 @@ static int perform(struct s3_store *s, struct s3_req *r)
 		free(u);
 		return rc;
 	}
-	size_t start = r->out ? r->out->len : 0;
 	CURLcode cc;
 	for (int attempt = 0;; attempt++) {
 		cc = perform_once(s, r, u, hdrs);
@@ -548,10 +554,9 @@ static int perform(struct s3_store *s, struct s3_req *r)
 			!fresh && !r->status &&
 			(cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR ||
 			 cc == CURLE_GOT_NOTHING);
+		/* No status: no byte of a body reached the sink. */
 		if (attempt || !dead_reuse)
 			break;
-		if (r->out)
-			r->out->len = start;
 		lfs_debug("%s: %s %s: reused connection failed (%s); retrying "
 			  "once",
 			  s->base.url, r->method, r->what,
@@ -702,29 +707,26 @@ static int s3_put(struct lfs_store *st, const char *key, const uint8_t *data,
 	return rc;
 }
 
-static int s3_get(struct lfs_store *st, const char *key, struct lfs_buf *out)
+static int s3_get_to(struct lfs_store *st, const char *key, uint64_t max,
+		     const struct lfs_store_sink *sink)
 {
 	struct s3_store *s = (struct s3_store *)st;
 	if (!lfs_store_valid_key(key))
 		return -EINVAL;
-	if (out->err)
-		return out->err;
 	char *path = object_path(s, key);
 	if (!path)
 		return -ENOMEM;
-	size_t start = out->len;
 	struct s3_req r;
 	req_init(&r, "GET", key);
 	r.path = path;
-	r.out = out;
+	r.sink = sink;
+	r.max = max;
 	int rc = perform(s, &r);
 	if (!rc && (r.status < 200 || r.status > 299)) {
 		rc = map_status(s, &r);
 		if (rc == -EEXIST)
 			rc = -EIO;
 	}
-	if (rc)
-		out->len = start;
 	lfs_buf_release(&r.err);
 	free(path);
 	return rc;
@@ -862,11 +864,14 @@ static int s3_list(struct lfs_store *st, const char *prefix,
 		}
 		struct lfs_buf page;
 		lfs_buf_init(&page, LIST_MAX);
+		struct lfs_store_sink sink;
+		lfs_store_sink_buf(&sink, &page);
 		struct s3_req r;
 		req_init(&r, "GET", prefix[0] ? prefix : "(all)");
 		r.path = "";
 		r.query = q;
-		r.out = &page;
+		r.sink = &sink;
+		r.max = LIST_MAX;
 		rc = perform(s, &r);
 		if (rc == -EFBIG) {
 			lfs_error("%s: list %s: a page over %zu bytes",
@@ -929,7 +934,7 @@ static void s3_free(struct lfs_store *st)
 
 static const struct lfs_store_ops s3_ops = {
 	.put = s3_put,
-	.get = s3_get,
+	.get_to = s3_get_to,
 	.list = s3_list,
 	.del = s3_del,
 	.free = s3_free,

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "blockstore.h"
 #include "cidmap.h"
 #include "clock.h"
@@ -42,6 +44,9 @@
 #define PREFETCH_DEPTH   16
 #define PROGRESS_EVERY   1000 /* log a line every so many CAR files */
 
+/* A CAR file larger than this is fetched to a file, not to memory. */
+#define CAR_IN_MEMORY ((size_t)4 << 20)
+
 /* What this process knows about a CAR file of a ledger (cars' values). */
 enum {
 	CAR_APPLIED = 1,   /* ingested here, or written here */
@@ -64,6 +69,9 @@ struct sync_ledger {
 	struct lfs_cidmap bad_records;  /* records listed that are not */
 	size_t nwaiting, nbad;
 	int pushed_fd; /* the pushed file, open for appending, or -1 */
+	uint8_t key[LFS_KEY_BYTES]; /* to check fetched CARs; wiped at free */
+	bool have_key;
+	char *fetch_dir; /* HOME/state/<ledger>/: fetched CARs spill here */
 	bool loaded, marker_done, waiting_dirty, state_dir;
 	char why[300]; /* why a remote head could not be applied */
 	/* Status, under s->lock. */
@@ -484,6 +492,159 @@ static void reject(struct lfs_sync *s, struct sync_ledger *sl,
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* ---- fetching a CAR file ---- */
+
+/*
+ * A CAR file's bytes go to memory, or once they pass CAR_IN_MEMORY to an
+ * unnamed temporary file in HOME/state/<ledger>/, while their hash is
+ * taken and every envelope chunk is authenticated as it arrives. So a file
+ * that is not sealed under the ledger's key (junk of any size) is refused
+ * after its first chunk, one not named by its hash at its end, and a large
+ * file is read into memory only once it is proven authentic and whole.
+ */
+struct car_fetch {
+	struct lfs_envelope_check check;
+	crypto_hash_sha256_state hash;
+	struct lfs_buf mem;
+	int fd; /* the temporary file once spilled, else -1 */
+	const char *dir;
+	uint64_t len;
+	bool bad; /* proven bad: the checks failed */
+};
+
+/* An unnamed file in dir, gone when closed (O_TMPFILE, else unlinked). */
+static int open_unnamed(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 ||
+	    (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd < 0 ? -errno : fd;
+	size_t n = strlen(dir) + 16;
+	char *p = malloc(n);
+	if (!p)
+		return -ENOMEM;
+	snprintf(p, n, "%s/fetch.XXXXXX", dir);
+	fd = mkostemp(p, O_CLOEXEC);
+	int rc = fd < 0 ? -errno : fd;
+	if (fd >= 0)
+		unlink(p);
+	free(p);
+	return rc;
+}
+
+static int fetch_spill(struct car_fetch *f)
+{
+	int fd = open_unnamed(f->dir);
+	if (fd < 0)
+		return fd;
+	int rc = lfs_write_all(fd, f->mem.data, f->mem.len);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	f->fd = fd;
+	lfs_buf_release(&f->mem);
+	return 0;
+}
+
+static int fetch_size(void *ctx, uint64_t size)
+{
+	struct car_fetch *f = ctx;
+	if (size > CAR_IN_MEMORY)
+		return f->fd < 0 ? fetch_spill(f) : 0;
+	return lfs_buf_reserve(&f->mem, (size_t)size);
+}
+
+static int fetch_write(void *ctx, const uint8_t *data, size_t len)
+{
+	struct car_fetch *f = ctx;
+	f->len += len;
+	crypto_hash_sha256_update(&f->hash, data, len);
+	int rc = lfs_envelope_check_update(&f->check, data, len);
+	if (rc) {
+		f->bad = rc == -EBADMSG;
+		return rc;
+	}
+	if (f->fd < 0 && f->mem.len + len > CAR_IN_MEMORY &&
+	    (rc = fetch_spill(f)))
+		return rc;
+	return f->fd >= 0 ? lfs_write_all(f->fd, data, len)
+			  : lfs_buf_append(&f->mem, data, len);
+}
+
+/* Read the first len bytes of fd into a new buffer (*out). */
+static int read_back(uint8_t **out, int fd, uint64_t len)
+{
+	uint8_t *p = malloc(len ? (size_t)len : 1);
+	if (!p)
+		return -ENOMEM;
+	for (uint64_t off = 0; off < len;) {
+		ssize_t r = pread(fd, p + off, (size_t)(len - off), (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(p);
+			return r < 0 ? -errno : -EIO;
+		}
+		off += (uint64_t)r;
+	}
+	*out = p;
+	return 0;
+}
+
+/*
+ * Fetch CAR car of ledger sl from st into *out (malloc'd, *out_len bytes):
+ * 0 only when it is named by its bytes and authentic under the ledger's
+ * key. *bad is set when it was proven otherwise (-EBADMSG, -EFBIG: reject
+ * it); any other error is the store's or this machine's (retry).
+ */
+static int fetch_car(uint8_t **out, size_t *out_len, bool *bad,
+		     struct lfs_store *st, struct sync_ledger *sl,
+		     const struct lfs_cid *car)
+{
+	*bad = false;
+	char key[400];
+	key_for(key, sizeof(key), sl, "car", car);
+	if (!sl->have_key || !sl->fetch_dir)
+		return -ENOKEY; /* pull() sets them up */
+	struct car_fetch f = {.fd = -1, .dir = sl->fetch_dir};
+	lfs_envelope_check_init(&f.check, sl->key);
+	crypto_hash_sha256_init(&f.hash);
+	lfs_buf_init(&f.mem, CAR_IN_MEMORY);
+	struct lfs_store_sink sink = {
+		.size = fetch_size, .write = fetch_write, .ctx = &f};
+	int rc = lfs_store_get_to(st, key, LFS_CAR_MAX_FILE, &sink);
+	if (rc == -EFBIG)
+		f.bad = true;
+	if (!rc && (rc = lfs_envelope_check_end(&f.check)))
+		f.bad = rc == -EBADMSG;
+	if (!rc) {
+		uint8_t d[LFS_DIGEST_LEN];
+		crypto_hash_sha256_final(&f.hash, d);
+		if (car->codec != LFS_CODEC_RAW ||
+		    sodium_memcmp(d, car->digest, sizeof(d))) {
+			rc = -EBADMSG;
+			f.bad = true;
+		}
+	}
+	if (!rc && f.fd >= 0) {
+		rc = read_back(out, f.fd, f.len);
+	} else if (!rc) {
+		size_t n;
+		*out = lfs_buf_steal(&f.mem, &n);
+		if (!*out && !(*out = malloc(1)))
+			rc = -ENOMEM;
+	}
+	if (!rc)
+		*out_len = (size_t)f.len;
+	*bad = f.bad;
+	if (f.fd >= 0)
+		close(f.fd);
+	lfs_buf_release(&f.mem);
+	lfs_envelope_check_release(&f.check);
+	return rc;
+}
+
 /* ---- catching up ---- */
 
 struct prefetch {
@@ -515,22 +676,23 @@ static void *prefetch_worker(void *arg)
 	pthread_mutex_unlock(&s->lock);
 	if (stopping && st)
 		lfs_store_cancel_at(st, lfs_store_now_us());
-	struct lfs_buf b;
-	lfs_buf_init(&b, LFS_CAR_MAX_FILE);
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		size_t i = p->next++;
 		pthread_mutex_unlock(&p->lock);
 		if (i >= p->n)
 			break;
-		char key[400];
-		key_for(key, sizeof(key), p->sl, "car", &p->v[i]);
-		lfs_buf_reset(&b);
-		int r = orc ? orc : lfs_store_get(st, key, &b);
+		uint8_t *bytes = NULL;
+		size_t len = 0;
+		bool bad = false;
+		int r = orc ? orc
+			    : fetch_car(&bytes, &len, &bad, st, p->sl,
+					&p->v[i]);
 		if (!r)
 			r = lfs_blockstore_import(NULL, NULL, p->bs, &p->v[i],
-						  b.data, b.len);
-		p->res[i] = r;
+						  bytes, len);
+		free(bytes);
+		p->res[i] = bad ? -EBADMSG : r;
 		pthread_mutex_lock(&p->lock);
 		size_t done = ++p->done;
 		pthread_mutex_unlock(&p->lock);
@@ -542,7 +704,6 @@ static void *prefetch_worker(void *arg)
 				 "files",
 				 p->sl->name, done, p->n);
 	}
-	lfs_buf_release(&b);
 	pthread_mutex_lock(&s->lock);
 	if (slot < PREFETCH_THREADS)
 		s->fetchers[slot] = NULL;
@@ -771,8 +932,6 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 		}
 		struct lfs_arena_mark m = lfs_arena_mark(&a);
 		struct lfs_car_root root;
-		struct lfs_buf b;
-		lfs_buf_init(&b, LFS_CAR_MAX_FILE);
 		uint8_t *bytes = NULL;
 		size_t len = 0;
 		bool have_root = false;
@@ -794,9 +953,25 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 				goto next;
 			have_root = true;
 		} else {
-			char key[400];
-			key_for(key, sizeof(key), sl, "car", &top);
-			r = lfs_store_get(s->store, key, &b);
+			bool bad = false;
+			r = fetch_car(&bytes, &len, &bad, s->store, sl, &top);
+			if (bad) {
+				reject(s, sl, &top, r);
+				out = ch.stack.n == 1 ? HEAD_REJECTED
+						      : HEAD_BLOCKED;
+				r = 1;
+				goto next;
+			}
+			if (r == -EPROTONOSUPPORT) {
+				log_car(sl, &top,
+					"CAR %s: %s (a newer ledgerfs may "
+					"read it); will try again",
+					cs, lfs_errmsg(r));
+				defer(s, sl, &top);
+				out = HEAD_DEFERRED;
+				r = 1;
+				goto next;
+			}
 			if (r == -ENOENT || r == -EBADMSG) {
 				log_car(sl, &top,
 					"CAR %s is %s on the store; will try "
@@ -809,17 +984,8 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 				r = 1;
 				goto next;
 			}
-			if (r == -EFBIG) {
-				reject(s, sl, &top, r);
-				out = ch.stack.n == 1 ? HEAD_REJECTED
-						      : HEAD_BLOCKED;
-				r = 1;
-				goto next;
-			}
 			if (r)
 				goto next;
-			bytes = b.data;
-			len = b.len;
 			note_pushed(s, sl, &top); /* the remote has it */
 			if (!(car_flags(sl, &top) & CAR_WAITING)) {
 				note_waiting(s, sl, &top);
@@ -925,9 +1091,7 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 			r = 1;
 		}
 	next:
-		if (bytes != b.data)
-			free(bytes);
-		lfs_buf_release(&b);
+		free(bytes);
 		lfs_arena_rewind(&a, m);
 		if (r > 0)
 			break;
@@ -939,13 +1103,27 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 	return rc ? rc : out;
 }
 
+/* What fetch_car() needs: the ledger's key, the directory to spill to. */
+static int fetch_setup(struct lfs_sync *s, struct sync_ledger *sl)
+{
+	if (!sl->fetch_dir && !(sl->fetch_dir = state_path(s, sl, "")))
+		return -ENOMEM;
+	if (sl->have_key)
+		return 0;
+	int rc = lfs_home_key(sl->key, s->home, sl->name);
+	sl->have_key = !rc;
+	return rc;
+}
+
 static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 		struct lfs_ledger *l, size_t *out_unapplied)
 {
 	char prefix[300];
 	snprintf(prefix, sizeof(prefix), "%s/head/", sl->enc);
 	struct keys k = {0};
-	int rc = lfs_store_list(s->store, prefix, collect_cid, &k);
+	int rc = fetch_setup(s, sl);
+	if (!rc)
+		rc = lfs_store_list(s->store, prefix, collect_cid, &k);
 	if (rc) {
 		free(k.v);
 		return rc;
@@ -1488,6 +1666,8 @@ void lfs_sync_free(struct lfs_sync *s)
 		lfs_cidmap_release(&sl->bad_records);
 		if (sl->pushed_fd >= 0)
 			close(sl->pushed_fd);
+		sodium_memzero(sl->key, sizeof(sl->key));
+		free(sl->fetch_dir);
 		free(sl->name);
 		free(sl->enc);
 		free(sl);

@@ -27,7 +27,11 @@
  * What is rejected, what is retried. Only a CAR proven bad is rejected:
  * its bytes do not match its name, it fails authentication or a block or
  * event check (ingest's -EBADMSG), or it is larger than LFS_CAR_MAX_FILE
- * (refused before its bytes are read). A rejected CAR is logged once,
+ * (refused before its bytes are read). A CAR is fetched as a stream: its
+ * hash is taken and its envelope chunks are authenticated as they arrive
+ * (past 4 MiB it goes to an unnamed file in HOME/state/<ledger>/, not to
+ * memory), so junk of any size is refused after its first chunk and only
+ * an authentic CAR is ever read whole. A rejected CAR is logged once,
  * never applied, and not fetched again until the process restarts; a
  * head that needs it stays unapplied. Everything else is retried, forever:
  *   - the store failing (-EAGAIN: down, reset, too slow; -EACCES ...):

@@ -8,7 +8,9 @@
 #  - junk head records (64 KiB, a FIFO, a symlink to /dev/zero) are
 #    skipped and logged once, and sync goes on, pull and push;
 #  - a CAR over the size limit (a sparse 1.5 GiB file) is rejected before
-#    it is read: the CLI's and the daemon's peak RSS stay under 100 MB;
+#    it is read, junk under it (900 MiB) and a CAR sealed under another key
+#    after their first chunk: the CLI's and the daemon's peak RSS stay
+#    under 100 MB, and the round goes on;
 #  - a FIFO where a CAR should be never blocks a round; a symlinked
 #    directory in the store leads no read, write or listing outside it.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
@@ -146,6 +148,39 @@ note "ledgerfs sync peak RSS beside a 1.5 GiB CAR: $kb kB"
 jq -e --arg c "$huge" '.t.state == "synced" and .t.rejected_files == 1 and
 	(.t.last_rejected | contains($c))' "$TMP/stdout" >/dev/null ||
 	fail "status after a huge CAR: $(cat "$TMP/stdout")"
+
+note "junk CARs under the size limit are refused at their first chunk"
+# 900 MiB of zeros (sparse) under a made-up name, and a real CAR of
+# another ledger (a good envelope under another key) under its own name:
+# neither is read whole, both are rejected, and a new d7 arrives beside
+# them.
+junk=$(fake_cid junk-car)
+truncate -s 900M "$store/t/car/$junk"
+printf '{"car":{"/":"%s"},"parents":[]}' "$junk" >"$store/t/head/$junk"
+"$L" init u >/dev/null || fail "init u"
+echo '{"u": 1}' | "$L" put u d1 >/dev/null || fail "put u/d1"
+run env LEDGERFS_HOME="$A" timeout 120 "$L" sync --remote "$url" u
+[ "$STATUS" -eq 0 ] || fail "push of ledger u: $(cat "$TMP/stderr")"
+other=$(ls "$store/u/car" | head -n 1)
+cp "$store/u/car/$other" "$store/t/car/$other"
+printf '{"car":{"/":"%s"},"parents":[]}' "$other" >"$store/t/head/$other"
+echo '{"n": 7, "v": 2}' | "$L" put t d7 >/dev/null || fail "put d7"
+sync_home "$A"
+[ "$STATUS" -eq 0 ] || fail "push of d7 beside junk CARs: $(cat "$TMP/stderr")"
+rss_run "$base/rss" env LEDGERFS_HOME="$B" timeout 120 "$L" sync \
+	--remote "$url" --json t
+[ "$STATUS" -eq 0 ] || fail "sync beside junk CARs exited $STATUS: $(cat "$TMP/stderr")"
+kb=$(cat "$base/rss")
+note "ledgerfs sync peak RSS beside a 900 MiB junk CAR: $kb kB"
+[ "$kb" -lt 102400 ] || fail "ledgerfs sync used $kb kB beside a 900 MiB junk CAR"
+for c in "$junk" "$other"; do
+	grep -q "rejected CAR $c from the store: .*not authentic" "$TMP/stderr" ||
+		fail "junk CAR $c not rejected clearly: $(cat "$TMP/stderr")"
+done
+jq -e '.t.state == "synced" and .t.rejected_files == 3' "$TMP/stdout" \
+	>/dev/null || fail "status beside junk CARs: $(cat "$TMP/stdout")"
+expect 0 env LEDGERFS_HOME="$B" "$L" get t d7
+expect_stdout '"v": 2'
 
 note "a FIFO where a CAR should be does not block a round"
 fcar=$(fake_cid fifo-car)

@@ -808,6 +808,79 @@ START_TEST(test_cap)
 }
 END_TEST
 
+/* Feed s[0..len) to a stream check in pieces of random sizes. */
+static int stream_check(const uint8_t *k, const uint8_t *s, size_t len,
+			uint64_t *out_plain)
+{
+	struct lfs_envelope_check c;
+	lfs_envelope_check_init(&c, k);
+	int rc = 0;
+	for (size_t off = 0; !rc && off < len;) {
+		size_t n = 1 + randombytes_uniform(3000);
+		if (n > len - off)
+			n = len - off;
+		rc = lfs_envelope_check_update(&c, s + off, n);
+		off += n;
+	}
+	if (!rc)
+		rc = lfs_envelope_check_end(&c);
+	if (out_plain)
+		*out_plain = c.plain;
+	/* Sticky: later calls say the same. */
+	if (rc)
+		ck_assert_int_eq(lfs_envelope_check_end(&c), rc);
+	lfs_envelope_check_release(&c);
+	return rc;
+}
+
+START_TEST(test_stream_check)
+{
+	size_t lens[] = {0, 1, 1023, 1024, 1025, 3 * 1024, 3 * 1024 + 5};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		uint8_t *plain = pattern(lens[i], 21);
+		struct lfs_buf s;
+		seal(&s, NULL, key, plain, lens[i], SMALL);
+		uint64_t got = 0;
+		ck_assert_int_eq(stream_check(key, s.data, s.len, &got), 0);
+		ck_assert_uint_eq(got, lens[i]);
+		ck_assert_int_eq(stream_check(key2, s.data, s.len, NULL),
+				 -EBADMSG);
+		/* Every truncation, and a byte more: as open() says. */
+		for (size_t l = 0; l < s.len; l++)
+			ck_assert_msg(stream_check(key, s.data, l, NULL) ==
+					      open_keep(key, s.data, l, NULL),
+				      "len %zu truncated to %zu", lens[i], l);
+		uint8_t *more = malloc(s.len + 1);
+		ck_assert_ptr_nonnull(more);
+		memcpy(more, s.data, s.len);
+		more[s.len] = 0;
+		ck_assert_int_eq(stream_check(key, more, s.len + 1, NULL),
+				 -EBADMSG);
+		/* Flipped bytes, header included. */
+		for (size_t f = 0; f < s.len; f += 1 + f / 8) {
+			memcpy(more, s.data, s.len);
+			more[f] ^= 0x40;
+			ck_assert_msg(stream_check(key, more, s.len, NULL) ==
+					      open_keep(key, more, s.len, NULL),
+				      "len %zu flipped at %zu", lens[i], f);
+		}
+		free(more);
+		lfs_buf_release(&s);
+		free(plain);
+	}
+	/* Junk: refused at its header. */
+	uint8_t *junk = pattern(1 << 20, 9);
+	ck_assert_int_eq(stream_check(key, junk, 1 << 20, NULL), -EBADMSG);
+	free(junk);
+	/* The default chunk size, a file of several chunks. */
+	uint8_t *plain = pattern(300000, 3);
+	struct lfs_buf s;
+	seal(&s, NULL, key, plain, 300000, 0);
+	ck_assert_int_eq(stream_check(key, s.data, s.len, NULL), 0);
+	lfs_buf_release(&s);
+	free(plain);
+}
+END_TEST
 static Suite *envelope_suite(void)
 {
 	Suite *s = suite_create("envelope");
@@ -815,6 +888,7 @@ static Suite *envelope_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 120); /* generous for valgrind */
 	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_stream_check);
 	tcase_add_test(tc, test_roundtrip_random);
 	tcase_add_test(tc, test_format_matches_spec);
 	tcase_add_test(tc, test_fresh_prefix);
