@@ -46,53 +46,15 @@
 #include "ledger.h"
 #include "timefmt.h"
 
+#include "cmd_ledger.h"
+
 /* JSON text of one document: its DAG-CBOR is capped at LFS_DOC_MAX. */
 #define INPUT_MAX (4 * LFS_DOC_MAX)
-#define SHARE_MAX 256
-#define UNLIMITED ((size_t)-1)
-
-enum {
-	OPT_JSON = 1 << 0,
-	OPT_AT = 1 << 1,
-	OPT_N = 1 << 2,
-	OPT_FORCE = 1 << 3,
-};
-
-struct opts {
-	bool help;
-	bool json;
-	bool force;
-	const char *at; /* --at EVENT */
-	bool has_n;
-	size_t n; /* -n N */
-	char **pos;
-	size_t npos;
-};
-
-struct ctx;
-
-struct cmd {
-	const char *name; /* as typed after "ledgerfs" */
-	int (*run)(struct ctx *x);
-	unsigned opts;
-	size_t min_pos, max_pos;
-	const char *args;
-	const char *help;
-};
-
-struct ctx {
-	const struct cmd *c;
-	struct opts o;
-	struct lfs_cli cli; /* messages, the home */
-	const char *name;   /* the ledger */
-	char *dir;          /* its directory */
-	struct lfs_ledger *l;
-};
 
 /* ---- messages ---- */
 
 /* Print a JSON value as documents are shown, and drop the reference. */
-static int print_json(const struct ctx *x, json_t *j)
+int lcmd_print_json(const struct lcmd_ctx *x, json_t *j)
 {
 	struct lfs_buf text;
 	lfs_buf_init(&text, 0);
@@ -109,36 +71,31 @@ static int print_json(const struct ctx *x, json_t *j)
 	return LFS_EXIT_OK;
 }
 
-static void cid_str(char out[LFS_CID_STRLEN + 1], const struct lfs_cid *c)
-{
-	lfs_cid_to_string(out, c);
-}
-
-static json_t *json_cid(const struct lfs_cid *c)
+json_t *lcmd_json_cid(const struct lfs_cid *c)
 {
 	char s[LFS_CID_STRLEN + 1];
-	cid_str(s, c);
+	lfs_cid_to_string(s, c);
 	return json_string(s);
 }
 
 /* ---- home, ledger, key ---- */
 
 /* The home open, name valid, and the ledger's directory present. */
-static int need_ledger(struct ctx *x, const char *name)
+int lcmd_need_ledger(struct lcmd_ctx *x, const char *name)
 {
 	x->name = name;
 	free(x->dir);
 	return lfs_cli_need_ledger(&x->cli, name, &x->dir);
 }
 
-/* need_ledger() and then open it with its key. */
-static int open_ledger(struct ctx *x, const char *name)
+/* lcmd_need_ledger() and then open it with its key. */
+int lcmd_open_ledger(struct lcmd_ctx *x, const char *name)
 {
-	int rc = need_ledger(x, name);
+	int rc = lcmd_need_ledger(x, name);
 	return rc ? rc : lfs_cli_open_ledger(&x->cli, name, NULL, &x->l);
 }
 
-static int check_id(struct ctx *x, const char *id)
+int lcmd_check_id(struct lcmd_ctx *x, const char *id)
 {
 	size_t n = strlen(id);
 	if (n && n <= LFS_INDEX_ID_MAX && lfs_utf8_valid(id, n))
@@ -154,7 +111,8 @@ static int check_id(struct ctx *x, const char *id)
  * The index root recorded by an event given on the command line ("head" or
  * NULL: the current state).
  */
-static int resolve_root(struct ctx *x, const char *spec, struct lfs_cid *out)
+static int resolve_root(struct lcmd_ctx *x, const char *spec,
+			struct lfs_cid *out)
 {
 	if (!spec || !strcmp(spec, "head")) {
 		lfs_ledger_root(x->l, out);
@@ -194,8 +152,8 @@ static int resolve_root(struct ctx *x, const char *spec, struct lfs_cid *out)
 	return LFS_EXIT_OK;
 }
 
-static int report_doc_error(struct ctx *x, const char *id, const char *at,
-			    int rc)
+int lcmd_report_doc_error(struct lcmd_ctx *x, const char *id, const char *at,
+			  int rc)
 {
 	if (rc == -ENOENT) {
 		lfs_cli_fail(&x->cli, "no document '%s' in ledger '%s'%s%s", id,
@@ -209,7 +167,7 @@ static int report_doc_error(struct ctx *x, const char *id, const char *at,
 
 /* ---- init ---- */
 
-static int run_init(struct ctx *x)
+static int run_init(struct lcmd_ctx *x)
 {
 	const char *name = x->o.pos[0];
 	int rc;
@@ -263,23 +221,23 @@ static int read_input(struct lfs_buf *out, const char *path)
 	return rc;
 }
 
-static void print_commit(struct ctx *x, const struct lfs_cid *ev, bool have_ev,
-			 bool committed)
+static void print_commit(struct lcmd_ctx *x, const struct lfs_cid *ev,
+			 bool have_ev, bool committed)
 {
 	char s[LFS_CID_STRLEN + 1] = "";
 	if (have_ev)
-		cid_str(s, ev);
+		lfs_cid_to_string(s, ev);
 	if (x->o.json) {
-		print_json(x,
-			   json_pack("{s:s?,s:b}", "event", have_ev ? s : NULL,
-				     "committed", committed));
+		lcmd_print_json(x, json_pack("{s:s?,s:b}", "event",
+					     have_ev ? s : NULL, "committed",
+					     committed));
 		return;
 	}
 	if (have_ev)
 		printf("%s\n", s);
 }
 
-static int commit(struct ctx *x, struct lfs_txn *t, const char *what)
+static int commit(struct lcmd_ctx *x, struct lfs_txn *t, const char *what)
 {
 	struct lfs_cid ev = {0};
 	bool committed = false;
@@ -315,15 +273,15 @@ static int commit(struct ctx *x, struct lfs_txn *t, const char *what)
 	return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 }
 
-static int run_put(struct ctx *x)
+static int run_put(struct lcmd_ctx *x)
 {
 	const char *id = x->o.pos[1];
 	const char *path = x->o.npos > 2 ? x->o.pos[2] : "-";
 	const char *src = strcmp(path, "-") ? path : "standard input";
 	int rc;
-	if ((rc = check_id(x, id)))
+	if ((rc = lcmd_check_id(x, id)))
 		return rc;
-	if ((rc = open_ledger(x, x->o.pos[0])))
+	if ((rc = lcmd_open_ledger(x, x->o.pos[0])))
 		return rc;
 
 	struct lfs_buf in;
@@ -403,13 +361,13 @@ out:
 	return ret;
 }
 
-static int run_rm(struct ctx *x)
+static int run_rm(struct lcmd_ctx *x)
 {
 	int rc;
 	for (size_t i = 1; i < x->o.npos; i++)
-		if ((rc = check_id(x, x->o.pos[i])))
+		if ((rc = lcmd_check_id(x, x->o.pos[i])))
 			return rc;
-	if ((rc = open_ledger(x, x->o.pos[0])))
+	if ((rc = lcmd_open_ledger(x, x->o.pos[0])))
 		return rc;
 	struct lfs_cid root;
 	lfs_ledger_root(x->l, &root);
@@ -433,7 +391,7 @@ static int run_rm(struct ctx *x)
 			continue;
 		}
 		if (rc && rc != -ENOENT) {
-			ret = report_doc_error(x, id, NULL, rc);
+			ret = lcmd_report_doc_error(x, id, NULL, rc);
 			goto out;
 		}
 		if ((rc = lfs_txn_delete(t, id))) {
@@ -458,7 +416,7 @@ out:
 
 /* ---- get, cat ---- */
 
-static int show_doc(struct ctx *x, const char *id, const char *at)
+static int show_doc(struct lcmd_ctx *x, const char *id, const char *at)
 {
 	struct lfs_cid root;
 	int rc = resolve_root(x, at, &root);
@@ -471,21 +429,21 @@ static int show_doc(struct ctx *x, const char *id, const char *at)
 	rc = lfs_ledger_get(x->l, &root, id, &e, &a, &doc);
 	lfs_arena_release(&a);
 	if (rc)
-		return report_doc_error(x, id, at, rc);
-	rc = print_json(x, doc);
+		return lcmd_report_doc_error(x, id, at, rc);
+	rc = lcmd_print_json(x, doc);
 	return lfs_cli_finish_output(&x->cli, rc);
 }
 
-static int run_get(struct ctx *x)
+static int run_get(struct lcmd_ctx *x)
 {
 	int rc;
-	if ((rc = check_id(x, x->o.pos[1])) ||
-	    (rc = open_ledger(x, x->o.pos[0])))
+	if ((rc = lcmd_check_id(x, x->o.pos[1])) ||
+	    (rc = lcmd_open_ledger(x, x->o.pos[0])))
 		return rc;
 	return show_doc(x, x->o.pos[1], x->o.at);
 }
 
-static int run_cat(struct ctx *x)
+static int run_cat(struct lcmd_ctx *x)
 {
 	if (!x->o.at)
 		return lfs_cli_usage_error(
@@ -496,16 +454,9 @@ static int run_cat(struct ctx *x)
 
 /* ---- ls ---- */
 
-struct collect {
-	struct lfs_arena a;
-	struct lfs_index_entry *v;
-	size_t n, cap;
-	bool only_conflicts;
-};
-
 static int collect_fn(void *ctx, const struct lfs_index_entry *e)
 {
-	struct collect *c = ctx;
+	struct lcmd_collect *c = ctx;
 	if (c->only_conflicts && !e->nconflicts)
 		return 0;
 	if (c->n == c->cap) {
@@ -532,8 +483,8 @@ static int entry_cmp(const void *p, const void *q)
 }
 
 /* All entries under root (only those with conflicts), sorted by id. */
-static int collect_entries(struct ctx *x, struct collect *c,
-			   const struct lfs_cid *root, bool only_conflicts)
+int lcmd_collect_entries(struct lcmd_ctx *x, struct lcmd_collect *c,
+			 const struct lfs_cid *root, bool only_conflicts)
 {
 	memset(c, 0, sizeof(*c));
 	lfs_arena_init(&c->a, 0);
@@ -550,53 +501,53 @@ static int collect_entries(struct ctx *x, struct collect *c,
 	return LFS_EXIT_OK;
 }
 
-static void collect_release(struct collect *c)
+void lcmd_collect_release(struct lcmd_collect *c)
 {
 	free(c->v);
 	lfs_arena_release(&c->a);
 }
 
-static int run_ls(struct ctx *x)
+static int run_ls(struct lcmd_ctx *x)
 {
 	int rc;
-	if ((rc = open_ledger(x, x->o.pos[0])))
+	if ((rc = lcmd_open_ledger(x, x->o.pos[0])))
 		return rc;
 	struct lfs_cid root;
 	if ((rc = resolve_root(x, x->o.at, &root)))
 		return rc;
-	struct collect c;
-	if ((rc = collect_entries(x, &c, &root, false))) {
-		collect_release(&c);
+	struct lcmd_collect c;
+	if ((rc = lcmd_collect_entries(x, &c, &root, false))) {
+		lcmd_collect_release(&c);
 		return rc;
 	}
 	if (!x->o.json) {
 		for (size_t i = 0; i < c.n; i++)
 			printf("%s\n", c.v[i].id);
-		collect_release(&c);
+		lcmd_collect_release(&c);
 		return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 	}
 	json_t *arr = json_array();
 	for (size_t i = 0; arr && i < c.n; i++) {
 		const struct lfs_index_entry *e = &c.v[i];
-		json_t *o =
-			json_pack("{s:s%,s:o,s:I,s:s,s:I}", "id", e->id,
-				  e->id_len, "cid", json_cid(&e->cur.doc), "t",
-				  (json_int_t)e->cur.t, "writer", e->cur.writer,
-				  "conflicts", (json_int_t)e->nconflicts);
+		json_t *o = json_pack(
+			"{s:s%,s:o,s:I,s:s,s:I}", "id", e->id, e->id_len, "cid",
+			lcmd_json_cid(&e->cur.doc), "t", (json_int_t)e->cur.t,
+			"writer", e->cur.writer, "conflicts",
+			(json_int_t)e->nconflicts);
 		if (!o || json_array_append_new(arr, o)) {
 			json_decref(arr);
 			arr = NULL;
 		}
 	}
-	collect_release(&c);
-	rc = print_json(x, arr);
+	lcmd_collect_release(&c);
+	rc = lcmd_print_json(x, arr);
 	return lfs_cli_finish_output(&x->cli, rc);
 }
 
 /* ---- log ---- */
 
 struct logw {
-	struct ctx *x;
+	struct lcmd_ctx *x;
 	json_t *arr;
 	size_t seen;
 };
@@ -609,7 +560,7 @@ static int log_fn(void *ctx, const struct lfs_cid *cid,
 		return 1;
 	w->seen++;
 	char s[LFS_CID_STRLEN + 1], when[LFS_TIME_ISO_MAX];
-	cid_str(s, cid);
+	lfs_cid_to_string(s, cid);
 	lfs_time_iso(when, ev->t);
 	if (!w->arr) {
 		printf("%s %s writer=%s parents=%zu", s, when, ev->writer,
@@ -622,22 +573,24 @@ static int log_fn(void *ctx, const struct lfs_cid *cid,
 	}
 	json_t *parents = json_array(), *changes = json_array();
 	for (size_t i = 0; parents && i < ev->nparents; i++)
-		if (json_array_append_new(parents, json_cid(&ev->parents[i])))
+		if (json_array_append_new(parents,
+					  lcmd_json_cid(&ev->parents[i])))
 			goto oom;
 	for (size_t i = 0; changes && i < ev->nops; i++) {
 		const struct lfs_op *op = &ev->ops[i];
-		json_t *c =
-			json_pack("{s:s%,s:o}", "id", op->id, op->id_len, "doc",
-				  op->del ? json_null() : json_cid(&op->doc));
+		json_t *c = json_pack(
+			"{s:s%,s:o}", "id", op->id, op->id_len, "doc",
+			op->del ? json_null() : lcmd_json_cid(&op->doc));
 		if (!c || json_array_append_new(changes, c))
 			goto oom;
 	}
-	json_t *o = parents && changes
-			    ? json_pack("{s:o,s:I,s:s,s:s,s:O,s:O}", "event",
-					json_cid(cid), "t", (json_int_t)ev->t,
-					"time", when, "writer", ev->writer,
-					"parents", parents, "changes", changes)
-			    : NULL;
+	json_t *o =
+		parents && changes
+			? json_pack("{s:o,s:I,s:s,s:s,s:O,s:O}", "event",
+				    lcmd_json_cid(cid), "t", (json_int_t)ev->t,
+				    "time", when, "writer", ev->writer,
+				    "parents", parents, "changes", changes)
+			: NULL;
 	if (!o || json_array_append_new(w->arr, o))
 		goto oom;
 	json_decref(parents);
@@ -649,10 +602,10 @@ oom:
 	return -ENOMEM;
 }
 
-static int run_log(struct ctx *x)
+static int run_log(struct lcmd_ctx *x)
 {
 	int rc;
-	if ((rc = open_ledger(x, x->o.pos[0])))
+	if ((rc = lcmd_open_ledger(x, x->o.pos[0])))
 		return rc;
 	struct lfs_cid *heads;
 	size_t n;
@@ -678,7 +631,7 @@ static int run_log(struct ctx *x)
 		return LFS_EXIT_FAIL;
 	}
 	if (w.arr)
-		rc = print_json(x, w.arr);
+		rc = lcmd_print_json(x, w.arr);
 	else
 		rc = LFS_EXIT_OK;
 	return lfs_cli_finish_output(&x->cli, rc);
@@ -721,10 +674,10 @@ static int change_cmp(const void *p, const void *q)
 		      ((const struct change *)q)->id);
 }
 
-static int run_diff(struct ctx *x)
+static int run_diff(struct lcmd_ctx *x)
 {
 	int rc;
-	if ((rc = open_ledger(x, x->o.pos[0])))
+	if ((rc = lcmd_open_ledger(x, x->o.pos[0])))
 		return rc;
 	struct lfs_cid ra, rb;
 	if ((rc = resolve_root(x, x->o.pos[1], &ra)) ||
@@ -765,7 +718,7 @@ static int run_diff(struct ctx *x)
 	json_decref(add);
 	json_decref(del);
 	json_decref(chg);
-	ret = lfs_cli_finish_output(&x->cli, print_json(x, top));
+	ret = lfs_cli_finish_output(&x->cli, lcmd_print_json(x, top));
 out:
 	for (size_t i = 0; i < d.n; i++)
 		free(d.v[i].id);
@@ -775,10 +728,10 @@ out:
 
 /* ---- merge, compact ---- */
 
-static int run_merge(struct ctx *x)
+static int run_merge(struct lcmd_ctx *x)
 {
 	int rc;
-	if ((rc = open_ledger(x, x->o.pos[0])))
+	if ((rc = lcmd_open_ledger(x, x->o.pos[0])))
 		return rc;
 	struct lfs_cid ev = {0};
 	bool committed = false;
@@ -797,10 +750,10 @@ static int run_merge(struct ctx *x)
 	return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 }
 
-static int run_compact(struct ctx *x)
+static int run_compact(struct lcmd_ctx *x)
 {
 	int rc;
-	if ((rc = open_ledger(x, x->o.pos[0])))
+	if ((rc = lcmd_open_ledger(x, x->o.pos[0])))
 		return rc;
 	struct lfs_cid *heads, *cars;
 	size_t nheads, ncars;
@@ -809,7 +762,8 @@ static int run_compact(struct ctx *x)
 	free(heads);
 	if (nheads == 0) {
 		if (x->o.json)
-			print_json(x, json_pack("{s:n,s:i}", "car", "cars", 0));
+			lcmd_print_json(
+				x, json_pack("{s:n,s:i}", "car", "cars", 0));
 		else
 			printf("nothing to compact: ledger '%s' has no history "
 			       "yet\n",
@@ -837,555 +791,19 @@ static int run_compact(struct ctx *x)
 	}
 	free(cars);
 	char s[LFS_CID_STRLEN + 1];
-	cid_str(s, &car);
+	lfs_cid_to_string(s, &car);
 	if (x->o.json)
-		print_json(x, json_pack("{s:s,s:I}", "car", s, "cars",
-					(json_int_t)ncars));
+		lcmd_print_json(x, json_pack("{s:s,s:I}", "car", s, "cars",
+					     (json_int_t)ncars));
 	else
 		printf("%s\n%zu CAR file%s remain%s\n", s, ncars,
 		       ncars == 1 ? "" : "s", ncars == 1 ? "s" : "");
 	return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
 }
 
-/* ---- fsck ---- */
-
-struct fsckw {
-	json_t *arr;
-	int n;
-};
-
-static void fsck_report(void *ctx, const char *what)
-{
-	struct fsckw *f = ctx;
-	f->n++;
-	if (f->arr)
-		json_array_append_new(f->arr, json_string(what));
-	else
-		printf("%s\n", what);
-}
-
-static bool cid_in(const struct lfs_cid *v, size_t n, const struct lfs_cid *c)
-{
-	for (size_t i = 0; i < n; i++)
-		if (lfs_cid_equal(&v[i], c))
-			return true;
-	return false;
-}
-
-static void report_cid(struct fsckw *f, const char *fmt,
-		       const struct lfs_cid *a, const struct lfs_cid *b)
-{
-	char sa[LFS_CID_STRLEN + 1], sb[LFS_CID_STRLEN + 1], msg[512];
-	cid_str(sa, a);
-	if (b)
-		cid_str(sb, b);
-	snprintf(msg, sizeof(msg), fmt, sa, b ? sb : "");
-	fsck_report(f, msg);
-}
-
-/*
- * Check the CAR files of bs one by one: that every parent CAR a sound CAR
- * file names is present (lfs_ledger_fsck names the events that are then
- * missing, not the file to restore) and, when the ledger could not be
- * opened (alone), every file and every head record's CAR. Returns 0 or a
- * negative error.
- */
-static int fsck_files(struct fsckw *f, struct lfs_blockstore *bs, bool alone)
-{
-	struct lfs_cid *cars = NULL, *recs = NULL;
-	size_t n = 0, nrecs = 0;
-	int rc = lfs_blockstore_list_cars(&cars, &n, bs);
-	if (!rc && alone)
-		rc = lfs_blockstore_heads(&recs, &nrecs, bs);
-	for (size_t i = 0; !rc && i < nrecs; i++)
-		if (!cid_in(cars, n, &recs[i]))
-			report_cid(f,
-				   "head record %s: names a CAR file that is "
-				   "missing%s",
-				   &recs[i], NULL);
-	for (size_t i = 0; !rc && i < n; i++) {
-		int r = alone ? lfs_blockstore_verify_car(bs, &cars[i]) : 0;
-		if (r == -ENOMEM) {
-			rc = r;
-			break;
-		}
-		if (r) {
-			char s[LFS_CID_STRLEN + 1], msg[256];
-			cid_str(s, &cars[i]);
-			snprintf(msg, sizeof(msg), "CAR file %s: %s", s,
-				 lfs_errmsg(r));
-			fsck_report(f, msg);
-			continue;
-		}
-		struct lfs_arena a;
-		struct lfs_car_root root;
-		lfs_arena_init(&a, 0);
-		/* A file that fails here was reported by the full check. */
-		if (!lfs_blockstore_load(&root, &a, bs, &cars[i], false))
-			for (size_t k = 0; k < root.ncars; k++)
-				if (!cid_in(cars, n, &root.cars[k]))
-					report_cid(f,
-						   "CAR file %s: names parent "
-						   "CAR file %s, which is "
-						   "missing",
-						   &cars[i], &root.cars[k]);
-		lfs_arena_release(&a);
-	}
-	free(cars);
-	free(recs);
-	return rc;
-}
-
-static int fsck_unopened(struct ctx *x, struct fsckw *f)
-{
-	uint8_t key[LFS_KEY_BYTES];
-	int rc = lfs_home_key(key, &x->cli.home, x->name);
-	struct lfs_blockstore *bs = NULL;
-	if (!rc)
-		rc = lfs_blockstore_open(&bs, x->dir, key, 0, false);
-	sodium_memzero(key, sizeof(key));
-	if (!rc)
-		rc = fsck_files(f, bs, true);
-	lfs_blockstore_free(bs);
-	return rc;
-}
-
-static int run_fsck(struct ctx *x)
-{
-	int rc;
-	if ((rc = need_ledger(x, x->o.pos[0])))
-		return rc;
-	bool key_error;
-	int orc = lfs_home_open_ledger(&x->l, &x->cli.home, x->name, NULL,
-				       false, &key_error);
-	if (orc && key_error)
-		return lfs_cli_key_error(&x->cli, x->name, orc);
-	struct fsckw f = {0};
-	if (x->o.json && !(f.arr = json_array()))
-		return lfs_cli_oom(&x->cli);
-	if (orc) {
-		x->l = NULL;
-		char msg[256];
-		snprintf(msg, sizeof(msg), "ledger '%s': cannot be opened: %s",
-			 x->name,
-			 orc == -ENOENT ? "a file it needs is missing"
-					: lfs_errmsg(orc));
-		fsck_report(&f, msg);
-		rc = fsck_unopened(x, &f);
-	} else {
-		/* On problems, also name the missing files to restore. (Not
-		 * otherwise: a parent CAR may be gone because a compaction
-		 * holds its blocks.) */
-		rc = lfs_ledger_fsck(x->l, fsck_report, &f);
-		if (rc > 0)
-			rc = fsck_files(&f, lfs_ledger_store(x->l), false);
-	}
-	if (rc < 0) {
-		json_decref(f.arr);
-		fflush(stdout);
-		lfs_cli_fail(&x->cli, "could not check ledger '%s': %s",
-			     x->name, lfs_errmsg(rc));
-		return LFS_EXIT_FAIL;
-	}
-	if (f.arr)
-		print_json(x, json_pack("{s:o,s:b}", "problems", f.arr, "ok",
-					f.n == 0));
-	else if (f.n == 0)
-		printf("ok\n");
-	else
-		printf("%d problem%s\n", f.n, f.n == 1 ? "" : "s");
-	if (f.n)
-		fprintf(stderr,
-			"ledgerfs fsck: ledger '%s' is damaged; restore the "
-			"files named above from another replica or the "
-			"remote store\n",
-			x->name);
-	return lfs_cli_finish_output(&x->cli,
-				     f.n ? LFS_EXIT_FAIL : LFS_EXIT_OK);
-}
-
-/* ---- key ---- */
-
-static int run_key_export(struct ctx *x)
-{
-	const char *name = x->o.pos[0];
-	int rc;
-	if ((rc = lfs_cli_need_home(&x->cli)) ||
-	    (rc = lfs_cli_check_name(&x->cli, name)))
-		return rc;
-	uint8_t key[LFS_KEY_BYTES];
-	char share[73];
-	rc = lfs_home_key(key, &x->cli.home, name);
-	if (rc) {
-		sodium_memzero(key, sizeof(key));
-		if (rc == -ENOENT) {
-			lfs_cli_fail(
-				&x->cli,
-				"ledger '%s' has no key on this machine, so "
-				"there "
-				"is nothing to export ('ledgerfs status' lists "
-				"the ledgers)",
-				name);
-			return LFS_EXIT_NOTFOUND;
-		}
-		return lfs_cli_key_error(&x->cli, name, rc);
-	}
-	lfs_key_to_share(share, key);
-	printf("%s\n", share);
-	sodium_memzero(key, sizeof(key));
-	sodium_memzero(share, sizeof(share));
-	return lfs_cli_finish_output(&x->cli, LFS_EXIT_OK);
-}
-
-static int read_share(struct ctx *x, char *out, size_t size)
-{
-	size_t len = 0;
-	while (len < size - 1) {
-		ssize_t n = read(STDIN_FILENO, out + len, size - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			lfs_cli_fail(
-				&x->cli,
-				"cannot read the key from standard input: %s",
-				strerror(errno));
-			return LFS_EXIT_FAIL;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	out[len] = '\0';
-	return LFS_EXIT_OK;
-}
-
-static int run_key_import(struct ctx *x)
-{
-	const char *name = x->o.pos[0];
-	const char *arg = x->o.npos > 1 ? x->o.pos[1] : "-";
-	int rc;
-	if ((rc = lfs_cli_need_home(&x->cli)) ||
-	    (rc = lfs_cli_check_name(&x->cli, name)))
-		return rc;
-	char buf[SHARE_MAX];
-	const char *share = arg;
-	if (!strcmp(arg, "-")) {
-		if ((rc = read_share(x, buf, sizeof(buf))))
-			return rc;
-		share = buf;
-	}
-	uint8_t key[LFS_KEY_BYTES];
-	rc = lfs_key_from_share(key, share);
-	sodium_memzero(buf, sizeof(buf));
-	if (rc) {
-		sodium_memzero(key, sizeof(key));
-		return lfs_cli_usage_error(
-			&x->cli,
-			"that is not a ledgerfs key: expected '%s' "
-			"followed by 64 hex digits, as 'ledgerfs "
-			"key export %s' prints",
-			LFS_KEY_SHARE_PREFIX, name);
-	}
-	rc = lfs_home_set_key(&x->cli.home, name, key);
-	int ret = LFS_EXIT_OK;
-	if (rc == -EEXIST) {
-		char *p = lfs_home_key_path(&x->cli.home, name);
-		lfs_cli_fail(&x->cli,
-			     "ledger '%s' already has a different key on this "
-			     "machine "
-			     "('%s'); importing another would make its data "
-			     "unreadable. If you are sure, move that file away "
-			     "first",
-			     name, p ? p : "its key file");
-		free(p);
-		ret = LFS_EXIT_FAIL;
-	} else if (rc) {
-		ret = lfs_cli_key_error(&x->cli, name, rc);
-	}
-	/* An empty local store, so the ledger is listed and sync fills it. */
-	if (!ret && !(x->dir = lfs_home_ledger_dir(&x->cli.home, name)))
-		ret = lfs_cli_oom(&x->cli);
-	struct lfs_blockstore *bs;
-	if (!ret && (rc = lfs_blockstore_open(&bs, x->dir, key, 0, true))) {
-		lfs_cli_fail(
-			&x->cli,
-			"stored the key, but cannot create the directory of "
-			"ledger '%s' ('%s'): %s",
-			name, x->dir, lfs_errmsg(rc));
-		ret = LFS_EXIT_FAIL;
-	} else if (!ret) {
-		lfs_blockstore_free(bs);
-	}
-	sodium_memzero(key, sizeof(key));
-	return ret;
-}
-
-/* ---- status ---- */
-
-/* One ledger's status into a JSON object; LFS_EXIT_OK or LFS_EXIT_FAIL. */
-static int ledger_status(struct ctx *x, const char *name, json_t **out)
-{
-	json_t *o = json_object();
-	*out = o;
-	if (!o)
-		return LFS_EXIT_FAIL;
-	json_object_set_new(o, "name", json_string(name));
-	x->name = name;
-	free(x->dir);
-	if (!(x->dir = lfs_home_ledger_dir(&x->cli.home, name)))
-		return LFS_EXIT_FAIL;
-	uint8_t key[LFS_KEY_BYTES] = {0};
-	int krc = lfs_home_key(key, &x->cli.home, name);
-	json_object_set_new(o, "key", json_boolean(krc == 0));
-	/* The CAR files can be counted without the key. */
-	struct lfs_blockstore *bs = NULL;
-	struct lfs_cid *cars = NULL;
-	size_t ncars = 0;
-	int rc = lfs_blockstore_open(&bs, x->dir, key, 0, false);
-	if (!rc)
-		rc = lfs_blockstore_list_cars(&cars, &ncars, bs);
-	free(cars);
-	lfs_blockstore_free(bs);
-	if (!rc)
-		json_object_set_new(o, "cars", json_integer((json_int_t)ncars));
-	if (krc) {
-		sodium_memzero(key, sizeof(key));
-		json_object_set_new(
-			o, "error",
-			json_string(krc == -ENOENT ? "no key on this machine"
-				    : krc == -EACCES
-					    ? "key file may be read by others"
-					    : lfs_errmsg(krc)));
-		return krc == -ENOENT ? LFS_EXIT_OK : LFS_EXIT_FAIL;
-	}
-	struct lfs_ledger_opts lo;
-	lfs_ledger_opts_init(&lo);
-	lo.writer = x->cli.home.writer;
-	struct lfs_ledger *l;
-	rc = lfs_ledger_open(&l, x->dir, key, &lo, false);
-	sodium_memzero(key, sizeof(key));
-	if (rc) {
-		json_object_set_new(o, "error", json_string(lfs_errmsg(rc)));
-		return LFS_EXIT_FAIL;
-	}
-	struct lfs_cid *heads = NULL, root;
-	size_t nheads = 0;
-	uint64_t docs = 0;
-	int ret = LFS_EXIT_OK;
-	lfs_ledger_root(l, &root);
-	if ((rc = lfs_ledger_heads(l, &heads, &nheads)) ||
-	    (rc = lfs_index_count(&docs, lfs_ledger_index(l), &root))) {
-		json_object_set_new(o, "error", json_string(lfs_errmsg(rc)));
-		ret = LFS_EXIT_FAIL;
-	} else {
-		json_t *h = json_array();
-		for (size_t i = 0; h && i < nheads; i++)
-			json_array_append_new(h, json_cid(&heads[i]));
-		json_object_set_new(o, "heads", h);
-		json_object_set_new(o, "nheads",
-				    json_integer((json_int_t)nheads));
-		json_object_set_new(o, "documents",
-				    json_integer((json_int_t)docs));
-	}
-	free(heads);
-	lfs_ledger_close(l);
-	return ret;
-}
-
-static void print_status_text(const json_t *o)
-{
-	printf("%s\n", json_string_value(json_object_get(o, "name")));
-	printf("  key: %s\n",
-	       json_is_true(json_object_get(o, "key")) ? "present" : "missing");
-	const json_t *heads = json_object_get(o, "heads");
-	if (heads) {
-		printf("  heads: %zu\n", json_array_size(heads));
-		for (size_t i = 0; i < json_array_size(heads); i++)
-			printf("    %s\n",
-			       json_string_value(json_array_get(heads, i)));
-		printf("  documents: %" JSON_INTEGER_FORMAT "\n",
-		       json_integer_value(json_object_get(o, "documents")));
-	}
-	const json_t *cars = json_object_get(o, "cars");
-	if (cars)
-		printf("  car files: %" JSON_INTEGER_FORMAT "\n",
-		       json_integer_value(cars));
-	const json_t *err = json_object_get(o, "error");
-	if (err)
-		printf("  error: %s\n", json_string_value(err));
-}
-
-static int run_status(struct ctx *x)
-{
-	int rc;
-	char **names = NULL;
-	size_t n = 0;
-	const char *one = x->o.npos ? x->o.pos[0] : NULL;
-	if (one) {
-		if ((rc = need_ledger(x, one)))
-			return rc;
-	} else {
-		if ((rc = lfs_cli_need_home(&x->cli)))
-			return rc;
-		if ((rc = lfs_home_list(&names, &n, &x->cli.home))) {
-			lfs_cli_fail(
-				&x->cli,
-				"cannot list the ledgers in '%s/ledgers': %s",
-				x->cli.home.dir, lfs_errmsg(rc));
-			return LFS_EXIT_FAIL;
-		}
-	}
-	json_t *arr = json_array();
-	int ret = arr ? LFS_EXIT_OK : LFS_EXIT_FAIL;
-	for (size_t i = 0; arr && i < (one ? 1 : n); i++) {
-		const char *name = one ? one : names[i];
-		json_t *o;
-		if (ledger_status(x, name, &o))
-			ret = LFS_EXIT_FAIL;
-		if (!o || json_array_append_new(arr, o)) {
-			ret = lfs_cli_oom(&x->cli);
-			break;
-		}
-		if (!x->o.json) {
-			if (i)
-				putchar('\n');
-			print_status_text(o);
-		}
-	}
-	lfs_home_list_free(names, n);
-	if (x->o.json) {
-		json_t *out = one ? json_incref(json_array_get(arr, 0)) : arr;
-		if (one)
-			json_decref(arr);
-		if (print_json(x, out))
-			ret = LFS_EXIT_FAIL;
-	} else {
-		json_decref(arr);
-		if (!one && n == 0)
-			printf("no ledgers in '%s' (create one with 'ledgerfs "
-			       "init NAME')\n",
-			       x->cli.home.dir);
-	}
-	if (ret)
-		fprintf(stderr,
-			"ledgerfs status: some ledgers could not be read (see "
-			"\"error\" above; 'ledgerfs fsck NAME' checks one)\n");
-	return lfs_cli_finish_output(&x->cli, ret);
-}
-
-/* ---- conflicts ---- */
-
-static int show_conflicts(struct ctx *x, const char *id)
-{
-	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
-	struct lfs_index_entry e;
-	json_t *arr = x->o.json ? json_array() : NULL;
-	int ret = LFS_EXIT_FAIL;
-	int rc = lfs_ledger_get(x->l, NULL, id, &e, &a, NULL);
-	if (rc) {
-		ret = report_doc_error(x, id, NULL, rc);
-		goto out;
-	}
-	if (x->o.json && !arr) {
-		ret = lfs_cli_oom(&x->cli);
-		goto out;
-	}
-	for (size_t i = 0; i < e.nconflicts; i++) {
-		const struct lfs_version *v = &e.conflicts[i];
-		json_t *doc;
-		char s[LFS_CID_STRLEN + 1], when[LFS_TIME_ISO_MAX];
-		cid_str(s, &v->doc);
-		lfs_time_iso(when, v->t);
-		if ((rc = lfs_ledger_load_doc(x->l, &v->doc, id, &doc))) {
-			lfs_cli_fail(
-				&x->cli,
-				"cannot read a losing version (%s) of document "
-				"'%s': %s",
-				s, id, lfs_errmsg(rc));
-			goto out;
-		}
-		if (arr) {
-			json_t *o =
-				json_pack("{s:s,s:I,s:s,s:s,s:o}", "cid", s,
-					  "t", (json_int_t)v->t, "time", when,
-					  "writer", v->writer, "doc", doc);
-			if (!o || json_array_append_new(arr, o)) {
-				ret = lfs_cli_oom(&x->cli);
-				goto out;
-			}
-			continue;
-		}
-		printf("%sversion %s %s writer=%s\n", i ? "\n" : "", s, when,
-		       v->writer);
-		if (print_json(x, doc))
-			goto out;
-	}
-	if (!e.nconflicts)
-		fprintf(stderr,
-			"ledgerfs conflicts: document '%s' has no conflicting "
-			"versions\n",
-			id);
-	ret = LFS_EXIT_OK;
-	if (arr) {
-		ret = print_json(x, arr);
-		arr = NULL;
-	}
-	ret = lfs_cli_finish_output(&x->cli, ret);
-out:
-	json_decref(arr);
-	lfs_arena_release(&a);
-	return ret;
-}
-
-static int run_conflicts(struct ctx *x)
-{
-	int rc;
-	if (x->o.npos > 1 && (rc = check_id(x, x->o.pos[1])))
-		return rc;
-	if ((rc = open_ledger(x, x->o.pos[0])))
-		return rc;
-	if (x->o.npos > 1)
-		return show_conflicts(x, x->o.pos[1]);
-	struct lfs_cid root;
-	lfs_ledger_root(x->l, &root);
-	struct collect c;
-	if ((rc = collect_entries(x, &c, &root, true))) {
-		collect_release(&c);
-		return rc;
-	}
-	json_t *arr = x->o.json ? json_array() : NULL;
-	for (size_t i = 0; i < c.n; i++) {
-		const struct lfs_index_entry *e = &c.v[i];
-		if (!x->o.json) {
-			printf("%s conflicts=%zu\n", e->id, e->nconflicts);
-			continue;
-		}
-		json_t *o = json_pack("{s:s%,s:I}", "id", e->id, e->id_len,
-				      "conflicts", (json_int_t)e->nconflicts);
-		if (!arr || !o || json_array_append_new(arr, o)) {
-			json_decref(arr);
-			collect_release(&c);
-			return lfs_cli_oom(&x->cli);
-		}
-	}
-	collect_release(&c);
-	rc = x->o.json ? print_json(x, arr) : LFS_EXIT_OK;
-	return lfs_cli_finish_output(&x->cli, rc);
-}
-
 /* ---- the table ---- */
 
-#define HOME_HELP                                                              \
-	"  --home DIR  the ledgerfs home (default: $LEDGERFS_HOME, else\n"     \
-	"              $XDG_DATA_HOME/ledgerfs, else "                         \
-	"~/.local/share/ledgerfs)\n"
-
-#define EXIT_HELP                                                              \
-	"\nExit status: 0 ok, 1 failed, 2 usage error, 3 ledger or document\n" \
-	"not found.\n"
-
-static const struct cmd cmd_init = {
+static const struct lcmd cmd_init = {
 	"init",
 	run_init,
 	0,
@@ -1394,12 +812,12 @@ static const struct cmd cmd_init = {
 	"[--home DIR] NAME",
 	"Create the ledger NAME on this machine: a new random key in the\n"
 	"keybag and an empty store. Share the key with 'ledgerfs key export'.\n"
-	"\n" HOME_HELP EXIT_HELP};
+	"\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_put = {
+static const struct lcmd cmd_put = {
 	"put",
 	run_put,
-	OPT_JSON,
+	LCMD_JSON,
 	2,
 	3,
 	"[--home DIR] [--json] NAME ID [FILE|-]",
@@ -1410,28 +828,28 @@ static const struct cmd cmd_put = {
 	"be ID. Putting what is already there commits nothing (and says so).\n"
 	"Integers and reals stay what they are (1 is not 1.0).\n"
 	"\n"
-	"  --json      print {\"event\": CID, \"committed\": BOOL}\n" HOME_HELP
-		EXIT_HELP};
+	"  --json      print {\"event\": CID, \"committed\": "
+	"BOOL}\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_rm = {
+static const struct lcmd cmd_rm = {
 	"rm",
 	run_rm,
-	OPT_JSON | OPT_FORCE,
+	LCMD_JSON | LCMD_FORCE,
 	2,
-	UNLIMITED,
+	LCMD_UNLIMITED,
 	"[--home DIR] [--force] [--json] NAME ID...",
 	"Delete the documents ID... of ledger NAME in one transaction and\n"
 	"print the new event's CID. When an ID is absent nothing is deleted\n"
 	"and the exit status is 3.\n"
 	"\n"
 	"  --force     ignore absent IDs\n"
-	"  --json      print {\"event\": CID, \"committed\": BOOL}\n" HOME_HELP
-		EXIT_HELP};
+	"  --json      print {\"event\": CID, \"committed\": "
+	"BOOL}\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_get = {
+static const struct lcmd cmd_get = {
 	"get",
 	run_get,
-	OPT_AT,
+	LCMD_AT,
 	2,
 	2,
 	"[--home DIR] [--at EVENT] NAME ID",
@@ -1440,22 +858,22 @@ static const struct cmd cmd_get = {
 	"\n"
 	"  --at EVENT  the document as it was after EVENT (a CID that\n"
 	"              'ledgerfs log' prints; 'head' is the current "
-	"state)\n" HOME_HELP EXIT_HELP};
+	"state)\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_cat = {
+static const struct lcmd cmd_cat = {
 	"cat",
 	run_cat,
-	OPT_AT,
+	LCMD_AT,
 	2,
 	2,
 	"[--home DIR] NAME --at EVENT ID",
 	"Print document ID as it was after EVENT ('ledgerfs get --at').\n"
-	"\n" HOME_HELP EXIT_HELP};
+	"\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_ls = {
+static const struct lcmd cmd_ls = {
 	"ls",
 	run_ls,
-	OPT_AT | OPT_JSON,
+	LCMD_AT | LCMD_JSON,
 	1,
 	1,
 	"[--home DIR] [--at EVENT] [--json] NAME",
@@ -1466,12 +884,12 @@ static const struct cmd cmd_ls = {
 	"\"conflicts\"}...]:\n"
 	"              the current version's block, hybrid time (µs since the\n"
 	"              epoch) and writer, and the number of losing "
-	"versions\n" HOME_HELP EXIT_HELP};
+	"versions\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_log = {
+static const struct lcmd cmd_log = {
 	"log",
 	run_log,
-	OPT_JSON | OPT_N,
+	LCMD_JSON | LCMD_N,
 	1,
 	1,
 	"[--home DIR] [--json] [-n N] NAME",
@@ -1485,12 +903,12 @@ static const struct cmd cmd_log = {
 	"  --json      print [{\"event\", \"t\", \"time\", \"writer\", "
 	"\"parents\": [CID...],\n"
 	"              \"changes\": [{\"id\", \"doc\": CID or "
-	"null}...]}...]\n" HOME_HELP EXIT_HELP};
+	"null}...]}...]\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_diff = {
+static const struct lcmd cmd_diff = {
 	"diff",
 	run_diff,
-	OPT_JSON,
+	LCMD_JSON,
 	3,
 	3,
 	"[--home DIR] [--json] NAME A B",
@@ -1499,12 +917,12 @@ static const struct cmd cmd_diff = {
 	"\"+ ID\" added, \"- ID\" removed, \"~ ID\" changed.\n"
 	"\n"
 	"  --json      print {\"added\": [ID...], \"removed\": [...], "
-	"\"changed\": [...]}\n" HOME_HELP EXIT_HELP};
+	"\"changed\": [...]}\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_merge = {
+static const struct lcmd cmd_merge = {
 	"merge",
 	run_merge,
-	OPT_JSON,
+	LCMD_JSON,
 	1,
 	1,
 	"[--home DIR] [--json] NAME",
@@ -1513,12 +931,12 @@ static const struct cmd cmd_merge = {
 	"to merge\". The merged documents are the same either way.\n"
 	"\n"
 	"  --json      print {\"event\": CID or null, \"committed\": "
-	"BOOL}\n" HOME_HELP EXIT_HELP};
+	"BOOL}\n" LCMD_HOME_HELP LCMD_EXIT_HELP};
 
-static const struct cmd cmd_compact = {
+static const struct lcmd cmd_compact = {
 	"compact",
 	run_compact,
-	OPT_JSON,
+	LCMD_JSON,
 	1,
 	1,
 	"[--home DIR] [--json] NAME",
@@ -1526,93 +944,26 @@ static const struct cmd cmd_compact = {
 	"the other CAR files, and print the new file's CID and how many CAR\n"
 	"files remain. History stays readable.\n"
 	"\n"
-	"  --json      print {\"car\": CID, \"cars\": N}\n" HOME_HELP
-		EXIT_HELP};
-
-static const struct cmd cmd_fsck = {
-	"fsck",
-	run_fsck,
-	OPT_JSON,
-	1,
-	1,
-	"[--home DIR] [--json] NAME",
-	"Check ledger NAME: every CAR file (name, authentication, block\n"
-	"hashes), every event, the index and every current document. Print\n"
-	"each problem, then \"ok\" or \"N problems\"; exit 1 on problems.\n"
-	"\n"
-	"  --json      print {\"problems\": [TEXT...], \"ok\": "
-	"BOOL}\n" HOME_HELP EXIT_HELP};
-
-static const struct cmd cmd_key_export = {
-	"key export",
-	run_key_export,
-	0,
-	1,
-	1,
-	"[--home DIR] NAME",
-	"Print the key of ledger NAME as a share string (\"lfskey1:\" and 64\n"
-	"hex digits). Whoever has it can read the ledger: send it privately.\n"
-	"\n" HOME_HELP EXIT_HELP};
-
-static const struct cmd cmd_key_import = {
-	"key import",
-	run_key_import,
-	0,
-	1,
-	2,
-	"[--home DIR] NAME [SHARE|-]",
-	"Store the key SHARE (as 'ledgerfs key export' prints it; read from\n"
-	"standard input when SHARE is - or absent, which keeps it out of the\n"
-	"process list and shell history) for ledger NAME, and make an empty\n"
-	"local store for it if there is none. Importing the same key again is\n"
-	"fine; a different key for a ledger that has one is refused.\n"
-	"\n" HOME_HELP EXIT_HELP};
-
-static const struct cmd cmd_status = {
-	"status",
-	run_status,
-	OPT_JSON,
-	0,
-	1,
-	"[--home DIR] [--json] [NAME]",
-	"Show each ledger (or NAME): whether its key is here, its heads, its\n"
-	"number of documents and of CAR files.\n"
-	"\n"
-	"  --json      print {\"name\", \"key\": BOOL, \"heads\": [CID...], "
-	"\"nheads\",\n"
-	"              \"documents\", \"cars\", \"error\"} (an array of them "
-	"without NAME)\n" HOME_HELP EXIT_HELP};
-
-static const struct cmd cmd_conflicts = {
-	"conflicts",
-	run_conflicts,
-	OPT_JSON,
-	1,
-	2,
-	"[--home DIR] [--json] NAME [ID]",
-	"Without ID: list the documents of ledger NAME that have losing\n"
-	"versions from concurrent writes (\"ID conflicts=N\"). With ID: print\n"
-	"each losing version of ID (\"version CID TIME writer=W\" and the\n"
-	"document).\n"
-	"\n"
-	"  --json      print [{\"id\", \"conflicts\"}...], or with ID\n"
-	"              [{\"cid\", \"t\", \"time\", \"writer\", "
-	"\"doc\"}...]\n" HOME_HELP EXIT_HELP};
+	"  --json      print {\"car\": CID, \"cars\": N}\n" LCMD_HOME_HELP
+		LCMD_EXIT_HELP};
 
 /* ---- option parsing and dispatch ---- */
 
 static const struct lfs_optname optnames[] = {
 	/* flag 0: every command has it */
-	{"--home", 0, true},           {"--json", OPT_JSON, false},
-	{"--at", OPT_AT, true},        {"-n", OPT_N, true},
-	{"--force", OPT_FORCE, false}, {"-f", OPT_FORCE, false},
+	{"--home", 0, true},
+	{"--json", LCMD_JSON, false},
+	{"--at", LCMD_AT, true},
+	{"-n", LCMD_N, true},
+	{"--force", LCMD_FORCE, false},
+	{"-f", LCMD_FORCE, false},
 };
 
 #define NOPTS (sizeof(optnames) / sizeof(optnames[0]))
 
-static int parse_opts(struct ctx *x, int argc, char **argv)
+static int parse_opts(struct lcmd_ctx *x, int argc, char **argv)
 {
-	struct opts *o = &x->o;
+	struct lcmd_opts *o = &x->o;
 	struct lfs_optscan sc;
 	lfs_optscan_init(&sc, argc, argv);
 	const char *val;
@@ -1641,16 +992,16 @@ static int parse_opts(struct ctx *x, int argc, char **argv)
 					&x->cli, "--home needs a directory");
 			x->cli.home_arg = val;
 			break;
-		case OPT_JSON:
+		case LCMD_JSON:
 			o->json = true;
 			break;
-		case OPT_FORCE:
+		case LCMD_FORCE:
 			o->force = true;
 			break;
-		case OPT_AT:
+		case LCMD_AT:
 			o->at = val;
 			break;
-		case OPT_N: {
+		case LCMD_N: {
 			char *end;
 			errno = 0;
 			unsigned long long v = strtoull(val, &end, 10);
@@ -1668,14 +1019,14 @@ static int parse_opts(struct ctx *x, int argc, char **argv)
 	}
 	if (o->npos < x->c->min_pos)
 		return lfs_cli_usage_error(&x->cli, "missing arguments");
-	if (x->c->max_pos != UNLIMITED && o->npos > x->c->max_pos)
+	if (x->c->max_pos != LCMD_UNLIMITED && o->npos > x->c->max_pos)
 		return lfs_cli_usage_error(&x->cli, "too many arguments");
 	return 0;
 }
 
-static int run_cmd(const struct cmd *c, int argc, char **argv)
+int lcmd_run(const struct lcmd *c, int argc, char **argv)
 {
-	struct ctx x = {.c = c, .cli = {.cmd = c->name, .args = c->args}};
+	struct lcmd_ctx x = {.c = c, .cli = {.cmd = c->name, .args = c->args}};
 	int rc;
 	if (!(x.o.pos = calloc((size_t)argc + 1, sizeof(*x.o.pos)))) {
 		fprintf(stderr, "ledgerfs %s: out of memory\n", c->name);
@@ -1699,96 +1050,50 @@ static int run_cmd(const struct cmd *c, int argc, char **argv)
 
 int lfs_cmd_init(int argc, char **argv)
 {
-	return run_cmd(&cmd_init, argc, argv);
+	return lcmd_run(&cmd_init, argc, argv);
 }
 
 int lfs_cmd_put(int argc, char **argv)
 {
-	return run_cmd(&cmd_put, argc, argv);
+	return lcmd_run(&cmd_put, argc, argv);
 }
 
 int lfs_cmd_rm(int argc, char **argv)
 {
-	return run_cmd(&cmd_rm, argc, argv);
+	return lcmd_run(&cmd_rm, argc, argv);
 }
 
 int lfs_cmd_get(int argc, char **argv)
 {
-	return run_cmd(&cmd_get, argc, argv);
+	return lcmd_run(&cmd_get, argc, argv);
 }
 
 int lfs_cmd_cat(int argc, char **argv)
 {
-	return run_cmd(&cmd_cat, argc, argv);
+	return lcmd_run(&cmd_cat, argc, argv);
 }
 
 int lfs_cmd_ls(int argc, char **argv)
 {
-	return run_cmd(&cmd_ls, argc, argv);
+	return lcmd_run(&cmd_ls, argc, argv);
 }
 
 int lfs_cmd_log(int argc, char **argv)
 {
-	return run_cmd(&cmd_log, argc, argv);
+	return lcmd_run(&cmd_log, argc, argv);
 }
 
 int lfs_cmd_diff(int argc, char **argv)
 {
-	return run_cmd(&cmd_diff, argc, argv);
+	return lcmd_run(&cmd_diff, argc, argv);
 }
 
 int lfs_cmd_merge(int argc, char **argv)
 {
-	return run_cmd(&cmd_merge, argc, argv);
+	return lcmd_run(&cmd_merge, argc, argv);
 }
 
 int lfs_cmd_compact(int argc, char **argv)
 {
-	return run_cmd(&cmd_compact, argc, argv);
-}
-
-int lfs_cmd_fsck(int argc, char **argv)
-{
-	return run_cmd(&cmd_fsck, argc, argv);
-}
-
-int lfs_cmd_status(int argc, char **argv)
-{
-	return run_cmd(&cmd_status, argc, argv);
-}
-
-int lfs_cmd_conflicts(int argc, char **argv)
-{
-	return run_cmd(&cmd_conflicts, argc, argv);
-}
-
-static void key_usage(FILE *f)
-{
-	fprintf(f, "usage: ledgerfs key export NAME\n"
-		   "       ledgerfs key import NAME [SHARE|-]\n"
-		   "\n"
-		   "  export   print a ledger's key as a share string\n"
-		   "  import   store a ledger's key from a share string\n"
-		   "\n"
-		   "'ledgerfs key SUBCOMMAND --help' describes each one.\n");
-}
-
-int lfs_cmd_key(int argc, char **argv)
-{
-	if (argc < 2) {
-		key_usage(stderr);
-		return LFS_EXIT_USAGE;
-	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-	    !strcmp(argv[1], "help")) {
-		key_usage(stdout);
-		return fflush(stdout) == EOF ? LFS_EXIT_FAIL : LFS_EXIT_OK;
-	}
-	if (!strcmp(argv[1], "export"))
-		return run_cmd(&cmd_key_export, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "import"))
-		return run_cmd(&cmd_key_import, argc - 1, argv + 1);
-	fprintf(stderr, "ledgerfs key: unknown subcommand '%s'\n\n", argv[1]);
-	key_usage(stderr);
-	return LFS_EXIT_USAGE;
+	return lcmd_run(&cmd_compact, argc, argv);
 }
