@@ -183,7 +183,7 @@ int lfs_clock_check_parents(struct lfs_cid *out_missing,
 		if (rc == -ENOENT && out_missing)
 			*out_missing = ev->parents[i];
 		if (!rc && p.t >= ev->t)
-			rc = -ERANGE;
+			rc = -ETIME;
 		lfs_arena_rewind(&a, m);
 	}
 	lfs_arena_release(&a);

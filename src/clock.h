@@ -86,7 +86,7 @@ int lfs_event_load(struct lfs_event *out, struct lfs_arena *a,
 /*
  * Check that every parent of ev is available and older (t smaller).
  * -ENOENT names a missing parent (its CID in *out_missing if not NULL);
- * -EBADMSG when a parent block is corrupt; -ERANGE when a parent is not
+ * -EBADMSG when a parent block is corrupt; -ETIME when a parent is not
  * older (a clock that went backwards: the event must be refused).
  */
 int lfs_clock_check_parents(struct lfs_cid *out_missing,

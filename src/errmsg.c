@@ -24,8 +24,11 @@ const char *lfs_errmsg(int err)
 		return "access refused";
 	case ENOENT:
 		return "missing";
-	case ERANGE:
+	case ETIME:
 		return "its clock goes backwards";
+	case ERANGE:
+		return "it holds a number beyond what JSON here represents "
+		       "(an integer over 64 bits)";
 	default:
 		return strerror(err < 0 ? -err : err);
 	}

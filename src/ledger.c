@@ -1040,7 +1040,7 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 			}
 		}
 	}
-	if (rc == -ERANGE)
+	if (rc == -ETIME)
 		rc = -EBADMSG; /* an event older than its parent */
 	if (rc == -EBADMSG)
 		lfs_blockstore_remove_car(l->bs, car); /* never applied */
@@ -1262,7 +1262,7 @@ static int fsck_event(void *ctx, const struct lfs_cid *cid,
 		problem(f, "event %s: parent %s is missing", s, m);
 		return 0;
 	}
-	if (rc == -ERANGE) {
+	if (rc == -ETIME) {
 		problem(f, "event %s: a parent is not older than it", s);
 		return 0;
 	}
