@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "cmd.h"
 #include "home.h"
 #include "log.h"
+#include "optscan.h"
 #include "sync.h"
 
 struct opened {
@@ -70,55 +72,79 @@ static void sync_usage(FILE *f)
 		"store, say); the reason is printed: try again later.\n");
 }
 
+enum { O_HOME = 1, O_REMOTE, O_JSON };
+
+static const struct lfs_optname sync_opts[] = {
+	{"--home", O_HOME, true},
+	{"--remote", O_REMOTE, true},
+	{"--json", O_JSON, false},
+};
+
 int lfs_cmd_sync(int argc, char **argv)
 {
+	struct lfs_cli cli = {.cmd = "sync",
+			      .args = "[--home DIR] [--remote URL] [--json] "
+				      "[NAME]"};
 	const char *home_dir = NULL, *url = getenv("LEDGERFS_REMOTE");
 	const char *name = NULL;
 	bool json = false;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+	struct lfs_optscan sc;
+	lfs_optscan_init(&sc, argc, argv);
+	const char *val;
+	int k;
+	while ((k = lfs_optscan_next(&sc, sync_opts,
+				     sizeof(sync_opts) / sizeof(*sync_opts),
+				     &val)) != LFS_OPT_END) {
+		switch (k) {
+		case LFS_OPT_HELP:
 			sync_usage(stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--home") && i + 1 < argc) {
-			home_dir = argv[++i];
-		} else if (!strcmp(argv[i], "--remote") && i + 1 < argc) {
-			url = argv[++i];
-		} else if (!strcmp(argv[i], "--json")) {
+			return lfs_cli_finish_output(&cli, LFS_EXIT_OK);
+		case LFS_OPT_POS:
+			if (name)
+				return lfs_cli_usage_error(
+					&cli, "too many arguments");
+			name = val;
+			continue;
+		case LFS_OPT_UNKNOWN:
+			return lfs_cli_usage_error(&cli, "unknown option '%s'",
+						   sc.arg);
+		case LFS_OPT_NOVALUE:
+			return lfs_cli_usage_error(&cli, "%s needs a value",
+						   val);
+		}
+		switch (sync_opts[k].flag) {
+		case O_HOME:
+			home_dir = val;
+			break;
+		case O_REMOTE:
+			url = val;
+			break;
+		case O_JSON:
 			json = true;
-		} else if (argv[i][0] != '-' && !name) {
-			name = argv[i];
-		} else {
-			sync_usage(stderr);
-			return 2;
+			break;
 		}
 	}
-	if (!url || !*url) {
-		fprintf(stderr, "ledgerfs sync: no remote store: give --remote "
-				"URL or set LEDGERFS_REMOTE\n");
-		return 2;
-	}
-	if (name && !lfs_home_valid_name(name)) {
-		fprintf(stderr, "ledgerfs sync: '%s' is not a ledger name\n",
-			name);
-		return 2;
-	}
+	if (!url || !*url)
+		return lfs_cli_usage_error(&cli,
+					   "no remote store: give --remote URL "
+					   "or set LEDGERFS_REMOTE");
+	if (name && !lfs_home_valid_name(name))
+		return lfs_cli_usage_error(&cli, "'%s' is not a ledger name",
+					   name);
 	lfs_log_setup(LFS_LOG_WARN, 0);
 	struct lfs_home home;
 	int rc = lfs_home_open(&home, home_dir);
 	if (rc) {
-		fprintf(stderr,
-			"ledgerfs sync: cannot use the local store: %s\n",
-			strerror(-rc));
+		lfs_cli_fail(&cli, "cannot use the local store: %s",
+			     strerror(-rc));
 		return 1;
 	}
 	struct provider p = {.home = &home};
 	struct lfs_sync_hooks hooks = {.ledger = provide, .ctx = &p};
 	struct lfs_sync *s;
 	if ((rc = lfs_sync_new(&s, &home, url, &hooks))) {
-		fprintf(stderr,
-			"ledgerfs sync: cannot use the remote store "
-			"%s: %s\n",
-			url, rc == -EINVAL ? "not a store URL" : strerror(-rc));
+		lfs_cli_fail(&cli, "cannot use the remote store %s: %s", url,
+			     rc == -EINVAL ? "not a store URL" : strerror(-rc));
 		lfs_home_release(&home);
 		return rc == -EINVAL ? 2 : 1;
 	}
@@ -144,11 +170,10 @@ int lfs_cmd_sync(int argc, char **argv)
 		if (!ok && !(state && !strcmp(state, "no key")))
 			status = 1;
 		if (!ok)
-			fprintf(stderr, "ledgerfs sync: ledger '%s': %s\n",
-				names[i],
-				err     ? err
-				: state ? state
-					: "no status");
+			lfs_cli_fail(&cli, "ledger '%s': %s", names[i],
+				     err     ? err
+				     : state ? state
+					     : "no status");
 		else if (!json)
 			printf("%s: pushed and pulled with %s\n", names[i],
 			       url);
@@ -163,7 +188,7 @@ int lfs_cmd_sync(int argc, char **argv)
 	json_decref(all);
 	lfs_home_list_free(names, n);
 	if (rc && !status) {
-		fprintf(stderr, "ledgerfs sync: %s: %s\n", url, strerror(-rc));
+		lfs_cli_fail(&cli, "%s: %s", url, strerror(-rc));
 		status = 1;
 	}
 	lfs_sync_free(s);
