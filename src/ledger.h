@@ -24,6 +24,28 @@
  * object without "_id" (the id is the index key). Reads give it back with
  * "_id" added. Ids: 1..LFS_INDEX_ID_MAX bytes of UTF-8, no NUL.
  *
+ * Contracts that hold for every function below:
+ *  - Pointers. The ledger and every input pointer must not be NULL unless
+ *    the function's comment says "may be NULL". Output parameters are named
+ *    out_* (or out) and are written only on success; in this header they
+ *    follow the ledger handle and the inputs (the handle comes first, as
+ *    everywhere), which is the one departure from "outputs first".
+ *  - Ownership. A json_t ** output is a new reference: json_decref() it.
+ *    A malloc'd array output (heads, CAR lists) is the caller's to free().
+ *    Entry strings filled into a caller's arena live as long as the arena.
+ *    lfs_ledger_blocks(), _index() and _store() return borrowed views that
+ *    stay valid until lfs_ledger_close(); they are safe to use from any
+ *    thread, and what they read is immutable (content-addressed).
+ *  - Blocking. Reads (root, heads, get, load_doc, event_root, the views)
+ *    never wait for another process. commit, merge, ingest_end, compact and
+ *    refresh (when something changed) take the exclusive flock on DIR/lock,
+ *    so they wait while another process (the CLI, a mount) commits; no
+ *    process holds it longer than one commit or one compaction. Within a
+ *    process, writers are serialised by a mutex and readers never block on
+ *    them.
+ *  - Threads. A struct lfs_ledger may be used from several threads at
+ *    once; a struct lfs_txn belongs to one thread.
+ *
  * Errors: 0 or a negative errno: -EINVAL bad id or document (not an
  * object, "_id" that disagrees, a number JSON can't carry), -EFBIG document
  * over LFS_DOC_MAX, -ENOENT no such document/event/CAR, -EBADMSG corrupt or

@@ -87,6 +87,16 @@
 
 struct lfs_sync;
 
+/*
+ * The hooks run on the thread that runs the round: the sync thread, or the
+ * caller of lfs_sync_round(). They run while that round holds the round
+ * lock (rounds never overlap) but never under the sync's state lock, so
+ * they may call lfs_sync_status() and lfs_sync_kick(), and the FUSE layer
+ * may send kernel notifications from them; they must not call
+ * lfs_sync_round(), lfs_sync_wait*() or lfs_sync_stop() (the round lock is
+ * held), and they should return quickly: the round waits for them. The
+ * catch-up fetch threads never call them.
+ */
 struct lfs_sync_hooks {
 	/*
 	 * The open ledger called name (borrowed: it must stay open until
