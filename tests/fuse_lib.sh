@@ -24,7 +24,7 @@
 #                        the daemon stopped. Any unchecked command that
 #                        fails is a failure (an ERR trap names its line). A
 #                        watchdog kills the daemon and ends a test that
-#                        runs over LFS_TEST_TIMEOUT seconds (default 600).
+#                        runs over LFS_TEST_TIMEOUT seconds (default 1200).
 #   fuse_mount [ARGS]    start `ledgerfs mount -f` (log level
 #                        $LFS_LOG_LEVEL, default debug; ARGS go before the
 #                        mount point) in the background, its stderr to
@@ -98,7 +98,7 @@ fi
 LFS_GRACE=${LFS_GRACE:-2}
 LFS_OP_TIMEOUT=${LFS_OP_TIMEOUT:-30}
 LFS_MOUNT_TIMEOUT=${LFS_MOUNT_TIMEOUT:-10}
-LFS_TEST_TIMEOUT=${LFS_TEST_TIMEOUT:-600}
+LFS_TEST_TIMEOUT=${LFS_TEST_TIMEOUT:-1200}
 LFS_LOG_LEVEL=${LFS_LOG_LEVEL:-debug}
 DAEMON_PID=
 DAEMON_LOG=
