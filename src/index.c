@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "cbor.h"
+#include "cidmap.h"
 
 #define MAX_DEPTH 64 /* 4-bit digits in a 256-bit hash */
 
@@ -23,11 +24,18 @@ struct node {
 	struct lfs_cid kids[16];
 };
 
-/* Per-call working state: an arena for decoded nodes and a scratch buffer. */
+/*
+ * Per-call working state: an arena for decoded nodes, a scratch buffer, and
+ * the internal nodes met so far by the walk under way and by a diff's two
+ * sides. A valid index never links a node twice; a hostile one that does
+ * (16 links to one node, level after level) would be walked once per path,
+ * exponentially often, so meeting a node again is -EBADMSG.
+ */
 struct op {
 	const struct lfs_index *ix;
 	struct lfs_arena arena;
 	struct lfs_buf tmp;
+	struct lfs_cidmap walked, side[2];
 };
 
 struct chg {
@@ -57,12 +65,36 @@ static void op_init(struct op *o, const struct lfs_index *ix)
 	o->ix = ix;
 	lfs_arena_init(&o->arena, 0);
 	lfs_buf_init(&o->tmp, 0);
+	lfs_cidmap_init(&o->walked);
+	lfs_cidmap_init(&o->side[0]);
+	lfs_cidmap_init(&o->side[1]);
 }
 
 static void op_release(struct op *o)
 {
 	lfs_arena_release(&o->arena);
 	lfs_buf_release(&o->tmp);
+	lfs_cidmap_release(&o->walked);
+	lfs_cidmap_release(&o->side[0]);
+	lfs_cidmap_release(&o->side[1]);
+}
+
+/* Note an internal node met; -EBADMSG the second time (see struct op). */
+static int meet(struct lfs_cidmap *m, const struct node *nd,
+		const struct lfs_cid *cid)
+{
+	if (nd->leaf || !cid)
+		return 0;
+	if (lfs_cidmap_get(m, cid, NULL))
+		return -EBADMSG;
+	return lfs_cidmap_set(m, cid, 1);
+}
+
+/* Start a new walk: forget the nodes the previous one met. */
+static void walk_begin(struct op *o)
+{
+	lfs_cidmap_release(&o->walked);
+	lfs_cidmap_init(&o->walked);
 }
 
 static void hash_id(const struct lfs_index *ix, uint8_t out[32], const char *id,
@@ -434,6 +466,8 @@ static int walk(struct op *o, const struct lfs_cid *cid, int depth,
 {
 	struct node nd;
 	int rc = load_node(o, &nd, cid, depth);
+	if (!rc)
+		rc = meet(&o->walked, &nd, cid);
 	if (rc)
 		return rc;
 	if (nd.leaf) {
@@ -485,6 +519,7 @@ int lfs_index_each(const struct lfs_index *ix, const struct lfs_cid *root,
 	op_init(&o, ix);
 	uint64_t n;
 	uint8_t prefix[MAX_DEPTH] = {0};
+	walk_begin(&o);
 	int rc = walk(&o, root, 0, prefix, false, &n, fn, ctx);
 	op_release(&o);
 	return rc;
@@ -497,6 +532,7 @@ int lfs_index_check(const struct lfs_index *ix, const struct lfs_cid *root,
 	op_init(&o, ix);
 	uint64_t n;
 	uint8_t prefix[MAX_DEPTH] = {0};
+	walk_begin(&o);
 	int rc = walk(&o, root, 0, prefix, true, &n, fn, ctx);
 	op_release(&o);
 	return rc;
@@ -509,6 +545,7 @@ static int gather_subtree(struct op *o, struct gather *g,
 {
 	uint64_t n;
 	uint8_t prefix[MAX_DEPTH] = {0};
+	walk_begin(o);
 	return walk(o, cid, depth, prefix, false, &n, gather_fn, g);
 }
 
@@ -770,7 +807,9 @@ static int diff_at(struct op *o, const struct lfs_cid *a,
 	struct node na, nb;
 	int rc;
 	if ((rc = load_node(o, &na, a, depth)) ||
-	    (rc = load_node(o, &nb, b, depth)))
+	    (rc = load_node(o, &nb, b, depth)) ||
+	    (rc = meet(&o->side[0], &na, a)) ||
+	    (rc = meet(&o->side[1], &nb, b)))
 		return rc;
 	if (!na.leaf && !nb.leaf) {
 		for (int d = 0; d < 16; d++) {

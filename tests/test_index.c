@@ -364,6 +364,78 @@ START_TEST(hostile_nodes)
 }
 END_TEST
 
+static int count_entries(void *ctx, const struct lfs_index_entry *e)
+{
+	(void)e;
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+static int count_changes(void *ctx, const struct lfs_index_entry *ea,
+			 const struct lfs_index_entry *eb)
+{
+	(void)ea;
+	(void)eb;
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+/*
+ * A hostile index that links one node 16 times, level after level (real
+ * hashes allow it: each level is a distinct block). Walked once per path
+ * that is 16^8 leaves; every walk must refuse it instead, at once.
+ */
+START_TEST(shared_subtrees)
+{
+	struct fixture f;
+	fx_init(&f);
+	for (int i = 0; i < 3; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "s%d", i);
+		put(&f, id, 1);
+	}
+	struct lfs_cid below = f.root; /* a leaf of 3 entries */
+	uint64_t n = 3;
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	for (int level = 0; level < 8; level++) {
+		n *= 16;
+		lfs_buf_reset(&b);
+		lfs_cbor_put_head(&b, 5, 3);
+		lfs_cbor_put_string(&b, "b", 1);
+		lfs_cbor_put_int(&b, 0xffff);
+		lfs_cbor_put_string(&b, "k", 1);
+		lfs_cbor_put_head(&b, 4, 16);
+		for (int k = 0; k < 16; k++)
+			lfs_cbor_put_link(&b, &below);
+		lfs_cbor_put_string(&b, "n", 1);
+		/* The top one claims 33 entries: a delete then collapses it. */
+		lfs_cbor_put_int(&b, level == 7 ? 33 : (int64_t)n);
+		below = raw_node(&f, &b);
+	}
+	uint64_t seen = 0;
+	ck_assert_int_eq(lfs_index_each(&f.ix, &below, count_entries, &seen),
+			 -EBADMSG);
+	ck_assert_uint_le(seen, 16 * 3);
+	ck_assert_int_eq(lfs_index_check(&f.ix, &below, NULL, NULL), -EBADMSG);
+	struct lfs_cid empty;
+	ck_assert_int_eq(lfs_index_empty(&empty, &f.ix), 0);
+	seen = 0;
+	ck_assert_int_eq(
+		lfs_index_diff(&f.ix, &empty, &below, count_changes, &seen),
+		-EBADMSG);
+	ck_assert_int_eq(
+		lfs_index_diff(&f.ix, &below, &f.root, count_changes, &seen),
+		-EBADMSG);
+	struct lfs_index_change del = {.id = "s1", .id_len = 2};
+	struct lfs_cid out;
+	ck_assert_int_eq(lfs_index_apply(&out, &f.ix, &below, &del, 1),
+			 -EBADMSG);
+	lfs_buf_release(&b);
+	fx_release(&f);
+}
+END_TEST
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -379,6 +451,7 @@ int main(void)
 	tcase_add_test(t, conflicts_roundtrip);
 	tcase_add_test(t, bad_arguments);
 	tcase_add_test(t, hostile_nodes);
+	tcase_add_test(t, shared_subtrees);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
