@@ -111,7 +111,9 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
  * block, then store it as car/<expect> and load it. Nothing is stored when
  * any check fails. The file is fsynced before import returns, unless lazy
  * imports are on (lfs_blockstore_set_lazy_imports): then the next
- * lfs_blockstore_sync() makes it durable.
+ * lfs_blockstore_sync() makes it durable. A CAR that is here and loaded
+ * already (it was checked when it came) is not checked or written again:
+ * import gives its root, whatever sealed holds.
  */
 void lfs_blockstore_set_lazy_imports(struct lfs_blockstore *bs, bool lazy);
 int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
