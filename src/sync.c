@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "cidmap.h"
 #include "clock.h"
 #include "log.h"
+#include "timefmt.h"
 
 #define MAX_BACKOFF_MS 30000
 #define MAX_CHAIN      100000 /* CARs fetched for one head in one round */
@@ -43,6 +45,8 @@
 #define PREFETCH_MIN     16
 #define PREFETCH_DEPTH   16
 #define PROGRESS_EVERY   1000 /* log a line every so many CAR files */
+
+#define MISSING_SHOWN 16 /* missing CAR files listed in status */
 
 /* A CAR file larger than this is fetched to a file, not to memory. */
 #define CAR_IN_MEMORY ((size_t)4 << 20)
@@ -67,12 +71,21 @@ struct sync_ledger {
 	struct lfs_cidmap retry;        /* CAR -> next try (ms) << 8 | tries */
 	struct lfs_cidmap remote_heads; /* well-formed records listed */
 	struct lfs_cidmap bad_records;  /* records listed that are not */
+	struct lfs_cidmap unwaited; /* left waiting here since the last save */
+	/* CARs missing on the store -> when first missed (unix seconds; 0:
+	 * not missing); under s->lock, as status reads it. */
+	struct lfs_cidmap missing;
+	struct lfs_cidmap unmissed; /* arrived since the last save */
+	struct lfs_cidmap needed;   /* of those, the ones this pull needed */
 	size_t nwaiting, nbad;
 	int pushed_fd; /* the pushed file, open for appending, or -1 */
 	uint8_t key[LFS_KEY_BYTES]; /* to check fetched CARs; wiped at free */
 	bool have_key;
 	char *fetch_dir; /* HOME/state/<ledger>/: fetched CARs spill here */
-	bool loaded, marker_done, waiting_dirty, state_dir;
+	struct lfs_sync *owner;
+	char *waiting_path;
+	struct stat waiting_st; /* the waiting file when last read here */
+	bool loaded, marker_done, waiting_dirty, missing_dirty, state_dir;
 	char why[300]; /* why a remote head could not be applied */
 	/* Status, under s->lock. */
 	int64_t last_push_us, last_poll_us;
@@ -157,7 +170,12 @@ static struct sync_ledger *sl_get(struct lfs_sync *s, const char *name)
 	lfs_cidmap_init(&sl->retry);
 	lfs_cidmap_init(&sl->remote_heads);
 	lfs_cidmap_init(&sl->bad_records);
+	lfs_cidmap_init(&sl->unwaited);
+	lfs_cidmap_init(&sl->missing);
+	lfs_cidmap_init(&sl->unmissed);
+	lfs_cidmap_init(&sl->needed);
 	sl->pushed_fd = -1;
+	sl->owner = s;
 	sl->next = s->ledgers;
 	s->ledgers = sl;
 	return sl;
@@ -184,9 +202,11 @@ static int car_set(struct sync_ledger *sl, const struct lfs_cid *c,
 	if ((f ^ old) & CAR_WAITING) {
 		if (f & CAR_WAITING) {
 			sl->nwaiting++;
+			lfs_cidmap_set(&sl->unwaited, c, 0);
 		} else {
 			sl->nwaiting--;
 			sl->waiting_dirty = true;
+			lfs_cidmap_set(&sl->unwaited, c, 1);
 		}
 	}
 	if ((f ^ old) & CAR_BAD) {
@@ -198,7 +218,16 @@ static int car_set(struct sync_ledger *sl, const struct lfs_cid *c,
 	return 0;
 }
 
-/* Applied here: ingested in this process, or a local file not waiting. */
+static void refresh_waiting(struct sync_ledger *sl, struct lfs_blockstore *bs);
+
+/*
+ * Applied here: ingested in this process, or a local file not waiting.
+ * Another process on this home (a mount, the command line) may have kept
+ * the file unapplied since this one read the waiting file: it lists a
+ * file there before the file appears, so a file not known here is looked
+ * up in the waiting file once more (when it changed) before it counts as
+ * applied.
+ */
 static bool applied(struct sync_ledger *sl, struct lfs_blockstore *bs,
 		    const struct lfs_cid *c)
 {
@@ -206,6 +235,9 @@ static bool applied(struct sync_ledger *sl, struct lfs_blockstore *bs,
 	if (f & CAR_APPLIED)
 		return true;
 	if (f & (CAR_WAITING | CAR_BAD) || !lfs_blockstore_has_car(bs, c))
+		return false;
+	refresh_waiting(sl, bs);
+	if (car_flags(sl, c) & CAR_WAITING)
 		return false;
 	car_set(sl, c, CAR_APPLIED, 0);
 	return true;
@@ -224,7 +256,17 @@ static bool due(struct sync_ledger *sl, const struct lfs_cid *c)
 	       (int64_t)(v >> 8) <= mono_ms();
 }
 
-/* ---- the state files: HOME/state/<ledger>/{pushed,waiting} ---- */
+/* ---- the state files: HOME/state/<ledger>/{pushed,waiting,missing} ---- */
+
+/*
+ * Every process on a home (a mount, the command line) shares these files.
+ * pushed only grows: lines appended whole (O_APPEND). waiting and missing
+ * also lose entries, by a rewrite renamed over the file; so that no
+ * process loses another's entries, every append and rewrite of those two
+ * happens under an exclusive flock on HOME/state/<ledger>/lock, and a
+ * rewrite re-reads the file and takes out only the entries this process
+ * took out (the unwaited and unmissed maps), keeping all else it finds.
+ */
 
 static char *state_path(struct lfs_sync *s, struct sync_ledger *sl,
 			const char *file)
@@ -242,135 +284,143 @@ static char *state_path(struct lfs_sync *s, struct sync_ledger *sl,
 	return p;
 }
 
-static void load_cids(struct lfs_sync *s, struct sync_ledger *sl,
-		      const char *file, struct lfs_blockstore *bs, bool waiting)
+/* Take the ledger's state lock: a descriptor for state_unlock(), or -errno. */
+static int state_lock(struct lfs_sync *s, struct sync_ledger *sl)
+{
+	char *p = state_path(s, sl, "lock");
+	int fd = p ? open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+	int rc = fd < 0 ? (p ? -errno : -ENOMEM) : 0;
+	while (!rc && flock(fd, LOCK_EX))
+		if (errno != EINTR)
+			rc = -errno;
+	free(p);
+	if (rc && fd >= 0)
+		close(fd);
+	return rc ? rc : fd;
+}
+
+static void state_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd); /* releases the flock */
+}
+
+typedef void (*state_line_fn)(void *ctx, const struct lfs_cid *c, uint64_t v);
+
+/*
+ * Call fn for each well-formed line of a state file: a CID, and in the
+ * missing file a number after a space (0 when none).
+ */
+static void read_state(struct lfs_sync *s, struct sync_ledger *sl,
+		       const char *file, state_line_fn fn, void *ctx)
 {
 	char *p = state_path(s, sl, file);
 	FILE *f = p ? fopen(p, "re") : NULL;
 	char line[128];
 	while (f && fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = '\0';
+		char *sp = strchr(line, ' ');
+		uint64_t v = 0;
+		if (sp) {
+			*sp = '\0';
+			v = strtoull(sp + 1, NULL, 10);
+		}
 		struct lfs_cid c;
-		if (lfs_cid_from_string(&c, line))
-			continue;
-		if (!waiting)
-			lfs_cidmap_set(&sl->pushed, &c, 1);
-		else if (lfs_blockstore_has_car(bs, &c))
-			car_set(sl, &c, CAR_WAITING, 0);
-		else
-			sl->waiting_dirty = true; /* gone: rewrite without */
+		if (!lfs_cid_from_string(&c, line))
+			fn(ctx, &c, v);
 	}
 	if (f)
 		fclose(f);
 	free(p);
 }
 
-/*
- * Append c to a state file. The pushed file only grows, so its descriptor
- * stays open; the waiting file is rewritten (renamed over), so it is
- * opened each time.
- */
-static void append_cid(struct lfs_sync *s, struct sync_ledger *sl,
-		       const char *file, const struct lfs_cid *c, bool durable)
+#define LINE_MAX_LEN (LFS_CID_STRLEN + 24)
+
+static void line_of(char out[LINE_MAX_LEN], const struct lfs_cid *c,
+		    bool with_value, uint64_t v)
 {
-	bool keep = !strcmp(file, "pushed");
-	int fd = keep ? sl->pushed_fd : -1;
-	char *p = NULL;
-	if (fd < 0 && (p = state_path(s, sl, file)))
-		fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	char line[LFS_CID_STRLEN + 2];
-	lfs_cid_to_string(line, c);
-	strcat(line, "\n");
-	int rc = fd < 0 ? -errno : lfs_write_all(fd, line, strlen(line));
-	if (!rc && durable && fdatasync(fd))
-		rc = -errno;
-	if (rc)
-		lfs_warn("cannot record CAR %.*s in state/%s/%s: %s",
-			 LFS_CID_STRLEN, line, sl->name, file, strerror(-rc));
-	if (keep)
-		sl->pushed_fd = fd;
-	else if (fd >= 0)
-		close(fd);
-	free(p);
+	lfs_cid_to_string(out, c);
+	size_t n = strlen(out);
+	if (with_value)
+		snprintf(out + n, LINE_MAX_LEN - n, " %llu\n",
+			 (unsigned long long)v);
+	else
+		snprintf(out + n, LINE_MAX_LEN - n, "\n");
 }
 
-/* note_waiting() for many CARs, with one write and one sync. */
-static void note_waiting_many(struct lfs_sync *s, struct sync_ledger *sl,
-			      const struct lfs_cid *v, size_t n)
+/* Append lines to a state file under the state lock, and sync it. */
+static void append_state(struct lfs_sync *s, struct sync_ledger *sl,
+			 const char *file, const struct lfs_buf *lines)
 {
-	char *p = state_path(s, sl, "waiting");
+	if (!lines->len && !lines->err)
+		return;
+	int lk = state_lock(s, sl), rc = lk < 0 ? lk : lines->err;
+	char *p = rc ? NULL : state_path(s, sl, file);
 	int fd = p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
 		   : -1;
-	int rc = fd < 0 ? -errno : 0;
-	struct lfs_buf b;
-	lfs_buf_init(&b, 0);
-	for (size_t i = 0; i < n; i++) {
-		if (car_flags(sl, &v[i]) & CAR_WAITING)
-			continue;
-		car_set(sl, &v[i], CAR_WAITING, 0);
-		char line[LFS_CID_STRLEN + 2];
-		lfs_cid_to_string(line, &v[i]);
-		strcat(line, "\n");
-		lfs_buf_append(&b, line, strlen(line));
-	}
 	if (!rc)
-		rc = b.err ? b.err : lfs_write_all(fd, b.data, b.len);
+		rc = fd < 0 ? (p ? -errno : -ENOMEM)
+			    : lfs_write_all(fd, lines->data, lines->len);
 	if (!rc && fdatasync(fd))
 		rc = -errno;
 	if (rc)
-		lfs_warn("cannot record %zu CARs in state/%s/waiting: %s", n,
-			 sl->name, strerror(-rc));
+		lfs_warn("cannot record CAR files in state/%s/%s: %s", sl->name,
+			 file, strerror(-rc));
 	if (fd >= 0)
 		close(fd);
-	lfs_buf_release(&b);
+	state_unlock(lk);
 	free(p);
 }
 
-static void note_pushed(struct lfs_sync *s, struct sync_ledger *sl,
-			const struct lfs_cid *car)
+struct rewrite {
+	const struct lfs_cidmap *drop;
+	struct lfs_cidmap seen;
+	struct lfs_buf out;
+	bool with_value;
+};
+
+static void rewrite_line(void *ctx, const struct lfs_cid *c, uint64_t v)
 {
-	if (lfs_cidmap_get(&sl->pushed, car, NULL))
+	struct rewrite *w = ctx;
+	uint64_t d = 0;
+	if ((lfs_cidmap_get(w->drop, c, &d) && d) ||
+	    lfs_cidmap_get(&w->seen, c, NULL))
 		return;
-	lfs_cidmap_set(&sl->pushed, car, 1);
-	append_cid(s, sl, "pushed", car, false);
+	lfs_cidmap_set(&w->seen, c, 1);
+	char line[LINE_MAX_LEN];
+	line_of(line, c, w->with_value, v);
+	lfs_buf_append_str(&w->out, line);
 }
 
 /*
- * Record that car is about to be kept here unapplied. Written (and synced)
- * before the ingest that keeps it, so that a crash leaves at worst an entry
- * too many, which the next rounds clear.
+ * Rewrite a state file under the state lock: what it holds now, but the
+ * entries in drop, plus those of mine (CID -> value) it lacks. Returns 0
+ * or -errno (logged).
  */
-static void note_waiting(struct lfs_sync *s, struct sync_ledger *sl,
-			 const struct lfs_cid *car)
+static int rewrite_state(struct lfs_sync *s, struct sync_ledger *sl,
+			 const char *file, const struct lfs_cidmap *drop,
+			 const struct lfs_cidmap *mine, bool with_value)
 {
-	if (car_flags(sl, car) & CAR_WAITING)
-		return;
-	car_set(sl, car, CAR_WAITING, 0);
-	append_cid(s, sl, "waiting", car, true);
-}
-
-/* Rewrite the waiting file when entries left it. */
-static void save_waiting(struct lfs_sync *s, struct sync_ledger *sl)
-{
-	if (!sl->waiting_dirty)
-		return;
-	char *p = state_path(s, sl, "waiting");
-	char *tmp = p ? malloc(strlen(p) + 8) : NULL;
-	if (!tmp) {
-		free(p);
-		return;
+	int lk = state_lock(s, sl);
+	if (lk < 0) {
+		lfs_warn("cannot lock state/%s: %s", sl->name, strerror(-lk));
+		return lk;
 	}
-	sprintf(tmp, "%s.tmp", p);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	int rc = fd < 0 ? -errno : 0;
-	for (size_t i = 0; !rc && i < sl->cars.nslots; i++) {
-		struct lfs_cidmap_slot *e = &sl->cars.slots[i];
-		if (!e->used || !(e->value & CAR_WAITING))
-			continue;
-		char line[LFS_CID_STRLEN + 2];
-		lfs_cid_to_string(line, &e->cid);
-		strcat(line, "\n");
-		rc = lfs_write_all(fd, line, strlen(line));
+	struct rewrite w = {.drop = drop, .with_value = with_value};
+	lfs_cidmap_init(&w.seen);
+	lfs_buf_init(&w.out, 0);
+	read_state(s, sl, file, rewrite_line, &w);
+	for (size_t i = 0; i < mine->nslots; i++)
+		if (mine->slots[i].used)
+			rewrite_line(&w, &mine->slots[i].cid,
+				     mine->slots[i].value);
+	char *p = state_path(s, sl, file);
+	char *tmp = p ? malloc(strlen(p) + 8) : NULL;
+	int rc = tmp ? w.out.err : -ENOMEM, fd = -1;
+	if (!rc) {
+		sprintf(tmp, "%s.tmp", p);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		rc = fd < 0 ? -errno : lfs_write_all(fd, w.out.data, w.out.len);
 	}
 	if (!rc && fdatasync(fd))
 		rc = -errno;
@@ -379,13 +429,220 @@ static void save_waiting(struct lfs_sync *s, struct sync_ledger *sl)
 	if (!rc && rename(tmp, p))
 		rc = -errno;
 	if (rc) {
-		unlink(tmp);
-		lfs_warn("cannot rewrite %s: %s", p, strerror(-rc));
-	} else {
-		sl->waiting_dirty = false;
+		if (tmp)
+			unlink(tmp);
+		lfs_warn("cannot rewrite state/%s/%s: %s", sl->name, file,
+			 strerror(-rc));
 	}
+	state_unlock(lk);
+	lfs_cidmap_release(&w.seen);
+	lfs_buf_release(&w.out);
 	free(tmp);
 	free(p);
+	return rc;
+}
+
+struct load_ctx {
+	struct lfs_sync *s;
+	struct sync_ledger *sl;
+	struct lfs_blockstore *bs;
+};
+
+static void load_pushed(void *ctx, const struct lfs_cid *c, uint64_t v)
+{
+	(void)v;
+	lfs_cidmap_set(&((struct load_ctx *)ctx)->sl->pushed, c, 1);
+}
+
+/*
+ * A listed CAR that is not here is not taken out of the file: another
+ * process may be about to store it (it lists a file first). It leaves the
+ * file when a process applies it.
+ */
+static void load_waiting(void *ctx, const struct lfs_cid *c, uint64_t v)
+{
+	struct load_ctx *x = ctx;
+	(void)v;
+	uint64_t f = car_flags(x->sl, c);
+	if (!(f & (CAR_APPLIED | CAR_BAD)) && lfs_blockstore_has_car(x->bs, c))
+		car_set(x->sl, c, CAR_WAITING, 0);
+}
+
+static void load_missing(void *ctx, const struct lfs_cid *c, uint64_t since)
+{
+	struct load_ctx *x = ctx;
+	uint64_t old = 0;
+	if (!since ||
+	    (lfs_cidmap_get(&x->sl->missing, c, &old) && old && old <= since))
+		return;
+	pthread_mutex_lock(&x->s->lock);
+	lfs_cidmap_set(&x->sl->missing, c, since);
+	pthread_mutex_unlock(&x->s->lock);
+}
+
+/* Has the waiting file changed since it was last read here? */
+static bool waiting_changed(struct sync_ledger *sl)
+{
+	struct stat st;
+	if (!sl->waiting_path || stat(sl->waiting_path, &st))
+		return false;
+	bool changed = st.st_ino != sl->waiting_st.st_ino ||
+		       st.st_size != sl->waiting_st.st_size ||
+		       st.st_mtim.tv_sec != sl->waiting_st.st_mtim.tv_sec ||
+		       st.st_mtim.tv_nsec != sl->waiting_st.st_mtim.tv_nsec;
+	sl->waiting_st = st;
+	return changed;
+}
+
+static void refresh_waiting(struct sync_ledger *sl, struct lfs_blockstore *bs)
+{
+	if (!waiting_changed(sl))
+		return;
+	struct load_ctx x = {.s = sl->owner, .sl = sl, .bs = bs};
+	read_state(sl->owner, sl, "waiting", load_waiting, &x);
+}
+
+static void load_state(struct lfs_sync *s, struct sync_ledger *sl,
+		       struct lfs_blockstore *bs)
+{
+	struct load_ctx x = {.s = s, .sl = sl, .bs = bs};
+	if (!sl->waiting_path)
+		sl->waiting_path = state_path(s, sl, "waiting");
+	read_state(s, sl, "pushed", load_pushed, &x);
+	waiting_changed(sl);
+	read_state(s, sl, "waiting", load_waiting, &x);
+	read_state(s, sl, "missing", load_missing, &x);
+}
+
+/* Append car to the pushed file (whose descriptor stays open). */
+static void note_pushed(struct lfs_sync *s, struct sync_ledger *sl,
+			const struct lfs_cid *car)
+{
+	if (lfs_cidmap_get(&sl->pushed, car, NULL))
+		return;
+	lfs_cidmap_set(&sl->pushed, car, 1);
+	int fd = sl->pushed_fd;
+	char *p = NULL;
+	if (fd < 0 && (p = state_path(s, sl, "pushed")))
+		fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	char line[LINE_MAX_LEN];
+	line_of(line, car, false, 0);
+	int rc = fd < 0 ? -errno : lfs_write_all(fd, line, strlen(line));
+	if (rc)
+		lfs_warn("cannot record CAR %.*s in state/%s/pushed: %s",
+			 LFS_CID_STRLEN, line, sl->name, strerror(-rc));
+	sl->pushed_fd = fd;
+	free(p);
+}
+
+/*
+ * Record that CARs are about to be kept here unapplied. Written (and
+ * synced) before the ingest that keeps them, so that a crash leaves at
+ * worst an entry too many, which the next rounds clear.
+ */
+static void note_waiting_many(struct lfs_sync *s, struct sync_ledger *sl,
+			      const struct lfs_cid *v, size_t n)
+{
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	for (size_t i = 0; i < n; i++) {
+		if (car_flags(sl, &v[i]) & CAR_WAITING)
+			continue;
+		car_set(sl, &v[i], CAR_WAITING, 0);
+		char line[LINE_MAX_LEN];
+		line_of(line, &v[i], false, 0);
+		lfs_buf_append_str(&b, line);
+	}
+	append_state(s, sl, "waiting", &b);
+	lfs_buf_release(&b);
+}
+
+static void note_waiting(struct lfs_sync *s, struct sync_ledger *sl,
+			 const struct lfs_cid *car)
+{
+	note_waiting_many(s, sl, car, 1);
+}
+
+/* Rewrite the waiting file when entries left it. */
+static void save_waiting(struct lfs_sync *s, struct sync_ledger *sl)
+{
+	if (!sl->waiting_dirty)
+		return;
+	struct lfs_cidmap mine;
+	lfs_cidmap_init(&mine);
+	for (size_t i = 0; i < sl->cars.nslots; i++) {
+		struct lfs_cidmap_slot *e = &sl->cars.slots[i];
+		if (e->used && e->value & CAR_WAITING)
+			lfs_cidmap_set(&mine, &e->cid, 0);
+	}
+	if (!rewrite_state(s, sl, "waiting", &sl->unwaited, &mine, false)) {
+		sl->waiting_dirty = false;
+		lfs_cidmap_release(&sl->unwaited);
+		lfs_cidmap_init(&sl->unwaited);
+	}
+	lfs_cidmap_release(&mine);
+}
+
+/*
+ * A CAR this replica needs is not on the store. Remembered with the time
+ * it was first missed (in the missing file, so that the command line and
+ * a remount know it too) until it arrives; status lists these.
+ */
+static void note_missing(struct lfs_sync *s, struct sync_ledger *sl,
+			 const struct lfs_cid *car)
+{
+	uint64_t since = 0;
+	if (lfs_cidmap_get(&sl->missing, car, &since) && since)
+		return;
+	since = (uint64_t)(now_us() / 1000000);
+	pthread_mutex_lock(&s->lock);
+	int rc = lfs_cidmap_set(&sl->missing, car, since);
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		return;
+	lfs_cidmap_set(&sl->unmissed, car, 0);
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	char line[LINE_MAX_LEN];
+	line_of(line, car, true, since);
+	lfs_buf_append_str(&b, line);
+	append_state(s, sl, "missing", &b);
+	lfs_buf_release(&b);
+}
+
+/* car is here now: no longer missing. */
+static void clear_missing(struct lfs_sync *s, struct sync_ledger *sl,
+			  const struct lfs_cid *car)
+{
+	uint64_t since = 0;
+	if (!lfs_cidmap_get(&sl->missing, car, &since) || !since)
+		return;
+	pthread_mutex_lock(&s->lock);
+	lfs_cidmap_set(&sl->missing, car, 0);
+	pthread_mutex_unlock(&s->lock);
+	lfs_cidmap_set(&sl->unmissed, car, 1);
+	sl->missing_dirty = true;
+}
+
+static void save_missing(struct lfs_sync *s, struct sync_ledger *sl)
+{
+	if (!sl->missing_dirty)
+		return;
+	struct lfs_cidmap mine;
+	lfs_cidmap_init(&mine);
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < sl->missing.nslots; i++) {
+		struct lfs_cidmap_slot *e = &sl->missing.slots[i];
+		if (e->used && e->value)
+			lfs_cidmap_set(&mine, &e->cid, e->value);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!rewrite_state(s, sl, "missing", &sl->unmissed, &mine, true)) {
+		sl->missing_dirty = false;
+		lfs_cidmap_release(&sl->unmissed);
+		lfs_cidmap_init(&sl->unmissed);
+	}
+	lfs_cidmap_release(&mine);
 }
 
 /* ---- pull ---- */
@@ -768,6 +1025,7 @@ static int prefetch(struct lfs_sync *s, struct sync_ledger *sl,
 			first_err = p.res[i];
 		if (!p.res[i]) {
 			got++;
+			clear_missing(s, sl, &k.v[i]);
 			note_pushed(s, sl, &k.v[i]); /* the remote has it */
 		} else if (p.res[i] == -EBADMSG || p.res[i] == -EFBIG) {
 			reject(s, sl, &k.v[i], p.res[i]);
@@ -808,7 +1066,10 @@ static void count_applied(struct lfs_sync *s, struct sync_ledger *sl)
 struct chain {
 	struct keys stack;
 	struct lfs_cidmap on; /* CAR -> 1 while on the stack */
-	size_t waiting_on;    /* of those, how many are CAR_WAITING */
+	/* Of those, how many are CAR_WAITING: a hint (another process's
+	 * waiting entries may arrive meanwhile); an undercount only makes
+	 * fetch_apply() read a root first. */
+	size_t waiting_on;
 };
 
 static int chain_push(struct chain *ch, struct sync_ledger *sl,
@@ -827,7 +1088,7 @@ static void chain_pop(struct chain *ch, struct sync_ledger *sl)
 	struct lfs_cid c = ch->stack.v[--ch->stack.n];
 	lfs_cidmap_set(&ch->on, &c, 0);
 	if (car_flags(sl, &c) & CAR_WAITING)
-		ch->waiting_on--;
+		ch->waiting_on -= ch->waiting_on > 0;
 }
 
 static bool chain_has(struct chain *ch, const struct lfs_cid *c)
@@ -841,7 +1102,7 @@ static void chain_unwait(struct chain *ch, struct sync_ledger *sl,
 			 const struct lfs_cid *c)
 {
 	if (car_flags(sl, c) & CAR_WAITING) {
-		ch->waiting_on--;
+		ch->waiting_on -= ch->waiting_on > 0;
 		car_set(sl, c, 0, CAR_WAITING);
 	}
 }
@@ -899,6 +1160,8 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 		struct lfs_cid top = ch.stack.v[ch.stack.n - 1], missing;
 		char cs[LFS_CID_STRLEN + 1], ps[LFS_CID_STRLEN + 1];
 		lfs_cid_to_string(cs, &top);
+		if (lfs_cidmap_get(&sl->missing, &top, NULL))
+			lfs_cidmap_set(&sl->needed, &top, 1);
 		if (applied(sl, bs, &top)) {
 			chain_pop(&ch, sl);
 			continue;
@@ -972,13 +1235,26 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 				r = 1;
 				goto next;
 			}
-			if (r == -ENOENT || r == -EBADMSG) {
+			if (r == -ENOENT) {
+				uint64_t since = 0;
+				note_missing(s, sl, &top);
+				lfs_cidmap_get(&sl->missing, &top, &since);
+				char when[LFS_TIME_ISO_MAX];
+				lfs_time_iso(when, (int64_t)since * 1000000);
 				log_car(sl, &top,
-					"CAR %s is %s on the store; will try "
-					"again",
-					cs,
-					r == -ENOENT ? "missing"
-						     : "not a readable file");
+					"CAR %s is missing on the store (since "
+					"%s); will try again",
+					cs, when);
+				defer(s, sl, &top);
+				out = HEAD_DEFERRED;
+				r = 1;
+				goto next;
+			}
+			if (r == -EBADMSG) {
+				log_car(sl, &top,
+					"CAR %s is not a readable file on the "
+					"store; will try again",
+					cs);
 				defer(s, sl, &top);
 				out = HEAD_DEFERRED;
 				r = 1;
@@ -986,6 +1262,7 @@ static int fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 			}
 			if (r)
 				goto next;
+			clear_missing(s, sl, &top);
 			note_pushed(s, sl, &top); /* the remote has it */
 			if (!(car_flags(sl, &top) & CAR_WAITING)) {
 				note_waiting(s, sl, &top);
@@ -1136,6 +1413,8 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 	struct lfs_blockstore *bs = lfs_ledger_store(l);
 	size_t unapplied = 0;
 	sl->pulls++;
+	lfs_cidmap_release(&sl->needed);
+	lfs_cidmap_init(&sl->needed);
 	/* Many CARs may arrive: one file system sync for all of them. */
 	lfs_ledger_ingest_begin(l);
 	for (size_t i = 0; i < k.n && !rc; i++) {
@@ -1220,6 +1499,15 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 	if (!lfs_cid_equal(&before, &after) && s->hooks.changed)
 		s->hooks.changed(s->hooks.ctx, sl->name, &before, &after);
 	if (!rc) {
+		/* Missing CARs that are here now, or that no head needs any
+		 * more (superseded, compacted away), are no longer missing. */
+		for (size_t i = 0; i < sl->missing.nslots; i++) {
+			struct lfs_cidmap_slot *e = &sl->missing.slots[i];
+			if (e->used && e->value &&
+			    (lfs_blockstore_has_car(bs, &e->cid) ||
+			     !lfs_cidmap_get(&sl->needed, &e->cid, NULL)))
+				clear_missing(s, sl, &e->cid);
+		}
 		lfs_cidmap_release(&sl->remote_heads);
 		sl->remote_heads = heads;
 		lfs_cidmap_release(&sl->bad_records);
@@ -1456,8 +1744,7 @@ static int round_one(struct lfs_sync *s, const char *name, int store_err)
 	}
 	struct lfs_blockstore *bs = lfs_ledger_store(l);
 	if (!sl->loaded) {
-		load_cids(s, sl, "pushed", bs, false);
-		load_cids(s, sl, "waiting", bs, true);
+		load_state(s, sl, bs);
 		sl->loaded = true;
 	}
 	size_t pending = 0, unapplied = 0;
@@ -1471,6 +1758,7 @@ static int round_one(struct lfs_sync *s, const char *name, int store_err)
 	if (!rc)
 		rc = push(s, sl, l);
 	save_waiting(s, sl);
+	save_missing(s, sl);
 	finish(s, sl, rc, unapplied);
 	return rc;
 }
@@ -1664,10 +1952,15 @@ void lfs_sync_free(struct lfs_sync *s)
 		lfs_cidmap_release(&sl->retry);
 		lfs_cidmap_release(&sl->remote_heads);
 		lfs_cidmap_release(&sl->bad_records);
+		lfs_cidmap_release(&sl->unwaited);
+		lfs_cidmap_release(&sl->missing);
+		lfs_cidmap_release(&sl->unmissed);
+		lfs_cidmap_release(&sl->needed);
 		if (sl->pushed_fd >= 0)
 			close(sl->pushed_fd);
 		sodium_memzero(sl->key, sizeof(sl->key));
 		free(sl->fetch_dir);
+		free(sl->waiting_path);
 		free(sl->name);
 		free(sl->enc);
 		free(sl);
@@ -1778,6 +2071,24 @@ json_t *lfs_sync_status(struct lfs_sync *s, const char *name)
 			       "ignored_records",
 			       (json_int_t)sl->ignored_records)
 		   : NULL;
+	if (j && sl->missing.count) {
+		json_t *m = json_array();
+		for (size_t i = 0; m && i < sl->missing.nslots; i++) {
+			struct lfs_cidmap_slot *e = &sl->missing.slots[i];
+			if (!e->used || !e->value ||
+			    json_array_size(m) >= MISSING_SHOWN)
+				continue;
+			char cs[LFS_CID_STRLEN + 1], when[LFS_TIME_ISO_MAX];
+			lfs_cid_to_string(cs, &e->cid);
+			lfs_time_iso(when, (int64_t)e->value * 1000000);
+			json_array_append_new(m, json_pack("{s:s,s:s}", "car",
+							   cs, "since", when));
+		}
+		if (m && json_array_size(m))
+			json_object_set_new(j, "missing_files", m);
+		else
+			json_decref(m);
+	}
 	if (j && sl->catchup_files)
 		json_object_set_new(
 			j, "catching_up",

@@ -45,17 +45,25 @@
  *     30 s); the other heads go on.
  * A CAR that ingest kept unapplied (-EAGAIN) is listed in
  * HOME/state/<ledger>/waiting (written before the ingest, so a crash
- * leaves at worst an extra entry). Ingest accepts a CAR whose parent
- * events are present, and a kept CAR holds events, so a CAR is ingested
- * only once the CARs its root names are applied; kept CARs are tried
- * again every round, until applied.
+ * leaves at worst an extra entry). Every process on the home (mounts,
+ * the command line) shares that file: it is appended to and rewritten
+ * under a flock on HOME/state/<ledger>/lock, a rewrite takes out only
+ * what that process applied, and a CAR file not known to a process is
+ * looked up there again before it counts as applied. Ingest accepts a
+ * CAR whose parent events are present, and a kept CAR holds events, so a
+ * CAR is ingested only once the CARs its root names are applied; kept
+ * CARs are tried again every round, until applied.
  * A head record that is not one (not JSON naming its own CAR, larger than
  * 64 KiB, not a regular file) is skipped while it is listed, logged once;
  * it never fails a round.
  *
  * Status (lfs_sync_status): "state" is "synced" (the last round pushed
  * and pulled everything), "incomplete" (it worked, but some remote heads
- * could not be applied yet: "unapplied_heads", and "last_error" says why),
+ * could not be applied yet: "unapplied_heads", and "last_error" says why;
+ * "missing_files" lists CARs a head needs that the store does not have,
+ * with "since", when this home first missed each; a missing file is
+ * retried forever, never rejected, and kept in HOME/state/<ledger>/missing
+ * until it arrives or no head needs it),
  * "failing" (the last round failed: "last_error"), "no key" or "starting".
  * "pending_uploads" is the outbox, counted at the start of every round,
  * before any network, so it is right while the store is down too.

@@ -2,9 +2,10 @@
 # What a replica does with a store that misbehaves, on a file:// store (no
 # server, no network):
 #  - a CAR missing from the store for 15 rounds, then back: every round
-#    says "incomplete" (never a permanent rejection), then the replica
-#    converges and fsck is clean; the same in a mount, across a remount,
-#    where .ledgerfs/wait and status say so meanwhile;
+#    says "incomplete" (never a permanent rejection), status names the
+#    missing file and since when (the same time in every process), then
+#    the replica converges and fsck is clean; the same in a mount, across
+#    a remount, where .ledgerfs/wait and status say so meanwhile;
 #  - junk head records (64 KiB, a FIFO, a symlink to /dev/zero) are
 #    skipped and logged once, and sync goes on, pull and push;
 #  - a CAR over the size limit (a sparse 1.5 GiB file) is rejected before
@@ -98,17 +99,32 @@ while [ $i -lt 15 ]; do
 	if grep -q "rejected" "$TMP/stderr"; then
 		fail "round $i rejected a file: $(cat "$TMP/stderr")"
 	fi
+	if [ $i -eq 1 ]; then
+		# Status names the missing file and since when; the time
+		# is kept in the home, so later processes say the same.
+		run env LEDGERFS_HOME="$B" "$L" sync --remote "$url" --json t
+		since=$(jq -r --arg c "$third" \
+			'.t.missing_files[] | select(.car == $c) | .since' \
+			"$TMP/stdout")
+		[ -n "$since" ] || fail "status does not list the missing CAR: $(cat "$TMP/stdout")"
+	fi
 done
 run env LEDGERFS_HOME="$B" "$L" sync --remote "$url" --json t
-jq -e '.t.state == "incomplete" and .t.unapplied_heads == 1 and
-	.t.rejected_files == 0 and (.t.last_error | test("missing"))' \
-	"$TMP/stdout" >/dev/null || fail "status while incomplete: $(cat "$TMP/stdout")"
+jq -e --arg c "$third" --arg s "$since" '.t.state == "incomplete" and
+	.t.unapplied_heads == 1 and .t.rejected_files == 0 and
+	(.t.last_error | test("missing on the store \\(since ")) and
+	.t.missing_files == [{"car": $c, "since": $s}]' \
+	"$TMP/stdout" >/dev/null || fail "status while incomplete (missing since $since): $(cat "$TMP/stdout")"
 mv "$base/aside" "$store/t/car/$third"
 sync_home "$B"
 [ "$STATUS" -eq 0 ] || fail "sync after the CAR came back: $(cat "$TMP/stderr")"
 expect_stdout "pushed and pulled"
 sync_home "$B"
 [ "$STATUS" -eq 0 ] || fail "second sync after the CAR came back"
+run env LEDGERFS_HOME="$B" "$L" sync --remote "$url" --json t
+jq -e '.t.state == "synced" and (.t | has("missing_files") | not)' \
+	"$TMP/stdout" >/dev/null || fail "status still lists a missing file: $(cat "$TMP/stdout")"
+[ ! -s "$B/state/t/missing" ] || fail "state/t/missing still lists: $(cat "$B/state/t/missing")"
 expect 0 env LEDGERFS_HOME="$B" "$L" fsck t
 for i in 1 2 3 4 5 6; do
 	expect 0 env LEDGERFS_HOME="$B" "$L" get t "d$i"
