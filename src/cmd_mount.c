@@ -236,6 +236,9 @@ static int mount_run(int argc, char **argv, char **own)
 			strerror(-rc));
 		return 1;
 	}
+	char *logfile = lfs_home_log_path(&home);
+	lfs_log_fallback(logfile);
+	free(logfile);
 	lfs_log_setup(level, use_syslog || !foreground);
 
 	char optbuf[1024];

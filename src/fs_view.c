@@ -13,6 +13,7 @@
 
 #include "dagjson.h"
 #include "fs_policy.h"
+#include "log.h"
 #include "fsname.h"
 
 #define RENDER_SLOTS 4096
@@ -444,6 +445,8 @@ static int ctl_status(struct lfs_fs *fs, struct lfs_fsl *lg,
 			      "pending_deletes", pending, "errors",
 			      (json_int_t)nerrors, "last_error", last);
 	free(last);
+	if (j)
+		json_object_set_new(j, "log", json_string(lfs_log_where()));
 	if (j && fs->sync)
 		json_object_set_new(j, "sync",
 				    lfs_sync_status(fs->sync, lg->name));

@@ -321,6 +321,11 @@ static char *keys_dir(const struct lfs_home *h)
 	return join(h->dir, "keys", "");
 }
 
+char *lfs_home_log_path(const struct lfs_home *h)
+{
+	return join(h->dir, "ledgerfs.log", "");
+}
+
 char *lfs_home_key_path(const struct lfs_home *h, const char *name)
 {
 	if (!lfs_home_valid_name(name))

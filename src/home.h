@@ -68,6 +68,12 @@ bool lfs_home_valid_name(const char *name);
  */
 char *lfs_home_ledger_dir(const struct lfs_home *h, const char *name);
 
+/*
+ * malloc'd path of HOME/ledgerfs.log, where a background mount logs when
+ * the machine has no syslog; NULL when memory is short.
+ */
+char *lfs_home_log_path(const struct lfs_home *h);
+
 /* malloc'd path of HOME/keys/<name>.key (which may not exist); NULL as above.
  */
 char *lfs_home_key_path(const struct lfs_home *h, const char *name);

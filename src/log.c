@@ -5,25 +5,104 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum lfs_log_level threshold = LFS_LOG_INFO;
 static int to_syslog;
+static FILE *to_file;  /* the fallback, when syslog is not there */
+static char *fallback; /* its path */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *names[] = {"debug", "info", "warn", "error"};
 
+/* Does anything listen on the syslog socket? */
+static int syslog_listens(void)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	strncpy(a.sun_path, "/dev/log", sizeof(a.sun_path) - 1);
+	int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (!ok && errno == EPROTOTYPE) { /* a stream socket (journald) */
+		close(fd);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ok = fd >= 0 &&
+		     connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+void lfs_log_fallback(const char *path)
+{
+	free(fallback);
+	fallback = path ? strdup(path) : NULL;
+}
+
 void lfs_log_setup(enum lfs_log_level level, int use_syslog)
 {
 	threshold = level;
-	to_syslog = use_syslog;
-	if (use_syslog)
+	to_syslog = 0;
+	if (!use_syslog)
+		return;
+	if (syslog_listens() || !fallback) {
+		to_syslog = 1;
 		openlog("ledgerfs", LOG_PID, LOG_DAEMON);
+		return;
+	}
+	int fd =
+		open(fallback, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0 && !(to_file = fdopen(fd, "a"))) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0) { /* nowhere better: syslog, as asked */
+		to_syslog = 1;
+		openlog("ledgerfs", LOG_PID, LOG_DAEMON);
+		return;
+	}
+	setvbuf(to_file, NULL, _IOLBF, 0);
+}
+
+const char *lfs_log_where(void)
+{
+	return to_syslog ? "syslog" : to_file ? fallback : "stderr";
+}
+
+/* Control characters as \n, \t, \r or \xNN: one message, one line. */
+static void escape_controls(char *out, size_t size, const char *in)
+{
+	size_t o = 0;
+	for (const unsigned char *p = (const unsigned char *)in;
+	     *p && o + 5 < size; p++) {
+		if (*p >= 0x20 && *p != 0x7f) {
+			out[o++] = (char)*p;
+			continue;
+		}
+		const char *e = *p == '\n'   ? "\\n"
+				: *p == '\t' ? "\\t"
+				: *p == '\r' ? "\\r"
+					     : NULL;
+		if (e) {
+			memcpy(out + o, e, 2);
+			o += 2;
+		} else {
+			o += (size_t)snprintf(out + o, size - o, "\\x%02x", *p);
+		}
+	}
+	out[o] = '\0';
 }
 
 int lfs_log_parse_level(enum lfs_log_level *out, const char *s)
@@ -40,11 +119,12 @@ void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 {
 	if (level < threshold)
 		return;
-	char msg[1024];
+	char raw[1024], msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	escape_controls(msg, sizeof(msg), raw);
 	if (to_syslog) {
 		static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING,
 					   LOG_ERR};
@@ -56,7 +136,7 @@ void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
 	pthread_mutex_lock(&lock);
-	fprintf(stderr,
+	fprintf(to_file ? to_file : stderr,
 		"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ ledgerfs %s: %s\n",
 		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[level], msg);

@@ -1,8 +1,12 @@
 /*
- * log: the daemon's log lines, to stderr or syslog, filtered by level.
+ * log: the daemon's log lines, to stderr, syslog or a file, filtered by
+ * level.
  *
  * Every message a user may read says what failed, on which object, and
- * what to do. Keys and document contents are never logged. Thread-safe.
+ * what to do. Keys and document contents are never logged. A line holds
+ * no control characters: a newline or escape in a name (a document id, a
+ * ledger name) is written as \n or \xNN, so no name can forge a line.
+ * Thread-safe.
  */
 #ifndef LFS_LOG_H
 #define LFS_LOG_H
@@ -14,8 +18,22 @@ enum lfs_log_level {
 	LFS_LOG_ERROR,
 };
 
-/* Send lines at level and above to syslog (use_syslog) or stderr. */
+/*
+ * Send lines at level and above to syslog (use_syslog) or stderr. When
+ * syslog is asked for but nothing listens on /dev/log (a container, a
+ * machine without a syslog daemon), lines go to the fallback file set
+ * with lfs_log_fallback() instead of being lost.
+ */
 void lfs_log_setup(enum lfs_log_level level, int use_syslog);
+
+/*
+ * The file (appended to, created 0600) for lines syslog cannot take; call
+ * before lfs_log_setup(). The path is copied.
+ */
+void lfs_log_fallback(const char *path);
+
+/* Where lines go: "stderr", "syslog" or the fallback file's path. */
+const char *lfs_log_where(void);
 
 /* Parse "debug", "info", "warn" or "error"; -EINVAL otherwise. */
 int lfs_log_parse_level(enum lfs_log_level *out, const char *s);
