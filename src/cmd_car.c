@@ -132,7 +132,7 @@ static mode_t default_mode(void)
 static int write_output(const struct lfs_cli *s, const char *path,
 			const void *p, size_t len, mode_t mode)
 {
-	int rc = lfs_write_atomic(path, p, len, mode);
+	int rc = lfs_write_atomic(path, p, len, mode, true);
 	if (rc) {
 		lfs_cli_fail(s, "cannot write '%s': %s (nothing was written)",
 			     path, strerror(-rc));

@@ -140,14 +140,15 @@ int lfs_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len)
 	return rc;
 }
 
-int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode)
+int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode,
+		     bool durable)
 {
 	const char *slash = strrchr(path, '/');
 	const char *base = slash ? slash + 1 : path;
 	if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
 		return -EISDIR;
 	size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
-	size_t tlen = dlen + 1 + strlen(base) + 8;
+	size_t tlen = dlen + 5 + strlen(base) + 8;
 	char *tmp = malloc(tlen);
 	char *dir = malloc(dlen + 2);
 	if (!tmp || !dir) {
@@ -156,7 +157,7 @@ int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode)
 		return -ENOMEM;
 	}
 	memcpy(tmp, path, dlen);
-	snprintf(tmp + dlen, tlen - dlen, ".%s.XXXXXX", base);
+	snprintf(tmp + dlen, tlen - dlen, ".tmp-%s-XXXXXX", base);
 	if (dlen) {
 		memcpy(dir, path, dlen);
 		dir[dlen] = '\0';
@@ -172,7 +173,7 @@ int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode)
 	}
 	if (!(rc = lfs_write_all(fd, p, len)) && fchmod(fd, mode) < 0)
 		rc = -errno;
-	if (!rc && fsync(fd) < 0)
+	if (!rc && durable && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
@@ -182,6 +183,8 @@ int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode)
 		unlink(tmp);
 		goto out;
 	}
+	if (!durable)
+		goto out;
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		fsync(dfd); /* best effort: the data itself is synced */

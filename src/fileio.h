@@ -5,6 +5,7 @@
 #ifndef LFS_FILEIO_H
 #define LFS_FILEIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -34,12 +35,16 @@ int lfs_read_fd(int fd, size_t max, uint8_t **out, size_t *out_len);
 int lfs_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len);
 
 /*
- * Replace the file at path atomically: write a temporary ".NAME.XXXXXX" in
- * the same directory with the given mode, fsync it, rename it over path and
- * fsync the directory. Returns 0 or a negative errno; on failure path is
- * untouched and the temporary is gone. A reader sees the old bytes or the
- * new, and after a crash the file holds one or the other.
+ * Replace the file at path atomically: write a temporary ".tmp-NAME-XXXXXX"
+ * in the same directory with the given mode and rename it over path, so a
+ * reader sees the old bytes or the new, never a part. With durable, the
+ * temporary is fsynced before the rename and the directory after it, so
+ * after a crash path holds one or the other; without, that waits for the
+ * caller's next sync (syncfs). Returns 0 or a negative errno; on failure
+ * path is untouched and the temporary is gone. Listings that skip
+ * ".tmp-" names never show the temporary.
  */
-int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode);
+int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode,
+		     bool durable);
 
 #endif
