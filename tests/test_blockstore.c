@@ -1,0 +1,582 @@
+/*
+ * Tests of the block store: blocks in memory then in sealed CAR files,
+ * reopening and loading CARs lazily through their "cars" links, damaged,
+ * truncated and missing CAR files reported as errors, imports (checked,
+ * lazy), the chunk cache at its smallest, head records, compaction, and
+ * the sidecar index of large CARs (used, and ignored when damaged).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blockstore.h"
+#include "car.h"
+#include "cbor.h"
+#include "envelope.h"
+
+static uint8_t key[LFS_KEY_BYTES];
+static char tmpdir[64];
+
+static void setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/lfs-bs-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *store_dir(int i)
+{
+	static char p[4][128];
+	snprintf(p[i], sizeof(p[i]), "%s/s%d", tmpdir, i);
+	return p[i];
+}
+
+static struct lfs_blockstore *open_store(int i, size_t cache, bool create)
+{
+	struct lfs_blockstore *bs;
+	ck_assert_int_eq(
+		lfs_blockstore_open(&bs, store_dir(i), key, cache, create), 0);
+	return bs;
+}
+
+static char *car_file(int store, const struct lfs_cid *car, const char *ext)
+{
+	static char p[256];
+	char name[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(name, car);
+	snprintf(p, sizeof(p), "%s/car/%s%s", store_dir(store), name, ext);
+	return p;
+}
+
+/* Block k: len bytes derived from k, so any read can be checked. */
+static void block_bytes(struct lfs_buf *b, int k, size_t len)
+{
+	lfs_buf_reset(b);
+	for (size_t i = 0; i < len; i++)
+		lfs_buf_append_byte(b, (uint8_t)(k * 31 + i * 7 + (i >> 8)));
+}
+
+static struct lfs_cid put_block(struct lfs_blockstore *bs, int k, size_t len)
+{
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	block_bytes(&b, k, len);
+	struct lfs_cid cid;
+	lfs_cid_of(&cid, LFS_CODEC_RAW, b.data, b.len);
+	struct lfs_blocks blocks = lfs_blockstore_blocks(bs);
+	ck_assert_int_eq(lfs_blocks_put(&blocks, &cid, b.data, b.len), 0);
+	lfs_buf_release(&b);
+	return cid;
+}
+
+static int get_block(struct lfs_blockstore *bs, const struct lfs_cid *cid,
+		     int k, size_t len)
+{
+	struct lfs_buf got, want;
+	lfs_buf_init(&got, 0);
+	lfs_buf_init(&want, 0);
+	struct lfs_blocks blocks = lfs_blockstore_blocks(bs);
+	int rc = lfs_blocks_get(&blocks, &got, cid);
+	if (!rc) {
+		block_bytes(&want, k, len);
+		ck_assert_uint_eq(got.len, want.len);
+		ck_assert_mem_eq(got.data, want.data, want.len);
+	}
+	lfs_buf_release(&got);
+	lfs_buf_release(&want);
+	return rc;
+}
+
+/* An event-like CID for a CAR's "head" (the store does not read it). */
+static struct lfs_cid fake_event(int k)
+{
+	struct lfs_cid c;
+	lfs_cid_of(&c, LFS_CODEC_DAG_CBOR, &k, sizeof(k));
+	return c;
+}
+
+static struct lfs_cid write_car(struct lfs_blockstore *bs,
+				const struct lfs_cid *parents, size_t np,
+				const struct lfs_cid *blocks, size_t n, int ev)
+{
+	struct lfs_cid head = fake_event(ev), car;
+	struct lfs_car_root root = {.cars = (struct lfs_cid *)parents,
+				    .ncars = np,
+				    .head = &head,
+				    .nhead = 1};
+	ck_assert_int_eq(
+		lfs_blockstore_write_car(&car, bs, &root, blocks, n, false), 0);
+	return car;
+}
+
+static void corrupt_byte(const char *path, long off)
+{
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	if (off < 0)
+		off += st.st_size;
+	uint8_t c;
+	ck_assert_int_eq(pread(fd, &c, 1, off), 1);
+	c ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &c, 1, off), 1);
+	close(fd);
+}
+
+START_TEST(put_get_write_reopen)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid c[20];
+	for (int k = 0; k < 20; k++)
+		c[k] = put_block(bs, k, 100 + (size_t)k * 50);
+	for (int k = 0; k < 20; k++) {
+		ck_assert_int_eq(get_block(bs, &c[k], k, 100 + (size_t)k * 50),
+				 0);
+		ck_assert(!lfs_blockstore_persisted(bs, &c[k]));
+	}
+	struct lfs_cid absent;
+	lfs_cid_of(&absent, LFS_CODEC_RAW, "absent", 6);
+	ck_assert_int_eq(get_block(bs, &absent, 0, 0), -ENOENT);
+
+	/* Half the blocks into a CAR. */
+	struct lfs_cid car = write_car(bs, NULL, 0, c, 10, 1);
+	for (int k = 0; k < 20; k++)
+		ck_assert(lfs_blockstore_persisted(bs, &c[k]) == (k < 10));
+	struct lfs_cid where;
+	ck_assert_int_eq(lfs_blockstore_car_of(&where, bs, &c[3]), 0);
+	ck_assert(lfs_cid_equal(&where, &car));
+	ck_assert_int_eq(lfs_blockstore_car_of(&where, bs, &c[13]), -ENOENT);
+	ck_assert(lfs_blockstore_has_car(bs, &car));
+	ck_assert_int_eq(lfs_blockstore_sync(bs), 0);
+
+	/* The file is named by the CID of its sealed bytes. */
+	uint8_t *sealed;
+	size_t len;
+	ck_assert_int_eq(lfs_blockstore_read_car(&sealed, &len, bs, &car), 0);
+	struct lfs_cid named;
+	lfs_cid_of(&named, LFS_CODEC_RAW, sealed, len);
+	ck_assert(lfs_cid_equal(&named, &car));
+	free(sealed);
+	struct lfs_cid *list;
+	size_t n;
+	ck_assert_int_eq(lfs_blockstore_list_cars(&list, &n, bs), 0);
+	ck_assert(n == 1 && lfs_cid_equal(&list[0], &car));
+	free(list);
+	ck_assert_int_eq(lfs_blockstore_verify_car(bs, &car), 0);
+	lfs_blockstore_free(bs);
+
+	/* Reopened: nothing loaded, the unwritten half is gone. */
+	bs = open_store(0, 0, false);
+	ck_assert_int_eq(get_block(bs, &c[3], 3, 250), -ENOENT);
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_car_root root;
+	ck_assert_int_eq(lfs_blockstore_load(&root, &a, bs, &car, true), 0);
+	ck_assert_uint_eq(root.nhead, 1);
+	ck_assert_uint_eq(root.ncars, 0);
+	struct lfs_cid ev = fake_event(1);
+	ck_assert(lfs_cid_equal(&root.head[0], &ev));
+	for (int k = 0; k < 20; k++)
+		ck_assert_int_eq(get_block(bs, &c[k], k, 100 + (size_t)k * 50),
+				 k < 10 ? 0 : -ENOENT);
+	lfs_arena_release(&a);
+	lfs_blockstore_free(bs);
+
+	/* A store that does not exist is not created unless asked. */
+	struct lfs_blockstore *none;
+	ck_assert_int_eq(
+		lfs_blockstore_open(&none, store_dir(3), key, 0, false),
+		-ENOENT);
+}
+END_TEST
+
+/* Older CARs load only when a block is missed, following "cars". */
+START_TEST(lazy_chain)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid c[3], car[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = put_block(bs, i, 300);
+		car[i] = write_car(bs, i ? &car[i - 1] : NULL, i ? 1 : 0, &c[i],
+				   1, i);
+	}
+	lfs_blockstore_free(bs);
+	bs = open_store(0, 0, false);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car[2], false),
+			 0);
+	ck_assert(lfs_blockstore_persisted(bs, &c[2]));
+	ck_assert(!lfs_blockstore_persisted(bs, &c[0]));
+	ck_assert_int_eq(get_block(bs, &c[0], 0, 300), 0);
+	ck_assert(lfs_blockstore_persisted(bs, &c[1]));
+	lfs_blockstore_free(bs);
+
+	/* The middle CAR missing: its blocks are not found, the others are. */
+	ck_assert_int_eq(unlink(car_file(0, &car[1], "")), 0);
+	bs = open_store(0, 0, false);
+	ck_assert(!lfs_blockstore_has_car(bs, &car[1]));
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car[1], false),
+			 -ENOENT);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car[2], false),
+			 0);
+	ck_assert_int_eq(get_block(bs, &c[1], 1, 300), -ENOENT);
+	ck_assert_int_eq(get_block(bs, &c[2], 2, 300), 0);
+	lfs_blockstore_free(bs);
+}
+END_TEST
+
+START_TEST(damaged_files)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid c[4];
+	for (int k = 0; k < 4; k++)
+		c[k] = put_block(bs, k, 5000);
+	struct lfs_cid car = write_car(bs, NULL, 0, c, 4, 1);
+	lfs_blockstore_free(bs);
+	char path[256];
+	snprintf(path, sizeof(path), "%s", car_file(0, &car, ""));
+
+	/* One flipped byte in the last chunk: authentication fails. */
+	corrupt_byte(path, -5);
+	bs = open_store(0, 0, false);
+	ck_assert_int_eq(lfs_blockstore_verify_car(bs, &car), -EBADMSG);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car, false),
+			 -EBADMSG);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car, true),
+			 -EBADMSG);
+	ck_assert_int_eq(get_block(bs, &c[0], 0, 5000), -ENOENT);
+	lfs_blockstore_free(bs);
+	corrupt_byte(path, -5); /* restored */
+
+	/* Loaded, then damaged under the store: reads say so. */
+	bs = open_store(0, 1, false);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car, false), 0);
+	corrupt_byte(path, -5);
+	ck_assert_int_eq(get_block(bs, &c[3], 3, 5000), -EBADMSG);
+	corrupt_byte(path, -5);
+	ck_assert_int_eq(get_block(bs, &c[3], 3, 5000), 0);
+	lfs_blockstore_free(bs);
+	/* ... or shrunk under it (a new store: nothing cached). */
+	bs = open_store(0, 1, false);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car, false), 0);
+	ck_assert_int_eq(truncate(path, 100), 0);
+	ck_assert_int_eq(get_block(bs, &c[3], 3, 5000), -EBADMSG);
+	lfs_blockstore_free(bs);
+
+	/* Truncated, empty, or not an envelope at all. */
+	bs = open_store(0, 0, false);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car, false),
+			 -EBADMSG);
+	ck_assert_int_eq(truncate(path, 0), 0);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car, false),
+			 -EBADMSG);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("{\"not\": \"a CAR\"}\n", f);
+	fclose(f);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car, false),
+			 -EBADMSG);
+	ck_assert_int_eq(lfs_blockstore_verify_car(bs, &car), -EBADMSG);
+	lfs_blockstore_free(bs);
+}
+END_TEST
+
+/* A sealed CAR made by hand: root block bytes, then the given blocks. */
+static void seal(struct lfs_buf *out, struct lfs_cid *name,
+		 const struct lfs_buf *rootb, bool include_root)
+{
+	struct lfs_buf plain;
+	lfs_buf_init(&plain, 0);
+	struct lfs_cid rc;
+	lfs_cid_of(&rc, LFS_CODEC_DAG_CBOR, rootb->data, rootb->len);
+	ck_assert_int_eq(lfs_car_write_header(&plain, &rc, 1), 0);
+	if (include_root)
+		ck_assert_int_eq(lfs_car_write_block(&plain, &rc, rootb->data,
+						     rootb->len),
+				 0);
+	lfs_buf_reset(out);
+	ck_assert_int_eq(
+		lfs_envelope_seal(out, name, key, plain.data, plain.len, 0), 0);
+	lfs_buf_release(&plain);
+}
+
+static void root_block(struct lfs_buf *b, size_t nhead, uint8_t head_codec)
+{
+	struct lfs_cid ev;
+	lfs_cid_of(&ev, head_codec, "e", 1);
+	lfs_buf_reset(b);
+	lfs_cbor_put_head(b, 5, 2);
+	lfs_cbor_put_string(b, "cars", 4);
+	lfs_cbor_put_head(b, 4, 0);
+	lfs_cbor_put_string(b, "head", 4);
+	lfs_cbor_put_head(b, 4, nhead);
+	for (size_t i = 0; i < nhead; i++)
+		lfs_cbor_put_link(b, &ev);
+}
+
+START_TEST(imports)
+{
+	struct lfs_blockstore *a = open_store(0, 0, true);
+	struct lfs_blockstore *b = open_store(1, 0, true);
+	struct lfs_cid c = put_block(a, 7, 2000);
+	struct lfs_cid car = write_car(a, NULL, 0, &c, 1, 1);
+	uint8_t *sealed;
+	size_t len;
+	ck_assert_int_eq(lfs_blockstore_read_car(&sealed, &len, a, &car), 0);
+
+	/* Under another name, or one byte off: refused, nothing kept. */
+	struct lfs_cid wrong;
+	lfs_cid_of(&wrong, LFS_CODEC_RAW, "wrong", 5);
+	ck_assert_int_eq(
+		lfs_blockstore_import(NULL, NULL, b, &wrong, sealed, len),
+		-EBADMSG);
+	ck_assert(!lfs_blockstore_has_car(b, &wrong));
+	sealed[len - 1] ^= 1;
+	ck_assert_int_eq(
+		lfs_blockstore_import(NULL, NULL, b, &car, sealed, len),
+		-EBADMSG);
+	ck_assert(!lfs_blockstore_has_car(b, &car));
+	sealed[len - 1] ^= 1;
+	ck_assert_int_eq(
+		lfs_blockstore_import(NULL, NULL, b, &car, sealed, len - 1),
+		-EBADMSG);
+
+	/* Lazy: kept and readable now, durable at the next sync. */
+	lfs_blockstore_set_lazy_imports(b, true);
+	struct lfs_arena ar;
+	lfs_arena_init(&ar, 0);
+	struct lfs_car_root root;
+	ck_assert_int_eq(
+		lfs_blockstore_import(&root, &ar, b, &car, sealed, len), 0);
+	ck_assert_uint_eq(root.nhead, 1);
+	ck_assert(lfs_blockstore_has_car(b, &car));
+	ck_assert_int_eq(get_block(b, &c, 7, 2000), 0);
+	ck_assert_int_eq(lfs_blockstore_sync(b), 0);
+	ck_assert_int_eq(lfs_blockstore_verify_car(b, &car), 0);
+	free(sealed);
+
+	/* Root blocks that are not one: no head, a raw head, none at all. */
+	struct lfs_buf rb, s;
+	lfs_buf_init(&rb, 0);
+	lfs_buf_init(&s, 0);
+	struct lfs_cid name;
+	root_block(&rb, 0, LFS_CODEC_DAG_CBOR);
+	seal(&s, &name, &rb, true);
+	ck_assert_int_eq(
+		lfs_blockstore_import(NULL, NULL, b, &name, s.data, s.len),
+		-EBADMSG);
+	root_block(&rb, 1, LFS_CODEC_RAW);
+	seal(&s, &name, &rb, true);
+	ck_assert_int_eq(
+		lfs_blockstore_import(NULL, NULL, b, &name, s.data, s.len),
+		-EBADMSG);
+	root_block(&rb, 1, LFS_CODEC_DAG_CBOR);
+	seal(&s, &name, &rb, false);
+	ck_assert_int_eq(
+		lfs_blockstore_import(NULL, NULL, b, &name, s.data, s.len),
+		-EBADMSG);
+	seal(&s, &name, &rb, true);
+	ck_assert_int_eq(
+		lfs_blockstore_import(NULL, NULL, b, &name, s.data, s.len), 0);
+	ck_assert_int_eq(lfs_blockstore_sync(b), 0);
+	lfs_buf_release(&rb);
+	lfs_buf_release(&s);
+	lfs_arena_release(&ar);
+	lfs_blockstore_free(a);
+	lfs_blockstore_free(b);
+}
+END_TEST
+
+/* The smallest cache (one chunk): every read still right, in any order. */
+START_TEST(small_cache)
+{
+	struct lfs_blockstore *bs = open_store(0, 1, true);
+	enum { N = 120 };
+	struct lfs_cid c[N];
+	size_t len[N];
+	for (int k = 0; k < N; k++) {
+		/* Some blocks span chunk boundaries; one spans several. */
+		len[k] = k == 60 ? 40000 : 700 + (size_t)(k % 9) * 300;
+		c[k] = put_block(bs, k, len[k]);
+	}
+	write_car(bs, NULL, 0, c, N, 1);
+	srand(7);
+	for (int i = 0; i < 3 * N; i++) {
+		int k = rand() % N;
+		ck_assert_int_eq(get_block(bs, &c[k], k, len[k]), 0);
+	}
+	lfs_blockstore_free(bs);
+}
+END_TEST
+
+START_TEST(fresh_rewind)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid a = put_block(bs, 1, 10);
+	size_t mark = lfs_blockstore_fresh_mark(bs);
+	struct lfs_cid b = put_block(bs, 2, 10);
+	ck_assert_int_eq(get_block(bs, &b, 2, 10), 0);
+	lfs_blockstore_fresh_rewind(bs, mark);
+	ck_assert_int_eq(get_block(bs, &b, 2, 10), -ENOENT);
+	ck_assert_int_eq(get_block(bs, &a, 1, 10), 0);
+	lfs_blockstore_free(bs);
+}
+END_TEST
+
+START_TEST(head_records)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid c = put_block(bs, 1, 10);
+	struct lfs_cid car1 = write_car(bs, NULL, 0, &c, 1, 1);
+	struct lfs_cid car2 = write_car(bs, &car1, 1, NULL, 0, 2);
+	struct lfs_cid car3 = write_car(bs, &car1, 1, NULL, 0, 3);
+	ck_assert_int_eq(lfs_blockstore_set_head(bs, &car1, NULL, 0, true), 0);
+	struct lfs_cid *h;
+	size_t n;
+	ck_assert_int_eq(lfs_blockstore_heads(&h, &n, bs), 0);
+	ck_assert(n == 1 && lfs_cid_equal(&h[0], &car1));
+	free(h);
+	/* A record replaces the ones it names as parents. */
+	ck_assert_int_eq(lfs_blockstore_set_head(bs, &car2, &car1, 1, false),
+			 0);
+	ck_assert_int_eq(lfs_blockstore_set_head(bs, &car3, &car1, 1, false),
+			 0);
+	ck_assert_int_eq(lfs_blockstore_heads(&h, &n, bs), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert(!lfs_cid_equal(&h[0], &car1) && !lfs_cid_equal(&h[1], &car1));
+	free(h);
+	ck_assert_int_eq(lfs_blockstore_drop_head(bs, &car2), 0);
+	ck_assert_int_eq(lfs_blockstore_drop_head(bs, &car2), 0);
+	ck_assert_int_eq(lfs_blockstore_heads(&h, &n, bs), 0);
+	ck_assert(n == 1 && lfs_cid_equal(&h[0], &car3));
+	free(h);
+	int64_t stamp;
+	ck_assert_int_eq(lfs_blockstore_heads_stamp(bs, &stamp), 0);
+	ck_assert_int_eq(lfs_blockstore_sync(bs), 0);
+
+	/* Strangers in the folders are not CARs or records. */
+	char p[256];
+	snprintf(p, sizeof(p), "%s/head/.tmp-junk", store_dir(0));
+	FILE *f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/car/README", store_dir(0));
+	ck_assert_ptr_nonnull(f = fopen(p, "w"));
+	fclose(f);
+	ck_assert_int_eq(lfs_blockstore_heads(&h, &n, bs), 0);
+	ck_assert_uint_eq(n, 1);
+	free(h);
+	ck_assert_int_eq(lfs_blockstore_list_cars(&h, &n, bs), 0);
+	ck_assert_uint_eq(n, 3);
+	free(h);
+	lfs_blockstore_free(bs);
+}
+END_TEST
+
+START_TEST(compaction)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid c[6], car[3];
+	for (int i = 0; i < 3; i++) {
+		c[2 * i] = put_block(bs, 2 * i, 900);
+		c[2 * i + 1] = put_block(bs, 2 * i + 1, 900);
+		car[i] = write_car(bs, i ? &car[i - 1] : NULL, i ? 1 : 0,
+				   &c[2 * i], 2, i);
+	}
+	struct lfs_cid head = fake_event(9), compact;
+	struct lfs_car_root root = {.head = &head, .nhead = 1};
+	ck_assert_int_eq(
+		lfs_blockstore_write_compact(&compact, bs, &root, c, 6), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(lfs_blockstore_remove_car(bs, &car[i]), 0);
+	for (int k = 0; k < 6; k++) {
+		struct lfs_cid where;
+		ck_assert_int_eq(lfs_blockstore_car_of(&where, bs, &c[k]), 0);
+		ck_assert(lfs_cid_equal(&where, &compact));
+		ck_assert_int_eq(get_block(bs, &c[k], k, 900), 0);
+	}
+	lfs_blockstore_free(bs);
+	bs = open_store(0, 0, false);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &compact, false),
+			 0);
+	for (int k = 0; k < 6; k++)
+		ck_assert_int_eq(get_block(bs, &c[k], k, 900), 0);
+	lfs_blockstore_free(bs);
+}
+END_TEST
+
+/* A CAR of 4 MiB or more gets a sidecar index; a damaged one is ignored. */
+START_TEST(sidecar)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	enum { N = 80, LEN = 64 << 10 };
+	struct lfs_cid c[N];
+	for (int k = 0; k < N; k++)
+		c[k] = put_block(bs, k, LEN);
+	struct lfs_cid car = write_car(bs, NULL, 0, c, N, 1);
+	lfs_blockstore_free(bs);
+	char idx[256];
+	snprintf(idx, sizeof(idx), "%s", car_file(0, &car, ".idx"));
+	struct stat st;
+	ck_assert_int_eq(stat(idx, &st), 0);
+
+	for (int round = 0; round < 3; round++) {
+		if (round == 1)
+			corrupt_byte(idx, 20); /* the MAC no longer matches */
+		if (round == 2) {
+			ck_assert_int_eq(truncate(idx, 30), 0);
+		}
+		bs = open_store(0, 1, false);
+		struct lfs_arena a;
+		lfs_arena_init(&a, 0);
+		struct lfs_car_root root;
+		ck_assert_int_eq(
+			lfs_blockstore_load(&root, &a, bs, &car, false), 0);
+		ck_assert_uint_eq(root.nhead, 1);
+		for (int k = 0; k < N; k += 7) {
+			ck_assert(lfs_blockstore_persisted(bs, &c[k]));
+			ck_assert_int_eq(get_block(bs, &c[k], k, LEN), 0);
+		}
+		lfs_arena_release(&a);
+		lfs_blockstore_free(bs);
+	}
+}
+END_TEST
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	memset(key, 0x42, sizeof(key));
+	Suite *s = suite_create("blockstore");
+	TCase *t = tcase_create("core");
+	tcase_set_timeout(t, 300);
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_add_test(t, put_get_write_reopen);
+	tcase_add_test(t, lazy_chain);
+	tcase_add_test(t, damaged_files);
+	tcase_add_test(t, imports);
+	tcase_add_test(t, small_cache);
+	tcase_add_test(t, fresh_rewind);
+	tcase_add_test(t, head_records);
+	tcase_add_test(t, compaction);
+	tcase_add_test(t, sidecar);
+	suite_add_tcase(s, t);
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
