@@ -1146,8 +1146,9 @@ static int read_chunk(struct lfs_blockstore *bs, struct lfs_buf *out,
 	pthread_mutex_unlock(&bs->lock);
 
 	size_t off, len;
+	/* Past the last chunk: the location came from a corrupt sidecar. */
 	if ((rc = lfs_envelope_chunk_span(&off, &len, &info, index)))
-		return rc;
+		return rc == -EINVAL ? -EBADMSG : rc;
 	char *path = car_path(bs, &cid);
 	uint8_t *sealed = malloc(len ? len : 1);
 	struct lfs_buf plain;
