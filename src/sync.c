@@ -684,11 +684,10 @@ static void key_for(char *out, size_t n, struct sync_ledger *sl,
 	snprintf(out, n, "%s/%s/%s", sl->enc, kind, cs);
 }
 
-/* Is a head record what it should be: {"car": {"/": <its own name>}}? */
-static bool record_ok(const struct lfs_buf *b, const struct lfs_cid *car)
+bool lfs_sync_record_ok(const uint8_t *p, size_t len, const struct lfs_cid *car)
 {
 	json_error_t err;
-	json_t *j = json_loadb((const char *)b->data, b->len, 0, &err);
+	json_t *j = json_loadb((const char *)p, len, 0, &err);
 	const char *named = json_string_value(
 		json_object_get(json_object_get(j, "car"), "/"));
 	struct lfs_cid c;
@@ -1440,7 +1439,7 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 			const char *bad_why =
 				r == -EFBIG     ? "larger than a head record"
 				: r == -EBADMSG ? "not a readable file"
-				: !r && !record_ok(&b, c)
+				: !r && !lfs_sync_record_ok(b.data, b.len, c)
 					? "not a valid head record"
 					: NULL;
 			lfs_buf_release(&b);

@@ -165,4 +165,12 @@ int lfs_sync_wait_until(struct lfs_sync *s, const char *name, uint64_t target,
 /* Status of ledger name's replication as a new JSON object. */
 json_t *lfs_sync_status(struct lfs_sync *s, const char *name);
 
+/*
+ * Is p[0..len) a well-formed head record for car: {"car": {"/": <car's
+ * name>}, "parents": [...]} ("parents" may be absent)? Exposed for the
+ * fuzz target; these bytes come from the remote store.
+ */
+bool lfs_sync_record_ok(const uint8_t *p, size_t len,
+			const struct lfs_cid *car);
+
 #endif
