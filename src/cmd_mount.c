@@ -47,7 +47,14 @@ static void mount_usage(FILE *f)
 		"                      (default: $LEDGERFS_REMOTE; none: local "
 		"only)\n"
 		"  --poll-ms N         how often to look for remote changes "
-		"(1000)\n"
+		"while\n"
+		"                      active (1000); idle, up to every 30 s\n"
+		"  --meta URL          also announce and hear of changes at "
+		"once\n"
+		"                      through redis://[:PASSWORD@]HOST[:PORT]"
+		"[/DB]\n"
+		"                      (default: $LEDGERFS_META; none: the "
+		"store)\n"
 		"  --fireproof DIR     serve the Fireproof 0.24 ledgers in DIR "
 		"(its\n"
 		"                      FP_STORAGE_URL) read-only instead; "
@@ -120,6 +127,7 @@ static int mount_run(int argc, char **argv, char **own)
 {
 	const char *home_dir = NULL, *mountpoint = NULL, *opts = NULL;
 	const char *remote = getenv("LEDGERFS_REMOTE");
+	const char *meta = getenv("LEDGERFS_META");
 	const char *fireproof = NULL, *keybag = NULL;
 	unsigned poll_ms = 1000;
 	int foreground = 0, use_syslog = 0;
@@ -150,6 +158,8 @@ static int mount_run(int argc, char **argv, char **own)
 			keybag = argv[++i];
 		} else if (!strcmp(a, "--remote") && i + 1 < argc) {
 			remote = argv[++i];
+		} else if (!strcmp(a, "--meta") && i + 1 < argc) {
+			meta = argv[++i];
 		} else if (!strcmp(a, "--poll-ms") && i + 1 < argc) {
 			poll_ms = (unsigned)strtoul(argv[++i], NULL, 10);
 			if (poll_ms < 50 || poll_ms > 3600000) {
@@ -264,6 +274,15 @@ static int mount_run(int argc, char **argv, char **own)
 				remote,
 				rc == -EINVAL ? "not a store URL (s3://, "
 						"http(s)://, file:///)"
+					      : strerror(-rc));
+			goto out;
+		}
+		if (meta && *meta && (rc = lfs_sync_use_meta(sync, meta))) {
+			fprintf(stderr,
+				"ledgerfs mount: cannot use the metadata "
+				"endpoint: %s\n",
+				rc == -EINVAL ? "not redis://[[USER]:PASSWORD@]"
+						"HOST[:PORT][/DB]"
 					      : strerror(-rc));
 			goto out;
 		}

@@ -54,8 +54,8 @@ static struct lfs_ledger *provide(void *ctx, const char *name)
 static void sync_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ledgerfs sync [--home DIR] [--remote URL] [--json] "
-		"[NAME]\n"
+		"usage: ledgerfs sync [--home DIR] [--remote URL] [--meta URL] "
+		"[--json] [NAME]\n"
 		"\n"
 		"Replicate ledger NAME (default: every ledger) with a remote "
 		"store once:\n"
@@ -69,24 +69,29 @@ static void sync_usage(FILE *f)
 		"remote\n"
 		"changes could not be applied yet (incomplete: a file missing "
 		"on the\n"
-		"store, say); the reason is printed: try again later.\n");
+		"store, say); the reason is printed: try again later.\n"
+		"--meta redis://... (default: $LEDGERFS_META) also announces "
+		"the new\n"
+		"heads there, so mounts listening hear of them at once.\n");
 }
 
-enum { O_HOME = 1, O_REMOTE, O_JSON };
+enum { O_HOME = 1, O_REMOTE, O_META, O_JSON };
 
 static const struct lfs_optname sync_opts[] = {
 	{"--home", O_HOME, true},
 	{"--remote", O_REMOTE, true},
+	{"--meta", O_META, true},
 	{"--json", O_JSON, false},
 };
 
 int lfs_cmd_sync(int argc, char **argv)
 {
-	struct lfs_cli cli = {.cmd = "sync",
-			      .args = "[--home DIR] [--remote URL] [--json] "
-				      "[NAME]"};
+	struct lfs_cli cli = {
+		.cmd = "sync",
+		.args = "[--home DIR] [--remote URL] [--meta URL] "
+			"[--json] [NAME]"};
 	const char *home_dir = NULL, *url = getenv("LEDGERFS_REMOTE");
-	const char *name = NULL;
+	const char *name = NULL, *meta = getenv("LEDGERFS_META");
 	bool json = false;
 	struct lfs_optscan sc;
 	lfs_optscan_init(&sc, argc, argv);
@@ -119,6 +124,9 @@ int lfs_cmd_sync(int argc, char **argv)
 		case O_REMOTE:
 			url = val;
 			break;
+		case O_META:
+			meta = val;
+			break;
 		case O_JSON:
 			json = true;
 			break;
@@ -147,6 +155,15 @@ int lfs_cmd_sync(int argc, char **argv)
 			     rc == -EINVAL ? "not a store URL" : strerror(-rc));
 		lfs_home_release(&home);
 		return rc == -EINVAL ? 2 : 1;
+	}
+	if (meta && *meta && (rc = lfs_sync_use_meta(s, meta))) {
+		lfs_cli_fail(&cli, "cannot use the metadata endpoint: %s",
+			     rc == -EINVAL ? "not redis://[[USER]:PASSWORD@]"
+					     "HOST[:PORT][/DB]"
+					   : strerror(-rc));
+		lfs_sync_free(s);
+		lfs_home_release(&home);
+		return 2;
 	}
 	rc = lfs_sync_round(s, name);
 	int status = 0;

@@ -26,9 +26,17 @@
 #include "cidmap.h"
 #include "clock.h"
 #include "log.h"
+#include "meta.h"
 #include "timefmt.h"
 
 #define MAX_BACKOFF_MS 30000
+#define IDLE_MS        30000  /* the poll interval after a quiet while */
+#define ACTIVE_MS      20000  /* "recently" active: poll fast this long */
+#define DISCOVERY_MS   600000 /* list ledgers/ (older writers' markers) */
+#define SWEEP_MS       300000 /* one ledger's legacy head records */
+#define HINTS_MAX      256    /* hints taken from the endpoint at once */
+#define HINT_RATE      10     /* CAR fetches for hints per second ... */
+#define HINT_BURST     20     /* ... and at once */
 #define MAX_CHAIN      100000 /* CARs fetched for one head in one round */
 #define RECORD_MAX     ((size_t)64 << 10) /* a head record */
 
@@ -70,6 +78,8 @@ struct sync_ledger {
 	struct lfs_cidmap cars;         /* CAR -> CAR_* */
 	struct lfs_cidmap retry;        /* CAR -> next try (ms) << 8 | tries */
 	struct lfs_cidmap remote_heads; /* well-formed records listed */
+	struct lfs_cidmap fresh_heads;  /* of those, under heads/ (value 1) */
+	struct lfs_cidmap legacy_heads; /* under <enc>/head/, last sweep */
 	struct lfs_cidmap bad_records;  /* records listed that are not */
 	struct lfs_cidmap unwaited; /* left waiting here since the last save */
 	/* CARs missing on the store -> when first missed (unix seconds; 0:
@@ -86,6 +96,7 @@ struct sync_ledger {
 	char *waiting_path;
 	struct stat waiting_st; /* the waiting file when last read here */
 	bool loaded, marker_done, waiting_dirty, missing_dirty, state_dir;
+	bool swept;
 	char why[300]; /* why a remote head could not be applied */
 	/* Status, under s->lock. */
 	int64_t last_push_us, last_poll_us;
@@ -115,9 +126,23 @@ struct lfs_sync {
 	pthread_cond_t cond;
 	struct sync_ledger *ledgers;
 	pthread_t thread;
-	bool running, kicked, stopping;
+	bool running, kicked, stopping, hinted;
 	unsigned poll_ms;
 	uint64_t generation;
+	/* Adaptive polling (under lock): fast until active_until (mono ms),
+	 * then slower up to IDLE_MS; delay_ms is the interval now. */
+	int64_t active_until;
+	unsigned delay_ms, fail_ms;
+	/* Under round_lock: the slow listings, the last heads listing. */
+	int64_t next_discovery, next_sweep;
+	size_t sweep_pos;
+	uint64_t listing_hash;
+	bool listed;
+	/* The real-time endpoint (--meta), or NULL; hint fetch budget. */
+	struct lfs_meta *meta;
+	double hint_tokens;
+	int64_t hint_refill_ms;
+	uint64_t hints_ignored;
 };
 
 static int64_t now_us(void)
@@ -125,6 +150,19 @@ static int64_t now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t mono_ms(void)
+{
+	return lfs_store_now_us() / 1000;
+}
+
+/* Something moved here or on the store: poll fast for a while. */
+static void mark_active(struct lfs_sync *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->active_until = mono_ms() + ACTIVE_MS;
+	pthread_mutex_unlock(&s->lock);
 }
 
 static char *encode_name(const char *name)
@@ -169,6 +207,8 @@ static struct sync_ledger *sl_get(struct lfs_sync *s, const char *name)
 	lfs_cidmap_init(&sl->cars);
 	lfs_cidmap_init(&sl->retry);
 	lfs_cidmap_init(&sl->remote_heads);
+	lfs_cidmap_init(&sl->fresh_heads);
+	lfs_cidmap_init(&sl->legacy_heads);
 	lfs_cidmap_init(&sl->bad_records);
 	lfs_cidmap_init(&sl->unwaited);
 	lfs_cidmap_init(&sl->missing);
@@ -241,11 +281,6 @@ static bool applied(struct sync_ledger *sl, struct lfs_blockstore *bs,
 		return false;
 	car_set(sl, c, CAR_APPLIED, 0);
 	return true;
-}
-
-static int64_t mono_ms(void)
-{
-	return lfs_store_now_us() / 1000;
 }
 
 /* May CAR c be tried now (its backoff since the last failure is over)? */
@@ -682,6 +717,32 @@ static void key_for(char *out, size_t n, struct sync_ledger *sl,
 	char cs[LFS_CID_STRLEN + 1];
 	lfs_cid_to_string(cs, c);
 	snprintf(out, n, "%s/%s/%s", sl->enc, kind, cs);
+}
+
+#define HEADS_PREFIX "heads/"
+
+/*
+ * The key of CAR c's head record: "heads/<enc>~<cid>" (all ledgers' records
+ * under one prefix, listed with one request), or in the legacy layout
+ * "<enc>/head/<cid>" (one listing per ledger; still written, for older
+ * versions, and read in the slow sweep).
+ */
+static void rec_key(char *out, size_t n, struct sync_ledger *sl,
+		    const struct lfs_cid *c, bool legacy)
+{
+	char cs[LFS_CID_STRLEN + 1];
+	lfs_cid_to_string(cs, c);
+	if (legacy)
+		snprintf(out, n, "%s/head/%s", sl->enc, cs);
+	else
+		snprintf(out, n, HEADS_PREFIX "%s~%s", sl->enc, cs);
+}
+
+/* In a set of records (value 1; 0 is a record removed since). */
+static bool has(const struct lfs_cidmap *m, const struct lfs_cid *c)
+{
+	uint64_t v = 0;
+	return lfs_cidmap_get(m, c, &v) && v;
 }
 
 bool lfs_sync_record_ok(const uint8_t *p, size_t len, const struct lfs_cid *car)
@@ -1391,19 +1452,18 @@ static int fetch_setup(struct lfs_sync *s, struct sync_ledger *sl)
 	return rc;
 }
 
+/*
+ * Pull the head records listed (k: CARs named by records in either
+ * layout, sl->fresh_heads telling which are under heads/).
+ */
 static int pull(struct lfs_sync *s, struct sync_ledger *sl,
-		struct lfs_ledger *l, size_t *out_unapplied)
+		struct lfs_ledger *l, const struct keys *kp,
+		size_t *out_unapplied)
 {
-	char prefix[300];
-	snprintf(prefix, sizeof(prefix), "%s/head/", sl->enc);
-	struct keys k = {0};
+	const struct keys k = *kp;
 	int rc = fetch_setup(s, sl);
-	if (!rc)
-		rc = lfs_store_list(s->store, prefix, collect_cid, &k);
-	if (rc) {
-		free(k.v);
+	if (rc)
 		return rc;
-	}
 	struct lfs_cidmap heads, bad;
 	lfs_cidmap_init(&heads);
 	lfs_cidmap_init(&bad);
@@ -1432,7 +1492,8 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 		int r = 0;
 		if (!(f & CAR_RECORD_OK)) {
 			char key[400];
-			key_for(key, sizeof(key), sl, "head", c);
+			rec_key(key, sizeof(key), sl, c,
+				!has(&sl->fresh_heads, c));
 			struct lfs_buf b;
 			lfs_buf_init(&b, RECORD_MAX);
 			r = lfs_store_get(s->store, key, &b);
@@ -1481,7 +1542,6 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 			rc = r;
 	}
 	free(w.v);
-	free(k.v);
 	int erc = lfs_ledger_ingest_end(l);
 	if (!rc)
 		rc = erc;
@@ -1495,8 +1555,12 @@ static int pull(struct lfs_sync *s, struct sync_ledger *sl,
 	}
 	pthread_mutex_unlock(&s->lock);
 	lfs_ledger_root(l, &after);
-	if (!lfs_cid_equal(&before, &after) && s->hooks.changed)
-		s->hooks.changed(s->hooks.ctx, sl->name, &before, &after);
+	if (!lfs_cid_equal(&before, &after)) {
+		mark_active(s);
+		if (s->hooks.changed)
+			s->hooks.changed(s->hooks.ctx, sl->name, &before,
+					 &after);
+	}
 	if (!rc) {
 		/* Missing CARs that are here now, or that no head needs any
 		 * more (superseded, compacted away), are no longer missing. */
@@ -1579,7 +1643,8 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 {
 	struct lfs_blockstore *bs = lfs_ledger_store(l);
 	struct lfs_cid *cars = NULL, *hcars = NULL, *heads = NULL;
-	size_t ncars = 0, nhcars = 0, nheads = 0;
+	size_t ncars = 0, nhcars = 0, nheads = 0, uploaded = 0;
+	struct keys added = {0}, removed = {0};
 	int rc = lfs_blockstore_list_cars(&cars, &ncars, bs);
 	for (size_t i = 0; !rc && i < ncars; i++) {
 		if (lfs_cidmap_get(&sl->pushed, &cars[i], NULL))
@@ -1599,40 +1664,48 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 				rc = 0;
 			free(bytes);
 		}
-		if (!rc)
+		if (!rc) {
 			note_pushed(s, sl, &cars[i]);
+			uploaded++;
+		}
 	}
 	size_t pending = 0;
 	for (size_t i = 0; i < ncars; i++)
 		pending += !lfs_cidmap_get(&sl->pushed, &cars[i], NULL);
 	set_pending(s, sl, pending);
-	if (!rc && !sl->marker_done) {
+	if (uploaded)
+		mark_active(s);
+	/* The ledger's markers, in both layouts. */
+	for (int legacy = 0; !rc && !sl->marker_done && legacy < 2; legacy++) {
 		char key[300];
-		snprintf(key, sizeof(key), "ledgers/%s", sl->enc);
+		snprintf(key, sizeof(key),
+			 legacy ? "ledgers/%s" : HEADS_PREFIX "%s", sl->enc);
 		rc = lfs_store_put(s->store, key, (const uint8_t *)"", 0, true);
 		if (rc == -EEXIST)
 			rc = 0;
-		sl->marker_done = !rc;
+		sl->marker_done = !rc && legacy;
 	}
 	if (!rc)
 		rc = lfs_ledger_head_cars(l, &hcars, &nhcars);
 	if (!rc)
 		rc = lfs_ledger_heads(l, &heads, &nheads);
 	/* New head records first (only for CARs the remote has: a commit
-	 * may have landed after the uploads above)... */
+	 * may have landed after the uploads above), under heads/ and then in
+	 * the legacy layout... */
 	for (size_t i = 0; !rc && i < nhcars; i++) {
-		if (lfs_cidmap_get(&sl->remote_heads, &hcars[i], NULL) ||
+		bool fresh = has(&sl->fresh_heads, &hcars[i]);
+		bool legacy = has(&sl->legacy_heads, &hcars[i]);
+		if ((fresh && legacy) ||
 		    !lfs_cidmap_get(&sl->pushed, &hcars[i], NULL))
 			continue;
 		char cs[LFS_CID_STRLEN + 1], key[400];
 		lfs_cid_to_string(cs, &hcars[i]);
-		key_for(key, sizeof(key), sl, "head", &hcars[i]);
 		json_t *parents = json_array();
 		for (size_t k = 0; parents && k < sl->remote_heads.nslots;
 		     k++) {
 			struct lfs_cidmap_slot *sl2 =
 				&sl->remote_heads.slots[k];
-			if (!sl2->used)
+			if (!sl2->used || !sl2->value)
 				continue;
 			char ps[LFS_CID_STRLEN + 1];
 			lfs_cid_to_string(ps, &sl2->cid);
@@ -1645,19 +1718,35 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 			rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS)
 			    : NULL;
 		json_decref(rec);
-		rc = text ? lfs_store_put(s->store, key, (const uint8_t *)text,
-					  strlen(text), false)
-			  : -ENOMEM;
+		rc = text ? 0 : -ENOMEM;
+		if (!rc && !fresh) {
+			rec_key(key, sizeof(key), sl, &hcars[i], false);
+			rc = lfs_store_put(s->store, key, (const uint8_t *)text,
+					   strlen(text), false);
+			if (!rc)
+				rc = lfs_cidmap_set(&sl->fresh_heads, &hcars[i],
+						    1);
+			if (!rc)
+				rc = keys_add(&added, &hcars[i]);
+		}
+		if (!rc && !legacy) {
+			rec_key(key, sizeof(key), sl, &hcars[i], true);
+			rc = lfs_store_put(s->store, key, (const uint8_t *)text,
+					   strlen(text), false);
+			if (!rc)
+				rc = lfs_cidmap_set(&sl->legacy_heads,
+						    &hcars[i], 1);
+		}
 		free(text);
 		if (!rc)
-			lfs_cidmap_set(&sl->remote_heads, &hcars[i], 1);
+			rc = lfs_cidmap_set(&sl->remote_heads, &hcars[i], 1);
 	}
-	/* ...then drop the records they supersede. */
+	/* ...then drop the records they supersede, in both layouts. */
 	struct lfs_arena a;
 	lfs_arena_init(&a, 0);
 	for (size_t k = 0; !rc && k < sl->remote_heads.nslots; k++) {
 		struct lfs_cidmap_slot *slot = &sl->remote_heads.slots[k];
-		if (!slot->used)
+		if (!slot->used || !slot->value)
 			continue;
 		bool ours = false;
 		for (size_t i = 0; i < nhcars && !ours; i++)
@@ -1669,12 +1758,33 @@ static int push(struct lfs_sync *s, struct sync_ledger *sl,
 		if (!lfs_blockstore_load(&root, &a, bs, &slot->cid, false) &&
 		    superseded(l, heads, nheads, root.head, root.nhead)) {
 			char key[400];
-			key_for(key, sizeof(key), sl, "head", &slot->cid);
-			rc = lfs_store_del(s->store, key);
+			struct lfs_cid c = slot->cid;
+			if (has(&sl->fresh_heads, &c)) {
+				rec_key(key, sizeof(key), sl, &c, false);
+				rc = lfs_store_del(s->store, key);
+			}
+			if (!rc && has(&sl->legacy_heads, &c)) {
+				rec_key(key, sizeof(key), sl, &c, true);
+				rc = lfs_store_del(s->store, key);
+			}
+			if (!rc) {
+				slot->value = 0;
+				lfs_cidmap_set(&sl->fresh_heads, &c, 0);
+				lfs_cidmap_set(&sl->legacy_heads, &c, 0);
+				keys_add(&removed, &c);
+			}
 		}
 		lfs_arena_rewind(&a, m);
 	}
 	lfs_arena_release(&a);
+	if (added.n || removed.n) {
+		mark_active(s);
+		if (s->meta)
+			lfs_meta_announce(s->meta, sl->enc, added.v, added.n,
+					  removed.v, removed.n);
+	}
+	free(added.v);
+	free(removed.v);
 	if (!rc) {
 		pthread_mutex_lock(&s->lock);
 		sl->last_push_us = now_us();
@@ -1725,11 +1835,143 @@ static void finish(struct lfs_sync *s, struct sync_ledger *sl, int rc,
 			 sl->name, s->shown);
 }
 
+/* ---- the listing of every ledger's head records ---- */
+
+struct entry {
+	char *enc;
+	struct lfs_cid car;
+	bool marker; /* heads/<enc>: the ledger exists */
+};
+
+struct listing {
+	struct entry *v;
+	size_t n, cap;
+	uint64_t hash; /* of the keys, in any order */
+};
+
+static int collect_listing(void *ctx, const char *key)
+{
+	struct listing *lst = ctx;
+	size_t pl = strlen(HEADS_PREFIX);
+	if (strncmp(key, HEADS_PREFIX, pl))
+		return 0;
+	const char *enc = key + pl, *tilde = strchr(enc, '~');
+	size_t elen = tilde ? (size_t)(tilde - enc) : strlen(enc);
+	struct entry e = {0};
+	e.marker = !tilde;
+	if (!elen || elen > LFS_META_ENC_MAX || memchr(enc, '/', elen) ||
+	    (tilde && (lfs_cid_from_string(&e.car, tilde + 1) ||
+		       e.car.codec != LFS_CODEC_RAW)))
+		return 0; /* not ours: ignore */
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *c = key; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+	lst->hash += h;
+	if (lst->n == lst->cap) {
+		size_t cap = lst->cap ? lst->cap * 2 : 64;
+		void *p = realloc(lst->v, cap * sizeof(*lst->v));
+		if (!p)
+			return -ENOMEM;
+		lst->v = p;
+		lst->cap = cap;
+	}
+	if (!(e.enc = strndup(enc, elen)))
+		return -ENOMEM;
+	lst->v[lst->n++] = e;
+	return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct entry *)a)->enc,
+		      ((const struct entry *)b)->enc);
+}
+
+static void listing_release(struct listing *lst)
+{
+	for (size_t i = 0; i < lst->n; i++)
+		free(lst->v[i].enc);
+	free(lst->v);
+	memset(lst, 0, sizeof(*lst));
+}
+
+/* The index of the first entry of ledger enc (sorted listing), or n. */
+static size_t listing_find(const struct listing *lst, const char *enc)
+{
+	size_t lo = 0, hi = lst->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(lst->v[mid].enc, enc) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < lst->n && !strcmp(lst->v[lo].enc, enc) ? lo : lst->n;
+}
+
+/* The heads a pull starts from: sl's entries of the listing, and the
+ * records of the last legacy sweep. Sets sl->fresh_heads. */
+static int round_heads(struct keys *out, struct sync_ledger *sl,
+		       const struct listing *lst)
+{
+	struct lfs_cidmap fresh, all;
+	lfs_cidmap_init(&fresh);
+	lfs_cidmap_init(&all);
+	int rc = 0;
+	for (size_t i = listing_find(lst, sl->enc);
+	     !rc && i < lst->n && !strcmp(lst->v[i].enc, sl->enc); i++)
+		if (!lst->v[i].marker && !has(&all, &lst->v[i].car) &&
+		    !(rc = lfs_cidmap_set(&fresh, &lst->v[i].car, 1)) &&
+		    !(rc = lfs_cidmap_set(&all, &lst->v[i].car, 1)))
+			rc = keys_add(out, &lst->v[i].car);
+	for (size_t i = 0; !rc && i < sl->legacy_heads.nslots; i++) {
+		struct lfs_cidmap_slot *e = &sl->legacy_heads.slots[i];
+		if (e->used && e->value && !has(&all, &e->cid) &&
+		    !(rc = lfs_cidmap_set(&all, &e->cid, 1)))
+			rc = keys_add(out, &e->cid);
+	}
+	lfs_cidmap_release(&all);
+	if (rc) {
+		lfs_cidmap_release(&fresh);
+		return rc;
+	}
+	lfs_cidmap_release(&sl->fresh_heads);
+	sl->fresh_heads = fresh;
+	return 0;
+}
+
+/* List sl's records in the legacy layout into sl->legacy_heads. */
+static int sweep(struct lfs_sync *s, struct sync_ledger *sl)
+{
+	char prefix[300];
+	snprintf(prefix, sizeof(prefix), "%s/head/", sl->enc);
+	struct keys k = {0};
+	int rc = lfs_store_list(s->store, prefix, collect_cid, &k);
+	if (rc == -ENOENT)
+		rc = 0;
+	struct lfs_cidmap m;
+	lfs_cidmap_init(&m);
+	for (size_t i = 0; !rc && i < k.n; i++)
+		rc = lfs_cidmap_set(&m, &k.v[i], 1);
+	free(k.v);
+	if (rc) {
+		lfs_cidmap_release(&m);
+		return rc;
+	}
+	lfs_cidmap_release(&sl->legacy_heads);
+	sl->legacy_heads = m;
+	sl->swept = true;
+	return 0;
+}
+
 /*
- * One ledger's round. store_err: the store already failed this round
- * (it is unreachable, or refuses us): only count the outbox.
+ * One ledger's round, from the listing lst. store_err: the store already
+ * failed this round (it is unreachable, or refuses us): only count the
+ * outbox. swept: also list its records in the legacy layout (a ledger
+ * never swept by this process always is).
  */
-static int round_one(struct lfs_sync *s, const char *name, int store_err)
+static int round_one(struct lfs_sync *s, const char *name, int store_err,
+		     const struct listing *lst, bool swept)
 {
 	pthread_mutex_lock(&s->lock);
 	struct sync_ledger *sl = sl_get(s, name);
@@ -1752,8 +1994,14 @@ static int round_one(struct lfs_sync *s, const char *name, int store_err)
 	if (!count_outbox(&pending, sl, bs))
 		set_pending(s, sl, pending);
 	int rc = store_err;
+	if (!rc && (swept || !sl->swept))
+		rc = sweep(s, sl);
+	struct keys k = {0};
 	if (!rc)
-		rc = pull(s, sl, l, &unapplied);
+		rc = round_heads(&k, sl, lst);
+	if (!rc)
+		rc = pull(s, sl, l, &k, &unapplied);
+	free(k.v);
 	if (!rc)
 		rc = push(s, sl, l);
 	save_waiting(s, sl);
@@ -1762,12 +2010,10 @@ static int round_one(struct lfs_sync *s, const char *name, int store_err)
 	return rc;
 }
 
-/* Names of remote ledgers: create local stores for those we lack, so
- * they are listed (and say "no key"). */
-static int discover(void *ctx, const char *key)
+/* A remote ledger's name (percent-encoded): create a local store when we
+ * lack one, so it is listed (and says "no key"). */
+static void discover_enc(struct lfs_sync *s, const char *enc)
 {
-	struct lfs_sync *s = ctx;
-	const char *enc = key + strlen("ledgers/");
 	char name[LFS_LEDGER_NAME_MAX + 1];
 	size_t n = 0;
 	for (const char *p = enc; *p && n < sizeof(name) - 1; p++) {
@@ -1781,12 +2027,23 @@ static int discover(void *ctx, const char *key)
 	}
 	name[n] = '\0';
 	if (!lfs_home_valid_name(name))
-		return 0;
+		return;
 	char *dir = lfs_home_ledger_dir(s->home, name);
 	if (dir && mkdir(dir, 0700) == 0)
 		lfs_info("found ledger '%s' on %s", name, s->shown);
 	free(dir);
+}
+
+static int discover(void *ctx, const char *key)
+{
+	discover_enc(ctx, key + strlen("ledgers/"));
 	return 0;
+}
+
+/* Unreachable, refusing us, or stopping: so it is for every ledger. */
+static bool store_wide(int r)
+{
+	return r == -EAGAIN || r == -EACCES || r == -EPERM || r == -ECANCELED;
 }
 
 int lfs_sync_round(struct lfs_sync *s, const char *name)
@@ -1799,23 +2056,50 @@ int lfs_sync_round(struct lfs_sync *s, const char *name)
 		pthread_mutex_unlock(&s->round_lock);
 		return rc;
 	}
+	/* One request for every ledger's head records... */
+	struct listing lst = {0};
+	int r = lfs_store_list(s->store, HEADS_PREFIX, collect_listing, &lst);
+	int store_err = r == -ENOENT ? 0 : r;
+	if (store_err && !store_wide(r))
+		lfs_warn("cannot list the head records on %s: %s", s->shown,
+			 lfs_errmsg(r));
+	if (lst.n)
+		qsort(lst.v, lst.n, sizeof(*lst.v), entry_cmp);
+	if (!store_err && (!s->listed || lst.hash != s->listing_hash)) {
+		if (s->listed)
+			mark_active(s);
+		s->listing_hash = lst.hash;
+		s->listed = true;
+	}
+	int64_t now = mono_ms();
 	if (!name) {
-		int r = lfs_store_list(s->store, "ledgers/", discover, s);
-		/* Unreachable, refusing us, or stopping: so it is for every
-		 * ledger. Anything else is about that listing only. */
-		int store_err = r == -EAGAIN || r == -EACCES || r == -EPERM ||
-						r == -ECANCELED
-					? r
-					: 0;
-		if (r && !store_err && r != -ENOENT)
-			lfs_warn("cannot list the ledgers on %s: %s", s->shown,
-				 lfs_errmsg(r));
+		for (size_t i = 0; !store_err && i < lst.n; i++)
+			if (!i || strcmp(lst.v[i].enc, lst.v[i - 1].enc))
+				discover_enc(s, lst.v[i].enc);
+		/* ...and, slowly, the ledgers older versions announce. */
+		if (!store_err && now >= s->next_discovery) {
+			r = lfs_store_list(s->store, "ledgers/", discover, s);
+			if (store_wide(r))
+				store_err = r;
+			else if (r && r != -ENOENT)
+				lfs_warn("cannot list the ledgers on %s: %s",
+					 s->shown, lfs_errmsg(r));
+			if (!r || r == -ENOENT)
+				s->next_discovery = now + DISCOVERY_MS;
+		}
 		rc = store_err;
 		char **names;
 		size_t n;
 		if (!(r = lfs_home_list(&names, &n, s->home))) {
+			/* One ledger's legacy records every SWEEP_MS. */
+			size_t swept = n;
+			if (n && !store_err && now >= s->next_sweep) {
+				swept = s->sweep_pos++ % n;
+				s->next_sweep = now + SWEEP_MS;
+			}
 			for (size_t i = 0; i < n; i++) {
-				r = round_one(s, names[i], store_err);
+				r = round_one(s, names[i], store_err, &lst,
+					      i == swept);
 				if (r && !rc)
 					rc = r;
 			}
@@ -1824,8 +2108,9 @@ int lfs_sync_round(struct lfs_sync *s, const char *name)
 			rc = r;
 		}
 	} else {
-		rc = round_one(s, name, 0);
+		rc = round_one(s, name, store_err, &lst, true);
 	}
+	listing_release(&lst);
 	pthread_mutex_lock(&s->lock);
 	s->generation++;
 	pthread_cond_broadcast(&s->cond);
@@ -1834,37 +2119,187 @@ int lfs_sync_round(struct lfs_sync *s, const char *name)
 	return rc;
 }
 
+/* ---- hints from the real-time endpoint ---- */
+
+/* Take one token of the hint fetch budget (HINT_RATE a second). */
+static bool hint_budget(struct lfs_sync *s)
+{
+	int64_t now = mono_ms();
+	s->hint_tokens += (double)(now - s->hint_refill_ms) * HINT_RATE / 1000;
+	if (s->hint_tokens > HINT_BURST)
+		s->hint_tokens = HINT_BURST;
+	s->hint_refill_ms = now;
+	if (s->hint_tokens < 1)
+		return false;
+	s->hint_tokens -= 1;
+	return true;
+}
+
+/*
+ * Apply what a hint names: fetch the CAR straight from the store (no
+ * listing, no record), then apply it as a pull would. A hint naming a
+ * ledger this mount does not hold, a CAR the store lacks or anything
+ * over budget costs nothing more: the next listing is the truth.
+ * Returns whether a listing should come soon.
+ */
+static bool apply_hint(struct lfs_sync *s, const struct lfs_meta_hint *h)
+{
+	pthread_mutex_lock(&s->lock);
+	struct sync_ledger *sl = s->ledgers;
+	while (sl && strcmp(sl->enc, h->enc))
+		sl = sl->next;
+	pthread_mutex_unlock(&s->lock);
+	if (!sl || !sl->loaded)
+		return true; /* not known here yet: a listing will tell */
+	struct lfs_ledger *l = s->hooks.ledger(s->hooks.ctx, sl->name);
+	if (!l)
+		return false;
+	struct lfs_blockstore *bs = lfs_ledger_store(l);
+	if (applied(sl, bs, &h->car) || car_flags(sl, &h->car) & CAR_BAD ||
+	    car_flags(sl, &h->car) & CAR_WAITING)
+		return false;
+	if (!hint_budget(s))
+		return true;
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	bool bad = false;
+	int r = fetch_setup(s, sl);
+	if (!r)
+		r = fetch_car(&bytes, &len, &bad, s->store, sl, &h->car);
+	if (bad) {
+		reject(s, sl, &h->car, r);
+		return false;
+	}
+	if (r) {
+		s->hints_ignored++;
+		return r != -ENOENT; /* a lie costs one GET; else: list */
+	}
+	note_waiting(s, sl, &h->car);
+	r = lfs_blockstore_import(NULL, NULL, bs, &h->car, bytes, len);
+	free(bytes);
+	if (r == -EBADMSG || r == -EFBIG) {
+		reject(s, sl, &h->car, r);
+		return false;
+	}
+	if (r) {
+		car_set(sl, &h->car, 0, CAR_WAITING);
+		return true;
+	}
+	note_pushed(s, sl, &h->car);
+	struct lfs_cid before, after;
+	lfs_ledger_root(l, &before);
+	lfs_ledger_ingest_begin(l);
+	r = fetch_apply(s, sl, l, &h->car);
+	int erc = lfs_ledger_ingest_end(l);
+	save_waiting(s, sl);
+	lfs_ledger_root(l, &after);
+	if (r == HEAD_APPLIED && !erc) {
+		/* Its writer wrote the records before announcing it. */
+		lfs_cidmap_set(&sl->remote_heads, &h->car, 1);
+		lfs_cidmap_set(&sl->fresh_heads, &h->car, 1);
+		lfs_cidmap_set(&sl->legacy_heads, &h->car, 1);
+	}
+	if (!lfs_cid_equal(&before, &after)) {
+		mark_active(s);
+		if (s->hooks.changed)
+			s->hooks.changed(s->hooks.ctx, sl->name, &before,
+					 &after);
+	}
+	return r != HEAD_APPLIED;
+}
+
+/* Apply the hints waiting; whether a listing should come soon. */
+static bool hint_round(struct lfs_sync *s)
+{
+	struct lfs_meta_hint *h = malloc(HINTS_MAX * sizeof(*h));
+	bool poll = false;
+	size_t n = h ? lfs_meta_take(s->meta, h, HINTS_MAX, &poll) : 0;
+	if (!n) {
+		free(h);
+		return poll || !h;
+	}
+	pthread_mutex_lock(&s->round_lock);
+	if (s->store)
+		for (size_t i = 0; i < n; i++)
+			poll |= apply_hint(s, &h[i]);
+	pthread_mutex_unlock(&s->round_lock);
+	free(h);
+	return poll;
+}
+
+static void meta_wake(void *ctx)
+{
+	struct lfs_sync *s = ctx;
+	pthread_mutex_lock(&s->lock);
+	s->hinted = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The interval after a round that returned rc (under s->lock). */
+static unsigned next_delay(struct lfs_sync *s, int rc, unsigned delay)
+{
+	unsigned idle = s->poll_ms > IDLE_MS ? s->poll_ms : IDLE_MS;
+	/* A failed round (the store down, or refusing us) is retried with
+	 * a backoff that doubles from poll_ms; a kick still runs one at
+	 * once. */
+	if (rc) {
+		s->fail_ms = !s->fail_ms                       ? s->poll_ms
+			     : s->fail_ms * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
+							       : s->fail_ms * 2;
+		return s->fail_ms;
+	}
+	s->fail_ms = 0;
+	if (mono_ms() < s->active_until || delay < s->poll_ms)
+		return s->poll_ms;
+	return delay * 2 > idle ? idle : delay * 2;
+}
+
+/*
+ * Rounds every delay_ms: poll_ms while something moved recently (a local
+ * commit, a change listed or pulled, ACTIVE_MS), then doubling up to
+ * IDLE_MS; a kick (a local commit, a waiter) runs one at once and makes
+ * the polling fast again. Hints from the endpoint are applied as they
+ * come, between rounds.
+ */
 static void *sync_thread(void *arg)
 {
 	struct lfs_sync *s = arg;
-	unsigned delay = s->poll_ms;
+	int64_t next = 0, last = 0;
 	pthread_mutex_lock(&s->lock);
+	s->delay_ms = s->poll_ms;
 	while (!s->stopping) {
+		bool full = s->kicked || mono_ms() >= next;
+		bool hinted = s->hinted;
+		s->kicked = s->hinted = false;
 		pthread_mutex_unlock(&s->lock);
-		int rc = lfs_sync_round(s, NULL);
+		if (hinted && s->meta && hint_round(s) && !full) {
+			/* The endpoint says: look at the store soon. */
+			if (last + s->poll_ms < next)
+				next = last + s->poll_ms;
+			full = mono_ms() >= next;
+		}
+		int rc = full ? lfs_sync_round(s, NULL) : 0;
 		pthread_mutex_lock(&s->lock);
-		/* A failed round (the store down, or refusing us) is
-		 * retried with backoff; a kick still runs one at once. */
-		delay = rc ? (delay * 2 > MAX_BACKOFF_MS ? MAX_BACKOFF_MS
-							 : delay * 2)
-			   : s->poll_ms;
-		if (s->stopping)
-			break;
-		if (!s->kicked) {
+		if (full) {
+			last = mono_ms();
+			s->delay_ms = next_delay(s, rc, s->delay_ms);
+			next = last + s->delay_ms;
+		}
+		while (!s->kicked && !s->hinted && !s->stopping) {
+			int64_t left = next - mono_ms();
+			if (left <= 0)
+				break;
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += delay / 1000;
-			ts.tv_nsec += (long)(delay % 1000) * 1000000;
+			ts.tv_sec += left / 1000;
+			ts.tv_nsec += (long)(left % 1000) * 1000000;
 			if (ts.tv_nsec >= 1000000000) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
-			while (!s->kicked && !s->stopping &&
-			       pthread_cond_timedwait(&s->cond, &s->lock,
-						      &ts) != ETIMEDOUT)
-				;
+			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 		}
-		s->kicked = false;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -1899,6 +2334,13 @@ int lfs_sync_start(struct lfs_sync *s, unsigned poll_ms)
 {
 	s->poll_ms = poll_ms ? poll_ms : 1000;
 	s->running = true;
+	if (s->meta) {
+		int mrc = lfs_meta_start(s->meta, meta_wake, s);
+		if (mrc)
+			lfs_warn("cannot start listening to %s: %s; polling "
+				 "the store",
+				 lfs_meta_shown(s->meta), strerror(-mrc));
+	}
 	int rc = pthread_create(&s->thread, NULL, sync_thread, s);
 	if (rc)
 		s->running = false;
@@ -1909,6 +2351,7 @@ void lfs_sync_kick(struct lfs_sync *s)
 {
 	pthread_mutex_lock(&s->lock);
 	s->kicked = true;
+	s->active_until = mono_ms() + ACTIVE_MS;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -1921,6 +2364,8 @@ void lfs_sync_stop(struct lfs_sync *s)
 	s->stopping = true;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+	if (s->meta)
+		lfs_meta_stop(s->meta);
 	/* The thread may be inside a request to a store that hangs. */
 	if (s->store)
 		lfs_store_cancel_at(s->store, lfs_store_now_us());
@@ -1942,6 +2387,7 @@ void lfs_sync_free(struct lfs_sync *s)
 	if (!s)
 		return;
 	lfs_sync_stop(s);
+	lfs_meta_free(s->meta);
 	lfs_store_free(s->store);
 	while (s->ledgers) {
 		struct sync_ledger *sl = s->ledgers;
@@ -1950,6 +2396,8 @@ void lfs_sync_free(struct lfs_sync *s)
 		lfs_cidmap_release(&sl->cars);
 		lfs_cidmap_release(&sl->retry);
 		lfs_cidmap_release(&sl->remote_heads);
+		lfs_cidmap_release(&sl->fresh_heads);
+		lfs_cidmap_release(&sl->legacy_heads);
 		lfs_cidmap_release(&sl->bad_records);
 		lfs_cidmap_release(&sl->unwaited);
 		lfs_cidmap_release(&sl->missing);
@@ -1970,6 +2418,13 @@ void lfs_sync_free(struct lfs_sync *s)
 	free(s->url);
 	free(s->shown);
 	free(s);
+}
+
+int lfs_sync_use_meta(struct lfs_sync *s, const char *url)
+{
+	if (s->meta || s->running)
+		return -EINVAL;
+	return lfs_meta_open(&s->meta, url, s->shown);
 }
 
 uint64_t lfs_sync_wait_target(struct lfs_sync *s)
@@ -2087,6 +2542,15 @@ json_t *lfs_sync_status(struct lfs_sync *s, const char *name)
 			json_object_set_new(j, "missing_files", m);
 		else
 			json_decref(m);
+	}
+	if (j) {
+		json_object_set_new(
+			j, "meta",
+			json_string(s->meta ? lfs_meta_state(s->meta)
+					    : "the store"));
+		json_object_set_new(
+			j, "poll_interval_ms",
+			json_integer(s->delay_ms ? s->delay_ms : s->poll_ms));
 	}
 	if (j && sl->catchup_files)
 		json_object_set_new(

@@ -1,16 +1,28 @@
 /*
  * sync: replicate every ledger of this machine's home with a remote store.
  *
- * Remote layout (the blockstore's, under the store's prefix):
+ * Remote layout (under the store's prefix; <ledger> percent-encoded):
  *   <ledger>/car/<cid>     sealed CAR files, immutable, named by content
- *   <ledger>/head/<cid>    one small record per head CAR:
+ *   heads/<ledger>~<cid>   one small record per head CAR:
  *                          {"car": {"/": "<cid>"}, "parents": [...]}
- *   ledgers/<ledger>       an empty marker, so other machines can list the
- *                          ledgers that exist (and show those they have no
- *                          key for)
+ *                          every ledger's records under one prefix, so one
+ *                          listing (one request per 1000 records) tells a
+ *                          mount about all its ledgers
+ *   heads/<ledger>         an empty marker: the ledger exists (other
+ *                          machines show those they have no key for)
+ *   <ledger>/head/<cid>    the same records in the legacy layout, and
+ *   ledgers/<ledger>       the legacy marker: still written, so older
+ *                          versions sharing the store see every change;
+ *                          read at a mount's first round of each ledger
+ *                          (so stores written by older versions just work,
+ *                          no migration) and then slowly: one ledger's
+ *                          legacy records every 5 minutes, the legacy
+ *                          markers every 10 minutes
  *
- * A round, per ledger: pull, then push.
- *   pull  list the head records; for each CAR this replica has not
+ * A round: one listing of heads/ (the slow ones when due), then per
+ * ledger: pull, then push. Idle, a round costs one request whatever the
+ * number of ledgers: pull and push make requests only for what changed.
+ *   pull  from the listing, the head records; for each CAR this replica has not
  *         applied, fetch it and ingest it (which checks the bytes against
  *         the name, then authentication, then every block hash and event),
  *         applying the CARs it needs first, parents before children.
@@ -68,8 +80,21 @@
  * "pending_uploads" is the outbox, counted at the start of every round,
  * before any network, so it is right while the store is down too.
  *
- * Deadlines. The thread runs rounds every poll interval (and at once
- * after lfs_sync_kick()). Each request to the store has store.h's
+ * Polling. The thread runs a round every poll interval (poll_ms) while
+ * something moved in the last 20 s (a local commit or kick, a change
+ * listed, pulled or pushed), then at an interval that doubles up to 30 s
+ * (about 120 listings an hour, idle); lfs_sync_kick() runs one at once
+ * and makes it fast again. Status shows the interval ("poll_interval_ms").
+ *
+ * Real-time endpoint (lfs_sync_use_meta(), meta.h). After writing head
+ * records to the store, push announces them there; the thread applies the
+ * CARs other machines announce as soon as they arrive (one GET each, no
+ * listing), between rounds, and polls the store as without an endpoint,
+ * so an endpoint that is down, empty or lying loses nothing. Status says
+ * how the endpoint is ("meta": "live", "connecting", "unreachable,
+ * polling the store"; "the store" without one).
+ *
+ * Deadlines. Each request to the store has store.h's
  * deadlines, so no round waits forever on a store that hangs or trickles.
  * lfs_sync_stop() cuts the request in flight short (within about a
  * second) and gives later rounds, such as the last push at unmount,
@@ -131,6 +156,13 @@ void lfs_sync_free(struct lfs_sync *s);
  */
 int lfs_sync_start(struct lfs_sync *s, unsigned poll_ms);
 void lfs_sync_stop(struct lfs_sync *s);
+
+/*
+ * Also use the real-time metadata endpoint url (meta.h), before
+ * lfs_sync_start(). -EINVAL: a bad URL; -EPROTONOSUPPORT: an endpoint
+ * this build does not offer.
+ */
+int lfs_sync_use_meta(struct lfs_sync *s, const char *url);
 
 /* Wake the thread now (after a local commit). */
 void lfs_sync_kick(struct lfs_sync *s);

@@ -195,6 +195,12 @@ other=$("$L" car seal --key "$base/other.key" "$base/x.car" "$root/car") ||
 	fail "seal"
 other=$(echo "$other" | tail -n 1 | awk '{print $NF}')
 printf '{"car":{"/":"%s"},"parents":[]}' "$other" >"$root/head/$other"
+# The same lies where mounts look every round: heads/<ledger>~<cid>.
+heads=$dav/root/faults/heads
+[ -d "$heads" ] || fail "unexpected store layout: no $heads"
+for c in "$fake" "$bad2" "$gone" "$other"; do
+	cp "$root/head/$c" "$heads/f~$c"
+done
 echo '{"after": "hostile"}' >"$A/f/after.json"
 wait_for 30 test -f "$B/f/after.json" || fail "sync stopped after hostile objects"
 wait_for 30 same_root || fail "no convergence beside hostile objects"
