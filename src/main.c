@@ -60,14 +60,14 @@ static void usage(FILE *f)
 /*
  * `ledgerfs SOURCE MOUNTPOINT [-o OPTIONS]`: the form mount(8) uses for an
  * fstab line of type fuse.ledgerfs (through mount.fuse3). SOURCE is the
- * local store (the home directory); among OPTIONS, remote=URL, poll_ms=N
- * and log_level=L are ledgerfs's own, the rest go to FUSE. With the option
- * fireproof (and keybag=DIR), SOURCE is a Fireproof storage directory,
- * mounted read-only.
+ * local store (the home directory); among OPTIONS, remote=URL, meta=URL,
+ * poll_ms=N and log_level=L are ledgerfs's own, the rest go to FUSE. With
+ * the option fireproof (and keybag=DIR), SOURCE is a Fireproof storage
+ * directory, mounted read-only.
  */
 static int mount_helper_form(int argc, char **argv)
 {
-	char *margv[16], fuseopts[1024] = "", *own = NULL;
+	char *margv[20], fuseopts[1024] = "", *own = NULL;
 	int n = 0;
 	margv[n++] = "mount";
 	margv[n++] = "--home";
@@ -87,6 +87,9 @@ static int mount_helper_form(int argc, char **argv)
 			if (!strncmp(tok, "remote=", 7) && n < 12) {
 				margv[n++] = "--remote";
 				margv[n++] = tok + 7;
+			} else if (!strncmp(tok, "meta=", 5) && n < 12) {
+				margv[n++] = "--meta";
+				margv[n++] = tok + 5;
 			} else if (!strncmp(tok, "poll_ms=", 8) && n < 12) {
 				margv[n++] = "--poll-ms";
 				margv[n++] = tok + 8;
