@@ -51,6 +51,20 @@ static const uint8_t key[LFS_KEY_BYTES] = {
 
 static char dir[64];
 
+static void empty_dir(const char *sub);
+
+static void remove_dir(void)
+{
+	char path[128];
+	empty_dir("car");
+	empty_dir("head");
+	snprintf(path, sizeof(path), "%s/car", dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/head", dir);
+	rmdir(path);
+	rmdir(dir);
+}
+
 static void empty_dir(const char *sub)
 {
 	char path[128];
@@ -101,6 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(dir, sizeof(dir), "%s/fuzz-blockstore-%d", base,
 			 (int)getpid());
 		mkdir(dir, 0700);
+		atexit(remove_dir);
 	}
 	empty_dir("car");
 	empty_dir("head");

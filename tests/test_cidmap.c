@@ -1,0 +1,87 @@
+/*
+ * Tests of the CID map: set, overwrite and get against a model array,
+ * through several growths, with keys that collide in the probed bytes or
+ * differ only by codec.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cidmap.h"
+
+START_TEST(empty_map)
+{
+	struct lfs_cidmap m;
+	lfs_cidmap_init(&m);
+	struct lfs_cid c;
+	lfs_cid_of(&c, LFS_CODEC_RAW, "x", 1);
+	uint64_t v = 7;
+	ck_assert(!lfs_cidmap_get(&m, &c, &v));
+	ck_assert(!lfs_cidmap_get(&m, &c, NULL));
+	ck_assert_uint_eq(v, 7);
+	lfs_cidmap_release(&m);
+	lfs_cidmap_release(&m); /* released twice is harmless */
+}
+END_TEST
+
+START_TEST(model)
+{
+	enum { N = 2000 };
+	static struct lfs_cid keys[N];
+	static uint64_t want[N];
+	static bool present[N];
+	for (int i = 0; i < N; i++) {
+		/* Every fourth key shares the bytes the map hashes on with
+		 * another; every fifth differs from its neighbour by codec. */
+		lfs_cid_of(&keys[i], LFS_CODEC_RAW, &i, sizeof(i));
+		if (i % 4 == 1)
+			memcpy(keys[i].digest + 8, keys[i - 1].digest + 8, 8);
+		if (i % 5 == 1) {
+			keys[i] = keys[i - 1];
+			keys[i].codec = LFS_CODEC_DAG_CBOR;
+		}
+	}
+	struct lfs_cidmap m;
+	lfs_cidmap_init(&m);
+	srand(11);
+	size_t count = 0;
+	for (int step = 0; step < 4 * N; step++) {
+		int k = step < N ? step : rand() % N;
+		uint64_t v = (uint64_t)rand() << 20 | (uint64_t)step;
+		ck_assert_int_eq(lfs_cidmap_set(&m, &keys[k], v), 0);
+		count += !present[k];
+		present[k] = true;
+		want[k] = v;
+		if (step % 1000 == 0 || step == 4 * N - 1) {
+			ck_assert_uint_eq(m.count, count);
+			for (int i = 0; i < N; i++) {
+				uint64_t got = 0;
+				ck_assert(lfs_cidmap_get(&m, &keys[i], &got) ==
+					  present[i]);
+				if (present[i])
+					ck_assert_uint_eq(got, want[i]);
+			}
+		}
+	}
+	struct lfs_cid other;
+	lfs_cid_of(&other, LFS_CODEC_RAW, "not a key", 9);
+	ck_assert(!lfs_cidmap_get(&m, &other, NULL));
+	lfs_cidmap_release(&m);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cidmap");
+	TCase *t = tcase_create("core");
+	tcase_set_timeout(t, 120);
+	tcase_add_test(t, empty_map);
+	tcase_add_test(t, model);
+	suite_add_tcase(s, t);
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
