@@ -26,19 +26,19 @@
  * Keys of one collection reach the callback after its answer has been read, so
  * the callback may use the store.
  *
- * Every request has store.h's deadlines (a connect timeout, a low-speed
- * limit, a total deadline that grows with the bytes moved) and ends early
- * after lfs_store_cancel_at(), checked from curl's progress callback (about
- * once a second while nothing moves); nothing is retried here. Credentials come
- * from the URL's userinfo or from LEDGERFS_HTTP_USER / LEDGERFS_HTTP_PASSWORD
- * and go out as basic auth; they are never logged and never part of base.url.
+ * Requests, deadlines, capped bodies, the errno of a failure or a status,
+ * percent-encoding and the multistatus scanner are http.h's, shared with
+ * the S3 driver; nothing is retried here but a dead keep-alive
+ * connection. Credentials come from the URL's userinfo or from
+ * LEDGERFS_HTTP_USER / LEDGERFS_HTTP_PASSWORD and go out as basic auth;
+ * they are never logged and never part of base.url.
  */
 
 #include "store.h"
 
 #include "buf.h"
+#include "http.h"
 #include "log.h"
-#include "hex.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,321 +46,66 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <sodium.h>
 
-#define HTTP_MAX_DISCARD    ((size_t)1 << 20)
 #define HTTP_MAX_LISTING    ((size_t)64 << 20)
 #define HTTP_MAX_DIRS_KNOWN 1024
 #define HTTP_LIST_MAX_DEPTH 16
 #define HTTP_LIST_MAX_COLLS 65536
-#define HTTP_MAX_HREF       4096
-
-#ifdef PACKAGE_VERSION
-#define HTTP_USER_AGENT "ledgerfs/" PACKAGE_VERSION
-#else
-#define HTTP_USER_AGENT "ledgerfs"
-#endif
 
 struct http_store {
 	struct lfs_store base;
-	CURL *curl;
+	struct lfs_http http;
 	char *root;      /* base URL, encoded, ends in '/', no credentials */
 	char *root_path; /* its path, decoded, ends in '/' */
 	char *user;      /* NULL: no authentication */
 	char *password;
 	char **dirs; /* collections known to exist: "" (root), "a/", "a/b/" */
 	size_t ndirs;
-	char errbuf[CURL_ERROR_SIZE];
 };
-
-/* One request: what to send, where the answer goes. */
-struct http_req {
-	struct http_store *h;
-	const char *method;
-	const char *url;
-	const uint8_t *body; /* PUT, PROPFIND */
-	size_t body_len;
-	size_t body_off;
-	struct curl_slist *headers;
-	/* 2xx body goes here, up to max bytes; NULL: discarded */
-	const struct lfs_store_sink *sink;
-	uint64_t max, got;
-	size_t discarded;
-	bool checked_length;
-	int sink_err;  /* why the write callback stopped the transfer */
-	int abort_err; /* why the progress callback did */
-	int64_t start; /* lfs_store_now_us() when sent */
-	long status;
-};
-
-static void http_explicit_free(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
-static bool unreserved(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-	       c == '~';
-}
 
 /* root + rel with every byte but unreserved ones and '/' percent-encoded. */
 static char *http_url(struct http_store *h, const char *rel)
 {
-	size_t rl = strlen(h->root), n = rl + 3 * strlen(rel) + 1;
-	char *u = malloc(n), *p;
-	if (!u)
-		return NULL;
-	memcpy(u, h->root, rl);
-	p = u + rl;
-	for (const unsigned char *s = (const unsigned char *)rel; *s; s++) {
-		if (unreserved(*s) || *s == '/') {
-			*p++ = (char)*s;
-		} else {
-			static const char hex[] = "0123456789ABCDEF";
-			*p++ = '%';
-			*p++ = hex[*s >> 4];
-			*p++ = hex[*s & 15];
-		}
-	}
-	*p = '\0';
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	lfs_buf_append_str(&b, h->root);
+	lfs_http_pct_encode(&b, rel, strlen(rel), true);
+	lfs_buf_append_byte(&b, 0);
+	size_t n;
+	char *u = b.err ? NULL : (char *)lfs_buf_steal(&b, &n);
+	lfs_buf_release(&b);
 	return u;
 }
 
-static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *ctx)
+/* Send q with this store's credentials; see lfs_http_perform(). */
+static int http_perform(struct http_store *h, struct lfs_http_req *q)
 {
-	struct http_req *q = ctx;
-	size_t n = size * nmemb;
-	long status = 0;
-	curl_easy_getinfo(q->h->curl, CURLINFO_RESPONSE_CODE, &status);
-	if (!q->sink || status < 200 || status > 299) {
-		/* Bound what a server may make us read and throw away. */
-		q->discarded += n;
-		if (q->discarded > HTTP_MAX_DISCARD) {
-			q->sink_err = -EBADMSG;
-			return 0;
-		}
-		return n;
-	}
-	if (!q->checked_length) {
-		/* Refuse an object over the cap before reading any of it. */
-		curl_off_t cl = -1;
-		q->checked_length = true;
-		curl_easy_getinfo(q->h->curl,
-				  CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-		if (cl >= 0) {
-			int rc = (uint64_t)cl > q->max ? -EFBIG
-				 : q->sink->size ? q->sink->size(q->sink->ctx,
-								 (uint64_t)cl)
-						 : 0;
-			if (rc) {
-				q->sink_err = rc;
-				return 0;
-			}
-		}
-	}
-	q->got += n;
-	int rc = q->got > q->max ? -EFBIG
-				 : q->sink->write(q->sink->ctx,
-						  (const uint8_t *)data, n);
-	if (rc) {
-		q->sink_err = rc;
-		return 0;
-	}
-	return n;
+	q->no_expect = true;
+	q->user = h->user;
+	q->password = h->password;
+	return lfs_http_perform(&h->http, q);
 }
 
-static size_t http_read_cb(char *dst, size_t size, size_t nmemb, void *ctx)
+static bool ok_status(const struct lfs_http_req *q)
 {
-	struct http_req *q = ctx;
-	size_t n = size * nmemb, left = q->body_len - q->body_off;
-	if (n > left)
-		n = left;
-	if (n)
-		memcpy(dst, q->body + q->body_off, n);
-	q->body_off += n;
-	return n;
+	return q->status >= 200 && q->status <= 299;
 }
 
-/* The total deadline and lfs_store_cancel_at(). */
-static int http_progress_cb(void *ctx, curl_off_t dltotal, curl_off_t dlnow,
-			    curl_off_t ultotal, curl_off_t ulnow)
-{
-	struct http_req *q = ctx;
-	(void)dltotal;
-	(void)ultotal;
-	uint64_t moved = (uint64_t)(dlnow > 0 ? dlnow : 0) +
-			 (uint64_t)(ulnow > 0 ? ulnow : 0);
-	q->abort_err = lfs_store_check_deadline(&q->h->base, q->start, moved);
-	return q->abort_err ? 1 : 0;
-}
-
-/* curl rewinds the body when it resends a request on a new connection. */
-static int http_seek_cb(void *ctx, curl_off_t offset, int origin)
-{
-	struct http_req *q = ctx;
-	if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > q->body_len)
-		return CURL_SEEKFUNC_FAIL;
-	q->body_off = (size_t)offset;
-	return CURL_SEEKFUNC_OK;
-}
-
-static int http_curl_err(struct http_req *q, CURLcode c)
-{
-	struct http_store *h = q->h;
-	const char *why = h->errbuf[0] ? h->errbuf : curl_easy_strerror(c);
-	switch (c) {
-	case CURLE_COULDNT_RESOLVE_PROXY:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-	case CURLE_HTTP3:
-	case CURLE_QUIC_CONNECT_ERROR:
-	case CURLE_AGAIN:
-		lfs_debug("%s %s: %s (will retry)", q->method, q->url, why);
-		return -EAGAIN;
-	case CURLE_ABORTED_BY_CALLBACK:
-		if (q->abort_err == -ETIMEDOUT) {
-			lfs_info(
-				"%s %s: no complete answer within the deadline "
-				"(will retry)",
-				q->method, q->url);
-			return -EAGAIN;
-		}
-		if (q->abort_err)
-			return q->abort_err;
-		lfs_error("%s %s: %s", q->method, q->url, why);
-		return -EIO;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_URL_MALFORMAT:
-	case CURLE_UNSUPPORTED_PROTOCOL:
-		lfs_error("%s %s: %s; check the store URL", q->method, q->url,
-			  why);
-		return -EINVAL;
-	case CURLE_PEER_FAILED_VERIFICATION:
-		lfs_error(
-			"%s %s: the server's certificate is not trusted (%s); "
-			"install its CA certificate or fix the host name",
-			q->method, q->url, why);
-		return -EIO;
-	default:
-		lfs_error("%s %s: %s", q->method, q->url, why);
-		return -EIO;
-	}
-}
-
-/*
- * Send q; 0 with q->status set when an HTTP answer came back whole,
- * otherwise a negative errno (the write callback's reason first).
- */
-static int http_perform(struct http_req *q)
-{
-	struct http_store *h = q->h;
-	CURL *c = h->curl;
-	if (lfs_store_check_deadline(&h->base, lfs_store_now_us(), 0)) {
-		curl_slist_free_all(q->headers);
-		q->headers = NULL;
-		return -ECANCELED;
-	}
-	curl_easy_reset(c);
-	h->errbuf[0] = '\0';
-	struct curl_slist *hl = curl_slist_append(q->headers, "Expect:");
-	if (!hl) {
-		curl_slist_free_all(q->headers);
-		q->headers = NULL;
-		return -ENOMEM;
-	}
-	q->headers = hl;
-	curl_easy_setopt(c, CURLOPT_URL, q->url);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->errbuf);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-			 (long)LFS_STORE_CONNECT_MS);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)LFS_STORE_LOW_SPEED);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
-			 (long)LFS_STORE_LOW_SPEED_S);
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress_cb);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, q);
-	q->abort_err = 0;
-	q->start = lfs_store_now_us();
-	curl_easy_setopt(c, CURLOPT_USERAGENT, HTTP_USER_AGENT);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS,
-			 (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	if (h->user) {
-		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(c, CURLOPT_USERNAME, h->user);
-		curl_easy_setopt(c, CURLOPT_PASSWORD,
-				 h->password ? h->password : "");
-	}
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, q);
-	if (!strcmp(q->method, "PUT")) {
-		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(c, CURLOPT_READFUNCTION, http_read_cb);
-		curl_easy_setopt(c, CURLOPT_READDATA, q);
-		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, http_seek_cb);
-		curl_easy_setopt(c, CURLOPT_SEEKDATA, q);
-		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
-				 (curl_off_t)q->body_len);
-	} else if (q->body) {
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)q->body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)q->body_len);
-	} else if (strcmp(q->method, "GET")) {
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
-	}
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, q->headers);
-	CURLcode rc = curl_easy_perform(c);
-	curl_slist_free_all(q->headers);
-	q->headers = NULL;
-	if (q->sink_err) {
-		if (q->sink_err == -EBADMSG)
-			lfs_error("%s %s: the server sent more than %zu bytes "
-				  "with an error status; ignoring it",
-				  q->method, q->url, HTTP_MAX_DISCARD);
-		return q->sink_err;
-	}
-	if (rc != CURLE_OK)
-		return http_curl_err(q, rc);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &q->status);
-	return 0;
-}
-
-/* Translate a status no caller expected. */
-static int http_status_err(struct http_req *q)
+/* Translate a status no caller expected, saying what to do. */
+static int http_status_err(struct lfs_http_req *q)
 {
 	long st = q->status;
-	if (st == 401 || st == 403) {
-		lfs_warn("%s %s: the server refused access (HTTP %ld); check "
-			 "the user and password (in the URL or "
-			 "LEDGERFS_HTTP_USER/LEDGERFS_HTTP_PASSWORD) and the "
-			 "server's permissions",
-			 q->method, q->url, st);
-		return -EACCES;
-	}
-	if (st == 408 || st == 429 || (st >= 500 && st <= 599)) {
-		lfs_debug("%s %s: HTTP %ld (will retry)", q->method, q->url,
-			  st);
-		return -EAGAIN;
-	}
-	if (st == 405 || st == 501)
+	int e = lfs_http_status_errno(st);
+	if (e == -EACCES)
+		lfs_error("%s %s: the server refused access (HTTP %ld); check "
+			  "the user and password (in the URL or "
+			  "LEDGERFS_HTTP_USER/LEDGERFS_HTTP_PASSWORD) and the "
+			  "server's permissions",
+			  q->method, q->url, st);
+	else if (e == -EAGAIN)
+		lfs_info("%s %s: HTTP %ld (will retry)", q->method, q->url, st);
+	else if (st == 405 || st == 501)
 		lfs_error("%s %s: the server does not allow %s here (HTTP "
 			  "%ld); is WebDAV enabled and writable for this "
 			  "path?",
@@ -368,7 +113,7 @@ static int http_status_err(struct http_req *q)
 	else
 		lfs_error("%s %s: unexpected answer HTTP %ld", q->method,
 			  q->url, st);
-	return -EIO;
+	return e == -EACCES || e == -EAGAIN ? e : -EIO;
 }
 
 /* ---- collections known to exist ---- */
@@ -412,8 +157,9 @@ static int http_mkcol(struct http_store *h, const char *dir, int depth)
 	char *url = http_url(h, dir);
 	if (!url)
 		return -ENOMEM;
-	struct http_req q = {.h = h, .method = "MKCOL", .url = url};
-	int rc = http_perform(&q);
+	struct lfs_http_req q;
+	lfs_http_req_init(&q, "MKCOL", url, dir);
+	int rc = http_perform(h, &q);
 	if (!rc && q.status == 409 && dir[0]) {
 		/* The parent is missing: create it, then try once more. */
 		size_t n = strlen(dir) - 1;
@@ -422,15 +168,12 @@ static int http_mkcol(struct http_store *h, const char *dir, int depth)
 		char *parent = strndup(dir, n);
 		rc = parent ? http_mkcol(h, parent, depth + 1) : -ENOMEM;
 		free(parent);
-		if (!rc) {
-			q = (struct http_req){
-				.h = h, .method = "MKCOL", .url = url};
-			rc = http_perform(&q);
-		}
+		if (!rc)
+			rc = http_perform(h, &q);
 	}
 	if (!rc) {
 		/* 405: something is there already (a collection, we hope). */
-		if ((q.status >= 200 && q.status <= 299) || q.status == 405)
+		if (ok_status(&q) || q.status == 405)
 			dir_remember(h, dir);
 		else if (q.status == 409) {
 			lfs_error("MKCOL %s: the parent collection does not "
@@ -440,6 +183,7 @@ static int http_mkcol(struct http_store *h, const char *dir, int depth)
 		} else
 			rc = http_status_err(&q);
 	}
+	lfs_http_req_release(&q);
 	free(url);
 	return rc;
 }
@@ -460,28 +204,31 @@ static bool http_key_ok(const char *key)
 	return true;
 }
 
-static int http_put_once(struct http_store *h, const char *url,
+static int http_put_once(struct http_store *h, const char *url, const char *key,
 			 const uint8_t *data, size_t len, bool if_absent,
 			 long *status)
 {
-	struct http_req q = {.h = h,
-			     .method = "PUT",
-			     .url = url,
-			     .body = data,
-			     .body_len = len};
-	q.headers = curl_slist_append(NULL,
-				      "Content-Type: application/octet-stream");
-	if (q.headers && if_absent)
-		q.headers = curl_slist_append(q.headers, "If-None-Match: *");
-	if (!q.headers)
-		return -ENOMEM;
-	int rc = http_perform(&q);
+	struct lfs_http_req q;
+	lfs_http_req_init(&q, "PUT", url, key);
+	q.body = data;
+	q.body_len = len;
+	struct curl_slist *hd = curl_slist_append(
+		NULL, "Content-Type: application/octet-stream");
+	struct curl_slist *t =
+		hd && if_absent ? curl_slist_append(hd, "If-None-Match: *")
+				: hd;
+	int rc = t ? 0 : -ENOMEM;
+	if (!rc) {
+		q.headers = hd = t;
+		rc = http_perform(h, &q);
+	}
 	*status = q.status;
-	if (rc || (q.status >= 200 && q.status <= 299) || q.status == 409)
-		return rc;
-	if (q.status == 412 && if_absent)
-		return -EEXIST;
-	return http_status_err(&q);
+	if (!rc && !ok_status(&q) && q.status != 409)
+		rc = q.status == 412 && if_absent ? -EEXIST
+						  : http_status_err(&q);
+	curl_slist_free_all(hd);
+	lfs_http_req_release(&q);
+	return rc;
 }
 
 static int http_put(struct lfs_store *s, const char *key, const uint8_t *data,
@@ -498,13 +245,13 @@ static int http_put(struct lfs_store *s, const char *key, const uint8_t *data,
 	if (!rc)
 		rc = http_mkcol(h, parent, 0);
 	if (!rc)
-		rc = http_put_once(h, url, data, len, if_absent, &status);
+		rc = http_put_once(h, url, key, data, len, if_absent, &status);
 	if (!rc && status == 409) {
 		/* A collection we knew vanished: create them again, once. */
 		dirs_forget(h);
 		rc = http_mkcol(h, parent, 0);
 		if (!rc)
-			rc = http_put_once(h, url, data, len, if_absent,
+			rc = http_put_once(h, url, key, data, len, if_absent,
 					   &status);
 		if (!rc && status == 409) {
 			lfs_error("PUT %s: the server keeps answering 409 "
@@ -527,15 +274,15 @@ static int http_get_to(struct lfs_store *s, const char *key, uint64_t max,
 	char *url = http_url(h, key);
 	if (!url)
 		return -ENOMEM;
-	struct http_req q = {
-		.h = h, .method = "GET", .url = url, .sink = sink, .max = max};
-	int rc = http_perform(&q);
-	if (!rc) {
-		if (q.status == 200)
-			rc = 0;
-		else if (q.status == 404 || q.status == 410)
-			rc = -ENOENT;
-		else if (q.status >= 200 && q.status <= 299) {
+	struct lfs_http_req q;
+	lfs_http_req_init(&q, "GET", url, key);
+	q.sink = sink;
+	q.max = max;
+	int rc = http_perform(h, &q);
+	if (!rc && q.status != 200) {
+		rc = lfs_http_status_errno(q.status);
+		if (rc == -ENOENT) {
+		} else if (ok_status(&q)) {
 			lfs_error("GET %s: unexpected answer HTTP %ld to a "
 				  "plain GET",
 				  url, q.status);
@@ -544,6 +291,7 @@ static int http_get_to(struct lfs_store *s, const char *key, uint64_t max,
 			rc = http_status_err(&q);
 		}
 	}
+	lfs_http_req_release(&q);
 	free(url);
 	return rc;
 }
@@ -556,11 +304,12 @@ static int http_del(struct lfs_store *s, const char *key)
 	char *url = http_url(h, key);
 	if (!url)
 		return -ENOMEM;
-	struct http_req q = {.h = h, .method = "DELETE", .url = url};
-	int rc = http_perform(&q);
-	if (!rc && !(q.status >= 200 && q.status <= 299) && q.status != 404 &&
-	    q.status != 410)
+	struct lfs_http_req q;
+	lfs_http_req_init(&q, "DELETE", url, key);
+	int rc = http_perform(h, &q);
+	if (!rc && !ok_status(&q) && lfs_http_status_errno(q.status) != -ENOENT)
 		rc = http_status_err(&q);
+	lfs_http_req_release(&q);
 	free(url);
 	return rc;
 }
@@ -609,83 +358,6 @@ static void names_sort(struct dav_names *d)
 		qsort(d->v, d->n, sizeof(*d->v), names_cmp);
 }
 
-/*
- * Decode XML character references, then percent-encoding, of the href
- * text [p, end) into out (size HTTP_MAX_HREF). Only printable ASCII may
- * come out. False for anything else.
- */
-static bool href_decode(char *out, const char *p, const char *end)
-{
-	char tmp[HTTP_MAX_HREF];
-	size_t n = 0;
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-		p++;
-	while (end > p && (end[-1] == ' ' || end[-1] == '\t' ||
-			   end[-1] == '\r' || end[-1] == '\n'))
-		end--;
-	while (p < end) {
-		unsigned long c = (unsigned char)*p;
-		if (c == '&') {
-			const char *semi = memchr(p, ';', (size_t)(end - p));
-			if (!semi || semi - p > 10)
-				return false;
-			size_t l = (size_t)(semi - p) - 1;
-			const char *e = p + 1;
-			if (l == 3 && !memcmp(e, "amp", 3))
-				c = '&';
-			else if (l == 2 && !memcmp(e, "lt", 2))
-				c = '<';
-			else if (l == 2 && !memcmp(e, "gt", 2))
-				c = '>';
-			else if (l == 4 && !memcmp(e, "quot", 4))
-				c = '"';
-			else if (l == 4 && !memcmp(e, "apos", 4))
-				c = '\'';
-			else if (l >= 2 && e[0] == '#') {
-				bool hex = e[1] == 'x' || e[1] == 'X';
-				c = 0;
-				const char *d = e + 1 + hex;
-				if (d == semi)
-					return false;
-				for (; d < semi; d++) {
-					int v = hex ? lfs_hex_value(*d)
-						    : (*d >= '0' && *d <= '9'
-							       ? *d - '0'
-							       : -1);
-					if (v < 0 || c > 0x10ffff)
-						return false;
-					c = c * (hex ? 16 : 10) + (unsigned)v;
-				}
-			} else {
-				return false;
-			}
-			p = semi + 1;
-		} else {
-			p++;
-		}
-		if (c <= ' ' || c >= 0x7f || n + 1 >= sizeof(tmp))
-			return false;
-		tmp[n++] = (char)c;
-	}
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = tmp[i];
-		if (c == '%') {
-			int hi = i + 2 < n ? lfs_hex_value(tmp[i + 1]) : -1;
-			int lo = i + 2 < n ? lfs_hex_value(tmp[i + 2]) : -1;
-			if (hi < 0 || lo < 0)
-				return false;
-			c = (char)(hi * 16 + lo);
-			i += 2;
-			if (c <= ' ' || c >= 0x7f)
-				return false;
-		}
-		out[o++] = c;
-	}
-	out[o] = '\0';
-	return true;
-}
-
 struct dav_scan {
 	struct http_store *h;
 	const char *dir;    /* the collection asked for, relative */
@@ -694,12 +366,10 @@ struct dav_scan {
 };
 
 /* One <response>: sort its href into keys or sub-collections. */
-static int dav_entry(struct dav_scan *sc, const char *p, const char *end,
-		     bool coll)
+static int dav_entry(void *ctx, const char *path, bool coll)
 {
-	char path[HTTP_MAX_HREF], rel[HTTP_MAX_HREF + 1];
-	if (!href_decode(path, p, end))
-		return 0;
+	struct dav_scan *sc = ctx;
+	char rel[LFS_HTTP_HREF_MAX + 1];
 	const char *q = path;
 	if (!strncmp(q, "http://", 7) || !strncmp(q, "https://", 8)) {
 		q = strchr(q, ':') + 3;
@@ -739,124 +409,6 @@ static int dav_entry(struct dav_scan *sc, const char *p, const char *end,
 	return names_add(sc->keys, rel);
 }
 
-static const char *find(const char *p, const char *end, const char *what)
-{
-	size_t n = strlen(what);
-	for (; p + n <= end; p++)
-		if (!memcmp(p, what, n))
-			return p;
-	return NULL;
-}
-
-static bool name_is(const char *s, size_t n, const char *name)
-{
-	return strlen(name) == n && !memcmp(s, name, n);
-}
-
-/*
- * Scan a multistatus document [p, end). -EBADMSG if it is not XML or ends
- * before its </multistatus>.
- */
-static int dav_scan(struct dav_scan *sc, const char *p, const char *end)
-{
-	bool in_resp = false, in_rt = false, in_href = false;
-	bool have_href = false, bad_href = false, coll = false, done = false;
-	const char *hs = NULL, *he = NULL;
-	int rc = 0;
-	while (!rc && p < end) {
-		if (*p != '<') {
-			p++;
-			continue;
-		}
-		const char *tag = p;
-		if (in_href && (end - p < 2 || p[1] != '/'))
-			bad_href = true; /* markup inside an href */
-		if (end - p >= 4 && !memcmp(p, "<!--", 4)) {
-			p = find(p + 4, end, "-->");
-			if (!p)
-				return -EBADMSG;
-			p += 3;
-			continue;
-		}
-		if (end - p >= 9 && !memcmp(p, "<![CDATA[", 9)) {
-			p = find(p + 9, end, "]]>");
-			if (!p)
-				return -EBADMSG;
-			p += 3;
-			continue;
-		}
-		if (end - p >= 2 && p[1] == '!')
-			return -EBADMSG; /* DOCTYPE and friends: not here */
-		if (end - p >= 2 && p[1] == '?') {
-			p = find(p + 2, end, "?>");
-			if (!p)
-				return -EBADMSG;
-			p += 2;
-			continue;
-		}
-		p++;
-		bool closing = p < end && *p == '/';
-		if (closing)
-			p++;
-		const char *ns = p;
-		while (p < end && *p != '>' && *p != '/' && *p != ' ' &&
-		       *p != '\t' && *p != '\r' && *p != '\n')
-			p++;
-		const char *ne = p, *local = ns;
-		for (const char *c = ns; c < ne; c++)
-			if (*c == ':')
-				local = c + 1;
-		size_t ln = (size_t)(ne - local);
-		while (p < end && *p != '>') {
-			if (*p == '"' || *p == '\'') {
-				const char *qe = memchr(p + 1, *p,
-							(size_t)(end - p - 1));
-				if (!qe)
-					return -EBADMSG;
-				p = qe;
-			}
-			p++;
-		}
-		if (p >= end || ne == ns)
-			return -EBADMSG;
-		bool empty = !closing && p[-1] == '/';
-		p++;
-		if (in_href && closing && !name_is(local, ln, "href"))
-			bad_href = true;
-		if (name_is(local, ln, "multistatus")) {
-			done = closing;
-		} else if (name_is(local, ln, "response")) {
-			if (!closing && !empty) {
-				in_resp = true;
-				in_rt = in_href = have_href = false;
-				bad_href = coll = false;
-			} else if (closing && in_resp) {
-				if (have_href && !bad_href)
-					rc = dav_entry(sc, hs, he, coll);
-				in_resp = false;
-			}
-		} else if (!in_resp) {
-			continue;
-		} else if (name_is(local, ln, "href")) {
-			if (!closing && !empty && !have_href && !in_href) {
-				in_href = true;
-				bad_href = false;
-				hs = p;
-			} else if (closing && in_href) {
-				in_href = false;
-				have_href = true;
-				he = tag;
-			}
-		} else if (name_is(local, ln, "resourcetype")) {
-			in_rt = !closing && !empty;
-		} else if (name_is(local, ln, "collection")) {
-			if (in_rt && !closing)
-				coll = true;
-		}
-	}
-	return rc ? rc : done ? 0 : -EBADMSG;
-}
-
 static const char propfind_body[] =
 	"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
 	"<D:propfind xmlns:D=\"DAV:\"><D:prop><D:resourcetype/></D:prop>"
@@ -874,19 +426,21 @@ static int http_propfind(struct http_store *h, const char *dir,
 	lfs_buf_init(&xml, HTTP_MAX_LISTING);
 	struct lfs_store_sink sink;
 	lfs_store_sink_buf(&sink, &xml);
-	struct http_req q = {.h = h,
-			     .method = "PROPFIND",
-			     .url = url,
-			     .body = (const uint8_t *)propfind_body,
-			     .body_len = sizeof(propfind_body) - 1,
-			     .sink = &sink,
-			     .max = HTTP_MAX_LISTING};
-	q.headers = curl_slist_append(NULL, "Depth: 1");
-	if (q.headers)
-		q.headers = curl_slist_append(q.headers,
-					      "Content-Type: application/xml; "
-					      "charset=utf-8");
-	int rc = q.headers ? http_perform(&q) : -ENOMEM;
+	struct lfs_http_req q;
+	lfs_http_req_init(&q, "PROPFIND", url, dir[0] ? dir : "(root)");
+	q.body = (const uint8_t *)propfind_body;
+	q.body_len = sizeof(propfind_body) - 1;
+	q.sink = &sink;
+	q.max = HTTP_MAX_LISTING;
+	struct curl_slist *hd = curl_slist_append(NULL, "Depth: 1"), *t = NULL;
+	if (hd)
+		t = curl_slist_append(hd, "Content-Type: application/xml; "
+					  "charset=utf-8");
+	int rc = t ? 0 : -ENOMEM;
+	if (!rc) {
+		q.headers = hd = t;
+		rc = http_perform(h, &q);
+	}
 	if (rc == -EFBIG) {
 		lfs_error("PROPFIND %s: the listing is larger than %zu bytes; "
 			  "not reading it",
@@ -898,14 +452,14 @@ static int http_propfind(struct http_store *h, const char *dir,
 				      .prefix = prefix,
 				      .keys = keys,
 				      .colls = colls};
-		const char *x = (const char *)xml.data;
-		rc = dav_scan(&sc, x, x + xml.len);
+		rc = lfs_http_dav_multistatus((const char *)xml.data, xml.len,
+					      dav_entry, &sc);
 		if (rc == -EBADMSG)
 			lfs_error("PROPFIND %s: the answer is not a WebDAV "
 				  "multistatus document",
 				  url);
-	} else if (!rc && q.status != 404) {
-		if (q.status >= 200 && q.status <= 299) {
+	} else if (!rc && lfs_http_status_errno(q.status) != -ENOENT) {
+		if (ok_status(&q)) {
 			lfs_error("PROPFIND %s: expected HTTP 207, got %ld; is "
 				  "this a WebDAV server?",
 				  url, q.status);
@@ -914,6 +468,8 @@ static int http_propfind(struct http_store *h, const char *dir,
 			rc = http_status_err(&q);
 		}
 	}
+	curl_slist_free_all(hd);
+	lfs_http_req_release(&q);
 	lfs_buf_release(&xml);
 	free(url);
 	return rc;
@@ -987,14 +543,13 @@ static void http_free(struct lfs_store *s)
 	struct http_store *h = (struct http_store *)s;
 	if (!h)
 		return;
-	if (h->curl)
-		curl_easy_cleanup(h->curl);
+	lfs_http_release(&h->http);
 	dirs_forget(h);
 	free(h->dirs);
 	free(h->root);
 	free(h->root_path);
-	http_explicit_free(h->user);
-	http_explicit_free(h->password);
+	lfs_http_secret_free(h->user);
+	lfs_http_secret_free(h->password);
 	free(h->base.url);
 	free(h);
 }
@@ -1072,9 +627,9 @@ static int http_parse_url(struct http_store *h, const char *url)
 			rc = -ENOMEM;
 	}
 	if (user)
-		explicit_bzero(user, strlen(user));
+		sodium_memzero(user, strlen(user));
 	if (pass)
-		explicit_bzero(pass, strlen(pass));
+		sodium_memzero(pass, strlen(pass));
 	curl_free(scheme);
 	curl_free(query);
 	curl_free(frag);
@@ -1093,8 +648,8 @@ int lfs_store_http_open(struct lfs_store **out, const char *url)
 		return -ENOMEM;
 	h->base.ops = &http_ops;
 	int rc = http_parse_url(h, url);
-	if (!rc && !(h->curl = curl_easy_init()))
-		rc = -ENOMEM;
+	if (!rc)
+		rc = lfs_http_init(&h->http, &h->base);
 	if (rc) {
 		http_free(&h->base);
 		return rc;
