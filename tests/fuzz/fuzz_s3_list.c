@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t stop = 0; stop < 2; stop++) {
 		struct seen s = {.len = size, .stop_at = stop};
 		char *token = NULL;
-		int rc = lfs_http_s3_list_page((const char *)data, size,
-					       on_key, &s, &token);
+		int rc = lfs_http_s3_list_page((const char *)data, size, on_key,
+					       &s, &token);
 		CHECK(rc == 0 || rc == -EBADMSG || rc == -ENOMEM ||
 		      rc == -ECANCELED);
 		CHECK(rc == -ECANCELED ? stop && s.keys == stop : 1);
