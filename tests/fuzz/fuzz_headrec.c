@@ -4,10 +4,11 @@
  *   {"car": {"/": "<cid>"}, "parents": [{"/": "<cid>"}...]}
  *
  * lfs_sync_record_ok() is asked about the input twice: for a fixed CAR,
- * and for whatever CID string the record names, which exercises the CID
- * parser on store bytes. It must never crash, accept a record only when
- * the name it carries parses to that CAR and prints back as the same
- * string, and accept the record it would write itself.
+ * and for whatever CID string the record names. It must never crash,
+ * accept a record only when the name it carries parses to that CAR and
+ * prints back as the same string, and accept the record it would write
+ * itself. The input is also parsed as a CID string alone, as the names in
+ * a store's listing are: what parses prints back the same.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -62,5 +63,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(mine);
 	}
 	json_decref(j);
+
+	/* The input as the last part of an object name in a listing. */
+	char *name = strndup((const char *)data, size);
+	CHECK(name);
+	if (lfs_cid_from_string(&c, name) == 0) {
+		char back[LFS_CID_STRLEN + 1];
+		lfs_cid_to_string(back, &c);
+		CHECK(!strcmp(back, name));
+	}
+	free(name);
 	return 0;
 }
