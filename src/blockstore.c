@@ -1317,6 +1317,32 @@ static int prune_fresh(struct lfs_blockstore *bs)
 	return 0;
 }
 
+/*
+ * Put the plaintext chunks of a CAR just written into the chunk cache: the
+ * next commit reads the index nodes this one wrote, and should not read
+ * them back from the file and decrypt them. Best effort (memory); small
+ * CARs only, so a compaction does not flush the cache. Caller holds the
+ * lock.
+ */
+static void cache_written(struct lfs_blockstore *bs, const struct lfs_cid *car,
+			  const struct lfs_envelope_info *info,
+			  const uint8_t *plain, size_t len)
+{
+	uint64_t idx;
+	if (len > bs->cache_max / 4 ||
+	    !lfs_cidmap_get(&bs->car_index, car, &idx))
+		return;
+	size_t csize = (size_t)1 << info->chunk_log2;
+	for (size_t c = 0, off = 0; off < len; c++, off += csize) {
+		size_t n = len - off < csize ? len - off : csize;
+		uint8_t *d = malloc(n);
+		if (!d)
+			return;
+		memcpy(d, plain + off, n);
+		cache_insert(bs, idx << 32 | c, d, n);
+	}
+}
+
 static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 		     const struct lfs_car_root *root,
 		     const struct lfs_cid *blocks, size_t n, bool durable,
@@ -1381,6 +1407,8 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 			  relocate, big ? &x : NULL);
 	if (!rc)
 		rc = prune_fresh(bs);
+	if (!rc && !big)
+		cache_written(bs, out, &info, plain.data, plain.len);
 	pthread_mutex_unlock(&bs->lock);
 	if (!rc && big)
 		write_sidecar(bs, out, root, built, nbuilt);

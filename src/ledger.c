@@ -37,7 +37,9 @@ struct lfs_ledger {
 	pthread_mutex_t write_lock; /* one writer thread at a time */
 	int lock_fd;                /* flock: one writer process at a time */
 	int open_fd;                /* flock shared while open */
-	int64_t heads_stamp;        /* head directory seen at this stamp */
+	int64_t heads_stamp;        /* head records seen at this stamp */
+	bool touched_heads; /* this writer session changed head records */
+	bool own_commit;    /* ... by a commit whose state is published */
 	pthread_mutex_t state_lock; /* guards the fields below */
 	struct lfs_cid *heads;      /* sorted by CID */
 	size_t nheads;
@@ -303,6 +305,7 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
 		rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
 	if (rc)
 		return rc;
+	l->touched_heads = true;
 	for (size_t i = 0; i < l->nhead_cars && !rc; i++)
 		if (!cid_in(recs, nrecs, &l->head_cars[i]))
 			rc = lfs_blockstore_set_head(l->bs, &l->head_cars[i],
@@ -329,14 +332,52 @@ static int lock_writer(struct lfs_ledger *l)
 	while (flock(l->lock_fd, LOCK_EX))
 		if (errno != EINTR)
 			return -errno;
+	l->touched_heads = l->own_commit = false;
 	int rc = refresh_heads(l);
 	if (rc)
 		flock(l->lock_fd, LOCK_UN);
 	return rc;
 }
 
+/*
+ * The head records' stamp: the head directory's modification time mixed
+ * with a generation count kept in DIR/lock, which every writer that
+ * changes a record bumps before it lets go of the lock. The count catches
+ * what a coarse directory time can miss (two writers within one clock
+ * tick); the time catches writers that predate the count.
+ */
+static int heads_stamp(struct lfs_ledger *l, int64_t *out, uint64_t *gen)
+{
+	uint64_t g = 0;
+	ssize_t r = pread(l->lock_fd, &g, sizeof(g), 0);
+	if (r != (ssize_t)sizeof(g))
+		g = 0; /* a new (empty) lock file */
+	int rc = lfs_blockstore_heads_stamp(l->bs, out);
+	*out ^= (int64_t)(g * 0x9e3779b97f4a7c15ull);
+	if (gen)
+		*gen = g;
+	return rc;
+}
+
 static void unlock_writer(struct lfs_ledger *l)
 {
+	if (l->touched_heads) {
+		/* Tell other processes (bump the count), and, when the
+		 * change was our own commit whose state is published, note
+		 * the new stamp as seen: the next commit need not list and
+		 * reload the records it wrote itself. */
+		int64_t stamp;
+		uint64_t g;
+		bool ok = heads_stamp(l, &stamp, &g) == 0;
+		g++;
+		ok = ok && pwrite(l->lock_fd, &g, sizeof(g), 0) ==
+				   (ssize_t)sizeof(g);
+		if (ok && l->own_commit && heads_stamp(l, &stamp, NULL) == 0)
+			l->heads_stamp = stamp;
+		else
+			l->heads_stamp = INT64_MIN; /* reload next time */
+	}
+	l->touched_heads = l->own_commit = false;
 	flock(l->lock_fd, LOCK_UN);
 }
 
@@ -449,7 +490,7 @@ static int adopt_head_records(struct lfs_ledger *l)
 static int refresh_heads(struct lfs_ledger *l)
 {
 	int64_t stamp;
-	int rc = lfs_blockstore_heads_stamp(l->bs, &stamp);
+	int rc = heads_stamp(l, &stamp, NULL);
 	if (rc || stamp == l->heads_stamp)
 		return rc;
 	struct lfs_cid *events;
@@ -483,7 +524,7 @@ int lfs_ledger_refresh(struct lfs_ledger *l, struct lfs_cid *out_before,
 {
 	*out_changed = false;
 	int64_t stamp;
-	int rc = lfs_blockstore_heads_stamp(l->bs, &stamp);
+	int rc = heads_stamp(l, &stamp, NULL);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&l->write_lock);
@@ -814,6 +855,7 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 		.cars = parent_cars, .ncars = npc, .head = &event, .nhead = 1};
 	if (l->batch_dirty && (rc = lfs_blockstore_sync(l->bs)))
 		goto out;
+	l->touched_heads = true;
 	if ((rc = lfs_blockstore_write_car(&car, l->bs, &cr, g.v, g.n,
 					   l->durable)) ||
 	    (rc = lfs_blockstore_set_head(l->bs, &car, parent_cars, npc,
@@ -838,6 +880,7 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 	l->root = ev.root;
 	l->max_t = t;
 	pthread_mutex_unlock(&l->state_lock);
+	l->own_commit = true;
 	if (out_event)
 		*out_event = event;
 out:
@@ -1044,6 +1087,7 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		rc = -EBADMSG; /* an event older than its parent */
 	if (rc == -EBADMSG)
 		lfs_blockstore_remove_car(l->bs, car); /* never applied */
+	l->touched_heads = true; /* a new CAR file, at least */
 	if (!rc && l->batch) {
 		/* Heads and state move once, when the batch ends: doing it
 		 * per CAR costs a walk of the history each (quadratic when
@@ -1154,6 +1198,7 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 	size_t nprev;
 	if ((rc = lfs_ledger_head_cars(l, &prev, &nprev)))
 		goto out;
+	l->touched_heads = true;
 	rc = lfs_blockstore_set_head(l->bs, &car, prev, nprev, true);
 	free(prev);
 	if (rc)
