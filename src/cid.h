@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define LFS_CODEC_RAW      0x55
 #define LFS_CODEC_DAG_CBOR 0x71
@@ -76,7 +77,8 @@ int lfs_cid_cmp(const struct lfs_cid *a, const struct lfs_cid *b);
 static inline bool lfs_cid_equal(const struct lfs_cid *a,
 				 const struct lfs_cid *b)
 {
-	return lfs_cid_cmp(a, b) == 0;
+	return a->codec == b->codec &&
+	       memcmp(a->digest, b->digest, LFS_DIGEST_LEN) == 0;
 }
 
 /* Copy n CIDs (n may be 0 with NULL pointers). */
