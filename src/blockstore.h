@@ -21,9 +21,25 @@
  * block is missed. New blocks are kept in memory until write_car() puts them
  * in a CAR file.
  *
+ * The segment, DIR/segment: commits appended as records (append_car), one
+ * after the other in one file, instead of a CAR file and a head record
+ * each. A record holds the sealed CAR, byte for byte what car/<cid> would
+ * hold, and its head record (the CARs whose records it supersedes), so the
+ * store still presents every CAR by its CID (list_cars, read_car, has_car,
+ * load) and the head records it holds (heads()), wherever they are. Every
+ * process reads the records others appended when it looks (heads(),
+ * list_cars(), has_car(), heads_stamp() changes with the segment's size).
+ * A record that is incomplete or does not check out with nothing good
+ * after it (a crash while it was written) ends the segment, and the next
+ * append cuts it off; one with good records after it (damage in the
+ * middle) is skipped, losing that commit only. Format in docs/FORMATS.md.
+ *
  * Durability: write_car() and set_head() with durable=true fsync the file and
  * its directory before returning; with durable=false they leave that to the
- * next lfs_blockstore_sync().
+ * next lfs_blockstore_sync(). An appended record survives the process at
+ * once (it is in the page cache); append_car() with durable=true, and
+ * lfs_blockstore_sync(), fdatasync the segment, one fdatasync serving every
+ * thread waiting for one (group commit).
  *
  * Threads: every function may be called from any thread; one mutex guards
  * the tables, and file reads and decryption happen outside it.
@@ -89,6 +105,25 @@ int lfs_blockstore_write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 			     bool durable);
 
 /*
+ * As write_car, but append the CAR to the segment as a record that
+ * supersedes the head records of parents (and every head record of the
+ * segment: the caller holds the ledger's writer lock and commits on top of
+ * every head). With durable, fdatasync the segment before returning.
+ */
+int lfs_blockstore_append_car(struct lfs_cid *out, struct lfs_blockstore *bs,
+			      const struct lfs_car_root *root,
+			      const struct lfs_cid *blocks, size_t n,
+			      const struct lfs_cid *parents, size_t nparents,
+			      bool durable);
+
+/*
+ * If this process appended to the segment: fdatasync it and append a mark
+ * saying so, so the next open re-hashes only what came after. Caller holds
+ * the ledger's writer lock (at close).
+ */
+int lfs_blockstore_checkpoint(struct lfs_blockstore *bs);
+
+/*
  * As write_car (always durable), for compaction: every listed block is read
  * from this CAR from now on, so the older CAR files can be removed.
  */
@@ -141,12 +176,16 @@ int lfs_blockstore_read_car(uint8_t **out, size_t *out_len,
 int lfs_blockstore_list_cars(struct lfs_cid **out, size_t *out_n,
 			     struct lfs_blockstore *bs);
 
-/* Delete car/<cid> (compaction). Its blocks must be persisted elsewhere. */
+/* Delete car/<cid> (compaction). Its blocks must be persisted elsewhere.
+ * A CAR in the segment is forgotten; the segment file is removed when every
+ * CAR in it is. */
 int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 			      const struct lfs_cid *car);
 
 /*
- * Head records. heads() lists the CARs that have one (malloc'd, free it).
+ * Head records. heads() lists the CARs that have one (malloc'd, free it):
+ * a file in head/, or a record of the segment that no later record
+ * supersedes.
  * set_head() writes the record for car first, then removes the records of
  * the parents it supersedes, so a crash leaves at worst an extra record
  * (harmless: the clock drops heads that are ancestors of others).
@@ -172,7 +211,8 @@ size_t lfs_blockstore_fresh_mark(struct lfs_blockstore *bs);
 void lfs_blockstore_fresh_rewind(struct lfs_blockstore *bs, size_t mark);
 
 /* A stamp that changes whenever a head record is added or removed (the
- * head directory's modification time), to notice other processes. */
+ * head directory's modification time, mixed with the segment's inode and
+ * size), to notice other processes. */
 int lfs_blockstore_heads_stamp(struct lfs_blockstore *bs, int64_t *out);
 
 #endif

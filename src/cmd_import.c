@@ -3,8 +3,9 @@
  * the bulk path. Import reads every input first and refuses the whole
  * import, naming each bad file or line with the reason, when any is not a
  * document; only then does it commit, in transactions of IMPORT_TXN
- * documents (one CAR file each), and make them durable once at the end. Export
- * writes each document as DIR/<id>.json, as the mount and `get` show it.
+ * documents appended to the ledger's segment (it is opened non-durable),
+ * and make them durable once at the end. Export writes each document as
+ * DIR/<id>.json, as the mount and `get` show it.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"

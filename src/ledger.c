@@ -31,6 +31,7 @@ struct lfs_ledger {
 	struct lfs_index ix;
 	char writer[LFS_WRITER_MAX + 1];
 	bool durable;
+	bool segment; /* commits go to the segment, not a file each */
 	int64_t (*now_us)(void *ctx);
 	void *now_ctx;
 
@@ -61,6 +62,10 @@ struct txn_op {
 struct lfs_txn {
 	struct txn_op *ops;
 	size_t n, cap;
+	/* id -> op: open addressing over indexes into ops (index + 1; 0 is
+	 * empty), so a bulk transaction finds a repeated id in O(1). */
+	size_t *slots;
+	size_t nslots; /* power of two, or 0 */
 };
 
 void lfs_ledger_opts_init(struct lfs_ledger_opts *o)
@@ -102,6 +107,7 @@ void lfs_txn_free(struct lfs_txn *t)
 		json_decref(t->ops[i].doc);
 	}
 	free(t->ops);
+	free(t->slots);
 	free(t);
 }
 
@@ -110,14 +116,52 @@ size_t lfs_txn_count(const struct lfs_txn *t)
 	return t->n;
 }
 
+static size_t id_hash(const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 0x100000001b3ull;
+	return (size_t)(h ^ (h >> 29));
+}
+
+/* The slot for id: its op's, or the empty one where it would go. */
+static size_t *txn_slot(const struct lfs_txn *t, const char *id)
+{
+	size_t mask = t->nslots - 1;
+	for (size_t i = id_hash(id) & mask;; i = (i + 1) & mask) {
+		size_t v = t->slots[i];
+		if (!v || !strcmp(t->ops[v - 1].id, id))
+			return &t->slots[i];
+	}
+}
+
+/* Rebuild the id table (it grew, or the ops were reordered). */
+static int txn_reindex(struct lfs_txn *t, size_t nslots)
+{
+	size_t *s = calloc(nslots, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	free(t->slots);
+	t->slots = s;
+	t->nslots = nslots;
+	for (size_t i = 0; i < t->n; i++)
+		*txn_slot(t, t->ops[i].id) = i + 1;
+	return 0;
+}
+
 static int txn_add(struct lfs_txn *t, const char *id, json_t *doc)
 {
-	for (size_t i = 0; i < t->n; i++)
-		if (!strcmp(t->ops[i].id, id)) {
-			json_decref(t->ops[i].doc);
-			t->ops[i].doc = doc;
-			return 0;
-		}
+	if ((t->n + 1) * 2 > t->nslots &&
+	    txn_reindex(t, t->nslots ? t->nslots * 2 : 16)) {
+		json_decref(doc);
+		return -ENOMEM;
+	}
+	size_t *slot = txn_slot(t, id);
+	if (*slot) {
+		json_decref(t->ops[*slot - 1].doc);
+		t->ops[*slot - 1].doc = doc;
+		return 0;
+	}
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 8;
 		void *p = realloc(t->ops, cap * sizeof(*t->ops));
@@ -133,6 +177,7 @@ static int txn_add(struct lfs_txn *t, const char *id, json_t *doc)
 		return -ENOMEM;
 	}
 	t->ops[t->n++].doc = doc;
+	*slot = t->n;
 	return 0;
 }
 
@@ -346,16 +391,18 @@ static int lock_writer(struct lfs_ledger *l)
  * what a coarse directory time can miss (two writers within one clock
  * tick); the time catches writers that predate the count.
  */
-static int heads_stamp(struct lfs_ledger *l, int64_t *out, uint64_t *gen)
+static int64_t mix_stamp(int64_t stamp, uint64_t gen)
+{
+	return stamp ^ (int64_t)(gen * 0x9e3779b97f4a7c15ull);
+}
+
+static int heads_stamp(struct lfs_ledger *l, int64_t *out)
 {
 	uint64_t g = 0;
-	ssize_t r = pread(l->lock_fd, &g, sizeof(g), 0);
-	if (r != (ssize_t)sizeof(g))
+	if (pread(l->lock_fd, &g, sizeof(g), 0) != (ssize_t)sizeof(g))
 		g = 0; /* a new (empty) lock file */
 	int rc = lfs_blockstore_heads_stamp(l->bs, out);
-	*out ^= (int64_t)(g * 0x9e3779b97f4a7c15ull);
-	if (gen)
-		*gen = g;
+	*out = mix_stamp(*out, g);
 	return rc;
 }
 
@@ -367,13 +414,15 @@ static void unlock_writer(struct lfs_ledger *l)
 		 * the new stamp as seen: the next commit need not list and
 		 * reload the records it wrote itself. */
 		int64_t stamp;
-		uint64_t g;
-		bool ok = heads_stamp(l, &stamp, &g) == 0;
+		uint64_t g = 0;
+		if (pread(l->lock_fd, &g, sizeof(g), 0) != (ssize_t)sizeof(g))
+			g = 0;
 		g++;
-		ok = ok && pwrite(l->lock_fd, &g, sizeof(g), 0) ==
-				   (ssize_t)sizeof(g);
-		if (ok && l->own_commit && heads_stamp(l, &stamp, NULL) == 0)
-			l->heads_stamp = stamp;
+		bool ok = pwrite(l->lock_fd, &g, sizeof(g), 0) ==
+			  (ssize_t)sizeof(g);
+		if (ok && l->own_commit &&
+		    lfs_blockstore_heads_stamp(l->bs, &stamp) == 0)
+			l->heads_stamp = mix_stamp(stamp, g);
 		else
 			l->heads_stamp = INT64_MIN; /* reload next time */
 	}
@@ -490,7 +539,7 @@ static int adopt_head_records(struct lfs_ledger *l)
 static int refresh_heads(struct lfs_ledger *l)
 {
 	int64_t stamp;
-	int rc = heads_stamp(l, &stamp, NULL);
+	int rc = heads_stamp(l, &stamp);
 	if (rc || stamp == l->heads_stamp)
 		return rc;
 	struct lfs_cid *events;
@@ -524,7 +573,7 @@ int lfs_ledger_refresh(struct lfs_ledger *l, struct lfs_cid *out_before,
 {
 	*out_changed = false;
 	int64_t stamp;
-	int rc = heads_stamp(l, &stamp, NULL);
+	int rc = heads_stamp(l, &stamp);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&l->write_lock);
@@ -561,6 +610,7 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 	pthread_mutex_init(&l->write_lock, NULL);
 	pthread_mutex_init(&l->state_lock, NULL);
 	l->durable = opts->durable;
+	l->segment = opts->segment || !opts->durable;
 	l->now_us = opts->now_us ? opts->now_us : real_now;
 	l->now_ctx = opts->now_ctx;
 	if (opts->writer) {
@@ -633,6 +683,14 @@ void lfs_ledger_close(struct lfs_ledger *l)
 {
 	if (!l)
 		return;
+	/* A durability point: what this process appended is made durable
+	 * and marked so, so the next open re-hashes none of it. */
+	pthread_mutex_lock(&l->write_lock);
+	if (l->lock_fd >= 0 && flock(l->lock_fd, LOCK_EX) == 0) {
+		lfs_blockstore_checkpoint(l->bs);
+		unlock_writer(l);
+	}
+	pthread_mutex_unlock(&l->write_lock);
 	lfs_blockstore_sync(l->bs);
 	lfs_blockstore_free(l->bs);
 	if (l->lock_fd >= 0)
@@ -856,11 +914,18 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 	if (l->batch_dirty && (rc = lfs_blockstore_sync(l->bs)))
 		goto out;
 	l->touched_heads = true;
-	if ((rc = lfs_blockstore_write_car(&car, l->bs, &cr, g.v, g.n,
-					   l->durable)) ||
-	    (rc = lfs_blockstore_set_head(l->bs, &car, parent_cars, npc,
-					  l->durable)))
+	if (l->segment) {
+		/* The CAR and its head record, one record of the segment;
+		 * a durable commit's fdatasync happens after the locks. */
+		if ((rc = lfs_blockstore_append_car(&car, l->bs, &cr, g.v, g.n,
+						    parent_cars, npc, false)))
+			goto out;
+	} else if ((rc = lfs_blockstore_write_car(&car, l->bs, &cr, g.v, g.n,
+						  l->durable)) ||
+		   (rc = lfs_blockstore_set_head(l->bs, &car, parent_cars, npc,
+						 l->durable))) {
 		goto out;
+	}
 	struct lfs_cid *h = malloc(sizeof(*h)), *hc = malloc(sizeof(*hc));
 	if (!h || !hc) {
 		free(h);
@@ -898,8 +963,11 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		*out_committed = false;
 	if (t->n > LFS_EVENT_MAX_OPS)
 		return -E2BIG;
-	if (t->n)
+	if (t->n) {
 		qsort(t->ops, t->n, sizeof(*t->ops), txn_op_cmp);
+		if (txn_reindex(t, t->nslots))
+			return -ENOMEM;
+	}
 	struct lfs_op *ops = calloc(t->n + 1, sizeof(*ops));
 	struct lfs_index_change *ch = calloc(t->n + 1, sizeof(*ch));
 	struct lfs_index_entry *ents = calloc(t->n + 1, sizeof(*ents));
@@ -919,6 +987,7 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 	struct lfs_cid root;
 	lfs_ledger_root(l, &root);
 	size_t n = 0;
+	bool did = false;
 	for (size_t i = 0; i < t->n && !rc; i++) {
 		struct lfs_op *op = &ops[n];
 		op->id = t->ops[i].id;
@@ -958,14 +1027,19 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 				*out_event = head;
 		} else {
 			rc = commit_locked(l, ops, n, ch, out_event);
-			if (!rc && out_committed)
-				*out_committed = true;
+			did = !rc;
 		}
 	}
 	if (rc)
 		lfs_blockstore_fresh_rewind(l->bs, mark);
 	unlock_writer(l);
 	pthread_mutex_unlock(&l->write_lock);
+	/* Group commit: with the locks released, other threads append
+	 * while this one waits for an fdatasync that covers them too. */
+	if (did && l->segment && l->durable)
+		rc = lfs_blockstore_sync(l->bs);
+	if (did && !rc && out_committed)
+		*out_committed = true;
 	lfs_arena_release(&a);
 	free(ops);
 	free(ch);

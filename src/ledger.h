@@ -14,9 +14,11 @@
  * Commit. A transaction of puts and deletes becomes one event whose
  * parents are all current heads (so a commit also merges), one new CAR
  * holding the event, the new document blocks and the index nodes that the
- * CAR's parents don't already hold, and one head record. With
- * opts.durable (the default) the CAR and the record are fsynced before
- * commit returns; otherwise lfs_ledger_sync() makes them durable. Ops that
+ * CAR's parents don't already hold, and one head record: a file each, or,
+ * with opts.segment or without opts.durable, one record appended to the
+ * segment. With opts.durable (the default) they are fsynced before commit
+ * returns (concurrent commits share one fdatasync of the segment);
+ * otherwise lfs_ledger_sync() makes them durable. Ops that
  * change nothing are dropped; a transaction with nothing left commits
  * nothing (and says so) unless there are several heads to merge.
  *
@@ -76,6 +78,10 @@ struct lfs_ledger;
 struct lfs_ledger_opts {
 	size_t cache_bytes; /* 0: LFS_BLOCKSTORE_DEFAULT_CACHE */
 	bool durable;       /* fsync each commit before it returns */
+	/* Append commits to the segment (see blockstore.h) instead of
+	 * writing a CAR file and a head record each; always so when not
+	 * durable. For many commits per open: a mount, a bulk import. */
+	bool segment;
 	const char *writer; /* this replica's id (copied); NULL: random */
 	/* Clock in microseconds since the epoch; NULL: the real clock. */
 	int64_t (*now_us)(void *ctx);

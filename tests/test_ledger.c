@@ -762,6 +762,11 @@ END_TEST
 
 /* ---- crashes ---- */
 
+/*
+ * _i: 0 durable commits, a CAR file each; 1 non-durable commits appended
+ * to the segment (acknowledged = survives the process); 2 durable commits
+ * appended to the segment (fdatasync each).
+ */
 START_TEST(crash_at_random_points)
 {
 	make_tmpdir();
@@ -778,6 +783,8 @@ START_TEST(crash_at_random_points)
 			struct lfs_ledger_opts o;
 			lfs_ledger_opts_init(&o);
 			o.writer = "crasher";
+			o.durable = _i != 1;
+			o.segment = _i == 2;
 			if (lfs_ledger_open(&l, dir, key, &o, true))
 				_exit(2);
 			for (long i = 0;; i++) {
@@ -829,8 +836,115 @@ START_TEST(crash_at_random_points)
 			ck_assert_msg(got >= want, "trial %d: %s has %ld < %ld",
 				      trial, id, got, want);
 		}
+		/* Writing goes on after whatever the crash cut off. */
+		put_json(l, "after", "{\"v\": 1}");
+		lfs_ledger_close(l);
+		ck_assert_int_eq(lfs_ledger_open(&l, dir, key, NULL, false), 0);
+		ck_assert_int_eq(lfs_ledger_fsck(l, NULL, NULL), 0);
+		ck_assert_int_eq(get_v(l, NULL, "after"), 1);
 		lfs_ledger_close(l);
 	}
+	remove_tmpdir();
+}
+END_TEST
+
+/*
+ * A segment whose last record a crash cut short, or followed by garbage:
+ * the ledger opens with every whole record, fsck passes, the next commit
+ * cuts the tail off and another process sees that commit.
+ */
+START_TEST(segment_torn_tail)
+{
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	put_json(rep[0], "a", "{\"v\": 1}");
+	put_json(rep[0], "b", "{\"v\": 2}");
+	put_json(rep[0], "c", "{\"v\": 3}");
+	lfs_ledger_close(rep[0]);
+	char path[400];
+	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	/* The close appended a 76-byte mark; cut into the commit before. */
+	ck_assert_int_eq(truncate(path, st.st_size - 76 - 100), 0);
+	rep[0] = open_replica(0, NULL);
+	ck_assert_int_eq(get_v(rep[0], NULL, "b"), 2);
+	ck_assert_int_eq(get_v(rep[0], NULL, "c"), -1);
+	ck_assert_int_eq(lfs_ledger_fsck(rep[0], NULL, NULL), 0);
+	put_json(rep[0], "c", "{\"v\": 4}");
+	lfs_ledger_close(rep[0]);
+	FILE *f = fopen(path, "a");
+	ck_assert_ptr_nonnull(f);
+	fputs("LSR1 and then garbage", f);
+	fclose(f);
+	rep[0] = open_replica(0, NULL);
+	ck_assert_int_eq(get_v(rep[0], NULL, "c"), 4);
+	/* Another process (a second handle) sees what this one commits. */
+	struct lfs_ledger_opts o;
+	lfs_ledger_opts_init(&o);
+	struct lfs_ledger *other;
+	ck_assert_int_eq(
+		lfs_ledger_open(&other, replica_dir(0), key, &o, false), 0);
+	put_json(rep[0], "d", "{\"v\": 5}");
+	bool changed;
+	ck_assert_int_eq(lfs_ledger_refresh(other, NULL, NULL, &changed), 0);
+	ck_assert(changed);
+	ck_assert_int_eq(get_v(other, NULL, "d"), 5);
+	ck_assert_int_eq(lfs_ledger_fsck(other, NULL, NULL), 0);
+	lfs_ledger_close(other);
+	lfs_ledger_close(rep[0]);
+	remove_tmpdir();
+}
+END_TEST
+
+/*
+ * Damage in the middle of the segment (a record header that no longer
+ * checks out) loses that record only: the records after it still load,
+ * the next commit cuts nothing off, and fsck names what is missing.
+ */
+START_TEST(segment_damage_in_the_middle)
+{
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	put_json(rep[0], "a", "{\"v\": 1}");
+	struct lfs_cid *cars;
+	size_t n;
+	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &cars, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	uint8_t bin[LFS_CID_BYTES];
+	lfs_cid_to_bytes(bin, &cars[0]);
+	free(cars);
+	put_json(rep[0], "b", "{\"v\": 2}");
+	put_json(rep[0], "c", "{\"v\": 3}");
+	lfs_ledger_close(rep[0]);
+	char path[400];
+	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
+	FILE *f = fopen(path, "r+");
+	ck_assert_ptr_nonnull(f);
+	uint8_t buf[65536];
+	size_t len = fread(buf, 1, sizeof(buf), f);
+	long at = -1; /* the first record's CAR CID, in its header */
+	for (size_t i = 0; at < 0 && i + sizeof(bin) <= len; i++)
+		if (!memcmp(buf + i, bin, sizeof(bin)))
+			at = (long)i;
+	ck_assert_int_ge(at, 24);
+	fseek(f, at - 8, SEEK_SET); /* its "synced" field */
+	fputc(buf[at - 8] ^ 0x40, f);
+	fclose(f);
+	struct stat before, after;
+	ck_assert_int_eq(stat(path, &before), 0);
+	rep[0] = open_replica(0, NULL);
+	ck_assert_int_eq(get_v(rep[0], NULL, "b"), 2);
+	ck_assert_int_eq(get_v(rep[0], NULL, "c"), 3);
+	put_json(rep[0], "d", "{\"v\": 4}");
+	ck_assert_int_eq(stat(path, &after), 0);
+	ck_assert_int_gt(after.st_size, before.st_size);
+	ck_assert_int_ge(lfs_ledger_fsck(rep[0], NULL, NULL), 1);
+	lfs_ledger_close(rep[0]);
+	rep[0] = open_replica(0, NULL);
+	ck_assert_int_eq(get_v(rep[0], NULL, "c"), 3);
+	ck_assert_int_eq(get_v(rep[0], NULL, "d"), 4);
+	lfs_ledger_close(rep[0]);
 	remove_tmpdir();
 }
 END_TEST
@@ -1026,12 +1140,23 @@ START_TEST(fsck_names_tampered_file)
 	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &cars, &n), 0);
 	char s[LFS_CID_STRLEN + 1], path[512];
 	lfs_cid_to_string(s, &cars[0]);
-	snprintf(path, sizeof(path), "%s/car/%s", replica_dir(0), s);
+	/* A non-durable ledger appends its commits to the segment: find
+	 * the record (its CID, its parent, the checksum, then the CAR). */
+	uint8_t bin[LFS_CID_BYTES];
+	lfs_cid_to_bytes(bin, &cars[0]);
+	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
 	FILE *f = fopen(path, "r+");
 	ck_assert_ptr_nonnull(f);
-	fseek(f, 40, SEEK_SET);
+	uint8_t buf[65536];
+	size_t len = fread(buf, 1, sizeof(buf), f);
+	long at = -1;
+	for (size_t i = 0; at < 0 && i + sizeof(bin) <= len; i++)
+		if (!memcmp(buf + i, bin, sizeof(bin)))
+			at = (long)i + 2 * LFS_CID_BYTES + 16 + 40;
+	ck_assert_int_ge(at, 0);
+	fseek(f, at, SEEK_SET);
 	int c = fgetc(f);
-	fseek(f, 40, SEEK_SET);
+	fseek(f, at, SEEK_SET);
 	fputc(c ^ 0x20, f);
 	fclose(f);
 	struct problems p = {0};
@@ -1058,7 +1183,9 @@ int main(void)
 	tcase_add_test(t, edit_beats_delete);
 	tcase_add_test(t, hostile_cars);
 	tcase_add_test(t, clock_from_the_future);
-	tcase_add_test(t, crash_at_random_points);
+	tcase_add_loop_test(t, crash_at_random_points, 0, 3);
+	tcase_add_test(t, segment_torn_tail);
+	tcase_add_test(t, segment_damage_in_the_middle);
 	tcase_add_test(t, compaction);
 	tcase_add_test(t, compaction_by_another_process);
 	tcase_add_test(t, compaction_sidecar);
