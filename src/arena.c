@@ -4,6 +4,7 @@
 
 #include "arena.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ struct lfs_arena_chunk {
 	struct lfs_arena_chunk *next;
 	size_t used;
 	size_t size;
+	bool borrowed; /* the caller's buffer (lfs_arena_init_buf): not freed */
 	_Alignas(ARENA_ALIGN) unsigned char data[];
 };
 
@@ -25,12 +27,26 @@ void lfs_arena_init(struct lfs_arena *a, size_t max)
 	a->max = max ? max : LFS_ARENA_DEFAULT_MAX;
 }
 
+void lfs_arena_init_buf(struct lfs_arena *a, size_t max, void *buf, size_t size)
+{
+	lfs_arena_init(a, max);
+	struct lfs_arena_chunk *c = buf;
+	if (size < sizeof(*c) + ARENA_ALIGN)
+		return;
+	c->next = NULL;
+	c->used = 0;
+	c->size = size - sizeof(*c);
+	c->borrowed = true;
+	a->head = c;
+}
+
 void lfs_arena_release(struct lfs_arena *a)
 {
 	struct lfs_arena_chunk *c = a->head;
 	while (c) {
 		struct lfs_arena_chunk *next = c->next;
-		free(c);
+		if (!c->borrowed)
+			free(c);
 		c = next;
 	}
 	a->head = NULL;
@@ -60,6 +76,7 @@ void *lfs_arena_alloc(struct lfs_arena *a, size_t size)
 		c->next = a->head;
 		c->used = 0;
 		c->size = want;
+		c->borrowed = false;
 		a->head = c;
 		a->total += sizeof(*c) + want;
 	}
@@ -98,6 +115,10 @@ void lfs_arena_rewind(struct lfs_arena *a, struct lfs_arena_mark mark)
 {
 	while (a->head && a->head != mark.chunk) {
 		struct lfs_arena_chunk *c = a->head;
+		if (c->borrowed && !mark.chunk) {
+			c->used = 0; /* the bottom chunk: keep it, emptied */
+			return;
+		}
 		a->head = c->next;
 		a->total -= sizeof(*c) + c->size;
 		free(c);

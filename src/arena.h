@@ -24,6 +24,14 @@ struct lfs_arena {
 /* Initialise an empty arena capped at max bytes (0: default cap). */
 void lfs_arena_init(struct lfs_arena *a, size_t max);
 
+/*
+ * As lfs_arena_init, with buf[0..size) (aligned for any scalar type; the
+ * caller keeps it alive) as the first chunk, so that short-lived arenas
+ * that stay small never call malloc. The arena never frees buf.
+ */
+void lfs_arena_init_buf(struct lfs_arena *a, size_t max, void *buf,
+			size_t size);
+
 /* Free every allocation; the arena is empty and usable again. */
 void lfs_arena_release(struct lfs_arena *a);
 

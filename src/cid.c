@@ -5,6 +5,7 @@
 #include "cid.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -17,9 +18,19 @@ static const char b32_alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
  * there are some (3-4 times libsodium's portable code here: hashing was a
  * quarter of a commit's CPU time).
  */
+static EVP_MD *sha256_md; /* fetched once: a fetch per hash costs more
+			    than hashing a small block */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 static void sha256(uint8_t out[LFS_DIGEST_LEN], const void *data, size_t len)
 {
-	if (!EVP_Digest(data, len, out, NULL, EVP_sha256(), NULL))
+	pthread_once(&sha256_once, sha256_fetch);
+	if (!sha256_md || !EVP_Digest(data, len, out, NULL, sha256_md, NULL))
 		crypto_hash_sha256(out, data, len);
 }
 

@@ -25,17 +25,22 @@ struct node {
 };
 
 /*
- * Per-call working state: an arena for decoded nodes, a scratch buffer, and
- * the internal nodes met so far by the walk under way and by a diff's two
- * sides. A valid index never links a node twice; a hostile one that does
- * (16 links to one node, level after level) would be walked once per path,
- * exponentially often, so meeting a node again is -EBADMSG.
+ * Per-call working state: an arena for decoded nodes (its first chunk on
+ * the stack: a lookup or a small update decodes a few nodes and never needs
+ * malloc), a scratch buffer, and the internal nodes met so far by the walk
+ * under way and by a diff's two sides. A valid index never links a node
+ * twice; a hostile one that does (16 links to one node, level after level)
+ * would be walked once per path, exponentially often, so meeting a node
+ * again is -EBADMSG.
  */
+#define OP_SPACE 32768
+
 struct op {
 	const struct lfs_index *ix;
 	struct lfs_arena arena;
 	struct lfs_buf tmp;
 	struct lfs_cidmap walked, side[2];
+	_Alignas(16) unsigned char space[OP_SPACE];
 };
 
 struct chg {
@@ -63,7 +68,7 @@ void lfs_index_init(struct lfs_index *ix, struct lfs_blocks blocks,
 static void op_init(struct op *o, const struct lfs_index *ix)
 {
 	o->ix = ix;
-	lfs_arena_init(&o->arena, 0);
+	lfs_arena_init_buf(&o->arena, 0, o->space, sizeof(o->space));
 	lfs_buf_init(&o->tmp, 0);
 	lfs_cidmap_init(&o->walked);
 	lfs_cidmap_init(&o->side[0]);
