@@ -5,6 +5,7 @@
 #include "index.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,7 @@ void lfs_index_init(struct lfs_index *ix, struct lfs_blocks blocks,
 {
 	ix->blocks = blocks;
 	memcpy(ix->salt, salt, LFS_SALT_BYTES);
+	ix->cache = NULL;
 }
 
 static void op_init(struct op *o, const struct lfs_index *ix)
@@ -390,6 +392,219 @@ int lfs_index_entry_copy(struct lfs_index_entry *out, struct lfs_arena *a,
 	return 0;
 }
 
+/* ---- the decoded-node cache ---- */
+
+struct cnode {
+	struct lfs_cid cid;
+	int depth; /* a node's checks depend on its depth: part of the key */
+	struct cnode *hnext, *prev, *next;
+	struct node nd;     /* a leaf's entries live in a */
+	struct lfs_arena a; /* empty for internal nodes */
+	size_t bytes;
+};
+
+struct lfs_index_cache {
+	pthread_mutex_t lock;
+	struct cnode **buckets;
+	size_t nbuckets;           /* power of two */
+	struct cnode *head, *tail; /* head: most recently used */
+	size_t bytes, max;
+};
+
+int lfs_index_cache_new(struct lfs_index_cache **out, size_t max_bytes)
+{
+	struct lfs_index_cache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->max = max_bytes;
+	c->nbuckets = 1024;
+	while (c->nbuckets * 2048 < max_bytes)
+		c->nbuckets *= 2;
+	if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets)))) {
+		free(c);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	*out = c;
+	return 0;
+}
+
+static void cnode_free(struct cnode *n)
+{
+	lfs_arena_release(&n->a);
+	free(n);
+}
+
+void lfs_index_cache_free(struct lfs_index_cache *c)
+{
+	if (!c)
+		return;
+	for (struct cnode *n = c->head, *next; n; n = next) {
+		next = n->next;
+		cnode_free(n);
+	}
+	free(c->buckets);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static struct cnode **cache_bucket(struct lfs_index_cache *c,
+				   const struct lfs_cid *cid)
+{
+	uint64_t h;
+	memcpy(&h, cid->digest, sizeof(h));
+	return &c->buckets[h & (c->nbuckets - 1)];
+}
+
+static void cache_unlink(struct lfs_index_cache *c, struct cnode *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		c->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		c->tail = n->prev;
+	n->prev = n->next = NULL;
+}
+
+static void cache_front(struct lfs_index_cache *c, struct cnode *n)
+{
+	n->next = c->head;
+	n->prev = NULL;
+	if (c->head)
+		c->head->prev = n;
+	c->head = n;
+	if (!c->tail)
+		c->tail = n;
+}
+
+/* The cached node, made most recent, or NULL. Caller holds the lock. */
+static struct cnode *cache_find(struct lfs_index_cache *c,
+				const struct lfs_cid *cid, int depth)
+{
+	for (struct cnode *n = *cache_bucket(c, cid); n; n = n->hnext)
+		if (n->depth == depth && lfs_cid_equal(&n->cid, cid)) {
+			cache_unlink(c, n);
+			cache_front(c, n);
+			return n;
+		}
+	return NULL;
+}
+
+static size_t round16(size_t x)
+{
+	return (x + 15) & ~(size_t)15;
+}
+
+/* The arena bytes a copy of a leaf's entries takes (lfs_index_entry_copy
+ * of each into one array), so a cached leaf is one exact allocation. */
+static size_t leaf_bytes(const struct node *nd)
+{
+	size_t b = round16((nd->n ? nd->n : 1) * sizeof(*nd->e));
+	for (size_t i = 0; i < nd->n; i++) {
+		const struct lfs_index_entry *e = &nd->e[i];
+		b += round16(e->id_len + 1) +
+		     round16(strlen(e->cur.writer) + 1);
+		if (e->nconflicts)
+			b += round16(e->nconflicts * sizeof(*e->conflicts));
+		for (size_t k = 0; k < e->nconflicts; k++)
+			b += round16(strlen(e->conflicts[k].writer) + 1);
+	}
+	return b;
+}
+
+/* Keep a copy of a node just decoded. Best effort: memory only. */
+static void cache_put(struct lfs_index_cache *c, const struct lfs_cid *cid,
+		      int depth, const struct node *nd)
+{
+	/* The node and its entries in one block: the arena's first chunk
+	 * follows the struct, sized exactly. */
+	size_t head = round16(sizeof(struct cnode));
+	size_t space = nd->leaf ? leaf_bytes(nd) + 64 : 0;
+	struct cnode *n = calloc(1, head + space);
+	if (!n)
+		return;
+	n->cid = *cid;
+	n->depth = depth;
+	n->nd = *nd;
+	if (space)
+		lfs_arena_init_buf(&n->a, 0, (unsigned char *)n + head, space);
+	else
+		lfs_arena_init(&n->a, 0);
+	if (nd->leaf) {
+		n->nd.e = lfs_arena_calloc(&n->a, nd->n ? nd->n : 1,
+					   sizeof(*n->nd.e));
+		bool ok = n->nd.e != NULL;
+		for (size_t i = 0; ok && i < nd->n; i++)
+			ok = !lfs_index_entry_copy(&n->nd.e[i], &n->a,
+						   &nd->e[i]);
+		if (!ok) {
+			cnode_free(n);
+			return;
+		}
+	}
+	n->bytes = head + space + n->a.total; /* total: spills, if any */
+	pthread_mutex_lock(&c->lock);
+	if (cache_find(c, cid, depth)) {
+		pthread_mutex_unlock(&c->lock);
+		cnode_free(n);
+		return;
+	}
+	struct cnode **b = cache_bucket(c, cid);
+	n->hnext = *b;
+	*b = n;
+	cache_front(c, n);
+	c->bytes += n->bytes;
+	while (c->bytes > c->max && c->tail && c->tail != n) {
+		struct cnode *old = c->tail;
+		cache_unlink(c, old);
+		struct cnode **pp = cache_bucket(c, &old->cid);
+		while (*pp != old)
+			pp = &(*pp)->hnext;
+		*pp = old->hnext;
+		c->bytes -= old->bytes;
+		cnode_free(old);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * One step of a lookup through the cache: 1 when cur was cached (then
+ * *cur moved to the child, or *rc is the answer and *done is set), 0 when
+ * the node must be read.
+ */
+static int cached_step(struct lfs_index_cache *c, struct lfs_cid *cur,
+		       int depth, const uint8_t h[32], const char *id,
+		       size_t id_len, struct lfs_index_entry *out,
+		       struct lfs_arena *a, int *rc, bool *done)
+{
+	pthread_mutex_lock(&c->lock);
+	struct cnode *n = cache_find(c, cur, depth);
+	if (!n) {
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	if (!n->nd.leaf) {
+		unsigned d = digit(h, depth);
+		if (n->nd.bitmap & (1u << d)) {
+			*cur = n->nd.kids[d];
+		} else {
+			*rc = -ENOENT;
+			*done = true;
+		}
+	} else {
+		struct lfs_index_entry key = {.id = id, .id_len = id_len};
+		struct lfs_index_entry *e = bsearch(
+			&key, n->nd.e, n->nd.n, sizeof(*n->nd.e), entry_cmp);
+		*rc = e ? lfs_index_entry_copy(out, a, e) : -ENOENT;
+		*done = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return 1;
+}
+
 int lfs_index_get(struct lfs_index_entry *out, struct lfs_arena *a,
 		  const struct lfs_index *ix, const struct lfs_cid *root,
 		  const char *id, size_t id_len)
@@ -399,11 +614,20 @@ int lfs_index_get(struct lfs_index_entry *out, struct lfs_arena *a,
 	struct op o;
 	op_init(&o, ix);
 	struct lfs_cid cur = *root;
-	int rc;
+	int rc = 0;
 	for (int depth = 0;; depth++) {
+		bool done = false;
+		if (ix->cache && cached_step(ix->cache, &cur, depth, h, id,
+					     id_len, out, a, &rc, &done)) {
+			if (done)
+				break;
+			continue;
+		}
 		struct node nd;
 		if ((rc = load_node(&o, &nd, &cur, depth)))
 			break;
+		if (ix->cache)
+			cache_put(ix->cache, &cur, depth, &nd);
 		if (!nd.leaf) {
 			unsigned d = digit(h, depth);
 			if (!(nd.bitmap & (1u << d))) {

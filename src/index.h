@@ -69,14 +69,27 @@ struct lfs_index_entry {
 	size_t nconflicts;
 };
 
+struct lfs_index_cache;
+
 struct lfs_index {
 	struct lfs_blocks blocks;
 	uint8_t salt[LFS_SALT_BYTES];
+	struct lfs_index_cache *cache; /* decoded nodes for lookups, or NULL */
 };
 
-/* Set up an index reading and writing through blocks. */
+/* Set up an index reading and writing through blocks (no cache). */
 void lfs_index_init(struct lfs_index *ix, struct lfs_blocks blocks,
 		    const uint8_t salt[LFS_SALT_BYTES]);
+
+/*
+ * A cache of decoded nodes (at most max_bytes, least recently used go
+ * first) that lfs_index_get consults before it reads and decodes a node:
+ * nodes are immutable, so a lookup costs a few hash probes once the upper
+ * levels and the hot leaves are in it. Set ix->cache to use it; it is
+ * thread-safe (one mutex). Free it after the last lookup.
+ */
+int lfs_index_cache_new(struct lfs_index_cache **out, size_t max_bytes);
+void lfs_index_cache_free(struct lfs_index_cache *c);
 
 /* Write the empty index's root block and return its CID. */
 int lfs_index_empty(struct lfs_cid *out, const struct lfs_index *ix);

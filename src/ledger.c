@@ -25,6 +25,9 @@
 #include "dagjson.h"
 #include "merge.h"
 
+/* Decoded index nodes kept for lookups (stat, read, a commit's checks). */
+#define LEDGER_NODE_CACHE ((size_t)16 << 20)
+
 struct lfs_ledger {
 	struct lfs_blockstore *bs;
 	struct lfs_blocks blocks;
@@ -636,6 +639,9 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 	crypto_generichash(salt, sizeof(salt), (const uint8_t *)label,
 			   sizeof(label) - 1, key, LFS_KEY_BYTES);
 	lfs_index_init(&l->ix, l->blocks, salt);
+	/* Best effort: without it, lookups decode every node they pass. */
+	if (lfs_index_cache_new(&l->ix.cache, LEDGER_NODE_CACHE))
+		l->ix.cache = NULL;
 
 	l->lock_fd = l->open_fd = -1;
 	char *lp = malloc(strlen(dir) + 16), *op = malloc(strlen(dir) + 16);
@@ -693,6 +699,7 @@ void lfs_ledger_close(struct lfs_ledger *l)
 	pthread_mutex_unlock(&l->write_lock);
 	lfs_blockstore_sync(l->bs);
 	lfs_blockstore_free(l->bs);
+	lfs_index_cache_free(l->ix.cache);
 	if (l->lock_fd >= 0)
 		close(l->lock_fd);
 	if (l->open_fd >= 0)

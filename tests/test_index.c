@@ -129,6 +129,47 @@ START_TEST(model_random)
 END_TEST
 
 /* The same final set reached by different histories gives the same root. */
+/*
+ * Lookups through a decoded-node cache answer exactly as without one: a
+ * cache far too small for the index (every lookup evicts), one that holds
+ * it all, across updates (old and new roots share nodes), and for ids that
+ * are absent.
+ */
+START_TEST(cache_matches_uncached)
+{
+	struct fixture f;
+	fx_init(&f);
+	static int model[NKEYS];
+	for (int i = 0; i < NKEYS; i++)
+		model[i] = -1;
+	size_t sizes[] = {1, 64 << 10, 64 << 20};
+	srand(7);
+	for (int round = 0; round < 3; round++) {
+		for (int step = 0; step < 1500; step++) {
+			int k = rand() % NKEYS;
+			char id[32];
+			snprintf(id, sizeof(id), "doc-%d", k);
+			put(&f, id, round * 10000 + step);
+			model[k] = round * 10000 + step;
+		}
+		for (size_t z = 0; z < sizeof(sizes) / sizeof(*sizes); z++) {
+			ck_assert_int_eq(
+				lfs_index_cache_new(&f.ix.cache, sizes[z]), 0);
+			for (int pass = 0; pass < 2; pass++)
+				for (int k = 0; k < NKEYS; k++) {
+					char id[32];
+					snprintf(id, sizeof(id), "doc-%d", k);
+					ck_assert_int_eq(get_version(&f, id),
+							 model[k]);
+				}
+			lfs_index_cache_free(f.ix.cache);
+			f.ix.cache = NULL;
+		}
+	}
+	fx_release(&f);
+}
+END_TEST
+
 START_TEST(history_independent)
 {
 	struct fixture a, b;
@@ -452,6 +493,7 @@ int main(void)
 	tcase_add_test(t, bad_arguments);
 	tcase_add_test(t, hostile_nodes);
 	tcase_add_test(t, shared_subtrees);
+	tcase_add_test(t, cache_matches_uncached);
 	suite_add_tcase(s, t);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
