@@ -2,7 +2,7 @@
  * Tests of the block store: blocks in memory then in sealed CAR files,
  * reopening and loading CARs lazily through their "cars" links, damaged,
  * truncated and missing CAR files reported as errors, imports (checked,
- * lazy), the chunk cache at its smallest, head records, compaction, and
+ * lazy), the chunk cache (kept, bounded), head records, compaction, and
  * the sidecar index of large CARs (used, and ignored when damaged).
  */
 #include <check.h>
@@ -421,6 +421,33 @@ START_TEST(small_cache)
 }
 END_TEST
 
+/*
+ * The cache holds authenticated plaintext chunks: once read, a chunk is
+ * served from memory (damage to the file afterwards is not seen), unless
+ * the cache is too small to keep it.
+ */
+START_TEST(cache_keeps_chunks)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid c = put_block(bs, 5, 3000);
+	struct lfs_cid car = write_car(bs, NULL, 0, &c, 1, 1);
+	lfs_blockstore_free(bs);
+	char path[256];
+	snprintf(path, sizeof(path), "%s", car_file(0, &car, ""));
+	for (int small = 0; small < 2; small++) {
+		bs = open_store(0, small ? 1 : 0, false);
+		ck_assert_int_eq(
+			lfs_blockstore_load(NULL, NULL, bs, &car, false), 0);
+		ck_assert_int_eq(get_block(bs, &c, 5, 3000), 0);
+		corrupt_byte(path, -5);
+		ck_assert_int_eq(get_block(bs, &c, 5, 3000),
+				 small ? -EBADMSG : 0);
+		corrupt_byte(path, -5);
+		lfs_blockstore_free(bs);
+	}
+}
+END_TEST
+
 START_TEST(fresh_rewind)
 {
 	struct lfs_blockstore *bs = open_store(0, 0, true);
@@ -569,6 +596,7 @@ int main(void)
 	tcase_add_test(t, damaged_files);
 	tcase_add_test(t, imports);
 	tcase_add_test(t, small_cache);
+	tcase_add_test(t, cache_keeps_chunks);
 	tcase_add_test(t, fresh_rewind);
 	tcase_add_test(t, head_records);
 	tcase_add_test(t, compaction);
