@@ -17,6 +17,7 @@ static bool enc_char(char c)
 	       c == '%';
 }
 
+/* *n stays 0 unless the whole message parses. */
 int lfs_meta_parse(struct lfs_meta_hint *out, size_t max, size_t *n,
 		   const char *msg, size_t len)
 {
@@ -34,6 +35,7 @@ int lfs_meta_parse(struct lfs_meta_hint *out, size_t max, size_t *n,
 	char enc[LFS_META_ENC_MAX + 1];
 	memcpy(enc, p, elen);
 	enc[elen] = '\0';
+	size_t got = 0;
 	for (p = e; p < end;) {
 		if (*p++ != ' ' || p == end)
 			return -EBADMSG;
@@ -43,18 +45,19 @@ int lfs_meta_parse(struct lfs_meta_hint *out, size_t max, size_t *n,
 		char cs[LFS_CID_STRLEN + 1];
 		size_t clen = (size_t)(p - c);
 		struct lfs_cid cid;
-		if (clen > LFS_CID_STRLEN || *n == max ||
-		    *n == LFS_META_MSG_CIDS)
+		if (clen > LFS_CID_STRLEN || got == max ||
+		    got == LFS_META_MSG_CIDS)
 			return -EBADMSG;
 		memcpy(cs, c, clen);
 		cs[clen] = '\0';
 		if (lfs_cid_from_string(&cid, cs) || cid.codec != LFS_CODEC_RAW)
 			return -EBADMSG;
-		memcpy(out[*n].enc, enc, elen + 1);
-		out[*n].car = cid;
-		(*n)++;
+		memcpy(out[got].enc, enc, elen + 1);
+		out[got].car = cid;
+		got++;
 	}
-	return *n ? 0 : -EBADMSG;
+	*n = got;
+	return got ? 0 : -EBADMSG;
 }
 
 int lfs_meta_format(char *buf, const char *enc, const struct lfs_cid *added,

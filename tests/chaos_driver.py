@@ -14,7 +14,9 @@ logged to a JSON-lines file when it begins and when it ends, with its
 result: an operation is acknowledged when every system call of it returned
 0 (for a save: the close, and the rename on the rename path). Meanwhile a
 fault loop stops radosgw (SIGSTOP/SIGCONT), stalls or resets the proxy,
-and SIGKILLs a daemon and mounts it again. Then faults stop, every daemon
+and SIGKILLs a daemon and mounts it again; with --meta (mounts hearing
+of each other through Redis) it also stops Redis (SIGSTOP) and kills it,
+starting it again empty. Then faults stop, every daemon
 is up, the writers finish, and the test checks (each check named, all run,
 every failure listed):
 
@@ -545,7 +547,8 @@ class Run:
             p = subprocess.Popen(
                 [self.L, "mount", "--home", self.home(r), "-f", "--remote",
                  self.url(r), "--poll-ms", str(self.a.poll_ms),
-                 "--log-level", "info", m],
+                 "--log-level", "info"]
+                + (["--meta", self.a.meta] if self.a.meta else []) + [m],
                 env=self.env(r), stdin=subprocess.DEVNULL, stdout=lf,
                 stderr=subprocess.STDOUT)
         self.record_pid(p.pid)
@@ -641,6 +644,47 @@ class Run:
             except ProcessLookupError:
                 pass
         self.rgw_stopped = sig == signal.SIGSTOP
+
+    # The Redis endpoint (--meta; scripts/redis runs it in a.redis_dir).
+    def redis_pid(self):
+        try:
+            with open(os.path.join(self.a.redis_dir, "redis.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def redis(self, sig):
+        pid = self.redis_pid()
+        if pid:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def redis_up(self):
+        """SIGCONT it, or start it again (empty) when it is gone."""
+        self.redis(signal.SIGCONT)
+        pid = self.redis_pid()
+        alive = False
+        if pid:
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except ProcessLookupError:
+                pass
+        if not alive:
+            try:
+                os.unlink(os.path.join(self.a.redis_dir, "redis.pid"))
+            except OSError:
+                pass
+            with open(os.path.join(self.a.redis_dir, "port")) as f:
+                port = f.read().strip()
+            r = subprocess.run([os.path.join(self.a.srcdir, "scripts", "redis"),
+                                "start", self.a.redis_dir],
+                               env=dict(os.environ, REDIS_PORT=port),
+                               capture_output=True, text=True, timeout=120)
+            if r.returncode:
+                raise Failed("cannot start Redis again: %s" % r.stderr.strip())
 
     def proxy_mode(self, m):
         tmp = os.path.join(self.base, "proxy-mode.tmp")
@@ -750,7 +794,7 @@ class Run:
         end = now() + self.a.seconds
         self.say("writers started; faults for %d s" % self.a.seconds)
         allk = {"store_stop": 3, "proxy_stall": 3, "proxy_reset": 3, "kill": 4,
-                "quiet": 1}
+                "redis_stop": 2, "redis_kill": 2, "quiet": 1}
         kinds = [k for k in allk if k in self.a.faults or k == "quiet"]
         weights = [allk[k] for k in kinds]
         overlap_kill = "kill" in self.a.faults
@@ -762,7 +806,7 @@ class Run:
             overlap = self.rng.random() < 0.3 and overlap_kill
             victim = self.rng.choice(REPLICAS)
             dur = max(0.2, min(dur, end - now()))
-            self.stats[kind] += 1
+            self.stats[kind] = self.stats.get(kind, 0) + 1
             if kind == "store_stop":
                 self.say("fault: radosgw SIGSTOP for %.1f s%s"
                          % (dur, ", killing %s meanwhile" % victim if overlap else ""))
@@ -786,6 +830,19 @@ class Run:
                     time.sleep(dur)
                 finally:
                     self.proxy_mode("pass")
+            elif kind == "redis_stop":
+                self.say("fault: Redis SIGSTOP for %.1f s" % dur)
+                self.redis(signal.SIGSTOP)
+                try:
+                    time.sleep(dur)
+                finally:
+                    self.redis_up()
+            elif kind == "redis_kill":
+                self.say("fault: Redis SIGKILL, started again empty after %.1f s"
+                         % dur)
+                self.redis(signal.SIGKILL)
+                time.sleep(dur)
+                self.redis_up()
             elif kind == "kill":
                 self.say("fault: SIGKILL the daemon of %s, mount again" % victim)
                 self.kill_and_remount(victim)
@@ -795,6 +852,8 @@ class Run:
             time.sleep(self.rng.uniform(0.2, 2.5))
         self.rgw(signal.SIGCONT)
         self.proxy_mode("pass")
+        if self.a.meta:
+            self.redis_up()
         self.check_daemons()
         self.say("faults stopped (%s); stopping the writers"
                  % ", ".join("%s %d" % kv for kv in sorted(self.stats.items())))
@@ -1254,6 +1313,8 @@ class Run:
         except OSError:
             pass
         self.rgw(signal.SIGCONT)
+        if self.a.meta:
+            self.redis(signal.SIGCONT)
         for p in self.writers.values():
             if p.poll() is None:
                 p.kill()
@@ -1376,12 +1437,19 @@ def main_run(argv):
     p.add_argument("--faults", default="store_stop,proxy_stall,proxy_reset,kill",
                    help="comma-separated fault kinds to inject (none: no faults)")
     p.add_argument("--replay", default="")
+    p.add_argument("--meta", default="",
+                   help="mount with --meta URL (a Redis that scripts/redis runs)")
+    p.add_argument("--redis-dir", default="",
+                   help="scripts/redis's directory, for the redis_* faults")
     a = p.parse_args(argv)
     a.rgw_port = int(a.endpoint.rsplit(":", 1)[1])
     a.faults = [f for f in a.faults.split(",") if f and f != "none"]
     for f in a.faults:
-        if f not in ("store_stop", "proxy_stall", "proxy_reset", "kill"):
+        if f not in ("store_stop", "proxy_stall", "proxy_reset", "kill",
+                     "redis_stop", "redis_kill"):
             p.error("unknown fault kind %r" % f)
+        if f.startswith("redis_") and not a.redis_dir:
+            p.error("fault %s needs --meta and --redis-dir" % f)
     a.proxy_endpoint = None
     run = Run(a)
 

@@ -14,7 +14,10 @@
 #   CHAOS_CONVERGE_SECONDS   how long convergence may take (default 300)
 #   CHAOS_POLL_MS    the mounts' --poll-ms (default 400)
 #   CHAOS_FAULTS     the fault kinds, comma-separated (default all:
-#                    store_stop,proxy_stall,proxy_reset,kill; none: none)
+#                    store_stop,proxy_stall,proxy_reset,kill, and with
+#                    CHAOS_META=redis also redis_stop,redis_kill; none: none)
+#   CHAOS_META=redis the mounts also use a Redis endpoint (--meta), started
+#                    here (scripts/redis), which the faults stop and kill
 #   CHAOS_EVIDENCE   on failure, copy the logs (daemons', writers' operation
 #                    logs, control files, the diff) into this directory
 #                    (default /var/tmp/lfs-chaos-evidence-SEED; empty: don't)
@@ -30,7 +33,7 @@ CHAOS_SECONDS=${CHAOS_SECONDS:-90}
 case $CHAOS_SEED$CHAOS_SECONDS${CHAOS_CONVERGE_SECONDS:-} in
 *[!0-9]*) hard_error "CHAOS_SEED, CHAOS_SECONDS and CHAOS_CONVERGE_SECONDS must be numbers" ;;
 esac
-replay=${CHAOS_REPLAY:-"CHAOS_SEED=$CHAOS_SEED CHAOS_SECONDS=$CHAOS_SECONDS${CHAOS_FAULTS:+ CHAOS_FAULTS=$CHAOS_FAULTS} tests/sync_chaos.sh"}
+replay=${CHAOS_REPLAY:-"CHAOS_SEED=$CHAOS_SEED CHAOS_SECONDS=$CHAOS_SECONDS${CHAOS_FAULTS:+ CHAOS_FAULTS=$CHAOS_FAULTS}${CHAOS_META:+ CHAOS_META=$CHAOS_META} tests/sync_chaos.sh"}
 echo "chaos: seed $CHAOS_SEED (replay: $replay)"
 
 [ "$(uname -s)" = Linux ] || skip "FUSE tests run on Linux only"
@@ -39,6 +42,11 @@ echo "chaos: seed $CHAOS_SEED (replay: $replay)"
 command -v radosgw >/dev/null 2>&1 ||
 	skip "radosgw is not installed (scripts/install-deps installs it)"
 need fusermount3 python3 diff timeout curl od
+case ${CHAOS_META:-} in
+'' | redis) ;;
+*) hard_error "CHAOS_META is redis or empty, not '$CHAOS_META'" ;;
+esac
+[ -z "${CHAOS_META:-}" ] || need redis-server redis-cli
 
 base=$(mktemp -d /var/tmp/lfs-chaos.XXXXXX) || hard_error "mktemp"
 rgwdir=$base/rgw
@@ -69,6 +77,7 @@ cleanup()
 		done <"$base/pids"
 	fi
 	"$top_srcdir/scripts/radosgw" stop "$rgwdir" >/dev/null 2>&1
+	"$top_srcdir/scripts/redis" stop "$base/redis" >/dev/null 2>&1
 	if [ "${KEEP_TMP:-0}" = 1 ]; then
 		echo "kept $base" >&2
 	else
@@ -98,6 +107,14 @@ set +a
 "$top_srcdir/scripts/radosgw" mkbucket "$rgwdir" chaos >/dev/null ||
 	hard_error "cannot create the bucket"
 rgw_pid=$(cat "$rgwdir/run/client.rgw.test.pid") || hard_error "no radosgw pid file"
+meta=
+faults=${CHAOS_FAULTS:-store_stop,proxy_stall,proxy_reset,kill}
+if [ -n "${CHAOS_META:-}" ]; then
+	REDIS_PORT=$((RGW_PORT + 1)) "$top_srcdir/scripts/redis" start "$base/redis" >/dev/null ||
+		hard_error "redis-server did not start"
+	meta=redis://127.0.0.1:$((RGW_PORT + 1))/0
+	[ -n "${CHAOS_FAULTS:-}" ] || faults=$faults,redis_stop,redis_kill
+fi
 
 # In the background, so a signal to this shell is handled at once (the
 # trap stops the driver) rather than when the driver is done.
@@ -108,7 +125,7 @@ timeout -k 30 $((CHAOS_SECONDS + converge + 1200)) python3 "$top_srcdir/tests/ch
 	--seed "$CHAOS_SEED" --seconds "$CHAOS_SECONDS" \
 	--converge-seconds "$converge" \
 	--poll-ms "${CHAOS_POLL_MS:-400}" \
-	--faults "${CHAOS_FAULTS:-store_stop,proxy_stall,proxy_reset,kill}" \
+	--faults "$faults" ${meta:+--meta "$meta" --redis-dir "$base/redis"} \
 	--evidence "${CHAOS_EVIDENCE-/var/tmp/lfs-chaos-evidence-$CHAOS_SEED}" \
 	--replay "$replay" \
 	${CHAOS_SELFTEST:+--selftest} &
