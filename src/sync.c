@@ -2548,9 +2548,11 @@ json_t *lfs_sync_status(struct lfs_sync *s, const char *name)
 			j, "meta",
 			json_string(s->meta ? lfs_meta_state(s->meta)
 					    : "the store"));
-		json_object_set_new(
-			j, "poll_interval_ms",
-			json_integer(s->delay_ms ? s->delay_ms : s->poll_ms));
+		if (s->poll_ms) /* a thread polls (not `ledgerfs sync`) */
+			json_object_set_new(j, "poll_interval_ms",
+					    json_integer(s->delay_ms
+								 ? s->delay_ms
+								 : s->poll_ms));
 	}
 	if (j && sl->catchup_files)
 		json_object_set_new(

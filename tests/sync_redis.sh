@@ -36,6 +36,7 @@ cleanup()
 	for p in $pids; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	"$top_srcdir/scripts/redis" stop "$red" >/dev/null 2>&1
+	"$top_srcdir/scripts/redis" stop "$base/redis2" >/dev/null 2>&1
 	"$top_srcdir/scripts/radosgw" stop "$rgw" >/dev/null 2>&1
 	rm -rf "$base"
 }
@@ -283,4 +284,31 @@ for h in a b c d; do
 done
 grep -i "password\|$AWS_SECRET_ACCESS_KEY" "$base"/home-*.log &&
 	fail "a credential in a log"
+
+note "a Redis that wants a password: AUTH from the environment or the URL, never shown"
+pw=s3cret-test-pw-$$
+red2=$base/redis2
+REDIS_PORT=$((REDIS_PORT + 1)) REDIS_PASSWORD=$pw "$top_srcdir/scripts/redis" start "$red2" >/dev/null ||
+	fail "the second redis did not start"
+meta2=redis://127.0.0.1:$((REDIS_PORT + 1))/0
+members2()
+{
+	REDISCLI_AUTH=$pw timeout 10 redis-cli -p $((REDIS_PORT + 1)) SMEMBERS "ledgerfs:s3://sync/r:heads"
+}
+echo '{"auth": 1}' | "$L" put shared auth1 >/dev/null || fail "put"
+run env LEDGERFS_REDIS_PASSWORD=wrong-$pw "$L" sync --remote "$url" --meta "$meta2"
+[ "$STATUS" -eq 0 ] || fail "sync with a wrong Redis password exited $STATUS: $(cat "$TMP/stderr")"
+expect_stderr "AUTH refused"
+grep -q "$pw" "$TMP/stderr" "$TMP/stdout" && fail "the password was printed"
+[ -z "$(members2)" ] || fail "announced with a wrong password"
+echo '{"auth": 2}' | "$L" put shared auth2 >/dev/null || fail "put"
+run env LEDGERFS_REDIS_PASSWORD=$pw "$L" sync --remote "$url" --meta "$meta2"
+[ "$STATUS" -eq 0 ] || fail "sync with the Redis password exited $STATUS: $(cat "$TMP/stderr")"
+members2 | grep -q "^shared b" || fail "nothing announced with the password from the environment"
+echo '{"auth": 3}' | "$L" put shared auth3 >/dev/null || fail "put"
+run "$L" sync --remote "$url" --meta "redis://:$pw@127.0.0.1:$((REDIS_PORT + 1))/0"
+[ "$STATUS" -eq 0 ] || fail "sync with the password in the URL exited $STATUS"
+grep -q "$pw" "$TMP/stderr" "$TMP/stdout" && fail "the password in the URL was printed"
+[ "$(members2 | wc -l)" -ge 1 ] || fail "nothing announced with the password in the URL"
+"$top_srcdir/scripts/redis" stop "$red2" >/dev/null
 echo "PASS: sync_redis"
