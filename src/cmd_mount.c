@@ -63,7 +63,12 @@ static void mount_usage(FILE *f)
 		"  --keybag DIR        their keybag (default $FP_KEYBAG_URL, "
 		"else\n"
 		"                      ~/.fireproof/keybag)\n"
-		"  -o OPTS             FUSE mount options (e.g. allow_other)\n"
+		"  -o OPTS             mount options: FUSE's (allow_other...)\n"
+		"                      and snapdir=hidden|visible (list\n"
+		"                      .snapshots and .ledgerfs; default\n"
+		"                      hidden), uid=N, gid=N (owner of\n"
+		"                      documents and directories), umask=OOO\n"
+		"                      (default 022; 077 with allow_other)\n"
 		"  -h, --help          this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT` (or `umount` as "
@@ -263,6 +268,13 @@ static int mount_run(int argc, char **argv, char **own)
 	int status = 1;
 	if ((rc = lfs_fs_new(&fs, &home))) {
 		fprintf(stderr, "ledgerfs mount: %s\n", strerror(-rc));
+		goto out;
+	}
+	if (lfs_fs_parse_opts(fs, &args)) {
+		fprintf(stderr,
+			"ledgerfs mount: bad options '%s' (see "
+			"`ledgerfs mount --help`)\n",
+			optbuf);
 		goto out;
 	}
 	if (remote && *remote) {

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "fs_attr.h"
 #include "fs_int.h"
 #include "fs_ledger.h"
 #include "fs_node.h"
@@ -131,6 +133,7 @@ static void *housekeeper(void *arg)
 		lfs_fsl_flush_pending(fs, false);
 		bury(fs, false);
 		lfs_fsl_refresh_all(fs);
+		lfs_attr_save_all(fs);
 		pthread_mutex_lock(&fs->hk_lock);
 	}
 	pthread_mutex_unlock(&fs->hk_lock);
@@ -203,6 +206,15 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 	}
 	reply_node(req, fs, n, &st, ttl);
 	lfs_node_unref(fs, n);
+}
+
+/* A scratch file made for another user (allow_other) is theirs. */
+static void own_scratch(fuse_req_t req, const char *path)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	if (geteuid() == 0 && c && (c->uid != 0 || c->gid != 0))
+		if (lchown(path, c->uid, c->gid))
+			lfs_warn("chown %s: %s", path, strerror(errno));
 }
 
 /* ---- lookup and attributes ---- */
@@ -349,6 +361,11 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 	int rc = 0;
 	switch (n->kind) {
 	case LFS_N_DOC:
+		/* Reads come from the snapshot taken here, not the page
+		 * cache, and end where it ends, whatever size the kernel
+		 * last saw: a rename over the document (a new version of
+		 * another length) never gives a torn or truncated read. */
+		fi->direct_io = 1;
 		if (writing) {
 			rc = lfs_save_writer_ref(fs, n, fi->flags & O_TRUNC);
 			h->writer = !rc;
@@ -388,7 +405,9 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 		break;
 	case LFS_N_SCRATCH: {
 		char *p = lfs_fs_path(n->lg->scratch, n->name);
-		int flags = (fi->flags & ~(O_NOFOLLOW)) | O_CLOEXEC;
+		/* The kernel resolves links itself: a link here is one that
+		 * replaced the file since the lookup. */
+		int flags = fi->flags | O_NOFOLLOW | O_CLOEXEC;
 		h->fd = p ? open(p, flags, create_mode) : -1;
 		rc = !p ? -ENOMEM : h->fd < 0 ? -errno : 0;
 		free(p);
@@ -577,7 +596,15 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	} else {
 		fi->flags |= O_CREAT;
 		rc = open_node(fs, n, fi, mode & 07777, req);
+		if (!rc) {
+			char *path = lfs_fs_path(p->lg->scratch, name);
+			if (path)
+				own_scratch(req, path);
+			free(path);
+		}
 	}
+	if (!rc)
+		lfs_fsl_dir_changed(p->lg);
 	if (!rc)
 		rc = lfs_view_stat(fs, n, &st, &ttl);
 	if (rc) {
@@ -661,6 +688,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = lfs_node_read_only(p->kind) ? -EROFS : -EPERM;
 	else
 		rc = lfs_save_unlink(fs, p->lg, name);
+	if (!rc)
+		lfs_fsl_dir_changed(p->lg);
 	reply_status(req, "unlink", name, rc);
 }
 
@@ -686,12 +715,92 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	if (!rc) {
 		char *path = lfs_fs_path(p->lg->scratch, name);
 		rc = !path ? -ENOMEM : symlink(link, path) ? -errno : 0;
+		if (!rc)
+			own_scratch(req, path);
 		free(path);
 	}
-	if (rc)
+	if (rc) {
 		fuse_reply_err(req, -rc);
-	else
-		reply_resolved(req, fs, p, name);
+		return;
+	}
+	lfs_fsl_dir_changed(p->lg);
+	reply_resolved(req, fs, p, name);
+}
+
+/*
+ * Check that a new scratch name may be made in parent: 0, or the errno
+ * (a document's name: EPERM; a read-only or special directory).
+ */
+static int scratch_parent(struct lfs_node *p, const char *name)
+{
+	char id[LFS_INDEX_ID_MAX + 1];
+	if (!p)
+		return -ESTALE;
+	if (strlen(name) > LFS_FSNAME_MAX)
+		return -ENAMETOOLONG;
+	if (p->kind != LFS_N_LEDGER)
+		return lfs_node_read_only(p->kind) ? -EROFS : -EPERM;
+	if (!p->lg->l)
+		return p->lg->err;
+	if (!strcmp(name, LFS_FS_SNAPSHOTS) || !strcmp(name, LFS_FS_CONTROL))
+		return -EEXIST;
+	if (lfs_fsname_to_id(id, sizeof(id), name))
+		return -EPERM; /* a document is a JSON file */
+	return 0;
+}
+
+/* FIFOs, sockets and device nodes with scratch names are local files. */
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	struct lfs_fs *fs = fs_of(req);
+	struct lfs_node *p = lfs_node_by_ino(fs, parent);
+	int rc = scratch_parent(p, name);
+	if (!rc) {
+		char *path = lfs_fs_path(p->lg->scratch, name);
+		rc = !path ? -ENOMEM : mknod(path, mode, rdev) ? -errno : 0;
+		if (!rc)
+			own_scratch(req, path);
+		free(path);
+	}
+	if (rc) {
+		reply_status(req, "mknod", name, rc);
+		return;
+	}
+	lfs_fsl_dir_changed(p->lg);
+	reply_resolved(req, fs, p, name);
+}
+
+/* A hard link between scratch names is a hard link of the local files. */
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct lfs_fs *fs = fs_of(req);
+	struct lfs_node *n = lfs_node_by_ino(fs, ino);
+	struct lfs_node *p = lfs_node_by_ino(fs, newparent);
+	int rc = scratch_parent(p, newname);
+	if (!rc && !n)
+		rc = -ESTALE;
+	else if (!rc && n->kind != LFS_N_SCRATCH)
+		rc = lfs_node_read_only(n->kind) ? -EROFS : -EPERM;
+	else if (!rc && n->lg != p->lg)
+		rc = -EXDEV;
+	char *from = NULL;
+	if (!rc) {
+		pthread_mutex_lock(&fs->lock);
+		from = lfs_fs_path(n->lg->scratch, n->name);
+		pthread_mutex_unlock(&fs->lock);
+		char *to = lfs_fs_path(p->lg->scratch, newname);
+		rc = !from || !to ? -ENOMEM : link(from, to) ? -errno : 0;
+		free(to);
+	}
+	free(from);
+	if (rc) {
+		reply_status(req, "link", newname, rc);
+		return;
+	}
+	lfs_fsl_dir_changed(p->lg);
+	reply_resolved(req, fs, p, newname);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -749,6 +858,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	rc = lfs_save_rename(fs, p->lg, name, newname,
 			     flags & RENAME_NOREPLACE);
+	if (!rc)
+		lfs_fsl_dir_changed(p->lg);
 	fuse_reply_err(req, -rc);
 }
 
@@ -790,6 +901,73 @@ static int set_scratch_attr(struct lfs_node *n, const struct stat *attr,
 	return rc;
 }
 
+static int64_t ts_us(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000 + ts->tv_nsec / 1000;
+}
+
+static int set_local_attr(struct lfs_fs *fs, struct lfs_node *n,
+			  const struct stat *attr, int to_set)
+{
+	struct lfs_attr a = {0};
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		a.set |= LFS_ATTR_MODE;
+		a.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		a.set |= LFS_ATTR_UID;
+		a.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		a.set |= LFS_ATTR_GID;
+		a.gid = attr->st_gid;
+	}
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+		a.set |= LFS_ATTR_MTIME;
+		a.mtime_us = to_set & FUSE_SET_ATTR_MTIME_NOW
+				     ? lfs_fs_now_ms() * 1000
+				     : ts_us(&attr->st_mtim);
+	}
+	if (!a.set)
+		return 0;
+	if (n->kind == LFS_N_LEDGER)
+		return lfs_attr_set(fs, n->lg, "", &a);
+	if (a.set & LFS_ATTR_MTIME) {
+		/* The time is the current version's; a draft has a file of
+		 * its own to hold it. */
+		struct lfs_buf b;
+		struct lfs_docstate ds;
+		struct lfs_arena ar;
+		lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
+		lfs_arena_init(&ar, 0);
+		int rc = lfs_view_doc(fs, n, &b, &ds, &ar);
+		if (!rc && ds.has_entry)
+			a.version = ds.entry.cur.doc;
+		lfs_arena_release(&ar);
+		lfs_buf_release(&b);
+		if (rc)
+			return rc;
+		if (!ds.has_entry) {
+			char *p = lfs_fs_path(n->lg->drafts, n->name);
+			struct timespec t[2] = {{.tv_nsec = UTIME_OMIT},
+						{.tv_nsec = UTIME_NOW}};
+			if (to_set & FUSE_SET_ATTR_MTIME)
+				t[1] = attr->st_mtim;
+			rc = !p ? -ENOMEM
+			     : utimensat(AT_FDCWD, p, t, AT_SYMLINK_NOFOLLOW)
+				     ? -errno
+				     : 0;
+			free(p);
+			/* No draft file: an open write buffer, as new as now.
+			 */
+			if (rc && rc != -ENOENT)
+				return rc;
+			a.set &= ~(unsigned)LFS_ATTR_MTIME;
+		}
+	}
+	return a.set ? lfs_attr_set(fs, n->lg, n->name, &a) : 0;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
@@ -802,7 +980,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = -EROFS;
 	else if (n->kind == LFS_N_SCRATCH)
 		rc = set_scratch_attr(n, attr, to_set);
-	else if (n->kind == LFS_N_DOC && (to_set & FUSE_SET_ATTR_SIZE)) {
+	else if (n->kind != LFS_N_DOC && n->kind != LFS_N_LEDGER &&
+		 (to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)))
+		rc = -EPERM; /* the root, the control files: fixed */
+	if (!rc && n->kind == LFS_N_DOC && (to_set & FUSE_SET_ATTR_SIZE)) {
 		size_t size = (size_t)attr->st_size;
 		struct lfs_handle *h =
 			fi ? (struct lfs_handle *)(uintptr_t)fi->fh : NULL;
@@ -811,9 +992,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		else
 			rc = lfs_save_truncate(fs, n, size);
 	}
-	/* Mode, owner and times of documents and directories are fixed;
-	 * accept the request (editors fchmod after saving) and answer with
-	 * the real attributes. */
+	/* Mode, owner, group and mtime of documents and ledgers are kept on
+	 * this machine (fs_attr.h); atime is not kept (reads show mtime). */
+	if (!rc && (n->kind == LFS_N_DOC || n->kind == LFS_N_LEDGER))
+		rc = set_local_attr(fs, n, attr, to_set);
 	struct stat st;
 	double ttl;
 	if (!rc)
@@ -939,6 +1121,7 @@ void lfs_fs_flush(struct lfs_fs *fs)
 {
 	lfs_fsl_flush_pending(fs, true);
 	lfs_fsl_sync_all(fs);
+	lfs_attr_save_all(fs);
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -954,6 +1137,8 @@ static const struct fuse_lowlevel_ops ops = {
 	.unlink = op_unlink,
 	.rmdir = op_rmdir,
 	.symlink = op_symlink,
+	.mknod = op_mknod,
+	.link = op_link,
 	.rename = op_rename,
 	.open = op_open,
 	.read = op_read,
@@ -1024,6 +1209,64 @@ static void invalidate(struct lfs_fs *fs, struct lfs_fsl *lg,
 		fuse_lowlevel_notify_inval_inode(fs->se, dir_ino, 0, 0);
 }
 
+/* ---- mount options ---- */
+
+struct mount_opts {
+	char *snapdir;
+	unsigned uid, gid, umask;
+	int has_uid, has_gid, has_umask, allow_other;
+};
+
+enum { KEY_ALLOW_OTHER };
+
+static const struct fuse_opt opt_spec[] = {
+	{"snapdir=%s", offsetof(struct mount_opts, snapdir), 0},
+	{"uid=%u", offsetof(struct mount_opts, uid), 0},
+	{"uid=", offsetof(struct mount_opts, has_uid), 1},
+	{"gid=%u", offsetof(struct mount_opts, gid), 0},
+	{"gid=", offsetof(struct mount_opts, has_gid), 1},
+	{"umask=%o", offsetof(struct mount_opts, umask), 0},
+	{"umask=", offsetof(struct mount_opts, has_umask), 1},
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg UNUSED, int key,
+		    struct fuse_args *outargs UNUSED)
+{
+	if (key == KEY_ALLOW_OTHER)
+		((struct mount_opts *)data)->allow_other = 1;
+	return 1; /* libfuse's own: keep it */
+}
+
+int lfs_fs_parse_opts(struct lfs_fs *fs, struct fuse_args *args)
+{
+	struct mount_opts o = {0};
+	if (fuse_opt_parse(args, &o, opt_spec, opt_proc))
+		return -EINVAL;
+	int rc = 0;
+	if (o.snapdir && strcmp(o.snapdir, "hidden") &&
+	    strcmp(o.snapdir, "visible")) {
+		lfs_error("-o snapdir=%s: hidden or visible", o.snapdir);
+		rc = -EINVAL;
+	}
+	if (o.has_umask && o.umask > 0777) {
+		lfs_error("-o umask=%o: an octal mode mask, 0 to 777", o.umask);
+		rc = -EINVAL;
+	}
+	fs->snapdir_visible = o.snapdir && !strcmp(o.snapdir, "visible");
+	fs->allow_other = o.allow_other;
+	if (o.has_uid)
+		fs->uid = (uid_t)o.uid;
+	if (o.has_gid)
+		fs->gid = (gid_t)o.gid;
+	/* Safe by default: when other users may enter the mount, they read
+	 * nothing until the owner says so (chmod, or -o umask=022). */
+	fs->umask = o.has_umask ? (mode_t)o.umask : o.allow_other ? 077 : 022;
+	free(o.snapdir);
+	return rc;
+}
+
 int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 {
 	struct lfs_fs *fs = calloc(1, sizeof(*fs));
@@ -1033,6 +1276,7 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 	fs->uid = getuid();
 	fs->started_us = lfs_fs_now_ms() * 1000;
 	fs->gid = getgid();
+	fs->umask = 022;
 	fs->moved = invalidate;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->render_lock, NULL);
@@ -1069,6 +1313,8 @@ void lfs_fs_free(struct lfs_fs *fs)
 	}
 	lfs_fsl_flush_pending(fs, true);
 	bury(fs, true);
+	lfs_attr_save_all(fs);
+	lfs_attr_free_all(fs);
 	lfs_node_table_release(fs);
 	lfs_fsl_free_all(fs);
 	lfs_view_cache_free(fs->cache);

@@ -10,6 +10,7 @@
  *   fs_ledger    per-ledger mount state: opening (and key retry), the
  *                error ring, the change feed, pending deletes, commits,
  *                picking up other processes' commits, snapshot lists
+ *   fs_attr      modes, owners and times users set, kept locally
  *   fs_node      the inode table and name resolution
  *   fs_view      what a node reads as: the render cache, document
  *                content, attributes, control files, directory listings
@@ -74,6 +75,7 @@
 struct lfs_fsl;
 struct lfs_node;
 struct lfs_view_cache;
+struct lfs_attr_table;
 struct lfs_handle;
 struct fuse_session;
 
@@ -82,7 +84,8 @@ struct lfs_fs {
 	struct fuse_session *se; /* NULL until lfs_fs_start */
 	pthread_mutex_t lock;    /* see the lock order above */
 	/* The inode table (fs_node.c). */
-	struct lfs_node **table;
+	struct lfs_node **table;  /* by inode number */
+	struct lfs_node **ktable; /* by identity; nslots too */
 	size_t nslots, nnodes;
 	/* Every ledger seen so far (fs_ledger.c); only grows. */
 	struct lfs_fsl *ledgers;
@@ -95,8 +98,14 @@ struct lfs_fs {
 	int running;
 	pthread_mutex_t hk_lock;
 	pthread_cond_t hk_cond;
-	uid_t uid;
+	/* Mount options (lfs_fs_parse_opts), set before the session runs. */
+	uid_t uid; /* owner and group shown for what has none set */
 	gid_t gid;
+	mode_t umask; /* taken off the default modes */
+	bool allow_other;
+	bool snapdir_visible; /* list .snapshots and .ledgerfs */
+	/* Attributes set by users (fs_attr.c), under fs->lock. */
+	struct lfs_attr_table *attrs;
 	int64_t started_us;    /* directories' times: when the mount began */
 	struct lfs_sync *sync; /* NULL without a remote */
 	/*

@@ -189,13 +189,15 @@ void lfs_fsl_free_all(struct lfs_fs *fs)
 
 void lfs_fsl_error(struct lfs_fs *fs, struct lfs_fsl *lg, const char *fmt, ...)
 {
-	char msg[600], line[700], when[64];
+	char msg[600], safe[1200], line[1300], when[64];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* One refusal, one line of UTF-8, whatever the names in it. */
+	lfs_log_escape(safe, sizeof(safe), msg, strlen(msg));
 	lfs_fs_iso_time(when, lfs_fs_now_ms() * 1000);
-	snprintf(line, sizeof(line), "%s %s\n", when, msg);
+	snprintf(line, sizeof(line), "%s %s\n", when, safe);
 	char *copy = strdup(line);
 	pthread_mutex_lock(&fs->lock);
 	size_t slot = lg->nerrors % LFS_FSL_ERRORS_KEPT;
@@ -232,6 +234,17 @@ uint64_t lfs_fsl_last_error(struct lfs_fs *fs, struct lfs_fsl *lg,
 	*out_last = last ? strdup(last) : NULL;
 	pthread_mutex_unlock(&fs->lock);
 	return n;
+}
+
+void lfs_fsl_dir_changed(struct lfs_fsl *lg)
+{
+	__atomic_store_n(&lg->changed_us, lfs_fs_now_ms() * 1000,
+			 __ATOMIC_RELAXED);
+}
+
+int64_t lfs_fsl_dir_time(struct lfs_fsl *lg)
+{
+	return __atomic_load_n(&lg->changed_us, __ATOMIC_RELAXED);
 }
 
 /* ---- pending deletes ---- */
@@ -353,6 +366,7 @@ static void append_changes(struct lfs_fsl *lg, const char *text, size_t len)
 struct changes_ctx {
 	struct lfs_buf out;
 	const char *prefix;
+	bool names; /* a document was added or removed */
 };
 
 static int change_line(void *ctx, const struct lfs_index_entry *ea,
@@ -360,9 +374,13 @@ static int change_line(void *ctx, const struct lfs_index_entry *ea,
 {
 	struct changes_ctx *c = ctx;
 	const struct lfs_index_entry *e = eb ? eb : ea;
+	c->names |= !ea || !eb;
 	lfs_buf_append_str(&c->out, c->prefix);
 	lfs_buf_append_str(&c->out, !ea ? " + " : !eb ? " - " : " ~ ");
-	lfs_buf_append(&c->out, e->id, e->id_len);
+	/* An id may hold any text: one change, one line. */
+	char id[LFS_INDEX_ID_MAX * 4 + 1];
+	size_t n = lfs_log_escape(id, sizeof(id), e->id, e->id_len);
+	lfs_buf_append(&c->out, id, n);
 	return lfs_buf_append_byte(&c->out, '\n');
 }
 
@@ -382,6 +400,8 @@ static void record_changes(struct lfs_fsl *lg, const struct lfs_cid *before,
 	if (lfs_index_diff(lfs_ledger_index(lg->l), before, after, change_line,
 			   &c) == 0)
 		append_changes(lg, (const char *)c.out.data, c.out.len);
+	if (c.names)
+		lfs_fsl_dir_changed(lg);
 	lfs_buf_release(&c.out);
 }
 

@@ -45,6 +45,9 @@ struct lfs_fsl {
 	size_t npending;
 	char *errors[LFS_FSL_ERRORS_KEPT]; /* newest at (nerrors-1) % N */
 	uint64_t nerrors;
+	/* When a name was last added or removed (the directory's mtime;
+	 * 0: not since the mount began). Atomic: lfs_fsl_dir_changed. */
+	int64_t changed_us;
 	/* The last lfs_ledger_refresh error, logged once when it changes. */
 	int refresh_err;
 	struct lfs_fsl *next;
@@ -76,6 +79,12 @@ int lfs_fsl_errors_text(struct lfs_fs *fs, struct lfs_fsl *lg,
 /* The error count and a copy of the last error (NULL: none; free it). */
 uint64_t lfs_fsl_last_error(struct lfs_fs *fs, struct lfs_fsl *lg,
 			    char **out_last);
+
+/* A name in lg's directory was added or removed (now): its mtime moves.
+ * Commits and changes from elsewhere call it themselves. */
+void lfs_fsl_dir_changed(struct lfs_fsl *lg);
+/* When lg's directory last changed (0: not since the mount began). */
+int64_t lfs_fsl_dir_time(struct lfs_fsl *lg);
 
 /* ---- deletes waiting out the grace period ---- */
 

@@ -68,6 +68,44 @@ static struct lfs_node **slot_of(struct lfs_fs *fs, uint64_t ino)
 			  (fs->nslots - 1)];
 }
 
+/* The identity index: chains by the identity's hash (lfs_node_hash). */
+static struct lfs_node **kslot_of(struct lfs_fs *fs, uint64_t key)
+{
+	return &fs->ktable[(key * 0x9e3779b97f4a7c15ull >> 17) &
+			   (fs->nslots - 1)];
+}
+
+static void key_insert(struct lfs_fs *fs, struct lfs_node *n)
+{
+	struct lfs_node **s = kslot_of(fs, n->key);
+	n->knext = *s;
+	*s = n;
+	n->indexed = true;
+}
+
+static void key_remove(struct lfs_fs *fs, struct lfs_node *n)
+{
+	if (!n->indexed)
+		return;
+	struct lfs_node **pp = kslot_of(fs, n->key);
+	while (*pp != n)
+		pp = &(*pp)->knext;
+	*pp = n->knext;
+	n->indexed = false;
+}
+
+static struct lfs_node *by_identity(struct lfs_fs *fs, uint64_t key,
+				    enum lfs_node_kind k,
+				    const struct lfs_fsl *lg,
+				    const struct lfs_cid *event,
+				    const char *name)
+{
+	for (struct lfs_node *n = *kslot_of(fs, key); n; n = n->knext)
+		if (n->key == key && same_identity(n, k, lg, event, name))
+			return n;
+	return NULL;
+}
+
 static struct lfs_node *by_ino(struct lfs_fs *fs, uint64_t ino)
 {
 	for (struct lfs_node *n = *slot_of(fs, ino); n; n = n->hnext)
@@ -87,22 +125,25 @@ struct lfs_node *lfs_node_by_ino(struct lfs_fs *fs, uint64_t ino)
 struct lfs_node *lfs_node_find_locked(struct lfs_fs *fs, enum lfs_node_kind k,
 				      struct lfs_fsl *lg, const char *name)
 {
-	uint64_t ino = lfs_node_hash(k, lg->name, NULL, name);
-	for (struct lfs_node *n; (n = by_ino(fs, ino)); ino++)
-		if (same_identity(n, k, lg, NULL, name))
-			return n;
-	return NULL;
+	return by_identity(fs, lfs_node_hash(k, lg->name, NULL, name), k, lg,
+			   NULL, name);
 }
 
 static int table_grow(struct lfs_fs *fs)
 {
 	size_t nslots = fs->nslots * 2;
 	struct lfs_node **t = calloc(nslots, sizeof(*t));
-	if (!t)
+	struct lfs_node **kt = calloc(nslots, sizeof(*kt));
+	if (!t || !kt) {
+		free(t);
+		free(kt);
 		return -ENOMEM;
+	}
 	struct lfs_node **old = fs->table;
 	size_t oldn = fs->nslots;
 	fs->table = t;
+	free(fs->ktable);
+	fs->ktable = kt;
 	fs->nslots = nslots;
 	for (size_t i = 0; i < oldn; i++)
 		for (struct lfs_node *n = old[i], *next; n; n = next) {
@@ -110,6 +151,8 @@ static int table_grow(struct lfs_fs *fs)
 			struct lfs_node **s = slot_of(fs, n->ino);
 			n->hnext = *s;
 			*s = n;
+			if (n->indexed)
+				key_insert(fs, n);
 		}
 	free(old);
 	return 0;
@@ -120,23 +163,24 @@ static struct lfs_node *node_get(struct lfs_fs *fs, enum lfs_node_kind k,
 				 struct lfs_fsl *lg,
 				 const struct lfs_cid *event, const char *name)
 {
-	uint64_t ino = k == LFS_N_ROOT ? LFS_NODE_ROOT_INO
+	uint64_t key = k == LFS_N_ROOT ? LFS_NODE_ROOT_INO
 				       : lfs_node_hash(k, lg ? lg->name : NULL,
 						       event, name);
-	for (;;) {
-		struct lfs_node *n = by_ino(fs, ino);
-		if (!n)
-			break;
-		if (same_identity(n, k, lg, event, name))
-			return n;
+	struct lfs_node *found = by_identity(fs, key, k, lg, event, name);
+	if (found)
+		return found;
+	/* A number taken (a collision, or a renamed node keeping its
+	 * number): the next free one. */
+	uint64_t ino = key;
+	while (by_ino(fs, ino))
 		ino = ino + 1 < 2 ? 2 : ino + 1;
-	}
 	if (fs->nnodes * 2 >= fs->nslots && table_grow(fs))
 		return NULL;
 	struct lfs_node *n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
 	n->ino = ino;
+	n->key = key;
 	n->kind = k;
 	n->lg = lg;
 	if (event)
@@ -148,6 +192,7 @@ static struct lfs_node *node_get(struct lfs_fs *fs, enum lfs_node_kind k,
 	struct lfs_node **s = slot_of(fs, ino);
 	n->hnext = *s;
 	*s = n;
+	key_insert(fs, n);
 	fs->nnodes++;
 	return n;
 }
@@ -171,6 +216,7 @@ void lfs_node_maybe_free(struct lfs_fs *fs, struct lfs_node *n)
 	while (*pp != n)
 		pp = &(*pp)->hnext;
 	*pp = n->hnext;
+	key_remove(fs, n);
 	fs->nnodes--;
 	node_free(n);
 }
@@ -179,11 +225,15 @@ int lfs_node_table_init(struct lfs_fs *fs)
 {
 	fs->nslots = 1024;
 	fs->table = calloc(fs->nslots, sizeof(*fs->table));
+	fs->ktable = calloc(fs->nslots, sizeof(*fs->ktable));
 	struct lfs_node *root =
-		fs->table ? node_get(fs, LFS_N_ROOT, NULL, NULL, NULL) : NULL;
+		fs->table && fs->ktable
+			? node_get(fs, LFS_N_ROOT, NULL, NULL, NULL)
+			: NULL;
 	if (!root) {
 		free(fs->table);
-		fs->table = NULL;
+		free(fs->ktable);
+		fs->table = fs->ktable = NULL;
 		return -ENOMEM;
 	}
 	root->nlookup = 1;
@@ -198,7 +248,8 @@ void lfs_node_table_release(struct lfs_fs *fs)
 			node_free(n);
 		}
 	free(fs->table);
-	fs->table = NULL;
+	free(fs->ktable);
+	fs->table = fs->ktable = NULL;
 }
 
 void lfs_node_lookup_ref(struct lfs_fs *fs, struct lfs_node *n)
@@ -376,19 +427,35 @@ void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		    bool was_doc, const char *newname, const char *newid)
 {
 	enum lfs_node_kind k = was_doc ? LFS_N_DOC : LFS_N_SCRATCH;
+	enum lfs_node_kind nk = newid ? LFS_N_DOC : LFS_N_SCRATCH;
 	pthread_mutex_lock(&fs->lock);
 	struct lfs_node *n = lfs_node_find_locked(fs, k, lg, name);
 	char *nn = n ? strdup(newname) : NULL;
 	char *ni = n && newid ? strdup(newid) : NULL;
 	if (n && nn && (!newid || ni)) {
+		/* The name's former node (the file the rename replaced)
+		 * lives on for whoever holds it, but no lookup finds it. */
+		struct lfs_node *old =
+			lfs_node_find_locked(fs, nk, lg, newname);
+		if (old && old != n)
+			key_remove(fs, old);
+		key_remove(fs, n);
 		free(n->name);
 		free(n->id);
 		n->name = nn;
 		n->id = ni;
-		n->kind = newid ? LFS_N_DOC : LFS_N_SCRATCH;
+		n->kind = nk;
+		n->key = lfs_node_hash(nk, lg->name, NULL, newname);
+		key_insert(fs, n);
 	} else {
 		free(nn);
 		free(ni);
+		/* No node to move (never looked up, or out of memory): at
+		 * least let no lookup find a stale node under the new name. */
+		struct lfs_node *old =
+			lfs_node_find_locked(fs, nk, lg, newname);
+		if (old)
+			key_remove(fs, old);
 	}
 	pthread_mutex_unlock(&fs->lock);
 }

@@ -5,8 +5,10 @@
  * a scratch file, a snapshot directory or document, a by-time link, the
  * control directory or a control file. Its inode number is a SipHash of
  * its identity (kind, ledger, event, name), so it is the same on every
- * mount; a collision moves on to the next free number. A node lives while
- * the kernel holds lookups on it (nlookup) or an operation pins it (nopen).
+ * mount; a collision moves on to the next free number. Two indexes: by
+ * number (the kernel's requests) and by identity (lookups by name). A node
+ * lives while the kernel holds lookups on it (nlookup) or an operation pins it
+ * (nopen).
  *
  * Locks (fs_int.h): functions whose comment says "caller holds fs->lock"
  * run under it; the others take it themselves and are called without it.
@@ -57,7 +59,11 @@ struct lfs_node {
 	uint64_t committed_gen;
 	int invalid; /* last flush found invalid content (errno) */
 	int nwriters;
-	struct lfs_node *hnext;
+	/* The identity's hash: the number a node gets unless taken. */
+	uint64_t key;
+	bool indexed; /* found by its identity (a replaced node is not) */
+	struct lfs_node *hnext; /* chain by ino */
+	struct lfs_node *knext; /* chain by identity (key) */
 };
 
 /* Snapshots and their contents cannot be written. */
@@ -108,6 +114,8 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
  * After a rename the kernel keeps the source inode under the new name:
  * give lg's node `name` (a document when was_doc) the new name and, with
  * newid, make it document newid, else a scratch file. Its number stays.
+ * A node the new name had (the replaced file) is no longer found by name:
+ * open files of it keep working, lookups find the renamed node.
  */
 void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		    bool was_doc, const char *newname, const char *newid);

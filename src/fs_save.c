@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "fileio.h"
+#include "fs_attr.h"
 #include "fs_view.h"
 #include "fsname.h"
 #include "log.h"
@@ -68,6 +69,29 @@ static int committed(struct lfs_fsl *lg, const char *id, bool *out)
 
 /* ---- saving bytes ---- */
 
+/*
+ * What a failed save answers: EINVAL for bytes that are not a document
+ * (EFBIG: too large a one); for a commit that failed, the system's own
+ * reason when a program can act on it (a full disk, a quota, an I/O error,
+ * a read-only home, out of memory, an invalid id), else EIO.
+ */
+static int save_errno(int rc, bool refused)
+{
+	if (refused || rc == -EFBIG)
+		return rc == -EFBIG ? rc : -EINVAL;
+	switch (-rc) {
+	case ENOSPC:
+	case EDQUOT:
+	case EIO:
+	case EROFS:
+	case ENOMEM:
+	case EINVAL:
+		return rc;
+	default:
+		return -EIO;
+	}
+}
+
 int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		     const uint8_t *data, size_t len)
 {
@@ -83,6 +107,7 @@ int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 	}
 	char why[sizeof(d.why)];
 	snprintf(why, sizeof(why), "%s", rc ? "" : d.why);
+	bool refused = !rc && d.verdict != LFS_SAVE_COMMIT;
 	if (!rc && d.verdict == LFS_SAVE_COMMIT) {
 		rc = lfs_fsl_commit(fs, lg, d.txn);
 		if (!rc && d.id_replaced)
@@ -103,7 +128,7 @@ int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 			      "draft in that file%s",
 			      name, why,
 			      drc ? " (and saving the draft FAILED)" : "");
-		return rc == -EFBIG ? rc : -EINVAL;
+		return save_errno(rc, refused);
 	}
 	remove_draft(lg, name);
 	lfs_fsl_pending_cancel(fs, lg, d.id);
@@ -324,10 +349,41 @@ int lfs_save_unlink(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
 	}
 	if (!rc && (what & LFS_UNLINK_DRAFT))
 		remove_draft(lg, name);
+	if (!rc)
+		lfs_attr_remove(fs, lg, name);
 	return rc;
 }
 
 /* ---- rename ---- */
+
+/*
+ * A scratch file (st) became document `name`: like any renamed file it
+ * keeps its mode and mtime (rsync and sed -i set them before renaming).
+ */
+static void carry_attrs(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
+			const char *id, const struct stat *st)
+{
+	struct lfs_attr a = {.set = LFS_ATTR_MODE, .mode = st->st_mode & 07777};
+	char *dpath = lfs_fs_path(lg->drafts, name);
+	if (dpath && access(dpath, F_OK) == 0) {
+		struct timespec t[2] = {st->st_atim, st->st_mtim};
+		utimensat(AT_FDCWD, dpath, t, AT_SYMLINK_NOFOLLOW);
+	} else {
+		struct lfs_arena ar;
+		struct lfs_index_entry e;
+		lfs_arena_init(&ar, 0);
+		if (lg->l &&
+		    lfs_ledger_get(lg->l, NULL, id, &e, &ar, NULL) == 0) {
+			a.set |= LFS_ATTR_MTIME;
+			a.mtime_us = (int64_t)st->st_mtim.tv_sec * 1000000 +
+				     st->st_mtim.tv_nsec / 1000;
+			a.version = e.cur.doc;
+		}
+		lfs_arena_release(&ar);
+	}
+	free(dpath);
+	lfs_attr_set(fs, lg, name, &a);
+}
 
 static int rename_in(const char *dir, const char *from, const char *to)
 {
@@ -339,20 +395,34 @@ static int rename_in(const char *dir, const char *from, const char *to)
 	return rc;
 }
 
+/* Write a new scratch file `to` holding content, replacing whatever the
+ * name was (a link is replaced, never followed). */
+static int write_scratch(struct lfs_fsl *lg, const char *to,
+			 const struct lfs_buf *content)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s/.tmp-%08x", lg->drafts,
+		 randombytes_random());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int rc = fd < 0 ? -errno
+			: lfs_write_all(fd, content->data, content->len);
+	if (fd >= 0 && close(fd) && !rc)
+		rc = -errno;
+	char *b = rc ? NULL : lfs_fs_path(lg->scratch, to);
+	if (!rc)
+		rc = !b ? -ENOMEM : rename(tmp, b) ? -errno : 0;
+	if (rc)
+		unlink(tmp);
+	free(b);
+	return rc;
+}
+
 /* document -> scratch: the content becomes the scratch file. */
 static int backup(struct lfs_fs *fs, struct lfs_fsl *lg,
 		  const struct lfs_rename_plan *p, const char *from,
 		  const char *to, const struct lfs_buf *content)
 {
-	char *b = lfs_fs_path(lg->scratch, to);
-	int fd = b ? open(b, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
-		   : -1;
-	int rc = !b ? -ENOMEM : fd < 0 ? -errno : 0;
-	if (!rc)
-		rc = lfs_write_all(fd, content->data, content->len);
-	if (fd >= 0)
-		close(fd);
-	free(b);
+	int rc = write_scratch(lg, to, content);
 	if (rc)
 		return rc;
 	remove_draft(lg, from);
@@ -377,13 +447,23 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 	int rc = lfs_policy_rename(&p, from, to, NULL, 0, false);
 	if (rc)
 		return rc;
-	if (p.action == LFS_RENAME_SCRATCH)
-		return rename_in(lg->scratch, from, to);
+	if (p.action == LFS_RENAME_SCRATCH) {
+		rc = rename_in(lg->scratch, from, to);
+		if (!rc)
+			lfs_node_rekey(fs, lg, from, false, to, NULL);
+		return rc;
+	}
 
 	struct lfs_buf content;
 	lfs_buf_init(&content, LFS_FS_TEXT_MAX * 4);
 	bool have = false;
 	rc = lfs_view_name(fs, lg, from, &content, &isdoc);
+	if (rc == -EPERM)
+		lfs_fsl_error(fs, lg,
+			      "mv %s %s: refused: a document is a regular "
+			      "file, and %s is not (a link, a FIFO, a "
+			      "socket or a device stays a scratch file)",
+			      from, to, from);
 	if (!rc && p.from_doc)
 		committed(lg, p.from_id, &have); /* an error: not committed */
 	if (!rc && p.from_doc && p.to_doc) {
@@ -399,9 +479,13 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 	case LFS_RENAME_SAVE: {
 		/* scratch -> document: sed -i, rsync, `mv tmp x.json` */
 		char *a = lfs_fs_path(lg->scratch, from);
+		struct stat st;
+		bool have_st = a && lstat(a, &st) == 0;
 		rc = lfs_save_content(fs, lg, to, content.data, content.len);
 		if (rc == -EINVAL)
 			rc = 0; /* kept as a draft; the rename happened */
+		if (!rc && have_st)
+			carry_attrs(fs, lg, to, p.to_id, &st);
 		if (!rc && a)
 			unlink(a);
 		free(a);
@@ -416,10 +500,13 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 			remove_draft(lg, from);
 			remove_draft(lg, to);
 			lfs_fsl_pending_cancel(fs, lg, p.to_id);
+			lfs_attr_rename(fs, lg, from, to);
 		}
 		break;
 	case LFS_RENAME_MOVE_DRAFT:
 		rc = rename_in(lg->drafts, from, to);
+		if (!rc)
+			lfs_attr_rename(fs, lg, from, to);
 		break;
 	case LFS_RENAME_REFUSE:
 	default:

@@ -12,9 +12,11 @@
 #include <jansson.h>
 
 #include "dagjson.h"
+#include "fs_attr.h"
 #include "fs_policy.h"
 #include "log.h"
 #include "fsname.h"
+#include "log.h"
 
 #define RENDER_SLOTS 4096
 
@@ -106,10 +108,14 @@ int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
 
 int lfs_view_read_file(struct lfs_buf *out, const char *path, struct stat *st)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Never through a link, never blocking on a FIFO: only a regular
+	 * file's bytes can become a document. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
-		return -errno;
+		return errno == ELOOP ? -EPERM : -errno;
 	int rc = fstat(fd, st) ? -errno : 0;
+	if (!rc && !S_ISREG(st->st_mode))
+		rc = -EPERM;
 	if (!rc && (size_t)st->st_size > LFS_FS_TEXT_MAX)
 		rc = -EFBIG;
 	if (!rc)
@@ -225,7 +231,7 @@ static void dir_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->ino;
-	st->st_mode = S_IFDIR | mode;
+	st->st_mode = S_IFDIR | (mode & ~fs->umask);
 	st->st_nlink = 2;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
@@ -238,13 +244,44 @@ static void file_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->ino;
-	st->st_mode = S_IFREG | mode;
+	st->st_mode = S_IFREG | (mode & ~fs->umask);
 	st->st_nlink = 1;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_size = (off_t)size;
 	st->st_blksize = 4096;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+}
+
+/* What the user set on name: mode, owner, group. */
+static int apply_attr(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
+		      struct stat *st, struct lfs_attr *a)
+{
+	int rc = lfs_attr_get(fs, lg, name, a);
+	if (rc)
+		return rc;
+	if (a->set & LFS_ATTR_MODE)
+		st->st_mode = (st->st_mode & S_IFMT) | a->mode;
+	if (a->set & LFS_ATTR_UID)
+		st->st_uid = a->uid;
+	if (a->set & LFS_ATTR_GID)
+		st->st_gid = a->gid;
+	return 0;
+}
+
+/* A ledger directory: its mtime is when a name was last added or removed,
+ * unless the user set one since. */
+static int ledger_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st)
+{
+	struct lfs_attr a;
+	dir_stat(fs, n, st, 0755);
+	int rc = apply_attr(fs, n->lg, "", st, &a);
+	int64_t changed = lfs_fsl_dir_time(n->lg);
+	if (!rc && (a.set & LFS_ATTR_MTIME) && a.set_us >= changed)
+		fill_time(st, a.mtime_us);
+	else if (!rc && changed)
+		fill_time(st, changed);
+	return rc;
 }
 
 int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
@@ -258,9 +295,15 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
 	switch (n->kind) {
 	case LFS_N_ROOT:
-	case LFS_N_LEDGER:
+		/* Ledger names only: others enter the ledgers they may. */
+		dir_stat(fs, n, st, 0755);
+		st->st_mode = S_IFDIR | 0755;
+		break;
 	case LFS_N_CTLDIR:
 		dir_stat(fs, n, st, 0755);
+		break;
+	case LFS_N_LEDGER:
+		rc = ledger_stat(fs, n, st);
 		break;
 	case LFS_N_SNAPS:
 	case LFS_N_BYTIME:
@@ -296,10 +339,16 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		struct lfs_docstate ds;
 		*ttl = 0;
 		rc = lfs_view_doc(fs, n, &b, &ds, &a);
+		struct lfs_attr at = {0};
 		if (!rc) {
 			file_stat(fs, n, st, 0644, b.len);
 			fill_time(st, ds.mtime_us);
+			rc = apply_attr(fs, n->lg, n->name, st, &at);
 		}
+		/* A time the user set holds for the version it was set on. */
+		if (!rc && (at.set & LFS_ATTR_MTIME) && ds.has_entry &&
+		    lfs_cid_equal(&at.version, &ds.entry.cur.doc))
+			fill_time(st, at.mtime_us);
 		break;
 	}
 	case LFS_N_SCRATCH: {
@@ -320,8 +369,20 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		rc = strcmp(n->name, "wait")
 			     ? lfs_view_ctl(fs, n, &b, NULL, NULL)
 			     : 0;
-		if (!rc)
+		if (!rc) {
+			/* Made fresh by every read: as new as now. */
 			file_stat(fs, n, st, 0444, b.len);
+			fill_time(st, lfs_fs_now_ms() * 1000);
+		}
+		if (!rc && !strcmp(n->name, "changes")) {
+			char *p = lfs_fs_path(n->lg->state, "changes");
+			struct stat fst;
+			if (p && !stat(p, &fst)) {
+				st->st_mtim = st->st_ctim = fst.st_mtim;
+				st->st_atim = fst.st_atim;
+			}
+			free(p);
+		}
 		break;
 	}
 	lfs_buf_release(&b);
@@ -439,8 +500,10 @@ static int ctl_status(struct lfs_fs *fs, struct lfs_fsl *lg,
 	json_t *pending = lfs_fsl_pending_json(fs, lg);
 	char *last;
 	uint64_t nerrors = lfs_fsl_last_error(fs, lg, &last);
+	char name[LFS_FSNAME_MAX * 4 + 1];
+	lfs_log_escape(name, sizeof(name), lg->name, strlen(lg->name));
 	json_t *j = json_pack("{s:s,s:o,s:s,s:I,s:I,s:o,s:I,s:s?}", "ledger",
-			      lg->name, "heads", hj, "root", rs, "documents",
+			      name, "heads", hj, "root", rs, "documents",
 			      (json_int_t)docs, "events", (json_int_t)events.n,
 			      "pending_deletes", pending, "errors",
 			      (json_int_t)nerrors, "last_error", last);
@@ -595,9 +658,8 @@ static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg,
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 		    (k == LFS_N_DOC && !strncmp(de->d_name, ".tmp-", 5)))
 			continue;
-		mode_t m = de->d_type == DT_LNK   ? S_IFLNK
-			   : de->d_type == DT_DIR ? S_IFDIR
-						  : S_IFREG;
+		mode_t m =
+			de->d_type == DT_UNKNOWN ? S_IFREG : DTTOIF(de->d_type);
 		rc = list_add(l, de->d_name, m,
 			      lfs_node_hash(k, lg->name, NULL, de->d_name));
 		if (!rc && collect) {
@@ -618,14 +680,19 @@ static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg,
 static int list_ledger(struct lfs_fs *fs, struct lfs_fsl *lg,
 		       struct lfs_listing *l)
 {
-	int rc = list_add(
-		l, LFS_FS_CONTROL, S_IFDIR,
-		lfs_node_hash(LFS_N_CTLDIR, lg->name, NULL, LFS_FS_CONTROL));
+	/* History and control are reachable by name, listed only with
+	 * snapdir=visible: tools walking a ledger do not walk its history. */
+	int rc = 0;
+	if (fs->snapdir_visible)
+		rc = list_add(l, LFS_FS_CONTROL, S_IFDIR,
+			      lfs_node_hash(LFS_N_CTLDIR, lg->name, NULL,
+					    LFS_FS_CONTROL));
 	if (rc || !lg->l)
 		return rc;
-	rc = list_add(
-		l, LFS_FS_SNAPSHOTS, S_IFDIR,
-		lfs_node_hash(LFS_N_SNAPS, lg->name, NULL, LFS_FS_SNAPSHOTS));
+	if (fs->snapdir_visible)
+		rc = list_add(l, LFS_FS_SNAPSHOTS, S_IFDIR,
+			      lfs_node_hash(LFS_N_SNAPS, lg->name, NULL,
+					    LFS_FS_SNAPSHOTS));
 	struct doclist_ctx c = {
 		.l = l, .lg = lg, .fs = fs, .check_pending = true};
 	if (!rc)

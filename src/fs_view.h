@@ -32,7 +32,8 @@ int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
 		    const struct lfs_cid *doc, const char *id,
 		    struct lfs_buf *out);
 
-/* Append a whole local file (at most LFS_FS_TEXT_MAX: -EFBIG) to out. */
+/* Append a whole local file (at most LFS_FS_TEXT_MAX: -EFBIG) to out;
+ * -EPERM when it is not a regular file (a link is never followed). */
 int lfs_view_read_file(struct lfs_buf *out, const char *path, struct stat *st);
 
 struct lfs_docstate {

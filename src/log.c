@@ -81,28 +81,69 @@ const char *lfs_log_where(void)
 	return to_syslog ? "syslog" : to_file ? fallback : "stderr";
 }
 
-/* Control characters as \n, \t, \r or \xNN: one message, one line. */
-static void escape_controls(char *out, size_t size, const char *in)
+/* The length of the valid UTF-8 sequence at p (n bytes left), 0 if none. */
+static size_t utf8_len(const unsigned char *p, size_t n)
 {
+	unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+	size_t len;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		len = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		len = 3;
+	else if (c >= 0xF0 && c <= 0xF4)
+		len = 4;
+	else
+		return 0;
+	if (c == 0xE0)
+		lo = 0xA0; /* overlong */
+	else if (c == 0xED)
+		hi = 0x9F; /* surrogates */
+	else if (c == 0xF0)
+		lo = 0x90; /* overlong */
+	else if (c == 0xF4)
+		hi = 0x8F; /* above U+10FFFF */
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return len;
+}
+
+size_t lfs_log_escape(char *out, size_t size, const char *in, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)in;
 	size_t o = 0;
-	for (const unsigned char *p = (const unsigned char *)in;
-	     *p && o + 5 < size; p++) {
-		if (*p >= 0x20 && *p != 0x7f) {
-			out[o++] = (char)*p;
-			continue;
+	for (size_t i = 0; i < len;) {
+		size_t k = utf8_len(p + i, len - i);
+		char esc[5];
+		const char *piece = (const char *)p + i;
+		size_t plen = k;
+		if (k == 0 || (k == 1 && (p[i] < 0x20 || p[i] == 0x7f))) {
+			const char *named = p[i] == '\n'   ? "\\n"
+					    : p[i] == '\t' ? "\\t"
+					    : p[i] == '\r' ? "\\r"
+							   : NULL;
+			if (!named)
+				snprintf(esc, sizeof(esc), "\\x%02x", p[i]);
+			piece = named ? named : esc;
+			plen = strlen(piece);
+			k = 1;
+		} else if (p[i] == '\\') {
+			piece = "\\\\";
+			plen = 2;
 		}
-		const char *e = *p == '\n'   ? "\\n"
-				: *p == '\t' ? "\\t"
-				: *p == '\r' ? "\\r"
-					     : NULL;
-		if (e) {
-			memcpy(out + o, e, 2);
-			o += 2;
-		} else {
-			o += (size_t)snprintf(out + o, size - o, "\\x%02x", *p);
-		}
+		if (o + plen >= size)
+			break;
+		memcpy(out + o, piece, plen);
+		o += plen;
+		i += k;
 	}
-	out[o] = '\0';
+	if (size)
+		out[o] = '\0';
+	return o;
 }
 
 int lfs_log_parse_level(enum lfs_log_level *out, const char *s)
@@ -124,7 +165,7 @@ void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	escape_controls(msg, sizeof(msg), raw);
+	lfs_log_escape(msg, sizeof(msg), raw, strlen(raw));
 	if (to_syslog) {
 		static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING,
 					   LOG_ERR};
