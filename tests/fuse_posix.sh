@@ -282,9 +282,17 @@ note "a full disk: a save answers ENOSPC, not EINVAL"
 SMALL=$TMP/small
 mkdir "$SMALL"
 if mount -t tmpfs -o size=8m tmpfs "$SMALL" 2>/dev/null; then
-	trap 'st=$?; trap - ERR; umount -l "$SMALL" 2>/dev/null; (exit $st); _fuse_cleanup' EXIT
+	_small_cleanup()
+	{
+		local st=$?
+		trap - ERR
+		umount -l "$SMALL" 2>/dev/null
+		(exit $st)
+		_fuse_cleanup
+	}
+	trap _small_cleanup EXIT
 	LFS_HOME=$SMALL/home
-	LEDGERFS_HOME=$LFS_HOME
+	export LEDGERFS_HOME=$LFS_HOME
 	fuse_mount
 	bounded mkdir "$MNT/full"
 	put_text "$MNT/full/ok.json" '{"v": 1}'

@@ -18,10 +18,12 @@
 #include <sodium.h>
 
 #include "fs.h"
+#include "fs_attr.h"
 #include "fs_ledger.h"
 #include "fs_policy.h"
 #include "fs_save.h"
 #include "fs_view.h"
+#include "log.h"
 
 static char tmp[256];
 static struct lfs_home home;
@@ -265,6 +267,74 @@ START_TEST(test_policy_rename)
 }
 END_TEST
 
+/* Saving bytes as b.json and renaming a committed a.json holding those
+ * bytes to b.json follow one rule: the same verdict, the id from the name. */
+START_TEST(test_policy_one_rule)
+{
+	static const char *texts[] = {
+		"{\"_id\": \"a\", \"v\": 1}", /* cp a.json b.json */
+		"{\"_id\": \"b\", \"v\": 1}",
+		"{\"v\": 1}",
+		"{\"_id\": \"elsewhere\"}",
+		"{\"_id\": 7}",
+		"[1, 2]",
+		"not json",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		const char *t = texts[i];
+		struct lfs_save_decision d;
+		struct lfs_rename_plan p;
+		ck_assert_int_eq(
+			lfs_policy_save(&d, "b.json", u8(t), strlen(t)), 0);
+		ck_assert_int_eq(lfs_policy_rename(&p, "a.json", "b.json",
+						   u8(t), strlen(t), true),
+				 0);
+		bool save_commits = d.verdict == LFS_SAVE_COMMIT;
+		ck_assert_msg(save_commits == (p.action == LFS_RENAME_COMMIT),
+			      "save and rename disagree on %s", t);
+		if (save_commits) {
+			ck_assert_str_eq(d.id, "b");
+			ck_assert_str_eq(p.to_id, "b");
+			ck_assert_ptr_null(json_object_get(d.doc, "_id"));
+		}
+		lfs_save_decision_release(&d);
+		lfs_rename_plan_release(&p);
+	}
+}
+END_TEST
+
+/* Names in line-oriented output: one line of valid UTF-8, unambiguous. */
+START_TEST(test_escape)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"plain", "plain"},
+		{"two\nlines", "two\\x0Alines"},
+		{"tab\there\r", "tab\\x09here\\x0D"},
+		{"\xff.json", "\\xFF.json"},
+		{"back\\slash", "back\\\\slash"},
+		{"caf\xc3\xa9", "caf\xc3\xa9"},      /* UTF-8 stays */
+		{"\xc3(", "\\xC3("},                 /* cut sequence */
+		{"\xed\xa0\x80", "\\xED\\xA0\\x80"}, /* a surrogate */
+		{"\xe0\x80\xaf", "\\xE0\\x80\\xAF"}, /* overlong */
+		{"del\x7f", "del\\x7F"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[64];
+		size_t n = lfs_log_escape(out, sizeof(out), cases[i].in,
+					  strlen(cases[i].in));
+		ck_assert_str_eq(out, cases[i].out);
+		ck_assert_uint_eq(n, strlen(cases[i].out));
+	}
+	/* Cut at an escape's boundary, always terminated. */
+	char small[6];
+	lfs_log_escape(small, sizeof(small), "ab\ncd", 5);
+	ck_assert_str_eq(small, "ab");
+}
+END_TEST
+
 START_TEST(test_policy_unlink)
 {
 	unsigned what;
@@ -486,6 +556,63 @@ START_TEST(test_save_backup_rename)
 }
 END_TEST
 
+/* A link, a FIFO or a socket renamed over a document: refused, never
+ * read (a FIFO would block), nothing committed, the name left as it was. */
+START_TEST(test_save_special_not_saved)
+{
+	char p[1024];
+	snprintf(p, sizeof(p), "%s/evil.tmp", lg->scratch);
+	ck_assert_int_eq(symlink("/etc/passwd", p), 0);
+	snprintf(p, sizeof(p), "%s/fifo", lg->scratch);
+	ck_assert_int_eq(mkfifo(p, 0600), 0);
+	ck_assert_int_eq(
+		lfs_save_rename(fs, lg, "evil.tmp", "evil.json", false),
+		-EPERM);
+	ck_assert_int_eq(lfs_save_rename(fs, lg, "fifo", "fifo.json", false),
+			 -EPERM);
+	ck_assert_uint_eq(events(), 0);
+	snprintf(p, sizeof(p), "%s/evil.tmp", lg->scratch);
+	struct stat st;
+	ck_assert_int_eq(lstat(p, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	ck_assert_ptr_null(reads("evil.json"));
+}
+END_TEST
+
+/* Attributes users set are kept in the home, across mounts. */
+START_TEST(test_attrs_kept)
+{
+	struct lfs_attr a = {.set = LFS_ATTR_MODE | LFS_ATTR_MTIME,
+			     .mode = 0600,
+			     .mtime_us = 1580702706000000};
+	ck_assert_int_eq(save("a.json", "{\"v\": 1}"), 0);
+	ck_assert_int_eq(lfs_attr_set(fs, lg, "a.json", &a), 0);
+	ck_assert_int_eq(lfs_attr_set(fs, lg, "",
+				      &(struct lfs_attr){.set = LFS_ATTR_UID,
+							 .uid = 42}),
+			 0);
+	lfs_attr_rename(fs, lg, "a.json", "b.json");
+	struct lfs_attr got;
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "a.json", &got), 0);
+	ck_assert_uint_eq(got.set, 0);
+	/* A new mount of the same home reads them back. */
+	lfs_fs_free(fs);
+	ck_assert_int_eq(lfs_fs_new(&fs, &home), 0);
+	lg = lfs_fsl_get(fs, "t", true);
+	ck_assert_ptr_nonnull(lg);
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "b.json", &got), 0);
+	ck_assert_uint_eq(got.set, LFS_ATTR_MODE | LFS_ATTR_MTIME);
+	ck_assert_uint_eq(got.mode, 0600);
+	ck_assert_int_eq(got.mtime_us, 1580702706000000);
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "", &got), 0);
+	ck_assert_uint_eq(got.set, LFS_ATTR_UID);
+	ck_assert_uint_eq(got.uid, 42);
+	lfs_attr_remove(fs, lg, "b.json");
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "b.json", &got), 0);
+	ck_assert_uint_eq(got.set, 0);
+}
+END_TEST
+
 static Suite *save_suite(void)
 {
 	Suite *s = suite_create("save");
@@ -497,6 +624,8 @@ static Suite *save_suite(void)
 	tcase_add_test(tp, test_policy_limits);
 	tcase_add_test(tp, test_policy_rename);
 	tcase_add_test(tp, test_policy_unlink);
+	tcase_add_test(tp, test_policy_one_rule);
+	tcase_add_test(tp, test_escape);
 	suite_add_tcase(s, tp);
 	TCase *tc = tcase_create("ledger");
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -507,6 +636,8 @@ static Suite *save_suite(void)
 	tcase_add_test(tc, test_save_scratch_over_doc);
 	tcase_add_test(tc, test_save_unlink);
 	tcase_add_test(tc, test_save_backup_rename);
+	tcase_add_test(tc, test_save_special_not_saved);
+	tcase_add_test(tc, test_attrs_kept);
 	suite_add_tcase(s, tc);
 	return s;
 }
