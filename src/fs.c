@@ -1110,6 +1110,12 @@ static void op_init(void *userdata UNUSED, struct fuse_conn_info *conn)
 	conn->want &=
 		~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+	/* Documents are direct_io; libfuse >= 3.16 lets them be mapped
+	 * shared too (older: MAP_PRIVATE only). */
+	if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)
+		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+#endif
 }
 
 static void op_destroy(void *userdata)
