@@ -21,8 +21,9 @@
  *   - libfuse workers (up to 16) run every operation, any of them on any
  *     node, concurrently;
  *   - the housekeeper (fs.c) wakes every 200 ms: commits deletes whose
- *     grace period is over, frees released handles, and picks up commits
- *     other processes made (lfs_fsl_refresh_all);
+ *     grace period is over, frees released handles, picks up commits
+ *     other processes made (lfs_fsl_refresh_all) and writes the changed
+ *     attribute tables (lfs_attr_save_all);
  *   - the sync thread (sync.c), with a remote, calls the replication hooks
  *     (lfs_fs_sync_hooks): it asks for ledgers and reports their changes.
  *
@@ -33,7 +34,8 @@
  *      with none of its locks held.
  *   2. fs->lock: the inode table and every node's counts, names and write
  *      buffer; the ledger list; each ledger's pending deletes, error ring
- *      and key-retry state; handles' in-flight counts and the graveyard.
+ *      and key-retry state; handles' in-flight counts and the graveyard;
+ *      the attribute tables (fs_attr.c).
  *   3. fs->render_lock: the render cache (fs_view.c).
  *
  *   fs->lock and render_lock are never held together, and both are leaf
