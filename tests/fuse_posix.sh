@@ -297,7 +297,9 @@ if mount -t tmpfs -o size=8m tmpfs "$SMALL" 2>/dev/null; then
 	bounded mkdir "$MNT/full"
 	put_text "$MNT/full/ok.json" '{"v": 1}'
 	dd if=/dev/zero of="$SMALL/filler" bs=4k >/dev/null 2>&1 || true
-	got=$(fsop write "$MNT/full/more.json" "$TMP/v1")
+	# Larger than any slack the store's files may have left.
+	python3 -c 'import json; print(json.dumps({"pad": "x" * 300000}))' >"$TMP/big"
+	got=$(fsop write "$MNT/full/more.json" "$TMP/big")
 	case $got in
 	*ENOSPC*) ;;
 	*) fail "a save on a full disk: expected ENOSPC, got $got" ;;
