@@ -226,6 +226,17 @@ const char *lfs_meta_state(struct lfs_meta *m)
 				     : "unreachable, polling the store";
 }
 
+/*
+ * A copy of a connection's error text that outlives the connection (each
+ * thread has its own; the next call overwrites it).
+ */
+static const char *keep(const char *errstr, const char *otherwise)
+{
+	static _Thread_local char buf[128];
+	snprintf(buf, sizeof(buf), "%s", errstr[0] ? errstr : otherwise);
+	return buf;
+}
+
 /* A command's reply, or NULL (why in *why) on a failed connection. */
 static redisReply *command(redisContext *c, const char **why, const char *fmt,
 			   ...)
@@ -235,7 +246,7 @@ static redisReply *command(redisContext *c, const char **why, const char *fmt,
 	redisReply *r = redisvCommand(c, fmt, ap);
 	va_end(ap);
 	if (!r)
-		*why = c->errstr[0] ? c->errstr : "no answer";
+		*why = keep(c->errstr, "no answer");
 	return r;
 }
 
@@ -250,7 +261,7 @@ static redisContext *connect_to(struct lfs_meta *m, const char **why)
 		return NULL;
 	}
 	if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
-		*why = c->errstr[0] ? c->errstr : "cannot connect";
+		*why = keep(c->errstr, "cannot connect");
 		redisFree(c);
 		return NULL;
 	}
@@ -377,14 +388,14 @@ static const char *listen_on(struct lfs_meta *m, redisContext *c)
 				return "cannot send PING";
 			while (!done)
 				if (redisBufferWrite(c, &done) != REDIS_OK)
-					return c->errstr;
+					return keep(c->errstr, "cannot send");
 			ping_at = mono_ms();
 			continue;
 		}
 		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		if (redisBufferRead(c) != REDIS_OK)
-			return c->errstr[0] ? c->errstr : "connection closed";
+			return keep(c->errstr, "connection closed");
 		ping_at = 0; /* it answers */
 		bool woke = false;
 		void *r;
@@ -547,7 +558,7 @@ void lfs_meta_announce(struct lfs_meta *m, const char *enc,
 			freeReplyObject(r);
 	}
 	if (rc != REDIS_OK) {
-		cmd_failed(m, c->errstr[0] ? c->errstr : "no answer");
+		cmd_failed(m, keep(c->errstr, "no answer"));
 		return;
 	}
 	if (m->cmd_logged)
