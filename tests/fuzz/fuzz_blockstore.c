@@ -34,11 +34,7 @@
 #include "car.h"
 #include "envelope.h"
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x))                                                      \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 #define SEP       "|IDX|"
 #define SEP_LEN   (sizeof(SEP) - 1)
@@ -48,40 +44,6 @@ static const uint8_t key[LFS_KEY_BYTES] = {
 	0x66, 0x75, 0x7a, 0x7a, 0x2d, 0x62, 0x6c, 0x6f, 0x63, 0x6b, 0x73,
 	0x74, 0x6f, 0x72, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x00, 0x01, 0x02,
 	0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c};
-
-static char dir[64];
-
-static void empty_dir(const char *sub);
-
-static void remove_dir(void)
-{
-	char path[128];
-	empty_dir("car");
-	empty_dir("head");
-	snprintf(path, sizeof(path), "%s/car", dir);
-	rmdir(path);
-	snprintf(path, sizeof(path), "%s/head", dir);
-	rmdir(path);
-	rmdir(dir);
-}
-
-static void empty_dir(const char *sub)
-{
-	char path[128];
-	snprintf(path, sizeof(path), "%s/%s", dir, sub);
-	DIR *d = opendir(path);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		char f[512];
-		snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
-		unlink(f);
-	}
-	closedir(d);
-}
 
 /* The sidecar's MAC, as blockstore.c computes it (keyed BLAKE2b-256). */
 static void sidecar_mac(uint8_t out[32], const uint8_t *p, size_t len)
@@ -108,17 +70,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (!dir[0]) {
+	if (!fuzz_dir[0]) {
 		CHECK(sodium_init() >= 0);
-		const char *base =
-			access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
-		snprintf(dir, sizeof(dir), "%s/fuzz-blockstore-%d", base,
-			 (int)getpid());
-		mkdir(dir, 0700);
-		atexit(remove_dir);
+		fuzz_dir_init("blockstore");
 	}
-	empty_dir("car");
-	empty_dir("head");
+	fuzz_dir_clear();
 
 	const uint8_t *sep = memmem(data, size, SEP, SEP_LEN);
 	size_t rlen = sep ? (size_t)(sep - data) : size;
@@ -142,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				LFS_ENVELOPE_MIN_CHUNK_LOG2) == 0);
 
 	struct lfs_blockstore *bs;
-	CHECK(lfs_blockstore_open(&bs, dir, key, 4096, true) == 0);
+	CHECK(lfs_blockstore_open(&bs, fuzz_dir, key, 4096, true) == 0);
 	struct lfs_arena a;
 	lfs_arena_init(&a, 0);
 	struct lfs_car_root root;
@@ -162,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc == 0 && side) {
 		char name[LFS_CID_STRLEN + 1], path[256];
 		lfs_cid_to_string(name, &car);
-		snprintf(path, sizeof(path), "%s/car/%s.idx", dir, name);
+		snprintf(path, sizeof(path), "%s/car/%s.idx", fuzz_dir, name);
 		uint8_t mac[32];
 		sidecar_mac(mac, side, slen);
 		FILE *f = fopen(path, "wb");
@@ -171,7 +127,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(fwrite(mac, 1, 32, f) == 32);
 		CHECK(fclose(f) == 0);
 
-		CHECK(lfs_blockstore_open(&bs, dir, key, 4096, false) == 0);
+		CHECK(lfs_blockstore_open(&bs, fuzz_dir, key, 4096, false) ==
+		      0);
 		rc = lfs_blockstore_load(&root, &a, bs, &car, false);
 		CHECK(rc == 0 || rc == -EBADMSG || rc == -ENOENT);
 		if (slen >= 16) {

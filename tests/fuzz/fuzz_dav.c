@@ -16,11 +16,7 @@
 
 #include "http.h"
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x))                                                      \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 struct seen {
 	size_t n, stop_at;

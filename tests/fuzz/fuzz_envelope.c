@@ -24,11 +24,7 @@
 #include "cid.h"
 #include "envelope.h"
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x))                                                      \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 static const uint8_t key[LFS_KEY_BYTES] = {
 	0x6c, 0x65, 0x64, 0x67, 0x65, 0x72, 0x66, 0x73, 0x2d, 0x66, 0x75,

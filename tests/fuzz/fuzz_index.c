@@ -29,11 +29,7 @@
 #include "cidmap.h"
 #include "index.h"
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x))                                                      \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 #define SEP     "|NODE|"
 #define SEP_LEN (sizeof(SEP) - 1)

@@ -33,11 +33,7 @@
 #include "blockstore.h"
 #include "cid.h"
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x))                                                      \
-			abort();                                               \
-	} while (0)
+#include "fuzz.h"
 
 /* The layout blockstore.c writes (kept in step with it by hand). */
 #define FILE_MAGIC "LFSSEG1\n"
@@ -50,45 +46,6 @@ static const uint8_t key[LFS_KEY_BYTES] = {
 	0x66, 0x75, 0x7a, 0x7a, 0x2d, 0x73, 0x65, 0x67, 0x6d, 0x65, 0x6e,
 	0x74, 0x2d, 0x6b, 0x65, 0x79, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05,
 	0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
-
-static char dir[64];
-
-static void empty_dir(const char *sub)
-{
-	char path[128];
-	snprintf(path, sizeof(path), "%s/%s", dir, sub);
-	DIR *d = opendir(path);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' &&
-		    (!de->d_name[1] || !strcmp(de->d_name, "..")))
-			continue;
-		char f[512];
-		snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
-		unlink(f);
-	}
-	closedir(d);
-}
-
-static void clear(void)
-{
-	empty_dir("car");
-	empty_dir("head");
-	empty_dir(".");
-}
-
-static void remove_dir(void)
-{
-	char path[128];
-	clear();
-	snprintf(path, sizeof(path), "%s/car", dir);
-	rmdir(path);
-	snprintf(path, sizeof(path), "%s/head", dir);
-	rmdir(path);
-	rmdir(dir);
-}
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -150,20 +107,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (!dir[0]) {
+	if (!fuzz_dir[0]) {
 		CHECK(sodium_init() >= 0);
-		const char *base =
-			access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm";
-		snprintf(dir, sizeof(dir), "%s/fuzz-segment-%d", base,
-			 (int)getpid());
-		mkdir(dir, 0700);
-		atexit(remove_dir);
+		fuzz_dir_init("segment");
 	}
 	if (size < 1 || size > MAX_SEG)
 		return 0;
-	clear();
+	fuzz_dir_clear();
 	struct lfs_blockstore *bs;
-	CHECK(lfs_blockstore_open(&bs, dir, key, 4096, true) == 0);
+	CHECK(lfs_blockstore_open(&bs, fuzz_dir, key, 4096, true) == 0);
 	lfs_blockstore_free(bs);
 
 	/* The first byte: where to leave damage (255: nowhere). */
@@ -175,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(seg + sizeof(FILE_MAGIC) - 1, data + 1, n);
 	fix_up(seg + sizeof(FILE_MAGIC) - 1, n, damage);
 	char path[128];
-	snprintf(path, sizeof(path), "%s/segment", dir);
+	snprintf(path, sizeof(path), "%s/segment", fuzz_dir);
 	FILE *f = fopen(path, "wb");
 	CHECK(f);
 	CHECK(fwrite(seg, 1, sizeof(FILE_MAGIC) - 1 + n, f) ==
@@ -183,7 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(fclose(f) == 0);
 	free(seg);
 
-	int rc = lfs_blockstore_open(&bs, dir, key, 4096, false);
+	int rc = lfs_blockstore_open(&bs, fuzz_dir, key, 4096, false);
 	CHECK(rc <= 0);
 	if (rc)
 		return 0;
