@@ -328,7 +328,7 @@ void lfs_attr_remove(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
 
 static int dump_entry(struct lfs_buf *b, const struct attr_entry *e)
 {
-	char line[128 + LFS_CID_STRLEN], f[4][32];
+	char line[4 * 32 + LFS_CID_STRLEN + 16], f[4][32];
 	const struct lfs_attr *a = &e->a;
 	snprintf(f[0], 32, a->set & LFS_ATTR_MODE ? "%o" : "-",
 		 (unsigned)a->mode);
