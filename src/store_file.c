@@ -43,12 +43,18 @@ struct file_store {
 /*
  * The directory holding key's last segment (an fd), creating missing
  * directories when create is set; *leaf points at the last segment.
- * -ENOENT when a directory is missing, -ELOOP when one is a symlink,
- * -ENOTDIR when one is something else.
+ * Every request starts here: -EINVAL for a key that is not valid,
+ * -ECANCELED once the store is cancelled, -ENOENT when a directory is
+ * missing, -ELOOP when one is a symlink, -ENOTDIR when one is something
+ * else.
  */
 static int open_parent(struct file_store *f, const char *key, bool create,
 		       const char **leaf)
 {
+	if (!lfs_store_valid_key(key))
+		return -EINVAL;
+	if (cancelled(&f->base))
+		return -ECANCELED;
 	int dfd = open(f->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;
@@ -84,10 +90,6 @@ static int file_put(struct lfs_store *s, const char *key, const uint8_t *data,
 		    size_t len, bool if_absent)
 {
 	struct file_store *f = (struct file_store *)s;
-	if (!lfs_store_valid_key(key))
-		return -EINVAL;
-	if (cancelled(s))
-		return -ECANCELED;
 	const char *leaf;
 	int dfd = open_parent(f, key, true, &leaf);
 	if (dfd < 0)
@@ -130,10 +132,6 @@ static int file_get_to(struct lfs_store *s, const char *key, uint64_t max,
 		       const struct lfs_store_sink *sink)
 {
 	struct file_store *f = (struct file_store *)s;
-	if (!lfs_store_valid_key(key))
-		return -EINVAL;
-	if (cancelled(s))
-		return -ECANCELED;
 	const char *leaf;
 	int dfd = open_parent(f, key, false, &leaf), fd = -1;
 	if (dfd >= 0) {
@@ -240,10 +238,6 @@ static int file_list(struct lfs_store *s, const char *prefix,
 static int file_del(struct lfs_store *s, const char *key)
 {
 	struct file_store *f = (struct file_store *)s;
-	if (!lfs_store_valid_key(key))
-		return -EINVAL;
-	if (cancelled(s))
-		return -ECANCELED;
 	const char *leaf;
 	int dfd = open_parent(f, key, false, &leaf);
 	if (dfd < 0)
