@@ -103,6 +103,9 @@ wait_for '[ "$(status_field app .meta_incomplete_since)" = null ]'
 
 note "the application killed while committing"
 for round in 1 2 3; do
+	rm -rf "$TMP/fp-before"
+	mkdir "$TMP/fp-before"
+	cp -a "$FPS" "$FPK" "$TMP/fp-before/"
 	(cd "$fp" && exec node writer.mjs "$FPS" app loop 100000 "k$round-") >"$TMP/loop.out" 2>>"$TMP/app.log" &
 	pid=$!
 	LFS_BG_PIDS="$LFS_BG_PIDS $pid"
@@ -114,9 +117,27 @@ for round in 1 2 3; do
 		# A whole meta file: what Fireproof itself finds after the kill
 		# (a fresh instance, as the restarted application) shows. (A put
 		# that returned may not have reached meta/main.json yet.)
-		(cd "$fp" && timeout -k 5 120 node writer.mjs "$FPS" app alldocs) \
-			>"$TMP/fp-ids" 2>>"$TMP/app.log" ||
-			fail "Fireproof could not list the ledger after the kill: $(tail -n 5 "$TMP/app.log")"
+		if ! (cd "$fp" && timeout -k 5 120 node writer.mjs "$FPS" app alldocs) \
+			>"$TMP/fp-ids" 2>"$TMP/alldocs.err"; then
+			# Fireproof's file gateway writes with writeFile (truncate,
+			# then write), so a kill can leave a file that Fireproof
+			# itself cannot read back. Then there is nothing to compare
+			# with: the mount must stay up and keep serving, and the
+			# storage goes back to its state before the round, as a
+			# user would restore it.
+			note "round $round: Fireproof itself cannot open its storage after the kill: $(grep -m 1 '^Error: ' "$TMP/alldocs.err" | cut -c 1-300)"
+			cat "$TMP/alldocs.err" >>"$TMP/app.log"
+			fuse_alive
+			[ -f "$D/doc1.json" ] || fail "doc1 vanished after Fireproof broke its own storage"
+			rm -rf "$FPS" "$FPK"
+			cp -a "$TMP/fp-before/$(basename "$FPS")" "$TMP/fp-before/$(basename "$FPK")" "$TMP/"
+			fpcli status --json app
+			want=$(jq -c .heads "$TMP/stdout")
+			wait_for '[ "$(status_field app .heads | jq -c .)" = "$want" ]'
+			nerr=$(status_field app .errors)
+			continue
+		fi
+		cat "$TMP/alldocs.err" >>"$TMP/app.log"
 		last=$(sed -n "s/^k$round-//p" "$TMP/fp-ids" | sort -n | tail -n 1)
 		note "round $round: the application acknowledged $(wc -l <"$TMP/loop.out") puts, Fireproof finds $(grep -c "^k$round-" "$TMP/fp-ids")"
 		[ -z "$last" ] || wait_for "[ -f \"\$D/k$round-$last.json\" ]"
