@@ -576,6 +576,26 @@ static char *with_slash(const char *s)
 	return r;
 }
 
+/*
+ * Fold each run of '/' in the URL's path into one: servers answer PROPFIND
+ * with hrefs so folded, which would never match a root that is not, and
+ * every listing would come back empty.
+ */
+static int squeeze_slashes(CURLU *u)
+{
+	char *path = NULL;
+	if (curl_url_get(u, CURLUPART_PATH, &path, 0))
+		return -EINVAL;
+	char *w = path;
+	for (const char *r = path; *r; r++)
+		if (*r != '/' || w == path || w[-1] != '/')
+			*w++ = *r;
+	*w = '\0';
+	int rc = curl_url_set(u, CURLUPART_PATH, path, 0) ? -EINVAL : 0;
+	curl_free(path);
+	return rc;
+}
+
 static int http_parse_url(struct http_store *h, const char *url)
 {
 	CURLU *u = curl_url();
@@ -601,6 +621,7 @@ static int http_parse_url(struct http_store *h, const char *url)
 		if (curl_url_set(u, CURLUPART_USER, NULL, 0) ||
 		    curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) ||
 		    curl_url_set(u, CURLUPART_OPTIONS, NULL, 0) ||
+		    squeeze_slashes(u) ||
 		    curl_url_get(u, CURLUPART_URL, &clean, 0) ||
 		    curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE))
 			rc = -EINVAL;

@@ -179,6 +179,18 @@ want EINVAL
 probe list ../
 want EINVAL
 
+note "a store URL with doubled slashes lists what it wrote"
+U=$BASE//probe//twice/
+probe put c/two v
+want ok
+probe list c/
+want ok
+grep -qx c/two "$TMP/stdout" || fail "a //-URL lists '$(cat "$TMP/stdout")', not c/two"
+U=$BASE/probe/twice
+probe list c/
+want ok
+grep -qx c/two "$TMP/stdout" || fail "the //-URL did not write under /probe/twice"
+
 note "credentials never reach the store's URL or a message"
 U="http://someone:s3cr3t-pw@127.0.0.1:1/probe"
 probe get c/one
