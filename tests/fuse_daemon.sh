@@ -121,9 +121,24 @@ note "-o auto_unmount: a killed daemon leaves no dead mount behind"
 fuse_mount -o auto_unmount
 kill -KILL "$DAEMON_PID"
 fuse_wait_daemon 5
+# libfuse's fusermount3 keeps a socket to the daemon and, when it closes,
+# unmounts only if opening the mount point fails with ENOTCONN. If it looks
+# before the kernel has aborted the connection, the open fails otherwise
+# and it leaves without unmounting: a race libfuse documents (auto_unmount
+# "cannot be implemented reliably", libfuse PR #763). Seen 2 in 25 on a
+# saturated machine. That case is told apart and noted, not failed: the
+# guard is gone and the mount is dead. A live mount, or a guard still
+# waiting after 60 s, fails.
 end=$((SECONDS + 60))
 while fuse_mounted; do
-	[ $SECONDS -lt $end ] || fail "$MNT is still mounted 60 s after the daemon was killed with -o auto_unmount"
+	if [ $SECONDS -ge $end ]; then
+		pgrep -f "fusermount3.*$MNT" >/dev/null &&
+			fail "$MNT is still mounted, and fusermount3 still waits, 60 s after the daemon was killed with -o auto_unmount"
+		err=$(bounded stat "$MNT" 2>&1) &&
+			fail "$MNT still answers 60 s after the daemon was killed with -o auto_unmount"
+		note "libfuse's auto_unmount lost its race with the kernel ($err); unmounting by hand"
+		fusermount3 -uz "$MNT" || fail "fusermount3 -uz $MNT failed"
+	fi
 	sleep 0.1
 done
 cli fsck $L
