@@ -5,9 +5,12 @@
  *   1. single-document commits of ~1 KiB JSON: 20,000 with durable=false
  *      (>= 20,000/s; appended to the segment, as the mount does), 500 with
  *      durable=true appended to the segment (an fdatasync each: the mount's
- *      fsync; >= 1,000/s) and 500 written as a file each (the CLI's way,
- *      informative); baselines: as many 1 KiB files written with
- *      write+close, and with write+fsync+close, in the same file system,
+ *      fsync; >= 1,000/s), 8 threads of 500 each doing the same (the group
+ *      commit: one fdatasync covers what others appended meanwhile, as
+ *      when several programs save through a mount; >= 1,000/s) and 500
+ *      written as a file each (the CLI's way, informative); baselines: as
+ *      many 1 KiB files written with write+close, and with
+ *      write+fsync+close (by 1 and by 8 threads), in the same file system,
  *      and the file operations of a commit written as files alone (two
  *      temporary files renamed into place, one head record unlinked);
  *   2. bulk put of 100,000 documents in transactions of 1,000 (durable=false,
@@ -39,6 +42,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,6 +64,7 @@
 
 #define TARGET_COMMITS  20000.0 /* commits/s, durable=false */
 #define TARGET_DURABLE  1000.0  /* commits/s, fsync each (segment) */
+#define COMMITTERS      8       /* threads of the group-commit row */
 #define TARGET_OPEN     0.5     /* s, after compaction */
 #define TARGET_RSS      100.0   /* MB */
 #define TARGET_DIFF     5.0     /* ms */
@@ -500,13 +505,12 @@ static double commit_rate(const char *dir, struct pool *p, size_t n,
 	return (double)n / secs;
 }
 
-/* Files per second for n 1 KiB files written in dir. */
-static double file_rate(const char *dir, size_t n, bool sync)
+/* Write 1 KiB files first .. first + n - 1 in dir, fsyncing each if sync. */
+static void write_files(const char *dir, size_t first, size_t n, bool sync)
 {
 	char data[1024];
 	memset(data, 'x', sizeof(data));
-	double t0 = now();
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = first; i < first + n; i++) {
 		char path[512];
 		snprintf(path, sizeof(path), "%s/f%07zu", dir, i);
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -520,6 +524,86 @@ static double file_rate(const char *dir, size_t n, bool sync)
 		if (close(fd))
 			die("close", -errno);
 	}
+}
+
+/* One of several threads committing to one ledger, durable. */
+struct committer {
+	struct lfs_ledger *l;
+	struct pool pool; /* its own: pool_doc() changes the documents */
+	size_t first, n;
+};
+
+static void *committer_main(void *arg)
+{
+	struct committer *c = arg;
+	for (size_t i = 0; i < c->n; i++)
+		commit_range(c->l, &c->pool, c->first + i, 1, 0);
+	return NULL;
+}
+
+/*
+ * Commits per second of COMMITTERS threads each committing n single-document
+ * transactions, durable, to one ledger with a segment: the group commit
+ * (a thread's fdatasync covers what the others appended meanwhile).
+ */
+static double commit_rate_threads(const char *dir, size_t n)
+{
+	struct lfs_ledger *l = open_ledger_seg(dir, true, true, true);
+	struct committer c[COMMITTERS];
+	pthread_t t[COMMITTERS];
+	for (int i = 0; i < COMMITTERS; i++) {
+		c[i] = (struct committer){
+			.l = l, .first = (size_t)i * n, .n = n};
+		pool_init(&c[i].pool);
+	}
+	double t0 = now();
+	for (int i = 0; i < COMMITTERS; i++)
+		if (pthread_create(&t[i], NULL, committer_main, &c[i]))
+			die("pthread_create", -EAGAIN);
+	for (int i = 0; i < COMMITTERS; i++)
+		pthread_join(t[i], NULL);
+	double secs = now() - t0;
+	for (int i = 0; i < COMMITTERS; i++)
+		pool_release(&c[i].pool);
+	lfs_ledger_close(l);
+	return (double)(n * COMMITTERS) / secs;
+}
+
+struct file_writer {
+	const char *dir;
+	size_t first, n;
+};
+
+static void *file_writer_main(void *arg)
+{
+	struct file_writer *w = arg;
+	write_files(w->dir, w->first, w->n, true);
+	return NULL;
+}
+
+/* The baseline of the group-commit row: COMMITTERS threads each writing
+ * and fsyncing n 1 KiB files of their own in dir. */
+static double file_rate_threads(const char *dir, size_t n)
+{
+	struct file_writer w[COMMITTERS];
+	pthread_t t[COMMITTERS];
+	double t0 = now();
+	for (int i = 0; i < COMMITTERS; i++) {
+		w[i] = (struct file_writer){
+			.dir = dir, .first = (size_t)i * n, .n = n};
+		if (pthread_create(&t[i], NULL, file_writer_main, &w[i]))
+			die("pthread_create", -EAGAIN);
+	}
+	for (int i = 0; i < COMMITTERS; i++)
+		pthread_join(t[i], NULL);
+	return (double)(n * COMMITTERS) / (now() - t0);
+}
+
+/* Files per second for n 1 KiB files written in dir. */
+static double file_rate(const char *dir, size_t n, bool sync)
+{
+	double t0 = now();
+	write_files(dir, 0, n, sync);
 	return (double)n / (now() - t0);
 }
 
@@ -809,6 +893,8 @@ int main(int argc, char **argv)
 	char *d_fast = subdir(top, "commits-nodurable");
 	char *d_durable = subdir(top, "commits-durable");
 	char *d_dseg = subdir(top, "commits-durable-segment");
+	char *d_group = subdir(top, "commits-durable-threads");
+	char *d_fgroup = subdir(top, "files-fsync-threads");
 	char *d_files = subdir(top, "files-nosync");
 	char *d_fsync = subdir(top, "files-fsync");
 	char *d_pattern = subdir(top, "files-pattern");
@@ -831,6 +917,11 @@ int main(int argc, char **argv)
 		 n_durable);
 	double r_dseg =
 		commit_rate(d_dseg, &pool, n_durable, true, true, &sync_dseg);
+	progress("1. %d threads of %zu single-document commits, durable=true, "
+		 "segment",
+		 COMMITTERS, n_durable);
+	double r_group = commit_rate_threads(d_group, n_durable);
+	double f_group = file_rate_threads(d_fgroup, n_durable);
 	struct usage u_fast = dir_usage(d_fast);
 	double f_nosync = file_rate(d_files, n_fast, false);
 	double f_fsync = file_rate(d_fsync, n_durable, true);
@@ -925,6 +1016,13 @@ int main(int argc, char **argv)
 	snprintf(what, sizeof(what), "durable=true, file each (%zu)",
 		 n_durable);
 	add_row(what, fmt("%.0f commits/s", r_durable), NULL, false, base_s);
+	snprintf(base_s, sizeof(base_s),
+		 "%d threads write+fsync+close: %.0f files/s", COMMITTERS,
+		 f_group);
+	snprintf(what, sizeof(what), "durable=true, segment, %d threads (%zu)",
+		 COMMITTERS, n_durable * COMMITTERS);
+	add_row(what, fmt("%.0f commits/s", r_group), ">= 1000/s",
+		r_group >= TARGET_DURABLE, base_s);
 	snprintf(fig, sizeof(fig), "%.1f KB",
 		 (double)u_fast.bytes / 1e3 / (double)n_fast);
 	add_row("  on disk per commit (durable=false run)", fig, NULL, false,
@@ -1005,6 +1103,8 @@ int main(int argc, char **argv)
 	free(d_fast);
 	free(d_durable);
 	free(d_dseg);
+	free(d_group);
+	free(d_fgroup);
 	free(d_files);
 	free(d_fsync);
 	free(d_pattern);
