@@ -22,6 +22,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "fs_attr.h"
 #include "fs_int.h"
 #include "fs_ledger.h"
@@ -217,6 +218,35 @@ static void own_scratch(fuse_req_t req, const char *path)
 			lfs_warn("chown %s: %s", path, strerror(errno));
 }
 
+/* Is p a directory of a ledger that names are made in (the ledger, a
+ * folder, a scratch directory)? */
+static bool in_ledger(const struct lfs_node *p)
+{
+	return p->kind == LFS_N_LEDGER || p->kind == LFS_N_FOLDER ||
+	       p->kind == LFS_N_SCRATCH;
+}
+
+/* The path of name in p (lfs_node_child_path, under the lock a rename
+ * takes to change p's path). */
+static int path_in(struct lfs_fs *fs, struct lfs_node *p, const char *name,
+		   char **out)
+{
+	pthread_mutex_lock(&fs->lock);
+	int rc = lfs_node_child_path(out, p, name);
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+/* base/path, with the directories above it made (a folder that only its
+ * documents made has no local directory yet). malloc'd. */
+static char *local_path(const char *base, const char *path)
+{
+	char *p = lfs_fs_path(base, path);
+	if (p && strchr(path, '/'))
+		lfs_mkdirs_for(p);
+	return p;
+}
+
 /* ---- lookup and attributes ---- */
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -409,6 +439,9 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 		 * replaced the file since the lookup. */
 		int flags = fi->flags | O_NOFOLLOW | O_CLOEXEC;
 		h->fd = p ? open(p, flags, create_mode) : -1;
+		if (h->fd < 0 && errno == ENOENT && (flags & O_CREAT) &&
+		    lfs_mkdirs_for(p) == 0)
+			h->fd = open(p, flags, create_mode);
 		rc = !p ? -ENOMEM : h->fd < 0 ? -errno : 0;
 		free(p);
 		break;
@@ -564,12 +597,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	if (p->kind != LFS_N_LEDGER) {
+	if (!in_ledger(p)) {
 		refuse(req, "create", name,
 		       lfs_node_read_only(p->kind) ? EROFS : EPERM);
 		return;
 	}
-	if (!strcmp(name, LFS_FS_SNAPSHOTS) || !strcmp(name, LFS_FS_CONTROL)) {
+	if (p->kind == LFS_N_LEDGER && (!strcmp(name, LFS_FS_SNAPSHOTS) ||
+					!strcmp(name, LFS_FS_CONTROL))) {
 		fuse_reply_err(req, EEXIST);
 		return;
 	}
@@ -597,7 +631,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fi->flags |= O_CREAT;
 		rc = open_node(fs, n, fi, mode & 07777, req);
 		if (!rc) {
-			char *path = lfs_fs_path(p->lg->scratch, name);
+			pthread_mutex_lock(&fs->lock);
+			char *path = lfs_fs_path(p->lg->scratch, n->name);
+			pthread_mutex_unlock(&fs->lock);
 			if (path)
 				own_scratch(req, path);
 			free(path);
@@ -621,8 +657,57 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- the namespace ---- */
 
+/*
+ * A folder (or a scratch directory) is a local directory under the
+ * ledger's scratch directory: empty folders are not replicated; one with
+ * documents in it exists wherever its documents do.
+ */
+static void mkdir_in(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *p,
+		     const char *name, mode_t mode)
+{
+	char *path = NULL, *local = NULL;
+	struct lfs_node *n = NULL;
+	struct stat st;
+	double ttl;
+	int rc = 0;
+	if (p->kind == LFS_N_LEDGER &&
+	    (!strcmp(name, LFS_FS_SNAPSHOTS) || !strcmp(name, LFS_FS_CONTROL)))
+		rc = -EEXIST;
+	else if (!p->lg->l)
+		rc = p->lg->err;
+	if (!rc)
+		rc = path_in(fs, p, name, &path);
+	if (!rc)
+		rc = lfs_node_resolve(fs, p, name, &n);
+	if (!rc && lfs_view_stat(fs, n, &st, &ttl) == 0)
+		rc = -EEXIST;
+	else if (!rc && n->kind == LFS_N_DOC) {
+		lfs_fsl_error(fs, p->lg,
+			      "mkdir %s: a name ending in .json is a "
+			      "document's, not a folder's",
+			      path);
+		rc = -EPERM;
+	}
+	if (n)
+		lfs_node_unref(fs, n);
+	if (!rc && !(local = local_path(p->lg->scratch, path)))
+		rc = -ENOMEM;
+	if (!rc && mkdir(local, mode & 07777))
+		rc = -errno;
+	if (!rc)
+		own_scratch(req, local);
+	free(local);
+	free(path);
+	if (rc) {
+		reply_status(req, "mkdir", name, rc);
+		return;
+	}
+	lfs_fsl_dir_changed(p->lg);
+	reply_resolved(req, fs, p, name);
+}
+
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode UNUSED)
+		     mode_t mode)
 {
 	if (strlen(name) > LFS_FSNAME_MAX) {
 		refuse(req, "mkdir", name, ENAMETOOLONG);
@@ -634,13 +719,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
+	if (in_ledger(p)) {
+		mkdir_in(req, fs, p, name, mode);
+		return;
+	}
 	if (p->kind != LFS_N_ROOT) {
-		if (p->kind == LFS_N_LEDGER)
-			lfs_fsl_error(fs, p->lg,
-				      "mkdir %s: a ledger holds documents, "
-				      "not directories (make a new ledger at "
-				      "the top of the mount instead)",
-				      name);
 		refuse(req, "mkdir", name,
 		       lfs_node_read_only(p->kind) ? EROFS : EPERM);
 		return;
@@ -664,10 +747,58 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	reply_resolved(req, fs, p, name);
 }
 
+/* rmdir in a ledger: a folder must list nothing (its local directory
+ * goes; one that only documents made is gone with them). */
+static int rmdir_in(struct lfs_fs *fs, struct lfs_node *p, const char *name)
+{
+	struct lfs_node *n;
+	if (!p->lg->l)
+		return p->lg->err;
+	if (p->kind == LFS_N_LEDGER &&
+	    (!strcmp(name, LFS_FS_SNAPSHOTS) || !strcmp(name, LFS_FS_CONTROL)))
+		return -EPERM;
+	int rc = lfs_node_resolve(fs, p, name, &n);
+	if (rc)
+		return rc;
+	if (n->kind != LFS_N_FOLDER && !lfs_node_is_subdir(fs, n)) {
+		struct stat st;
+		double ttl;
+		rc = lfs_view_stat(fs, n, &st, &ttl);
+		lfs_node_unref(fs, n);
+		return rc ? rc : -ENOTDIR;
+	}
+	struct lfs_listing l;
+	rc = lfs_view_list(fs, n, &l);
+	if (!rc && l.n > 2)
+		rc = -ENOTEMPTY;
+	lfs_listing_release(&l);
+	pthread_mutex_lock(&fs->lock);
+	char *local = rc ? NULL : lfs_fs_path(p->lg->scratch, n->name);
+	char *draft = rc ? NULL : lfs_fs_path(p->lg->drafts, n->name);
+	pthread_mutex_unlock(&fs->lock);
+	if (!rc && (!local || !draft))
+		rc = -ENOMEM;
+	if (!rc && rmdir(local) && errno != ENOENT)
+		rc = -errno;
+	if (!rc && n->kind == LFS_N_FOLDER)
+		rmdir(draft); /* only ever empty here */
+	free(local);
+	free(draft);
+	lfs_node_unref(fs, n);
+	return rc;
+}
+
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct lfs_fs *fs = fs_of(req);
 	struct lfs_node *p = lfs_node_by_ino(fs, parent);
+	if (p && in_ledger(p)) {
+		int rc = rmdir_in(fs, p, name);
+		if (!rc)
+			lfs_fsl_dir_changed(p->lg);
+		reply_status(req, "rmdir", name, rc);
+		return;
+	}
 	if (p && p->kind == LFS_N_ROOT)
 		lfs_warn("rmdir %s: ledgers are not deleted through the file "
 			 "system",
@@ -677,6 +808,36 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 							  : EPERM);
 }
 
+/* A folder keeps its local directory when its last document goes, as a
+ * directory does when its last file is removed. */
+static void keep_folder(struct lfs_fsl *lg, const char *path)
+{
+	if (strchr(path, '/'))
+		free(local_path(lg->scratch, path));
+}
+
+static int unlink_in(struct lfs_fs *fs, struct lfs_node *p, const char *name)
+{
+	char *path;
+	struct lfs_node *n;
+	if (!p->lg->l)
+		return p->lg->err;
+	int rc = path_in(fs, p, name, &path);
+	if (rc)
+		return rc;
+	if (p->kind != LFS_N_SCRATCH && !lfs_node_resolve(fs, p, name, &n)) {
+		if (n->kind == LFS_N_FOLDER)
+			rc = -EISDIR;
+		lfs_node_unref(fs, n);
+	}
+	if (!rc)
+		rc = lfs_save_unlink(fs, p->lg, path);
+	if (!rc && p->kind != LFS_N_SCRATCH)
+		keep_folder(p->lg, path);
+	free(path);
+	return rc;
+}
+
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct lfs_fs *fs = fs_of(req);
@@ -684,13 +845,45 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 	if (!p)
 		rc = -ESTALE;
-	else if (p->kind != LFS_N_LEDGER)
+	else if (!in_ledger(p))
 		rc = lfs_node_read_only(p->kind) ? -EROFS : -EPERM;
 	else
-		rc = lfs_save_unlink(fs, p->lg, name);
+		rc = unlink_in(fs, p, name);
 	if (!rc)
 		lfs_fsl_dir_changed(p->lg);
 	reply_status(req, "unlink", name, rc);
+}
+
+/*
+ * Check that a new scratch name may be made in parent: 0 and its path in
+ * *path (malloc'd), or the errno (a document's name: EPERM; a read-only
+ * or special directory).
+ */
+static int scratch_parent(struct lfs_fs *fs, struct lfs_node *p,
+			  const char *name, char **path)
+{
+	char id[LFS_INDEX_ID_MAX + 1];
+	*path = NULL;
+	if (!p)
+		return -ESTALE;
+	if (strlen(name) > LFS_FSNAME_MAX)
+		return -ENAMETOOLONG;
+	if (!in_ledger(p))
+		return lfs_node_read_only(p->kind) ? -EROFS : -EPERM;
+	if (!p->lg->l)
+		return p->lg->err;
+	if (p->kind == LFS_N_LEDGER &&
+	    (!strcmp(name, LFS_FS_SNAPSHOTS) || !strcmp(name, LFS_FS_CONTROL)))
+		return -EEXIST;
+	int rc = path_in(fs, p, name, path);
+	if (!rc && p->kind != LFS_N_SCRATCH &&
+	    lfs_fsname_path_to_id(id, sizeof(id), *path))
+		rc = -EPERM; /* a document is a JSON file */
+	if (rc) {
+		free(*path);
+		*path = NULL;
+	}
+	return rc;
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
@@ -702,23 +895,16 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	}
 	struct lfs_fs *fs = fs_of(req);
 	struct lfs_node *p = lfs_node_by_ino(fs, parent);
-	char id[LFS_INDEX_ID_MAX + 1];
-	int rc = 0;
-	if (!p)
-		rc = -ESTALE;
-	else if (p->kind != LFS_N_LEDGER)
-		rc = lfs_node_read_only(p->kind) ? -EROFS : -EPERM;
-	else if (!p->lg->l)
-		rc = p->lg->err;
-	else if (lfs_fsname_to_id(id, sizeof(id), name))
-		rc = -EPERM; /* a document is a JSON file, not a link */
+	char *path = NULL;
+	int rc = scratch_parent(fs, p, name, &path);
 	if (!rc) {
-		char *path = lfs_fs_path(p->lg->scratch, name);
-		rc = !path ? -ENOMEM : symlink(link, path) ? -errno : 0;
+		char *local = local_path(p->lg->scratch, path);
+		rc = !local ? -ENOMEM : symlink(link, local) ? -errno : 0;
 		if (!rc)
-			own_scratch(req, path);
-		free(path);
+			own_scratch(req, local);
+		free(local);
 	}
+	free(path);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -727,42 +913,22 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	reply_resolved(req, fs, p, name);
 }
 
-/*
- * Check that a new scratch name may be made in parent: 0, or the errno
- * (a document's name: EPERM; a read-only or special directory).
- */
-static int scratch_parent(struct lfs_node *p, const char *name)
-{
-	char id[LFS_INDEX_ID_MAX + 1];
-	if (!p)
-		return -ESTALE;
-	if (strlen(name) > LFS_FSNAME_MAX)
-		return -ENAMETOOLONG;
-	if (p->kind != LFS_N_LEDGER)
-		return lfs_node_read_only(p->kind) ? -EROFS : -EPERM;
-	if (!p->lg->l)
-		return p->lg->err;
-	if (!strcmp(name, LFS_FS_SNAPSHOTS) || !strcmp(name, LFS_FS_CONTROL))
-		return -EEXIST;
-	if (lfs_fsname_to_id(id, sizeof(id), name))
-		return -EPERM; /* a document is a JSON file */
-	return 0;
-}
-
 /* FIFOs, sockets and device nodes with scratch names are local files. */
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode, dev_t rdev)
 {
 	struct lfs_fs *fs = fs_of(req);
 	struct lfs_node *p = lfs_node_by_ino(fs, parent);
-	int rc = scratch_parent(p, name);
+	char *path = NULL;
+	int rc = scratch_parent(fs, p, name, &path);
 	if (!rc) {
-		char *path = lfs_fs_path(p->lg->scratch, name);
-		rc = !path ? -ENOMEM : mknod(path, mode, rdev) ? -errno : 0;
+		char *local = local_path(p->lg->scratch, path);
+		rc = !local ? -ENOMEM : mknod(local, mode, rdev) ? -errno : 0;
 		if (!rc)
-			own_scratch(req, path);
-		free(path);
+			own_scratch(req, local);
+		free(local);
 	}
+	free(path);
 	if (rc) {
 		reply_status(req, "mknod", name, rc);
 		return;
@@ -778,7 +944,8 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	struct lfs_fs *fs = fs_of(req);
 	struct lfs_node *n = lfs_node_by_ino(fs, ino);
 	struct lfs_node *p = lfs_node_by_ino(fs, newparent);
-	int rc = scratch_parent(p, newname);
+	char *path = NULL;
+	int rc = scratch_parent(fs, p, newname, &path);
 	if (!rc && !n)
 		rc = -ESTALE;
 	else if (!rc && n->kind != LFS_N_SCRATCH)
@@ -790,11 +957,12 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		pthread_mutex_lock(&fs->lock);
 		from = lfs_fs_path(n->lg->scratch, n->name);
 		pthread_mutex_unlock(&fs->lock);
-		char *to = lfs_fs_path(p->lg->scratch, newname);
+		char *to = local_path(p->lg->scratch, path);
 		rc = !from || !to ? -ENOMEM : link(from, to) ? -errno : 0;
 		free(to);
 	}
 	free(from);
+	free(path);
 	if (rc) {
 		reply_status(req, "link", newname, rc);
 		return;
@@ -828,6 +996,64 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/* rename within a ledger: of a document or scratch file (lfs_save_rename)
+ * or of a directory (lfs_save_rename_dir). */
+static int rename_in(struct lfs_fs *fs, struct lfs_node *p, const char *name,
+		     struct lfs_node *np, const char *newname, bool noreplace)
+{
+	char *from = NULL, *to = NULL;
+	struct lfs_node *src = NULL, *dst = NULL;
+	int rc = path_in(fs, p, name, &from);
+	if (!rc)
+		rc = path_in(fs, np, newname, &to);
+	if (!rc && p->kind == LFS_N_LEDGER &&
+	    (!strcmp(name, LFS_FS_SNAPSHOTS) || !strcmp(name, LFS_FS_CONTROL)))
+		rc = -EPERM;
+	if (!rc && np->kind == LFS_N_LEDGER &&
+	    (!strcmp(newname, LFS_FS_SNAPSHOTS) ||
+	     !strcmp(newname, LFS_FS_CONTROL)))
+		rc = -EPERM;
+	if (!rc)
+		rc = lfs_node_resolve(fs, p, name, &src);
+	bool src_dir = !rc && lfs_node_is_subdir(fs, src);
+	if (!rc && !lfs_node_resolve(fs, np, newname, &dst)) {
+		struct stat st;
+		double ttl;
+		bool dst_dir = lfs_node_is_subdir(fs, dst);
+		bool exists = dst_dir || lfs_view_stat(fs, dst, &st, &ttl) == 0;
+		if (exists && src_dir && !dst_dir)
+			rc = -ENOTDIR;
+		else if (exists && !src_dir && dst_dir)
+			rc = -EISDIR;
+		if (exists && dst_dir && dst->kind == LFS_N_FOLDER &&
+		    lfs_view_stat(fs, dst, &st, &ttl) != 0)
+			exists = false; /* a folder gone with its documents */
+		if (!rc && exists && noreplace)
+			rc = -EEXIST;
+		if (!rc && exists && dst_dir && src_dir) {
+			struct lfs_listing l;
+			rc = lfs_view_list(fs, dst, &l);
+			if (!rc && l.n > 2)
+				rc = -ENOTEMPTY;
+			lfs_listing_release(&l);
+		}
+	}
+	if (!rc && src_dir)
+		rc = lfs_save_rename_dir(fs, p->lg, from, to,
+					 src->kind == LFS_N_FOLDER);
+	else if (!rc)
+		rc = lfs_save_rename(fs, p->lg, from, to, noreplace);
+	if (!rc && p->kind != LFS_N_SCRATCH)
+		keep_folder(p->lg, from);
+	if (src)
+		lfs_node_unref(fs, src);
+	if (dst)
+		lfs_node_unref(fs, dst);
+	free(from);
+	free(to);
+	return rc;
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname,
 		      unsigned int flags)
@@ -844,7 +1070,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -ESTALE;
 	else if (lfs_node_read_only(p->kind) || lfs_node_read_only(np->kind))
 		rc = -EROFS;
-	else if (p->kind != LFS_N_LEDGER || np->kind != LFS_N_LEDGER)
+	else if (!in_ledger(p) || !in_ledger(np))
 		rc = -EPERM;
 	else if (p->lg != np->lg)
 		rc = -EXDEV;
@@ -856,11 +1082,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_status(req, "rename", name, rc);
 		return;
 	}
-	rc = lfs_save_rename(fs, p->lg, name, newname,
-			     flags & RENAME_NOREPLACE);
+	rc = rename_in(fs, p, name, np, newname, flags & RENAME_NOREPLACE);
 	if (!rc)
 		lfs_fsl_dir_changed(p->lg);
-	fuse_reply_err(req, -rc);
+	reply_status(req, "rename", name, rc);
 }
 
 /* ---- attributes, xattrs, statfs ---- */
@@ -899,6 +1124,27 @@ static int set_scratch_attr(struct lfs_node *n, const struct stat *attr,
 	}
 	free(p);
 	return rc;
+}
+
+/* A folder's mode, owner and times are its local directory's, made when
+ * first set. */
+static int set_folder_attr(struct lfs_fs *fs, struct lfs_node *n,
+			   const struct stat *attr, int to_set)
+{
+	pthread_mutex_lock(&fs->lock);
+	char *p = lfs_fs_path(n->lg->scratch, n->name);
+	pthread_mutex_unlock(&fs->lock);
+	if (!p)
+		return -ENOMEM;
+	int rc = 0;
+	struct stat st;
+	if (lstat(p, &st) && !(rc = lfs_mkdirs_for(p)) && mkdir(p, 0755) &&
+	    errno != EEXIST)
+		rc = -errno;
+	free(p);
+	return rc ? rc
+		  : set_scratch_attr(n, attr,
+				     to_set & ~(int)FUSE_SET_ATTR_SIZE);
 }
 
 static int64_t ts_us(const struct timespec *ts)
@@ -980,6 +1226,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = -EROFS;
 	else if (n->kind == LFS_N_SCRATCH)
 		rc = set_scratch_attr(n, attr, to_set);
+	else if (n->kind == LFS_N_FOLDER)
+		rc = set_folder_attr(fs, n, attr, to_set);
 	else if (n->kind != LFS_N_DOC && n->kind != LFS_N_LEDGER &&
 		 (to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)))
 		rc = -EPERM; /* the root, the control files: fixed */
@@ -1181,17 +1429,30 @@ static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
 {
 	struct inval_ctx *c = ctx;
 	const struct lfs_index_entry *e = eb ? eb : ea;
-	char name[LFS_FSNAME_MAX + 1];
-	if (lfs_fsname_from_id(name, e->id) < 0)
+	char path[LFS_FSPATH_MAX + 1];
+	if (lfs_fsname_path_from_id(path, e->id) < 0)
 		return 0;
+	char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
 	pthread_mutex_lock(&c->fs->lock);
 	struct lfs_node *n =
-		lfs_node_find_locked(c->fs, LFS_N_DOC, c->lg, name);
+		lfs_node_find_locked(c->fs, LFS_N_DOC, c->lg, path);
 	fuse_ino_t ino = n ? n->ino : 0;
+	fuse_ino_t dir = c->dir;
+	if (slash) {
+		/* Its folder, and the folder's own entry in the top. */
+		*slash = '\0';
+		struct lfs_node *f =
+			lfs_node_find_locked(c->fs, LFS_N_FOLDER, c->lg, path);
+		dir = f ? f->ino : 0;
+		*slash = '/';
+	}
 	pthread_mutex_unlock(&c->fs->lock);
-	if (c->dir)
-		fuse_lowlevel_notify_inval_entry(c->fs->se, c->dir, name,
-						 strlen(name));
+	if (dir)
+		fuse_lowlevel_notify_inval_entry(c->fs->se, dir, base,
+						 strlen(base));
+	if (slash && dir)
+		fuse_lowlevel_notify_inval_inode(c->fs->se, dir, 0, 0);
 	if (ino)
 		fuse_lowlevel_notify_inval_inode(c->fs->se, ino, 0, 0);
 	return 0;

@@ -84,6 +84,8 @@ static void fsl_free(struct lfs_fsl *lg)
 	free(lg->scratch);
 	free(lg->drafts);
 	free(lg->state);
+	lfs_idtree_release(&lg->tree);
+	lfs_idtree_release(&lg->snaptree);
 	free(lg);
 }
 
@@ -95,6 +97,8 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name,
 	struct lfs_fsl *lg = calloc(1, sizeof(*lg));
 	if (!lg)
 		return NULL;
+	lfs_idtree_init(&lg->tree);
+	lfs_idtree_init(&lg->snaptree);
 	lg->name = strdup(name);
 	char sub[PATH_MAX];
 	snprintf(sub, sizeof(sub), "%s/scratch/%s", fs->home->dir, name);

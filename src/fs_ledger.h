@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "fs_int.h"
+#include "idtree.h"
 #include "ledger.h"
 
 /* Refused saves kept for .ledgerfs/errors. */
@@ -50,6 +51,9 @@ struct lfs_fsl {
 	int64_t changed_us;
 	/* The last lfs_ledger_refresh error, logged once when it changes. */
 	int refresh_err;
+	/* Ids in order, for folders: of the current root, and of the last
+	 * snapshot looked at (idtree.h; each has its own lock). */
+	struct lfs_idtree tree, snaptree;
 	struct lfs_fsl *next;
 };
 

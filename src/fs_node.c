@@ -5,6 +5,7 @@
 #include "fs_node.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 
 #include <sodium.h>
 
@@ -17,7 +18,8 @@ static const char *ctl_files[] = {"status",  "errors",    "heads",
 bool lfs_node_read_only(enum lfs_node_kind k)
 {
 	return k == LFS_N_SNAPS || k == LFS_N_SNAP || k == LFS_N_SNAPDOC ||
-	       k == LFS_N_BYTIME || k == LFS_N_BYTIME_LINK;
+	       k == LFS_N_SNAPFOLDER || k == LFS_N_BYTIME ||
+	       k == LFS_N_BYTIME_LINK;
 }
 
 uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
@@ -26,7 +28,8 @@ uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
 	/* SipHash (crypto_shorthash) of kind, ledger, event and name: cheap
 	 * enough for a listing of 100,000 names, stable across mounts. */
 	static const uint8_t hkey[crypto_shorthash_KEYBYTES] = "ledgerfs-inode";
-	uint8_t buf[1 + 2 * (LFS_FSNAME_MAX + 1) + LFS_DIGEST_LEN + 8];
+	uint8_t buf[1 + LFS_FSNAME_MAX + LFS_FSPATH_MAX + 2 + LFS_DIGEST_LEN +
+		    8];
 	size_t n = 0;
 	buf[n++] = (uint8_t)k;
 	size_t ll = ledger ? strnlen(ledger, LFS_FSNAME_MAX) : 0;
@@ -37,7 +40,7 @@ uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
 		memcpy(buf + n, event->digest, LFS_DIGEST_LEN);
 		n += LFS_DIGEST_LEN;
 	}
-	size_t nl = name ? strnlen(name, LFS_FSNAME_MAX) : 0;
+	size_t nl = name ? strnlen(name, LFS_FSPATH_MAX) : 0;
 	memcpy(buf + n, name ? name : "", nl);
 	n += nl;
 	buf[n++] = 0;
@@ -291,11 +294,120 @@ void lfs_node_unref(struct lfs_fs *fs, struct lfs_node *n)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+int lfs_node_child_path(char **out, const struct lfs_node *p, const char *name)
+{
+	bool top = p->kind == LFS_N_LEDGER || p->kind == LFS_N_SNAP;
+	size_t pl = top ? 0 : strlen(p->name) + 1, nl = strlen(name);
+	*out = NULL;
+	if (pl + nl > LFS_FSPATH_MAX)
+		return -ENAMETOOLONG;
+	char *s = malloc(pl + nl + 1);
+	if (!s)
+		return -ENOMEM;
+	if (pl) {
+		memcpy(s, p->name, pl - 1);
+		s[pl - 1] = '/';
+	}
+	memcpy(s + pl, name, nl + 1);
+	*out = s;
+	return 0;
+}
+
+bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n)
+{
+	if (n->kind == LFS_N_FOLDER)
+		return true;
+	if (n->kind != LFS_N_SCRATCH)
+		return false;
+	pthread_mutex_lock(&fs->lock);
+	char *p = lfs_fs_path(n->lg->scratch, n->name);
+	pthread_mutex_unlock(&fs->lock);
+	struct stat st;
+	bool dir = p && lstat(p, &st) == 0 && S_ISDIR(st.st_mode);
+	free(p);
+	return dir;
+}
+
+/* What a name in a ledger or folder is: decided before taking the lock
+ * (it reads the index and the disk). */
+struct want {
+	enum lfs_node_kind kind;
+	char *path; /* malloc'd */
+	char id[LFS_INDEX_ID_MAX + 1];
+};
+
+static int classify(struct want *w, struct lfs_node *p, const char *name)
+{
+	struct lfs_fsl *lg = p->lg;
+	char prefix[LFS_INDEX_ID_MAX + 1];
+	int rc = lfs_node_child_path(&w->path, p, name);
+	if (rc)
+		return rc;
+	bool snap = p->kind == LFS_N_SNAP || p->kind == LFS_N_SNAPFOLDER;
+	if (p->kind == LFS_N_SCRATCH) {
+		w->kind = LFS_N_SCRATCH;
+		return 0;
+	}
+	if (lfs_fsname_path_to_id(w->id, sizeof(w->id), w->path)) {
+		w->kind = snap ? LFS_N_SNAPDOC : LFS_N_DOC;
+		return 0;
+	}
+	bool folder =
+		lfs_fsname_folder_to_prefix(prefix, sizeof(prefix), w->path);
+	bool has = false;
+	if (folder) {
+		struct lfs_cid root;
+		if (!snap)
+			lfs_ledger_root(lg->l, &root);
+		rc = lfs_idtree_has_folder(snap ? &lg->snaptree : &lg->tree,
+					   lfs_ledger_index(lg->l),
+					   snap ? &p->root : &root, w->path,
+					   &has);
+		if (rc)
+			return rc == -EBADMSG ? -EIO : rc;
+	}
+	if (snap) {
+		w->kind = LFS_N_SNAPFOLDER;
+		return has ? 0 : -ENOENT;
+	}
+	/* A ledger written before folders: "a%2Fb.json" is "a/b.json". */
+	if (p->kind == LFS_N_LEDGER && !has &&
+	    lfs_fsname_to_id(w->id, sizeof(w->id), name) &&
+	    strchr(w->id, '/')) {
+		char path[LFS_FSPATH_MAX + 1];
+		if (lfs_fsname_path_from_id(path, w->id) > 0) {
+			char *np = strdup(path);
+			if (!np)
+				return -ENOMEM;
+			free(w->path);
+			w->path = np;
+			w->kind = LFS_N_DOC;
+			return 0;
+		}
+	}
+	w->kind = LFS_N_SCRATCH;
+	if (folder && !has) {
+		char *local = lfs_fs_path(lg->scratch, w->path);
+		struct stat st;
+		has = local && lstat(local, &st) == 0 && S_ISDIR(st.st_mode);
+		if (!has && local) {
+			free(local);
+			local = lfs_fs_path(lg->drafts, w->path);
+			has = local && lstat(local, &st) == 0 &&
+			      S_ISDIR(st.st_mode);
+		}
+		free(local);
+	}
+	if (has)
+		w->kind = LFS_N_FOLDER;
+	return 0;
+}
+
 /* The node of name under parent, made if needed. Caller holds fs->lock. */
 static int child(struct lfs_fs *fs, struct lfs_node *parent, const char *name,
-		 struct lfs_fsl *ledger, struct lfs_node **out)
+		 struct lfs_fsl *ledger, const struct want *w,
+		 struct lfs_node **out)
 {
-	char id[LFS_INDEX_ID_MAX + 1];
 	struct lfs_fsl *lg = parent->lg;
 	struct lfs_node *n = NULL;
 	switch (parent->kind) {
@@ -303,18 +415,22 @@ static int child(struct lfs_fs *fs, struct lfs_node *parent, const char *name,
 		n = node_get(fs, LFS_N_LEDGER, ledger, NULL, name);
 		break;
 	case LFS_N_LEDGER:
-		if (!strcmp(name, LFS_FS_SNAPSHOTS))
+		if (!strcmp(name, LFS_FS_SNAPSHOTS)) {
 			n = node_get(fs, LFS_N_SNAPS, lg, NULL,
 				     LFS_FS_SNAPSHOTS);
-		else if (!strcmp(name, LFS_FS_CONTROL))
+			break;
+		} else if (!strcmp(name, LFS_FS_CONTROL)) {
 			n = node_get(fs, LFS_N_CTLDIR, lg, NULL,
 				     LFS_FS_CONTROL);
-		else if (lfs_fsname_to_id(id, sizeof(id), name)) {
-			n = node_get(fs, LFS_N_DOC, lg, NULL, name);
-			if (n && !n->id && !(n->id = strdup(id)))
-				n = NULL;
-		} else
-			n = node_get(fs, LFS_N_SCRATCH, lg, NULL, name);
+			break;
+		}
+		/* fall through */
+	case LFS_N_FOLDER:
+	case LFS_N_SCRATCH:
+		n = node_get(fs, w->kind, lg, NULL, w->path);
+		if (n && w->kind == LFS_N_DOC && !n->id &&
+		    !(n->id = strdup(w->id)))
+			n = NULL;
 		break;
 	case LFS_N_SNAPS: {
 		if (!strcmp(name, LFS_FS_BY_TIME)) {
@@ -330,13 +446,13 @@ static int child(struct lfs_fs *fs, struct lfs_node *parent, const char *name,
 		break;
 	}
 	case LFS_N_SNAP:
-		if (!lfs_fsname_to_id(id, sizeof(id), name))
-			return -ENOENT;
-		n = node_get(fs, LFS_N_SNAPDOC, lg, &parent->event, name);
+	case LFS_N_SNAPFOLDER:
+		n = node_get(fs, w->kind, lg, &parent->event, w->path);
 		if (n) {
 			n->root = parent->root;
 			n->t = parent->t;
-			if (!n->id && !(n->id = strdup(id)))
+			if (w->kind == LFS_N_SNAPDOC && !n->id &&
+			    !(n->id = strdup(w->id)))
 				n = NULL;
 		}
 		break;
@@ -365,8 +481,9 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 		     const char *name, struct lfs_node **out)
 {
 	struct lfs_fsl *lg = parent->lg, *ledger = NULL;
-	if (parent->kind == LFS_N_LEDGER && lg->l == NULL &&
-	    strcmp(name, LFS_FS_CONTROL) != 0)
+	if ((parent->kind == LFS_N_LEDGER || parent->kind == LFS_N_FOLDER ||
+	     parent->kind == LFS_N_SCRATCH) &&
+	    lg->l == NULL && strcmp(name, LFS_FS_CONTROL) != 0)
 		return lg->err;
 	if (parent->kind == LFS_N_ROOT) {
 		/* Opening a ledger reads and decrypts: not under the lock. */
@@ -376,12 +493,29 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 			return -ENOENT;
 		lg = ledger;
 	}
+	struct want w = {.kind = LFS_N_SCRATCH};
+	int rc = 0;
+	bool special = parent->kind == LFS_N_LEDGER &&
+		       (!strcmp(name, LFS_FS_SNAPSHOTS) ||
+			!strcmp(name, LFS_FS_CONTROL));
+	if (!special &&
+	    (parent->kind == LFS_N_LEDGER || parent->kind == LFS_N_FOLDER ||
+	     parent->kind == LFS_N_SCRATCH || parent->kind == LFS_N_SNAP ||
+	     parent->kind == LFS_N_SNAPFOLDER)) {
+		if (parent->kind == LFS_N_SNAP && !parent->t)
+			rc = -ENOENT;
+		else
+			rc = classify(&w, parent, name);
+	}
 	struct lfs_node *n = NULL;
-	pthread_mutex_lock(&fs->lock);
-	int rc = child(fs, parent, name, ledger, &n);
-	if (!rc)
-		n->nopen++; /* held until the caller lets go */
-	pthread_mutex_unlock(&fs->lock);
+	if (!rc) {
+		pthread_mutex_lock(&fs->lock);
+		rc = child(fs, parent, name, ledger, &w, &n);
+		if (!rc)
+			n->nopen++; /* held until the caller lets go */
+		pthread_mutex_unlock(&fs->lock);
+	}
+	free(w.path);
 	if (rc)
 		return rc;
 
@@ -457,5 +591,62 @@ void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		if (old)
 			key_remove(fs, old);
 	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* Is name `path` or under it? */
+static bool at_or_under(const char *name, const char *path, size_t len)
+{
+	return name && !strncmp(name, path, len) &&
+	       (name[len] == '\0' || name[len] == '/');
+}
+
+void lfs_node_rekey_tree(struct lfs_fs *fs, struct lfs_fsl *lg,
+			 const char *from, const char *to)
+{
+	size_t fl = strlen(from), tl = strlen(to);
+	pthread_mutex_lock(&fs->lock);
+	/* What the target held is no longer found by name. */
+	for (size_t i = 0; i < fs->nslots; i++)
+		for (struct lfs_node *n = fs->table[i]; n; n = n->hnext)
+			if (n->lg == lg &&
+			    (n->kind == LFS_N_DOC || n->kind == LFS_N_FOLDER ||
+			     n->kind == LFS_N_SCRATCH) &&
+			    at_or_under(n->name, to, tl))
+				key_remove(fs, n);
+	for (size_t i = 0; i < fs->nslots; i++)
+		for (struct lfs_node *n = fs->table[i]; n; n = n->hnext) {
+			if (n->lg != lg || !n->indexed ||
+			    (n->kind != LFS_N_DOC && n->kind != LFS_N_FOLDER &&
+			     n->kind != LFS_N_SCRATCH) ||
+			    !at_or_under(n->name, from, fl))
+				continue;
+			size_t rest = strlen(n->name) - fl;
+			char *nn = malloc(tl + rest + 1);
+			if (!nn) {
+				key_remove(fs, n); /* found by no name */
+				continue;
+			}
+			memcpy(nn, to, tl);
+			memcpy(nn + tl, n->name + fl, rest + 1);
+			char id[LFS_INDEX_ID_MAX + 1];
+			char *ni = NULL;
+			if (n->kind == LFS_N_DOC &&
+			    (!lfs_fsname_path_to_id(id, sizeof(id), nn) ||
+			     !(ni = strdup(id)))) {
+				free(nn);
+				key_remove(fs, n);
+				continue;
+			}
+			key_remove(fs, n);
+			free(n->name);
+			n->name = nn;
+			if (ni) {
+				free(n->id);
+				n->id = ni;
+			}
+			n->key = lfs_node_hash(n->kind, lg->name, NULL, nn);
+			key_insert(fs, n);
+		}
 	pthread_mutex_unlock(&fs->lock);
 }

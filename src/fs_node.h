@@ -2,10 +2,12 @@
  * fs_node: the inode table and name resolution.
  *
  * A node is one name the kernel may know: the root, a ledger, a document,
- * a scratch file, a snapshot directory or document, a by-time link, the
- * control directory or a control file. Its inode number is a SipHash of
- * its identity (kind, ledger, event, name), so it is the same on every
- * mount; a collision moves on to the next free number. Two indexes: by
+ * a folder, a scratch file or directory, a snapshot directory, folder or
+ * document, a by-time link, the control directory or a control file.
+ * Nodes inside a ledger are named by their path from the ledger's
+ * directory, so a document's node names its id (fsname.h). Its inode number is
+ * a SipHash of its identity (kind, ledger, event, name), so it is the same on
+ * every mount; a collision moves on to the next free number. Two indexes: by
  * number (the kernel's requests) and by identity (lookups by name). A node
  * lives while the kernel holds lookups on it (nlookup) or an operation pins it
  * (nopen).
@@ -27,10 +29,13 @@ enum lfs_node_kind {
 	LFS_N_ROOT,
 	LFS_N_LEDGER,
 	LFS_N_DOC,
-	LFS_N_SCRATCH,
+	LFS_N_FOLDER,  /* a folder of documents (fsname.h) */
+	LFS_N_SCRATCH, /* a local file or directory (a scratch directory's
+			* children are all scratch) */
 	LFS_N_SNAPS,
 	LFS_N_SNAP,
 	LFS_N_SNAPDOC,
+	LFS_N_SNAPFOLDER,
 	LFS_N_BYTIME,
 	LFS_N_BYTIME_LINK,
 	LFS_N_CTLDIR,
@@ -45,7 +50,10 @@ struct lfs_node {
 	enum lfs_node_kind kind;
 	struct lfs_fsl *lg;
 	/* Under fs->lock: a rename gives a node a new name (and kind). */
-	char *name;           /* name in its parent */
+	/* Under a ledger (documents, folders, scratch): the path from the
+	 * ledger's directory ("notes/2026/a.json"); in a snapshot, from the
+	 * snapshot's directory; otherwise the name in its parent. */
+	char *name;
 	char *id;             /* documents */
 	struct lfs_cid event; /* snapshots */
 	struct lfs_cid root;
@@ -109,6 +117,23 @@ void lfs_node_unref(struct lfs_fs *fs, struct lfs_node *n);
  */
 int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 		     const char *name, struct lfs_node **out);
+
+/*
+ * The path of `name` in directory node p, malloc'd into *out: p's path
+ * and name joined by '/' (name alone in a ledger or a snapshot).
+ * -ENAMETOOLONG past LFS_FSPATH_MAX, -ENOMEM.
+ */
+int lfs_node_child_path(char **out, const struct lfs_node *p, const char *name);
+
+/* Is n a directory inside a ledger (a folder or a scratch directory)? */
+bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n);
+
+/*
+ * A directory `from` of lg became `to`: every node at or under `from`
+ * moves with it (documents' ids follow their new paths).
+ */
+void lfs_node_rekey_tree(struct lfs_fs *fs, struct lfs_fsl *lg,
+			 const char *from, const char *to);
 
 /*
  * After a rename the kernel keeps the source inode under the new name:

@@ -22,7 +22,7 @@ int lfs_policy_save(struct lfs_save_decision *out, const char *name,
 		    const uint8_t *data, size_t len)
 {
 	memset(out, 0, sizeof(*out));
-	if (!lfs_fsname_to_id(out->id, sizeof(out->id), name))
+	if (!lfs_fsname_path_to_id(out->id, sizeof(out->id), name))
 		return -EINVAL;
 	if (blank(data, len)) {
 		out->verdict = LFS_SAVE_DRAFT;
@@ -92,8 +92,8 @@ int lfs_policy_rename(struct lfs_rename_plan *out, const char *from,
 {
 	memset(out, 0, sizeof(*out));
 	out->from_doc =
-		lfs_fsname_to_id(out->from_id, sizeof(out->from_id), from);
-	out->to_doc = lfs_fsname_to_id(out->to_id, sizeof(out->to_id), to);
+		lfs_fsname_path_to_id(out->from_id, sizeof(out->from_id), from);
+	out->to_doc = lfs_fsname_path_to_id(out->to_id, sizeof(out->to_id), to);
 	if (!out->from_doc) {
 		out->action =
 			out->to_doc ? LFS_RENAME_SAVE : LFS_RENAME_SCRATCH;
@@ -143,7 +143,7 @@ int lfs_policy_unlink(unsigned *out, const char *name, bool pending,
 {
 	char id[LFS_INDEX_ID_MAX + 1];
 	*out = 0;
-	if (!lfs_fsname_to_id(id, sizeof(id), name)) {
+	if (!lfs_fsname_path_to_id(id, sizeof(id), name)) {
 		*out = LFS_UNLINK_SCRATCH;
 		return 0;
 	}

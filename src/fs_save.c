@@ -31,6 +31,8 @@ static int write_draft(struct lfs_fsl *lg, const char *name,
 	int rc = fd < 0 ? -errno : lfs_write_all(fd, data, len);
 	if (fd >= 0 && close(fd) && !rc)
 		rc = -errno;
+	if (!rc && strchr(name, '/'))
+		rc = lfs_mkdirs_for(final); /* a draft in a folder */
 	if (!rc && rename(tmp, final))
 		rc = -errno;
 	if (rc)
@@ -321,7 +323,7 @@ int lfs_save_unlink(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
 	if (!lg->l)
 		return lg->err;
 	char id[LFS_INDEX_ID_MAX + 1];
-	bool is_doc = lfs_fsname_to_id(id, sizeof(id), name);
+	bool is_doc = lfs_fsname_path_to_id(id, sizeof(id), name);
 	bool draft = false, pending = false, have = false;
 	int rc = 0;
 	if (is_doc) {
@@ -390,6 +392,9 @@ static int rename_in(const char *dir, const char *from, const char *to)
 	char *a = lfs_fs_path(dir, from);
 	char *b = lfs_fs_path(dir, to);
 	int rc = !a || !b ? -ENOMEM : rename(a, b) ? -errno : 0;
+	/* Into a folder that only its documents made: make it here. */
+	if (rc == -ENOENT && access(a, F_OK) == 0 && !lfs_mkdirs_for(b))
+		rc = rename(a, b) ? -errno : 0;
 	free(a);
 	free(b);
 	return rc;
@@ -409,6 +414,8 @@ static int write_scratch(struct lfs_fsl *lg, const char *to,
 	if (fd >= 0 && close(fd) && !rc)
 		rc = -errno;
 	char *b = rc ? NULL : lfs_fs_path(lg->scratch, to);
+	if (!rc && b && strchr(to, '/'))
+		rc = lfs_mkdirs_for(b);
 	if (!rc)
 		rc = !b ? -ENOMEM : rename(tmp, b) ? -errno : 0;
 	if (rc)
@@ -519,5 +526,156 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 out:
 	lfs_rename_plan_release(&p);
 	lfs_buf_release(&content);
+	return rc;
+}
+
+/* ---- renaming a directory ---- */
+
+struct under_ctx {
+	char **ids, **paths;
+	size_t n, cap;
+};
+
+static int under_fn(void *ctx, const char *id, const char *path)
+{
+	struct under_ctx *c = ctx;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		char **a = realloc(c->ids, cap * sizeof(char *));
+		if (!a)
+			return -ENOMEM;
+		c->ids = a;
+		char **b = realloc(c->paths, cap * sizeof(char *));
+		if (!b)
+			return -ENOMEM;
+		c->paths = b;
+		c->cap = cap;
+	}
+	c->ids[c->n] = strdup(id);
+	c->paths[c->n] = strdup(path);
+	if (!c->ids[c->n] || !c->paths[c->n]) {
+		free(c->ids[c->n]);
+		free(c->paths[c->n]);
+		return -ENOMEM;
+	}
+	c->n++;
+	return 0;
+}
+
+/* The transaction that moves every document under `from` to `to`. */
+static int move_txn(struct lfs_fs *fs, struct lfs_fsl *lg,
+		    const struct under_ctx *c, size_t fl, const char *to,
+		    struct lfs_txn *t)
+{
+	int rc = 0;
+	for (size_t i = 0; i < c->n && !rc; i++) {
+		char npath[LFS_FSPATH_MAX + 1], nid[LFS_INDEX_ID_MAX + 1];
+		int len = snprintf(npath, sizeof(npath), "%s%s", to,
+				   c->paths[i] + fl);
+		if (len < 0 || (size_t)len >= sizeof(npath))
+			return -ENAMETOOLONG;
+		if (!lfs_fsname_path_to_id(nid, sizeof(nid), npath))
+			return -EXDEV; /* cannot be: folders map to folders */
+		rc = lfs_txn_delete(t, c->ids[i]);
+		if (rc || lfs_fsl_pending_has(fs, lg, c->ids[i]))
+			continue; /* on its way out: not carried over */
+		struct lfs_arena a;
+		struct lfs_index_entry e;
+		json_t *doc = NULL;
+		lfs_arena_init(&a, 0);
+		rc = lfs_ledger_get(lg->l, NULL, c->ids[i], &e, &a, &doc);
+		lfs_arena_release(&a);
+		if (rc == -ENOENT) {
+			rc = 0; /* deleted meanwhile */
+			continue;
+		}
+		if (!rc) {
+			json_object_del(doc, "_id");
+			rc = lfs_txn_put(t, nid, doc);
+		}
+		json_decref(doc);
+	}
+	return rc;
+}
+
+/* Move dir/from to dir/to if it exists, making to's parents. */
+static int move_local(const char *dir, const char *from, const char *to)
+{
+	char *a = lfs_fs_path(dir, from), *b = lfs_fs_path(dir, to);
+	int rc = !a || !b ? -ENOMEM : 0;
+	if (!rc && access(a, F_OK) == 0) {
+		rc = lfs_mkdirs_for(b);
+		if (!rc && rename(a, b))
+			rc = -errno;
+	}
+	free(a);
+	free(b);
+	return rc;
+}
+
+int lfs_save_rename_dir(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
+			const char *to, bool folder)
+{
+	if (!lg->l)
+		return lg->err;
+	char prefix[LFS_INDEX_ID_MAX + 1];
+	if (folder != lfs_fsname_folder_to_prefix(prefix, sizeof(prefix), to))
+		return -EXDEV;
+	size_t fl = strlen(from), tl = strlen(to);
+	if (tl > fl && !strncmp(to, from, fl) && to[fl] == '/')
+		return -EINVAL; /* into itself */
+	struct under_ctx c = {0};
+	int rc = 0;
+	if (folder) {
+		struct lfs_cid root;
+		lfs_ledger_root(lg->l, &root);
+		rc = lfs_idtree_under(&lg->tree, lfs_ledger_index(lg->l), &root,
+				      from, under_fn, &c);
+		if (rc == -EBADMSG)
+			rc = -EIO;
+	}
+	if (!rc && c.n) {
+		struct lfs_txn *t;
+		rc = lfs_txn_new(&t);
+		if (!rc && !(rc = move_txn(fs, lg, &c, fl, to, t)) &&
+		    lfs_txn_count(t))
+			rc = lfs_fsl_commit(fs, lg, t);
+		lfs_txn_free(t);
+	}
+	/* The folder, moved here, is a local one (even if all its documents
+	 * go later); an empty one it replaces is taken over. */
+	if (!rc) {
+		char *b = lfs_fs_path(lg->scratch, to);
+		if (b && access(b, F_OK) == 0 && rmdir(b) && errno != ENOENT)
+			rc = -errno;
+		free(b);
+	}
+	if (!rc)
+		rc = move_local(lg->scratch, from, to);
+	if (!rc && folder) {
+		char *b = lfs_fs_path(lg->scratch, to);
+		if (b && access(b, F_OK) != 0 && !lfs_mkdirs_for(b))
+			mkdir(b, 0755);
+		free(b);
+		b = lfs_fs_path(lg->drafts, to);
+		if (b)
+			rmdir(b); /* an empty one in the way */
+		free(b);
+		move_local(lg->drafts, from, to);
+	}
+	for (size_t i = 0; i < c.n; i++) {
+		if (!rc) {
+			char npath[LFS_FSPATH_MAX + 1];
+			snprintf(npath, sizeof(npath), "%s%s", to,
+				 c.paths[i] + fl);
+			lfs_attr_rename(fs, lg, c.paths[i], npath);
+		}
+		free(c.ids[i]);
+		free(c.paths[i]);
+	}
+	free(c.ids);
+	free(c.paths);
+	if (!rc)
+		lfs_node_rekey_tree(fs, lg, from, to);
 	return rc;
 }

@@ -77,4 +77,15 @@ int lfs_save_unlink(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name);
 int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 		    const char *to, bool noreplace);
 
+/*
+ * Rename directory `from` (a folder when folder, else a scratch
+ * directory) to `to` within lg; the caller checked that `to` is free or an
+ * empty directory. Every document under a folder moves in one commit
+ * (their ids follow their paths), then the local directories (scratch,
+ * drafts) and the nodes. -EXDEV when `to` is not the same kind of
+ * directory (a folder's name vs a scratch one's: mv copies instead).
+ */
+int lfs_save_rename_dir(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
+			const char *to, bool folder);
+
 #endif

@@ -189,7 +189,7 @@ int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 	struct lfs_node *n;
 	struct lfs_node tmp;
 	char id[LFS_INDEX_ID_MAX + 1];
-	*is_doc = lfs_fsname_to_id(id, sizeof(id), name);
+	*is_doc = lfs_fsname_path_to_id(id, sizeof(id), name);
 	if (!*is_doc) {
 		char *p = lfs_fs_path(lg->scratch, name);
 		struct stat st;
@@ -271,17 +271,47 @@ static int apply_attr(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 
 /* A ledger directory: its mtime is when a name was last added or removed,
  * unless the user set one since. */
-static int ledger_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st)
+static int ledger_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
+		       bool own)
 {
-	struct lfs_attr a;
+	struct lfs_attr a = {0};
 	dir_stat(fs, n, st, 0755);
-	int rc = apply_attr(fs, n->lg, "", st, &a);
+	int rc = own ? apply_attr(fs, n->lg, "", st, &a) : 0;
 	int64_t changed = lfs_fsl_dir_time(n->lg);
 	if (!rc && (a.set & LFS_ATTR_MTIME) && a.set_us >= changed)
 		fill_time(st, a.mtime_us);
 	else if (!rc && changed)
 		fill_time(st, changed);
 	return rc;
+}
+
+/* Does folder n still exist: documents under it (or drafts), or its
+ * local directory? 0 or -ENOENT. */
+static int folder_exists(struct lfs_fs *fs, struct lfs_node *n)
+{
+	struct lfs_fsl *lg = n->lg;
+	pthread_mutex_lock(&fs->lock);
+	char *path = strdup(n->name);
+	pthread_mutex_unlock(&fs->lock);
+	if (!path)
+		return -ENOMEM;
+	bool has = false;
+	struct lfs_cid root;
+	int rc = 0;
+	if (lg->l) {
+		lfs_ledger_root(lg->l, &root);
+		rc = lfs_idtree_has_folder(&lg->tree, lfs_ledger_index(lg->l),
+					   &root, path, &has);
+	}
+	char *d = has || rc ? NULL : lfs_fs_path(lg->drafts, path);
+	struct stat st;
+	if (d && lstat(d, &st) == 0 && S_ISDIR(st.st_mode))
+		has = true;
+	free(d);
+	free(path);
+	if (rc)
+		return rc == -EBADMSG ? -EIO : rc;
+	return has ? 0 : -ENOENT;
 }
 
 int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
@@ -303,7 +333,7 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		dir_stat(fs, n, st, 0755);
 		break;
 	case LFS_N_LEDGER:
-		rc = ledger_stat(fs, n, st);
+		rc = ledger_stat(fs, n, st, true);
 		break;
 	case LFS_N_SNAPS:
 	case LFS_N_BYTIME:
@@ -351,6 +381,24 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 			fill_time(st, at.mtime_us);
 		break;
 	}
+	case LFS_N_FOLDER: {
+		/* A folder made here (mkdir, chmod) is a local directory;
+		 * one that only its documents make has the ledger's times. */
+		char *p = lfs_fs_path(n->lg->scratch, n->name);
+		*ttl = 0;
+		if (!p)
+			rc = -ENOMEM;
+		else if (lstat(p, st) == 0 && S_ISDIR(st->st_mode))
+			st->st_ino = n->ino;
+		else if ((rc = folder_exists(fs, n)) == 0)
+			rc = ledger_stat(fs, n, st, false);
+		free(p);
+		break;
+	}
+	case LFS_N_SNAPFOLDER:
+		dir_stat(fs, n, st, 0555);
+		fill_time(st, n->t);
+		break;
 	case LFS_N_SCRATCH: {
 		char *p = lfs_fs_path(n->lg->scratch, n->name);
 		*ttl = 0;
@@ -617,64 +665,134 @@ struct doclist_ctx {
 	struct lfs_listing *l;
 	struct lfs_fsl *lg;
 	const struct lfs_cid *event; /* snapshots */
-	char **drafts;               /* sorted, to skip duplicates */
-	size_t ndrafts;
+	const char *path;            /* the folder's ("" the top) */
+	char **local; /* names listed from the disk: sorted, then skipped */
+	size_t nlocal, ndrafts;
 	bool check_pending;
 	struct lfs_fs *fs;
 };
+
+/* Is name among the n names of v (not sorted yet)? */
+static bool listed(const char *name, char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(name, v[i]))
+			return true;
+	return false;
+}
 
 static int str_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int doclist_fn(void *ctx, const struct lfs_index_entry *e)
+/* The path of name in folder path ("" the ledger's top), in out. */
+static int join(char out[LFS_FSPATH_MAX + 1], const char *path,
+		const char *name)
 {
-	struct doclist_ctx *c = ctx;
-	char name[LFS_FSNAME_MAX + 1];
-	if (lfs_fsname_from_id(name, e->id) < 0)
-		return 0; /* no file name can hold this id */
-	if (c->check_pending && lfs_fsl_pending_has(c->fs, c->lg, e->id))
-		return 0;
-	char *key = name;
-	if (c->ndrafts &&
-	    bsearch(&key, c->drafts, c->ndrafts, sizeof(char *), str_cmp))
-		return 0; /* listed as a draft already */
-	enum lfs_node_kind k = c->event ? LFS_N_SNAPDOC : LFS_N_DOC;
-	return list_add(c->l, name, S_IFREG,
-			lfs_node_hash(k, c->lg->name, c->event, name));
+	int n = snprintf(out, LFS_FSPATH_MAX + 1, "%s%s%s", path,
+			 path[0] ? "/" : "", name);
+	return n < 0 || n > LFS_FSPATH_MAX ? -ENAMETOOLONG : 0;
 }
 
-static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg,
-			  const char *dir, enum lfs_node_kind k,
-			  char ***collect, size_t *ncollect)
+static int doclist_fn(void *ctx, const char *name, const char *id)
 {
-	DIR *d = opendir(dir);
+	struct doclist_ctx *c = ctx;
+	char path[LFS_FSPATH_MAX + 1];
+	if (join(path, c->path, name))
+		return 0;
+	if (id && c->check_pending && lfs_fsl_pending_has(c->fs, c->lg, id))
+		return 0;
+	const char *key = name;
+	if (c->nlocal &&
+	    bsearch(&key, c->local, c->nlocal, sizeof(char *), str_cmp))
+		return 0; /* listed from the disk already */
+	enum lfs_node_kind k = c->event
+				       ? (id ? LFS_N_SNAPDOC : LFS_N_SNAPFOLDER)
+				       : (id ? LFS_N_DOC : LFS_N_FOLDER);
+	return list_add(c->l, name, id ? S_IFREG : S_IFDIR,
+			lfs_node_hash(k, c->lg->name, c->event, path));
+}
+
+/*
+ * List local directory dir/path: drafts (documents), scratch files and
+ * directories (scratch, or folders when their name is a folder's; all
+ * scratch in a scratch directory). Names go to collect too.
+ */
+static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg,
+			  const char *dir, const char *path, bool drafts,
+			  bool in_scratch, struct doclist_ctx *c)
+{
+	char full[LFS_FSPATH_MAX + 1], prefix[LFS_INDEX_ID_MAX + 1];
+	char *where = path[0] ? lfs_fs_path(dir, path) : strdup(dir);
+	if (!where)
+		return -ENOMEM;
+	DIR *d = opendir(where);
+	free(where);
 	if (!d)
-		return errno == ENOENT ? 0 : -errno;
+		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
 	struct dirent *de;
 	int rc = 0;
 	while (!rc && (de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    (k == LFS_N_DOC && !strncmp(de->d_name, ".tmp-", 5)))
+		    (drafts && !strncmp(de->d_name, ".tmp-", 5)) ||
+		    join(full, path, de->d_name))
 			continue;
+		if (!drafts && listed(de->d_name, c->local, c->ndrafts))
+			continue; /* a draft's folder and a scratch one */
 		mode_t m =
 			de->d_type == DT_UNKNOWN ? S_IFREG : DTTOIF(de->d_type);
+		enum lfs_node_kind k = drafts ? LFS_N_DOC : LFS_N_SCRATCH;
+		if (S_ISDIR(m))
+			k = !in_scratch && lfs_fsname_folder_to_prefix(
+						   prefix, sizeof(prefix), full)
+				    ? LFS_N_FOLDER
+				    : LFS_N_SCRATCH;
+		if (drafts && k == LFS_N_SCRATCH)
+			continue; /* not a folder: nothing of the drafts' */
 		rc = list_add(l, de->d_name, m,
-			      lfs_node_hash(k, lg->name, NULL, de->d_name));
-		if (!rc && collect) {
-			void *p = realloc(*collect,
-					  (*ncollect + 1) * sizeof(char *));
+			      lfs_node_hash(k, lg->name, NULL, full));
+		if (!rc) {
+			void *p = realloc(c->local,
+					  (c->nlocal + 1) * sizeof(char *));
 			if (!p)
 				rc = -ENOMEM;
 			else {
-				*collect = p;
-				(*collect)[(*ncollect)++] = l->names[l->n - 1];
+				c->local = p;
+				c->local[c->nlocal++] = l->names[l->n - 1];
 			}
 		}
 	}
 	closedir(d);
 	return rc;
+}
+
+/* List the ledger's top ("") or one of its folders or scratch dirs. */
+static int list_folder(struct lfs_fs *fs, struct lfs_fsl *lg, const char *path,
+		       bool scratch_dir, struct lfs_listing *l)
+{
+	int rc = 0;
+	struct doclist_ctx c = {.l = l,
+				.lg = lg,
+				.fs = fs,
+				.check_pending = true,
+				.path = path};
+	if (!scratch_dir)
+		rc = list_dir_files(l, lg, lg->drafts, path, true, false, &c);
+	c.ndrafts = c.nlocal;
+	if (!rc)
+		rc = list_dir_files(l, lg, lg->scratch, path, false,
+				    scratch_dir, &c);
+	if (c.nlocal)
+		qsort(c.local, c.nlocal, sizeof(char *), str_cmp);
+	struct lfs_cid root;
+	if (!rc && !scratch_dir) {
+		lfs_ledger_root(lg->l, &root);
+		rc = lfs_idtree_children(&lg->tree, lfs_ledger_index(lg->l),
+					 &root, path, doclist_fn, &c);
+	}
+	free(c.local);
+	return rc == -EBADMSG ? -EIO : rc;
 }
 
 static int list_ledger(struct lfs_fs *fs, struct lfs_fsl *lg,
@@ -693,23 +811,7 @@ static int list_ledger(struct lfs_fs *fs, struct lfs_fsl *lg,
 		rc = list_add(l, LFS_FS_SNAPSHOTS, S_IFDIR,
 			      lfs_node_hash(LFS_N_SNAPS, lg->name, NULL,
 					    LFS_FS_SNAPSHOTS));
-	struct doclist_ctx c = {
-		.l = l, .lg = lg, .fs = fs, .check_pending = true};
-	if (!rc)
-		rc = list_dir_files(l, lg, lg->drafts, LFS_N_DOC, &c.drafts,
-				    &c.ndrafts);
-	if (c.ndrafts)
-		qsort(c.drafts, c.ndrafts, sizeof(char *), str_cmp);
-	if (!rc)
-		rc = list_dir_files(l, lg, lg->scratch, LFS_N_SCRATCH, NULL,
-				    NULL);
-	struct lfs_cid root;
-	lfs_ledger_root(lg->l, &root);
-	if (!rc)
-		rc = lfs_index_each(lfs_ledger_index(lg->l), &root, doclist_fn,
-				    &c);
-	free(c.drafts);
-	return rc;
+	return rc ? rc : list_folder(fs, lg, "", false, l);
 }
 
 static int list_snapshots(struct lfs_node *n, struct lfs_listing *l)
@@ -772,10 +874,28 @@ int lfs_view_list(struct lfs_fs *fs, struct lfs_node *n, struct lfs_listing *l)
 	case LFS_N_SNAPS:
 	case LFS_N_BYTIME:
 		return list_snapshots(n, l);
-	case LFS_N_SNAP: {
-		struct doclist_ctx c = {.l = l, .lg = lg, .event = &n->event};
-		return lfs_index_each(lfs_ledger_index(lg->l), &n->root,
-				      doclist_fn, &c);
+	case LFS_N_FOLDER:
+	case LFS_N_SCRATCH: {
+		pthread_mutex_lock(&fs->lock);
+		char *path = strdup(n->name);
+		pthread_mutex_unlock(&fs->lock);
+		rc = !path    ? -ENOMEM
+		     : !lg->l ? lg->err
+			      : list_folder(fs, lg, path,
+					    n->kind == LFS_N_SCRATCH, l);
+		free(path);
+		return rc;
+	}
+	case LFS_N_SNAP:
+	case LFS_N_SNAPFOLDER: {
+		struct doclist_ctx c = {
+			.l = l,
+			.lg = lg,
+			.event = &n->event,
+			.path = n->kind == LFS_N_SNAP ? "" : n->name};
+		rc = lfs_idtree_children(&lg->snaptree, lfs_ledger_index(lg->l),
+					 &n->root, c.path, doclist_fn, &c);
+		return rc == -EBADMSG ? -EIO : rc;
 	}
 	case LFS_N_CTLDIR:
 		for (size_t i = 0; i < NCTL && !rc; i++)

@@ -190,7 +190,7 @@ bounded mv "$D/draft.tmp" "$D/new.json"
 one_commit --settle
 expect_doc $L new '{"state":"from a scratch file"}'
 
-note "escaped ids: a/b, .env, 100%"
+note "escaped ids: a/b (a folder; written through its name before folders, a%2Fb.json), .env, 100%"
 put_text "$D/a%2Fb.json" '{"slash":true}'
 one_commit
 put_text "$D/%2Eenv.json" '{"dot":true}'
@@ -200,9 +200,10 @@ one_commit
 expect_doc $L a/b '{"slash":true}'
 expect_doc $L .env '{"dot":true}'
 expect_doc $L 100% '{"percent":true}'
-for f in a%2Fb.json %2Eenv.json 100%25.json; do
+for f in a %2Eenv.json 100%25.json; do
 	bounded ls "$D" | grep -qxF "$f" || fail "ls $D does not list $f"
 done
+bounded ls "$D/a" | grep -qxF b.json || fail "ls $D/a does not list b.json"
 
 note "xattrs name the document's CID and the head"
 lfs_head $L

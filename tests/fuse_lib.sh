@@ -68,7 +68,8 @@
 #                        "_id" included; as `jq -S` prints)
 #   expect_doc_jq L NAME FILTER    fail unless jq -e FILTER holds on the
 #                        mounted file L/NAME
-#   doc_name ID          $REPLY := the file name of document ID (escaped)
+#   doc_name ID          $REPLY := the path of document ID in its ledger
+#                        (folders, escapes: src/fsname.h)
 #   snap_events L        $REPLY := the event directories under .snapshots
 #                        (one per line, sorted), by-time excluded
 #   snap_count_matching L NAME FILTER   $REPLY := how many snapshot
@@ -514,15 +515,27 @@ pretty()
 
 doc_name()
 {
+	# The path of document ID in its ledger (src/fsname.h): '/' between
+	# two bytes other than '/' separates folders, every other '/' is %2F;
+	# '%' is %25, a segment's leading '.' %2E, a folder's ".json" %2Ejson.
 	REPLY=$(python3 -c '
 import sys
 i = sys.argv[1].encode()
+def sep(k):
+    return 0 < k < len(i) - 1 and i[k - 1] != 0x2F and i[k + 1] != 0x2F
 o = bytearray()
-for n, b in enumerate(i):
-    if b in (0x2F, 0x25, 0) or (n == 0 and b == 0x2E):
+start = True
+for k, b in enumerate(i):
+    if b == 0x2F and sep(k):
+        o.append(b)
+        start = True
+        continue
+    dot_json = b == 0x2E and i[k:k + 5] == b".json" and k + 5 < len(i) and sep(k + 5)
+    if b in (0x2F, 0x25) or (start and b == 0x2E) or dot_json:
         o += b"%%%02X" % b
     else:
         o.append(b)
+    start = False
 sys.stdout.write(o.decode() + ".json")' "$1")
 }
 

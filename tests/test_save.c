@@ -107,11 +107,22 @@ START_TEST(test_policy_commit)
 	ck_assert_ptr_null(json_object_get(d.doc, "_id"));
 	lfs_save_decision_release(&d);
 
-	/* The id comes from the escaped file name. */
+	/* The id comes from the path: folders, and escapes. */
 	ck_assert_int_eq(
-		lfs_policy_save(&d, "x%2Fy.json", u8(plain), strlen(plain)), 0);
+		lfs_policy_save(&d, "x/y.json", u8(plain), strlen(plain)), 0);
 	ck_assert_int_eq(d.verdict, LFS_SAVE_COMMIT);
 	ck_assert_str_eq(d.id, "x/y");
+	lfs_save_decision_release(&d);
+	ck_assert_int_eq(
+		lfs_policy_save(&d, "x/%2Ey.json", u8(plain), strlen(plain)),
+		0);
+	ck_assert_int_eq(d.verdict, LFS_SAVE_COMMIT);
+	ck_assert_str_eq(d.id, "x/.y");
+	lfs_save_decision_release(&d);
+	/* The spelling before folders is not a document's path. */
+	ck_assert_int_eq(
+		lfs_policy_save(&d, "x%2Fy.json", u8(plain), strlen(plain)),
+		-EINVAL);
 	lfs_save_decision_release(&d);
 }
 END_TEST

@@ -1,0 +1,64 @@
+/*
+ * idtree: a ledger's ids in byte order, for folders.
+ *
+ * The index is a hash trie (index.h): it finds an id, not the ids under a
+ * prefix. A folder's listing needs the second, so an idtree keeps the ids
+ * of one root sorted; a folder is then a prefix range of the array (binary
+ * search). Moving to another root costs a diff of the two roots
+ * (O(difference) nodes) and one merge (O(n) pointer copies); the first use
+ * walks the whole index.
+ *
+ * Folders and paths are fsname.h's: a folder `path` ("" the ledger's top)
+ * stands for the ids whose path starts with "path/".
+ *
+ * Threads: every call takes the tree's own lock and may read index nodes
+ * under it (disk I/O); callbacks run under it and may take fs->lock (a
+ * leaf lock) but not another tree's lock. Errors: the index's (-EIO,
+ * -EBADMSG), -ENOMEM; the tree is then rebuilt by the next call.
+ */
+#ifndef LFS_IDTREE_H
+#define LFS_IDTREE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cid.h"
+#include "index.h"
+
+struct lfs_idtree {
+	pthread_mutex_t lock;
+	bool valid; /* ids are those of root */
+	struct lfs_cid root;
+	char **ids; /* sorted bytewise, malloc'd */
+	size_t n;
+};
+
+void lfs_idtree_init(struct lfs_idtree *t);
+void lfs_idtree_release(struct lfs_idtree *t);
+
+/*
+ * Call fn for each child of folder `path` under root: a document (its file
+ * name, "x.json", and id) or a folder (its name, id NULL), each once, in
+ * no promised order. A non-zero return from fn stops and is returned.
+ */
+typedef int (*lfs_idtree_child_fn)(void *ctx, const char *name, const char *id);
+int lfs_idtree_children(struct lfs_idtree *t, const struct lfs_index *ix,
+			const struct lfs_cid *root, const char *path,
+			lfs_idtree_child_fn fn, void *ctx);
+
+/* Is there a document under folder `path` (at any depth) under root? */
+int lfs_idtree_has_folder(struct lfs_idtree *t, const struct lfs_index *ix,
+			  const struct lfs_cid *root, const char *path,
+			  bool *out);
+
+/*
+ * Call fn with the id and path of every document under folder `path`, at
+ * any depth (a folder's rename).
+ */
+typedef int (*lfs_idtree_doc_fn)(void *ctx, const char *id, const char *path);
+int lfs_idtree_under(struct lfs_idtree *t, const struct lfs_index *ix,
+		     const struct lfs_cid *root, const char *path,
+		     lfs_idtree_doc_fn fn, void *ctx);
+
+#endif
