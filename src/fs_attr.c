@@ -160,9 +160,9 @@ static int parse_line(struct lfs_attr_table *t, char *line)
 	if (!cid || !p ||
 	    (strcmp(cid, "-") && lfs_cid_from_string(&a.version, cid)))
 		return -EINVAL;
-	char name[LFS_FSNAME_MAX + 1];
+	char name[LFS_FSPATH_MAX + 1]; /* a path in the ledger */
 	size_t hl = strlen(p);
-	if (hl % 2 || hl / 2 > LFS_FSNAME_MAX)
+	if (hl % 2 || hl / 2 > LFS_FSPATH_MAX)
 		return -EINVAL;
 	for (size_t i = 0; i < hl / 2; i++) {
 		int hi = lfs_hex_value(p[2 * i]),

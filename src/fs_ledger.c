@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include "errmsg.h"
 #include "fileio.h"
 #include "fs_policy.h"
+#include "fsname.h"
 #include "log.h"
 
 /* ---- finding and opening ---- */
@@ -89,6 +91,34 @@ static void fsl_free(struct lfs_fsl *lg)
 	free(lg);
 }
 
+/*
+ * Drafts kept before folders were named flat ("a%2Fb.json"): move each to
+ * its document's path ("a/b.json") so it still shadows the document.
+ */
+static void migrate_drafts(struct lfs_fsl *lg)
+{
+	DIR *d = opendir(lg->drafts);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		char id[LFS_INDEX_ID_MAX + 1], path[LFS_FSPATH_MAX + 1];
+		if (!strstr(de->d_name, "%2F") ||
+		    !lfs_fsname_to_id(id, sizeof(id), de->d_name) ||
+		    lfs_fsname_path_from_id(path, id) < 0 ||
+		    !strcmp(path, de->d_name))
+			continue;
+		char *from = lfs_fs_path(lg->drafts, de->d_name);
+		char *to = lfs_fs_path(lg->drafts, path);
+		if (from && to && lfs_mkdirs_for(to) == 0 &&
+		    access(to, F_OK) != 0 && rename(from, to) == 0)
+			lfs_info("ledger '%s': draft %s moved to %s (folders)",
+				 lg->name, de->d_name, path);
+		free(from);
+		free(to);
+	}
+	if (d)
+		closedir(d);
+}
+
 /* Make the state of ledger name, opening it (no lock held: disk reads,
  * decryption). NULL when out of memory. */
 static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name,
@@ -119,6 +149,8 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name,
 		fsl_free(lg);
 		return NULL;
 	}
+	if (!lg->err)
+		migrate_drafts(lg);
 	uint8_t key[LFS_KEY_BYTES];
 	int rc = lg->err ? lg->err : lfs_home_key(key, fs->home, name);
 	if (rc == -ENOENT) {

@@ -13,7 +13,7 @@
 #   - a document over 16 MiB: EFBIG on write;
 #   - writes, create, unlink, rename, mkdir, rmdir, chmod, utimens, truncate,
 #     symlink into .snapshots: EROFS, and vim's :w! there fails;
-#   - mkdir inside a ledger: EPERM.
+#   - mkdir of a document's name (x.json) inside a ledger: EPERM.
 # After each: the daemon runs, the mount answers, a further write commits,
 # and the daemon logged a line (at the test's log level, debug unless
 # LFS_LOG_LEVEL says otherwise). The CLI checks the ledger at the end.
@@ -231,14 +231,14 @@ expect_errno ENOENT read "$D/stolen.json"
 expect_commits --settle $L $n
 still_up
 
-note "mkdir inside a ledger: EPERM"
+note "mkdir of a document's name inside a ledger: EPERM"
 log_mark
-expect_errno EPERM mkdir "$D/sub"
-if bounded mkdir "$D/sub2" 2>"$TMP/mkdir.err"; then
-	fail "mkdir inside a ledger succeeded"
+expect_errno EPERM mkdir "$D/sub.json"
+if bounded mkdir "$D/sub2.json" 2>"$TMP/mkdir.err"; then
+	fail "mkdir of a .json name inside a ledger succeeded"
 fi
 grep -q 'Operation not permitted' "$TMP/mkdir.err" || fail "mkdir said: $(cat "$TMP/mkdir.err")"
-expect_log "mkdir inside a ledger"
+expect_log "mkdir of a .json name" "is a document's, not a folder's"
 expect_commits $L $n
 still_up
 

@@ -158,6 +158,40 @@ cli ls $L
 grep -qxF empty2/y/three "$TMP/stdout" || fail "ledgerfs ls has no empty2/y/three: $(cat "$TMP/stdout")"
 grep -q '^\.\|/\.' "$TMP/stdout" && fail "a dot-folder was committed: $(cat "$TMP/stdout")"
 
+note "replication: a second home, through ledgerfs sync with a file:// store, shows the same folders"
+remote=file://$TMP/remote
+cli sync --remote "$remote" $L
+[ "$STATUS" = 0 ] || fail "ledgerfs sync (home A): $(cat "$TMP/stderr")"
+cli key export $L
+share=$(cat "$TMP/stdout")
+homeA=$LFS_HOME
+LFS_HOME=$TMP/home-b
+cli key import $L "$share"
+[ "$STATUS" = 0 ] || fail "key import (home B): $(cat "$TMP/stderr")"
+cli sync --remote "$remote" $L
+[ "$STATUS" = 0 ] || fail "ledgerfs sync (home B): $(cat "$TMP/stderr")"
+fuse_mount
+expect_ls "$D" notes untar empty2 full
+expect_ls "$D/empty2" two.json y
+expect_doc $L empty2/y/three '{"k":3}'
+expect_ls "$D/notes" b.json
+[ ! -e "$D/target" ] || fail "an empty folder was replicated"
+[ ! -e "$D/notes/.git" ] || fail "a dot-folder was replicated"
+note "a folder made on B, with a document, reaches A"
+bounded mkdir -p "$D/from-b/deep"
+put_text "$D/from-b/deep/x.json" '{"b":true}'
+expect_commits $L $((n + 1))
+fuse_umount
+cli sync --remote "$remote" $L
+[ "$STATUS" = 0 ] || fail "ledgerfs sync (home B, push): $(cat "$TMP/stderr")"
+LFS_HOME=$homeA
+cli sync --remote "$remote" $L
+[ "$STATUS" = 0 ] || fail "ledgerfs sync (home A, pull): $(cat "$TMP/stderr")"
+fuse_mount
+expect_ls "$D/from-b/deep" x.json
+expect_doc $L from-b/deep/x '{"b":true}'
+fuse_umount
+
 note "a ledger written before folders: ids with '/' show in folders, old names still open"
 cli init old
 printf '{"v":1}' >"$TMP/v1.json"
