@@ -162,16 +162,16 @@ note "replication: a second home, through ledgerfs sync with a file:// store, sh
 remote=file://$TMP/remote
 cli sync --remote "$remote" $L
 [ "$STATUS" = 0 ] || fail "ledgerfs sync (home A): $(cat "$TMP/stderr")"
-cli key export $L
-share=$(cat "$TMP/stdout")
+share=$(LEDGERFS_HOME=$LFS_HOME bounded "$LEDGERFS" key export $L) || fail "key export (home A)"
 homeA=$LFS_HOME
 LFS_HOME=$TMP/home-b
-cli key import $L "$share"
-[ "$STATUS" = 0 ] || fail "key import (home B): $(cat "$TMP/stderr")"
+LEDGERFS_HOME=$LFS_HOME bounded "$LEDGERFS" key import $L "$share" >/dev/null ||
+	fail "key import (home B)"
 cli sync --remote "$remote" $L
 [ "$STATUS" = 0 ] || fail "ledgerfs sync (home B): $(cat "$TMP/stderr")"
 fuse_mount
-expect_ls "$D" notes untar empty2 full
+expect_ls "$D" notes untar empty2 full moved
+expect_ls "$D/moved" one.json
 expect_ls "$D/empty2" two.json y
 expect_doc $L empty2/y/three '{"k":3}'
 expect_ls "$D/notes" b.json
