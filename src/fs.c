@@ -438,10 +438,23 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 		/* The kernel resolves links itself: a link here is one that
 		 * replaced the file since the lookup. */
 		int flags = fi->flags | O_NOFOLLOW | O_CLOEXEC;
-		h->fd = p ? open(p, flags, create_mode) : -1;
-		if (h->fd < 0 && errno == ENOENT && (flags & O_CREAT) &&
-		    lfs_mkdirs_for(p) == 0)
+		bool made = false;
+		if (p && (flags & O_CREAT)) {
+			/* A new file gets the mode asked for (the kernel
+			 * took the caller's umask off), not the daemon's
+			 * umask's take on it. */
+			h->fd = open(p, flags | O_EXCL, create_mode);
+			if (h->fd < 0 && errno == ENOENT &&
+			    lfs_mkdirs_for(p) == 0)
+				h->fd = open(p, flags | O_EXCL, create_mode);
+			made = h->fd >= 0;
+			if (h->fd < 0 && errno == EEXIST && !(flags & O_EXCL))
+				h->fd = open(p, flags & ~O_CREAT, 0);
+		} else if (p) {
 			h->fd = open(p, flags, create_mode);
+		}
+		if (made && fchmod(h->fd, create_mode & 07777))
+			lfs_warn("chmod %s: %s", n->name, strerror(errno));
 		rc = !p ? -ENOMEM : h->fd < 0 ? -errno : 0;
 		free(p);
 		break;
@@ -693,6 +706,9 @@ static void mkdir_in(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *p,
 	if (!rc && !(local = local_path(p->lg->scratch, path)))
 		rc = -ENOMEM;
 	if (!rc && mkdir(local, mode & 07777))
+		rc = -errno;
+	/* The mode asked for, not the daemon's umask's take on it. */
+	if (!rc && chmod(local, mode & 07777))
 		rc = -errno;
 	if (!rc)
 		own_scratch(req, local);
