@@ -1,0 +1,184 @@
+/* Tests of idtree: a folder's children, its existence and the documents
+ * under it, checked against a brute-force model over random ids (with
+ * the odd ones: empty segments, dots, ".json" folders), across roots
+ * reached by diffs. Random: prints its seed; LFS_SEED=N replays. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockmap.h"
+#include "fsname.h"
+#include "idtree.h"
+#include "index.h"
+
+static uint8_t salt[LFS_SALT_BYTES];
+
+static const char *parts[] = {"a", "b", "x.json", ".git", "", "n", "%", "."};
+#define NPARTS (sizeof(parts) / sizeof(parts[0]))
+
+/* A random id: 1 to 4 parts joined by '/', now and then a doubled one. */
+static void random_id(char *out, size_t size)
+{
+	size_t n = 0, k = 1 + (size_t)(rand() % 4);
+	out[0] = '\0';
+	for (size_t i = 0; i < k; i++) {
+		n += (size_t)snprintf(out + n, size - n, "%s%s%s", i ? "/" : "",
+				      rand() % 8 ? "" : "/",
+				      parts[rand() % NPARTS]);
+	}
+	if (!out[0])
+		snprintf(out, size, "z");
+}
+
+struct model {
+	char ids[200][64];
+	bool live[200];
+};
+
+struct seen {
+	char names[400][LFS_FSPATH_MAX + 1];
+	bool folder[400];
+	int n;
+	bool dup;
+};
+
+static int collect(void *ctx, const char *name, const char *id)
+{
+	struct seen *s = ctx;
+	for (int i = 0; i < s->n; i++)
+		if (!strcmp(s->names[i], name) && s->folder[i] == !id)
+			s->dup = true;
+	ck_assert_int_lt(s->n, 400);
+	snprintf(s->names[s->n], sizeof(s->names[0]), "%s", name);
+	s->folder[s->n++] = !id;
+	return 0;
+}
+
+/* The model's children of folder path: from each live id's path. */
+static void expect_children(struct model *m, const char *path,
+			    const struct seen *got)
+{
+	size_t pl = strlen(path);
+	int want = 0;
+	struct seen w = {.n = 0};
+	for (int i = 0; i < 200; i++) {
+		char p[LFS_FSPATH_MAX + 1];
+		if (!m->live[i] || lfs_fsname_path_from_id(p, m->ids[i]) < 0)
+			continue;
+		if (pl && (strncmp(p, path, pl) || p[pl] != '/'))
+			continue;
+		const char *rest = pl ? p + pl + 1 : p;
+		char *slash = strchr(rest, '/');
+		char name[LFS_FSPATH_MAX + 1];
+		snprintf(name, sizeof(name), "%.*s",
+			 slash ? (int)(slash - rest) : (int)strlen(rest), rest);
+		bool dup = false;
+		for (int k = 0; k < w.n; k++)
+			dup |= !strcmp(w.names[k], name) &&
+			       w.folder[k] == (slash != NULL);
+		if (dup)
+			continue;
+		snprintf(w.names[w.n], sizeof(w.names[0]), "%s", name);
+		w.folder[w.n++] = slash != NULL;
+		want++;
+	}
+	ck_assert_msg(!got->dup, "a child listed twice in '%s'", path);
+	ck_assert_msg(got->n == want, "'%s': %d children, the model has %d",
+		      path, got->n, want);
+	for (int k = 0; k < w.n; k++) {
+		bool found = false;
+		for (int j = 0; j < got->n; j++)
+			found |= !strcmp(got->names[j], w.names[k]) &&
+				 got->folder[j] == w.folder[k];
+		ck_assert_msg(found, "'%s': %s missing", path, w.names[k]);
+	}
+}
+
+START_TEST(model)
+{
+	unsigned seed = getenv("LFS_SEED") ? (unsigned)atoi(getenv("LFS_SEED"))
+					   : (unsigned)time(NULL);
+	printf("test_idtree: seed %u (LFS_SEED=%u replays)\n", seed, seed);
+	srand(seed);
+	struct lfs_blockmap map;
+	struct lfs_index ix;
+	struct lfs_cid root;
+	struct lfs_idtree t;
+	lfs_blockmap_init(&map);
+	lfs_index_init(&ix, lfs_blockmap_blocks(&map), salt);
+	ck_assert_int_eq(lfs_index_empty(&root, &ix), 0);
+	lfs_idtree_init(&t);
+	static struct model m;
+	memset(&m, 0, sizeof(m));
+	for (int i = 0; i < 200; i++)
+		random_id(m.ids[i], sizeof(m.ids[i]));
+	for (int round = 0; round < 40; round++) {
+		/* A batch of puts and deletes: one new root. */
+		for (int k = 0; k < 1 + rand() % 20; k++) {
+			int i = rand() % 200;
+			struct lfs_index_entry e = {0};
+			e.id = m.ids[i];
+			e.id_len = strlen(m.ids[i]);
+			lfs_cid_of(&e.cur.doc, LFS_CODEC_DAG_CBOR, "x", 1);
+			e.cur.t = 1;
+			e.cur.writer = "w";
+			bool put = rand() % 3 != 0;
+			struct lfs_index_change c = {.id = e.id,
+						     .id_len = e.id_len,
+						     .entry = put ? &e : NULL};
+			ck_assert_int_eq(
+				lfs_index_apply(&root, &ix, &root, &c, 1), 0);
+			/* Equal ids share a fate. */
+			for (int j = 0; j < 200; j++)
+				if (!strcmp(m.ids[j], m.ids[i]))
+					m.live[j] = put;
+		}
+		static const char *folders[] = {
+			"",    "a",        "b",   "a/b",      "n",
+			"%25", "x%2Ejson", "%2E", "a/%2Egit", "a%2F"};
+		for (size_t f = 0; f < sizeof(folders) / sizeof(*folders);
+		     f++) {
+			static struct seen got;
+			memset(&got, 0, sizeof(got));
+			int rc = lfs_idtree_children(&t, &ix, &root, folders[f],
+						     collect, &got);
+			char prefix[LFS_INDEX_ID_MAX + 1];
+			if (folders[f][0] &&
+			    !lfs_fsname_folder_to_prefix(prefix, sizeof(prefix),
+							 folders[f])) {
+				ck_assert_int_eq(rc, -ENOENT);
+				continue;
+			}
+			ck_assert_int_eq(rc, 0);
+			expect_children(&m, folders[f], &got);
+			bool has;
+			ck_assert_int_eq(lfs_idtree_has_folder(&t, &ix, &root,
+							       folders[f],
+							       &has),
+					 0);
+			if (folders[f][0])
+				ck_assert_msg(has == (got.n > 0),
+					      "'%s' exists: %d, %d children",
+					      folders[f], has, got.n);
+		}
+	}
+	lfs_idtree_release(&t);
+	lfs_blockmap_release(&map);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("idtree");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, model);
+	suite_add_tcase(s, tc);
+	SRunner *r = srunner_create(s);
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
