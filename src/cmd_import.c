@@ -236,7 +236,8 @@ int lfs_cmd_import(int argc, char **argv)
 	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		printf("usage: ledgerfs import NAME [DIR|FILE.ndjson|-]\n"
 		       "Load documents in bulk: every DIR/<id>.json (the file "
-		       "name is the id, as in a mount), or\nnewline-delimited "
+		       "name is the id, '/' written %%2F), "
+		       "or\nnewline-delimited "
 		       "JSON objects with \"_id\" (a file, or - or nothing for "
 		       "standard input).\nEvery input is checked first: if any "
 		       "is not a document, each is named with the reason\nand "
