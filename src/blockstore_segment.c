@@ -1,0 +1,662 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "blockstore_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+
+/* ---- the segment ---- */
+
+/*
+ * DIR/segment: "LFSSEG1\n", then records, each
+ *   u32 magic "LSR1" | u32 kind | u32 len | u32 nparents | u64 synced |
+ *   car CID (36) | parents (36 each) | BLAKE2b-128 of all that |
+ *   len bytes: the sealed CAR (kind 0), nothing (kind 1, a mark)
+ * little endian. synced: the writer knew everything before that offset
+ * to be on disk, so a reader re-hashes only the records after it.
+ */
+#define SEG_NAME       "segment"
+#define SEG_FILE_MAGIC "LFSSEG1\n"
+#define SEG_REC_MAGIC  0x3152534cu
+#define SEG_FIXED      (24 + LFS_CID_BYTES)
+#define SEG_SUM        16
+#define SEG_SKIP       2u /* in a scan only: a damaged record */
+
+struct seg_rec {
+	struct lfs_cid car;
+	uint64_t start, off, end, synced;
+	uint32_t len, kind, np;
+	struct lfs_cid *parents; /* into the scan's parents array */
+};
+
+static void seg_sum(uint8_t out[SEG_SUM], const uint8_t *p, size_t n)
+{
+	crypto_generichash(out, SEG_SUM, p, n, NULL, 0);
+}
+
+/* Read len bytes at off; 1 when the file ends first. */
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = pread(fd, (uint8_t *)buf + got, len - got,
+				  (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return 1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = pwrite(fd, (const uint8_t *)buf + done, len - done,
+				   (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+/* pwritev all of iov at off (iov is consumed). */
+static int pwritev_full(int fd, struct iovec *iov, int n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t r = pwritev(fd, iov, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		off += (uint64_t)r;
+		while (n > 0 && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+/* The segment's heads after a record: its parents go, its CAR comes.
+ * Caller holds lock. */
+static int seg_supersede(struct lfs_blockstore *bs, const struct lfs_cid *car,
+			 const struct lfs_cid *parents, size_t np)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < bs->nseg_heads; i++) {
+		bool gone = car && lfs_cid_equal(&bs->seg_heads[i], car);
+		for (size_t j = 0; j < np && !gone; j++)
+			gone = lfs_cid_equal(&bs->seg_heads[i], &parents[j]);
+		if (!gone)
+			bs->seg_heads[k++] = bs->seg_heads[i];
+	}
+	void *p = realloc(bs->seg_heads, (k + 1) * sizeof(*bs->seg_heads));
+	if (!p)
+		return -ENOMEM;
+	bs->seg_heads = p;
+	if (car)
+		bs->seg_heads[k++] = *car;
+	bs->nseg_heads = k;
+	return 0;
+}
+
+/* Index one commit record. Caller holds lock. */
+static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
+		   uint64_t off, uint32_t len)
+{
+	if (lfs_cidmap_get(&bs->seg_index, car, NULL))
+		return 0; /* the same bytes twice: the first copy serves */
+	if (bs->nseg == bs->capseg) {
+		size_t cap = bs->capseg ? bs->capseg * 2 : 256;
+		void *p = realloc(bs->seg, cap * sizeof(*bs->seg));
+		if (!p)
+			return -ENOMEM;
+		bs->seg = p;
+		bs->capseg = cap;
+	}
+	bs->seg[bs->nseg] =
+		(struct seg_ent){.cid = *car, .off = off, .len = len};
+	if (lfs_cidmap_set(&bs->seg_index, car, bs->nseg))
+		return -ENOMEM;
+	bs->nseg++;
+	bs->seg_live++;
+	return 0;
+}
+
+char *lfs_bs_seg_path(struct lfs_blockstore *bs)
+{
+	return lfs_bs_path_join(bs->dir, SEG_NAME, "");
+}
+
+/*
+ * Read and check the record header at pos (its parents into parents, room
+ * for MAX_ROOT_LINKS): 0 when it checks out and the record fits in size,
+ * 1 when not (incomplete, damaged, or no record there).
+ */
+static int seg_header(struct lfs_blockstore *bs, uint8_t *hdr, uint64_t pos,
+		      uint64_t size, struct seg_rec *r, struct lfs_cid *parents)
+{
+	if (pos + SEG_FIXED + SEG_SUM > size ||
+	    pread_full(bs->seg_fd, hdr, SEG_FIXED, pos))
+		return 1;
+	uint32_t kind = lfs_bs_get32(hdr + 4), len = lfs_bs_get32(hdr + 8),
+		 np = lfs_bs_get32(hdr + 12);
+	if (lfs_bs_get32(hdr) != SEG_REC_MAGIC || kind > SEG_MARK ||
+	    np > MAX_ROOT_LINKS || len > LFS_CAR_MAX_FILE + (1 << 20))
+		return 1;
+	size_t hl = SEG_FIXED + (size_t)np * LFS_CID_BYTES + SEG_SUM;
+	if (pos + hl + len > size ||
+	    pread_full(bs->seg_fd, hdr + SEG_FIXED, hl - SEG_FIXED,
+		       pos + SEG_FIXED))
+		return 1;
+	uint8_t sum[SEG_SUM];
+	seg_sum(sum, hdr, hl - SEG_SUM);
+	if (sodium_memcmp(sum, hdr + hl - SEG_SUM, SEG_SUM))
+		return 1;
+	*r = (struct seg_rec){.start = pos,
+			      .off = pos + hl,
+			      .end = pos + hl + len,
+			      .synced = lfs_bs_get64(hdr + 16),
+			      .len = len,
+			      .kind = kind,
+			      .np = np};
+	bool ok = kind == SEG_MARK ||
+		  (lfs_cid_from_bytes(&r->car, hdr + 24, LFS_CID_BYTES) ==
+			   LFS_CID_BYTES &&
+		   r->car.codec == LFS_CODEC_RAW);
+	for (uint32_t i = 0; ok && i < np; i++)
+		ok = lfs_cid_from_bytes(&parents[i],
+					hdr + SEG_FIXED +
+						(size_t)i * LFS_CID_BYTES,
+					LFS_CID_BYTES) == LFS_CID_BYTES;
+	return ok ? 0 : 1;
+}
+
+/*
+ * The offset of the first record at or after from that checks out, or
+ * size when none does. Scans for the record magic; the header's checksum
+ * tells a record from bytes that happen to match.
+ */
+static uint64_t seg_resync(struct lfs_blockstore *bs, uint8_t *hdr,
+			   uint64_t from, uint64_t size)
+{
+	enum { WIN = 1 << 16 };
+	uint8_t *w = malloc(WIN + 4);
+	uint8_t magic[4];
+	lfs_bs_put32(magic, SEG_REC_MAGIC);
+	struct lfs_cid *pv = malloc(MAX_ROOT_LINKS * sizeof(*pv));
+	uint64_t found = size;
+	for (uint64_t at = from; w && pv && at < size && found == size;
+	     at += WIN) {
+		size_t n = size - at < WIN + 4 ? (size_t)(size - at) : WIN + 4;
+		if (pread_full(bs->seg_fd, w, n, at))
+			break;
+		for (size_t i = 0; i + 4 <= n && i < WIN; i++) {
+			struct seg_rec r;
+			if (!memcmp(w + i, magic, 4) &&
+			    !seg_header(bs, hdr, at + i, size, &r, pv)) {
+				found = at + i;
+				break;
+			}
+		}
+	}
+	free(w);
+	free(pv);
+	return found;
+}
+
+/*
+ * Read the records other writers (or an earlier run) appended since
+ * seg_end. A record that does not check out is skipped when a good one
+ * follows (damage in the middle); else it is the end (a record being
+ * written, or torn by a crash), and with fix (the caller holds the
+ * ledger's writer lock, so nobody is writing) that tail is cut off.
+ * Caller holds seg_lock.
+ */
+static int seg_scan(struct lfs_blockstore *bs, bool fix)
+{
+	if (bs->seg_fd < 0) {
+		char *p = lfs_bs_seg_path(bs);
+		if (!p)
+			return -ENOMEM;
+		int fd = open(p, O_RDWR | O_CLOEXEC);
+		if (fd < 0 && errno == EACCES)
+			fd = open(p, O_RDONLY | O_CLOEXEC);
+		free(p);
+		if (fd < 0)
+			return errno == ENOENT ? 0 : -errno;
+		bs->seg_fd = fd;
+		bs->seg_end = 0;
+	}
+	struct stat st;
+	if (fstat(bs->seg_fd, &st))
+		return -errno;
+	bs->seg_ino = (uint64_t)st.st_ino;
+	uint64_t size = (uint64_t)st.st_size, pos = bs->seg_end;
+	if (size == pos)
+		return 0;
+	int rc = 0;
+	if (pos == 0) {
+		uint8_t m[8];
+		if (size < 8) {
+			if (fix && ftruncate(bs->seg_fd, 0))
+				return -errno;
+			return 0;
+		}
+		if ((rc = pread_full(bs->seg_fd, m, 8, 0)))
+			return rc < 0 ? rc : 0;
+		if (memcmp(m, SEG_FILE_MAGIC, 8))
+			return -EBADMSG;
+		pos = bs->seg_end = 8;
+	}
+	struct seg_rec *recs = NULL;
+	size_t nrecs = 0, cap = 0;
+	struct lfs_cid *pv = NULL;
+	size_t npv = 0, cappv = 0;
+	uint8_t *hdr =
+		malloc(SEG_FIXED + LFS_CID_BYTES * MAX_ROOT_LINKS + SEG_SUM);
+	uint64_t synced = 0;
+	if (!hdr)
+		return -ENOMEM;
+	/* Pass 1: the headers. A record that does not check out where
+	 * more follows (damage in the middle) is skipped, not the end: the
+	 * next record that checks out carries on, so damage loses what it
+	 * hit and nothing after it, as a damaged CAR file would. */
+	while (pos < size && !rc) {
+		struct seg_rec r;
+		if (npv + MAX_ROOT_LINKS > cappv) {
+			cappv = npv * 2 + MAX_ROOT_LINKS;
+			void *p = realloc(pv, cappv * sizeof(*pv));
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			pv = p;
+		}
+		if (seg_header(bs, hdr, pos, size, &r, pv + npv)) {
+			uint64_t next = seg_resync(bs, hdr, pos + 1, size);
+			if (next >= size)
+				break; /* nothing good follows: a torn tail */
+			lfs_warn("%s/" SEG_NAME ": skipping %llu damaged bytes "
+				 "at offset %llu",
+				 bs->dir, (unsigned long long)(next - pos),
+				 (unsigned long long)pos);
+			pos = next;
+			continue;
+		}
+		if (nrecs == cap) {
+			cap = cap ? cap * 2 : 64;
+			void *p = realloc(recs, cap * sizeof(*recs));
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			recs = p;
+		}
+		r.parents = (struct lfs_cid *)(uintptr_t)npv; /* fixed below */
+		npv += r.np;
+		recs[nrecs++] = r;
+		if (r.synced > synced && r.synced <= r.start)
+			synced = r.synced;
+		pos = r.end;
+	}
+	free(hdr);
+	/* Pass 2: records after what a writer knew to be on disk must hash
+	 * to their names (a power cut may leave garbage there). */
+	uint8_t *buf = NULL;
+	for (size_t i = 0; !rc && i < nrecs; i++) {
+		recs[i].parents = pv + (uintptr_t)recs[i].parents;
+		if (recs[i].kind != SEG_COMMIT || recs[i].end <= synced)
+			continue;
+		void *p = realloc(buf, recs[i].len ? recs[i].len : 1);
+		if (!p) {
+			rc = -ENOMEM;
+			break;
+		}
+		buf = p;
+		struct lfs_cid c;
+		if (pread_full(bs->seg_fd, buf, recs[i].len, recs[i].off) ||
+		    (lfs_cid_of(&c, LFS_CODEC_RAW, buf, recs[i].len),
+		     !lfs_cid_equal(&c, &recs[i].car))) {
+			if (i + 1 == nrecs) { /* the last: a torn tail */
+				pos = recs[i].start;
+				nrecs = i;
+				break;
+			}
+			lfs_warn("%s/" SEG_NAME ": skipping the damaged "
+				 "record at offset %llu",
+				 bs->dir, (unsigned long long)recs[i].start);
+			recs[i].kind = SEG_SKIP;
+		}
+	}
+	free(buf);
+	if (!rc) {
+		pthread_mutex_lock(&bs->lock);
+		for (size_t i = 0; !rc && i < nrecs; i++)
+			if (recs[i].kind == SEG_SKIP)
+				continue;
+			else if (recs[i].kind == SEG_MARK)
+				rc = seg_supersede(bs, NULL, recs[i].parents,
+						   recs[i].np);
+			else if (!(rc = seg_add(bs, &recs[i].car, recs[i].off,
+						recs[i].len)))
+				rc = seg_supersede(bs, &recs[i].car,
+						   recs[i].parents, recs[i].np);
+		pthread_mutex_unlock(&bs->lock);
+	}
+	if (!rc) {
+		bs->seg_end = pos;
+		if (fix && pos < size) {
+			lfs_warn("%s/" SEG_NAME ": dropping %llu bytes after "
+				 "offset %llu: an incomplete or damaged "
+				 "record (a crash while it was written)",
+				 bs->dir, (unsigned long long)(size - pos),
+				 (unsigned long long)pos);
+			if (ftruncate(bs->seg_fd, (off_t)pos))
+				rc = -errno;
+		}
+	}
+	free(recs);
+	free(pv);
+	return rc;
+}
+
+/* Where car lives in the segment (after a look at what was appended). */
+bool lfs_bs_seg_find(struct lfs_blockstore *bs, const struct lfs_cid *car,
+		     struct seg_ent *out, bool rescan)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		pthread_mutex_lock(&bs->lock);
+		uint64_t i;
+		bool found = lfs_cidmap_get(&bs->seg_index, car, &i) &&
+			     !bs->seg[i].removed;
+		if (found && out)
+			*out = bs->seg[i];
+		pthread_mutex_unlock(&bs->lock);
+		if (found || !rescan || pass)
+			return found;
+		pthread_mutex_lock(&bs->seg_lock);
+		seg_scan(bs, false);
+		pthread_mutex_unlock(&bs->seg_lock);
+	}
+	return false;
+}
+
+/* Read len bytes at off of CAR car, wherever it is. */
+int lfs_bs_pread_car(struct lfs_blockstore *bs, const struct lfs_cid *car,
+		     void *buf, size_t len, uint64_t off)
+{
+	struct seg_ent e;
+	if (lfs_bs_seg_find(bs, car, &e, false)) {
+		if (off + len > e.len)
+			return -EBADMSG;
+		int rc = pread_full(bs->seg_fd, buf, len, e.off + off);
+		return rc > 0 ? -EBADMSG : rc;
+	}
+	char *path = lfs_bs_car_path(bs, car);
+	if (!path)
+		return -ENOMEM;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	int rc = pread_full(fd, buf, len, off);
+	close(fd);
+	return rc > 0 ? -EBADMSG : rc; /* the file shrank under us */
+}
+
+/* A CAR's sealed bytes, wherever it is. */
+int lfs_bs_read_car_bytes(struct lfs_blockstore *bs, const struct lfs_cid *car,
+			  uint8_t **out, size_t *out_len)
+{
+	struct seg_ent e;
+	if (lfs_bs_seg_find(bs, car, &e, true)) {
+		uint8_t *b = malloc(e.len ? e.len : 1);
+		if (!b)
+			return -ENOMEM;
+		int rc = pread_full(bs->seg_fd, b, e.len, e.off);
+		if (rc) {
+			free(b);
+			return rc > 0 ? -EBADMSG : rc;
+		}
+		*out = b;
+		*out_len = e.len;
+		return 0;
+	}
+	char *path = lfs_bs_car_path(bs, car);
+	if (!path)
+		return -ENOMEM;
+	int rc = lfs_bs_read_file(out, out_len, path,
+				  LFS_CAR_MAX_FILE + (1 << 20));
+	free(path);
+	return rc;
+}
+
+/*
+ * Append a record. Caller holds seg_lock and the ledger's writer lock
+ * (so the end of the file is ours).
+ */
+int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
+		      const struct lfs_cid *car, const uint8_t *sealed,
+		      size_t len, const struct lfs_cid *parents, size_t np)
+{
+	int rc;
+	if (bs->seg_fd < 0) {
+		char *p = lfs_bs_seg_path(bs);
+		if (!p)
+			return -ENOMEM;
+		int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		free(p);
+		if (fd < 0)
+			return -errno;
+		bs->seg_fd = fd;
+		bs->seg_end = 0;
+	}
+	if ((rc = seg_scan(bs, true)))
+		return rc;
+	if (bs->seg_end == 0) {
+		if ((rc = pwrite_full(bs->seg_fd, SEG_FILE_MAGIC, 8, 0)))
+			return rc;
+		bs->seg_end = 8;
+		pthread_mutex_lock(&bs->sync_lock);
+		bs->seg_dir_unsynced = true;
+		pthread_mutex_unlock(&bs->sync_lock);
+	}
+	/* Supersede every record of the segment's heads, too: they are
+	 * ancestors of this commit (the writer lock and a refresh came
+	 * first). Capped: the clock drops ancestors anyway. */
+	pthread_mutex_lock(&bs->lock);
+	size_t cap = np + (kind == SEG_COMMIT ? bs->nseg_heads : 0);
+	struct lfs_cid *all = malloc((cap + 1) * sizeof(*all));
+	size_t n = 0;
+	for (size_t i = 0; all && i < cap; i++) {
+		const struct lfs_cid *c =
+			i < np ? &parents[i] : &bs->seg_heads[i - np];
+		bool dup = car && lfs_cid_equal(c, car);
+		for (size_t k = 0; k < n && !dup; k++)
+			dup = lfs_cid_equal(&all[k], c);
+		if (!dup && n < MAX_ROOT_LINKS)
+			all[n++] = *c;
+	}
+	pthread_mutex_unlock(&bs->lock);
+	if (!all)
+		return -ENOMEM;
+	pthread_mutex_lock(&bs->sync_lock);
+	uint64_t synced = bs->seg_synced;
+	pthread_mutex_unlock(&bs->sync_lock);
+	size_t hl = SEG_FIXED + n * LFS_CID_BYTES + SEG_SUM;
+	uint8_t *rec = malloc(hl);
+	if (!rec) {
+		free(all);
+		return -ENOMEM;
+	}
+	memset(rec, 0, SEG_FIXED);
+	lfs_bs_put32(rec, SEG_REC_MAGIC);
+	lfs_bs_put32(rec + 4, kind);
+	lfs_bs_put32(rec + 8, (uint32_t)len);
+	lfs_bs_put32(rec + 12, (uint32_t)n);
+	lfs_bs_put64(rec + 16, synced);
+	if (car)
+		lfs_cid_to_bytes(rec + 24, car);
+	for (size_t i = 0; i < n; i++)
+		lfs_cid_to_bytes(rec + SEG_FIXED + i * LFS_CID_BYTES, &all[i]);
+	seg_sum(rec + hl - SEG_SUM, rec, hl - SEG_SUM);
+	uint64_t at = bs->seg_end;
+	/* The header and the CAR in one call, without copying the CAR. */
+	struct iovec iov[2] = {{.iov_base = rec, .iov_len = hl},
+			       {.iov_base = (void *)sealed, .iov_len = len}};
+	rc = pwritev_full(bs->seg_fd, iov, len ? 2 : 1, at);
+	free(rec);
+	if (rc) {
+		if (ftruncate(bs->seg_fd, (off_t)at))
+			lfs_warn("%s/" SEG_NAME ": cannot cut off a failed "
+				 "append: %s",
+				 bs->dir, strerror(errno));
+		free(all);
+		return rc;
+	}
+	bs->seg_end = at + hl + len;
+	bs->seg_appended = true;
+	pthread_mutex_lock(&bs->lock);
+	if (kind == SEG_MARK)
+		rc = seg_supersede(bs, NULL, all, n);
+	else if (!(rc = seg_add(bs, car, at + hl, (uint32_t)len)))
+		rc = seg_supersede(bs, car, all, n);
+	pthread_mutex_unlock(&bs->lock);
+	free(all);
+	return rc;
+}
+
+/* fdatasync the segment up to its current end, sharing one fdatasync
+ * between the threads that ask at the same time (group commit). */
+int lfs_bs_seg_sync(struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->seg_lock);
+	uint64_t want = bs->seg_end;
+	int fd = bs->seg_fd;
+	pthread_mutex_unlock(&bs->seg_lock);
+	int rc = 0;
+	pthread_mutex_lock(&bs->sync_lock);
+	while (!rc && bs->seg_synced < want && fd >= 0) {
+		if (bs->syncing) {
+			pthread_cond_wait(&bs->sync_cond, &bs->sync_lock);
+			continue;
+		}
+		bs->syncing = true;
+		bool dir = bs->seg_dir_unsynced;
+		pthread_mutex_unlock(&bs->sync_lock);
+		pthread_mutex_lock(&bs->seg_lock);
+		uint64_t goal = bs->seg_end;
+		pthread_mutex_unlock(&bs->seg_lock);
+		rc = fdatasync(fd) ? -errno : 0;
+		if (!rc && dir) {
+			char *d = strdup(bs->dir);
+			rc = d ? lfs_bs_fsync_path(d) : -ENOMEM;
+			free(d);
+		}
+		pthread_mutex_lock(&bs->sync_lock);
+		bs->syncing = false;
+		if (!rc) {
+			if (dir)
+				bs->seg_dir_unsynced = false;
+			if (goal > bs->seg_synced)
+				bs->seg_synced = goal;
+		}
+		pthread_cond_broadcast(&bs->sync_cond);
+	}
+	pthread_mutex_unlock(&bs->sync_lock);
+	return rc;
+}
+
+/*
+ * Append to the malloc'd *v (n entries) what the segment adds: its live
+ * CARs (heads false) or its head records (heads true), skipping those
+ * already in *v.
+ */
+int lfs_bs_add_segment(struct lfs_cid **v, size_t *n, struct lfs_blockstore *bs,
+		       bool heads)
+{
+	pthread_mutex_lock(&bs->seg_lock);
+	int rc = seg_scan(bs, false);
+	pthread_mutex_unlock(&bs->seg_lock);
+	if (rc)
+		return rc;
+	struct lfs_cidmap seen;
+	lfs_cidmap_init(&seen);
+	for (size_t i = 0; !rc && i < *n; i++)
+		rc = lfs_cidmap_set(&seen, &(*v)[i], 1);
+	pthread_mutex_lock(&bs->lock);
+	size_t more = heads ? bs->nseg_heads : bs->nseg;
+	void *p = rc ? NULL : realloc(*v, (*n + more + 1) * sizeof(**v));
+	if (!rc && !p)
+		rc = -ENOMEM;
+	if (p)
+		*v = p;
+	for (size_t i = 0; !rc && i < more; i++) {
+		const struct lfs_cid *c =
+			heads ? &bs->seg_heads[i] : &bs->seg[i].cid;
+		if ((!heads && bs->seg[i].removed) ||
+		    lfs_cidmap_get(&seen, c, NULL))
+			continue;
+		(*v)[(*n)++] = *c;
+	}
+	pthread_mutex_unlock(&bs->lock);
+	lfs_cidmap_release(&seen);
+	return rc;
+}
+
+/*
+ * A head record removed: when some of cars are the segment's, append a
+ * mark superseding them (the caller holds the ledger's writer lock).
+ */
+int lfs_bs_seg_drop_heads(struct lfs_blockstore *bs, const struct lfs_cid *cars,
+			  size_t n, const struct lfs_cid *keep)
+{
+	struct lfs_cid *v = malloc((n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	size_t k = 0;
+	pthread_mutex_lock(&bs->lock);
+	for (size_t i = 0; i < n; i++) {
+		bool is = !keep || !lfs_cid_equal(&cars[i], keep);
+		bool found = false;
+		for (size_t j = 0; is && !found && j < bs->nseg_heads; j++)
+			found = lfs_cid_equal(&bs->seg_heads[j], &cars[i]);
+		if (found)
+			v[k++] = cars[i];
+	}
+	pthread_mutex_unlock(&bs->lock);
+	int rc = 0;
+	if (k) {
+		pthread_mutex_lock(&bs->seg_lock);
+		rc = lfs_bs_seg_append(bs, SEG_MARK, NULL, NULL, 0, v, k);
+		pthread_mutex_unlock(&bs->seg_lock);
+	}
+	free(v);
+	return rc;
+}
