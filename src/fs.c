@@ -117,6 +117,112 @@ static void bury(struct lfs_fs *fs, bool force)
 
 /* ---- the housekeeper ---- */
 
+/* ---- telling the kernel what changed elsewhere ---- */
+
+/*
+ * A name (parent, name) or an inode (ino) the kernel is to forget. They
+ * are queued and told by the housekeeper, never by the thread that found
+ * the change: a FUSE worker may hold the very directory lock the kernel
+ * takes to drop a name (a commit in unlink picks up another process's
+ * commit), and the sync thread must not wait on the kernel either.
+ */
+struct lfs_inval {
+	uint64_t parent, ino;
+	struct lfs_inval *next;
+	char name[]; /* "" for an inode */
+};
+
+/* Queue a notification; caller holds fs->lock. */
+static void inval_queue_locked(struct lfs_fs *fs, uint64_t parent,
+			       const char *name, uint64_t ino)
+{
+	size_t len = strlen(name);
+	struct lfs_inval *v = malloc(sizeof(*v) + len + 1);
+	if (!v) {
+		lfs_warn("out of memory: the kernel may show %s for up to "
+			 "%.0f s longer",
+			 name, LFS_FS_DOC_TTL);
+		return;
+	}
+	v->parent = parent;
+	v->ino = ino;
+	memcpy(v->name, name, len + 1);
+	v->next = fs->inval;
+	fs->inval = v;
+}
+
+static void housekeeper_wake(struct lfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->hk_lock);
+	fs->hk_wake = true;
+	pthread_cond_signal(&fs->hk_cond);
+	pthread_mutex_unlock(&fs->hk_lock);
+}
+
+/*
+ * Tell the kernel what the queue holds. First the barrier: every request
+ * that read attributes before the change has answered (their stale
+ * answers are in the kernel and are dropped now), and every later one
+ * reads the new state.
+ */
+static void inval_deliver(struct lfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_inval *v = fs->inval, *fifo = NULL;
+	fs->inval = NULL;
+	pthread_mutex_unlock(&fs->lock);
+	if (!v)
+		return;
+	while (v) {
+		struct lfs_inval *next = v->next;
+		v->next = fifo;
+		fifo = v;
+		v = next;
+	}
+	pthread_rwlock_wrlock(&fs->cache_lock);
+	pthread_rwlock_unlock(&fs->cache_lock);
+	for (v = fifo; v; v = fifo) {
+		fifo = v->next;
+		if (v->name[0])
+			fuse_lowlevel_notify_inval_entry(
+				fs->se, v->parent, v->name, strlen(v->name));
+		else
+			fuse_lowlevel_notify_inval_inode(fs->se, v->ino, 0, 0);
+		free(v);
+	}
+}
+
+static void inval_free_all(struct lfs_fs *fs)
+{
+	while (fs->inval) {
+		struct lfs_inval *next = fs->inval->next;
+		free(fs->inval);
+		fs->inval = next;
+	}
+}
+
+/*
+ * Hold the barrier while answering with n's attributes (when the kernel
+ * may keep them and they can change from elsewhere); cache_done after
+ * the reply.
+ */
+static bool cache_hold(struct lfs_fs *fs, const struct lfs_node *n)
+{
+	if (n->kind != LFS_N_DOC && n->kind != LFS_N_FOLDER &&
+	    n->kind != LFS_N_LEDGER)
+		return false;
+	pthread_rwlock_rdlock(&fs->cache_lock);
+	return true;
+}
+
+static void cache_done(struct lfs_fs *fs, bool held)
+{
+	if (held)
+		pthread_rwlock_unlock(&fs->cache_lock);
+}
+
+/* ---- the housekeeper ---- */
+
 static void *housekeeper(void *arg)
 {
 	struct lfs_fs *fs = arg;
@@ -129,11 +235,15 @@ static void *housekeeper(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		pthread_cond_timedwait(&fs->hk_cond, &fs->hk_lock, &ts);
+		if (!fs->hk_wake)
+			pthread_cond_timedwait(&fs->hk_cond, &fs->hk_lock, &ts);
+		fs->hk_wake = false;
 		pthread_mutex_unlock(&fs->hk_lock);
+		inval_deliver(fs);
 		lfs_fsl_flush_pending(fs, false);
 		bury(fs, false);
 		lfs_fsl_refresh_all(fs);
+		inval_deliver(fs);
 		lfs_attr_save_all(fs);
 		pthread_mutex_lock(&fs->hk_lock);
 	}
@@ -167,15 +277,20 @@ static struct lfs_fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static void entry_of(struct fuse_entry_param *e, struct lfs_node *n,
-		     const struct stat *st, double ttl)
+static void entry_of(struct fuse_entry_param *e, struct lfs_fs *fs,
+		     struct lfs_node *n, const struct stat *st, double ttl)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
 	e->generation = 1;
 	e->attr = *st;
 	e->attr_timeout = ttl;
-	e->entry_timeout = LFS_FS_ENTRY_TTL;
+	/* A document's name keeps its inode (a hash of the name) whatever
+	 * the bytes: only this mount's requests and fs->moved end it. */
+	e->entry_timeout =
+		n->kind == LFS_N_DOC && fs->doc_ttl > LFS_FS_ENTRY_TTL
+			? fs->doc_ttl
+			: LFS_FS_ENTRY_TTL;
 }
 
 /* Take a kernel reference on n and answer with its entry. */
@@ -183,7 +298,7 @@ static void reply_node(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *n,
 		       const struct stat *st, double ttl)
 {
 	struct fuse_entry_param e;
-	entry_of(&e, n, st, ttl);
+	entry_of(&e, fs, n, st, ttl);
 	lfs_node_lookup_ref(fs, n);
 	if (fuse_reply_entry(req, &e))
 		lfs_node_lookup_unref(fs, n);
@@ -197,15 +312,18 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 	struct stat st;
 	double ttl;
 	int rc = lfs_node_resolve(fs, p, name, &n);
+	bool held = !rc && cache_hold(fs, n);
 	if (!rc && (rc = lfs_view_stat(fs, n, &st, &ttl)))
 		lfs_node_unref(fs, n);
 	if (rc) {
+		cache_done(fs, held);
 		if (rc != -ENOENT && rc != -ENOKEY)
 			lfs_debug("lookup %s: %s", name, strerror(-rc));
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	reply_node(req, fs, n, &st, ttl);
+	cache_done(fs, held);
 	lfs_node_unref(fs, n);
 }
 
@@ -291,11 +409,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct lfs_node *n = lfs_node_by_ino(fs, ino);
 	struct stat st;
 	double ttl;
+	bool held = n && cache_hold(fs, n);
 	int rc = n ? lfs_view_stat(fs, n, &st, &ttl) : -ESTALE;
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, &st, ttl);
+	cache_done(fs, held);
 }
 
 /* ---- directories ---- */
@@ -654,17 +774,20 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	if (!rc)
 		lfs_fsl_dir_changed(p->lg);
+	bool held = cache_hold(fs, n);
 	if (!rc)
 		rc = lfs_view_stat(fs, n, &st, &ttl);
 	if (rc) {
+		cache_done(fs, held);
 		fuse_reply_err(req, -rc);
 		lfs_node_unref(fs, n);
 		return;
 	}
 	struct fuse_entry_param e;
-	entry_of(&e, n, &st, ttl);
+	entry_of(&e, fs, n, &st, ttl);
 	lfs_node_lookup_ref(fs, n);
 	fuse_reply_create(req, &e, fi);
+	cache_done(fs, held);
 	lfs_node_unref(fs, n);
 }
 
@@ -1012,6 +1135,39 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/*
+ * What was renamed to `path` (with tree, a directory and all under it)
+ * reads differently there (a document's text names its id; a document
+ * became a scratch file or the reverse), and the kernel, which moved the
+ * inodes, does not ask again by itself: tell it before the rename is
+ * answered. Only the inodes' attributes: no lock the rename holds is
+ * needed for that.
+ */
+static void forget_attrs(struct lfs_fs *fs, struct lfs_fsl *lg,
+			 const char *path, bool tree)
+{
+	uint64_t one, *inos = &one;
+	size_t n = 0;
+	pthread_mutex_lock(&fs->lock);
+	if (tree) {
+		n = lfs_node_under_locked(fs, lg, path, &inos);
+	} else {
+		struct lfs_node *x =
+			lfs_node_find_locked(fs, LFS_N_DOC, lg, path);
+		if (!x)
+			x = lfs_node_find_locked(fs, LFS_N_SCRATCH, lg, path);
+		if (x) {
+			one = x->ino;
+			n = 1;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t i = 0; fs->se && i < n; i++)
+		fuse_lowlevel_notify_inval_inode(fs->se, inos[i], -1, 0);
+	if (inos != &one)
+		free(inos);
+}
+
 /* rename within a ledger: of a document or scratch file (lfs_save_rename)
  * or of a directory (lfs_save_rename_dir). */
 static int rename_in(struct lfs_fs *fs, struct lfs_node *p, const char *name,
@@ -1059,6 +1215,8 @@ static int rename_in(struct lfs_fs *fs, struct lfs_node *p, const char *name,
 					 src->kind == LFS_N_FOLDER);
 	else if (!rc)
 		rc = lfs_save_rename(fs, p->lg, from, to, noreplace);
+	if (!rc)
+		forget_attrs(fs, p->lg, to, src_dir);
 	if (!rc && p->kind != LFS_N_SCRATCH)
 		keep_folder(p->lg, from);
 	if (src)
@@ -1262,12 +1420,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = set_local_attr(fs, n, attr, to_set);
 	struct stat st;
 	double ttl;
+	bool held = !rc && cache_hold(fs, n);
 	if (!rc)
 		rc = lfs_view_stat(fs, n, &st, &ttl);
 	if (rc)
 		reply_status(req, "setattr", n ? n->name : NULL, rc);
 	else
 		fuse_reply_attr(req, &st, ttl);
+	cache_done(fs, held);
 }
 
 #define XATTR_CID  "user.ledgerfs.cid"
@@ -1453,7 +1613,6 @@ static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
 	pthread_mutex_lock(&c->fs->lock);
 	struct lfs_node *n =
 		lfs_node_find_locked(c->fs, LFS_N_DOC, c->lg, path);
-	fuse_ino_t ino = n ? n->ino : 0;
 	fuse_ino_t dir = c->dir;
 	if (slash) {
 		/* Its folder, and the folder's own entry in the top. */
@@ -1463,14 +1622,13 @@ static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
 		dir = f ? f->ino : 0;
 		*slash = '/';
 	}
-	pthread_mutex_unlock(&c->fs->lock);
 	if (dir)
-		fuse_lowlevel_notify_inval_entry(c->fs->se, dir, base,
-						 strlen(base));
+		inval_queue_locked(c->fs, dir, base, 0);
 	if (slash && dir)
-		fuse_lowlevel_notify_inval_inode(c->fs->se, dir, 0, 0);
-	if (ino)
-		fuse_lowlevel_notify_inval_inode(c->fs->se, ino, 0, 0);
+		inval_queue_locked(c->fs, 0, "", dir);
+	if (n)
+		inval_queue_locked(c->fs, 0, "", n->ino);
+	pthread_mutex_unlock(&c->fs->lock);
 	return 0;
 }
 
@@ -1488,16 +1646,20 @@ static void invalidate(struct lfs_fs *fs, struct lfs_fsl *lg,
 	pthread_mutex_unlock(&fs->lock);
 	struct inval_ctx c = {.fs = fs, .lg = lg, .dir = dir_ino};
 	lfs_index_diff(lfs_ledger_index(lg->l), before, after, inval_fn, &c);
-	if (dir_ino)
-		fuse_lowlevel_notify_inval_inode(fs->se, dir_ino, 0, 0);
+	if (dir_ino) {
+		pthread_mutex_lock(&fs->lock);
+		inval_queue_locked(fs, 0, "", dir_ino);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	housekeeper_wake(fs);
 }
 
 /* ---- mount options ---- */
 
 struct mount_opts {
 	char *snapdir;
-	unsigned uid, gid, umask;
-	int has_uid, has_gid, has_umask, allow_other;
+	unsigned uid, gid, umask, cache_timeout;
+	int has_uid, has_gid, has_umask, has_cache_timeout, allow_other;
 };
 
 enum { KEY_ALLOW_OTHER };
@@ -1510,6 +1672,8 @@ static const struct fuse_opt opt_spec[] = {
 	{"gid=", offsetof(struct mount_opts, has_gid), 1},
 	{"umask=%o", offsetof(struct mount_opts, umask), 0},
 	{"umask=", offsetof(struct mount_opts, has_umask), 1},
+	{"cache_timeout=%u", offsetof(struct mount_opts, cache_timeout), 0},
+	{"cache_timeout=", offsetof(struct mount_opts, has_cache_timeout), 1},
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_END,
 };
@@ -1537,6 +1701,13 @@ int lfs_fs_parse_opts(struct lfs_fs *fs, struct fuse_args *args)
 		lfs_error("-o umask=%o: an octal mode mask, 0 to 777", o.umask);
 		rc = -EINVAL;
 	}
+	if (o.has_cache_timeout && o.cache_timeout > LFS_FS_DOC_TTL_MAX) {
+		lfs_error("-o cache_timeout=%u: seconds, 0 to %d",
+			  o.cache_timeout, LFS_FS_DOC_TTL_MAX);
+		rc = -EINVAL;
+	}
+	if (o.has_cache_timeout)
+		fs->doc_ttl = o.cache_timeout;
 	fs->snapdir_visible = o.snapdir && !strcmp(o.snapdir, "visible");
 	fs->allow_other = o.allow_other;
 	if (o.has_uid)
@@ -1560,11 +1731,19 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 	fs->started_us = lfs_fs_now_ms() * 1000;
 	fs->gid = getgid();
 	fs->umask = 022;
+	fs->doc_ttl = LFS_FS_DOC_TTL;
 	fs->moved = invalidate;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->render_lock, NULL);
 	pthread_mutex_init(&fs->hk_lock, NULL);
 	pthread_cond_init(&fs->hk_cond, NULL);
+	/* The barrier must not wait behind a stream of lookups. */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(
+		&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&fs->cache_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	if (lfs_view_cache_new(&fs->cache) || lfs_node_table_init(fs)) {
 		lfs_fs_free(fs);
 		return -ENOMEM;
@@ -1601,6 +1780,8 @@ void lfs_fs_free(struct lfs_fs *fs)
 	lfs_node_table_release(fs);
 	lfs_fsl_free_all(fs);
 	lfs_view_cache_free(fs->cache);
+	inval_free_all(fs);
+	pthread_rwlock_destroy(&fs->cache_lock);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->render_lock);
 	pthread_mutex_destroy(&fs->hk_lock);

@@ -29,6 +29,14 @@
  *
  * Locks, in the order they may be taken (never the other way round):
  *
+ *   0. fs->cache_lock (fs.c), for reading: a lookup, getattr, setattr or
+ *      create of a document, folder or ledger holds it from before it reads
+ *      what it answers until it has answered (across I/O and the reply).
+ *      The housekeeper takes it for writing, holding nothing else, and
+ *      lets go at once: a barrier before it tells the kernel of changes
+ *      from elsewhere, so no answer read before a change reaches the
+ *      kernel after the kernel was told. Neither the sync thread nor a
+ *      FUSE worker ever notifies the kernel of those (the queue fs->inval).
  *   1. lfs_sync's own locks (sync.c): held by the sync thread while it
  *      calls the hooks, which take fs->lock. fs code calls lfs_sync_*
  *      with none of its locks held.
@@ -73,12 +81,18 @@
 #define LFS_FS_BY_TIME   "by-time"
 /* How long the kernel may keep names and directory attributes (s). */
 #define LFS_FS_ENTRY_TTL 1.0
+/* How long it may keep a committed document's name and attributes (s),
+ * by default: it is told at once when a commit from elsewhere changes
+ * one (fs.c). */
+#define LFS_FS_DOC_TTL     30.0
+#define LFS_FS_DOC_TTL_MAX 86400
 
 struct lfs_fsl;
 struct lfs_node;
 struct lfs_view_cache;
 struct lfs_attr_table;
 struct lfs_handle;
+struct lfs_inval;
 struct fuse_session;
 
 struct lfs_fs {
@@ -98,14 +112,24 @@ struct lfs_fs {
 	struct lfs_handle *graveyard;
 	pthread_t housekeeper;
 	int running;
+	bool hk_wake; /* work waits: skip the sleep (under hk_lock) */
 	pthread_mutex_t hk_lock;
 	pthread_cond_t hk_cond;
+	/*
+	 * What the kernel is to forget, for the housekeeper to tell it
+	 * (fs.c; under fs->lock), and the barrier it passes first: a request
+	 * that answers with attributes the kernel may keep holds cache_lock
+	 * for reading from before it reads them until it has answered.
+	 */
+	struct lfs_inval *inval;
+	pthread_rwlock_t cache_lock;
 	/* Mount options (lfs_fs_parse_opts), set before the session runs. */
 	uid_t uid; /* owner and group shown for what has none set */
 	gid_t gid;
 	mode_t umask; /* taken off the default modes */
 	bool allow_other;
 	bool snapdir_visible; /* list .snapshots and .ledgerfs */
+	double doc_ttl;       /* -o cache_timeout: LFS_FS_DOC_TTL */
 	/* Attributes set by users (fs_attr.c), under fs->lock. */
 	struct lfs_attr_table *attrs;
 	int64_t started_us;    /* directories' times: when the mount began */

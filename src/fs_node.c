@@ -579,6 +579,7 @@ void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		n->name = nn;
 		n->id = ni;
 		n->kind = nk;
+		n->has_size = false; /* the text names the id */
 		n->key = lfs_node_hash(nk, lg->name, NULL, newname);
 		key_insert(fs, n);
 	} else {
@@ -644,9 +645,35 @@ void lfs_node_rekey_tree(struct lfs_fs *fs, struct lfs_fsl *lg,
 			if (ni) {
 				free(n->id);
 				n->id = ni;
+				n->has_size = false; /* the text names it */
 			}
 			n->key = lfs_node_hash(n->kind, lg->name, NULL, nn);
 			key_insert(fs, n);
 		}
 	pthread_mutex_unlock(&fs->lock);
+}
+
+size_t lfs_node_under_locked(struct lfs_fs *fs, struct lfs_fsl *lg,
+			     const char *path, uint64_t **out)
+{
+	size_t len = strlen(path), n = 0, cap = 0;
+	*out = NULL;
+	for (size_t i = 0; i < fs->nslots; i++)
+		for (struct lfs_node *x = fs->table[i]; x; x = x->hnext) {
+			if (x->lg != lg || !x->indexed ||
+			    (x->kind != LFS_N_DOC && x->kind != LFS_N_FOLDER &&
+			     x->kind != LFS_N_SCRATCH) ||
+			    !at_or_under(x->name, path, len))
+				continue;
+			if (n == cap) {
+				size_t c = cap ? cap * 2 : 16;
+				uint64_t *p = realloc(*out, c * sizeof(*p));
+				if (!p)
+					return n;
+				*out = p;
+				cap = c;
+			}
+			(*out)[n++] = x->ino;
+		}
+	return n;
 }

@@ -67,6 +67,11 @@ struct lfs_node {
 	uint64_t committed_gen;
 	int invalid; /* last flush found invalid content (errno) */
 	int nwriters;
+	/* Documents (under fs->lock): the length of version `sized` as its
+	 * file shows it (has_size), so a stat need not render it again. */
+	struct lfs_cid sized;
+	size_t size;
+	bool has_size;
 	/* The identity's hash: the number a node gets unless taken. */
 	uint64_t key;
 	bool indexed; /* found by its identity (a replaced node is not) */
@@ -134,6 +139,15 @@ bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n);
  */
 void lfs_node_rekey_tree(struct lfs_fs *fs, struct lfs_fsl *lg,
 			 const char *from, const char *to);
+
+/*
+ * The inode numbers of lg's documents, folders and scratch files found at
+ * or under path, in a malloc'd *out (free it; NULL when none): their count
+ * (fewer when out of memory). A walk of the whole table. Caller holds
+ * fs->lock.
+ */
+size_t lfs_node_under_locked(struct lfs_fs *fs, struct lfs_fsl *lg,
+			     const char *path, uint64_t **out);
 
 /*
  * After a rename the kernel keeps the source inode under the new name:

@@ -138,8 +138,47 @@ int lfs_view_read_file(struct lfs_buf *out, const char *path, struct stat *st)
 
 /* ---- document content ---- */
 
-int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
-		 struct lfs_docstate *ds, struct lfs_arena *a)
+/* A draft's length without reading it: lfs_view_read_file's checks. */
+static int stat_file(const char *path, struct stat *st)
+{
+	if (lstat(path, st))
+		return -errno;
+	if (!S_ISREG(st->st_mode))
+		return -EPERM;
+	return (size_t)st->st_size > LFS_FS_TEXT_MAX ? -EFBIG : 0;
+}
+
+/* The length of n's committed version ds->entry when known. */
+static bool known_size(struct lfs_fs *fs, struct lfs_node *n,
+		       const struct lfs_docstate *ds, size_t *size)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool hit = n->has_size && lfs_cid_equal(&n->sized, &ds->entry.cur.doc);
+	if (hit)
+		*size = n->size;
+	pthread_mutex_unlock(&fs->lock);
+	return hit;
+}
+
+static void remember_size(struct lfs_fs *fs, struct lfs_node *n, const char *id,
+			  const struct lfs_cid *doc, size_t size)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (n->id == id) { /* not renamed meanwhile */
+		n->sized = *doc;
+		n->size = size;
+		n->has_size = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/*
+ * What document n holds now (lfs_view_doc): its bytes appended to out
+ * and their length in *size; with out NULL the length only, rendering a
+ * committed version only the first time its length is asked.
+ */
+static int doc_state(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
+		     size_t *size, struct lfs_docstate *ds, struct lfs_arena *a)
 {
 	struct lfs_fsl *lg = n->lg;
 	memset(ds, 0, sizeof(*ds));
@@ -148,7 +187,9 @@ int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 	 * them (the handle may live on until release), readers get the
 	 * document as committed, not the raw bytes that were written. */
 	if (n->wbuf && (n->wgen != n->committed_gen || n->invalid)) {
-		int rc = lfs_buf_append(out, n->wbuf->data, n->wbuf->len);
+		*size = n->wbuf->len;
+		int rc = out ? lfs_buf_append(out, n->wbuf->data, n->wbuf->len)
+			     : 0;
 		pthread_mutex_unlock(&fs->lock);
 		ds->exists = true;
 		ds->draft = true;
@@ -162,9 +203,12 @@ int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 	if (!dpath)
 		return -ENOMEM;
 	struct stat st;
-	int rc = lfs_view_read_file(out, dpath, &st);
+	size_t before = out ? out->len : 0;
+	int rc = out ? lfs_view_read_file(out, dpath, &st)
+		     : stat_file(dpath, &st);
 	free(dpath);
 	if (rc == 0) {
+		*size = out ? out->len - before : (size_t)st.st_size;
 		ds->exists = ds->draft = true;
 		ds->mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 +
 			       st.st_mtim.tv_nsec / 1000;
@@ -174,13 +218,33 @@ int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 		return rc;
 	if (hidden || !lg->l)
 		return lg->l ? -ENOENT : lg->err;
-	rc = lfs_ledger_get(lg->l, NULL, n->id, &ds->entry, a, NULL);
+	const char *id = n->id;
+	rc = lfs_ledger_get(lg->l, NULL, id, &ds->entry, a, NULL);
 	if (rc)
 		return rc;
 	ds->has_entry = true;
 	ds->exists = true;
 	ds->mtime_us = ds->entry.cur.t;
-	return lfs_view_render(fs, lg, &ds->entry.cur.doc, n->id, out);
+	if (!out && known_size(fs, n, ds, size))
+		return 0;
+	struct lfs_buf tmp;
+	lfs_buf_init(&tmp, LFS_FS_TEXT_MAX * 4);
+	struct lfs_buf *b = out ? out : &tmp;
+	before = b->len;
+	rc = lfs_view_render(fs, lg, &ds->entry.cur.doc, id, b);
+	if (!rc) {
+		*size = b->len - before;
+		remember_size(fs, n, id, &ds->entry.cur.doc, *size);
+	}
+	lfs_buf_release(&tmp);
+	return rc;
+}
+
+int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
+		 struct lfs_docstate *ds, struct lfs_arena *a)
+{
+	size_t size;
+	return doc_state(fs, n, out, &size, ds, a);
 }
 
 int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
@@ -367,11 +431,16 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 	}
 	case LFS_N_DOC: {
 		struct lfs_docstate ds;
-		*ttl = 0;
-		rc = lfs_view_doc(fs, n, &b, &ds, &a);
+		size_t size = 0;
+		rc = doc_state(fs, n, NULL, &size, &ds, &a);
+		/* A committed version changes only through this mount's
+		 * requests on the name or by a commit from elsewhere, which
+		 * fs->moved tells the kernel of: it may keep the attributes.
+		 * Write buffers and drafts change without either. */
+		*ttl = !rc && ds.has_entry && !ds.draft ? fs->doc_ttl : 0;
 		struct lfs_attr at = {0};
 		if (!rc) {
-			file_stat(fs, n, st, 0644, b.len);
+			file_stat(fs, n, st, 0644, size);
 			fill_time(st, ds.mtime_us);
 			rc = apply_attr(fs, n->lg, n->name, st, &at);
 		}

@@ -5,7 +5,15 @@
  *
  * Rendering. A committed version's text is a pure function of its block
  * CID and id, so renders are cached (a fixed table of slots, under
- * fs->render_lock; a slot holds the last version hashed to it).
+ * fs->render_lock; a slot holds the last version hashed to it). A stat
+ * needs only the length: each document node remembers the length of the
+ * last version it rendered, by CID (under fs->lock), so stat renders a
+ * version at most once per node however many documents the slots hold.
+ *
+ * Attribute times (lfs_view_stat's *ttl): a committed document's attributes
+ * may be kept by the kernel for fs->doc_ttl, since they change only by
+ * this mount's requests on the name or by commits from elsewhere, which
+ * fs->moved reports; write buffers, drafts, scratch and control files: 0.
  *
  * Locks (fs_int.h): called with no fs lock held.
  */

@@ -1,0 +1,136 @@
+#!/bin/bash
+# The kernel keeps committed documents' names and attributes, and is told
+# at once when a commit that did not come through the mount changes them:
+# `ledgerfs put` and `rm` on the mounted home, and changes pulled from the
+# remote store that another home pushed. The mount here keeps them for an
+# hour (-o cache_timeout=3600), so a name or a size the kernel was not told
+# about would outlive every wait below: stat and cat through the mount must
+# show each change once the mount has applied it, a name a pull adds is
+# never hidden by an earlier failed lookup, and a second stat of a
+# document asks the daemon nothing (no lookup, no getattr).
+# shellcheck disable=SC2119,SC2120 # optional arguments
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+# shellcheck source=tests/fuse_lib.sh
+. "${top_srcdir:-$(dirname "$0")/..}/tests/fuse_lib.sh"
+fuse_init
+
+L=cached
+D=$MNT/$L
+URL=file://$TMP/remote
+B=$TMP/home-b
+
+# wait_size FILE SIZE: until stat (alone: reading a file makes the kernel
+# ask for its atime again) shows FILE's size as SIZE.
+wait_size()
+{
+	local end=$((SECONDS + 60))
+	until [ "$(bounded stat -c %s "$1" 2>/dev/null)" = "$2" ]; do
+		[ $SECONDS -lt $end ] || fail "$1: stat still shows $(stat -c %s "$1" 2>&1) bytes 60 s after the change, not $2"
+		sleep 0.05
+	done
+}
+
+# The size of document $2 of $L as `ledgerfs get` prints it (as the mount
+# renders it), in home $1.
+doc_size()
+{
+	REPLY=$(LEDGERFS_HOME=$1 bounded "$LEDGERFS" get "$L" "$2" | wc -c) ||
+		fail "ledgerfs get $2"
+}
+
+# wait_gone FILE: until stat says there is no FILE.
+wait_gone()
+{
+	local end=$((SECONDS + 60))
+	while bounded stat "$1" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || fail "$1 is still there 60 s after its delete"
+		sleep 0.05
+	done
+}
+
+# cached FILE: stat FILE, then check a second stat asks the daemon
+# nothing (no lookup in its directory, no getattr of it; libfuse's -o
+# debug lines), so what follows tests what the kernel was told.
+cached()
+{
+	local dino ino before
+	bounded stat "$1" >/dev/null || fail "stat $1"
+	dino=$(bounded stat -c %i "$(dirname "$1")") || fail "stat $(dirname "$1")"
+	ino=$(bounded stat -c %i "$1") || fail "stat $1"
+	requests "$dino" "$ino"
+	before=$REPLY
+	bounded stat "$1" >/dev/null || fail "stat $1"
+	requests "$dino" "$ino"
+	[ "$REPLY" = "$before" ] || fail "a second stat of $1 sent $((REPLY - before)) lookups or getattrs to the daemon"
+}
+
+requests()
+{
+	REPLY=$(grep -cE "^unique: [0-9]+, opcode: (LOOKUP \\(1\\), nodeid: $1|GETATTR \\(3\\), nodeid: $2)," "$DAEMON_LOG" || true)
+}
+
+"$LEDGERFS" init "$L" >/dev/null || fail "ledgerfs init"
+share=$("$LEDGERFS" key export "$L") || fail "key export"
+mkdir -p "$B"
+LEDGERFS_HOME=$B "$LEDGERFS" key import "$L" "$share" >/dev/null ||
+	fail "key import into the second home"
+
+fuse_mount --remote "$URL" --poll-ms 200 -o cache_timeout=3600,debug
+put_text "$D/a.json" '{"v": 1}'
+put_text "$D/gone.json" '{"v": 1}'
+expect_commits "$L" 2
+doc_size "$LFS_HOME" a
+wait_size "$D/a.json" "$REPLY"
+
+note "ledgerfs put and rm on the mounted home"
+cached "$D/a.json"
+cached "$D/gone.json"
+echo '{"v": 2, "by": "the command line", "pad": "0123456789"}' |
+	bounded "$LEDGERFS" put "$L" a >/dev/null || fail "ledgerfs put a"
+doc_size "$LFS_HOME" a
+wait_size "$D/a.json" "$REPLY"
+expect_doc_jq "$L" a.json '.v == 2 and .by == "the command line"'
+expect_errno ENOENT read "$D/new.json"
+echo '{"v": 1}' | bounded "$LEDGERFS" put "$L" new >/dev/null || fail "ledgerfs put new"
+doc_size "$LFS_HOME" new
+wait_size "$D/new.json" "$REPLY"
+bounded "$LEDGERFS" rm "$L" gone >/dev/null || fail "ledgerfs rm gone"
+wait_gone "$D/gone.json"
+bounded ls "$D" | grep -qx gone.json && fail "gone.json is still listed"
+
+note "changes another home pushed, pulled by the mount"
+bounded cat "$D/.ledgerfs/wait" >/dev/null || fail "the mount did not push"
+LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
+	fail "the second home could not pull"
+cached "$D/new.json"
+cached "$D/a.json"
+expect_errno ENOENT read "$D/pulled.json"
+echo '{"v": 3, "by": "the other home"}' |
+	LEDGERFS_HOME=$B bounded "$LEDGERFS" put "$L" new >/dev/null || fail "put new in the second home"
+echo '{"v": 1}' | LEDGERFS_HOME=$B bounded "$LEDGERFS" put "$L" pulled >/dev/null ||
+	fail "put pulled in the second home"
+LEDGERFS_HOME=$B bounded "$LEDGERFS" rm "$L" a >/dev/null || fail "rm a in the second home"
+LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
+	fail "the second home could not push"
+doc_size "$B" new
+wait_size "$D/new.json" "$REPLY"
+expect_doc_jq "$L" new.json '.v == 3 and .by == "the other home"'
+doc_size "$B" pulled
+wait_size "$D/pulled.json" "$REPLY"
+wait_gone "$D/a.json"
+
+note "renames and saves through the mount"
+cached "$D/new.json"
+bounded mv "$D/new.json" "$D/renamed-to-a-longer-name.json" || fail "mv"
+doc_size "$LFS_HOME" renamed-to-a-longer-name
+[ "$(stat -c %s "$D/renamed-to-a-longer-name.json")" = "$REPLY" ] ||
+	fail "stat of a renamed document shows $(stat -c %s "$D/renamed-to-a-longer-name.json") bytes, not $REPLY"
+cached "$D/pulled.json"
+put_text "$D/pulled.json" '{"v": 2, "more": "text than before"}'
+doc_size "$LFS_HOME" pulled
+[ "$(stat -c %s "$D/pulled.json")" = "$REPLY" ] ||
+	fail "stat after a save shows $(stat -c %s "$D/pulled.json") bytes, not $REPLY"
+expect_doc_jq "$L" pulled.json '.more == "text than before"'
+
+fuse_umount
+echo "PASS: fuse_cache"
