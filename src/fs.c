@@ -1438,6 +1438,13 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
 	struct lfs_fs *fs = fs_of(req);
 	struct lfs_node *n = lfs_node_by_ino(fs, ino);
+	/* Only user.* names exist here: ls -l, cp -a and rsync -X learn
+	 * from EOPNOTSUPP on the first file that ACLs and security labels
+	 * are not kept, instead of asking for every file. */
+	if (n && strncmp(name, "user.", 5)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
 	if (!n || (n->kind != LFS_N_DOC && n->kind != LFS_N_SNAPDOC) ||
 	    (strcmp(name, XATTR_CID) && strcmp(name, XATTR_HEAD))) {
 		fuse_reply_err(req, n ? ENODATA : ESTALE);

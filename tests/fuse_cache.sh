@@ -132,5 +132,20 @@ doc_size "$LFS_HOME" pulled
 	fail "stat after a save shows $(stat -c %s "$D/pulled.json") bytes, not $REPLY"
 expect_doc_jq "$L" pulled.json '.more == "text than before"'
 
+note "documents in folders: a put from the command line, a folder renamed"
+echo '{"v": 1}' | bounded "$LEDGERFS" put "$L" dir/x >/dev/null || fail "ledgerfs put dir/x"
+doc_size "$LFS_HOME" dir/x
+wait_size "$D/dir/x.json" "$REPLY"
+cached "$D/dir/x.json"
+echo '{"v": 2, "longer": "than before"}' | bounded "$LEDGERFS" put "$L" dir/x >/dev/null ||
+	fail "ledgerfs put dir/x again"
+doc_size "$LFS_HOME" dir/x
+wait_size "$D/dir/x.json" "$REPLY"
+cached "$D/dir/x.json"
+bounded mv "$D/dir" "$D/renamed-folder" || fail "mv dir renamed-folder"
+doc_size "$LFS_HOME" renamed-folder/x
+[ "$(stat -c %s "$D/renamed-folder/x.json")" = "$REPLY" ] ||
+	fail "stat of a document in a renamed folder shows $(stat -c %s "$D/renamed-folder/x.json") bytes, not $REPLY"
+
 fuse_umount
 echo "PASS: fuse_cache"
