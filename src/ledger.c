@@ -1127,25 +1127,21 @@ static int apply_pending(struct lfs_ledger *l)
 	return rc;
 }
 
-int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
-		      const uint8_t *sealed, size_t len,
-		      struct lfs_cid *out_missing)
+/*
+ * Ingest one CAR: sealed bytes, or (sealed NULL) a CAR here already.
+ * Caller holds write_lock and the writer lock.
+ */
+static int ingest_locked(struct lfs_ledger *l, struct lfs_arena *a,
+			 const struct lfs_cid *car, const uint8_t *sealed,
+			 size_t len, struct lfs_cid *out_missing)
 {
-	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
 	struct lfs_car_root r;
-	pthread_mutex_lock(&l->write_lock);
-	int rc = lock_writer(l);
-	if (rc) {
-		pthread_mutex_unlock(&l->write_lock);
-		lfs_arena_release(&a);
-		return rc;
-	}
-	rc = lfs_blockstore_import(&r, &a, l->bs, car, sealed, len);
+	int rc = sealed ? lfs_blockstore_import(&r, a, l->bs, car, sealed, len)
+			: lfs_blockstore_load(&r, a, l->bs, car, false);
 	for (size_t i = 0; !rc && i < r.nhead; i++) {
 		struct lfs_event ev;
 		struct lfs_cid missing;
-		if ((rc = lfs_event_load(&ev, &a, &l->blocks, &r.head[i])))
+		if ((rc = lfs_event_load(&ev, a, &l->blocks, &r.head[i])))
 			break;
 		rc = lfs_clock_check_parents(&missing, &l->blocks, &ev);
 		if (!rc && ev.t > l->now_us(l->now_ctx) + LFS_CLOCK_MAX_AHEAD)
@@ -1168,12 +1164,15 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		rc = -EBADMSG; /* an event older than its parent */
 	if (rc == -EBADMSG)
 		lfs_blockstore_remove_car(l->bs, car); /* never applied */
-	l->touched_heads = true; /* a new CAR file, at least */
+	if (!l->batch)
+		l->touched_heads = true; /* a new CAR file, at least */
 	if (!rc && l->batch) {
 		/* Heads and state move once, when the batch ends: doing it
 		 * per CAR costs a walk of the history each (quadratic when
-		 * catching up on many CARs). */
-		rc = add_pending(l, &a, r.head, r.nhead);
+		 * catching up on many CARs). Nothing on disk says which
+		 * events are heads until then, so other processes need not
+		 * look again. */
+		rc = add_pending(l, a, r.head, r.nhead);
 		if (!rc)
 			l->batch_dirty = true;
 	} else if (!rc) {
@@ -1193,9 +1192,72 @@ int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 			rc = sync_head_records(l, l->durable);
 		}
 	}
-	unlock_writer(l);
+	return rc;
+}
+
+int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
+		      const uint8_t *sealed, size_t len,
+		      struct lfs_cid *out_missing)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	pthread_mutex_lock(&l->write_lock);
+	int rc = lock_writer(l);
+	if (!rc) {
+		rc = ingest_locked(l, &a, car, sealed, len, out_missing);
+		unlock_writer(l);
+	}
 	pthread_mutex_unlock(&l->write_lock);
 	lfs_arena_release(&a);
+	return rc;
+}
+
+int lfs_ledger_ingest_here(struct lfs_ledger *l, const struct lfs_cid *cars,
+			   size_t n, int *out_rc, struct lfs_cid *out_missing)
+{
+	/* CAR -> 1 once ingested by this call, 0 before. */
+	struct lfs_cidmap mine;
+	lfs_cidmap_init(&mine);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		out_rc[i] = -EAGAIN;
+		memset(&out_missing[i], 0, sizeof(out_missing[i]));
+		if (!rc)
+			rc = lfs_cidmap_set(&mine, &cars[i], 0);
+	}
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	pthread_mutex_lock(&l->write_lock);
+	bool locked = !rc && !(rc = lock_writer(l));
+	for (size_t i = 0; locked && !rc && i < n; i++) {
+		struct lfs_arena_mark m = lfs_arena_mark(&a);
+		struct lfs_car_root r;
+		int one = lfs_blockstore_load(&r, &a, l->bs, &cars[i], false);
+		for (size_t k = 0; !one && k < r.ncars; k++) {
+			uint64_t done = 1;
+			if (lfs_cidmap_get(&mine, &r.cars[k], &done) && !done) {
+				one = -EAGAIN; /* a parent here, not applied */
+				out_missing[i] = r.cars[k];
+			}
+		}
+		if (!one)
+			one = ingest_locked(l, &a, &cars[i], NULL, 0,
+					    &out_missing[i]);
+		if (one == -ENOENT)
+			one = -EAGAIN; /* gone meanwhile: fetch it again */
+		if (one && one != -EAGAIN && one != -EBADMSG &&
+		    one != -EPROTONOSUPPORT)
+			rc = one; /* this machine failed: stop */
+		else if (!one)
+			rc = lfs_cidmap_set(&mine, &cars[i], 1);
+		out_rc[i] = one;
+		lfs_arena_rewind(&a, m);
+	}
+	if (locked)
+		unlock_writer(l);
+	pthread_mutex_unlock(&l->write_lock);
+	lfs_arena_release(&a);
+	lfs_cidmap_release(&mine);
 	return rc;
 }
 

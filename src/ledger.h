@@ -180,11 +180,27 @@ int lfs_ledger_event_root(struct lfs_ledger *l, const struct lfs_cid *event,
  * LFS_CLOCK_MAX_AHEAD ahead of this replica's clock: also kept, and applied
  * by a later ingest once the clock has caught up. Both are "retry later",
  * never a rejection; -EBADMSG is a rejection (the file is removed and must
- * never be applied).
+ * never be applied). sealed NULL: car is here already, checked when it
+ * arrived (imported earlier, e.g. by a catch-up's fetch): not read again.
  */
 int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		      const uint8_t *sealed, size_t len,
 		      struct lfs_cid *out_missing);
+
+/*
+ * Ingest n CARs that are here already (as ingest with sealed NULL), in
+ * order, in one hold of the writer lock: a catch-up's apply in one pass.
+ * Give parents first. A CAR whose root names a CAR of cars that this call
+ * did not ingest (not yet, or it failed) is not ingested either: -EAGAIN
+ * with out_missing[i] naming that CAR, never applied above a parent that
+ * is not. out_rc[i] is each CAR's result as ingest's (-EAGAIN also for a
+ * CAR gone from here meanwhile); out_missing[i] is set on -EAGAIN when a
+ * parent CAR is known. Returns 0, or this machine's error (-EIO, -ENOMEM,
+ * the lock's), which stops the call: the CARs left have -EAGAIN. Use
+ * inside a batch (ingest_begin/end), or each CAR moves the heads.
+ */
+int lfs_ledger_ingest_here(struct lfs_ledger *l, const struct lfs_cid *cars,
+			   size_t n, int *out_rc, struct lfs_cid *out_missing);
 
 /*
  * A batch of ingests (a replica catching up on many CARs): between begin

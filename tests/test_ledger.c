@@ -525,6 +525,114 @@ START_TEST(ingest_batch)
 }
 END_TEST
 
+/*
+ * A catch-up applied in one pass (ingest_here): CARs here already, given
+ * parents first; a CAR whose parent in the call was not ingested is not
+ * either, whatever the order, so nothing is applied above a gap.
+ */
+START_TEST(ingest_here)
+{
+	enum { N = 20, GAP = 12 };
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	rep[1] = open_replica(1, NULL);
+	for (int i = 0; i < N; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "d%d", i);
+		put_json(rep[0], id, "{\"v\": 1}");
+	}
+	/* The chain of CARs, oldest first, imported into 1 unapplied. */
+	struct lfs_blockstore *src = lfs_ledger_store(rep[0]),
+			      *dst = lfs_ledger_store(rep[1]);
+	struct lfs_cid *heads, chain[N];
+	size_t nheads;
+	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &heads, &nheads), 0);
+	ck_assert_int_eq(nheads, 1);
+	chain[N - 1] = heads[0];
+	free(heads);
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	for (int i = N - 1; i >= 0; i--) {
+		struct lfs_car_root root;
+		uint8_t *bytes;
+		size_t len;
+		ck_assert_int_eq(
+			lfs_blockstore_load(&root, &a, src, &chain[i], false),
+			0);
+		ck_assert_int_eq(root.ncars, i > 0);
+		if (i > 0)
+			chain[i - 1] = root.cars[0];
+		ck_assert_int_eq(
+			lfs_blockstore_read_car(&bytes, &len, src, &chain[i]),
+			0);
+		ck_assert_int_eq(lfs_blockstore_import(NULL, NULL, dst,
+						       &chain[i], bytes, len),
+				 0);
+		free(bytes);
+	}
+	lfs_arena_release(&a);
+	int res[N];
+	struct lfs_cid missing[N], rev[N];
+	/* Newest first: only the oldest goes in; the others wait for the
+	 * parent this call had not ingested yet. */
+	for (int i = 0; i < N; i++)
+		rev[i] = chain[N - 1 - i];
+	ck_assert_int_eq(lfs_ledger_ingest_begin(rep[1]), 0);
+	ck_assert_int_eq(lfs_ledger_ingest_here(rep[1], rev, N, res, missing),
+			 0);
+	for (int i = 0; i < N - 1; i++) {
+		ck_assert_int_eq(res[i], -EAGAIN);
+		ck_assert(lfs_cid_equal(&missing[i], &rev[i + 1]));
+	}
+	ck_assert_int_eq(res[N - 1], 0);
+	ck_assert_int_eq(lfs_ledger_ingest_end(rep[1]), 0);
+	ck_assert_int_eq(get_v(rep[1], NULL, "d0"), 1);
+	ck_assert_int_eq(get_v(rep[1], NULL, "d1"), -1);
+	/* Oldest first, with one CAR gone from here: those above it wait. */
+	ck_assert_int_eq(lfs_blockstore_remove_car(dst, &chain[GAP]), 0);
+	ck_assert_int_eq(lfs_ledger_ingest_begin(rep[1]), 0);
+	ck_assert_int_eq(
+		lfs_ledger_ingest_here(rep[1], chain + 1, N - 1, res, missing),
+		0);
+	for (int i = 1; i < N; i++) {
+		ck_assert_int_eq(res[i - 1], i < GAP ? 0 : -EAGAIN);
+		if (i > GAP)
+			ck_assert(
+				lfs_cid_equal(&missing[i - 1], &chain[GAP]) ||
+				lfs_cid_equal(&missing[i - 1], &chain[i - 1]));
+	}
+	ck_assert_int_eq(lfs_ledger_ingest_end(rep[1]), 0);
+	ck_assert_int_eq(get_v(rep[1], NULL, "d11"), 1);
+	ck_assert_int_eq(get_v(rep[1], NULL, "d12"), -1);
+	ck_assert_int_eq(lfs_ledger_fsck(rep[1], NULL, NULL), 0);
+	/* The gap filled, the rest goes in. */
+	uint8_t *bytes;
+	size_t len;
+	ck_assert_int_eq(
+		lfs_blockstore_read_car(&bytes, &len, src, &chain[GAP]), 0);
+	ck_assert_int_eq(
+		lfs_blockstore_import(NULL, NULL, dst, &chain[GAP], bytes, len),
+		0);
+	free(bytes);
+	ck_assert_int_eq(lfs_ledger_ingest_begin(rep[1]), 0);
+	ck_assert_int_eq(lfs_ledger_ingest_here(rep[1], chain + GAP, N - GAP,
+						res, missing),
+			 0);
+	for (int i = 0; i < N - GAP; i++)
+		ck_assert_int_eq(res[i], 0);
+	ck_assert_int_eq(lfs_ledger_ingest_end(rep[1]), 0);
+	struct lfs_cid r0, r1;
+	lfs_ledger_root(rep[0], &r0);
+	lfs_ledger_root(rep[1], &r1);
+	ck_assert(lfs_cid_equal(&r0, &r1));
+	ck_assert_int_eq(get_v(rep[1], NULL, "d19"), 1);
+	ck_assert_int_eq(lfs_ledger_fsck(rep[1], NULL, NULL), 0);
+	lfs_ledger_close(rep[0]);
+	lfs_ledger_close(rep[1]);
+	remove_tmpdir();
+}
+END_TEST
+
 /* Concurrent edit vs delete: the edit wins; concurrent edits: both kept. */
 START_TEST(edit_beats_delete)
 {
@@ -1180,6 +1288,7 @@ int main(void)
 	tcase_add_loop_test(t, replicas_converge, 0, 3);
 	tcase_add_loop_test(t, single_writer_histories, 0, 20);
 	tcase_add_test(t, ingest_batch);
+	tcase_add_test(t, ingest_here);
 	tcase_add_test(t, edit_beats_delete);
 	tcase_add_test(t, hostile_cars);
 	tcase_add_test(t, clock_from_the_future);
