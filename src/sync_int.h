@@ -190,6 +190,8 @@ void lfs_sync_load_state(struct lfs_sync *s, struct sync_ledger *sl,
 			 struct lfs_blockstore *bs);
 void lfs_sync_note_pushed(struct lfs_sync *s, struct sync_ledger *sl,
 			  const struct lfs_cid *car);
+void lfs_sync_note_pushed_many(struct lfs_sync *s, struct sync_ledger *sl,
+			       const struct lfs_cid *v, size_t n);
 void lfs_sync_note_waiting_many(struct lfs_sync *s, struct sync_ledger *sl,
 				const struct lfs_cid *v, size_t n);
 void lfs_sync_note_waiting(struct lfs_sync *s, struct sync_ledger *sl,

@@ -27,10 +27,11 @@
  * Catching up (a fresh replica, or one long offline): instead of walking a
  * chain of parent CARs one request at a time, list the ledger's CAR files
  * once and fetch every one missing here over PREFETCH_THREADS connections
- * at once; the chain is then walked locally. Done when a chain of
- * PREFETCH_DEPTH CARs is missing (not before: a compacted ledger is one
- * head CAR holding everything, and the files it replaced may still be on
- * the store), and only when at least PREFETCH_MIN files are missing.
+ * at once, then apply them in one pass (apply_kept()). Done when a
+ * chain of PREFETCH_DEPTH CARs is missing, or 2 on a replica that has
+ * nothing yet (not at once: a compacted ledger is one head CAR holding
+ * everything and naming no parent, and the files it replaced may still be
+ * on the store), and only when at least PREFETCH_MIN files are missing.
  */
 #define PREFETCH_MIN   16
 #define PREFETCH_DEPTH 16
@@ -266,7 +267,7 @@ struct prefetch {
 	struct lfs_blockstore *bs;
 	const struct lfs_cid *v;
 	int *res;
-	size_t n;
+	size_t n, also;
 	pthread_mutex_t lock; /* next, done */
 	size_t next, done;
 };
@@ -310,7 +311,7 @@ static void *prefetch_worker(void *arg)
 		size_t done = ++p->done;
 		pthread_mutex_unlock(&p->lock);
 		pthread_mutex_lock(&s->lock);
-		p->sl->catchup_fetched = done;
+		p->sl->catchup_fetched = p->also + done;
 		pthread_mutex_unlock(&s->lock);
 		if (done % PROGRESS_EVERY == 0)
 			lfs_info("sync of ledger '%s': fetched %zu of %zu CAR "
@@ -325,15 +326,149 @@ static void *prefetch_worker(void *arg)
 	return NULL;
 }
 
+static void count_applied(struct lfs_sync *s, struct sync_ledger *sl);
+
+/*
+ * Apply CARs kept here unapplied (v, n: those a catch-up just fetched, or
+ * left waiting by one cut short; checked when they arrived) in one pass,
+ * parents first: an order from their roots (Kahn's), then
+ * lfs_ledger_ingest_here(), with no request, no read-back and one hold of
+ * the writer lock. A CAR takes part when each CAR its root names is
+ * applied here or in v ahead of it; the others (a parent missing or
+ * waiting, a cycle, a copy here that does not load), and any whose ingest
+ * fails, are left waiting for lfs_sync_fetch_apply(), which applies,
+ * defers, fetches again or rejects them one by one
+ * and says why. A CAR proven bad here (-EBADMSG) is rejected.
+ */
+static void apply_kept(struct lfs_sync *s, struct sync_ledger *sl,
+		       struct lfs_ledger *l, const struct lfs_cid *v, size_t n)
+{
+	struct lfs_blockstore *bs = lfs_ledger_store(l);
+	struct lfs_cidmap at; /* CAR -> its index in v */
+	lfs_cidmap_init(&at);
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	/* Per CAR: parents in v not yet ordered, its first child edge;
+	 * edges: child index, next edge of the same parent. */
+	size_t *waits = calloc(n + 1, sizeof(*waits));
+	size_t *first = malloc((n + 1) * sizeof(*first));
+	size_t *order = malloc((n + 1) * sizeof(*order));
+	bool *blocked = calloc(n + 1, sizeof(*blocked));
+	struct edge {
+		size_t child, next;
+	} *edges = NULL;
+	size_t nedges = 0, capedges = 0, norder = 0;
+	int rc = waits && first && order && blocked ? 0 : -ENOMEM;
+	for (size_t i = 0; !rc && i < n; i++) {
+		first[i] = SIZE_MAX;
+		rc = lfs_cidmap_set(&at, &v[i], i);
+	}
+	for (size_t i = 0; !rc && i < n; i++) {
+		struct lfs_arena_mark m = lfs_arena_mark(&a);
+		struct lfs_car_root root;
+		if (lfs_blockstore_load(&root, &a, bs, &v[i], false)) {
+			blocked[i] = true;
+			continue;
+		}
+		for (size_t k = 0; !rc && k < root.ncars; k++) {
+			uint64_t p;
+			if (!lfs_cidmap_get(&at, &root.cars[k], &p)) {
+				if (!lfs_sync_applied(sl, bs, &root.cars[k]))
+					blocked[i] = true;
+				continue;
+			}
+			if (nedges == capedges) {
+				size_t cap = capedges ? capedges * 2 : 1024;
+				void *e = realloc(edges, cap * sizeof(*edges));
+				if (!e) {
+					rc = -ENOMEM;
+					break;
+				}
+				edges = e;
+				capedges = cap;
+			}
+			edges[nedges] = (struct edge){i, first[p]};
+			first[p] = nedges++;
+			waits[i]++;
+		}
+		lfs_arena_rewind(&a, m);
+	}
+	/* Kahn's: order holds every CAR whose parents in v come before it;
+	 * a blocked CAR blocks its descendants and is left out. */
+	for (size_t i = 0; !rc && i < n; i++)
+		if (!waits[i])
+			order[norder++] = i;
+	size_t nready = 0;
+	for (size_t q = 0; !rc && q < norder; q++) {
+		size_t i = order[q];
+		if (!blocked[i])
+			order[nready++] = i; /* behind q: safe to overwrite */
+		for (size_t e = first[i]; e != SIZE_MAX; e = edges[e].next) {
+			size_t c = edges[e].child;
+			blocked[c] = blocked[c] || blocked[i];
+			if (--waits[c] == 0)
+				order[norder++] = c;
+		}
+	}
+	struct lfs_cid *cars = NULL, *missing = NULL;
+	int *res = NULL;
+	if (!rc && nready) {
+		cars = malloc(nready * sizeof(*cars));
+		missing = malloc(nready * sizeof(*missing));
+		res = malloc(nready * sizeof(*res));
+		rc = cars && missing && res ? 0 : -ENOMEM;
+	}
+	for (size_t q = 0; !rc && q < nready; q++)
+		cars[q] = v[order[q]];
+	if (!rc && nready)
+		rc = lfs_ledger_ingest_here(l, cars, nready, res, missing);
+	size_t applied = 0;
+	for (size_t q = 0; cars && res && q < nready; q++) {
+		const struct lfs_cid *c = &cars[q];
+		if (!res[q]) {
+			applied++;
+			lfs_sync_car_set(sl, c, CAR_APPLIED,
+					 CAR_WAITING | CAR_LOGGED);
+			lfs_cidmap_set(&sl->retry, c, 0);
+			count_applied(s, sl);
+		} else if (res[q] == -EBADMSG) {
+			/* ingest removed the file */
+			lfs_sync_car_set(sl, c, 0, CAR_WAITING);
+			lfs_sync_reject(s, sl, c, res[q]);
+		}
+	}
+	if (rc)
+		lfs_warn("sync of ledger '%s': could not apply the CAR files "
+			 "fetched in one pass (%s); applying them one by one",
+			 sl->name, lfs_errmsg(rc));
+	else
+		lfs_info("sync of ledger '%s': applied %zu of %zu CAR files "
+			 "in one pass",
+			 sl->name, applied, n);
+	free(cars);
+	free(missing);
+	free(res);
+	free(edges);
+	free(waits);
+	free(first);
+	free(order);
+	free(blocked);
+	lfs_arena_release(&a);
+	lfs_cidmap_release(&at);
+}
+
 /*
  * Fetch every CAR file of the ledger that is missing here, at once (see
  * PREFETCH_*). They land here kept, unapplied (listed as waiting first),
- * for lfs_sync_fetch_apply() to apply parents first without a request each. A
- * file that fails its checks is rejected; any other failure leaves that file to
- * the usual one-by-one path. Returns 0 or the listing's error.
+ * and are applied in one pass (apply_kept()); what that leaves is for
+ * lfs_sync_fetch_apply() to apply parents first without a request each. A
+ * file that fails its checks is rejected; any other failure leaves that
+ * file to the usual one-by-one path. also: CARs fetched before, waiting
+ * here to be applied after these (progress counts them). Returns 0 or the
+ * listing's error.
  */
 static int prefetch(struct lfs_sync *s, struct sync_ledger *sl,
-		    struct lfs_ledger *l)
+		    struct lfs_ledger *l, size_t also)
 {
 	if (sl->prefetched_pull == sl->pulls)
 		return 0;
@@ -357,11 +492,13 @@ static int prefetch(struct lfs_sync *s, struct sync_ledger *sl,
 		 sl->name, n, s->shown);
 	lfs_sync_note_waiting_many(s, sl, k.v, n);
 	pthread_mutex_lock(&s->lock);
-	sl->catchup_files = n;
-	sl->catchup_fetched = sl->catchup_applied = 0;
+	sl->catchup_files = n + also;
+	sl->catchup_fetched = also;
+	sl->catchup_applied = 0;
 	sl->catchup_start_us = lfs_sync_now_us();
 	pthread_mutex_unlock(&s->lock);
-	struct prefetch p = {.s = s, .sl = sl, .bs = bs, .v = k.v, .n = n};
+	struct prefetch p = {
+		.s = s, .sl = sl, .bs = bs, .v = k.v, .n = n, .also = also};
 	pthread_mutex_init(&p.lock, NULL);
 	p.res = calloc(n, sizeof(*p.res));
 	pthread_t t[PREFETCH_THREADS];
@@ -382,8 +519,6 @@ static int prefetch(struct lfs_sync *s, struct sync_ledger *sl,
 		if (!p.res[i]) {
 			got++;
 			lfs_sync_clear_missing(s, sl, &k.v[i]);
-			lfs_sync_note_pushed(s, sl,
-					     &k.v[i]); /* the remote has it */
 		} else if (p.res[i] == -EBADMSG || p.res[i] == -EFBIG) {
 			lfs_sync_reject(s, sl, &k.v[i], p.res[i]);
 		} else {
@@ -401,6 +536,12 @@ static int prefetch(struct lfs_sync *s, struct sync_ledger *sl,
 	lfs_info("sync of ledger '%s': fetched %zu of %zu CAR files in %.1f s",
 		 sl->name, got, n,
 		 (double)(lfs_sync_now_us() - sl->catchup_start_us) / 1e6);
+	size_t ok = 0;
+	for (size_t i = 0; p.res && i < n; i++)
+		if (!p.res[i])
+			k.v[ok++] = k.v[i];
+	lfs_sync_note_pushed_many(s, sl, k.v, ok); /* the remote has them */
+	apply_kept(s, sl, l, k.v, ok);
 	pthread_mutex_destroy(&p.lock);
 	free(p.res);
 	free(k.v);
@@ -513,6 +654,14 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 	int rc = chain_push(&ch, sl, c), out = HEAD_APPLIED;
 	struct lfs_arena a;
 	lfs_arena_init(&a, 0);
+	/* A replica with nothing yet (joining) catches up as soon as the
+	 * head CAR names a parent that is not here. */
+	struct lfs_cid *heads = NULL;
+	size_t nheads = 1;
+	if (!rc)
+		rc = lfs_ledger_heads(l, &heads, &nheads);
+	free(heads);
+	size_t prefetch_depth = nheads ? PREFETCH_DEPTH : 2;
 	while (!rc && ch.stack.n > 0) {
 		struct lfs_cid top = ch.stack.v[ch.stack.n - 1], missing;
 		char cs[LFS_CID_STRLEN + 1], ps[LFS_CID_STRLEN + 1];
@@ -538,10 +687,14 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 			out = HEAD_DEFERRED;
 			break;
 		}
-		if (ch.stack.n == PREFETCH_DEPTH &&
+		if (ch.stack.n == prefetch_depth &&
 		    !lfs_blockstore_has_car(bs, &top) &&
-		    (rc = prefetch(s, sl, l)))
-			break;
+		    sl->prefetched_pull != sl->pulls) {
+			/* The others on the chain are here, waiting. */
+			if ((rc = prefetch(s, sl, l, ch.stack.n - 1)))
+				break;
+			continue; /* it may have applied top */
+		}
 		if (ch.stack.n > MAX_CHAIN) {
 			log_car(sl, &top,
 				"CAR %s: more than %d CAR files to fetch "
@@ -778,6 +931,19 @@ int lfs_sync_pull(struct lfs_sync *s, struct sync_ledger *sl,
 	lfs_cidmap_init(&sl->needed);
 	/* Many CARs may arrive: one file system sync for all of them. */
 	lfs_ledger_ingest_begin(l);
+	if (sl->nwaiting >= PREFETCH_MIN) {
+		/* Many kept here unapplied (a catch-up cut short): in one
+		 * pass before anything is fetched. */
+		struct keys w = {0};
+		for (size_t i = 0; !rc && i < sl->cars.nslots; i++) {
+			struct lfs_cidmap_slot *e = &sl->cars.slots[i];
+			if (e->used && e->value & CAR_WAITING)
+				rc = lfs_sync_keys_add(&w, &e->cid);
+		}
+		if (!rc)
+			apply_kept(s, sl, l, w.v, w.n);
+		free(w.v);
+	}
 	for (size_t i = 0; i < k.n && !rc; i++) {
 		const struct lfs_cid *c = &k.v[i];
 		uint64_t f = lfs_sync_car_flags(sl, c);

@@ -346,24 +346,42 @@ void lfs_sync_load_state(struct lfs_sync *s, struct sync_ledger *sl,
 }
 
 /* Append car to the pushed file (whose descriptor stays open). */
-void lfs_sync_note_pushed(struct lfs_sync *s, struct sync_ledger *sl,
-			  const struct lfs_cid *car)
+void lfs_sync_note_pushed_many(struct lfs_sync *s, struct sync_ledger *sl,
+			       const struct lfs_cid *v, size_t n)
 {
-	if (lfs_cidmap_get(&sl->pushed, car, NULL))
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	for (size_t i = 0; i < n; i++) {
+		if (lfs_cidmap_get(&sl->pushed, &v[i], NULL))
+			continue;
+		lfs_cidmap_set(&sl->pushed, &v[i], 1);
+		char line[LINE_MAX_LEN];
+		line_of(line, &v[i], false, 0);
+		lfs_buf_append_str(&b, line);
+	}
+	if (!b.len && !b.err) {
+		lfs_buf_release(&b);
 		return;
-	lfs_cidmap_set(&sl->pushed, car, 1);
+	}
 	int fd = sl->pushed_fd;
 	char *p = NULL;
 	if (fd < 0 && (p = lfs_sync_state_path(s, sl, "pushed")))
 		fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	char line[LINE_MAX_LEN];
-	line_of(line, car, false, 0);
-	int rc = fd < 0 ? -errno : lfs_write_all(fd, line, strlen(line));
+	int rc = b.err    ? b.err
+		 : fd < 0 ? -errno
+			  : lfs_write_all(fd, b.data, b.len);
 	if (rc)
-		lfs_warn("cannot record CAR %.*s in state/%s/pushed: %s",
-			 LFS_CID_STRLEN, line, sl->name, strerror(-rc));
+		lfs_warn("cannot record %zu CAR files in state/%s/pushed: %s",
+			 n, sl->name, strerror(-rc));
 	sl->pushed_fd = fd;
 	free(p);
+	lfs_buf_release(&b);
+}
+
+void lfs_sync_note_pushed(struct lfs_sync *s, struct sync_ledger *sl,
+			  const struct lfs_cid *car)
+{
+	lfs_sync_note_pushed_many(s, sl, car, 1);
 }
 
 /*
