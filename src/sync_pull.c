@@ -478,11 +478,21 @@ static int prefetch(struct lfs_sync *s, struct sync_ledger *sl,
 	struct keys k = {0};
 	int rc = lfs_store_list(s->store, prefix, lfs_sync_collect_cid, &k);
 	struct lfs_blockstore *bs = lfs_ledger_store(l);
-	size_t n = 0;
+	/* What is here, in one listing rather than a look per file. */
+	struct lfs_cid *here = NULL;
+	size_t nhere = 0, n = 0;
+	struct lfs_cidmap have;
+	lfs_cidmap_init(&have);
+	if (!rc)
+		rc = lfs_blockstore_list_cars(&here, &nhere, bs);
+	for (size_t i = 0; !rc && i < nhere; i++)
+		rc = lfs_cidmap_set(&have, &here[i], 1);
+	free(here);
 	for (size_t i = 0; !rc && i < k.n; i++)
-		if (!lfs_blockstore_has_car(bs, &k.v[i]) &&
+		if (!lfs_cidmap_get(&have, &k.v[i], NULL) &&
 		    !(lfs_sync_car_flags(sl, &k.v[i]) & CAR_BAD))
 			k.v[n++] = k.v[i];
+	lfs_cidmap_release(&have);
 	if (rc || n < PREFETCH_MIN) {
 		free(k.v);
 		return rc == -ENOENT ? 0 : rc;
