@@ -89,8 +89,10 @@ static int diff_fn(void *ctx, const struct lfs_index_entry *ea,
 /* Merge the sorted added ids into t's, less the removed ones. */
 static int merge(struct lfs_idtree *t, struct diff_ctx *c)
 {
-	qsort(c->added.v, c->added.n, sizeof(char *), str_cmp);
-	qsort(c->removed.v, c->removed.n, sizeof(char *), str_cmp);
+	if (c->added.n > 1)
+		qsort(c->added.v, c->added.n, sizeof(char *), str_cmp);
+	if (c->removed.n > 1)
+		qsort(c->removed.v, c->removed.n, sizeof(char *), str_cmp);
 	size_t cap = t->n + c->added.n;
 	char **v = malloc((cap ? cap : 1) * sizeof(*v));
 	if (!v)
