@@ -1,8 +1,9 @@
 /*
  * ledgerfs import NAME [DIR|FILE.ndjson|-] and ledgerfs export NAME DIR:
- * the bulk path. Import reads every input first and refuses the whole
- * import, naming each bad file or line with the reason, when any is not a
- * document; only then does it commit, in transactions of IMPORT_TXN
+ * the bulk path. Import reads and parses every input first (once: the
+ * parsed documents are kept until they are committed) and refuses the
+ * whole import, naming each bad file or line with the reason, when any is
+ * not a document; only then does it commit, in transactions of IMPORT_TXN
  * documents appended to the ledger's segment (it is opened non-durable),
  * and make them durable once at the end. Export writes each document as
  * DIR/<id>.json, as the mount and `get` show it.
@@ -32,12 +33,16 @@
 #include "ledger.h"
 
 #define IMPORT_TXN 10000 /* documents per transaction */
+/* Parsed documents kept from the check to the commit, by the size of
+ * their text (parsed, about twice that); the rest are parsed again. */
+#define IMPORT_KEEP_BYTES ((size_t)128 << 20)
 
 struct input {
-	char *id;   /* malloc'd */
-	char *path; /* a file (directory mode), else NULL */
-	long line;  /* NDJSON: the line number... */
-	size_t at;  /* ...and where it starts in the text */
+	char *id;    /* malloc'd */
+	char *path;  /* a file (directory mode), else NULL */
+	long line;   /* NDJSON: the line number... */
+	size_t at;   /* ...and where it starts in the text */
+	json_t *doc; /* parsed and checked (pass 1), until committed */
 };
 
 struct imp {
@@ -72,6 +77,17 @@ static void bad(struct imp *m, const struct input *in, const char *why)
 	else
 		fprintf(stderr, "ledgerfs import: %s line %ld: %s\n", m->src,
 			in->line, why);
+}
+
+/* The length of input i's text. */
+static size_t text_size(const struct imp *m, const struct input *in)
+{
+	struct stat st;
+	if (in->path)
+		return stat(in->path, &st) ? SIZE_MAX : (size_t)st.st_size;
+	const char *s = m->text + in->at;
+	const char *e = strchr(s, '\n');
+	return e ? (size_t)(e - s) : strlen(s);
 }
 
 /* The document of input i, checked (NULL after reporting why not). */
@@ -281,9 +297,19 @@ int lfs_cmd_import(int argc, char **argv)
 	int ret = open_named(&cli, m.name, &l);
 	if (ret)
 		goto out;
-	/* Pass 1: check everything; commit nothing if anything is bad. */
-	for (size_t i = 0; i < m.n; i++)
-		json_decref(load_doc(&m, &m.v[i]));
+	/* Pass 1: parse and check everything (kept for pass 2 up to
+	 * IMPORT_KEEP_BYTES); commit nothing if anything is bad. */
+	size_t kept = 0;
+	for (size_t i = 0; i < m.n; i++) {
+		json_t *j = load_doc(&m, &m.v[i]);
+		size_t size = text_size(&m, &m.v[i]);
+		if (j && size <= IMPORT_KEEP_BYTES - kept) {
+			m.v[i].doc = j;
+			kept += size;
+		} else {
+			json_decref(j);
+		}
+	}
 	if (m.bad) {
 		fprintf(stderr,
 			"ledgerfs import: %zu of %zu input%s not a document; "
@@ -300,7 +326,9 @@ int lfs_cmd_import(int argc, char **argv)
 			break;
 		size_t end = done + IMPORT_TXN < m.n ? done + IMPORT_TXN : m.n;
 		for (size_t i = done; !rc && i < end; i++) {
-			json_t *j = load_doc(&m, &m.v[i]);
+			json_t *j =
+				m.v[i].doc ? m.v[i].doc : load_doc(&m, &m.v[i]);
+			m.v[i].doc = NULL;
 			rc = j ? lfs_txn_put(t, m.v[i].id, j) : -EINVAL;
 			json_decref(j);
 		}
@@ -330,6 +358,7 @@ out:
 	lfs_ledger_close(l);
 	lfs_cli_release(&cli);
 	for (size_t i = 0; i < m.n; i++) {
+		json_decref(m.v[i].doc);
 		free(m.v[i].id);
 		free(m.v[i].path);
 	}
