@@ -1135,9 +1135,12 @@ static int ingest_locked(struct lfs_ledger *l, struct lfs_arena *a,
 			 const struct lfs_cid *car, const uint8_t *sealed,
 			 size_t len, struct lfs_cid *out_missing)
 {
-	struct lfs_car_root r;
+	struct lfs_car_root r = {0};
 	int rc = sealed ? lfs_blockstore_import(&r, a, l->bs, car, sealed, len)
-			: lfs_blockstore_load(&r, a, l->bs, car, false);
+		 /* Here: its file, not only its blocks in memory. */
+		 : !lfs_blockstore_has_car(l->bs, car)
+			 ? -ENOENT
+			 : lfs_blockstore_load(&r, a, l->bs, car, false);
 	for (size_t i = 0; !rc && i < r.nhead; i++) {
 		struct lfs_event ev;
 		struct lfs_cid missing;

@@ -181,7 +181,8 @@ int lfs_ledger_event_root(struct lfs_ledger *l, const struct lfs_cid *event,
  * by a later ingest once the clock has caught up. Both are "retry later",
  * never a rejection; -EBADMSG is a rejection (the file is removed and must
  * never be applied). sealed NULL: car is here already, checked when it
- * arrived (imported earlier, e.g. by a catch-up's fetch): not read again.
+ * arrived (imported earlier, e.g. by a catch-up's fetch): not read again;
+ * -ENOENT when its file is not here.
  */
 int lfs_ledger_ingest(struct lfs_ledger *l, const struct lfs_cid *car,
 		      const uint8_t *sealed, size_t len,
