@@ -520,7 +520,7 @@ static int prune_fresh(struct lfs_blockstore *bs)
  * CARs only, so a compaction does not flush the cache. Caller holds the
  * lock.
  */
-static void cache_written(struct lfs_blockstore *bs, const struct lfs_cid *car,
+void lfs_bs_cache_written(struct lfs_blockstore *bs, const struct lfs_cid *car,
 			  const struct lfs_envelope_info *info,
 			  const uint8_t *plain, size_t len)
 {
@@ -627,7 +627,7 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	if (!rc)
 		rc = prune_fresh(bs);
 	if (!rc && !big)
-		cache_written(bs, out, &info, plain.data, plain.len);
+		lfs_bs_cache_written(bs, out, &info, plain.data, plain.len);
 	pthread_mutex_unlock(&bs->lock);
 	if (!rc && big && !segment)
 		lfs_bs_write_sidecar(bs, out, root, built, nbuilt);

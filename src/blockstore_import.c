@@ -693,6 +693,10 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 	pthread_mutex_lock(&bs->lock);
 	rc = lfs_bs_register_car(bs, expect, &info, &root, plain.data,
 				 plain.len, false, NULL);
+	/* Its events are read next (a catch-up applies what it fetched):
+	 * from the cache, not the file again. */
+	if (!rc)
+		lfs_bs_cache_written(bs, expect, &info, plain.data, plain.len);
 	if (!rc && out) {
 		lfs_cidmap_get(&bs->car_index, expect, &idx);
 		rc = copy_root(out, a, &bs->cars[idx].root);

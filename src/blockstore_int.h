@@ -222,6 +222,14 @@ int lfs_bs_add_segment(struct lfs_cid **v, size_t *n, struct lfs_blockstore *bs,
 int lfs_bs_seg_drop_heads(struct lfs_blockstore *bs, const struct lfs_cid *cars,
 			  size_t n, const struct lfs_cid *keep);
 
+/* blockstore.c: the chunk cache */
+
+/* Keep a registered CAR's plaintext chunks in the cache (unless it is more
+ * than a quarter of it). Caller holds the lock. */
+void lfs_bs_cache_written(struct lfs_blockstore *bs, const struct lfs_cid *car,
+			  const struct lfs_envelope_info *info,
+			  const uint8_t *plain, size_t len);
+
 /* blockstore_import.c */
 
 int lfs_bs_encode_root(struct lfs_buf *out, const struct lfs_car_root *r);
