@@ -441,7 +441,7 @@ static void apply_kept(struct lfs_sync *s, struct sync_ledger *sl,
 		lfs_warn("sync of ledger '%s': could not apply the CAR files "
 			 "fetched in one pass (%s); applying them one by one",
 			 sl->name, lfs_errmsg(rc));
-	else
+	else if (applied) /* quiet when it has nothing to do, each round */
 		lfs_info("sync of ledger '%s': applied %zu of %zu CAR files "
 			 "in one pass",
 			 sl->name, applied, n);
