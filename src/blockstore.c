@@ -52,106 +52,19 @@ int lfs_bs_fsync_path(const char *path)
 	return rc;
 }
 
-/*
- * Write data to dir/sub/name atomically: a temporary file, then rename. With
- * durable, fsync the file before the rename and the directory after it.
- */
 int lfs_bs_write_atomic(struct lfs_blockstore *bs, const char *sub,
 			const char *name, const void *data, size_t len,
 			bool durable)
 {
-	char *dirpath = lfs_bs_path_join(bs->dir, sub, "");
-	char *final = lfs_bs_path_join(bs->dir, sub, name);
-	char *tmp = NULL;
-	int rc = 0, fd = -1;
-	if (!dirpath || !final) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	size_t tl = strlen(dirpath) + 32;
-	if (!(tmp = malloc(tl))) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	snprintf(tmp, tl, "%s/.tmp-%08x", dirpath, randombytes_random());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if ((rc = lfs_write_all(fd, data, len)))
-		goto out;
-	if (durable && fsync(fd)) {
-		rc = -errno;
-		goto out;
-	}
-	if (close(fd)) {
-		fd = -1;
-		rc = -errno;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, final)) {
-		rc = -errno;
-		goto out;
-	}
-	if (durable) {
-		rc = lfs_bs_fsync_path(dirpath);
-	} else {
+	char *path = lfs_bs_path_join(bs->dir, sub, name);
+	int rc = path ? lfs_write_atomic(path, data, len, 0600, durable)
+		      : -ENOMEM;
+	free(path);
+	if (!rc && !durable) {
 		pthread_mutex_lock(&bs->lock);
 		bs->dirty = true;
 		pthread_mutex_unlock(&bs->lock);
 	}
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc && tmp)
-		unlink(tmp);
-	free(tmp);
-	free(final);
-	free(dirpath);
-	return rc;
-}
-
-int lfs_bs_read_file(uint8_t **out, size_t *out_len, const char *path,
-		     size_t max)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	int rc = 0;
-	uint8_t *buf = NULL;
-	if (fstat(fd, &st)) {
-		rc = -errno;
-		goto out;
-	}
-	if ((uint64_t)st.st_size > max) {
-		rc = -EFBIG;
-		goto out;
-	}
-	size_t len = (size_t)st.st_size;
-	if (!(buf = malloc(len ? len : 1))) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = pread(fd, buf + got, len - got, (off_t)got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			rc = r < 0 ? -errno : -EIO;
-			goto out;
-		}
-		got += (size_t)r;
-	}
-	*out = buf;
-	*out_len = len;
-	buf = NULL;
-out:
-	free(buf);
-	close(fd);
 	return rc;
 }
 

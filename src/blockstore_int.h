@@ -193,8 +193,6 @@ int lfs_bs_fsync_path(const char *path);
 int lfs_bs_write_atomic(struct lfs_blockstore *bs, const char *sub,
 			const char *name, const void *data, size_t len,
 			bool durable);
-int lfs_bs_read_file(uint8_t **out, size_t *out_len, const char *path,
-		     size_t max);
 
 /* blockstore_segment.c (caller holds none of the locks unless said) */
 

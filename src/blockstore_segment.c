@@ -15,6 +15,7 @@
 
 #include <sodium.h>
 
+#include "fileio.h"
 #include "log.h"
 
 /* ---- the segment ---- */
@@ -451,8 +452,8 @@ int lfs_bs_read_car_bytes(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	char *path = lfs_bs_car_path(bs, car);
 	if (!path)
 		return -ENOMEM;
-	int rc = lfs_bs_read_file(out, out_len, path,
-				  LFS_CAR_MAX_FILE + (1 << 20));
+	int rc =
+		lfs_read_file(path, LFS_CAR_MAX_FILE + (1 << 20), out, out_len);
 	free(path);
 	return rc;
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -157,7 +158,9 @@ int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode,
 		return -ENOMEM;
 	}
 	memcpy(tmp, path, dlen);
-	snprintf(tmp + dlen, tlen - dlen, ".tmp-%s-XXXXXX", base);
+	/* At most NAME_MAX bytes: a long base is cut short in the name. */
+	int keep = (int)strnlen(base, NAME_MAX - 12);
+	snprintf(tmp + dlen, tlen - dlen, ".tmp-%.*s-XXXXXX", keep, base);
 	if (dlen) {
 		memcpy(dir, path, dlen);
 		dir[dlen] = '\0';
@@ -185,11 +188,13 @@ int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode,
 	}
 	if (!durable)
 		goto out;
+	/* Without this the rename may not survive a crash: say so (path
+	 * holds the new bytes already). */
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd); /* best effort: the data itself is synced */
+	if (dfd < 0 || fsync(dfd) < 0)
+		rc = -errno;
+	if (dfd >= 0)
 		close(dfd);
-	}
 out:
 	free(tmp);
 	free(dir);

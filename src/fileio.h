@@ -36,13 +36,15 @@ int lfs_read_file(const char *path, size_t max, uint8_t **out, size_t *out_len);
 
 /*
  * Replace the file at path atomically: write a temporary ".tmp-NAME-XXXXXX"
- * in the same directory with the given mode and rename it over path, so a
- * reader sees the old bytes or the new, never a part. With durable, the
- * temporary is fsynced before the rename and the directory after it, so
- * after a crash path holds one or the other; without, that waits for the
- * caller's next sync (syncfs). Returns 0 or a negative errno; on failure
- * path is untouched and the temporary is gone. Listings that skip
- * ".tmp-" names never show the temporary.
+ * (NAME cut short to stay within NAME_MAX) in the same directory with the
+ * given mode and rename it over path, so a reader sees the old bytes or
+ * the new, never a part. With durable, the temporary is fsynced before the
+ * rename and the directory after it, so after a crash path holds one or
+ * the other; without, that waits for the caller's next sync (syncfs).
+ * Returns 0 or a negative errno; on failure path is untouched and the
+ * temporary is gone, except when only the directory's fsync failed (path
+ * holds the new bytes, which a crash may undo). Listings that skip ".tmp-"
+ * names never show the temporary.
  */
 int lfs_write_atomic(const char *path, const void *p, size_t len, mode_t mode,
 		     bool durable);

@@ -354,18 +354,9 @@ static int dump_entry(struct lfs_buf *b, const struct attr_entry *e)
 
 static int write_file(struct lfs_fsl *lg, const struct lfs_buf *b)
 {
-	char *path = attrs_path(lg), tmp[PATH_MAX];
-	if (!path)
-		return -ENOMEM;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	int rc = fd < 0 ? -errno : lfs_write_all(fd, b->data, b->len);
-	if (fd >= 0 && close(fd) && !rc)
-		rc = -errno;
-	if (!rc && rename(tmp, path))
-		rc = -errno;
-	if (rc)
-		unlink(tmp);
+	char *path = attrs_path(lg);
+	int rc = path ? lfs_write_atomic(path, b->data, b->len, 0600, false)
+		      : -ENOMEM;
 	free(path);
 	return rc;
 }

@@ -163,15 +163,4 @@ static inline char *lfs_fs_path(const char *dir, const char *name)
 	return p;
 }
 
-/* t_us as ISO 8601 UTC with microseconds: 2026-01-02T03:04:05.000006Z. */
-static inline void lfs_fs_iso_time(char out[64], int64_t t_us)
-{
-	time_t s = (time_t)(t_us / 1000000);
-	struct tm tm;
-	gmtime_r(&s, &tm);
-	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (long)(t_us % 1000000));
-}
-
 #endif

@@ -12,24 +12,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sodium.h>
-
 #include "errmsg.h"
 #include "fileio.h"
 #include "fs_policy.h"
 #include "fsname.h"
 #include "log.h"
+#include "timefmt.h"
 
 /* ---- finding and opening ---- */
 
-static int open_with_key(struct lfs_ledger **out, struct lfs_fs *fs,
-			 const char *dir, const uint8_t key[LFS_KEY_BYTES])
+/* Open ledger name of the home (creating it), with its key and writer:
+ * lfs_home_open_ledger()'s result. */
+static int open_ledger(struct lfs_ledger **out, struct lfs_fs *fs,
+		       const char *name, bool *out_key_error)
 {
 	struct lfs_ledger_opts o;
 	lfs_ledger_opts_init(&o);
 	o.durable = false; /* fsync makes commits durable */
-	o.writer = fs->home->writer;
-	return lfs_ledger_open(out, dir, key, &o, true);
+	return lfs_home_open_ledger(out, fs->home, name, &o, true,
+				    out_key_error);
 }
 
 static struct lfs_fsl *find(struct lfs_fs *fs, const char *name)
@@ -51,15 +52,10 @@ static void retry_key(struct lfs_fs *fs, struct lfs_fsl *lg)
 	pthread_mutex_unlock(&fs->lock);
 	if (!mine)
 		return;
-	uint8_t key[LFS_KEY_BYTES];
 	struct lfs_ledger *l = NULL;
-	if (lfs_home_key(key, fs->home, lg->name) == 0) {
-		char *dir = lfs_home_ledger_dir(fs->home, lg->name);
-		if (dir && open_with_key(&l, fs, dir, key))
-			l = NULL;
-		sodium_memzero(key, sizeof(key));
-		free(dir);
-	}
+	bool key_error;
+	if (open_ledger(&l, fs, lg->name, &key_error))
+		l = NULL;
 	pthread_mutex_lock(&fs->lock);
 	lg->opening = false;
 	if (l) {
@@ -121,8 +117,7 @@ static void migrate_drafts(struct lfs_fsl *lg)
 
 /* Make the state of ledger name, opening it (no lock held: disk reads,
  * decryption). NULL when out of memory. */
-static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name,
-			       const char *dir)
+static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 {
 	struct lfs_fsl *lg = calloc(1, sizeof(*lg));
 	if (!lg)
@@ -135,8 +130,7 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name,
 	lg->scratch = strdup(sub);
 	snprintf(sub, sizeof(sub), "%s/drafts/%s", fs->home->dir, name);
 	lg->drafts = strdup(sub);
-	snprintf(sub, sizeof(sub), "%s/state/%s", fs->home->dir, name);
-	lg->state = strdup(sub);
+	lg->state = lfs_home_state_path(fs->home, name, "");
 	if (!lg->name || !lg->scratch || !lg->drafts || !lg->state ||
 	    lfs_mkdirs(lg->scratch) || lfs_mkdirs(lg->drafts) ||
 	    lfs_mkdirs(lg->state)) {
@@ -151,27 +145,24 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name,
 	}
 	if (!lg->err)
 		migrate_drafts(lg);
-	uint8_t key[LFS_KEY_BYTES];
-	int rc = lg->err ? lg->err : lfs_home_key(key, fs->home, name);
-	if (rc == -ENOENT) {
+	bool key_error = false;
+	int rc = lg->err ? lg->err : open_ledger(&lg->l, fs, name, &key_error);
+	if (rc)
+		lg->l = NULL;
+	if (rc && key_error && rc == -ENOENT) {
 		lg->err = -ENOKEY;
 		lfs_warn("ledger '%s' has no key on this machine; import it "
 			 "with `ledgerfs key import %s lfskey1:...`",
 			 name, name);
-	} else if (rc) {
+	} else if (rc && key_error) {
 		lg->err = rc;
 		lfs_error("ledger '%s': cannot read its key: %s", name,
 			  strerror(-rc));
-	} else {
-		rc = open_with_key(&lg->l, fs, dir, key);
-		sodium_memzero(key, sizeof(key));
-		if (rc) {
-			lg->l = NULL;
-			lg->err = rc;
-			lfs_error("ledger '%s': cannot open: %s (run `ledgerfs "
-				  "fsck %s`)",
-				  name, strerror(-rc), name);
-		}
+	} else if (rc && !lg->err) {
+		lg->err = rc;
+		lfs_error("ledger '%s': cannot open: %s (run `ledgerfs "
+			  "fsck %s`)",
+			  name, strerror(-rc), name);
 	}
 	return lg;
 }
@@ -194,10 +185,10 @@ struct lfs_fsl *lfs_fsl_get(struct lfs_fs *fs, const char *name,
 		free(dir);
 		return NULL;
 	}
+	free(dir);
 	/* Open outside the lock; if another thread got there first, its
 	 * state wins and this one is closed again. */
-	struct lfs_fsl *fresh = fsl_new(fs, name, dir);
-	free(dir);
+	struct lfs_fsl *fresh = fsl_new(fs, name);
 	if (!fresh)
 		return NULL;
 	pthread_mutex_lock(&fs->lock);
@@ -232,7 +223,7 @@ void lfs_fsl_error(struct lfs_fs *fs, struct lfs_fsl *lg, const char *fmt, ...)
 	va_end(ap);
 	/* One refusal, one line of UTF-8, whatever the names in it. */
 	lfs_log_escape(safe, sizeof(safe), msg, strlen(msg));
-	lfs_fs_iso_time(when, lfs_fs_now_ms() * 1000);
+	lfs_time_iso(when, lfs_fs_now_ms() * 1000);
 	snprintf(line, sizeof(line), "%s %s\n", when, safe);
 	char *copy = strdup(line);
 	pthread_mutex_lock(&fs->lock);
@@ -428,7 +419,7 @@ static void record_changes(struct lfs_fsl *lg, const struct lfs_cid *before,
 	if (lfs_cid_equal(before, after))
 		return;
 	char when[64], ev[LFS_CID_STRLEN + 1], prefix[128];
-	lfs_fs_iso_time(when, lfs_fs_now_ms() * 1000);
+	lfs_time_iso(when, lfs_fs_now_ms() * 1000);
 	lfs_cid_to_string(ev, event);
 	snprintf(prefix, sizeof(prefix), "%s %s", when, ev);
 	struct changes_ctx c = {.prefix = prefix};
@@ -602,7 +593,7 @@ char (*lfs_fsl_bytime_names(const struct lfs_fsl_events *s))[LFS_FSL_BYTIME_LEN]
 	qsort_r(order, s->n, sizeof(*order), by_time, (void *)s);
 	for (size_t k = 0; k < s->n; k++) {
 		size_t i = order[k];
-		lfs_fs_iso_time(names[i], s->times[i]);
+		lfs_time_iso(names[i], s->times[i]);
 		bool dup =
 			(k > 0 && s->times[order[k - 1]] == s->times[i]) ||
 			(k + 1 < s->n && s->times[order[k + 1]] == s->times[i]);

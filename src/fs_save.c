@@ -22,21 +22,12 @@
 static int write_draft(struct lfs_fsl *lg, const char *name,
 		       const uint8_t *data, size_t len)
 {
-	char tmp[PATH_MAX], *final = lfs_fs_path(lg->drafts, name);
-	if (!final)
-		return -ENOMEM;
-	snprintf(tmp, sizeof(tmp), "%s/.tmp-%08x", lg->drafts,
-		 randombytes_random());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	int rc = fd < 0 ? -errno : lfs_write_all(fd, data, len);
-	if (fd >= 0 && close(fd) && !rc)
-		rc = -errno;
+	char *final = lfs_fs_path(lg->drafts, name);
+	int rc = final ? 0 : -ENOMEM;
 	if (!rc && strchr(name, '/'))
 		rc = lfs_mkdirs_for(final); /* a draft in a folder */
-	if (!rc && rename(tmp, final))
-		rc = -errno;
-	if (rc)
-		unlink(tmp);
+	if (!rc)
+		rc = lfs_write_atomic(final, data, len, 0600, false);
 	free(final);
 	return rc;
 }

@@ -16,6 +16,7 @@
 #include "fs_policy.h"
 #include "log.h"
 #include "fsname.h"
+#include "timefmt.h"
 #include "log.h"
 
 #define RENDER_SLOTS 4096
@@ -532,7 +533,7 @@ static json_t *version_json(struct lfs_ledger *l, const struct lfs_version *v,
 {
 	char cid[LFS_CID_STRLEN + 1], when[64];
 	lfs_cid_to_string(cid, &v->doc);
-	lfs_fs_iso_time(when, v->t);
+	lfs_time_iso(when, v->t);
 	json_t *j = json_pack("{s:s,s:s,s:s}", "cid", cid, "time", when,
 			      "writer", v->writer);
 	json_t *doc;

@@ -567,11 +567,8 @@ static json_t *time_json(int64_t t)
 {
 	if (!t)
 		return json_null();
-	char s[64];
-	time_t sec = (time_t)(t / 1000000);
-	struct tm tm;
-	gmtime_r(&sec, &tm);
-	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	char s[LFS_TIME_ISO_MAX];
+	lfs_time_iso(s, t);
 	return json_string(s);
 }
 

@@ -102,12 +102,10 @@ bool lfs_sync_due(struct sync_ledger *sl, const struct lfs_cid *c)
 char *lfs_sync_state_path(struct lfs_sync *s, struct sync_ledger *sl,
 			  const char *file)
 {
-	size_t n = strlen(s->home->dir) + strlen(sl->name) + strlen(file) + 16;
-	char *p = malloc(n);
+	char *p = lfs_home_state_path(s->home, sl->name, file);
 	if (!p)
 		return NULL;
-	snprintf(p, n, "%s/state/%s/%s", s->home->dir, sl->name, file);
-	int rc = sl->state_dir ? 0 : lfs_mkdirs_for(p);
+	int rc = sl->state_dir ? 0 : *file ? lfs_mkdirs_for(p) : lfs_mkdirs(p);
 	if (rc)
 		lfs_warn("cannot make the directory for %s: %s", p,
 			 strerror(-rc));
@@ -246,29 +244,15 @@ static int rewrite_state(struct lfs_sync *s, struct sync_ledger *sl,
 			rewrite_line(&w, &mine->slots[i].cid,
 				     mine->slots[i].value);
 	char *p = lfs_sync_state_path(s, sl, file);
-	char *tmp = p ? malloc(strlen(p) + 8) : NULL;
-	int rc = tmp ? w.out.err : -ENOMEM, fd = -1;
-	if (!rc) {
-		sprintf(tmp, "%s.tmp", p);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		rc = fd < 0 ? -errno : lfs_write_all(fd, w.out.data, w.out.len);
-	}
-	if (!rc && fdatasync(fd))
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	if (!rc && rename(tmp, p))
-		rc = -errno;
-	if (rc) {
-		if (tmp)
-			unlink(tmp);
+	int rc = p ? w.out.err : -ENOMEM;
+	if (!rc)
+		rc = lfs_write_atomic(p, w.out.data, w.out.len, 0600, true);
+	if (rc)
 		lfs_warn("cannot rewrite state/%s/%s: %s", sl->name, file,
 			 strerror(-rc));
-	}
 	state_unlock(lk);
 	lfs_cidmap_release(&w.seen);
 	lfs_buf_release(&w.out);
-	free(tmp);
 	free(p);
 	return rc;
 }
