@@ -46,5 +46,15 @@ int lfs_cmd_sync(int argc, char **argv);
 
 /* cmd_mount.c: the FUSE daemon */
 int lfs_cmd_mount(int argc, char **argv);
+/*
+ * `ledgerfs SOURCE MOUNTPOINT [-o OPTIONS]...` (argv[0] "ledgerfs"): the
+ * form mount(8) uses for an fstab line of type fuse.ledgerfs (through
+ * mount.fuse3), the same as `ledgerfs mount --home SOURCE [-o
+ * OPTIONS]... MOUNTPOINT`. Among OPTIONS, remote=URL, meta=URL, poll_ms=N,
+ * log_level=L and keybag=DIR are ledgerfs's own (also in `mount -o`), the
+ * rest go to FUSE; with fireproof, SOURCE is a Fireproof storage
+ * directory, mounted read-only.
+ */
+int lfs_cmd_mount_fstab(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "fp_ledger.h"
 #include "home.h"
 #include "log.h"
+#include "optscan.h"
 
 static void mount_usage(FILE *f)
 {
@@ -71,7 +73,9 @@ static void mount_usage(FILE *f)
 		"                      (default 022; 077 with allow_other),\n"
 		"                      cache_timeout=S (how long the kernel\n"
 		"                      keeps documents' names and attributes;\n"
-		"                      default 30, 0 to 86400)\n"
+		"                      default 30, 0 to 86400), and remote=,\n"
+		"                      meta=, poll_ms=, log_level=, keybag=\n"
+		"                      (as above)\n"
 		"  -h, --help          this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT` (or `umount` as "
@@ -93,7 +97,8 @@ static int is_mounted(const char *path)
 	return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
 }
 
-static int mount_run(int argc, char **argv, char **own);
+struct mount_args;
+static int mount_run(const struct mount_args *m, const char *argv0);
 
 /* `--fireproof DIR`: Fireproof's files, read-only (fs_fireproof.h). */
 static int mount_fireproof(const char *storage_arg, const char *keybag_arg,
@@ -123,78 +128,251 @@ static int mount_fireproof(const char *storage_arg, const char *keybag_arg,
 	return rc;
 }
 
-int lfs_cmd_mount(int argc, char **argv)
+/* What the command line (and -o) asks for. */
+struct mount_args {
+	const char *home_dir, *mountpoint, *remote, *meta, *fireproof, *keybag;
+	char *fuse_opts; /* the -o options that are FUSE's, joined */
+	char **o_copies; /* of each -o's text, which the values point into */
+	size_t no_copies;
+	unsigned poll_ms;
+	int foreground, use_syslog;
+	bool fireproof_home; /* -o fireproof: --home is Fireproof's */
+	enum lfs_log_level level;
+};
+
+static int set_poll_ms(struct mount_args *m, const char *v)
 {
-	char *own = NULL; /* joined -o options */
-	int rc = mount_run(argc, argv, &own);
-	free(own);
+	m->poll_ms = (unsigned)strtoul(v, NULL, 10);
+	if (m->poll_ms < 50 || m->poll_ms > 3600000) {
+		fprintf(stderr, "ledgerfs mount: --poll-ms takes 50 to "
+				"3600000\n");
+		return 2;
+	}
+	return 0;
+}
+
+static int set_log_level(struct mount_args *m, const char *v)
+{
+	if (lfs_log_parse_level(&m->level, v)) {
+		fprintf(stderr,
+			"ledgerfs mount: unknown log level '%s' (debug, info, "
+			"warn, error)\n",
+			v);
+		return 2;
+	}
+	return 0;
+}
+
+/*
+ * One -o option: ledgerfs's own (remote=URL, meta=URL, poll_ms=N,
+ * log_level=L, keybag=DIR, fireproof: the same as --remote and so on;
+ * fireproof says the store is a Fireproof directory), or FUSE's, added to
+ * m->fuse_opts. 0, 1 (out of memory) or 2 (a bad value).
+ */
+static int take_o_option(struct mount_args *m, char *tok)
+{
+	static const char *const own[] = {
+		"remote=", "meta=", "poll_ms=", "log_level=", "keybag="};
+	size_t k = 0;
+	while (k < sizeof(own) / sizeof(*own) &&
+	       strncmp(tok, own[k], strlen(own[k])))
+		k++;
+	const char *v =
+		k < sizeof(own) / sizeof(*own) ? tok + strlen(own[k]) : NULL;
+	switch (k) {
+	case 0:
+		m->remote = v;
+		return 0;
+	case 1:
+		m->meta = v;
+		return 0;
+	case 2:
+		return set_poll_ms(m, v);
+	case 3:
+		return set_log_level(m, v);
+	case 4:
+		m->keybag = v;
+		return 0;
+	}
+	if (!strcmp(tok, "fireproof")) {
+		m->fireproof_home = true;
+		return 0;
+	}
+	size_t n =
+		(m->fuse_opts ? strlen(m->fuse_opts) + 1 : 0) + strlen(tok) + 1;
+	char *joined = malloc(n);
+	if (!joined)
+		return 1;
+	snprintf(joined, n, "%s%s%s", m->fuse_opts ? m->fuse_opts : "",
+		 m->fuse_opts ? "," : "", tok);
+	free(m->fuse_opts);
+	m->fuse_opts = joined;
+	return 0;
+}
+
+/* Several -o options add up, as mount(8)'s do. */
+static int take_o(struct mount_args *m, const char *opts)
+{
+	char **v = realloc(m->o_copies, (m->no_copies + 1) * sizeof(*v));
+	if (!v)
+		return 1;
+	m->o_copies = v;
+	if (!(v[m->no_copies] = strdup(opts)))
+		return 1;
+	int rc = 0;
+	for (char *save = NULL, *tok = strtok_r(v[m->no_copies++], ",", &save);
+	     tok && !rc; tok = strtok_r(NULL, ",", &save))
+		rc = take_o_option(m, tok);
 	return rc;
 }
 
-static int mount_run(int argc, char **argv, char **own)
+enum {
+	M_FOREGROUND,
+	M_SYSLOG,
+	M_HOME,
+	M_LOG_LEVEL,
+	M_FIREPROOF,
+	M_KEYBAG,
+	M_REMOTE,
+	M_META,
+	M_POLL_MS,
+	M_O
+};
+
+static const struct lfs_optname mount_opts[] = {
+	{"-f", M_FOREGROUND, false},
+	{"--foreground", M_FOREGROUND, false},
+	{"--syslog", M_SYSLOG, false},
+	{"--home", M_HOME, true},
+	{"--store", M_HOME, true},
+	{"--log-level", M_LOG_LEVEL, true},
+	{"--fireproof", M_FIREPROOF, true},
+	{"--keybag", M_KEYBAG, true},
+	{"--remote", M_REMOTE, true},
+	{"--meta", M_META, true},
+	{"--poll-ms", M_POLL_MS, true},
+	{"-o", M_O, true},
+};
+
+/* Parse argv into m: 0, -1 for --help (done), else the exit status. */
+static int parse_mount_args(struct mount_args *m, int argc, char **argv)
 {
-	const char *home_dir = NULL, *mountpoint = NULL, *opts = NULL;
-	const char *remote = getenv("LEDGERFS_REMOTE");
-	const char *meta = getenv("LEDGERFS_META");
-	const char *fireproof = NULL, *keybag = NULL;
-	unsigned poll_ms = 1000;
-	int foreground = 0, use_syslog = 0;
-	enum lfs_log_level level = LFS_LOG_INFO;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+	struct lfs_optscan sc;
+	lfs_optscan_init(&sc, argc, argv);
+	const char *val;
+	int k, rc = 0;
+	while (!rc &&
+	       (k = lfs_optscan_next(&sc, mount_opts,
+				     sizeof(mount_opts) / sizeof(*mount_opts),
+				     &val)) != LFS_OPT_END) {
+		if (k == LFS_OPT_HELP) {
 			mount_usage(stdout);
-			return 0;
-		} else if (!strcmp(a, "-f") || !strcmp(a, "--foreground")) {
-			foreground = 1;
-		} else if (!strcmp(a, "--syslog")) {
-			use_syslog = 1;
-		} else if ((!strcmp(a, "--home") || !strcmp(a, "--store")) &&
-			   i + 1 < argc) {
-			home_dir = argv[++i];
-		} else if (!strcmp(a, "--log-level") && i + 1 < argc) {
-			if (lfs_log_parse_level(&level, argv[++i])) {
-				fprintf(stderr,
-					"ledgerfs mount: unknown log level "
-					"'%s' (debug, info, warn, error)\n",
-					argv[i]);
-				return 2;
-			}
-		} else if (!strcmp(a, "--fireproof") && i + 1 < argc) {
-			fireproof = argv[++i];
-		} else if (!strcmp(a, "--keybag") && i + 1 < argc) {
-			keybag = argv[++i];
-		} else if (!strcmp(a, "--remote") && i + 1 < argc) {
-			remote = argv[++i];
-		} else if (!strcmp(a, "--meta") && i + 1 < argc) {
-			meta = argv[++i];
-		} else if (!strcmp(a, "--poll-ms") && i + 1 < argc) {
-			poll_ms = (unsigned)strtoul(argv[++i], NULL, 10);
-			if (poll_ms < 50 || poll_ms > 3600000) {
-				fprintf(stderr, "ledgerfs mount: --poll-ms "
-						"takes 50 to 3600000\n");
-				return 2;
-			}
-		} else if (!strcmp(a, "-o") && i + 1 < argc) {
-			/* Several -o options add up, as mount(8)'s do. */
-			const char *more = argv[++i];
-			size_t n = (opts ? strlen(opts) + 1 : 0) +
-				   strlen(more) + 1;
-			char *joined = malloc(n);
-			if (!joined)
-				return 1;
-			snprintf(joined, n, "%s%s%s", opts ? opts : "",
-				 opts ? "," : "", more);
-			free(*own);
-			opts = *own = joined;
-		} else if (a[0] == '-' || mountpoint) {
-			fprintf(stderr, "ledgerfs mount: unexpected '%s'\n", a);
+			return -1;
+		}
+		if (k == LFS_OPT_NOVALUE) {
+			fprintf(stderr, "ledgerfs mount: %s needs a value\n",
+				val);
+			return 2;
+		}
+		if (k == LFS_OPT_UNKNOWN ||
+		    (k == LFS_OPT_POS && m->mountpoint)) {
+			fprintf(stderr, "ledgerfs mount: unexpected '%s'\n",
+				sc.arg);
 			mount_usage(stderr);
 			return 2;
-		} else {
-			mountpoint = a;
+		}
+		if (k == LFS_OPT_POS) {
+			m->mountpoint = val;
+			continue;
+		}
+		switch (mount_opts[k].flag) {
+		case M_FOREGROUND:
+			m->foreground = 1;
+			break;
+		case M_SYSLOG:
+			m->use_syslog = 1;
+			break;
+		case M_HOME:
+			m->home_dir = val;
+			break;
+		case M_LOG_LEVEL:
+			rc = set_log_level(m, val);
+			break;
+		case M_FIREPROOF:
+			m->fireproof = val;
+			break;
+		case M_KEYBAG:
+			m->keybag = val;
+			break;
+		case M_REMOTE:
+			m->remote = val;
+			break;
+		case M_META:
+			m->meta = val;
+			break;
+		case M_POLL_MS:
+			rc = set_poll_ms(m, val);
+			break;
+		case M_O:
+			rc = take_o(m, val);
+			break;
 		}
 	}
+	if (!rc && m->fireproof_home && !m->fireproof) {
+		m->fireproof = m->home_dir ? m->home_dir : "";
+		m->home_dir = NULL;
+	}
+	return rc;
+}
+
+int lfs_cmd_mount(int argc, char **argv)
+{
+	struct mount_args m = {
+		.remote = getenv("LEDGERFS_REMOTE"),
+		.meta = getenv("LEDGERFS_META"),
+		.poll_ms = 1000,
+		.level = LFS_LOG_INFO,
+	};
+	int rc = parse_mount_args(&m, argc, argv);
+	rc = rc < 0 ? 0 : rc ? rc : mount_run(&m, argv[0]);
+	free(m.fuse_opts);
+	for (size_t i = 0; i < m.no_copies; i++)
+		free(m.o_copies[i]);
+	free(m.o_copies);
+	return rc;
+}
+
+int lfs_cmd_mount_fstab(int argc, char **argv)
+{
+	char *margv[64];
+	int n = 0;
+	margv[n++] = "mount";
+	margv[n++] = "--home";
+	margv[n++] = argv[1];
+	for (int i = 3; i < argc; i++) {
+		if (strcmp(argv[i], "-o") || i + 1 >= argc || n > 60) {
+			fprintf(stderr,
+				"ledgerfs: unexpected '%s' (usage: "
+				"ledgerfs STORE MOUNTPOINT [-o OPTIONS])\n",
+				argv[i]);
+			return 2;
+		}
+		margv[n++] = argv[i++];
+		margv[n++] = argv[i];
+	}
+	margv[n++] = argv[2];
+	margv[n] = NULL;
+	return lfs_cmd_mount(n, margv);
+}
+
+static int mount_run(const struct mount_args *m, const char *argv0)
+{
+	const char *home_dir = m->home_dir, *mountpoint = m->mountpoint;
+	const char *opts = m->fuse_opts, *remote = m->remote, *meta = m->meta;
+	const char *fireproof = m->fireproof, *keybag = m->keybag;
+	unsigned poll_ms = m->poll_ms;
+	int foreground = m->foreground, use_syslog = m->use_syslog;
+	enum lfs_log_level level = m->level;
 	if (!mountpoint) {
 		mount_usage(stderr);
 		return 2;
@@ -243,7 +421,7 @@ static int mount_run(int argc, char **argv, char **own)
 
 	if (fireproof)
 		return mount_fireproof(fireproof, keybag, mp, opts, foreground,
-				       level, use_syslog, poll_ms, argv[0]);
+				       level, use_syslog, poll_ms, argv0);
 
 	struct lfs_home home;
 	int rc = lfs_home_open(&home, home_dir);
@@ -263,7 +441,7 @@ static int mount_run(int argc, char **argv, char **own)
 	snprintf(optbuf, sizeof(optbuf),
 		 "fsname=ledgerfs,subtype=ledgerfs,default_permissions%s%s",
 		 opts ? "," : "", opts ? opts : "");
-	char *fargv[] = {argv[0], "-o", optbuf, NULL};
+	char *fargv[] = {(char *)argv0, "-o", optbuf, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct lfs_fs *fs = NULL;
 	struct lfs_sync *sync = NULL;

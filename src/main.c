@@ -57,70 +57,6 @@ static void usage(FILE *f)
 		"fuse.ledgerfs; see ledgerfs(1)).\n");
 }
 
-/*
- * `ledgerfs SOURCE MOUNTPOINT [-o OPTIONS]`: the form mount(8) uses for an
- * fstab line of type fuse.ledgerfs (through mount.fuse3). SOURCE is the
- * local store (the home directory); among OPTIONS, remote=URL, meta=URL,
- * poll_ms=N and log_level=L are ledgerfs's own, the rest go to FUSE. With
- * the option fireproof (and keybag=DIR), SOURCE is a Fireproof storage
- * directory, mounted read-only.
- */
-static int mount_helper_form(int argc, char **argv)
-{
-	char *margv[20], fuseopts[1024] = "", *own = NULL;
-	int n = 0;
-	margv[n++] = "mount";
-	margv[n++] = "--home";
-	margv[n++] = argv[1];
-	for (int i = 3; i < argc; i++) {
-		if (strcmp(argv[i], "-o") || i + 1 >= argc) {
-			fprintf(stderr,
-				"ledgerfs: unexpected '%s' (usage: "
-				"ledgerfs STORE MOUNTPOINT [-o OPTIONS])\n",
-				argv[i]);
-			return 2;
-		}
-		free(own);
-		own = strdup(argv[++i]);
-		for (char *tok = own ? strtok(own, ",") : NULL; tok;
-		     tok = strtok(NULL, ",")) {
-			if (!strncmp(tok, "remote=", 7) && n < 12) {
-				margv[n++] = "--remote";
-				margv[n++] = tok + 7;
-			} else if (!strncmp(tok, "meta=", 5) && n < 12) {
-				margv[n++] = "--meta";
-				margv[n++] = tok + 5;
-			} else if (!strncmp(tok, "poll_ms=", 8) && n < 12) {
-				margv[n++] = "--poll-ms";
-				margv[n++] = tok + 8;
-			} else if (!strcmp(tok, "fireproof")) {
-				/* SOURCE is a Fireproof storage directory. */
-				margv[1] = "--fireproof";
-			} else if (!strncmp(tok, "keybag=", 7) && n < 12) {
-				margv[n++] = "--keybag";
-				margv[n++] = tok + 7;
-			} else if (!strncmp(tok, "log_level=", 10) && n < 12) {
-				margv[n++] = "--log-level";
-				margv[n++] = tok + 10;
-			} else if (strlen(fuseopts) + strlen(tok) + 2 <
-				   sizeof(fuseopts)) {
-				if (fuseopts[0])
-					strcat(fuseopts, ",");
-				strcat(fuseopts, tok);
-			}
-		}
-	}
-	if (fuseopts[0]) {
-		margv[n++] = "-o";
-		margv[n++] = fuseopts;
-	}
-	margv[n++] = argv[2];
-	margv[n] = NULL;
-	int rc = lfs_cmd_mount(n, margv);
-	free(own);
-	return rc;
-}
-
 /* Does a command line name a Fireproof ledger (--fireproof DIR)? */
 static int wants_fireproof(int argc, char **argv)
 {
@@ -163,7 +99,7 @@ int main(int argc, char **argv)
 		else if (c)
 			rc = c->run(argc - 1, argv + 1);
 		else if (argc >= 3 && argv[1][0] != '-' && argv[2][0] != '-')
-			rc = mount_helper_form(argc, argv);
+			rc = lfs_cmd_mount_fstab(argc, argv);
 		else {
 			fprintf(stderr, "ledgerfs: unknown command '%s'\n\n",
 				argv[1]);

@@ -2,8 +2,10 @@
 # The daemon's life: usage errors; SIGTERM unmounts cleanly, exits 0 and
 # everything written is committed (and a pending rename-away delete is
 # flushed); background mode returns once the mount is ready and exits on
-# fusermount3 -u; a mount point that is missing or already mounted gives
-# a clear error and leaves the first mount alone; -o auto_unmount cleans
+# fusermount3 -u; the fstab form (ledgerfs STORE MOUNTPOINT -o ...) gives
+# remote= and the like to ledgerfs and the rest to FUSE; a mount point that
+# is missing or already mounted gives a clear error and leaves the first
+# mount alone; -o auto_unmount cleans
 # up after SIGKILL; --log-level error keeps a quiet session quiet; a
 # missing /dev/fuse (simulated in a private mount namespace) gives a
 # message naming it.
@@ -101,6 +103,43 @@ done
 DAEMON_PID=
 fuse_mounted && fail "$MNT is still mounted"
 expect_cli_commits $L $n
+
+note "the fstab form: ledgerfs STORE MOUNTPOINT -o OPTIONS, ledgerfs's own options among FUSE's"
+expect 2 bounded "$LEDGERFS" "$LFS_HOME" "$MNT" -x
+expect_stderr "unexpected '-x'"
+expect 2 bounded "$LEDGERFS" "$LFS_HOME" "$MNT" -o poll_ms=1
+expect_stderr 'poll-ms'
+fuse_mounted && fail "a usage error of the fstab form mounted $MNT"
+remote=$TMP/fstab-remote
+mkdir -p "$remote"
+run bounded "$LEDGERFS" "$LFS_HOME" "$MNT" -o log_level=info,poll_ms=100 -o "default_permissions,remote=file://$remote"
+[ "$STATUS" = 0 ] || fail "the fstab form exited $STATUS: $(cat "$TMP/stderr")"
+fuse_mounted || fail "the fstab form returned but $MNT is not mounted"
+pids=
+for p in /proc/[0-9]*; do
+	if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "ledgerfs $LFS_HOME $MNT -o"; then
+		pids="$pids ${p#/proc/}"
+	fi
+done
+[ "$(wc -w <<<"$pids")" = 1 ] || fail "the fstab form: daemon processes '$pids'"
+pids=${pids# }
+DAEMON_PID=$pids
+put_text "$D/fstab.json" '{"form":"fstab"}'
+one_commit
+ids+=(fstab)
+# remote= went to ledgerfs, not to FUSE: the commit reaches the store.
+end=$((SECONDS + 60))
+until compgen -G "$remote/heads/$L~*" >/dev/null; do
+	[ $SECONDS -lt $end ] || fail "the fstab form's remote= store has no head record of $L after 60 s"
+	sleep 0.1
+done
+bounded fusermount3 -u "$MNT" || fail "fusermount3 -u failed"
+end=$((SECONDS + 60))
+while _alive "$pids"; do
+	[ $SECONDS -lt $end ] || fail "the fstab-form daemon (pid $pids) is still running 60 s after fusermount3 -u"
+	sleep 0.1
+done
+DAEMON_PID=
 
 note "a mount point that is mounted already: a clear error, the first mount untouched"
 fuse_mount
