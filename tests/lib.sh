@@ -155,6 +155,44 @@ print("b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + d).decode().lower().
 ' "$1"
 }
 
+# retry_for TIMEOUT_S COMMAND...: run COMMAND (quietly) until it succeeds;
+# returns 1 when it has not after TIMEOUT_S seconds.
+retry_for()
+{
+	_rf_t=$(($1 * 10))
+	shift
+	while [ "$_rf_t" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		_rf_t=$((_rf_t - 1))
+	done
+	return 1
+}
+
+# sync_mount HOME MOUNTPOINT LOG URL POLL_MS [OPTIONS...]: start the
+# daemon `ledgerfs mount -f --remote URL --poll-ms POLL_MS OPTIONS...` of
+# HOME at MOUNTPOINT in the background, its output appended to LOG, and
+# return once it is mounted (failing after 120 s, or if the daemon exits);
+# $sync_pid is its pid. Needs $L, the ledgerfs program.
+sync_mount()
+{
+	_sm_h=$1 _sm_m=$2 _sm_log=$3 _sm_url=$4 _sm_poll=$5
+	shift 5
+	LEDGERFS_HOME=$_sm_h "$L" mount -f --remote "$_sm_url" \
+		--poll-ms "$_sm_poll" --log-level info "$@" "$_sm_m" \
+		>>"$_sm_log" 2>&1 &
+	sync_pid=$!
+	_sm_t=1200
+	until mountpoint -q "$_sm_m"; do
+		kill -0 "$sync_pid" 2>/dev/null ||
+			fail "the daemon for $_sm_m exited: $(tail -n 5 "$_sm_log")"
+		_sm_t=$((_sm_t - 1))
+		[ "$_sm_t" -gt 0 ] ||
+			fail "$_sm_m did not mount in 120 s: $(tail -n 5 "$_sm_log")"
+		sleep 0.1
+	done
+}
+
 no_dotfiles()
 {
 	for _f in "$1"/.[!.]* "$1"/..?*; do

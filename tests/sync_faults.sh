@@ -65,38 +65,17 @@ LEDGERFS_HOME=$base/home-b "$L" key import f "$share" >/dev/null || fail "import
 
 mount_one()
 {
-	LEDGERFS_HOME=$1 "$L" mount -f --remote "$url" --poll-ms 200 \
-		"$2" >>"$1.log" 2>&1 &
-	echo $!
-}
-wait_mounted()
-{
-	for _i in $(seq 100); do
-		mountpoint -q "$1" && return 0
-		sleep 0.1
-	done
-	fail "$1 did not mount"
-}
-wait_for()
-{
-	_t=$(($1 * 10))
-	shift
-	while [ "$_t" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		_t=$((_t - 1))
-	done
-	return 1
+	sync_mount "$1" "$2" "$1.log" "$url" 200
 }
 same_root()
 {
 	ra=$(jq -r .root "$A/f/.ledgerfs/status") &&
 		rb=$(jq -r .root "$B/f/.ledgerfs/status") && [ "$ra" = "$rb" ]
 }
-pa=$(mount_one "$base/home-a" "$A")
-pb=$(mount_one "$base/home-b" "$B")
-wait_mounted "$A"
-wait_mounted "$B"
+mount_one "$base/home-a" "$A"
+pa=$sync_pid
+mount_one "$base/home-b" "$B"
+pb=$sync_pid
 
 note "the store stops answering: local writes go on, nothing hangs"
 kill -STOP "$lpid"
@@ -116,7 +95,7 @@ kill -CONT "$lpid"
 echo '{"while": "down"}' >"$B/f/down.json" || fail "write while down"
 sleep 1
 "$top_srcdir/scripts/lighttpd" start "$dav" >/dev/null || fail "restart lighttpd"
-wait_for 60 same_root || {
+retry_for 60 same_root || {
 	tail -n 5 "$base/home-a.log" "$base/home-b.log"
 	fail "no convergence after the store came back"
 }
@@ -134,7 +113,7 @@ sleep 1
 grep -q "unreachable\|EAGAIN\|will retry" "$base/home-a.log" ||
 	fail "A did not log the resets"
 echo pass >"$base/proxy-mode"
-wait_for 60 same_root || fail "no convergence after the resets stopped"
+retry_for 60 same_root || fail "no convergence after the resets stopped"
 [ -f "$B/f/reset3.json" ] || fail "B lacks a document written during resets"
 
 if command -v iptables >/dev/null 2>&1 &&
@@ -150,7 +129,7 @@ if command -v iptables >/dev/null 2>&1 &&
 	sleep 2
 	iptables -D INPUT -i lo -p tcp --dport "$proxy_port" -j DROP
 	dropping=
-	wait_for 90 same_root || fail "no convergence after the drop ended"
+	retry_for 90 same_root || fail "no convergence after the drop ended"
 	[ -f "$A/f/drop3.json" ] || fail "A lacks a document written during the drop"
 elif [ "${CI:-}" = true ]; then
 	fail "iptables cannot drop packets here (scripts/install-deps installs it)"
@@ -168,9 +147,9 @@ kill -9 "$pa"
 wait "$pa" 2>/dev/null
 pa=
 fusermount3 -u "$A" 2>/dev/null || umount -l "$A"
-pa=$(mount_one "$base/home-a" "$A")
-wait_mounted "$A"
-wait_for 60 same_root || fail "no convergence after the restart"
+mount_one "$base/home-a" "$A"
+pa=$sync_pid
+retry_for 60 same_root || fail "no convergence after the restart"
 [ "$(ls "$B/f" | grep -c '^burst')" -eq 40 ] ||
 	fail "B has $(ls "$B/f" | grep -c '^burst') of the 40 documents"
 
@@ -202,8 +181,8 @@ for c in "$fake" "$bad2" "$gone" "$other"; do
 	cp "$root/head/$c" "$heads/f~$c"
 done
 echo '{"after": "hostile"}' >"$A/f/after.json"
-wait_for 30 test -f "$B/f/after.json" || fail "sync stopped after hostile objects"
-wait_for 30 same_root || fail "no convergence beside hostile objects"
+retry_for 60 test -f "$B/f/after.json" || fail "sync stopped after hostile objects"
+retry_for 60 same_root || fail "no convergence beside hostile objects"
 for what in "$fake" "$bad2" "$other"; do
 	grep -q "$what" "$base/home-b.log" ||
 		fail "B did not log why it refused $what"

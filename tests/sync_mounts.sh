@@ -35,54 +35,34 @@ share=$("$L" key export shared) || fail "key export"
 LEDGERFS_HOME=$base/home-b "$L" key import shared "$share" >/dev/null ||
 	fail "key import"
 
-mount_one()
-{
-	LEDGERFS_HOME=$1 "$L" mount -f --remote "$url" --poll-ms 200 \
-		--log-level info "$2" >"$1.log" 2>&1 &
-	echo $!
-}
-pa=$(mount_one "$base/home-a" "$A")
-pb=$(mount_one "$base/home-b" "$B")
-for i in $(seq 100); do
-	mountpoint -q "$A" && mountpoint -q "$B" && break
-	sleep 0.1
-done
-mountpoint -q "$A" && mountpoint -q "$B" || {
-	tail -n 5 "$base/home-a.log" "$base/home-b.log"
-	fail "the mounts did not come up"
-}
-
-# wait_for TIMEOUT_S COMMAND...: retry until the command succeeds.
-wait_for()
-{
-	_t=$(($1 * 10))
-	shift
-	while [ "$_t" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		_t=$((_t - 1))
-	done
-	return 1
-}
+sync_mount "$base/home-a" "$A" "$base/home-a.log" "$url" 200
+pa=$sync_pid
+sync_mount "$base/home-b" "$B" "$base/home-b.log" "$url" 200
+pb=$sync_pid
 
 note "a write on A shows up on B"
 echo '{"text": "secret-plaintext-one"}' >"$A/shared/first.json" ||
 	fail "write on A"
-wait_for 15 grep -q secret-plaintext-one "$B/shared/first.json" || {
+retry_for 60 grep -q secret-plaintext-one "$B/shared/first.json" || {
 	tail -n 5 "$base/home-a.log" "$base/home-b.log"
 	fail "B never saw A's write"
 }
 
 note "concurrent writes, the same document too, converge"
-i=0
+i=0 w=
 while [ $i -lt 10 ]; do
 	echo "{\"n\": $i, \"who\": \"a\"}" >"$A/shared/a$i.json" &
+	w="$w $!"
 	echo "{\"n\": $i, \"who\": \"b\"}" >"$B/shared/b$i.json" &
+	w="$w $!"
 	i=$((i + 1))
 done
 echo '{"who": "secret-a"}' >"$A/shared/topsecret-doc.json" &
+w="$w $!"
 echo '{"who": "secret-b"}' >"$B/shared/topsecret-doc.json" &
-wait
+w="$w $!"
+# shellcheck disable=SC2086 # a list of pids; not the daemons, children too
+wait $w
 root()
 {
 	jq -r .root "$1/shared/.ledgerfs/status"
@@ -91,7 +71,7 @@ same_root()
 {
 	ra=$(root "$A") && rb=$(root "$B") && [ -n "$ra" ] && [ "$ra" = "$rb" ]
 }
-wait_for 30 same_root || {
+retry_for 60 same_root || {
 	cat "$A/shared/.ledgerfs/status" "$B/shared/.ledgerfs/status"
 	tail -n 5 "$base/home-a.log" "$base/home-b.log"
 	fail "A and B did not converge"

@@ -72,21 +72,8 @@ mount_one()
 {
 	_h=$1 _m=$2
 	shift 2
-	LEDGERFS_HOME=$_h "$L" mount -f --remote "$url" --poll-ms 1000 \
-		--log-level info "$@" "$_m" >>"$_h.log" 2>&1 &
-	pids="$pids $!"
-	echo $!
-}
-wait_for()
-{
-	_t=$(($1 * 10))
-	shift
-	while [ "$_t" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		_t=$((_t - 1))
-	done
-	return 1
+	sync_mount "$_h" "$_m" "$_h.log" "$url" 1000 "$@"
+	pids="$pids $sync_pid"
 }
 meta_is()
 {
@@ -103,7 +90,7 @@ all_same()
 }
 converge()
 {
-	wait_for 60 all_same || {
+	retry_for 60 all_same || {
 		for m in "$A" "$B" "$C" "$D"; do
 			jq -c '{root, sync}' "$m/shared/.ledgerfs/status"
 		done
@@ -126,15 +113,12 @@ count()
 	ls "$1/shared" | grep -c "^$2[0-9]*\.json$"
 }
 
-pa=$(mount_one "$base/home-a" "$A" --meta "$meta")
-pb=$(mount_one "$base/home-b" "$B" --meta "$meta")
-pc=$(mount_one "$base/home-c" "$C")
-pd=$(mount_one "$base/home-d" "$D" --meta "$meta")
-for m in "$A" "$B" "$C" "$D"; do
-	wait_for 60 mountpoint -q "$m" || fail "$m did not mount"
-done
+mount_one "$base/home-a" "$A" --meta "$meta"
+mount_one "$base/home-b" "$B" --meta "$meta"
+mount_one "$base/home-c" "$C"
+mount_one "$base/home-d" "$D" --meta "$meta"
 for m in "$A" "$B" "$D"; do
-	wait_for 60 meta_is "$m" live || fail "$m: meta is $(jq -r .sync.meta "$m/shared/.ledgerfs/status")"
+	retry_for 60 meta_is "$m" live || fail "$m: meta is $(jq -r .sync.meta "$m/shared/.ledgerfs/status")"
 done
 meta_is "$C" "the store" || fail "C (no --meta) says meta: $(jq -r .sync.meta "$C/shared/.ledgerfs/status")"
 
@@ -178,13 +162,13 @@ writer "$A" sa 30 &
 w1=$!
 writer "$D" sd 30 &
 w2=$!
-wait_for 60 meta_is "$B" "unreachable, polling the store" ||
+retry_for 60 meta_is "$B" "unreachable, polling the store" ||
 	fail "B says meta: $(jq -r .sync.meta "$B/shared/.ledgerfs/status") while Redis is stopped"
 wait $w1 $w2 || fail "a writer failed while Redis was stopped"
 converge "Redis stopped"
 kill -CONT "$(rpid)"
 for m in "$A" "$B" "$D"; do
-	wait_for 60 meta_is "$m" live || fail "$m did not go live again after SIGCONT"
+	retry_for 60 meta_is "$m" live || fail "$m did not go live again after SIGCONT"
 done
 grep -q "unreachable, polling the store\|unreachable (" "$base/home-b.log" ||
 	fail "B did not log that Redis was unreachable"
@@ -195,12 +179,12 @@ writer "$A" ka 30 &
 w1=$!
 writer "$B" kb 30 &
 w2=$!
-wait_for 60 meta_is "$D" "unreachable, polling the store" || fail "D did not notice Redis gone"
+retry_for 60 meta_is "$D" "unreachable, polling the store" || fail "D did not notice Redis gone"
 rm -f "$red/redis.pid"
 "$top_srcdir/scripts/redis" start "$red" >/dev/null || fail "redis did not restart"
 wait $w1 $w2 || fail "a writer failed while Redis was down"
 for m in "$A" "$B" "$D"; do
-	wait_for 60 meta_is "$m" live || fail "$m did not go live after the restart"
+	retry_for 60 meta_is "$m" live || fail "$m did not go live after the restart"
 done
 converge "Redis restarted empty"
 echo '{"after": "restart"}' >"$A/shared/after-restart.json"
@@ -253,9 +237,9 @@ done
 grep -q "not an announcement" "$base/home-b.log" ||
 	fail "B did not log the garbage message"
 for m in "$A" "$B" "$D"; do
-	wait_for 60 meta_is "$m" live || fail "$m is not live after the flood"
+	retry_for 60 meta_is "$m" live || fail "$m is not live after the flood"
 	st=$(jq -r .sync.state "$m/shared/.ledgerfs/status")
-	[ "$st" = synced ] || wait_for 60 sh -c "[ \"\$(jq -r .sync.state '$m/shared/.ledgerfs/status')\" = synced ]" ||
+	[ "$st" = synced ] || retry_for 60 sh -c "[ \"\$(jq -r .sync.state '$m/shared/.ledgerfs/status')\" = synced ]" ||
 		fail "$m: sync state $(jq -c .sync "$m/shared/.ledgerfs/status") after the lies"
 done
 echo '{"after": "flood"}' >"$D/shared/after-flood.json"

@@ -242,15 +242,8 @@ mv "$store/t/car/$eighth" "$base/aside"
 
 start_mount()
 {
-	LEDGERFS_HOME=$C "$L" mount -f --remote "$url" --poll-ms 200 \
-		--log-level info "$MNT" >>"$base/daemon.log" 2>&1 &
-	pid=$!
-	_t=600
-	until mountpoint -q "$MNT"; do
-		_t=$((_t - 1))
-		[ $_t -gt 0 ] || fail "the mount did not come up: $(tail -n 5 "$base/daemon.log")"
-		sleep 0.2
-	done
+	sync_mount "$C" "$MNT" "$base/daemon.log" "$url" 200
+	pid=$sync_pid
 }
 stop_mount()
 {

@@ -42,15 +42,10 @@ export LEDGERFS_HOME="$dir/home"
 echo '{"a": 1}' | "$L" put t a >/dev/null || fail "put"
 
 note "a mount with a wrong secret: wait reports the access error at once"
-AWS_SECRET_ACCESS_KEY=wrong-secret "$L" mount -f --remote "$url" \
-	--poll-ms 200 --log-level info "$MNT" >"$dir/daemon.log" 2>&1 &
-pid=$!
-_t=600
-until mountpoint -q "$MNT"; do
-	_t=$((_t - 1))
-	[ $_t -gt 0 ] || fail "the mount did not come up: $(tail -n 5 "$dir/daemon.log")"
-	sleep 0.2
-done
+AWS_SECRET_ACCESS_KEY=wrong-secret
+sync_mount "$LEDGERFS_HOME" "$MNT" "$dir/daemon.log" "$url" 200
+pid=$sync_pid
+AWS_SECRET_ACCESS_KEY=$right
 echo '{"b": 2}' >"$MNT/t/b.json" || fail "write"
 t0=$(date +%s)
 run timeout 120 cat "$MNT/t/.ledgerfs/wait"

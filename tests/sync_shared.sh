@@ -58,15 +58,8 @@ mv "$store/t/car/$hidden" "$TMP/hidden"
 
 mounted=no
 if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
-	LEDGERFS_HOME=$C "$L" mount -f --remote "$url" --poll-ms 100 \
-		"$MNT" >"$TMP/daemon.log" 2>&1 &
-	pid=$!
-	t=300
-	until mountpoint -q "$MNT"; do
-		t=$((t - 1))
-		[ $t -gt 0 ] || fail "the mount did not come up: $(tail -n 5 "$TMP/daemon.log")"
-		sleep 0.2
-	done
+	sync_mount "$C" "$MNT" "$TMP/daemon.log" "$url" 100
+	pid=$sync_pid
 	mounted=yes
 else
 	note "no /dev/fuse or fusermount3: command-line processes only"

@@ -54,15 +54,8 @@ url=${url%/}/s
 # mount_home HOME URL: mount HOME at $MNT with remote URL; $pid is the daemon.
 mount_home()
 {
-	LEDGERFS_HOME=$1 "$L" mount -f --remote "$2" --poll-ms 200 \
-		--log-level info "$MNT" >>"$base/daemon.log" 2>&1 &
-	pid=$!
-	_t=600
-	until mountpoint -q "$MNT"; do
-		_t=$((_t - 1))
-		[ $_t -gt 0 ] || fail "the mount did not come up: $(tail -n 5 "$base/daemon.log")"
-		sleep 0.2
-	done
+	sync_mount "$1" "$MNT" "$base/daemon.log" "$2" 200
+	pid=$sync_pid
 }
 # unmount_within S: fusermount3 -u, then the daemon must exit within S s.
 unmount_within()

@@ -19,21 +19,19 @@
 #include "car.h"
 #include "cbor.h"
 #include "envelope.h"
+#include "check_util.h"
 
 static uint8_t key[LFS_KEY_BYTES];
-static char tmpdir[64];
+static char tmpdir[96];
 
 static void setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/lfs-bs-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	lfs_check_mkdtemp(tmpdir, sizeof(tmpdir), "lfs-bs");
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	ck_assert_int_eq(system(cmd), 0);
+	lfs_check_rm_rf(tmpdir);
 }
 
 static const char *store_dir(int i)
@@ -602,9 +600,5 @@ int main(void)
 	tcase_add_test(t, compaction);
 	tcase_add_test(t, sidecar);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(s);
 }

@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "buf.h"
+#include "check_util.h"
 
 START_TEST(test_init_default_cap)
 {
@@ -193,9 +194,5 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 99;
-	SRunner *sr = srunner_create(buf_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(buf_suite());
 }

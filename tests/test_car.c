@@ -15,6 +15,7 @@
 #include "cbor.h"
 #include "cid.h"
 #include "varint.h"
+#include "check_util.h"
 
 /* sha2-256("abc") and sha2-256(""), the FIPS 180-2 / well-known vectors. */
 static const uint8_t SHA_ABC[32] = {
@@ -1041,9 +1042,5 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 1;
-	SRunner *sr = srunner_create(car_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(car_suite());
 }

@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "cbor.h"
 #include "cid.h"
+#include "check_util.h"
 
 /* The CID of "hello" as dag-cbor, binary, as hex. */
 #define HELLO_CID_HEX                                                          \
@@ -1335,9 +1336,5 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 99;
-	SRunner *sr = srunner_create(cbor_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(cbor_suite());
 }

@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "cid.h"
+#include "check_util.h"
 
 #define HELLO_RAW  "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
 #define HELLO_CBOR "bafyreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
@@ -307,9 +308,5 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 99;
-	SRunner *sr = srunner_create(cid_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(cid_suite());
 }

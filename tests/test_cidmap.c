@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cidmap.h"
+#include "check_util.h"
 
 START_TEST(empty_map)
 {
@@ -79,9 +80,5 @@ int main(void)
 	tcase_add_test(t, empty_map);
 	tcase_add_test(t, model);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(s);
 }

@@ -19,6 +19,8 @@
 #include "clock.h"
 #include "envelope.h"
 #include "ledger.h"
+#include "check_car.h"
+#include "check_util.h"
 
 static unsigned seed_base;
 
@@ -652,33 +654,14 @@ static void seal_event(struct lfs_buf *out, struct lfs_cid *name,
 		       const uint8_t *key, const struct lfs_buf *evb,
 		       struct lfs_cid *ev)
 {
-	struct lfs_buf rb, plain;
-	lfs_buf_init(&rb, 0);
-	lfs_buf_init(&plain, 0);
 	lfs_cid_of(ev, LFS_CODEC_DAG_CBOR, evb->data, evb->len);
-	lfs_cbor_put_head(&rb, 5, 2);
-	lfs_cbor_put_string(&rb, "cars", 4);
-	lfs_cbor_put_head(&rb, 4, 0);
-	lfs_cbor_put_string(&rb, "head", 4);
-	lfs_cbor_put_head(&rb, 4, 1);
-	lfs_cbor_put_link(&rb, ev);
-	struct lfs_cid rc;
-	lfs_cid_of(&rc, LFS_CODEC_DAG_CBOR, rb.data, rb.len);
-	ck_assert_int_eq(lfs_car_write_header(&plain, &rc, 1), 0);
-	ck_assert_int_eq(lfs_car_write_block(&plain, &rc, rb.data, rb.len), 0);
-	ck_assert_int_eq(lfs_car_write_block(&plain, ev, evb->data, evb->len),
-			 0);
-	lfs_buf_reset(out);
-	ck_assert_int_eq(
-		lfs_envelope_seal(out, name, key, plain.data, plain.len, 0), 0);
-	lfs_buf_release(&rb);
-	lfs_buf_release(&plain);
+	lfs_check_seal_event_car(out, name, key, ev, evb->data, evb->len);
 }
 
 START_TEST(one_hour_ahead)
 {
-	char dir[] = "/tmp/lfs-clock-XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char dir[256];
+	lfs_check_mkdtemp(dir, sizeof(dir), "lfs-clock");
 	uint8_t key[LFS_KEY_BYTES];
 	memset(key, 7, sizeof(key));
 	int64_t now = (int64_t)1700000000 * 1000000;
@@ -735,9 +718,7 @@ START_TEST(one_hour_ahead)
 	lfs_buf_release(&eb);
 	lfs_buf_release(&s);
 	lfs_ledger_close(l);
-	char cmd[64];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	lfs_check_rm_rf(dir);
 }
 END_TEST
 
@@ -745,9 +726,7 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 1;
-	const char *env = getenv("LFS_TEST_SEED");
-	seed_base =
-		env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
+	seed_base = lfs_check_seed();
 	Suite *s = suite_create("clock");
 	TCase *t = tcase_create("core");
 	tcase_set_timeout(t, 300);
@@ -762,9 +741,5 @@ int main(void)
 	tcase_add_loop_test(t, walk_order, 0, 4);
 	tcase_add_test(t, one_hour_ahead);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(s);
 }

@@ -20,6 +20,7 @@
 #include "cbor.h"
 #include "cid.h"
 #include "dagjson.h"
+#include "check_util.h"
 
 #define HELLO_CBOR "bafyreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
 
@@ -686,9 +687,5 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 99;
-	SRunner *sr = srunner_create(dagjson_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(dagjson_suite());
 }

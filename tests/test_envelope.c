@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "cid.h"
 #include "envelope.h"
+#include "check_util.h"
 
 #define HDR   LFS_ENVELOPE_HEADER_BYTES
 #define TAG   LFS_ENVELOPE_TAG_BYTES
@@ -916,9 +917,5 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 99;
-	SRunner *sr = srunner_create(envelope_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(envelope_suite());
 }

@@ -22,6 +22,7 @@
 #include "dagjson.h"
 #include "fp_crypt.h"
 #include "fp_format.h"
+#include "check_util.h"
 
 /* "zJLf28iYjHpQVdEVPGKCTE" is a 16-byte key Fireproof 0.24.19 wrote. */
 #define KEY_Z  "zJLf28iYjHpQVdEVPGKCTE"
@@ -405,9 +406,5 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 99;
-	SRunner *sr = srunner_create(fireproof_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return lfs_check_run(fireproof_suite());
 }

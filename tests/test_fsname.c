@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fsname.h"
+#include "check_util.h"
 
 static void round_trip(const char *id, const char *want)
 {
@@ -177,9 +178,5 @@ int main(void)
 	tcase_add_test(t, folders);
 	tcase_add_test(t, path_too_long);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(s);
 }

@@ -16,43 +16,19 @@
 #include <sodium.h>
 
 #include "home.h"
+#include "check_util.h"
 
 static char tmp[256];
-
-static void rm_rf(const char *path)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return;
-	if (S_ISDIR(st.st_mode)) {
-		DIR *d = opendir(path);
-		struct dirent *e;
-		while (d && (e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char sub[1024];
-			snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-			rm_rf(sub);
-		}
-		if (d)
-			closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
 
 static void setup(void)
 {
 	ck_assert_int_ge(sodium_init(), 0);
-	const char *t = getenv("TMPDIR");
-	snprintf(tmp, sizeof(tmp), "%s/test_home.XXXXXX", t && *t ? t : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	lfs_check_mkdtemp(tmp, sizeof(tmp), "test_home");
 }
 
 static void teardown(void)
 {
-	rm_rf(tmp);
+	lfs_check_rm_rf(tmp);
 }
 
 static char *path_in(const char *fmt, const char *a)
@@ -481,9 +457,5 @@ static Suite *home_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(home_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(home_suite());
 }

@@ -10,6 +10,7 @@
 #include "blockmap.h"
 #include "cbor.h"
 #include "index.h"
+#include "check_util.h"
 
 static uint8_t salt[LFS_SALT_BYTES];
 
@@ -495,9 +496,5 @@ int main(void)
 	tcase_add_test(t, shared_subtrees);
 	tcase_add_test(t, cache_matches_uncached);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(s);
 }

@@ -21,21 +21,20 @@
 #include "cbor.h"
 #include "envelope.h"
 #include "ledger.h"
+#include "check_car.h"
+#include "check_util.h"
 
 static uint8_t key[LFS_KEY_BYTES];
 static char tmpdir[256];
 
 static void make_tmpdir(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/lfs-ledger-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	lfs_check_mkdtemp(tmpdir, sizeof(tmpdir), "lfs-ledger");
 }
 
 static void remove_tmpdir(void)
 {
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	ck_assert_int_eq(system(cmd), 0);
+	lfs_check_rm_rf(tmpdir);
 }
 
 static char *replica_dir(int i)
@@ -678,33 +677,6 @@ END_TEST
 
 /* ---- hostile input ---- */
 
-/* Seal a CAR holding root block {cars, head:[event]} plus extra blocks. */
-static void seal_car(struct lfs_buf *out, struct lfs_cid *name,
-		     const uint8_t *k, const struct lfs_cid *event,
-		     const uint8_t *evbytes, size_t evlen)
-{
-	struct lfs_buf rb, plain;
-	lfs_buf_init(&rb, 0);
-	lfs_buf_init(&plain, 0);
-	lfs_cbor_put_head(&rb, 5, 2);
-	lfs_cbor_put_string(&rb, "cars", 4);
-	lfs_cbor_put_head(&rb, 4, 0);
-	lfs_cbor_put_string(&rb, "head", 4);
-	lfs_cbor_put_head(&rb, 4, 1);
-	lfs_cbor_put_link(&rb, event);
-	struct lfs_cid rc;
-	lfs_cid_of(&rc, LFS_CODEC_DAG_CBOR, rb.data, rb.len);
-	ck_assert_int_eq(lfs_car_write_header(&plain, &rc, 1), 0);
-	ck_assert_int_eq(lfs_car_write_block(&plain, &rc, rb.data, rb.len), 0);
-	if (evbytes)
-		ck_assert_int_eq(
-			lfs_car_write_block(&plain, event, evbytes, evlen), 0);
-	ck_assert_int_eq(
-		lfs_envelope_seal(out, name, k, plain.data, plain.len, 0), 0);
-	lfs_buf_release(&rb);
-	lfs_buf_release(&plain);
-}
-
 START_TEST(hostile_cars)
 {
 	make_tmpdir();
@@ -728,14 +700,14 @@ START_TEST(hostile_cars)
 	memset(other, 7, sizeof(other));
 	uint8_t evb[] = {0xa0}; /* {} : not an event */
 	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, evb, 1);
-	seal_car(&s, &name, other, &ev, evb, 1);
+	lfs_check_seal_event_car(&s, &name, other, &ev, evb, 1);
 	ck_assert_int_eq(
 		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
 		-EBADMSG);
 
 	/* 3. The right key, but the event is malformed. */
 	lfs_buf_reset(&s);
-	seal_car(&s, &name, key, &ev, evb, 1);
+	lfs_check_seal_event_car(&s, &name, key, &ev, evb, 1);
 	ck_assert_int_eq(
 		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
 		-EBADMSG);
@@ -744,7 +716,7 @@ START_TEST(hostile_cars)
 	/* 4. A CAR whose root names an event it doesn't hold. */
 	lfs_buf_reset(&s);
 	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, "absent", 6);
-	seal_car(&s, &name, key, &ev, NULL, 0);
+	lfs_check_seal_event_car(&s, &name, key, &ev, NULL, 0);
 	int rc = lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing);
 	ck_assert(rc == -ENOENT || rc == -EBADMSG);
 
@@ -761,7 +733,7 @@ START_TEST(hostile_cars)
 	ck_assert_int_eq(lfs_event_encode(&eb, &e), 0);
 	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
 	lfs_buf_reset(&s);
-	seal_car(&s, &name, key, &ev, eb.data, eb.len);
+	lfs_check_seal_event_car(&s, &name, key, &ev, eb.data, eb.len);
 	ck_assert_int_eq(
 		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
 		-EAGAIN);
@@ -776,7 +748,7 @@ START_TEST(hostile_cars)
 	ck_assert_int_eq(lfs_event_encode(&eb, &e), 0);
 	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
 	lfs_buf_reset(&s);
-	seal_car(&s, &name, key, &ev, eb.data, eb.len);
+	lfs_check_seal_event_car(&s, &name, key, &ev, eb.data, eb.len);
 	ck_assert_int_eq(
 		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
 		-EBADMSG);
@@ -826,7 +798,7 @@ START_TEST(clock_from_the_future)
 	ck_assert_ptr_nonnull(at);
 	memcpy(at + 3, "\x7f\xff\xff\xff\xff\xff\xff\xff", 8);
 	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
-	seal_car(&s, &name, key, &ev, eb.data, eb.len);
+	lfs_check_seal_event_car(&s, &name, key, &ev, eb.data, eb.len);
 	ck_assert_int_eq(
 		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
 		-EBADMSG);
@@ -840,7 +812,7 @@ START_TEST(clock_from_the_future)
 	ck_assert_int_eq(lfs_event_encode(&eb, &e), 0);
 	lfs_cid_of(&ev, LFS_CODEC_DAG_CBOR, eb.data, eb.len);
 	lfs_buf_reset(&s);
-	seal_car(&s, &name, key, &ev, eb.data, eb.len);
+	lfs_check_seal_event_car(&s, &name, key, &ev, eb.data, eb.len);
 	ck_assert_int_eq(
 		lfs_ledger_ingest(rep[0], &name, s.data, s.len, &missing),
 		-EAGAIN);
@@ -1300,9 +1272,5 @@ int main(void)
 	tcase_add_test(t, compaction_sidecar);
 	tcase_add_test(t, fsck_names_tampered_file);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(s);
 }

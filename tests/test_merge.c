@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "index.h"
 #include "merge.h"
+#include "check_util.h"
 
 #define MAXE  400
 #define WORDS ((MAXE + 63) / 64)
@@ -676,9 +677,7 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 1;
-	const char *env = getenv("LFS_TEST_SEED");
-	seed_base =
-		env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
+	seed_base = lfs_check_seed();
 	Suite *s = suite_create("merge");
 	TCase *t = tcase_create("core");
 	tcase_set_timeout(t, 300);
@@ -692,9 +691,5 @@ int main(void)
 	tcase_add_loop_test(t, random_histories, 0, 6);
 	tcase_add_test(t, missing_events);
 	suite_add_tcase(s, t);
-	SRunner *r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(s);
 }

@@ -17,6 +17,7 @@
 #include "cid.h"
 #include "log.h"
 #include "meta.h"
+#include "check_util.h"
 
 #define RAW  "bafkreibnoelefnzgwbcacyt4vh52ymxvzbjq7mmqhtcnwarfq4lzegsiqe"
 #define RAW2 "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
@@ -227,9 +228,5 @@ int main(void)
 	if (sodium_init() < 0)
 		return 99;
 	lfs_log_setup(LFS_LOG_ERROR, 0);
-	SRunner *sr = srunner_create(meta_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(meta_suite());
 }

@@ -24,41 +24,17 @@
 #include "fs_save.h"
 #include "fs_view.h"
 #include "log.h"
+#include "check_util.h"
 
 static char tmp[256];
 static struct lfs_home home;
 static struct lfs_fs *fs;
 static struct lfs_fsl *lg;
 
-static void rm_rf(const char *path)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return;
-	if (S_ISDIR(st.st_mode)) {
-		DIR *d = opendir(path);
-		struct dirent *e;
-		while (d && (e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char sub[1024];
-			snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-			rm_rf(sub);
-		}
-		if (d)
-			closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 static void setup(void)
 {
 	ck_assert_int_ge(sodium_init(), 0);
-	const char *t = getenv("TMPDIR");
-	snprintf(tmp, sizeof(tmp), "%s/test_save.XXXXXX", t && *t ? t : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	lfs_check_mkdtemp(tmp, sizeof(tmp), "test_save");
 	char dir[512];
 	snprintf(dir, sizeof(dir), "%s/home", tmp);
 	ck_assert_int_eq(lfs_home_open(&home, dir), 0);
@@ -73,7 +49,7 @@ static void teardown(void)
 {
 	lfs_fs_free(fs);
 	lfs_home_release(&home);
-	rm_rf(tmp);
+	lfs_check_rm_rf(tmp);
 }
 
 static const uint8_t *u8(const char *s)
@@ -656,9 +632,5 @@ static Suite *save_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(save_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(save_suite());
 }

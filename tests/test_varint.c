@@ -8,6 +8,7 @@
 #include <sodium.h>
 
 #include "varint.h"
+#include "check_util.h"
 
 static const struct {
 	uint64_t value;
@@ -157,9 +158,5 @@ int main(void)
 {
 	if (sodium_init() < 0)
 		return 99;
-	SRunner *sr = srunner_create(varint_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return lfs_check_run(varint_suite());
 }
