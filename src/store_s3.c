@@ -89,6 +89,7 @@ struct s3_store {
 struct s3_req {
 	struct lfs_http_req h;
 	const char *path;  /* encoded, after the bucket ("" or "/k/e/y") */
+	char *owned_path;  /* path, when the request made it (object_req) */
 	const char *query; /* canonical, or NULL */
 	bool if_none_match;
 	char code[64]; /* S3 error Code, "" when none */
@@ -271,6 +272,7 @@ static void req_init(struct s3_req *r, const char *method, const char *what)
 static void req_release(struct s3_req *r)
 {
 	lfs_http_req_release(&r->h);
+	free(r->owned_path);
 }
 
 static bool ok_status(const struct s3_req *r)
@@ -278,17 +280,28 @@ static bool ok_status(const struct s3_req *r)
 	return r->h.status >= 200 && r->h.status <= 299;
 }
 
-/* "/" + encoded(prefix + key) */
-static char *object_path(struct s3_store *s, const char *key)
+/*
+ * Start a request for object key (checked): its path is "/" +
+ * encoded(prefix + key). 0, -EINVAL or -ENOMEM; after 0, req_release(r).
+ */
+static int object_req(struct s3_req *r, struct s3_store *s, const char *method,
+		      const char *key)
 {
+	if (!lfs_store_valid_key(key))
+		return -EINVAL;
+	req_init(r, method, key);
 	struct lfs_buf b;
 	lfs_buf_init(&b, 0);
 	lfs_buf_append_byte(&b, '/');
 	lfs_http_pct_encode(&b, s->prefix, strlen(s->prefix), true);
 	lfs_http_pct_encode(&b, key, strlen(key), true);
-	char *p = buf_to_str(&b);
+	r->path = r->owned_path = buf_to_str(&b);
 	lfs_buf_release(&b);
-	return p;
+	if (!r->path) {
+		req_release(r);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /* ---- operations ---- */
@@ -297,18 +310,14 @@ static int s3_put(struct lfs_store *st, const char *key, const uint8_t *data,
 		  size_t len, bool if_absent)
 {
 	struct s3_store *s = (struct s3_store *)st;
-	if (!lfs_store_valid_key(key))
-		return -EINVAL;
-	char *path = object_path(s, key);
-	if (!path)
-		return -ENOMEM;
 	struct s3_req r;
-	req_init(&r, "PUT", key);
-	r.path = path;
+	int rc = object_req(&r, s, "PUT", key);
+	if (rc)
+		return rc;
 	r.h.body = data;
 	r.h.body_len = len;
 	r.if_none_match = if_absent;
-	int rc = perform(s, &r);
+	rc = perform(s, &r);
 	if (!rc && !ok_status(&r)) {
 		rc = map_status(s, &r);
 		if (rc == -ENOENT) {
@@ -323,7 +332,6 @@ static int s3_put(struct lfs_store *st, const char *key, const uint8_t *data,
 		}
 	}
 	req_release(&r);
-	free(path);
 	return rc;
 }
 
@@ -331,39 +339,30 @@ static int s3_get_to(struct lfs_store *st, const char *key, uint64_t max,
 		     const struct lfs_store_sink *sink)
 {
 	struct s3_store *s = (struct s3_store *)st;
-	if (!lfs_store_valid_key(key))
-		return -EINVAL;
-	char *path = object_path(s, key);
-	if (!path)
-		return -ENOMEM;
 	struct s3_req r;
-	req_init(&r, "GET", key);
-	r.path = path;
+	int rc = object_req(&r, s, "GET", key);
+	if (rc)
+		return rc;
 	r.h.sink = sink;
 	r.h.max = max;
-	int rc = perform(s, &r);
+	rc = perform(s, &r);
 	if (!rc && !ok_status(&r)) {
 		rc = map_status(s, &r);
 		if (rc == -EEXIST)
 			rc = -EIO;
 	}
 	req_release(&r);
-	free(path);
 	return rc;
 }
 
 static int s3_del(struct lfs_store *st, const char *key)
 {
 	struct s3_store *s = (struct s3_store *)st;
-	if (!lfs_store_valid_key(key))
-		return -EINVAL;
-	char *path = object_path(s, key);
-	if (!path)
-		return -ENOMEM;
 	struct s3_req r;
-	req_init(&r, "DELETE", key);
-	r.path = path;
-	int rc = perform(s, &r);
+	int rc = object_req(&r, s, "DELETE", key);
+	if (rc)
+		return rc;
+	rc = perform(s, &r);
 	if (!rc && !ok_status(&r)) {
 		rc = map_status(s, &r);
 		if (rc == -ENOENT)
@@ -372,7 +371,6 @@ static int s3_del(struct lfs_store *st, const char *key)
 			rc = -EIO;
 	}
 	req_release(&r);
-	free(path);
 	return rc;
 }
 
