@@ -35,6 +35,8 @@
 #include "dagjson.h"
 #include "envelope.h"
 
+#include "bench_util.h"
+
 #define RUNS            5
 #define BIG_LEN         ((size_t)16 << 20) /* 16 MiB */
 #define AEAD_CHUNK      ((size_t)64 << 10) /* 64 KiB */
@@ -49,35 +51,16 @@ static _Noreturn void die(const char *what, int rc)
 	exit(1);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-	return a < b ? -1 : a > b;
-}
-
-static double median(double *t)
-{
-	qsort(t, RUNS, sizeof(*t), cmp_double);
-	return t[RUNS / 2];
-}
-
 /* Time fn(ctx) RUNS times; return the median in seconds. */
 static double timeit(void (*fn)(void *), void *ctx)
 {
 	double t[RUNS];
 	for (int i = 0; i < RUNS; i++) {
-		double t0 = now();
+		double t0 = lfs_bench_now();
 		fn(ctx);
-		t[i] = now() - t0;
+		t[i] = lfs_bench_now() - t0;
 	}
-	return median(t);
+	return lfs_bench_median(t, RUNS);
 }
 
 /*
@@ -90,15 +73,15 @@ static void timeit_pair(double *out_a, double *out_b, void (*fa)(void *),
 {
 	double ta[RUNS], tb[RUNS];
 	for (int i = 0; i < RUNS; i++) {
-		double t0 = now();
+		double t0 = lfs_bench_now();
 		fa(ctx);
-		double t1 = now();
+		double t1 = lfs_bench_now();
 		fb(ctx);
 		ta[i] = t1 - t0;
-		tb[i] = now() - t1;
+		tb[i] = lfs_bench_now() - t1;
 	}
-	*out_a = median(ta);
-	*out_b = median(tb);
+	*out_a = lfs_bench_median(ta, RUNS);
+	*out_b = lfs_bench_median(tb, RUNS);
 }
 
 static void row(const char *what, size_t bytes, double secs)

@@ -54,6 +54,8 @@
 #include "home.h"
 #include "ledger.h"
 
+#include "bench_util.h"
+
 #define TARGET_OP      1.5   /* ledgerfs / baseline, per operation */
 #define TARGET_READDIR 2.0   /* ledgerfs / baseline, big directory */
 #define TARGET_RSS     150.0 /* MB */
@@ -85,25 +87,6 @@ static void progress(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-	return a < b ? -1 : a > b;
-}
-
-static double median(double *t, size_t n)
-{
-	qsort(t, n, sizeof(*t), cmp_double);
-	return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
 }
 
 /* ---- documents ---- */
@@ -180,7 +163,7 @@ static const char *const op_names[NOPS] = {
 static double run_op(enum op what, const char *dir, size_t n, size_t extra)
 {
 	char path[4096], tmp[4096], text[2 * DOC_BYTES], name[64];
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	if (what == OP_READDIR) {
 		size_t seen = 0;
 		DIR *d = opendir(dir);
@@ -196,7 +179,7 @@ static double run_op(enum op what, const char *dir, size_t n, size_t extra)
 		if (seen < n || seen > n + 2 + extra)
 			die("readdir %s: %zu entries, expected %zu", dir, seen,
 			    n + 2);
-		return now() - t0;
+		return lfs_bench_now() - t0;
 	}
 	for (size_t i = 0; i < n; i++) {
 		doc_name(name, sizeof(name), i);
@@ -267,7 +250,7 @@ static double run_op(enum op what, const char *dir, size_t n, size_t extra)
 			break;
 		}
 	}
-	return now() - t0;
+	return lfs_bench_now() - t0;
 }
 
 /* Entries in dir beyond the documents (ledgerfs: .snapshots, .ledgerfs). */
@@ -383,7 +366,8 @@ static int cmd_compare(int argc, char **argv)
 	print_header("bindfs", "ledgerfs");
 	for (int o = 0; o < NOPS; o++) {
 		size_t cnt = o == OP_READDIR ? reps * LISTINGS : reps;
-		double b = median(t[0][o], cnt), l = median(t[1][o], cnt);
+		double b = lfs_bench_median(t[0][o], cnt),
+		       l = lfs_bench_median(t[1][o], cnt);
 		print_row(op_names[o], b, l, TARGET_OP, "");
 	}
 	for (int s = 0; s < 2; s++)
@@ -416,8 +400,8 @@ static int cmd_readdir(int argc, char **argv)
 	char what[64];
 	print_header("bindfs", "ledgerfs");
 	snprintf(what, sizeof(what), "readdir %zu (ms, %zu runs)", n, reps);
-	print_row(what, median(t[0], reps), median(t[1], reps), TARGET_READDIR,
-		  "");
+	print_row(what, lfs_bench_median(t[0], reps),
+		  lfs_bench_median(t[1], reps), TARGET_READDIR, "");
 	free(t[0]);
 	free(t[1]);
 	return 0;
@@ -506,7 +490,7 @@ static int cmd_populate(int argc, char **argv)
 	if ((rc = lfs_ledger_open(&l, dir, key, &o, true)))
 		die("opening ledger %s: %s", dir, strerror(-rc));
 	sodium_memzero(key, sizeof(key));
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	char text[2 * DOC_BYTES], fname[64], id[64];
 	for (size_t i = 0; i < n;) {
 		struct lfs_txn *t;
@@ -533,7 +517,7 @@ static int cmd_populate(int argc, char **argv)
 		die("lfs_ledger_sync: %s", strerror(-rc));
 	lfs_ledger_close(l);
 	progress("committed %zu documents to ledger %s in %.1f s", n, name,
-		 now() - t0);
+		 lfs_bench_now() - t0);
 	free(dir);
 	lfs_home_release(&h);
 	return 0;

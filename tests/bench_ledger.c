@@ -62,6 +62,8 @@
 #include "index.h"
 #include "ledger.h"
 
+#include "bench_util.h"
+
 #define TARGET_COMMITS  20000.0 /* commits/s, durable=false */
 #define TARGET_DURABLE  1000.0  /* commits/s, fsync each (segment) */
 #define COMMITTERS      8       /* threads of the group-commit row */
@@ -89,23 +91,10 @@ static void die(const char *what, int rc)
 	exit(1);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-	return a < b ? -1 : a > b;
-}
-
 /* The q-quantile (0..1) of t[0..n), which gets sorted. */
 static double quantile(double *t, size_t n, double q)
 {
-	qsort(t, n, sizeof(*t), cmp_double);
+	qsort(t, n, sizeof(*t), lfs_bench_cmp_double);
 	size_t i = (size_t)(q * (double)(n - 1) + 0.5);
 	return t[i < n ? i : n - 1];
 }
@@ -492,15 +481,15 @@ static double commit_rate(const char *dir, struct pool *p, size_t n,
 			  bool durable, bool segment, double *sync_secs)
 {
 	struct lfs_ledger *l = open_ledger_seg(dir, durable, segment, true);
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	for (size_t i = 0; i < n; i++)
 		commit_range(l, p, i, 1, 0);
-	double secs = now() - t0;
-	t0 = now();
+	double secs = lfs_bench_now() - t0;
+	t0 = lfs_bench_now();
 	int rc = lfs_ledger_sync(l);
 	if (rc)
 		die("lfs_ledger_sync", rc);
-	*sync_secs = now() - t0;
+	*sync_secs = lfs_bench_now() - t0;
 	lfs_ledger_close(l);
 	return (double)n / secs;
 }
@@ -556,13 +545,13 @@ static double commit_rate_threads(const char *dir, size_t n)
 			.l = l, .first = (size_t)i * n, .n = n};
 		pool_init(&c[i].pool);
 	}
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	for (int i = 0; i < COMMITTERS; i++)
 		if (pthread_create(&t[i], NULL, committer_main, &c[i]))
 			die("pthread_create", -EAGAIN);
 	for (int i = 0; i < COMMITTERS; i++)
 		pthread_join(t[i], NULL);
-	double secs = now() - t0;
+	double secs = lfs_bench_now() - t0;
 	for (int i = 0; i < COMMITTERS; i++)
 		pool_release(&c[i].pool);
 	lfs_ledger_close(l);
@@ -587,7 +576,7 @@ static double file_rate_threads(const char *dir, size_t n)
 {
 	struct file_writer w[COMMITTERS];
 	pthread_t t[COMMITTERS];
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	for (int i = 0; i < COMMITTERS; i++) {
 		w[i] = (struct file_writer){
 			.dir = dir, .first = (size_t)i * n, .n = n};
@@ -596,15 +585,15 @@ static double file_rate_threads(const char *dir, size_t n)
 	}
 	for (int i = 0; i < COMMITTERS; i++)
 		pthread_join(t[i], NULL);
-	return (double)(n * COMMITTERS) / (now() - t0);
+	return (double)(n * COMMITTERS) / (lfs_bench_now() - t0);
 }
 
 /* Files per second for n 1 KiB files written in dir. */
 static double file_rate(const char *dir, size_t n, bool sync)
 {
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	write_files(dir, 0, n, sync);
-	return (double)n / (now() - t0);
+	return (double)n / (lfs_bench_now() - t0);
 }
 
 /*
@@ -622,7 +611,7 @@ static double pattern_rate(const char *dir, size_t n, size_t car_bytes)
 	memset(data, 'x', sizeof(data));
 	if (car_bytes > sizeof(data))
 		car_bytes = sizeof(data);
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	for (size_t i = 0; i < n; i++) {
 		char tmp[512], final[512];
 		for (int k = 0; k < 2; k++) {
@@ -645,7 +634,7 @@ static double pattern_rate(const char *dir, size_t n, size_t car_bytes)
 			die(prev, -errno);
 		snprintf(prev, sizeof(prev), "%s", final);
 	}
-	double rate = (double)n / (now() - t0);
+	double rate = (double)n / (lfs_bench_now() - t0);
 	free(cars);
 	free(heads);
 	return rate;
@@ -669,7 +658,7 @@ static int child_main(const char *dir, size_t ndocs, size_t ngets, bool cold)
 	struct lfs_arena a;
 	char id[32];
 
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	struct lfs_ledger *l = open_ledger(dir, false, false);
 	lfs_arena_init(&a, 0);
 	json_t *doc;
@@ -677,25 +666,25 @@ static int child_main(const char *dir, size_t ndocs, size_t ngets, bool cold)
 	int rc = lfs_ledger_get(l, NULL, id, NULL, &a, &doc);
 	if (rc)
 		die("first lfs_ledger_get", rc);
-	double open_s = now() - t0;
+	double open_s = lfs_bench_now() - t0;
 	json_decref(doc);
 	lfs_arena_release(&a);
 
 	double *lat = malloc(ngets * sizeof(*lat));
 	if (!lat)
 		die("malloc", -ENOMEM);
-	double g0 = now();
+	double g0 = lfs_bench_now();
 	for (size_t i = 0; i < ngets; i++) {
 		doc_id(id, sizeof(id), rng() % ndocs);
-		double t = now();
+		double t = lfs_bench_now();
 		lfs_arena_init(&a, 0);
 		if ((rc = lfs_ledger_get(l, NULL, id, NULL, &a, &doc)))
 			die("lfs_ledger_get", rc);
 		json_decref(doc);
 		lfs_arena_release(&a);
-		lat[i] = (now() - t) * 1e6;
+		lat[i] = (lfs_bench_now() - t) * 1e6;
 	}
-	double gets_total = now() - g0;
+	double gets_total = lfs_bench_now() - g0;
 	double rss1 = rss_mb();
 	double p50 = quantile(lat, ngets, 0.5),
 	       p99 = quantile(lat, ngets, 0.99);
@@ -824,10 +813,10 @@ static void diff_bench(struct lfs_ledger *l, struct pool *p, size_t ndocs,
 	double ms[DIFF_REPEATS];
 	for (int i = 0; i < DIFF_REPEATS; i++) {
 		size_t n = 0;
-		double t0 = now();
+		double t0 = lfs_bench_now();
 		if ((rc = lfs_index_diff(ix, &a, &b, count_diff, &n)))
 			die("lfs_index_diff", rc);
-		ms[i] = (now() - t0) * 1e3;
+		ms[i] = (lfs_bench_now() - t0) * 1e3;
 		if (n != DIFF_CHANGES)
 			die("lfs_index_diff (wrong number of changes)", 0);
 	}
@@ -900,7 +889,7 @@ int main(int argc, char **argv)
 	char *d_pattern = subdir(top, "files-pattern");
 	char *d_bulk = subdir(top, "bulk");
 	char *d_big = subdir(top, "big");
-	double t_start = now();
+	double t_start = lfs_bench_now();
 
 	struct pool pool;
 	pool_init(&pool);
@@ -932,14 +921,14 @@ int main(int argc, char **argv)
 	progress("2. bulk put of %zu documents in txns of %d", n_bulk,
 		 BULK_TXN);
 	struct lfs_ledger *l = open_ledger(d_bulk, false, true);
-	double t0 = now();
+	double t0 = lfs_bench_now();
 	for (size_t i = 0; i < n_bulk; i += BULK_TXN)
 		commit_range(l, &pool, i,
 			     n_bulk - i < BULK_TXN ? n_bulk - i : BULK_TXN, 0);
 	int rc = lfs_ledger_sync(l);
 	if (rc)
 		die("lfs_ledger_sync", rc);
-	double t_bulk = now() - t0;
+	double t_bulk = lfs_bench_now() - t0;
 	lfs_ledger_close(l);
 	struct usage u_bulk = dir_usage(d_bulk);
 
@@ -948,17 +937,17 @@ int main(int argc, char **argv)
 	progress("3. building %zu documents with %zu commits of %d", n_big,
 		 n_commits, DOCS_PER_COMMIT);
 	l = open_ledger(d_big, false, true);
-	t0 = now();
+	t0 = lfs_bench_now();
 	double t_half = 0;
 	for (size_t c = 0; c < n_commits; c++) {
 		commit_range(l, &pool, c * DOCS_PER_COMMIT, DOCS_PER_COMMIT, 0);
 		if (c + 1 == n_commits / 2)
-			t_half = now() - t0;
+			t_half = lfs_bench_now() - t0;
 	}
-	double t_build = now() - t0;
-	t0 = now();
+	double t_build = lfs_bench_now() - t0;
+	t0 = lfs_bench_now();
 	lfs_ledger_close(l);
-	double t_build_close = now() - t0;
+	double t_build_close = lfs_bench_now() - t0;
 	struct usage u_big = dir_usage(d_big);
 
 	progress("3. opening it in fresh processes (hot, cold)");
@@ -966,12 +955,12 @@ int main(int argc, char **argv)
 	struct open_result pre_cold = run_child(d_big, n_big, n_gets, true);
 
 	progress("3. compacting");
-	t0 = now();
+	t0 = lfs_bench_now();
 	l = open_ledger(d_big, false, false);
-	double t_reopen = now() - t0;
-	t0 = now();
+	double t_reopen = lfs_bench_now() - t0;
+	t0 = lfs_bench_now();
 	int compact_rc = lfs_ledger_compact(l, NULL);
-	double t_compact = now() - t0;
+	double t_compact = lfs_bench_now() - t0;
 	lfs_ledger_close(l);
 	struct usage u_compact = dir_usage(d_big);
 	struct open_result post_hot = {0}, post_cold = {0};
@@ -991,7 +980,7 @@ int main(int argc, char **argv)
 	diff_bench(l, &pool, n_big, &diff_first, &diff_median);
 	lfs_ledger_close(l);
 
-	double t_total = now() - t_start;
+	double t_total = lfs_bench_now() - t_start;
 
 	/* the table */
 	char what[64], base_s[80], fig[32];

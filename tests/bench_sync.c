@@ -26,34 +26,19 @@
 #include "ledger.h"
 #include "sync.h"
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
+#include "bench_util.h"
 
 static struct lfs_ledger *open_ledger(struct lfs_home *h, const char *name)
 {
-	uint8_t key[LFS_KEY_BYTES];
-	if (lfs_home_key(key, h, name) && lfs_home_create(h, name) == 0)
-		lfs_home_key(key, h, name);
-	char *dir = lfs_home_ledger_dir(h, name);
 	struct lfs_ledger_opts o;
 	lfs_ledger_opts_init(&o);
 	o.durable = false;
-	o.writer = h->writer;
 	struct lfs_ledger *l = NULL;
-	if (!dir || lfs_ledger_open(&l, dir, key, &o, true))
-		l = NULL;
-	free(dir);
-	return l;
+	bool key_error = false;
+	int rc = lfs_home_open_ledger(&l, h, name, &o, true, &key_error);
+	if (rc && key_error && lfs_home_create(h, name) == 0)
+		rc = lfs_home_open_ledger(&l, h, name, &o, true, &key_error);
+	return rc ? NULL : l;
 }
 
 static int commit(const char *home, const char *name, long n, long docs)
@@ -64,7 +49,7 @@ static int commit(const char *home, const char *name, long n, long docs)
 	struct lfs_ledger *l = open_ledger(&h, name);
 	if (!l)
 		return 1;
-	double t0 = now_s();
+	double t0 = lfs_bench_now();
 	for (long i = 0; i < n; i++) {
 		json_t *doc = json_pack("{s:I,s:s}", "i", (json_int_t)i, "pad",
 					"0123456789abcdef0123456789abcdef");
@@ -79,7 +64,7 @@ static int commit(const char *home, const char *name, long n, long docs)
 		lfs_txn_free(t);
 	}
 	lfs_ledger_sync(l);
-	printf("committed %ld in %.2f s\n", n, now_s() - t0);
+	printf("committed %ld in %.2f s\n", n, lfs_bench_now() - t0);
 	lfs_ledger_close(l);
 	lfs_home_release(&h);
 	return 0;
@@ -117,9 +102,9 @@ static int push(const char *home, const char *url)
 		cars = 0;
 	if (p)
 		pclose(p);
-	double t0 = now_s();
+	double t0 = lfs_bench_now();
 	int rc = lfs_sync_round(s, "bench");
-	double dt = now_s() - t0;
+	double dt = lfs_bench_now() - t0;
 	printf("push: %ld CAR files in %.2f s = %.0f commits/s (round %s)\n",
 	       cars, dt, cars / dt, rc ? strerror(-rc) : "ok");
 	free(dir);
@@ -137,23 +122,23 @@ static int propagate(const char *a, const char *b, int n)
 		snprintf(pa, sizeof(pa), "%s/p%d.json", a, i);
 		snprintf(pb, sizeof(pb), "%s/p%d.json", b, i);
 		int len = snprintf(body, sizeof(body), "{\"n\": %d}", i);
-		double t0 = now_s();
+		double t0 = lfs_bench_now();
 		int fd = open(pa, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0 || write(fd, body, (size_t)len) != len || close(fd))
 			return 1;
 		for (;;) {
 			if (access(pb, F_OK) == 0)
 				break;
-			if (now_s() - t0 > 30) {
+			if (lfs_bench_now() - t0 > 30) {
 				fprintf(stderr, "p%d never arrived\n", i);
 				return 1;
 			}
 			usleep(2000);
 		}
-		t[i] = (now_s() - t0) * 1000;
+		t[i] = (lfs_bench_now() - t0) * 1000;
 		usleep(100000 + (unsigned)(i * 37 % 300) * 1000);
 	}
-	qsort(t, (size_t)n, sizeof(*t), cmp_double);
+	qsort(t, (size_t)n, sizeof(*t), lfs_bench_cmp_double);
 	printf("propagation: median %.0f ms, p90 %.0f ms, max %.0f ms (%d "
 	       "writes)\n",
 	       t[n / 2], t[n * 9 / 10], t[n - 1], n);

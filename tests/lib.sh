@@ -155,6 +155,55 @@ print("b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + d).decode().lower().
 ' "$1"
 }
 
+# The store tests (store_http.sh, store_s3.sh) define probe (store_probe
+# on $U with the arguments: $RESULT is its first line) and $TEST_STORE.
+# want RESULT: the last probe's result.
+want()
+{
+	[ "$RESULT" = "$1" ] ||
+		fail "expected $1, got '$RESULT' (stderr: $(head -c 1500 "$TMP/stderr"))"
+}
+
+# store_conformance URL TIMEOUT_S SERVER: test_store's suite against URL.
+store_conformance()
+{
+	note "conformance test against $1"
+	_sc_t0=$(date +%s)
+	if ! LFS_TEST_STORE_URL=$1 timeout "$2" "$TEST_STORE" >"$TMP/conf.log" 2>&1; then
+		tail -n 60 "$TMP/conf.log" >&2
+		fail "the store conformance test failed against $3"
+	fi
+	note "conformance passed in $(($(date +%s) - _sc_t0)) s"
+}
+
+# store_probes_common ODD: a conditional PUT (c/one), then the key ODD
+# (odd/a&b<c>...) written, read back and listed by its prefix.
+store_probes_common()
+{
+	note "conditional PUT"
+	probe put c/one first absent
+	want ok
+	probe put c/one second absent
+	want EEXIST
+	probe get c/one
+	want ok
+	[ "$(sed -n 2p "$TMP/stdout")" = first ] || fail "if_absent overwrote the object"
+	probe put c/one third
+	want ok
+
+	note "an odd key written, read back and listed by its prefix"
+	probe put "$1" oddvalue
+	want ok
+	probe get "$1"
+	want ok
+	[ "$(sed -n 2p "$TMP/stdout")" = oddvalue ] || fail "odd key read back wrong"
+	probe list "odd/a&b<c>"
+	want ok
+	[ "$(sed -n 2p "$TMP/stdout")" = "$1" ] ||
+		fail "odd key listed as '$(sed -n 2p "$TMP/stdout")'"
+	[ "$(wc -l <"$TMP/stdout")" -eq 2 ] || fail "listing the odd prefix: $(cat "$TMP/stdout")"
+}
+
 # retry_for TIMEOUT_S COMMAND...: run COMMAND (quietly) until it succeeds;
 # returns 1 when it has not after TIMEOUT_S seconds.
 retry_for()
