@@ -29,9 +29,12 @@
  * Contracts that hold for every function below:
  *  - Pointers. The ledger and every input pointer must not be NULL unless
  *    the function's comment says "may be NULL". Output parameters are named
- *    out_* (or out) and are written only on success; in this header they
- *    follow the ledger handle and the inputs (the handle comes first, as
- *    everywhere), which is the one departure from "outputs first".
+ *    out_* (or out; the count beside an array output is n) and are written
+ *    only on success. In this header they follow the ledger handle and the
+ *    inputs (the handle comes first, as everywhere; the arena that holds
+ *    an output's strings sits among the outputs): the one documented
+ *    exception to STYLE.md's and HACKING.md's "out-parameters first",
+ *    kept because every caller of the most used header would change.
  *  - Ownership. A json_t ** output is a new reference: json_decref() it.
  *    A malloc'd array output (heads, CAR lists) is the caller's to free().
  *    Entry strings filled into a caller's arena live as long as the arena.
