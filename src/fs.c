@@ -588,6 +588,12 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 	}
 	if (n->kind != LFS_N_DOC || !h->writer)
 		lfs_node_ref(fs, n); /* a writer holds it already */
+	if (n->kind == LFS_N_SCRATCH) {
+		pthread_mutex_lock(&fs->lock);
+		if (n->sfd < 0)
+			n->sfd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
+		pthread_mutex_unlock(&fs->lock);
+	}
 	/* A reader has nothing to flush: spare the round trip at close. */
 	if (!writing && n->kind != LFS_N_SCRATCH)
 		fi->noflush = 1;
@@ -973,6 +979,8 @@ static int unlink_in(struct lfs_fs *fs, struct lfs_node *p, const char *name)
 		rc = lfs_save_unlink(fs, p->lg, path);
 	if (!rc && p->kind != LFS_N_SCRATCH)
 		keep_folder(p->lg, path);
+	if (!rc)
+		lfs_node_unname(fs, p->lg, path);
 	free(path);
 	return rc;
 }

@@ -5,6 +5,7 @@
 #include "fs_node.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <sodium.h>
@@ -184,6 +185,7 @@ static struct lfs_node *node_get(struct lfs_fs *fs, enum lfs_node_kind k,
 		return NULL;
 	n->ino = ino;
 	n->key = key;
+	n->sfd = -1;
 	n->kind = k;
 	n->lg = lg;
 	if (event)
@@ -202,6 +204,8 @@ static struct lfs_node *node_get(struct lfs_fs *fs, enum lfs_node_kind k,
 
 static void node_free(struct lfs_node *n)
 {
+	if (n->sfd >= 0)
+		close(n->sfd);
 	if (n->wbuf) {
 		lfs_buf_release(n->wbuf);
 		free(n->wbuf);
@@ -289,7 +293,10 @@ void lfs_node_ref(struct lfs_fs *fs, struct lfs_node *n)
 void lfs_node_unref(struct lfs_fs *fs, struct lfs_node *n)
 {
 	pthread_mutex_lock(&fs->lock);
-	n->nopen--;
+	if (!--n->nopen && n->sfd >= 0) {
+		close(n->sfd);
+		n->sfd = -1;
+	}
 	lfs_node_maybe_free(fs, n);
 	pthread_mutex_unlock(&fs->lock);
 }
@@ -592,6 +599,15 @@ void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		if (old)
 			key_remove(fs, old);
 	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void lfs_node_unname(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_node *n = lfs_node_find_locked(fs, LFS_N_SCRATCH, lg, name);
+	if (n)
+		key_remove(fs, n);
 	pthread_mutex_unlock(&fs->lock);
 }
 

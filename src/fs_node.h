@@ -60,6 +60,10 @@ struct lfs_node {
 	int64_t t; /* snapshots: the event's time */
 	uint64_t nlookup;
 	int nopen;
+	/* Scratch files while open (under fs->lock): a descriptor of the
+	 * file, so that a stat after an unlink still answers, as on any
+	 * file system; closed with the last open. -1 otherwise. */
+	int sfd;
 	/* Documents being written (under fs->lock): one buffer shared by
 	 * every open file. */
 	struct lfs_buf *wbuf;
@@ -148,6 +152,11 @@ void lfs_node_rekey_tree(struct lfs_fs *fs, struct lfs_fsl *lg,
  */
 size_t lfs_node_under_locked(struct lfs_fs *fs, struct lfs_fsl *lg,
 			     const char *path, uint64_t **out);
+
+/* The scratch file `name` was unlinked: its node lives on for whoever
+ * holds it open (a stat answers from its descriptor), but no lookup finds
+ * it; the name's next file gets a node of its own. */
+void lfs_node_unname(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name);
 
 /*
  * After a rename the kernel keeps the source inode under the new name:

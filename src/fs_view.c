@@ -379,6 +379,25 @@ static int folder_exists(struct lfs_fs *fs, struct lfs_node *n)
 	return has ? 0 : -ENOENT;
 }
 
+/*
+ * A scratch file unlinked while open (its node found by no name, or its
+ * name found nothing): its open descriptor answers, with 0 links. 1 when
+ * its name is still its own; -ENOENT when nothing is open.
+ */
+static int unlinked_scratch_stat(struct lfs_fs *fs, struct lfs_node *n,
+				 struct stat *st, bool name_gone)
+{
+	pthread_mutex_lock(&fs->lock);
+	int rc = n->indexed && !name_gone ? 1
+		 : n->sfd < 0             ? -ENOENT
+		 : fstat(n->sfd, st)      ? -errno
+					  : 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (!rc)
+		st->st_ino = n->ino;
+	return rc;
+}
+
 int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		  double *ttl)
 {
@@ -472,12 +491,15 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 	case LFS_N_SCRATCH: {
 		char *p = lfs_fs_path(n->lg->scratch, n->name);
 		*ttl = 0;
-		if (!p)
-			rc = -ENOMEM;
-		else if (lstat(p, st))
-			rc = -errno;
-		else
+		rc = p ? unlinked_scratch_stat(fs, n, st, false) : -ENOMEM;
+		if (rc == 1 && lstat(p, st) == 0) {
 			st->st_ino = n->ino;
+			rc = 0;
+		} else if (rc == 1) {
+			rc = errno == ENOENT
+				     ? unlinked_scratch_stat(fs, n, st, true)
+				     : -errno;
+		}
 		free(p);
 		break;
 	}

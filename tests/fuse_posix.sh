@@ -243,6 +243,28 @@ expect_errno EPERM rename "$D/fifo" "$D/fifo.json"
 bounded rm "$D/s.txt" "$D/s2.txt" "$D/fifo" "$D/sock" "$D/null"
 no_commit
 
+note "a scratch file unlinked while open: fstat gives 0 links, reads and writes go on, the name is free"
+out=$(bounded python3 - "$D/open.tmp" <<'PY'
+import os, sys
+p = sys.argv[1]
+fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, b"kept while open")
+os.unlink(p)
+print(os.fstat(fd).st_nlink, os.pread(fd, 15, 0).decode(), os.path.exists(p))
+os.pwrite(fd, b"KEPT", 0)
+fd2 = os.open(p, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd2, b"new\n")
+print(os.pread(fd, 15, 0).decode(), os.fstat(fd).st_ino != os.fstat(fd2).st_ino)
+os.close(fd)
+os.close(fd2)
+PY
+)
+[ "$out" = "0 kept while open False
+KEPT while open True" ] || fail "unlinked while open: $out"
+expect_file "$D/open.tmp" new
+bounded rm "$D/open.tmp"
+no_commit
+
 fuse_alive
 fuse_umount
 
