@@ -3,6 +3,7 @@
 #endif
 
 #include "ledger.h"
+#include "ledger_int.h"
 
 #include "errmsg.h"
 
@@ -27,35 +28,6 @@
 
 /* Decoded index nodes kept for lookups (stat, read, a commit's checks). */
 #define LEDGER_NODE_CACHE ((size_t)16 << 20)
-
-struct lfs_ledger {
-	struct lfs_blockstore *bs;
-	struct lfs_blocks blocks;
-	struct lfs_index ix;
-	char writer[LFS_WRITER_MAX + 1];
-	bool durable;
-	bool segment; /* commits go to the segment, not a file each */
-	int64_t (*now_us)(void *ctx);
-	void *now_ctx;
-
-	pthread_mutex_t write_lock; /* one writer thread at a time */
-	int lock_fd;                /* flock: one writer process at a time */
-	int open_fd;                /* flock shared while open */
-	int64_t heads_stamp;        /* head records seen at this stamp */
-	bool touched_heads; /* this writer session changed head records */
-	bool own_commit;    /* ... by a commit whose state is published */
-	pthread_mutex_t state_lock; /* guards the fields below */
-	struct lfs_cid *heads;      /* sorted by CID */
-	size_t nheads;
-	struct lfs_cid *head_cars; /* distinct CAR files holding the heads */
-	size_t nhead_cars;
-	struct lfs_cid root;
-	int64_t max_t; /* greatest t among the heads */
-	int batch;     /* lfs_ledger_ingest_begin() depth, under write_lock */
-	bool batch_dirty; /* a batch moved the heads: records not written */
-	struct lfs_cid *pending; /* events a batch applied, not yet heads */
-	size_t npending, pending_cap;
-};
 
 struct txn_op {
 	char *id;
@@ -259,14 +231,6 @@ int lfs_ledger_head_cars(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
 	return rc;
 }
 
-static bool cid_in(const struct lfs_cid *set, size_t n, const struct lfs_cid *c)
-{
-	for (size_t i = 0; i < n; i++)
-		if (lfs_cid_equal(&set[i], c))
-			return true;
-	return false;
-}
-
 /* Is event one of the heads a current head CAR records? Which CAR, then. */
 static bool held_by_head_car(struct lfs_ledger *l, const struct lfs_cid *event,
 			     struct lfs_cid *out)
@@ -282,7 +246,7 @@ static bool held_by_head_car(struct lfs_ledger *l, const struct lfs_cid *event,
 		struct lfs_car_root r;
 		if (lfs_blockstore_load(&r, &a, l->bs, &cars[i], false))
 			continue;
-		if ((found = cid_in(r.head, r.nhead, event)))
+		if ((found = lfs_ledger_cid_in(r.head, r.nhead, event)))
 			*out = cars[i];
 	}
 	lfs_arena_release(&a);
@@ -315,7 +279,7 @@ static int publish(struct lfs_ledger *l, struct lfs_cid *heads, size_t n)
 		if (!held_by_head_car(l, &heads[i], &car) &&
 		    (rc = lfs_blockstore_car_of(&car, l->bs, &heads[i])))
 			break;
-		if (!cid_in(cars, ncars, &car))
+		if (!lfs_ledger_cid_in(cars, ncars, &car))
 			cars[ncars++] = car;
 	}
 	lfs_arena_release(&a);
@@ -355,11 +319,11 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
 		return rc;
 	l->touched_heads = true;
 	for (size_t i = 0; i < l->nhead_cars && !rc; i++)
-		if (!cid_in(recs, nrecs, &l->head_cars[i]))
+		if (!lfs_ledger_cid_in(recs, nrecs, &l->head_cars[i]))
 			rc = lfs_blockstore_set_head(l->bs, &l->head_cars[i],
 						     recs, 0, durable);
 	for (size_t i = 0; i < nrecs && !rc; i++)
-		if (!cid_in(l->head_cars, l->nhead_cars, &recs[i]))
+		if (!lfs_ledger_cid_in(l->head_cars, l->nhead_cars, &recs[i]))
 			rc = lfs_blockstore_drop_head(l->bs, &recs[i]);
 	free(recs);
 	if (!rc)
@@ -510,12 +474,14 @@ static int adopt_head_records(struct lfs_ledger *l)
 			continue; /* fsck names it; the heads stand */
 		bool only_heads = r.nhead > 0;
 		for (size_t k = 0; k < r.nhead && only_heads; k++)
-			only_heads = cid_in(heads, nheads, &r.head[k]);
+			only_heads =
+				lfs_ledger_cid_in(heads, nheads, &r.head[k]);
 		if (!only_heads)
 			continue;
 		cars[ncars++] = recs[i];
 		for (size_t k = 0; k < nheads; k++)
-			if (!held[k] && cid_in(r.head, r.nhead, &heads[k])) {
+			if (!held[k] &&
+			    lfs_ledger_cid_in(r.head, r.nhead, &heads[k])) {
 				held[k] = true;
 				covered++;
 			}
@@ -524,7 +490,8 @@ static int adopt_head_records(struct lfs_ledger *l)
 	pthread_mutex_lock(&l->state_lock);
 	bool differ = ncars != l->nhead_cars;
 	for (size_t i = 0; !differ && i < ncars; i++)
-		differ = !cid_in(l->head_cars, l->nhead_cars, &cars[i]);
+		differ = !lfs_ledger_cid_in(l->head_cars, l->nhead_cars,
+					    &cars[i]);
 	if (!rc && covered == nheads && nheads && differ) {
 		free(l->head_cars);
 		l->head_cars = cars;
@@ -1084,7 +1051,8 @@ static int add_pending(struct lfs_ledger *l, struct lfs_arena *a,
 			return rc;
 		size_t k = 0;
 		for (size_t j = 0; j < l->npending; j++)
-			if (!cid_in(ev.parents, ev.nparents, &l->pending[j]) &&
+			if (!lfs_ledger_cid_in(ev.parents, ev.nparents,
+					       &l->pending[j]) &&
 			    !lfs_cid_equal(&l->pending[j], &events[i]))
 				l->pending[k++] = l->pending[j];
 		l->npending = k;
@@ -1379,185 +1347,4 @@ out:
 	free(old_cars);
 	free(heads);
 	return rc;
-}
-
-/* ---- fsck ---- */
-
-struct fsck {
-	struct lfs_ledger *l;
-	lfs_ledger_report_fn report;
-	void *ctx;
-	int problems;
-};
-
-static void problem(struct fsck *f, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void problem(struct fsck *f, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	f->problems++;
-	if (f->report)
-		f->report(f->ctx, msg);
-}
-
-/* Recompute what an event's root should be, from its parents and ops. */
-static int expected_root(struct lfs_ledger *l, struct lfs_cid *out,
-			 const struct lfs_event *ev)
-{
-	struct lfs_cid base;
-	int rc = lfs_merge_root(&base, &l->ix, &l->blocks, ev->parents,
-				ev->nparents);
-	if (rc)
-		return rc;
-	struct lfs_index_change *ch = calloc(ev->nops + 1, sizeof(*ch));
-	struct lfs_index_entry *e = calloc(ev->nops + 1, sizeof(*e));
-	if (!ch || !e) {
-		free(ch);
-		free(e);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < ev->nops; i++) {
-		ch[i].id = ev->ops[i].id;
-		ch[i].id_len = ev->ops[i].id_len;
-		if (ev->ops[i].del)
-			continue;
-		e[i].id = ev->ops[i].id;
-		e[i].id_len = ev->ops[i].id_len;
-		e[i].cur.doc = ev->ops[i].doc;
-		e[i].cur.t = ev->t;
-		e[i].cur.writer = ev->writer;
-		ch[i].entry = &e[i];
-	}
-	rc = lfs_index_apply(out, &l->ix, &base, ch, ev->nops);
-	free(ch);
-	free(e);
-	return rc;
-}
-
-static int fsck_event(void *ctx, const struct lfs_cid *cid,
-		      const struct lfs_event *ev)
-{
-	struct fsck *f = ctx;
-	char s[LFS_CID_STRLEN + 1];
-	lfs_cid_to_string(s, cid);
-	struct lfs_cid missing, want;
-	int rc = lfs_clock_check_parents(&missing, &f->l->blocks, ev);
-	if (rc == -ENOENT) {
-		char m[LFS_CID_STRLEN + 1];
-		lfs_cid_to_string(m, &missing);
-		problem(f, "event %s: parent %s is missing", s, m);
-		return 0;
-	}
-	if (rc == -ETIME) {
-		problem(f, "event %s: a parent is not older than it", s);
-		return 0;
-	}
-	if (rc == -EBADMSG) {
-		problem(f, "event %s: a parent event is corrupt", s);
-		return 0;
-	}
-	if (rc)
-		return rc;
-	rc = expected_root(f->l, &want, ev);
-	if (rc == -ENOMEM)
-		return rc;
-	if (rc)
-		problem(f, "event %s: cannot recompute its root: %s", s,
-			lfs_errmsg(rc));
-	else if (!lfs_cid_equal(&want, &ev->root))
-		problem(f,
-			"event %s: its root does not follow from its "
-			"parents and operations",
-			s);
-	return 0;
-}
-
-static int fsck_entry(void *ctx, const struct lfs_index_entry *e)
-{
-	struct fsck *f = ctx;
-	json_t *doc;
-	int rc = lfs_ledger_load_doc(f->l, &e->cur.doc, NULL, &doc);
-	if (rc == -ENOMEM)
-		return rc;
-	if (rc)
-		problem(f, "document '%s': its block is %s", e->id,
-			lfs_errmsg(rc));
-	else
-		json_decref(doc);
-	for (size_t i = 0; i < e->nconflicts; i++) {
-		struct lfs_buf b;
-		lfs_buf_init(&b, LFS_DOC_MAX);
-		rc = lfs_blocks_get(&f->l->blocks, &b, &e->conflicts[i].doc);
-		lfs_buf_release(&b);
-		if (rc)
-			problem(f, "document '%s': a conflicting version is %s",
-				e->id, lfs_errmsg(rc));
-	}
-	return 0;
-}
-
-int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
-		    void *ctx)
-{
-	struct fsck f = {.l = l, .report = report, .ctx = ctx};
-	struct lfs_cid *cars = NULL, *recs = NULL, *heads = NULL;
-	size_t ncars = 0, nrecs = 0, nheads = 0;
-	/* Recomputing roots puts blocks in memory: keep writers out. */
-	pthread_mutex_lock(&l->write_lock);
-	size_t mark = lfs_blockstore_fresh_mark(l->bs);
-	int rc = lfs_blockstore_list_cars(&cars, &ncars, l->bs);
-	if (rc)
-		goto out;
-	for (size_t i = 0; i < ncars; i++) {
-		int r = lfs_blockstore_verify_car(l->bs, &cars[i]);
-		if (r == -ENOMEM) {
-			rc = r;
-			goto out;
-		}
-		if (r) {
-			char s[LFS_CID_STRLEN + 1];
-			lfs_cid_to_string(s, &cars[i]);
-			problem(&f, "CAR file %s: %s", s, lfs_errmsg(r));
-		}
-	}
-	if ((rc = lfs_blockstore_heads(&recs, &nrecs, l->bs)))
-		goto out;
-	for (size_t i = 0; i < nrecs; i++)
-		if (!cid_in(cars, ncars, &recs[i])) {
-			char s[LFS_CID_STRLEN + 1];
-			lfs_cid_to_string(s, &recs[i]);
-			problem(&f,
-				"head record %s: names a CAR file that is "
-				"missing",
-				s);
-		}
-	if ((rc = lfs_ledger_heads(l, &heads, &nheads)))
-		goto out;
-	rc = lfs_clock_walk(&l->blocks, heads, nheads, fsck_event, &f);
-	if (rc && rc != -ENOMEM) {
-		problem(&f, "history: cannot walk the clock: %s",
-			lfs_errmsg(rc));
-		rc = 0;
-	}
-	if (rc)
-		goto out;
-	struct lfs_cid root;
-	lfs_ledger_root(l, &root);
-	rc = lfs_index_check(&l->ix, &root, fsck_entry, &f);
-	if (rc && rc != -ENOMEM) {
-		problem(&f, "index: %s", lfs_errmsg(rc));
-		rc = 0;
-	}
-out:
-	lfs_blockstore_fresh_rewind(l->bs, mark);
-	pthread_mutex_unlock(&l->write_lock);
-	free(cars);
-	free(recs);
-	free(heads);
-	return rc ? rc : f.problems;
 }
