@@ -20,6 +20,7 @@
 
 #include "cmd.h"
 #include "fs.h"
+#include "fs_opts.h"
 #include "fs_fireproof.h"
 #include "fp_ledger.h"
 #include "home.h"

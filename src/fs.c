@@ -25,9 +25,11 @@
 #include "fileio.h"
 #include "fs_attr.h"
 #include "fs_int.h"
+#include "fs_inval.h"
 #include "fs_ledger.h"
 #include "fs_node.h"
 #include "fs_save.h"
+#include "fs_setattr.h"
 #include "fs_view.h"
 #include "fsname.h"
 #include "log.h"
@@ -117,112 +119,6 @@ static void bury(struct lfs_fs *fs, bool force)
 
 /* ---- the housekeeper ---- */
 
-/* ---- telling the kernel what changed elsewhere ---- */
-
-/*
- * A name (parent, name) or an inode (ino) the kernel is to forget. They
- * are queued and told by the housekeeper, never by the thread that found
- * the change: a FUSE worker may hold the very directory lock the kernel
- * takes to drop a name (a commit in unlink picks up another process's
- * commit), and the sync thread must not wait on the kernel either.
- */
-struct lfs_inval {
-	uint64_t parent, ino;
-	struct lfs_inval *next;
-	char name[]; /* "" for an inode */
-};
-
-/* Queue a notification; caller holds fs->lock. */
-static void inval_queue_locked(struct lfs_fs *fs, uint64_t parent,
-			       const char *name, uint64_t ino)
-{
-	size_t len = strlen(name);
-	struct lfs_inval *v = malloc(sizeof(*v) + len + 1);
-	if (!v) {
-		lfs_warn("out of memory: the kernel may show %s for up to "
-			 "%.0f s longer",
-			 name, LFS_FS_DOC_TTL);
-		return;
-	}
-	v->parent = parent;
-	v->ino = ino;
-	memcpy(v->name, name, len + 1);
-	v->next = fs->inval;
-	fs->inval = v;
-}
-
-static void housekeeper_wake(struct lfs_fs *fs)
-{
-	pthread_mutex_lock(&fs->hk_lock);
-	fs->hk_wake = true;
-	pthread_cond_signal(&fs->hk_cond);
-	pthread_mutex_unlock(&fs->hk_lock);
-}
-
-/*
- * Tell the kernel what the queue holds. First the barrier: every request
- * that read attributes before the change has answered (their stale
- * answers are in the kernel and are dropped now), and every later one
- * reads the new state.
- */
-static void inval_deliver(struct lfs_fs *fs)
-{
-	pthread_mutex_lock(&fs->lock);
-	struct lfs_inval *v = fs->inval, *fifo = NULL;
-	fs->inval = NULL;
-	pthread_mutex_unlock(&fs->lock);
-	if (!v)
-		return;
-	while (v) {
-		struct lfs_inval *next = v->next;
-		v->next = fifo;
-		fifo = v;
-		v = next;
-	}
-	pthread_rwlock_wrlock(&fs->cache_lock);
-	pthread_rwlock_unlock(&fs->cache_lock);
-	for (v = fifo; v; v = fifo) {
-		fifo = v->next;
-		if (v->name[0])
-			fuse_lowlevel_notify_inval_entry(
-				fs->se, v->parent, v->name, strlen(v->name));
-		else
-			fuse_lowlevel_notify_inval_inode(fs->se, v->ino, 0, 0);
-		free(v);
-	}
-}
-
-static void inval_free_all(struct lfs_fs *fs)
-{
-	while (fs->inval) {
-		struct lfs_inval *next = fs->inval->next;
-		free(fs->inval);
-		fs->inval = next;
-	}
-}
-
-/*
- * Hold the barrier while answering with n's attributes (when the kernel
- * may keep them and they can change from elsewhere); cache_done after
- * the reply.
- */
-static bool cache_hold(struct lfs_fs *fs, const struct lfs_node *n)
-{
-	if (n->kind != LFS_N_DOC && n->kind != LFS_N_FOLDER &&
-	    n->kind != LFS_N_LEDGER)
-		return false;
-	pthread_rwlock_rdlock(&fs->cache_lock);
-	return true;
-}
-
-static void cache_done(struct lfs_fs *fs, bool held)
-{
-	if (held)
-		pthread_rwlock_unlock(&fs->cache_lock);
-}
-
-/* ---- the housekeeper ---- */
-
 static void *housekeeper(void *arg)
 {
 	struct lfs_fs *fs = arg;
@@ -239,11 +135,11 @@ static void *housekeeper(void *arg)
 			pthread_cond_timedwait(&fs->hk_cond, &fs->hk_lock, &ts);
 		fs->hk_wake = false;
 		pthread_mutex_unlock(&fs->hk_lock);
-		inval_deliver(fs);
+		lfs_inval_deliver(fs);
 		lfs_fsl_flush_pending(fs, false);
 		bury(fs, false);
 		lfs_fsl_refresh_all(fs);
-		inval_deliver(fs);
+		lfs_inval_deliver(fs);
 		lfs_attr_save_all(fs);
 		pthread_mutex_lock(&fs->hk_lock);
 	}
@@ -312,18 +208,18 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 	struct stat st;
 	double ttl;
 	int rc = lfs_node_resolve(fs, p, name, &n);
-	bool held = !rc && cache_hold(fs, n);
+	bool held = !rc && lfs_cache_hold(fs, n);
 	if (!rc && (rc = lfs_view_stat(fs, n, &st, &ttl)))
 		lfs_node_unref(fs, n);
 	if (rc) {
-		cache_done(fs, held);
+		lfs_cache_done(fs, held);
 		if (rc != -ENOENT && rc != -ENOKEY)
 			lfs_debug("lookup %s: %s", name, strerror(-rc));
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	reply_node(req, fs, n, &st, ttl);
-	cache_done(fs, held);
+	lfs_cache_done(fs, held);
 	lfs_node_unref(fs, n);
 }
 
@@ -409,13 +305,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct lfs_node *n = lfs_node_by_ino(fs, ino);
 	struct stat st;
 	double ttl;
-	bool held = n && cache_hold(fs, n);
+	bool held = n && lfs_cache_hold(fs, n);
 	int rc = n ? lfs_view_stat(fs, n, &st, &ttl) : -ESTALE;
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, &st, ttl);
-	cache_done(fs, held);
+	lfs_cache_done(fs, held);
 }
 
 /* ---- directories ---- */
@@ -780,11 +676,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	if (!rc)
 		lfs_fsl_dir_changed(p->lg);
-	bool held = cache_hold(fs, n);
+	bool held = lfs_cache_hold(fs, n);
 	if (!rc)
 		rc = lfs_view_stat(fs, n, &st, &ttl);
 	if (rc) {
-		cache_done(fs, held);
+		lfs_cache_done(fs, held);
 		fuse_reply_err(req, -rc);
 		lfs_node_unref(fs, n);
 		return;
@@ -793,7 +689,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	entry_of(&e, fs, n, &st, ttl);
 	lfs_node_lookup_ref(fs, n);
 	fuse_reply_create(req, &e, fi);
-	cache_done(fs, held);
+	lfs_cache_done(fs, held);
 	lfs_node_unref(fs, n);
 }
 
@@ -1272,128 +1168,25 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- attributes, xattrs, statfs ---- */
 
-static int set_scratch_attr(struct lfs_node *n, const struct stat *attr,
-			    int to_set)
+/* FUSE's setattr flags as fs_setattr.h's. */
+static unsigned setattr_flags(int to_set)
 {
-	char *p = lfs_fs_path(n->lg->scratch, n->name);
-	if (!p)
-		return -ENOMEM;
-	int rc = 0;
-	if ((to_set & FUSE_SET_ATTR_SIZE) && truncate(p, attr->st_size))
-		rc = -errno;
-	if (!rc && (to_set & FUSE_SET_ATTR_MODE) &&
-	    chmod(p, attr->st_mode & 07777))
-		rc = -errno;
-	if (!rc && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
-	    lchown(p, to_set & FUSE_SET_ATTR_UID ? attr->st_uid : (uid_t)-1,
-		   to_set & FUSE_SET_ATTR_GID ? attr->st_gid : (gid_t)-1))
-		rc = -errno;
-	if (!rc &&
-	    (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-		       FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
-		struct timespec ts[2];
-		ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
-		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-			ts[0].tv_nsec = UTIME_NOW;
-		else if (to_set & FUSE_SET_ATTR_ATIME)
-			ts[0] = attr->st_atim;
-		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-			ts[1].tv_nsec = UTIME_NOW;
-		else if (to_set & FUSE_SET_ATTR_MTIME)
-			ts[1] = attr->st_mtim;
-		if (utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW))
-			rc = -errno;
-	}
-	free(p);
-	return rc;
-}
-
-/* A folder's mode, owner and times are its local directory's, made when
- * first set. */
-static int set_folder_attr(struct lfs_fs *fs, struct lfs_node *n,
-			   const struct stat *attr, int to_set)
-{
-	pthread_mutex_lock(&fs->lock);
-	char *p = lfs_fs_path(n->lg->scratch, n->name);
-	pthread_mutex_unlock(&fs->lock);
-	if (!p)
-		return -ENOMEM;
-	int rc = 0;
-	struct stat st;
-	if (lstat(p, &st) && !(rc = lfs_mkdirs_for(p)) && mkdir(p, 0755) &&
-	    errno != EEXIST)
-		rc = -errno;
-	free(p);
-	return rc ? rc
-		  : set_scratch_attr(n, attr,
-				     to_set & ~(int)FUSE_SET_ATTR_SIZE);
-}
-
-static int64_t ts_us(const struct timespec *ts)
-{
-	return (int64_t)ts->tv_sec * 1000000 + ts->tv_nsec / 1000;
-}
-
-static int set_local_attr(struct lfs_fs *fs, struct lfs_node *n,
-			  const struct stat *attr, int to_set)
-{
-	struct lfs_attr a = {0};
-	if (to_set & FUSE_SET_ATTR_MODE) {
-		a.set |= LFS_ATTR_MODE;
-		a.mode = attr->st_mode & 07777;
-	}
-	if (to_set & FUSE_SET_ATTR_UID) {
-		a.set |= LFS_ATTR_UID;
-		a.uid = attr->st_uid;
-	}
-	if (to_set & FUSE_SET_ATTR_GID) {
-		a.set |= LFS_ATTR_GID;
-		a.gid = attr->st_gid;
-	}
-	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
-		a.set |= LFS_ATTR_MTIME;
-		a.mtime_us = to_set & FUSE_SET_ATTR_MTIME_NOW
-				     ? lfs_fs_now_ms() * 1000
-				     : ts_us(&attr->st_mtim);
-	}
-	if (!a.set)
-		return 0;
-	if (n->kind == LFS_N_LEDGER)
-		return lfs_attr_set(fs, n->lg, "", &a);
-	if (a.set & LFS_ATTR_MTIME) {
-		/* The time is the current version's; a draft has a file of
-		 * its own to hold it. */
-		struct lfs_buf b;
-		struct lfs_docstate ds;
-		struct lfs_arena ar;
-		lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
-		lfs_arena_init(&ar, 0);
-		int rc = lfs_view_doc(fs, n, &b, &ds, &ar);
-		if (!rc && ds.has_entry)
-			a.version = ds.entry.cur.doc;
-		lfs_arena_release(&ar);
-		lfs_buf_release(&b);
-		if (rc)
-			return rc;
-		if (!ds.has_entry) {
-			char *p = lfs_fs_path(n->lg->drafts, n->name);
-			struct timespec t[2] = {{.tv_nsec = UTIME_OMIT},
-						{.tv_nsec = UTIME_NOW}};
-			if (to_set & FUSE_SET_ATTR_MTIME)
-				t[1] = attr->st_mtim;
-			rc = !p ? -ENOMEM
-			     : utimensat(AT_FDCWD, p, t, AT_SYMLINK_NOFOLLOW)
-				     ? -errno
-				     : 0;
-			free(p);
-			/* No draft file: an open write buffer, as new as now.
-			 */
-			if (rc && rc != -ENOENT)
-				return rc;
-			a.set &= ~(unsigned)LFS_ATTR_MTIME;
-		}
-	}
-	return a.set ? lfs_attr_set(fs, n->lg, n->name, &a) : 0;
+	static const struct {
+		int fuse;
+		unsigned lfs;
+	} map[] = {{FUSE_SET_ATTR_SIZE, LFS_SET_SIZE},
+		   {FUSE_SET_ATTR_MODE, LFS_SET_MODE},
+		   {FUSE_SET_ATTR_UID, LFS_SET_UID},
+		   {FUSE_SET_ATTR_GID, LFS_SET_GID},
+		   {FUSE_SET_ATTR_ATIME, LFS_SET_ATIME},
+		   {FUSE_SET_ATTR_MTIME, LFS_SET_MTIME},
+		   {FUSE_SET_ATTR_ATIME_NOW, LFS_SET_ATIME_NOW},
+		   {FUSE_SET_ATTR_MTIME_NOW, LFS_SET_MTIME_NOW}};
+	unsigned set = 0;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (to_set & map[i].fuse)
+			set |= map[i].lfs;
+	return set;
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -1401,41 +1194,21 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 {
 	struct lfs_fs *fs = fs_of(req);
 	struct lfs_node *n = lfs_node_by_ino(fs, ino);
-	int rc = 0;
-	if (!n)
-		rc = -ESTALE;
-	else if (lfs_node_read_only(n->kind))
-		rc = -EROFS;
-	else if (n->kind == LFS_N_SCRATCH)
-		rc = set_scratch_attr(n, attr, to_set);
-	else if (n->kind == LFS_N_FOLDER)
-		rc = set_folder_attr(fs, n, attr, to_set);
-	else if (n->kind != LFS_N_DOC && n->kind != LFS_N_LEDGER &&
-		 (to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)))
-		rc = -EPERM; /* the root, the control files: fixed */
-	if (!rc && n->kind == LFS_N_DOC && (to_set & FUSE_SET_ATTR_SIZE)) {
-		size_t size = (size_t)attr->st_size;
-		struct lfs_handle *h =
-			fi ? (struct lfs_handle *)(uintptr_t)fi->fh : NULL;
-		if (h && h->writer)
-			rc = lfs_save_resize(fs, n, size);
-		else
-			rc = lfs_save_truncate(fs, n, size);
-	}
-	/* Mode, owner, group and mtime of documents and ledgers are kept on
-	 * this machine (fs_attr.h); atime is not kept (reads show mtime). */
-	if (!rc && (n->kind == LFS_N_DOC || n->kind == LFS_N_LEDGER))
-		rc = set_local_attr(fs, n, attr, to_set);
+	struct lfs_handle *h =
+		fi ? (struct lfs_handle *)(uintptr_t)fi->fh : NULL;
+	int rc = n ? lfs_setattr(fs, n, attr, setattr_flags(to_set),
+				 h && h->writer)
+		   : -ESTALE;
 	struct stat st;
 	double ttl;
-	bool held = !rc && cache_hold(fs, n);
+	bool held = !rc && lfs_cache_hold(fs, n);
 	if (!rc)
 		rc = lfs_view_stat(fs, n, &st, &ttl);
 	if (rc)
 		reply_status(req, "setattr", n ? n->name : NULL, rc);
 	else
 		fuse_reply_attr(req, &st, ttl);
-	cache_done(fs, held);
+	lfs_cache_done(fs, held);
 }
 
 #define XATTR_CID  "user.ledgerfs.cid"
@@ -1607,135 +1380,6 @@ const struct fuse_lowlevel_ops *lfs_fs_ops(void)
 	return &ops;
 }
 
-/* ---- cache invalidation for changes from elsewhere ---- */
-
-struct inval_ctx {
-	struct lfs_fs *fs;
-	struct lfs_fsl *lg;
-	fuse_ino_t dir;
-};
-
-static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
-		    const struct lfs_index_entry *eb)
-{
-	struct inval_ctx *c = ctx;
-	const struct lfs_index_entry *e = eb ? eb : ea;
-	char path[LFS_FSPATH_MAX + 1];
-	if (lfs_fsname_path_from_id(path, e->id) < 0)
-		return 0;
-	char *slash = strrchr(path, '/');
-	const char *base = slash ? slash + 1 : path;
-	pthread_mutex_lock(&c->fs->lock);
-	struct lfs_node *n =
-		lfs_node_find_locked(c->fs, LFS_N_DOC, c->lg, path);
-	fuse_ino_t dir = c->dir;
-	if (slash) {
-		/* Its folder, and the folder's own entry in the top. */
-		*slash = '\0';
-		struct lfs_node *f =
-			lfs_node_find_locked(c->fs, LFS_N_FOLDER, c->lg, path);
-		dir = f ? f->ino : 0;
-		*slash = '/';
-	}
-	if (dir)
-		inval_queue_locked(c->fs, dir, base, 0);
-	if (slash && dir)
-		inval_queue_locked(c->fs, 0, "", dir);
-	if (n)
-		inval_queue_locked(c->fs, 0, "", n->ino);
-	pthread_mutex_unlock(&c->fs->lock);
-	return 0;
-}
-
-/* Tell the kernel exactly which names of lg changed (fs->moved). */
-static void invalidate(struct lfs_fs *fs, struct lfs_fsl *lg,
-		       const struct lfs_cid *before,
-		       const struct lfs_cid *after)
-{
-	if (!fs->se)
-		return;
-	pthread_mutex_lock(&fs->lock);
-	struct lfs_node *dir =
-		lfs_node_find_locked(fs, LFS_N_LEDGER, lg, lg->name);
-	fuse_ino_t dir_ino = dir ? dir->ino : 0;
-	pthread_mutex_unlock(&fs->lock);
-	struct inval_ctx c = {.fs = fs, .lg = lg, .dir = dir_ino};
-	lfs_index_diff(lfs_ledger_index(lg->l), before, after, inval_fn, &c);
-	if (dir_ino) {
-		pthread_mutex_lock(&fs->lock);
-		inval_queue_locked(fs, 0, "", dir_ino);
-		pthread_mutex_unlock(&fs->lock);
-	}
-	housekeeper_wake(fs);
-}
-
-/* ---- mount options ---- */
-
-struct mount_opts {
-	char *snapdir;
-	unsigned uid, gid, umask, cache_timeout;
-	int has_uid, has_gid, has_umask, has_cache_timeout, allow_other;
-};
-
-enum { KEY_ALLOW_OTHER };
-
-static const struct fuse_opt opt_spec[] = {
-	{"snapdir=%s", offsetof(struct mount_opts, snapdir), 0},
-	{"uid=%u", offsetof(struct mount_opts, uid), 0},
-	{"uid=", offsetof(struct mount_opts, has_uid), 1},
-	{"gid=%u", offsetof(struct mount_opts, gid), 0},
-	{"gid=", offsetof(struct mount_opts, has_gid), 1},
-	{"umask=%o", offsetof(struct mount_opts, umask), 0},
-	{"umask=", offsetof(struct mount_opts, has_umask), 1},
-	{"cache_timeout=%u", offsetof(struct mount_opts, cache_timeout), 0},
-	{"cache_timeout=", offsetof(struct mount_opts, has_cache_timeout), 1},
-	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
-	FUSE_OPT_END,
-};
-
-static int opt_proc(void *data, const char *arg UNUSED, int key,
-		    struct fuse_args *outargs UNUSED)
-{
-	if (key == KEY_ALLOW_OTHER)
-		((struct mount_opts *)data)->allow_other = 1;
-	return 1; /* libfuse's own: keep it */
-}
-
-int lfs_fs_parse_opts(struct lfs_fs *fs, struct fuse_args *args)
-{
-	struct mount_opts o = {0};
-	if (fuse_opt_parse(args, &o, opt_spec, opt_proc))
-		return -EINVAL;
-	int rc = 0;
-	if (o.snapdir && strcmp(o.snapdir, "hidden") &&
-	    strcmp(o.snapdir, "visible")) {
-		lfs_error("-o snapdir=%s: hidden or visible", o.snapdir);
-		rc = -EINVAL;
-	}
-	if (o.has_umask && o.umask > 0777) {
-		lfs_error("-o umask=%o: an octal mode mask, 0 to 777", o.umask);
-		rc = -EINVAL;
-	}
-	if (o.has_cache_timeout && o.cache_timeout > LFS_FS_DOC_TTL_MAX) {
-		lfs_error("-o cache_timeout=%u: seconds, 0 to %d",
-			  o.cache_timeout, LFS_FS_DOC_TTL_MAX);
-		rc = -EINVAL;
-	}
-	if (o.has_cache_timeout)
-		fs->doc_ttl = o.cache_timeout;
-	fs->snapdir_visible = o.snapdir && !strcmp(o.snapdir, "visible");
-	fs->allow_other = o.allow_other;
-	if (o.has_uid)
-		fs->uid = (uid_t)o.uid;
-	if (o.has_gid)
-		fs->gid = (gid_t)o.gid;
-	/* Safe by default: when other users may enter the mount, they read
-	 * nothing until the owner says so (chmod, or -o umask=022). */
-	fs->umask = o.has_umask ? (mode_t)o.umask : o.allow_other ? 077 : 022;
-	free(o.snapdir);
-	return rc;
-}
-
 int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 {
 	struct lfs_fs *fs = calloc(1, sizeof(*fs));
@@ -1747,7 +1391,7 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 	fs->gid = getgid();
 	fs->umask = 022;
 	fs->doc_ttl = LFS_FS_DOC_TTL;
-	fs->moved = invalidate;
+	fs->moved = lfs_inval_moved;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->render_lock, NULL);
 	pthread_mutex_init(&fs->hk_lock, NULL);
@@ -1795,7 +1439,7 @@ void lfs_fs_free(struct lfs_fs *fs)
 	lfs_node_table_release(fs);
 	lfs_fsl_free_all(fs);
 	lfs_view_cache_free(fs->cache);
-	inval_free_all(fs);
+	lfs_inval_free_all(fs);
 	pthread_rwlock_destroy(&fs->cache_lock);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->render_lock);

@@ -53,20 +53,6 @@ struct lfs_fs;
 /* Create the file system over home (borrowed; must outlive the fs). */
 int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home);
 
-/*
- * Take this file system's mount options out of args (before
- * fuse_session_new, which refuses options it does not know):
- *   snapdir=hidden|visible  list .snapshots and .ledgerfs in a ledger
- *                           (default hidden: reachable by name only)
- *   uid=N, gid=N            the owner and group of documents and
- *                           directories (default: the daemon's)
- *   umask=OOO               taken off their default modes 0644 and 0755
- *                           (default 022; 077 with allow_other)
- * allow_other is noted and left in args. -EINVAL (said in the log) for a
- * bad value.
- */
-int lfs_fs_parse_opts(struct lfs_fs *fs, struct fuse_args *args);
-
 /* Commit pending deletions, make everything durable, close the ledgers. */
 void lfs_fs_free(struct lfs_fs *fs);
 

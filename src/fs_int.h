@@ -29,7 +29,7 @@
  *
  * Locks, in the order they may be taken (never the other way round):
  *
- *   0. fs->cache_lock (fs.c), for reading: a lookup, getattr, setattr or
+ *   0. fs->cache_lock (fs_inval.h), for reading: a lookup, getattr, setattr or
  *      create of a document, folder or ledger holds it from before it reads
  *      what it answers until it has answered (across I/O and the reply).
  *      The housekeeper takes it for writing, holding nothing else, and
