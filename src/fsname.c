@@ -43,6 +43,16 @@ static int hexval(char c)
 	return -1;
 }
 
+/* The byte the escape "%XX" at s[i] (s is len bytes) stands for, or -1:
+ * cut short, not upper-case hex, or NUL. */
+static int escaped_byte(const char *s, size_t i, size_t len)
+{
+	if (i + 2 >= len)
+		return -1;
+	int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+	return hi < 0 || lo < 0 || (hi == 0 && lo == 0) ? -1 : hi << 4 | lo;
+}
+
 bool lfs_fsname_to_id(char *out, size_t outsize, const char *name)
 {
 	size_t len = strlen(name);
@@ -53,14 +63,12 @@ bool lfs_fsname_to_id(char *out, size_t outsize, const char *name)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c == '%') {
-			if (i + 2 >= len)
+			int e = escaped_byte(name, i, len);
+			if (e < 0)
 				return false;
-			int hi = hexval(name[i + 1]), lo = hexval(name[i + 2]);
-			if (hi < 0 || lo < 0)
-				return false;
-			c = (unsigned char)(hi << 4 | lo);
-			if (!must_escape(c, n) || c == 0)
-				return false; /* not the one spelling, or NUL */
+			c = (unsigned char)e;
+			if (!must_escape(c, n))
+				return false; /* not the one spelling */
 			i += 2;
 		} else if (must_escape(c, n)) {
 			return false;
@@ -126,14 +134,10 @@ static bool decode(char *out, size_t outsize, const char *path, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)path[i];
 		if (c == '%') {
-			if (i + 2 >= len)
+			int e = escaped_byte(path, i, len);
+			if (e < 0)
 				return false;
-			int hi = hexval(path[i + 1]), lo = hexval(path[i + 2]);
-			if (hi < 0 || lo < 0)
-				return false;
-			c = (unsigned char)(hi << 4 | lo);
-			if (c == 0)
-				return false;
+			c = (unsigned char)e;
 			i += 2;
 		}
 		if (n + 1 >= outsize)
