@@ -63,6 +63,7 @@
 #include "ledger.h"
 
 #include "bench_util.h"
+#include "rm_tree.h"
 
 #define TARGET_COMMITS  20000.0 /* commits/s, durable=false */
 #define TARGET_DURABLE  1000.0  /* commits/s, fsync each (segment) */
@@ -80,14 +81,13 @@ static const char *prog = "bench_ledger";
 static uint8_t key[LFS_KEY_BYTES];
 
 static const char *workdir; /* removed by die() in the parent */
-static void remove_tree(const char *dir);
 
 static void die(const char *what, int rc)
 {
 	fprintf(stderr, "%s: %s failed: %s\n", prog, what,
 		rc < 0 ? strerror(-rc) : "unexpected result");
 	if (workdir)
-		remove_tree(workdir);
+		lfs_rm_tree(workdir);
 	exit(1);
 }
 
@@ -330,27 +330,6 @@ static void evict_file(void *ctx, const char *path)
 	fdatasync(fd); /* only clean pages can be dropped */
 	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	close(fd);
-}
-
-static void remove_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		char *p = path_cat(dir, de->d_name);
-		struct stat st;
-		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-			remove_tree(p);
-		else
-			unlink(p);
-		free(p);
-	}
-	closedir(d);
-	rmdir(dir);
 }
 
 static double rss_mb(void)
@@ -1088,7 +1067,7 @@ int main(int argc, char **argv)
 	if (keep)
 		printf("kept %s\n", top);
 	else
-		remove_tree(top);
+		lfs_rm_tree(top);
 	free(d_fast);
 	free(d_durable);
 	free(d_dseg);

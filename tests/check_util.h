@@ -16,34 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Remove path and, for a directory, everything below it (no links
- * followed). Quiet: what cannot be removed stays. */
-static inline void lfs_check_rm_rf(const char *path)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return;
-	if (!S_ISDIR(st.st_mode)) {
-		unlink(path);
-		return;
-	}
-	DIR *d = opendir(path);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		size_t n = strlen(path) + strlen(e->d_name) + 2;
-		char *sub = malloc(n);
-		if (!sub)
-			break;
-		snprintf(sub, n, "%s/%s", path, e->d_name);
-		lfs_check_rm_rf(sub);
-		free(sub);
-	}
-	if (d)
-		closedir(d);
-	rmdir(path);
-}
+#include "rm_tree.h"
 
 /* Make a new directory "$TMPDIR/<name>.XXXXXX" into out (size n). */
 static inline void lfs_check_mkdtemp(char *out, size_t n, const char *name)

@@ -31,7 +31,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	lfs_check_rm_rf(tmpdir);
+	lfs_rm_tree(tmpdir);
 }
 
 static const char *store_dir(int i)

@@ -718,7 +718,7 @@ START_TEST(one_hour_ahead)
 	lfs_buf_release(&eb);
 	lfs_buf_release(&s);
 	lfs_ledger_close(l);
-	lfs_check_rm_rf(dir);
+	lfs_rm_tree(dir);
 }
 END_TEST
 

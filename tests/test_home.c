@@ -28,7 +28,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	lfs_check_rm_rf(tmp);
+	lfs_rm_tree(tmp);
 }
 
 static char *path_in(const char *fmt, const char *a)

@@ -34,7 +34,7 @@ static void make_tmpdir(void)
 
 static void remove_tmpdir(void)
 {
-	lfs_check_rm_rf(tmpdir);
+	lfs_rm_tree(tmpdir);
 }
 
 static char *replica_dir(int i)

@@ -49,7 +49,7 @@ static void teardown(void)
 {
 	lfs_fs_free(fs);
 	lfs_home_release(&home);
-	lfs_check_rm_rf(tmp);
+	lfs_rm_tree(tmp);
 }
 
 static const uint8_t *u8(const char *s)

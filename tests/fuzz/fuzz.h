@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../rm_tree.h"
+
 #define CHECK(x)                                                               \
 	do {                                                                   \
 		if (!(x))                                                      \
@@ -51,13 +53,7 @@ static inline void fuzz_dir_clear(void)
 
 static inline void fuzz_dir_remove(void)
 {
-	char path[128];
-	fuzz_dir_clear();
-	snprintf(path, sizeof(path), "%s/car", fuzz_dir);
-	rmdir(path);
-	snprintf(path, sizeof(path), "%s/head", fuzz_dir);
-	rmdir(path);
-	rmdir(fuzz_dir);
+	lfs_rm_tree(fuzz_dir);
 }
 
 /* Make fuzz_dir ("/dev/shm/fuzz-NAME-PID") once; removed at exit. */
