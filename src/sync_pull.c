@@ -39,6 +39,8 @@
 
 /* A CAR file larger than this is fetched to a file, not to memory. */
 #define CAR_IN_MEMORY ((size_t)4 << 20)
+/* Why a CAR in a format this build cannot read waits (its CID, why). */
+#define NEWER_FORMAT "CAR %s: %s (a newer ledgerfs may read it); will try again"
 
 /* ---- pull ---- */
 
@@ -59,6 +61,19 @@ bool lfs_sync_record_ok(const uint8_t *p, size_t len, const struct lfs_cid *car)
 
 static void log_car(struct sync_ledger *sl, const struct lfs_cid *c,
 		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int defer_car(struct lfs_sync *s, struct sync_ledger *sl,
+		     const struct lfs_cid *c, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void vlog_car(struct sync_ledger *sl, const struct lfs_cid *c,
+		     const char *fmt, va_list ap)
+{
+	vsnprintf(sl->why, sizeof(sl->why), fmt, ap);
+	if (lfs_sync_car_flags(sl, c) & CAR_LOGGED)
+		return;
+	lfs_sync_car_set(sl, c, CAR_LOGGED, 0);
+	lfs_warn("sync of ledger '%s': %s", sl->name, sl->why);
+}
 
 /* Say why (sl->why), and log it once per CAR. */
 static void log_car(struct sync_ledger *sl, const struct lfs_cid *c,
@@ -66,12 +81,8 @@ static void log_car(struct sync_ledger *sl, const struct lfs_cid *c,
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(sl->why, sizeof(sl->why), fmt, ap);
+	vlog_car(sl, c, fmt, ap);
 	va_end(ap);
-	if (lfs_sync_car_flags(sl, c) & CAR_LOGGED)
-		return;
-	lfs_sync_car_set(sl, c, CAR_LOGGED, 0);
-	lfs_warn("sync of ledger '%s': %s", sl->name, sl->why);
 }
 
 /* Try CAR c again later, after a backoff that doubles up to 30 s. */
@@ -89,6 +100,18 @@ static void defer(struct lfs_sync *s, struct sync_ledger *sl,
 		tries++;
 	lfs_cidmap_set(&sl->retry, c,
 		       (uint64_t)(lfs_sync_mono_ms() + wait) << 8 | tries);
+}
+
+/* Say why CAR c waits (as log_car), try it again later; HEAD_DEFERRED. */
+static int defer_car(struct lfs_sync *s, struct sync_ledger *sl,
+		     const struct lfs_cid *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog_car(sl, c, fmt, ap);
+	va_end(ap);
+	defer(s, sl, c);
+	return HEAD_DEFERRED;
 }
 
 void lfs_sync_reject(struct lfs_sync *s, struct sync_ledger *sl,
@@ -747,12 +770,8 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 				goto next;
 			}
 			if (r == -EPROTONOSUPPORT) {
-				log_car(sl, &top,
-					"CAR %s: %s (a newer ledgerfs may "
-					"read it); will try again",
-					cs, lfs_errmsg(r));
-				defer(s, sl, &top);
-				out = HEAD_DEFERRED;
+				out = defer_car(s, sl, &top, NEWER_FORMAT, cs,
+						lfs_errmsg(r));
 				r = 1;
 				goto next;
 			}
@@ -762,22 +781,19 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 				lfs_cidmap_get(&sl->missing, &top, &since);
 				char when[LFS_TIME_ISO_MAX];
 				lfs_time_iso(when, (int64_t)since * 1000000);
-				log_car(sl, &top,
-					"CAR %s is missing on the store (since "
-					"%s); will try again",
+				out = defer_car(
+					s, sl, &top,
+					"CAR %s is missing on the store "
+					"(since %s); will try again",
 					cs, when);
-				defer(s, sl, &top);
-				out = HEAD_DEFERRED;
 				r = 1;
 				goto next;
 			}
 			if (r == -EBADMSG) {
-				log_car(sl, &top,
-					"CAR %s is not a readable file on the "
-					"store; will try again",
-					cs);
-				defer(s, sl, &top);
-				out = HEAD_DEFERRED;
+				out = defer_car(s, sl, &top,
+						"CAR %s is not a readable file "
+						"on the store; will try again",
+						cs);
 				r = 1;
 				goto next;
 			}
@@ -817,13 +833,11 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 						 cs, ps);
 					out = HEAD_BLOCKED;
 				} else {
-					log_car(sl, &top,
-						"CAR %s: its parent CAR %s "
-						"needs it in turn; will try "
-						"again",
-						cs, ps);
-					defer(s, sl, &top);
-					out = HEAD_DEFERRED;
+					out = defer_car(s, sl, &top,
+							"CAR %s: its parent "
+							"CAR %s needs it in "
+							"turn; will try again",
+							cs, ps);
 				}
 				r = 1;
 				goto next;
@@ -868,13 +882,11 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 				r = 1;
 				goto next;
 			}
-			log_car(sl, &top,
-				"CAR %s cannot be applied yet (parent events "
-				"missing, or a clock ahead of this machine's); "
-				"will try again",
-				cs);
-			defer(s, sl, &top);
-			out = HEAD_DEFERRED;
+			out = defer_car(s, sl, &top,
+					"CAR %s cannot be applied yet (parent "
+					"events missing, or a clock ahead of "
+					"this machine's); will try again",
+					cs);
 			r = 1;
 		} else if (r == -EBADMSG) {
 			chain_unwait(&ch, sl, &top);
@@ -883,12 +895,8 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 			out = ch.stack.n == 1 ? HEAD_REJECTED : HEAD_BLOCKED;
 			r = 1;
 		} else if (r == -EPROTONOSUPPORT) {
-			log_car(sl, &top,
-				"CAR %s: %s (a newer ledgerfs may read it); "
-				"will try again",
-				cs, lfs_errmsg(r));
-			defer(s, sl, &top);
-			out = HEAD_DEFERRED;
+			out = defer_car(s, sl, &top, NEWER_FORMAT, cs,
+					lfs_errmsg(r));
 			r = 1;
 		}
 	next:
