@@ -16,10 +16,13 @@
 
 #include "../rm_tree.h"
 
-#define CHECK(x)                                                               \
+#define CHECK(cond)                                                            \
 	do {                                                                   \
-		if (!(x))                                                      \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
+				__LINE__, #cond);                              \
 			abort();                                               \
+		}                                                              \
 	} while (0)
 
 static char fuzz_dir[64];

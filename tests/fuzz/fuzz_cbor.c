@@ -21,17 +21,9 @@
 #include "buf.h"
 #include "cbor.h"
 #include "dagjson.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 /* A map {"/": ...}: its JSON form may read back as something else. */
 static bool has_slash_map(const struct lfs_cbor *v)

@@ -19,17 +19,9 @@
 #include "buf.h"
 #include "fp_crypt.h"
 #include "fp_format.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 /* The key of a file Fireproof 0.24.19 wrote. */
 static const char keybag[] =
