@@ -741,30 +741,30 @@ static int walk(struct op *o, const struct lfs_cid *cid, int depth,
 	return 0;
 }
 
-int lfs_index_each(const struct lfs_index *ix, const struct lfs_cid *root,
-		   lfs_index_each_fn fn, void *ctx)
+/* Visit every entry below root, checking the counts when check is set. */
+static int walk_all(const struct lfs_index *ix, const struct lfs_cid *root,
+		    bool check, lfs_index_each_fn fn, void *ctx)
 {
 	struct op o;
 	op_init(&o, ix);
 	uint64_t n;
 	uint8_t prefix[MAX_DEPTH] = {0};
 	walk_begin(&o);
-	int rc = walk(&o, root, 0, prefix, false, &n, fn, ctx);
+	int rc = walk(&o, root, 0, prefix, check, &n, fn, ctx);
 	op_release(&o);
 	return rc;
+}
+
+int lfs_index_each(const struct lfs_index *ix, const struct lfs_cid *root,
+		   lfs_index_each_fn fn, void *ctx)
+{
+	return walk_all(ix, root, false, fn, ctx);
 }
 
 int lfs_index_check(const struct lfs_index *ix, const struct lfs_cid *root,
 		    lfs_index_each_fn fn, void *ctx)
 {
-	struct op o;
-	op_init(&o, ix);
-	uint64_t n;
-	uint8_t prefix[MAX_DEPTH] = {0};
-	walk_begin(&o);
-	int rc = walk(&o, root, 0, prefix, true, &n, fn, ctx);
-	op_release(&o);
-	return rc;
+	return walk_all(ix, root, true, fn, ctx);
 }
 
 /* ---- apply ---- */
