@@ -5,8 +5,11 @@
  * whole import, naming each bad file or line with the reason, when any is
  * not a document; only then does it commit, in transactions of IMPORT_TXN
  * documents appended to the ledger's segment (it is opened non-durable),
- * and make them durable once at the end. Export writes each document as
- * DIR/<id>.json, as the mount and `get` show it.
+ * and make them durable once at the end. A directory is read, and export
+ * writes, as a mount shows a ledger (fsname.h's paths: document
+ * notes/2026/a is DIR/notes/2026/a.json), so an export copied into a mount
+ * and a mount's tree imported give the same ids; what a mount keeps as
+ * scratch is skipped and named.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -15,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +54,7 @@ struct imp {
 	struct input *v;
 	size_t n, cap;
 	char *text; /* NDJSON input, whole */
-	size_t bad;
+	size_t bad, skipped;
 	bool tty;
 };
 
@@ -150,33 +154,121 @@ static json_t *load_doc(struct imp *m, struct input *in)
 	return j;
 }
 
-static int read_dir(struct imp *m)
+/* A file or directory of the tree that is not a document's: named on
+ * stderr (the first SKIPS_SHOWN of them), counted. */
+#define SKIPS_SHOWN 20
+static void skip(struct imp *m, const char *path, const char *why)
 {
-	DIR *d = opendir(m->src);
-	if (!d)
+	if (m->skipped++ < SKIPS_SHOWN)
+		fprintf(stderr, "ledgerfs import: %s: skipped: %s\n", path,
+			why);
+}
+
+static int add_file(struct imp *m, const char *id, const char *dir,
+		    const char *name)
+{
+	size_t pl = strlen(dir) + strlen(name) + 2;
+	char *path = malloc(pl), *idc = strdup(id);
+	if (!path || !idc) {
+		free(path);
+		free(idc);
+		return -ENOMEM;
+	}
+	snprintf(path, pl, "%s/%s", dir, name);
+	return add_input(m, idc, path, 0, 0);
+}
+
+/*
+ * The tree under m->src as a mount shows it (fsname.h): rel is dir's path
+ * from m->src ("" at the top). A file's path is its id; the old flat
+ * spelling (a%2Fb.json) is read at the top, as the mount opens it. What a
+ * mount keeps as scratch (other names, dot-folders, directories whose
+ * name is not a folder's) and what is never a document (links, devices)
+ * is skipped and named.
+ */
+static int walk(struct imp *m, const char *dir, const char *rel, int depth)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "ledgerfs import: %s: %s\n", dir,
+			strerror(errno));
 		return -errno;
+	}
 	struct dirent *de;
 	int rc = 0;
 	while (!rc && (de = readdir(d))) {
-		size_t l = strlen(de->d_name);
-		if (l < 6 || strcmp(de->d_name + l - 5, ".json"))
+		const char *name = de->d_name;
+		if (!strcmp(name, ".") || !strcmp(name, ".."))
 			continue;
-		char id[LFS_FSNAME_MAX + 1];
-		if (!lfs_fsname_to_id(id, sizeof(id), de->d_name))
+		char relp[LFS_FSPATH_MAX + 1], full[PATH_MAX];
+		char id[LFS_INDEX_ID_MAX + 1];
+		struct stat st;
+		bool fits = snprintf(relp, sizeof(relp), "%s%s%s", rel,
+				     *rel ? "/" : "", name) < (int)sizeof(relp);
+		if (snprintf(full, sizeof(full), "%s/%s", dir, name) >=
+		    (int)sizeof(full)) {
+			skip(m, full, "path too long");
 			continue;
-		size_t pl = strlen(m->src) + l + 2;
-		char *path = malloc(pl), *idc = strdup(id);
-		if (!path || !idc) {
-			free(path);
-			free(idc);
-			rc = -ENOMEM;
+		}
+		if (lstat(full, &st)) {
+			rc = -errno;
+			fprintf(stderr, "ledgerfs import: %s: %s\n", full,
+				strerror(errno));
 			break;
 		}
-		snprintf(path, pl, "%s/%s", m->src, de->d_name);
-		rc = add_input(m, idc, path, 0, 0);
+		if (S_ISDIR(st.st_mode)) {
+			if (fits &&
+			    lfs_fsname_folder_to_prefix(id, sizeof(id), relp))
+				rc = walk(m, full, relp, depth + 1);
+			else
+				skip(m, full,
+				     name[0] == '.' ? "a dot-folder (scratch "
+						      "in a mount)"
+						    : "not a folder's name (a "
+						      "scratch directory in a "
+						      "mount)");
+		} else if (!S_ISREG(st.st_mode)) {
+			skip(m, full, "not a regular file (never a document)");
+		} else if (fits &&
+			   lfs_fsname_path_to_id(id, sizeof(id), relp)) {
+			rc = add_file(m, id, dir, name);
+		} else if (!depth && lfs_fsname_to_id(id, sizeof(id), name) &&
+			   strchr(id, '/')) {
+			rc = add_file(m, id, dir, name);
+		} else {
+			skip(m, full,
+			     "not a document's name (a scratch file in a "
+			     "mount)");
+		}
 	}
 	closedir(d);
 	return rc;
+}
+
+static int input_id_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct input *)a)->id,
+		      ((const struct input *)b)->id);
+}
+
+static int read_dir(struct imp *m)
+{
+	int rc = walk(m, m->src, "", 0);
+	if (rc)
+		return rc;
+	/* Two files for one id (a/b.json and the old a%2Fb.json): refused,
+	 * as neither is the one to keep. */
+	if (m->n > 1)
+		qsort(m->v, m->n, sizeof(*m->v), input_id_cmp);
+	for (size_t i = 1; i < m->n; i++)
+		if (!strcmp(m->v[i - 1].id, m->v[i].id)) {
+			char why[PATH_MAX + 64];
+			snprintf(why, sizeof(why),
+				 "the same document as %s (its old spelling)",
+				 m->v[i - 1].path);
+			bad(m, &m->v[i], why);
+		}
+	return 0;
 }
 
 static int read_ndjson(struct imp *m, FILE *f)
@@ -251,9 +343,11 @@ int lfs_cmd_import(int argc, char **argv)
 	if (argc >= 2 &&
 	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		printf("usage: ledgerfs import NAME [DIR|FILE.ndjson|-]\n"
-		       "Load documents in bulk: every DIR/<id>.json (the file "
-		       "name is the id, '/' written %%2F), "
-		       "or\nnewline-delimited "
+		       "Load documents in bulk: every file of the tree DIR "
+		       "named as a mount names a\ndocument (DIR/notes/2026/"
+		       "a.json is document notes/2026/a; other files and\n"
+		       "dot-folders, scratch in a mount, are skipped and "
+		       "named), or newline-delimited\n"
 		       "JSON objects with \"_id\" (a file, or - or nothing for "
 		       "standard input).\nEvery input is checked first: if any "
 		       "is not a document, each is named with the reason\nand "
@@ -292,6 +386,9 @@ int lfs_cmd_import(int argc, char **argv)
 			strerror(-rc));
 		return LFS_EXIT_FAIL;
 	}
+	if (m.skipped > SKIPS_SHOWN)
+		fprintf(stderr, "ledgerfs import: %zu more skipped\n",
+			m.skipped - SKIPS_SHOWN);
 	struct lfs_cli cli = {.cmd = "import"};
 	struct lfs_ledger *l = NULL;
 	int ret = open_named(&cli, m.name, &l);
@@ -377,11 +474,11 @@ struct exp {
 static int export_one(void *ctx, const struct lfs_index_entry *e)
 {
 	struct exp *x = ctx;
-	char name[LFS_FSNAME_MAX + 1];
-	if (lfs_fsname_from_id(name, e->id) < 0) {
+	char name[LFS_FSPATH_MAX + 1];
+	if (lfs_fsname_path_from_id(name, e->id) < 0) {
 		fprintf(stderr,
-			"ledgerfs export: document '%s' has no file name "
-			"(too long); use 'ledgerfs get'\n",
+			"ledgerfs export: document '%s' has no path (a name "
+			"in it is too long); use 'ledgerfs get'\n",
 			e->id);
 		x->skipped++;
 		return 0;
@@ -397,12 +494,16 @@ static int export_one(void *ctx, const struct lfs_index_entry *e)
 		size_t pl = strlen(x->dir) + strlen(name) + 2;
 		char *p = malloc(pl);
 		int fd = -1;
-		if (p) {
+		rc = p ? 0 : -ENOMEM;
+		if (p)
 			snprintf(p, pl, "%s/%s", x->dir, name);
-			fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				  0644);
-		}
-		rc = !p ? -ENOMEM : fd < 0 ? -errno : 0;
+		/* Its folders, as the mount shows them. */
+		if (!rc && strchr(name, '/'))
+			rc = lfs_mkdirs_for(p);
+		if (!rc &&
+		    (fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			       0644)) < 0)
+			rc = -errno;
 		if (!rc)
 			rc = lfs_write_all(fd, b.data, b.len);
 		if (fd >= 0 && close(fd) && !rc)
@@ -427,9 +528,10 @@ int lfs_cmd_export(int argc, char **argv)
 	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		printf("usage: ledgerfs export NAME DIR\n"
 		       "Write every document of ledger NAME as DIR/<id>.json "
-		       "(pretty JSON with \"_id\", as a mount\nshows it; DIR "
-		       "is "
-		       "made if missing); prints the number written.\n");
+		       "(pretty JSON with \"_id\"), in\nfolders, as a mount "
+		       "shows it (document notes/2026/a is DIR/notes/2026/"
+		       "a.json;\nDIR is made if missing); prints the number "
+		       "written.\n");
 		return LFS_EXIT_OK;
 	}
 	if (argc != 3) {

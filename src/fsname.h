@@ -2,10 +2,10 @@
  * fsname: how document ids become file names and paths, and back.
  *
  * Two spellings. A ledger's mount shows ids as paths, with folders (the
- * second half of this header). The flat spelling below, one file name per
- * id, is what ledgers were shown as before folders (the mount still opens
- * those names), what the Fireproof mount shows, and what `ledgerfs
- * import` and `export` read and write.
+ * second half of this header), and so do the Fireproof mount and `ledgerfs
+ * import` and `export`. The flat spelling below, one file name per id, is
+ * what ledgers were shown as before folders: the mount still opens those
+ * names at a ledger's top, and `import` reads them there.
  *
  * A flat name is "<escaped id>.json". Escaping turns every byte that
  * cannot, or should not, stand in a file name into %XX (upper-case hex):

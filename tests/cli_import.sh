@@ -1,7 +1,11 @@
 #!/bin/sh
 # ledgerfs import and export: a directory of *.json, NDJSON from a file and
 # from standard input, a refused import (every bad input named, nothing
-# applied), export writing back what get shows, fsck after.
+# applied), export writing back what get shows, fsck after. A directory is
+# a tree named as a mount names it (notes/2026/a.json is notes/2026/a):
+# import walks subfolders, skipping and naming what a mount keeps as
+# scratch; export makes the folders; export, import elsewhere, export
+# gives the same tree.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 set -e
 
@@ -18,10 +22,52 @@ echo '{"title": "slash"}' >in/x%2Fy.json
 echo 'not a document' >in/notes.txt
 expect 0 "$L" import books in
 expect_stdout '^3 documents imported$'
+expect_stderr 'in/notes.txt: skipped: not a document.s name'
 expect 0 "$L" get books b
 expect_stdout '"_id": "b"'
 expect_stdout '"x": 1.0'
 expect 0 "$L" get books x/y
+
+note "a tree: subfolders are folders of the id; scratch is skipped and named"
+"$L" init tree >/dev/null || fail "init tree"
+mkdir -p t/notes/2026 t/.git/objects t/a%41 t/x.json.d t/odd%2Edir
+echo '{"v": 1}' >t/notes/2026/a.json
+echo '{"v": 2}' >t/notes/b.json
+echo '{"v": 3}' >t/top.json
+echo '{"v": 4}' >t/a%2Fflat.json           # the old flat spelling, at the top
+echo '{"v": 5}' >t/.git/objects/c.json      # in a dot-folder: scratch
+echo '{"v": 6}' >t/a%41/d.json              # not a folder's spelling
+echo '{"v": 7}' >t/notes/%41.json           # not a document's spelling
+echo '{"v": 8}' >t/notes/2026/x%2Fy.json    # flat spelling below the top: scratch
+echo '{"v": 9}' >t/x.json.d/e.json          # "x.json.d" is a folder ("x.json.d/e")
+echo 'text' >t/notes/readme.txt
+ln -s ../top.json t/notes/link.json         # a document is never read through a link
+expect 0 "$L" import tree t
+expect_stdout '^5 documents imported$'
+for s in t/.git 't/a%41' 't/notes/%41.json' 't/notes/2026/x%2Fy.json' t/notes/readme.txt t/notes/link.json; do
+	grep -qF "$s: skipped" "$TMP/stderr" || fail "import did not name $s as skipped: $(cat "$TMP/stderr")"
+done
+grep -q 'objects' "$TMP/stderr" && fail "import walked into a dot-folder: $(cat "$TMP/stderr")"
+"$L" ls tree >ids
+printf '%s\n' a/flat notes/2026/a notes/b top x.json.d/e >want_ids
+diff want_ids ids >/dev/null || fail "import of a tree: ids
+$(cat ids)"
+expect 0 "$L" get tree notes/2026/a
+expect_stdout '"v": 1'
+expect 0 "$L" export tree tout
+expect_stdout '^5 documents exported$'
+(cd tout && find . -type f | LC_ALL=C sort) >files
+printf '%s\n' ./a/flat.json ./notes/2026/a.json ./notes/b.json ./top.json ./x.json.d/e.json >want_files
+diff want_files files >/dev/null || fail "export of a tree: files
+$(cat files)"
+
+note "the same id twice (a/b.json and the old a%2Fb.json) is refused"
+mkdir -p dup/a
+echo '{"v": 1}' >dup/a/b.json
+echo '{"v": 2}' >dup/a%2Fb.json
+expect 1 "$L" import tree dup
+expect_stderr 'the same document as'
+expect_stderr 'nothing was imported'
 
 note "NDJSON from a file and from standard input"
 printf '{"_id": "n1", "v": 1}\n\n{"_id": "n2", "v": 2}\n' >docs.ndjson
@@ -49,7 +95,7 @@ expect 0 "$L" export books out
 expect_stdout '^6 documents exported$'
 "$L" get books b >want
 cmp -s want out/b.json || fail "export of b differs from get"
-[ -f out/x%2Fy.json ] || fail "export did not escape the id x/y"
+[ -f out/x/y.json ] || fail "export did not put the id x/y in folder x"
 "$L" init copy >/dev/null
 expect 0 "$L" import copy out
 expect_stdout '^6 documents imported$'
