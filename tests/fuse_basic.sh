@@ -17,17 +17,6 @@ L=basic
 D=$MNT/$L
 n=0 # commits so far
 
-one_commit()
-{
-	n=$((n + 1))
-	expect_commits "$@" "$L" "$n"
-}
-
-no_commit()
-{
-	expect_commits "$@" "$L" "$n"
-}
-
 fuse_mount
 
 note "mkdir creates a ledger; ls lists it"

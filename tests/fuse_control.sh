@@ -18,10 +18,10 @@ C=$D/.ledgerfs
 n=0
 re_line='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z b[a-z2-7]{20,} [-+~] .+$'
 
-one_commit()
+# one_commit, and HEAD is the ledger's one head after it
+one_commit_head()
 {
-	n=$((n + 1))
-	expect_commits "$L" "$n"
+	one_commit
 	lfs_head "$L"
 	HEAD=$REPLY
 }
@@ -73,20 +73,20 @@ jq -e 'length == 0' "$TMP/conflicts" >/dev/null || fail "conflicts is not an emp
 
 note "writes show in status, heads and changes at once"
 put_text "$D/a.json" '{"n":1}'
-one_commit
+one_commit_head
 h1=$HEAD
 expect_status '(.heads | length) == 1 and .documents == 1 and .events == 1 and .errors == 0'
 got=$(bounded cat "$C/heads")
 [ "$got" = "$h1" ] || fail "heads: expected $h1, got '$got'"
 expect_changes "$h1 + a"
 put_text "$D/a.json" '{"n":2}'
-one_commit
+one_commit_head
 h2=$HEAD
 put_text "$D/b.json" '{"n":1}'
-one_commit
+one_commit_head
 h3=$HEAD
 bounded rm "$D/a.json"
-one_commit
+one_commit_head
 h4=$HEAD
 expect_status "(.heads == [\"$h4\"]) and .documents == 1 and .events == 4"
 got=$(bounded cat "$C/heads")
@@ -94,7 +94,7 @@ got=$(bounded cat "$C/heads")
 expect_changes "$h1 + a" "$h2 ~ a" "$h3 + b" "$h4 - a"
 note "one line per changed document of a commit (mv: a delete and an add)"
 bounded mv "$D/b.json" "$D/c.json"
-one_commit
+one_commit_head
 h5=$HEAD
 got=$(bounded cat "$C/changes" | cut -d' ' -f2- | tail -n 2 | LC_ALL=C sort)
 want=$(printf '%s\n' "$h5 + c" "$h5 - b" | LC_ALL=C sort)
@@ -116,7 +116,7 @@ tail_pid=$!
 LFS_BG_PIDS="$LFS_BG_PIDS $tail_pid"
 sleep 0.7
 put_text "$D/d.json" '{"n":4}'
-one_commit
+one_commit_head
 h6=$HEAD
 st=0
 wait "$tail_pid" || st=$?

@@ -19,12 +19,6 @@ L=dmn
 D=$MNT/$L
 n=0
 
-one_commit()
-{
-	n=$((n + 1))
-	expect_commits "$@" "$L" "$n"
-}
-
 # The pids of processes whose command line names our mount point (unique
 # to this test), other than this shell's own children that are not the
 # daemon.

@@ -29,12 +29,6 @@ D=$MNT/$L
 n=0
 probes=0
 
-one_commit()
-{
-	n=$((n + 1))
-	expect_commits "$@" "$L" "$n"
-}
-
 # The daemon is up and a write still commits.
 still_up()
 {

@@ -17,17 +17,6 @@ L=folders
 D=$MNT/$L
 n=0 # commits so far
 
-one_commit()
-{
-	n=$((n + 1))
-	expect_commits "$@" "$L" "$n"
-}
-
-no_commit()
-{
-	expect_commits "$@" "$L" "$n"
-}
-
 # expect_ls DIR NAME... : DIR lists exactly NAME...
 expect_ls()
 {

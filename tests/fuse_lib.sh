@@ -496,6 +496,19 @@ expect_commits()
 	fi
 }
 
+# one_commit [--settle]: ledger $L has gained exactly one commit since
+# the $n counted so far (n counts it); no_commit: it has still $n.
+one_commit()
+{
+	n=$((n + 1))
+	expect_commits "$@" "$L" "$n"
+}
+
+no_commit()
+{
+	expect_commits "$@" "$L" "$n"
+}
+
 expect_file()
 {
 	local got

@@ -21,17 +21,6 @@ D=$MNT/$L
 n=0 # commits so far
 REPLACES=${LFS_RACE_REPLACES:-1000}
 
-one_commit()
-{
-	n=$((n + 1))
-	expect_commits "$L" "$n"
-}
-
-no_commit()
-{
-	expect_commits "$L" "$n"
-}
-
 fuse_mount
 bounded mkdir "$D"
 
