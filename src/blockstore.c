@@ -571,6 +571,14 @@ int lfs_blockstore_append_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 			 parents, nparents);
 }
 
+bool lfs_blockstore_appended(struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->seg_lock);
+	bool appended = bs->seg_appended;
+	pthread_mutex_unlock(&bs->seg_lock);
+	return appended;
+}
+
 int lfs_blockstore_checkpoint(struct lfs_blockstore *bs)
 {
 	pthread_mutex_lock(&bs->seg_lock);

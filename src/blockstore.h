@@ -122,6 +122,8 @@ int lfs_blockstore_append_car(struct lfs_cid *out, struct lfs_blockstore *bs,
  * the ledger's writer lock (at close).
  */
 int lfs_blockstore_checkpoint(struct lfs_blockstore *bs);
+/* True when this process appended since open or its last checkpoint. */
+bool lfs_blockstore_appended(struct lfs_blockstore *bs);
 
 /*
  * As write_car (always durable), for compaction: every listed block is read

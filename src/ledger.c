@@ -17,6 +17,8 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -303,6 +305,8 @@ static int publish(struct lfs_ledger *l, struct lfs_cid *heads, size_t n)
 	return 0;
 }
 
+static int touch_heads(struct lfs_ledger *l);
+
 /*
  * Make the head records on disk name exactly the current head CARs: add the
  * missing ones first, then drop the rest. Caller holds write_lock.
@@ -317,7 +321,10 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
 		rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
 	if (rc)
 		return rc;
-	l->touched_heads = true;
+	if ((rc = touch_heads(l))) {
+		free(recs);
+		return rc;
+	}
 	for (size_t i = 0; i < l->nhead_cars && !rc; i++)
 		if (!lfs_ledger_cid_in(recs, nrecs, &l->head_cars[i]))
 			rc = lfs_blockstore_set_head(l->bs, &l->head_cars[i],
@@ -352,47 +359,84 @@ static int lock_writer(struct lfs_ledger *l)
 }
 
 /*
- * The head records' stamp: the head directory's modification time mixed
- * with a generation count kept in DIR/lock, which every writer that
- * changes a record bumps before it lets go of the lock. The count catches
- * what a coarse directory time can miss (two writers within one clock
- * tick); the time catches writers that predate the count.
+ * The head records' stamp: a generation count kept in the first 8 bytes
+ * of DIR/lock, which every writer bumps, holding the lock, BEFORE it
+ * changes a head record or the segment (touch_heads). So whatever a
+ * writer leaves behind, even killed halfway, the count has moved, and a
+ * process whose stamp still matches knows without a look at the files
+ * that the heads on disk are those it knows. The page is mapped shared:
+ * reading the stamp, and bumping it, cost no system call (flock orders
+ * the accesses between processes); pread and pwrite when it cannot be
+ * mapped.
  */
-static int64_t mix_stamp(int64_t stamp, uint64_t gen)
+static int read_gen(struct lfs_ledger *l, uint64_t *out)
 {
-	return stamp ^ (int64_t)(gen * 0x9e3779b97f4a7c15ull);
+	if (l->gen_map) {
+		*out = __atomic_load_n(l->gen_map, __ATOMIC_ACQUIRE);
+		return 0;
+	}
+	uint64_t g = 0;
+	ssize_t r = pread(l->lock_fd, &g, sizeof(g), 0);
+	if (r < 0)
+		return -errno;
+	*out = r == (ssize_t)sizeof(g) ? g : 0; /* a new (empty) lock file */
+	return 0;
 }
 
 static int heads_stamp(struct lfs_ledger *l, int64_t *out)
 {
-	uint64_t g = 0;
-	if (pread(l->lock_fd, &g, sizeof(g), 0) != (ssize_t)sizeof(g))
-		g = 0; /* a new (empty) lock file */
-	int rc = lfs_blockstore_heads_stamp(l->bs, out);
-	*out = mix_stamp(*out, g);
+	uint64_t g;
+	int rc = read_gen(l, &g);
+	if (!rc)
+		*out = (int64_t)(g &
+				 INT64_MAX); /* never INT64_MIN: "unknown" */
 	return rc;
+}
+
+/* Map DIR/lock's count (best effort: without it, pread and pwrite). */
+static void map_gen(struct lfs_ledger *l)
+{
+	struct stat st;
+	if (fstat(l->lock_fd, &st) || (st.st_size < (off_t)sizeof(uint64_t) &&
+				       ftruncate(l->lock_fd, sizeof(uint64_t))))
+		return;
+	void *m = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
+		       MAP_SHARED, l->lock_fd, 0);
+	if (m != MAP_FAILED)
+		l->gen_map = m;
+}
+
+/*
+ * About to change the head records or the segment (the caller holds the
+ * writer lock): bump the count first, once per hold of the lock.
+ */
+static int touch_heads(struct lfs_ledger *l)
+{
+	if (l->touched_heads)
+		return 0;
+	uint64_t g;
+	int rc = read_gen(l, &g);
+	if (rc)
+		return rc;
+	g++;
+	if (l->gen_map)
+		__atomic_store_n(l->gen_map, g, __ATOMIC_RELEASE);
+	else if (pwrite(l->lock_fd, &g, sizeof(g), 0) != (ssize_t)sizeof(g))
+		return errno ? -errno : -EIO;
+	l->touched_heads = true;
+	l->touched_gen = g;
+	return 0;
 }
 
 static void unlock_writer(struct lfs_ledger *l)
 {
-	if (l->touched_heads) {
-		/* Tell other processes (bump the count), and, when the
-		 * change was our own commit whose state is published, note
-		 * the new stamp as seen: the next commit need not list and
-		 * reload the records it wrote itself. */
-		int64_t stamp;
-		uint64_t g = 0;
-		if (pread(l->lock_fd, &g, sizeof(g), 0) != (ssize_t)sizeof(g))
-			g = 0;
-		g++;
-		bool ok = pwrite(l->lock_fd, &g, sizeof(g), 0) ==
-			  (ssize_t)sizeof(g);
-		if (ok && l->own_commit &&
-		    lfs_blockstore_heads_stamp(l->bs, &stamp) == 0)
-			l->heads_stamp = mix_stamp(stamp, g);
-		else
-			l->heads_stamp = INT64_MIN; /* reload next time */
-	}
+	/* When the change was our own commit whose state is published,
+	 * note the new stamp as seen: the next commit need not list and
+	 * reload the records it wrote itself. */
+	if (l->touched_heads)
+		l->heads_stamp = l->own_commit
+					 ? (int64_t)(l->touched_gen & INT64_MAX)
+					 : INT64_MIN; /* reload next time */
 	l->touched_heads = l->own_commit = false;
 	flock(l->lock_fd, LOCK_UN);
 }
@@ -625,6 +669,8 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 	free(op);
 	if (!rc && flock(l->open_fd, LOCK_SH))
 		rc = -errno;
+	if (!rc)
+		map_gen(l);
 	struct lfs_cid *none = rc ? NULL : malloc(sizeof(*none));
 	if (!rc && !none)
 		rc = -ENOMEM;
@@ -660,13 +706,18 @@ void lfs_ledger_close(struct lfs_ledger *l)
 	 * and marked so, so the next open re-hashes none of it. */
 	pthread_mutex_lock(&l->write_lock);
 	if (l->lock_fd >= 0 && flock(l->lock_fd, LOCK_EX) == 0) {
-		lfs_blockstore_checkpoint(l->bs);
+		/* The mark moves the segment's end: others must look. */
+		l->touched_heads = l->own_commit = false;
+		if (lfs_blockstore_appended(l->bs) && !touch_heads(l))
+			lfs_blockstore_checkpoint(l->bs);
 		unlock_writer(l);
 	}
 	pthread_mutex_unlock(&l->write_lock);
 	lfs_blockstore_sync(l->bs);
 	lfs_blockstore_free(l->bs);
 	lfs_index_cache_free(l->ix.cache);
+	if (l->gen_map)
+		munmap(l->gen_map, sizeof(*l->gen_map));
 	if (l->lock_fd >= 0)
 		close(l->lock_fd);
 	if (l->open_fd >= 0)
@@ -885,9 +936,9 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 		goto out;
 	struct lfs_car_root cr = {
 		.cars = parent_cars, .ncars = npc, .head = &event, .nhead = 1};
-	if (l->batch_dirty && (rc = lfs_blockstore_sync(l->bs)))
+	if ((l->batch_dirty && (rc = lfs_blockstore_sync(l->bs))) ||
+	    (rc = touch_heads(l)))
 		goto out;
-	l->touched_heads = true;
 	if (l->segment) {
 		/* The CAR and its head record, one record of the segment;
 		 * a durable commit's fdatasync happens after the locks. */
@@ -1135,8 +1186,8 @@ static int ingest_locked(struct lfs_ledger *l, struct lfs_arena *a,
 		rc = -EBADMSG; /* an event older than its parent */
 	if (rc == -EBADMSG)
 		lfs_blockstore_remove_car(l->bs, car); /* never applied */
-	if (!l->batch)
-		l->touched_heads = true; /* a new CAR file, at least */
+	if (!l->batch && !rc)
+		rc = touch_heads(l); /* a new CAR file, at least */
 	if (!rc && l->batch) {
 		/* Heads and state move once, when the batch ends: doing it
 		 * per CAR costs a walk of the history each (quadratic when
@@ -1312,8 +1363,9 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 	size_t nprev;
 	if ((rc = lfs_ledger_head_cars(l, &prev, &nprev)))
 		goto out;
-	l->touched_heads = true;
-	rc = lfs_blockstore_set_head(l->bs, &car, prev, nprev, true);
+	rc = touch_heads(l);
+	if (!rc)
+		rc = lfs_blockstore_set_head(l->bs, &car, prev, nprev, true);
 	free(prev);
 	if (rc)
 		goto out;

@@ -4,7 +4,9 @@
  *
  * Processes. Several processes may open one ledger (a mount and the CLI):
  * writers take an exclusive flock on DIR/lock and first pick up the heads
- * others committed, so nobody's commit is lost or hidden.
+ * others committed, so nobody's commit is lost or hidden. DIR/lock also
+ * holds a count every writer bumps before it changes a head record or the
+ * segment: a writer whose count is unchanged reads no file to know that.
  *
  * State. A ledger's state is its set of heads (events nothing names as a
  * parent) and the index root they imply (lfs_merge_root). Readers take a
@@ -132,8 +134,8 @@ int lfs_ledger_merge(struct lfs_ledger *l, struct lfs_cid *out_event,
 
 /*
  * Pick up what other processes committed to this ledger since it last
- * looked: a stat when nothing changed, else the writer lock and a reload of
- * the head records. *out_changed tells whether the state moved;
+ * looked: one read of a mapped count when nothing changed (no system
+ * call), else the writer lock and a reload of the head records. *out_changed tells whether the state moved;
  * out_before and out_after (may be NULL) receive the roots around it.
  * Readers call it once per poll interval to see the command line's writes.
  */

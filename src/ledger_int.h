@@ -34,6 +34,8 @@ struct lfs_ledger {
 	int lock_fd;                /* flock: one writer process at a time */
 	int open_fd;                /* flock shared while open */
 	int64_t heads_stamp;        /* head records seen at this stamp */
+	uint64_t *gen_map;          /* DIR/lock's count, mapped; or NULL */
+	uint64_t touched_gen;       /* the count touch_heads() set */
 	bool touched_heads; /* this writer session changed head records */
 	bool own_commit;    /* ... by a commit whose state is published */
 	pthread_mutex_t state_lock; /* guards the fields below */
