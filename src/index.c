@@ -59,6 +59,9 @@ struct result {
 	struct lfs_cid cid; /* when count > LEAF_MAX: already written */
 };
 
+static void cache_put(struct lfs_index_cache *c, const struct lfs_cid *cid,
+		      int depth, const struct node *nd);
+
 void lfs_index_init(struct lfs_index *ix, struct lfs_blocks blocks,
 		    const uint8_t salt[LFS_SALT_BYTES])
 {
@@ -193,8 +196,13 @@ static int put_block(struct op *o, struct lfs_cid *out)
 	return lfs_blocks_put(&o->ix->blocks, out, o->tmp.data, o->tmp.len);
 }
 
+/*
+ * The writers keep what they write in the node cache too: the next commit
+ * looks up and rewrites the same path, and should not decode the nodes
+ * this one just encoded.
+ */
 static int write_leaf(struct op *o, struct lfs_cid *out,
-		      const struct lfs_index_entry *e, size_t n)
+		      const struct lfs_index_entry *e, size_t n, int depth)
 {
 	lfs_buf_reset(&o->tmp);
 	lfs_cbor_put_head(&o->tmp, 5, 1);
@@ -202,11 +210,20 @@ static int write_leaf(struct op *o, struct lfs_cid *out,
 	lfs_cbor_put_head(&o->tmp, 4, n);
 	for (size_t i = 0; i < n; i++)
 		put_entry(&o->tmp, &e[i]);
-	return put_block(o, out);
+	int rc = put_block(o, out);
+	if (!rc && o->ix->cache) {
+		struct node nd = {.leaf = true,
+				  .count = n,
+				  .e = (struct lfs_index_entry *)e,
+				  .n = n};
+		cache_put(o->ix->cache, out, depth, &nd);
+	}
+	return rc;
 }
 
 static int write_internal(struct op *o, struct lfs_cid *out, uint16_t bitmap,
-			  const struct lfs_cid kids[16], uint64_t count)
+			  const struct lfs_cid kids[16], uint64_t count,
+			  int depth)
 {
 	lfs_buf_reset(&o->tmp);
 	lfs_cbor_put_head(&o->tmp, 5, 3);
@@ -219,7 +236,15 @@ static int write_internal(struct op *o, struct lfs_cid *out, uint16_t bitmap,
 			lfs_cbor_put_link(&o->tmp, &kids[d]);
 	lfs_cbor_put_string(&o->tmp, "n", 1);
 	lfs_cbor_put_head(&o->tmp, 0, count);
-	return put_block(o, out);
+	int rc = put_block(o, out);
+	if (!rc && o->ix->cache) {
+		struct node nd = {.count = count, .bitmap = bitmap};
+		for (int d = 0; d < 16; d++)
+			if (bitmap & (1u << d))
+				nd.kids[d] = kids[d];
+		cache_put(o->ix->cache, out, depth, &nd);
+	}
+	return rc;
 }
 
 /* ---- node decoding ---- */
@@ -351,7 +376,7 @@ int lfs_index_empty(struct lfs_cid *out, const struct lfs_index *ix)
 {
 	struct op o;
 	op_init(&o, ix);
-	int rc = write_leaf(&o, out, NULL, 0);
+	int rc = write_leaf(&o, out, NULL, 0, 0);
 	op_release(&o);
 	return rc;
 }
@@ -605,6 +630,41 @@ static int cached_step(struct lfs_index_cache *c, struct lfs_cid *cur,
 	return 1;
 }
 
+/*
+ * load_node through the cache: a cached node is copied into the op's
+ * arena (the cache may drop it meanwhile). keep: put a node read from
+ * the blocks into the cache (a commit's path; not a walk of everything).
+ */
+static int load_node_cached(struct op *o, struct node *nd,
+			    const struct lfs_cid *cid, int depth, bool keep)
+{
+	struct lfs_index_cache *c = o->ix->cache;
+	if (!c || !cid)
+		return load_node(o, nd, cid, depth);
+	pthread_mutex_lock(&c->lock);
+	struct cnode *n = cache_find(c, cid, depth);
+	int rc = n ? 0 : 1;
+	if (n) {
+		*nd = n->nd;
+		if (n->nd.leaf) {
+			nd->e = lfs_arena_calloc(&o->arena, nd->n ? nd->n : 1,
+						 sizeof(*nd->e));
+			rc = nd->e ? 0 : -ENOMEM;
+			for (size_t i = 0; !rc && i < nd->n; i++)
+				rc = lfs_index_entry_copy(&nd->e[i], &o->arena,
+							  &n->nd.e[i]);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (rc <= 0)
+		return rc;
+	if ((rc = load_node(o, nd, cid, depth)))
+		return rc;
+	if (keep)
+		cache_put(c, cid, depth, nd);
+	return 0;
+}
+
 int lfs_index_get(struct lfs_index_entry *out, struct lfs_arena *a,
 		  const struct lfs_index *ix, const struct lfs_cid *root,
 		  const char *id, size_t id_len)
@@ -788,7 +848,7 @@ static int build(struct op *o, struct result *out, struct lfs_index_entry *e,
 		return 0;
 	}
 	if (depth >= MAX_DEPTH)
-		return write_leaf(o, &out->cid, e, n);
+		return write_leaf(o, &out->cid, e, n, depth);
 	/* Stable partition by digit keeps each group in id order. */
 	struct lfs_index_entry *sorted =
 		lfs_arena_calloc(&o->arena, n, sizeof(*e));
@@ -817,13 +877,13 @@ static int build(struct op *o, struct result *out, struct lfs_index_entry *e,
 		struct result r;
 		int rc = build(o, &r, sorted + start[d], cnt, depth + 1);
 		if (!rc && r.count <= LFS_INDEX_LEAF_MAX)
-			rc = write_leaf(o, &r.cid, r.e, r.n);
+			rc = write_leaf(o, &r.cid, r.e, r.n, depth + 1);
 		if (rc)
 			return rc;
 		kids[d] = r.cid;
 		bitmap |= (uint16_t)(1u << d);
 	}
-	return write_internal(o, &out->cid, bitmap, kids, n);
+	return write_internal(o, &out->cid, bitmap, kids, n, depth);
 }
 
 /* Merge sorted leaf entries with sorted changes into a new arena array. */
@@ -864,7 +924,7 @@ static int apply_at(struct op *o, struct result *out, uint64_t *old_count,
 		    size_t n)
 {
 	struct node nd;
-	int rc = load_node(o, &nd, cid, depth);
+	int rc = load_node_cached(o, &nd, cid, depth, true);
 	if (rc)
 		return rc;
 	*old_count = nd.count;
@@ -938,12 +998,13 @@ static int apply_at(struct op *o, struct result *out, uint64_t *old_count,
 			continue;
 		}
 		if (kid[d].count <= LFS_INDEX_LEAF_MAX &&
-		    (rc = write_leaf(o, &kid[d].cid, kid[d].e, kid[d].n)))
+		    (rc = write_leaf(o, &kid[d].cid, kid[d].e, kid[d].n,
+				     depth + 1)))
 			return rc;
 		nd.kids[d] = kid[d].cid;
 		bitmap |= (uint16_t)(1u << d);
 	}
-	return write_internal(o, &out->cid, bitmap, nd.kids, total);
+	return write_internal(o, &out->cid, bitmap, nd.kids, total, depth);
 }
 
 static bool valid_text(const char *s, size_t len, size_t max)
@@ -1002,7 +1063,7 @@ int lfs_index_apply(struct lfs_cid *out, const struct lfs_index *ix,
 	}
 	rc = apply_at(&o, &r, &before, root, 0, ch, n);
 	if (!rc && r.count <= LFS_INDEX_LEAF_MAX)
-		rc = write_leaf(&o, &r.cid, r.e, r.n);
+		rc = write_leaf(&o, &r.cid, r.e, r.n, 0);
 	if (!rc)
 		*out = r.cid;
 out:
@@ -1103,7 +1164,7 @@ static int nodes_at(struct op *o, const struct lfs_cid *cid, int depth,
 		return rc > 0 ? 0 : rc;
 	struct node nd;
 	struct lfs_arena_mark mark = lfs_arena_mark(&o->arena);
-	if ((rc = load_node(o, &nd, cid, depth)))
+	if ((rc = load_node_cached(o, &nd, cid, depth, false)))
 		return rc;
 	for (size_t i = 0; nd.leaf && leaf_fn && i < nd.n && !rc; i++)
 		rc = leaf_fn(ctx, &nd.e[i]);
