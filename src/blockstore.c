@@ -95,6 +95,9 @@ int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
 	pthread_mutex_init(&bs->seg_lock, NULL);
 	pthread_mutex_init(&bs->sync_lock, NULL);
 	pthread_cond_init(&bs->sync_cond, NULL);
+	pthread_mutex_init(&bs->wbuf_lock, NULL);
+	lfs_buf_init(&bs->wplain, LFS_CAR_MAX_FILE);
+	lfs_buf_init(&bs->wsealed, LFS_CAR_MAX_FILE + (LFS_CAR_MAX_FILE >> 8));
 	bs->seg_fd = -1;
 	lfs_cidmap_init(&bs->seg_index);
 	lfs_cidmap_init(&bs->car_index);
@@ -159,6 +162,9 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	sodium_memzero(bs->key, sizeof(bs->key));
 	pthread_mutex_destroy(&bs->seg_lock);
 	pthread_mutex_destroy(&bs->sync_lock);
+	pthread_mutex_destroy(&bs->wbuf_lock);
+	lfs_buf_release(&bs->wplain);
+	lfs_buf_release(&bs->wsealed);
 	pthread_cond_destroy(&bs->sync_cond);
 	pthread_mutex_destroy(&bs->lock);
 	free(bs->dir);
@@ -391,6 +397,15 @@ bool lfs_blockstore_persisted(struct lfs_blockstore *bs,
 	return r;
 }
 
+bool lfs_blockstore_in_memory(struct lfs_blockstore *bs,
+			      const struct lfs_cid *cid)
+{
+	pthread_mutex_lock(&bs->lock);
+	bool r = lfs_blockmap_find(&bs->fresh, cid) != NULL;
+	pthread_mutex_unlock(&bs->lock);
+	return r;
+}
+
 int lfs_blockstore_car_of(struct lfs_cid *out, struct lfs_blockstore *bs,
 			  const struct lfs_cid *block)
 {
@@ -462,13 +477,18 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 		     bool relocate, bool segment,
 		     const struct lfs_cid *seg_parents, size_t nseg_parents)
 {
-	struct lfs_buf rb, plain, sealed, tmp;
+	struct lfs_buf rb, tmp;
 	lfs_buf_init(&rb, 0);
-	lfs_buf_init(&plain, LFS_CAR_MAX_FILE);
-	lfs_buf_init(&sealed, LFS_CAR_MAX_FILE + (LFS_CAR_MAX_FILE >> 8));
 	lfs_buf_init(&tmp, 0);
+	/* The store's buffers for the CAR and its sealed bytes, kept from
+	 * one commit to the next. */
+	pthread_mutex_lock(&bs->wbuf_lock);
+	struct lfs_buf *plain = &bs->wplain, *sealed = &bs->wsealed;
+	lfs_buf_reset(plain);
+	lfs_buf_reset(sealed);
 	struct lfs_cid rcid;
 	struct lfs_car_root copy = {0};
+	struct loc *known = NULL;
 	int rc = lfs_bs_encode_root(&rb, root);
 	if (rc)
 		goto out;
@@ -479,37 +499,49 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	size_t guess = bs->fresh.bytes + n * 48 + rb.len + 256;
 	pthread_mutex_unlock(&bs->lock);
 	if (guess < LFS_CAR_MAX_FILE)
-		lfs_buf_reserve(&plain, guess);
-	if ((rc = lfs_car_write_header(&plain, &rcid, 1)) ||
-	    (rc = lfs_car_write_block(&plain, &rcid, rb.data, rb.len)))
+		lfs_buf_reserve(plain, guess);
+	/* Where each block lands, so registering the CAR need not parse
+	 * what was just written. */
+	if (!(known = malloc((n + 1) * sizeof(*known)))) {
+		rc = -ENOMEM;
 		goto out;
+	}
+	if ((rc = lfs_car_write_header(plain, &rcid, 1)) ||
+	    (rc = lfs_car_write_block(plain, &rcid, rb.data, rb.len)))
+		goto out;
+	known[0] = (struct loc){.cid = rcid,
+				.len = (uint32_t)rb.len,
+				.off = plain->len - rb.len};
 	for (size_t i = 0; i < n; i++) {
 		lfs_buf_reset(&tmp);
 		if ((rc = bs_get(bs, &tmp, &blocks[i])) ||
-		    (rc = lfs_car_write_block(&plain, &blocks[i], tmp.data,
+		    (rc = lfs_car_write_block(plain, &blocks[i], tmp.data,
 					      tmp.len)))
 			goto out;
+		known[i + 1] = (struct loc){.cid = blocks[i],
+					    .len = (uint32_t)tmp.len,
+					    .off = plain->len - tmp.len};
 	}
-	if ((rc = lfs_envelope_seal(&sealed, out, bs->key, plain.data,
-				    plain.len, LFS_CAR_CHUNK_LOG2)))
+	if ((rc = lfs_envelope_seal(sealed, out, bs->key, plain->data,
+				    plain->len, LFS_CAR_CHUNK_LOG2)))
 		goto out;
 	char name[LFS_CID_STRLEN + 1];
 	lfs_cid_to_string(name, out);
 	if (segment) {
 		pthread_mutex_lock(&bs->seg_lock);
-		rc = lfs_bs_seg_append(bs, SEG_COMMIT, out, sealed.data,
-				       sealed.len, seg_parents, nseg_parents);
+		rc = lfs_bs_seg_append(bs, SEG_COMMIT, out, sealed->data,
+				       sealed->len, seg_parents, nseg_parents);
 		pthread_mutex_unlock(&bs->seg_lock);
 		if (!rc && durable)
 			rc = lfs_bs_seg_sync(bs);
 	} else {
-		rc = lfs_bs_write_atomic(bs, "car", name, sealed.data,
-					 sealed.len, durable);
+		rc = lfs_bs_write_atomic(bs, "car", name, sealed->data,
+					 sealed->len, durable);
 	}
 	if (rc)
 		goto out;
 	struct lfs_envelope_info info;
-	if ((rc = lfs_envelope_parse(&info, sealed.data, sealed.len)))
+	if ((rc = lfs_envelope_parse(&info, sealed->data, sealed->len)))
 		goto out;
 	copy.ncars = root->ncars;
 	copy.nhead = root->nhead;
@@ -524,9 +556,9 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	lfs_cid_copy_n(copy.cars, root->cars, root->ncars);
 	lfs_cid_copy_n(copy.head, root->head, root->nhead);
 	struct idx_src x = {0};
-	bool big = plain.len >= IDX_MIN;
+	bool big = plain->len >= IDX_MIN;
 	if (big &&
-	    (rc = lfs_bs_index_car(&x.owned, &x.n, plain.data, plain.len))) {
+	    (rc = lfs_bs_index_car(&x.owned, &x.n, plain->data, plain->len))) {
 		free(copy.cars);
 		free(copy.head);
 		goto out;
@@ -535,19 +567,25 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	const uint8_t *built = x.idx;
 	size_t nbuilt = x.n;
 	pthread_mutex_lock(&bs->lock);
-	rc = lfs_bs_register_car(bs, out, &info, &copy, plain.data, plain.len,
-				 relocate, big ? &x : NULL);
+	rc = lfs_bs_register_car(bs, out, &info, &copy, plain->data, plain->len,
+				 relocate, big ? &x : NULL, big ? NULL : known,
+				 n + 1);
 	if (!rc)
 		rc = prune_fresh(bs);
 	if (!rc && !big)
-		lfs_bs_cache_written(bs, out, &info, plain.data, plain.len);
+		lfs_bs_cache_written(bs, out, &info, plain->data, plain->len);
 	pthread_mutex_unlock(&bs->lock);
 	if (!rc && big && !segment)
 		lfs_bs_write_sidecar(bs, out, root, built, nbuilt);
 out:
+	/* Not a compaction's worth of memory, though. */
+	if (plain->cap > WBUF_KEEP)
+		lfs_buf_release(plain);
+	if (sealed->cap > WBUF_KEEP)
+		lfs_buf_release(sealed);
+	pthread_mutex_unlock(&bs->wbuf_lock);
+	free(known);
 	lfs_buf_release(&rb);
-	lfs_buf_release(&plain);
-	lfs_buf_release(&sealed);
 	lfs_buf_release(&tmp);
 	return rc;
 }

@@ -90,6 +90,14 @@ struct lfs_blocks lfs_blockstore_blocks(struct lfs_blockstore *bs);
 bool lfs_blockstore_persisted(struct lfs_blockstore *bs,
 			      const struct lfs_cid *cid);
 
+/*
+ * True when cid was put and is in no CAR file yet (the blocks a new CAR
+ * must carry; a block in a CAR file not loaded yet may be put again, and
+ * then counts as in memory). A cheap look: a small table.
+ */
+bool lfs_blockstore_in_memory(struct lfs_blockstore *bs,
+			      const struct lfs_cid *cid);
+
 /* The CAR file holding a persisted block (-ENOENT if none loaded does). */
 int lfs_blockstore_car_of(struct lfs_cid *out, struct lfs_blockstore *bs,
 			  const struct lfs_cid *block);

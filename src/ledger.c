@@ -795,7 +795,11 @@ int lfs_ledger_event_root(struct lfs_ledger *l, const struct lfs_cid *event,
 
 /* ---- commit ---- */
 
-/* The blocks a new CAR must carry: those not yet in any CAR file. */
+/*
+ * The blocks a new CAR must carry: those only in memory. A block that is
+ * not is in a CAR file of the history, which the new CAR's root reaches
+ * through "cars", and so is everything under it: the walk skips it.
+ */
 struct gather {
 	struct lfs_ledger *l;
 	struct lfs_cid *v;
@@ -806,12 +810,12 @@ struct gather {
 
 static int gather_add(struct gather *g, const struct lfs_cid *c)
 {
+	if (!g->all && !lfs_blockstore_in_memory(g->l->bs, c))
+		return 1;
 	if (lfs_cidmap_get(&g->seen, c, NULL))
 		return 1;
 	if (lfs_cidmap_set(&g->seen, c, 0))
 		return -ENOMEM;
-	if (!g->all && lfs_blockstore_persisted(g->l->bs, c))
-		return 1;
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 64;
 		void *p = realloc(g->v, cap * sizeof(*g->v));
