@@ -443,14 +443,16 @@ static void forget_locations(struct lfs_blockstore *bs, size_t keep)
 }
 
 /*
- * Index a CAR whose plaintext is known (just written, or just opened), or
+ * Index a CAR whose plaintext is known (just opened), whose blocks'
+ * places are known (known[0..nknown), just written: plain may be NULL), or
  * whose sorted index x is given (then plain may be NULL). Takes ownership
  * of root's arrays and of x. Caller holds the lock.
  */
 int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 			const struct lfs_envelope_info *info,
 			struct lfs_car_root *root, const uint8_t *plain,
-			size_t len, bool relocate, struct idx_src *x)
+			size_t len, bool relocate, struct idx_src *x,
+			const struct loc *known, size_t nknown)
 {
 	size_t idx;
 	int rc = car_slot(bs, &idx, cid);
@@ -479,6 +481,12 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		cf->idx_owned = x->owned;
 		memset(x, 0, sizeof(*x));
 		bs->sidecars[bs->nsidecars++] = idx;
+	} else if (known) {
+		for (size_t i = 0; i < nknown && !rc; i++)
+			rc = add_loc(bs, &known[i].cid, (uint32_t)idx,
+				     known[i].off, known[i].len, relocate);
+		if (rc)
+			goto fail;
 	} else {
 		struct lfs_car_reader r;
 		if ((rc = lfs_car_reader_init(&r, plain, len)))
@@ -586,7 +594,7 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 		x.n = lfs_bs_get32(p + 8);
 		pthread_mutex_lock(&bs->lock);
 		rc = lfs_bs_register_car(bs, car, &info, &root, NULL, 0, false,
-					 &x);
+					 &x, NULL, 0);
 		if (!rc && out) {
 			lfs_cidmap_get(&bs->car_index, car, &idx);
 			rc = copy_root(out, a, &bs->cars[idx].root);
@@ -624,7 +632,8 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 	if (!rc) {
 		pthread_mutex_lock(&bs->lock);
 		rc = lfs_bs_register_car(bs, car, &info, &root, plain.data,
-					 plain.len, false, big ? &x : NULL);
+					 plain.len, false, big ? &x : NULL,
+					 NULL, 0);
 		if (!rc && out) {
 			lfs_cidmap_get(&bs->car_index, car, &idx);
 			rc = copy_root(out, a, &bs->cars[idx].root);
@@ -692,7 +701,7 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 	}
 	pthread_mutex_lock(&bs->lock);
 	rc = lfs_bs_register_car(bs, expect, &info, &root, plain.data,
-				 plain.len, false, NULL);
+				 plain.len, false, NULL, NULL, 0);
 	/* Its events are read next (a catch-up applies what it fetched):
 	 * from the cache, not the file again. */
 	if (!rc)

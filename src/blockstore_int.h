@@ -18,7 +18,8 @@
  *                         (struct lfs_blocks), writing CARs, listing,
  *                         removing, head records, sync
  *
- * Locks (blockstore.h): bs->lock guards the tables and the cache;
+ * Locks (blockstore.h): wbuf_lock, write_car's buffers, comes first;
+ * bs->lock guards the tables and the cache;
  * seg_lock serialises scanning, appending and truncating the segment (taken
  * before lock); sync_lock the group commit. "Caller holds the lock" below
  * means bs->lock.
@@ -143,7 +144,15 @@ struct lfs_blockstore {
 	uint64_t seg_synced; /* offset known to be on disk */
 	int *old_fds;        /* of removed segments, closed at free (readers) */
 	size_t nold_fds;
+	/* write_car's buffers (a CAR's plaintext, its sealed bytes), kept
+	 * between commits when at most WBUF_KEEP: a malloc and page faults
+	 * each, per commit, otherwise. wbuf_lock guards them, taken before
+	 * the other locks. */
+	pthread_mutex_t wbuf_lock;
+	struct lfs_buf wplain, wsealed;
 };
+
+#define WBUF_KEEP ((size_t)1 << 20)
 
 /* What a segment record holds (blockstore_segment.c). */
 #define SEG_COMMIT 0u /* a commit: a sealed CAR */
@@ -243,7 +252,8 @@ void lfs_bs_write_sidecar(struct lfs_blockstore *bs, const struct lfs_cid *car,
 int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 			const struct lfs_envelope_info *info,
 			struct lfs_car_root *root, const uint8_t *plain,
-			size_t len, bool relocate, struct idx_src *x);
+			size_t len, bool relocate, struct idx_src *x,
+			const struct loc *known, size_t nknown);
 int lfs_bs_open_car(struct lfs_blockstore *bs, struct lfs_buf *plain,
 		    struct lfs_envelope_info *info, struct lfs_car_root *root,
 		    const struct lfs_cid *cid, const uint8_t *sealed,
