@@ -5,6 +5,7 @@
 #include "envelope.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,40 @@ size_t lfs_envelope_sealed_size(size_t len, unsigned chunk_log2)
 	return fixed + len;
 }
 
+/*
+ * Nonce prefixes: 16 bytes of randombytes_buf() each, as ever, but drawn
+ * a pool at a time (one system call per 256 files, not one per file).
+ * Each thread has its own pool; a child of fork() must not hand out the
+ * bytes its parent will, so the forking thread's pool (the only one the
+ * child can use) is emptied in the child.
+ */
+#define POOL_BYTES (PREFIX_BYTES * 256)
+
+static _Thread_local uint8_t pool[POOL_BYTES];
+static _Thread_local size_t pool_left;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forget(void)
+{
+	pool_left = 0;
+}
+
+static void pool_init(void)
+{
+	pthread_atfork(NULL, NULL, pool_forget);
+}
+
+static void draw_prefix(uint8_t out[PREFIX_BYTES])
+{
+	pthread_once(&pool_once, pool_init);
+	if (pool_left < PREFIX_BYTES) {
+		randombytes_buf(pool, sizeof(pool));
+		pool_left = sizeof(pool);
+	}
+	pool_left -= PREFIX_BYTES;
+	memcpy(out, pool + pool_left, PREFIX_BYTES);
+}
+
 int lfs_envelope_seal(struct lfs_buf *out, struct lfs_cid *out_cid,
 		      const uint8_t key[LFS_KEY_BYTES], const uint8_t *plain,
 		      size_t len, unsigned chunk_log2)
@@ -82,7 +117,7 @@ int lfs_envelope_seal(struct lfs_buf *out, struct lfs_cid *out_cid,
 	hdr[5] = (uint8_t)chunk_log2;
 	hdr[6] = 0;
 	hdr[7] = 0;
-	randombytes_buf(hdr + PREFIX_OFF, PREFIX_BYTES);
+	draw_prefix(hdr + PREFIX_OFF);
 
 	size_t csize = (size_t)1 << chunk_log2;
 	size_t n = len ? ((len - 1) >> chunk_log2) + 1 : 1;
