@@ -135,9 +135,10 @@ int lfs_ledger_merge(struct lfs_ledger *l, struct lfs_cid *out_event,
 /*
  * Pick up what other processes committed to this ledger since it last
  * looked: one read of a mapped count when nothing changed (no system
- * call), else the writer lock and a reload of the head records. *out_changed tells whether the state moved;
- * out_before and out_after (may be NULL) receive the roots around it.
- * Readers call it once per poll interval to see the command line's writes.
+ * call), else the writer lock and a reload of the head records. *out_changed
+ * tells whether the state moved; out_before and out_after (may be NULL) receive
+ * the roots around it. Readers call it once per poll interval to see the
+ * command line's writes.
  */
 int lfs_ledger_refresh(struct lfs_ledger *l, struct lfs_cid *out_before,
 		       struct lfs_cid *out_after, bool *out_changed);
