@@ -16,13 +16,26 @@ void lfs_idtree_init(struct lfs_idtree *t)
 	pthread_mutex_init(&t->lock, NULL);
 }
 
+/* A chunk of the sorted ids: at most CHUNK, in order; every chunk but a
+ * lone one holds at least one. */
+#define CHUNK 256
+struct lfs_idtree_chunk {
+	size_t n;
+	char *ids[CHUNK];
+};
+
 static void drop_ids(struct lfs_idtree *t)
 {
-	for (size_t i = 0; i < t->n; i++)
-		free(t->ids[i]);
-	free(t->ids);
-	t->ids = NULL;
-	t->n = 0;
+	for (size_t c = 0; c < t->nchunks; c++) {
+		for (size_t i = 0; i < t->chunks[c]->n; i++)
+			free(t->chunks[c]->ids[i]);
+		free(t->chunks[c]);
+	}
+	free(t->chunks);
+	free(t->start);
+	t->chunks = NULL;
+	t->start = NULL;
+	t->nchunks = t->cap = t->n = 0;
 	t->valid = false;
 }
 
@@ -86,42 +99,150 @@ static int diff_fn(void *ctx, const struct lfs_index_entry *ea,
 	return 0;
 }
 
-/* Merge the sorted added ids into t's, less the removed ones. */
-static int merge(struct lfs_idtree *t, struct diff_ctx *c)
+/* Room for one more chunk pointer (and its start) at the end. */
+static int chunks_grow(struct lfs_idtree *t)
 {
-	if (c->added.n > 1)
-		qsort(c->added.v, c->added.n, sizeof(char *), str_cmp);
-	if (c->removed.n > 1)
-		qsort(c->removed.v, c->removed.n, sizeof(char *), str_cmp);
-	size_t cap = t->n + c->added.n;
-	char **v = malloc((cap ? cap : 1) * sizeof(*v));
-	if (!v)
+	if (t->nchunks < t->cap)
+		return 0;
+	size_t cap = t->cap ? t->cap * 2 : 16;
+	struct lfs_idtree_chunk **c = realloc(t->chunks, cap * sizeof(*c));
+	if (!c)
 		return -ENOMEM;
-	size_t i = 0, j = 0, r = 0, n = 0;
-	while (i < t->n || j < c->added.n) {
-		bool take_old =
-			j == c->added.n ||
-			(i < t->n && strcmp(t->ids[i], c->added.v[j]) < 0);
-		if (!take_old) {
-			v[n++] = c->added.v[j];
-			c->added.v[j++] = NULL;
-			continue;
-		}
-		char *id = t->ids[i++];
-		while (r < c->removed.n && strcmp(c->removed.v[r], id) < 0)
-			r++;
-		if (r < c->removed.n && !strcmp(c->removed.v[r], id))
-			free(id);
-		else
-			v[n++] = id;
-	}
-	free(t->ids);
-	t->ids = v;
-	t->n = n;
+	t->chunks = c;
+	size_t *st = realloc(t->start, cap * sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	t->start = st;
+	t->cap = cap;
 	return 0;
 }
 
-/* Bring t to root. Caller holds t->lock. */
+/* Recount where each chunk from c on starts. */
+static void restart(struct lfs_idtree *t, size_t c)
+{
+	size_t at = c ? t->start[c - 1] + t->chunks[c - 1]->n : 0;
+	for (; c < t->nchunks; c++) {
+		t->start[c] = at;
+		at += t->chunks[c]->n;
+	}
+	t->n = at;
+}
+
+/* The chunk holding index i (i < t->n), by its start. */
+static size_t chunk_of(const struct lfs_idtree *t, size_t i)
+{
+	size_t lo = 0, hi = t->nchunks;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t->start[mid] <= i)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static const char *tree_at(const void *ctx, size_t i)
+{
+	const struct lfs_idtree *t = ctx;
+	size_t c = chunk_of(t, i);
+	return t->chunks[c]->ids[i - t->start[c]];
+}
+
+static struct lfs_idtree_list tree_list(const struct lfs_idtree *t)
+{
+	return (struct lfs_idtree_list){.at = tree_at, .ctx = t, .n = t->n};
+}
+
+static size_t list_lower(const struct lfs_idtree_list *l, const char *key);
+
+/* Insert id (taken) at its place. */
+static int insert(struct lfs_idtree *t, char *id)
+{
+	if (!t->nchunks) {
+		if (chunks_grow(t) ||
+		    !(t->chunks[0] = calloc(1, sizeof(*t->chunks[0]))))
+			return -ENOMEM;
+		t->nchunks = 1;
+		t->start[0] = 0;
+	}
+	struct lfs_idtree_list l = tree_list(t);
+	size_t i = list_lower(&l, id);
+	size_t c = i == t->n ? t->nchunks - 1 : chunk_of(t, i);
+	struct lfs_idtree_chunk *k = t->chunks[c];
+	size_t at = i - t->start[c];
+	if (k->n == CHUNK) { /* split in halves */
+		struct lfs_idtree_chunk *h = calloc(1, sizeof(*h));
+		if (!h || chunks_grow(t)) {
+			free(h);
+			return -ENOMEM;
+		}
+		h->n = CHUNK / 2;
+		memcpy(h->ids, k->ids + CHUNK / 2, h->n * sizeof(char *));
+		k->n = CHUNK / 2;
+		memmove(t->chunks + c + 2, t->chunks + c + 1,
+			(t->nchunks - c - 1) * sizeof(*t->chunks));
+		t->chunks[c + 1] = h;
+		t->nchunks++;
+		if (at > k->n) {
+			at -= k->n;
+			k = h;
+			c++;
+		}
+	}
+	memmove(k->ids + at + 1, k->ids + at, (k->n - at) * sizeof(char *));
+	k->ids[at] = id;
+	k->n++;
+	restart(t, c);
+	return 0;
+}
+
+/* Remove id if present. */
+static void erase(struct lfs_idtree *t, const char *id)
+{
+	struct lfs_idtree_list l = tree_list(t);
+	size_t i = list_lower(&l, id);
+	if (i == t->n)
+		return;
+	size_t c = chunk_of(t, i);
+	struct lfs_idtree_chunk *k = t->chunks[c];
+	size_t at = i - t->start[c];
+	if (strcmp(k->ids[at], id))
+		return;
+	free(k->ids[at]);
+	memmove(k->ids + at, k->ids + at + 1, (k->n - at - 1) * sizeof(char *));
+	if (--k->n == 0 && t->nchunks > 1) {
+		free(k);
+		memmove(t->chunks + c, t->chunks + c + 1,
+			(t->nchunks - c - 1) * sizeof(*t->chunks));
+		t->nchunks--;
+	}
+	restart(t, c < t->nchunks ? c : t->nchunks - 1);
+}
+
+/* Fill t (empty) with the sorted ids v (taken), chunks three-quarters
+ * full. */
+static int fill(struct lfs_idtree *t, struct idlist *v)
+{
+	if (v->n > 1)
+		qsort(v->v, v->n, sizeof(char *), str_cmp);
+	for (size_t i = 0; i < v->n;) {
+		struct lfs_idtree_chunk *k;
+		if (chunks_grow(t) || !(k = calloc(1, sizeof(*k))))
+			return -ENOMEM;
+		k->n = v->n - i < CHUNK * 3 / 4 ? v->n - i : CHUNK * 3 / 4;
+		memcpy(k->ids, v->v + i, k->n * sizeof(char *));
+		memset(v->v + i, 0, k->n * sizeof(char *));
+		i += k->n;
+		t->chunks[t->nchunks++] = k;
+	}
+	restart(t, 0);
+	return 0;
+}
+
+/* Bring t to root: from its own root, the diff of the two roots applied
+ * id by id (O(log n + CHUNK) each); the first time, or after an error, a
+ * walk of the whole index. Caller holds t->lock. */
 static int update(struct lfs_idtree *t, const struct lfs_index *ix,
 		  const struct lfs_cid *root)
 {
@@ -131,12 +252,17 @@ static int update(struct lfs_idtree *t, const struct lfs_index *ix,
 	int rc;
 	if (t->valid) {
 		rc = lfs_index_diff(ix, &t->root, root, diff_fn, &c);
+		for (size_t i = 0; !rc && i < c.removed.n; i++)
+			erase(t, c.removed.v[i]);
+		for (size_t i = 0; !rc && i < c.added.n; i++)
+			if (!(rc = insert(t, c.added.v[i])))
+				c.added.v[i] = NULL;
 	} else {
 		drop_ids(t);
 		rc = lfs_index_each(ix, root, each_fn, &c.added);
+		if (!rc)
+			rc = fill(t, &c.added);
 	}
-	if (!rc)
-		rc = merge(t, &c);
 	idlist_free(&c.added);
 	idlist_free(&c.removed);
 	if (rc) {
@@ -149,12 +275,12 @@ static int update(struct lfs_idtree *t, const struct lfs_index *ix,
 }
 
 /* The first index whose id is >= key. */
-static size_t lower(const struct lfs_idtree *t, const char *key)
+static size_t list_lower(const struct lfs_idtree_list *t, const char *key)
 {
 	size_t lo = 0, hi = t->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(t->ids[mid], key) < 0)
+		if (strcmp(t->at(t->ctx, mid), key) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -163,13 +289,13 @@ static size_t lower(const struct lfs_idtree *t, const char *key)
 }
 
 /* The first index past the ids that start with prefix. */
-static size_t upper_prefix(const struct lfs_idtree *t, size_t from,
+static size_t upper_prefix(const struct lfs_idtree_list *t, size_t from,
 			   const char *prefix, size_t len)
 {
 	size_t lo = from, hi = t->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (strncmp(t->ids[mid], prefix, len) <= 0)
+		if (strncmp(t->at(t->ctx, mid), prefix, len) <= 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -226,9 +352,8 @@ static bool seen_has(const struct seen *s, const char *name, size_t len)
 	return false;
 }
 
-int lfs_idtree_children(struct lfs_idtree *t, const struct lfs_index *ix,
-			const struct lfs_cid *root, const char *path,
-			lfs_idtree_child_fn fn, void *ctx)
+int lfs_idtree_list_children(const struct lfs_idtree_list *t, const char *path,
+			     lfs_idtree_child_fn fn, void *ctx)
 {
 	char prefix[LFS_INDEX_ID_MAX + 2], buf[LFS_FSPATH_MAX + 1];
 	int rc = folder_prefix(prefix, path);
@@ -236,12 +361,10 @@ int lfs_idtree_children(struct lfs_idtree *t, const struct lfs_index *ix,
 		return rc;
 	size_t pl = strlen(prefix), plen = strlen(path);
 	struct seen seen = {0};
-	pthread_mutex_lock(&t->lock);
-	rc = update(t, ix, root);
-	size_t i = rc ? t->n : lower(t, prefix);
-	size_t end = rc ? t->n : upper_prefix(t, i, prefix, pl);
+	size_t i = list_lower(t, prefix);
+	size_t end = upper_prefix(t, i, prefix, pl);
 	while (!rc && i < end) {
-		const char *id = t->ids[i];
+		const char *id = t->at(t->ctx, i);
 		const char *rest = under(buf, id, path, plen);
 		char *slash = rest ? strchr(rest, '/') : NULL;
 		if (!rest || (!slash && !(rc = fn(ctx, rest, id)))) {
@@ -275,17 +398,51 @@ int lfs_idtree_children(struct lfs_idtree *t, const struct lfs_index *ix,
 		memcpy(q, id, s + 1);
 		q[s + 1] = '/';
 		q[s + 2] = '\0';
-		size_t odd = lower(t, q);
+		size_t odd = list_lower(t, q);
 		size_t past = upper_prefix(t, i, q, s + 1);
-		if (odd < past && !strncmp(t->ids[odd], q, s + 2))
+		if (odd < past && !strncmp(t->at(t->ctx, odd), q, s + 2))
 			i++;
 		else
 			i = past;
 	}
-	pthread_mutex_unlock(&t->lock);
 	for (size_t k = 0; k < seen.n; k++)
 		free(seen.v[k]);
 	free(seen.v);
+	return rc;
+}
+
+bool lfs_idtree_list_has_folder(const struct lfs_idtree_list *t,
+				const char *path)
+{
+	char prefix[LFS_INDEX_ID_MAX + 2], buf[LFS_FSPATH_MAX + 1];
+	if (folder_prefix(prefix, path))
+		return false;
+	size_t pl = strlen(prefix), plen = strlen(path);
+	for (size_t i = list_lower(t, prefix); i < t->n; i++) {
+		const char *id = t->at(t->ctx, i);
+		if (strncmp(id, prefix, pl))
+			break;
+		if (under(buf, id, path, plen))
+			return true;
+	}
+	return false;
+}
+
+int lfs_idtree_children(struct lfs_idtree *t, const struct lfs_index *ix,
+			const struct lfs_cid *root, const char *path,
+			lfs_idtree_child_fn fn, void *ctx)
+{
+	char prefix[LFS_INDEX_ID_MAX + 2];
+	int rc = folder_prefix(prefix, path);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&t->lock);
+	rc = update(t, ix, root);
+	if (!rc) {
+		struct lfs_idtree_list l = tree_list(t);
+		rc = lfs_idtree_list_children(&l, path, fn, ctx);
+	}
+	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
 
@@ -293,16 +450,13 @@ int lfs_idtree_has_folder(struct lfs_idtree *t, const struct lfs_index *ix,
 			  const struct lfs_cid *root, const char *path,
 			  bool *out)
 {
-	char prefix[LFS_INDEX_ID_MAX + 2], buf[LFS_FSPATH_MAX + 1];
 	*out = false;
-	if (folder_prefix(prefix, path))
-		return 0;
-	size_t pl = strlen(prefix), plen = strlen(path);
 	pthread_mutex_lock(&t->lock);
 	int rc = update(t, ix, root);
-	for (size_t i = rc ? t->n : lower(t, prefix);
-	     i < t->n && !strncmp(t->ids[i], prefix, pl) && !*out; i++)
-		*out = under(buf, t->ids[i], path, plen) != NULL;
+	if (!rc) {
+		struct lfs_idtree_list l = tree_list(t);
+		*out = lfs_idtree_list_has_folder(&l, path);
+	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
@@ -318,10 +472,15 @@ int lfs_idtree_under(struct lfs_idtree *t, const struct lfs_index *ix,
 	size_t pl = strlen(prefix), plen = strlen(path);
 	pthread_mutex_lock(&t->lock);
 	rc = update(t, ix, root);
-	for (size_t i = rc ? t->n : lower(t, prefix);
-	     !rc && i < t->n && !strncmp(t->ids[i], prefix, pl); i++)
-		if (under(buf, t->ids[i], path, plen))
-			rc = fn(ctx, t->ids[i], buf);
+	struct lfs_idtree_list l = tree_list(t);
+	for (size_t i = rc ? l.n : list_lower(&l, prefix); !rc && i < l.n;
+	     i++) {
+		const char *id = tree_at(t, i);
+		if (strncmp(id, prefix, pl))
+			break;
+		if (under(buf, id, path, plen))
+			rc = fn(ctx, id, buf);
+	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }

@@ -169,12 +169,97 @@ START_TEST(model)
 }
 END_TEST
 
+struct all {
+	char (*ids)[16];
+	size_t n;
+};
+
+static int gather(void *ctx, const char *id, const char *path)
+{
+	struct all *a = ctx;
+	(void)path;
+	snprintf(a->ids[a->n++], 16, "%s", id);
+	return 0;
+}
+
+/* Thousands of ids, so that chunks split, empty and go: after each batch
+ * (one id, or hundreds) the tree holds exactly the live ids, in order,
+ * reached from the last root by a diff. */
+START_TEST(chunks)
+{
+	unsigned seed = getenv("LFS_SEED") ? (unsigned)atoi(getenv("LFS_SEED"))
+					   : (unsigned)time(NULL);
+	printf("test_idtree chunks: seed %u (LFS_SEED=%u replays)\n", seed,
+	       seed);
+	srand(seed);
+	enum { POOL = 4000 };
+	struct lfs_blockmap map;
+	struct lfs_index ix;
+	struct lfs_cid root;
+	struct lfs_idtree t;
+	lfs_blockmap_init(&map);
+	lfs_index_init(&ix, lfs_blockmap_blocks(&map), salt);
+	ck_assert_int_eq(lfs_index_empty(&root, &ix), 0);
+	lfs_idtree_init(&t);
+	static bool live[POOL];
+	static char got[POOL][16];
+	memset(live, 0, sizeof(live));
+	/* Known empty first: then every id comes by a diff. */
+	bool none;
+	ck_assert_int_eq(lfs_idtree_has_folder(&t, &ix, &root, "k", &none), 0);
+	for (int round = 0; round < 60; round++) {
+		int k = rand() % 4 ? 1 + rand() % 8 : rand() % 1500;
+		/* Early rounds mostly add; later ones remove as much. */
+		int add_pct = round < 20 ? 90 : round < 40 ? 50 : 20;
+		for (int j = 0; j < k; j++) {
+			int i = rand() % POOL;
+			char id[16];
+			snprintf(id, sizeof(id), "k%05d", i);
+			struct lfs_index_entry e = {0};
+			e.id = id;
+			e.id_len = strlen(id);
+			lfs_cid_of(&e.cur.doc, LFS_CODEC_DAG_CBOR, "x", 1);
+			e.cur.t = 1;
+			e.cur.writer = "w";
+			bool put = rand() % 100 < add_pct;
+			struct lfs_index_change c = {.id = e.id,
+						     .id_len = e.id_len,
+						     .entry = put ? &e : NULL};
+			ck_assert_int_eq(
+				lfs_index_apply(&root, &ix, &root, &c, 1), 0);
+			live[i] = put;
+		}
+		struct all a = {.ids = got, .n = 0};
+		ck_assert_int_eq(
+			lfs_idtree_under(&t, &ix, &root, "", gather, &a), 0);
+		size_t w = 0;
+		for (int i = 0; i < POOL; i++) {
+			if (!live[i])
+				continue;
+			char id[16];
+			snprintf(id, sizeof(id), "k%05d", i);
+			ck_assert_uint_lt(w, a.n);
+			ck_assert_str_eq(got[w], id);
+			w++;
+		}
+		ck_assert_uint_eq(w, a.n);
+		bool has;
+		ck_assert_int_eq(
+			lfs_idtree_has_folder(&t, &ix, &root, "k", &has), 0);
+		ck_assert(!has);
+	}
+	lfs_idtree_release(&t);
+	lfs_blockmap_release(&map);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("idtree");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, model);
+	tcase_add_test(tc, chunks);
 	suite_add_tcase(s, tc);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
