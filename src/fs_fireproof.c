@@ -29,6 +29,7 @@
 #include "errmsg.h"
 #include "fp_ledger.h"
 #include "fsname.h"
+#include "idtree.h"
 #include "log.h"
 #include "timefmt.h"
 
@@ -42,9 +43,11 @@ enum kind {
 	K_ROOT,
 	K_LEDGER,
 	K_DOC,
+	K_FOLDER, /* a folder of documents: fsname.h's paths, as a mount */
 	K_SNAPS,
 	K_SNAP,
 	K_SNAPDOC,
+	K_SNAPFOLDER,
 	K_BYTIME,
 	K_LINK,
 	K_CTLDIR,
@@ -68,7 +71,7 @@ struct node {
 	fuse_ino_t ino;
 	struct fpl *lg;
 	struct lfs_cid ev;
-	char *name; /* id, control file or by-time name */
+	char *name; /* id, folder path, control file or by-time name */
 	char *key;  /* identity */
 };
 
@@ -171,17 +174,26 @@ static int doc_cmp(const struct lfs_fp_doc *a, const struct lfs_fp_doc *b)
 static struct node *node_get(struct lfs_fpfs *fs, enum kind k, struct fpl *lg,
 			     const struct lfs_cid *ev, const char *name);
 
-/* Drop the kernel's cached name and attributes of a changed document. */
+/* Drop the kernel's cached name and attributes of a changed document,
+ * and the names of its folders (one may have come or gone). */
 static void invalidate(struct lfs_fpfs *fs, struct fpl *lg,
 		       const struct lfs_fp_doc *d)
 {
-	char name[LFS_FSNAME_MAX + 1];
-	struct node *dir = node_get(fs, K_LEDGER, lg, NULL, NULL);
+	char path[LFS_FSPATH_MAX + 1];
 	struct node *n = node_get(fs, K_DOC, lg, NULL, d->id);
-	int len = lfs_fsname_from_id(name, d->id);
-	if (!fs->se || !dir || len <= 0)
+	if (!fs->se || lfs_fsname_path_from_id(path, d->id) <= 0)
 		return;
-	fuse_lowlevel_notify_inval_entry(fs->se, dir->ino, name, (size_t)len);
+	struct node *dir = node_get(fs, K_LEDGER, lg, NULL, NULL);
+	for (char *name = path, *slash; dir; name = slash + 1) {
+		slash = strchr(name, '/');
+		size_t len = slash ? (size_t)(slash - name) : strlen(name);
+		fuse_lowlevel_notify_inval_entry(fs->se, dir->ino, name, len);
+		if (!slash)
+			break;
+		*slash = '\0';
+		dir = node_get(fs, K_FOLDER, lg, NULL, path);
+		*slash = '/';
+	}
 	if (n)
 		fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
 }
@@ -442,13 +454,49 @@ static int dir_docs(struct fpl *lg, struct lfs_fp_state *s,
 		    struct lfs_fp_doc **out, size_t *out_n, bool *owned)
 {
 	*owned = false;
-	if (n->k == K_LEDGER || n->k == K_DOC) {
+	if (n->k == K_LEDGER || n->k == K_DOC || n->k == K_FOLDER) {
 		*out = s->docs;
 		*out_n = s->ndocs;
 		return 0;
 	}
 	*owned = true;
 	return lfs_fp_ledger_docs_at(lg->l, s, &n->ev, a, out, out_n);
+}
+
+/* The document id in docs (sorted), or NULL. */
+static const struct lfs_fp_doc *find_doc(const struct lfs_fp_doc *docs,
+					 size_t nd, const char *id)
+{
+	struct lfs_fp_doc key = {.id = id, .id_len = strlen(id)};
+	size_t lo = 0, hi = nd;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = doc_cmp(&key, &docs[mid]);
+		if (!c)
+			return &docs[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Sorted documents as idtree's sorted ids: folders are prefix ranges. */
+static const char *doc_id_at(const void *ctx, size_t i)
+{
+	return ((const struct lfs_fp_doc *)ctx)[i].id;
+}
+
+static struct lfs_idtree_list doc_list(const struct lfs_fp_doc *docs, size_t nd)
+{
+	return (struct lfs_idtree_list){.at = doc_id_at, .ctx = docs, .n = nd};
+}
+
+/* A directory node's path in its ledger or snapshot ("" at the top). */
+static const char *dir_path(const struct node *n)
+{
+	return n->k == K_FOLDER || n->k == K_SNAPFOLDER ? n->name : "";
 }
 
 /* The by-time name of every event (time, plus a CID tail when shared). */
@@ -571,22 +619,8 @@ static int node_doc(struct lfs_fpfs *fs, struct node *n, struct lfs_buf *out,
 	bool owned;
 	int rc = dir_docs(lg, s, n, &a, &docs, &nd, &owned);
 	const struct lfs_fp_doc *d = NULL;
-	if (!rc) {
-		struct lfs_fp_doc key = {.id = n->name,
-					 .id_len = strlen(n->name)};
-		size_t lo = 0, hi = nd;
-		while (lo < hi && !d) {
-			size_t mid = (lo + hi) / 2;
-			int c = doc_cmp(&key, &docs[mid]);
-			if (!c)
-				d = &docs[mid];
-			else if (c < 0)
-				hi = mid;
-			else
-				lo = mid + 1;
-		}
-		rc = d ? 0 : -ENOENT;
-	}
+	if (!rc)
+		rc = (d = find_doc(docs, nd, n->name)) ? 0 : -ENOENT;
 	if (!rc && out_size) {
 		uint64_t sz;
 		pthread_mutex_lock(&fs->size_lock);
@@ -615,7 +649,8 @@ static int64_t node_time(struct node *n)
 {
 	struct lfs_fp_state *s = fpl_state(n->lg);
 	int64_t t = 0;
-	if (s && (n->k == K_SNAP || n->k == K_SNAPDOC || n->k == K_LINK)) {
+	if (s && (n->k == K_SNAP || n->k == K_SNAPDOC || n->k == K_SNAPFOLDER ||
+		  n->k == K_LINK)) {
 		const struct lfs_fp_evinfo *e = lfs_fp_state_event(s, &n->ev);
 		t = e ? e->t_ns : 0;
 	} else if (s && s->nevents) {
@@ -658,6 +693,19 @@ static int node_stat(struct lfs_fpfs *fs, struct node *n, struct stat *st)
 		st->st_nlink = 1;
 		return rc;
 	}
+	case K_FOLDER: {
+		/* Gone with its last document (the kernel asks again). */
+		struct lfs_fp_state *s = fpl_state(n->lg);
+		struct lfs_idtree_list l =
+			doc_list(s ? s->docs : NULL, s ? s->ndocs : 0);
+		bool has = lfs_idtree_list_has_folder(&l, n->name);
+		lfs_fp_state_unref(s);
+		if (!has)
+			return -ENOENT;
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		return 0;
+	}
 	case K_LINK: {
 		st->st_mode = S_IFLNK | 0777;
 		st->st_nlink = 1;
@@ -678,6 +726,57 @@ static struct lfs_fpfs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/*
+ * A name in a ledger, a snapshot or a folder: a document by its path
+ * (fsname.h), at the ledger's top also by its flat name from before
+ * folders ("a%2Fb.json"), or a folder with documents under it.
+ */
+static int resolve_in(struct lfs_fpfs *fs, struct node *p, const char *name,
+		      struct node **out)
+{
+	bool snap = p->k == K_SNAP || p->k == K_SNAPFOLDER;
+	const char *dir = dir_path(p);
+	char path[LFS_FSPATH_MAX + 1], id[LFS_INDEX_ID_MAX + 1];
+	if (snprintf(path, sizeof(path), "%s%s%s", dir, *dir ? "/" : "",
+		     name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	struct lfs_fp_state *s = fpl_state(p->lg);
+	if (!s)
+		return -ENOENT;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_fp_doc *docs;
+	size_t nd;
+	bool owned;
+	int rc = dir_docs(p->lg, s, p, &a, &docs, &nd, &owned);
+	struct node *n = NULL;
+	if (!rc) {
+		struct lfs_idtree_list l = doc_list(docs, nd);
+		bool doc = lfs_fsname_path_to_id(id, sizeof(id), path) &&
+			   find_doc(docs, nd, id);
+		if (!doc && p->k == K_LEDGER)
+			doc = lfs_fsname_to_id(id, sizeof(id), name) &&
+			      strchr(id, '/') && find_doc(docs, nd, id);
+		if (doc)
+			n = node_get(fs, snap ? K_SNAPDOC : K_DOC, p->lg,
+				     snap ? &p->ev : NULL, id);
+		else if (lfs_idtree_list_has_folder(&l, path))
+			n = node_get(fs, snap ? K_SNAPFOLDER : K_FOLDER, p->lg,
+				     snap ? &p->ev : NULL, path);
+		else
+			rc = -ENOENT;
+		if (!rc && !n)
+			rc = -ENOMEM;
+		if (owned)
+			free(docs);
+	}
+	lfs_arena_release(&a);
+	lfs_fp_state_unref(s);
+	if (!rc)
+		*out = n;
+	return rc;
+}
+
 static int resolve(struct lfs_fpfs *fs, struct node *p, const char *name,
 		   struct node **out)
 {
@@ -696,16 +795,13 @@ static int resolve(struct lfs_fpfs *fs, struct node *p, const char *name,
 			n = node_get(fs, K_SNAPS, p->lg, NULL, NULL);
 		else if (!strcmp(name, ".ledgerfs"))
 			n = node_get(fs, K_CTLDIR, p->lg, NULL, NULL);
-		else {
-			char id[LFS_FSNAME_MAX + 1];
-			if (!lfs_fsname_to_id(id, sizeof(id), name) ||
-			    !(s = fpl_state(p->lg)) ||
-			    !lfs_fp_state_find(s, id, strlen(id)))
-				break;
-			n = node_get(fs, K_DOC, p->lg, NULL, id);
-		}
+		else
+			return resolve_in(fs, p, name, out);
 		rc = n ? 0 : -ENOMEM;
 		break;
+	case K_FOLDER:
+	case K_SNAPFOLDER:
+		return resolve_in(fs, p, name, out);
 	case K_SNAPS: {
 		struct lfs_cid ev;
 		if (!strcmp(name, "by-time"))
@@ -718,18 +814,8 @@ static int resolve(struct lfs_fpfs *fs, struct node *p, const char *name,
 		rc = n ? 0 : -ENOMEM;
 		break;
 	}
-	case K_SNAP: {
-		char id[LFS_FSNAME_MAX + 1];
-		if (!lfs_fsname_to_id(id, sizeof(id), name))
-			break;
-		n = node_get(fs, K_SNAPDOC, p->lg, &p->ev, id);
-		if (!n) {
-			rc = -ENOMEM;
-			break;
-		}
-		rc = node_doc(fs, n, NULL, NULL);
-		break;
-	}
+	case K_SNAP:
+		return resolve_in(fs, p, name, out);
 	case K_BYTIME: {
 		if (!(s = fpl_state(p->lg)))
 			break;
@@ -829,6 +915,12 @@ static void list_add(struct listing *l, const char *name, mode_t mode)
 	l->n++;
 }
 
+static int list_child(void *ctx, const char *name, const char *id)
+{
+	list_add(ctx, name, id ? S_IFREG : S_IFDIR);
+	return 0;
+}
+
 static int build_listing(struct lfs_fpfs *fs, struct node *n, struct listing *l)
 {
 	list_add(l, ".", S_IFDIR);
@@ -859,20 +951,21 @@ static int build_listing(struct lfs_fpfs *fs, struct node *n, struct listing *l)
 	if (!s)
 		return 0;
 	int rc = 0;
-	if (n->k == K_LEDGER || n->k == K_SNAP) {
+	if (n->k == K_LEDGER || n->k == K_SNAP || n->k == K_FOLDER ||
+	    n->k == K_SNAPFOLDER) {
 		struct lfs_arena a;
 		lfs_arena_init(&a, 0);
 		struct lfs_fp_doc *d;
 		size_t nd;
 		bool owned;
 		rc = dir_docs(n->lg, s, n, &a, &d, &nd, &owned);
-		for (size_t i = 0; !rc && i < nd; i++) {
-			char name[LFS_FSNAME_MAX + 1];
-			if (lfs_fsname_from_id(name, d[i].id) > 0)
-				list_add(l, name, S_IFREG);
+		if (!rc) {
+			struct lfs_idtree_list dl = doc_list(d, nd);
+			rc = lfs_idtree_list_children(&dl, dir_path(n),
+						      list_child, l);
+			if (owned)
+				free(d);
 		}
-		if (!rc && owned)
-			free(d);
 		lfs_arena_release(&a);
 	} else if (n->k == K_SNAPS) {
 		list_add(l, "by-time", S_IFDIR);
