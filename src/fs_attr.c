@@ -179,6 +179,56 @@ static int parse_line(struct lfs_attr_table *t, char *line)
 	return 0;
 }
 
+/*
+ * Attributes kept before folders named a document with '/' in its id by
+ * its flat name ("a%2Fb.json"); it is now "a/b.json". Move each such
+ * entry to its path (unless the path has its own), and save.
+ */
+static int migrate_flat(struct lfs_attr_table *t)
+{
+	struct attr_entry *moved = NULL;
+	for (size_t i = 0; i < t->nbuckets; i++)
+		for (struct attr_entry **pp = &t->buckets[i], *e; (e = *pp);) {
+			char id[LFS_INDEX_ID_MAX + 1];
+			char path[LFS_FSPATH_MAX + 1];
+			if (strchr(e->name, '/') || !strstr(e->name, "%2F") ||
+			    !lfs_fsname_to_id(id, sizeof(id), e->name) ||
+			    !strchr(id, '/') ||
+			    lfs_fsname_path_from_id(path, id) < 0 ||
+			    !strcmp(path, e->name)) {
+				pp = &e->next;
+				continue;
+			}
+			char *np = strdup(path);
+			if (!np)
+				return -ENOMEM;
+			lfs_info("ledger '%s': the attributes of %s are now "
+				 "those of %s (folders)",
+				 t->lg->name, e->name, path);
+			free(e->name);
+			e->name = np;
+			*pp = e->next;
+			e->next = moved;
+			moved = e;
+			t->n--;
+		}
+	while (moved) {
+		struct attr_entry *e = moved;
+		moved = e->next;
+		t->dirty = true;
+		if (*slot(t, e->name)) { /* the path's own attributes win */
+			free(e->name);
+			free(e);
+			continue;
+		}
+		struct attr_entry **pp = slot(t, e->name);
+		e->next = NULL;
+		*pp = e;
+		t->n++;
+	}
+	return 0;
+}
+
 static char *attrs_path(struct lfs_fsl *lg)
 {
 	return lfs_fs_path(lg->state, "attrs");
@@ -215,6 +265,8 @@ static int load(struct lfs_attr_table **out, struct lfs_fsl *lg)
 	if (f)
 		fclose(f);
 	free(path);
+	if (!rc)
+		rc = migrate_flat(t);
 	if (rc) {
 		table_free(t);
 		return rc;

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include <sodium.h>
 
+#include "fileio.h"
 #include "fs.h"
 #include "fs_attr.h"
 #include "fs_ledger.h"
@@ -601,6 +603,47 @@ START_TEST(test_attrs_kept)
 }
 END_TEST
 
+/* Attributes kept before folders named a%2Fb.json: found as a/b.json
+ * (moved on load, and saved so), unless a/b.json has its own. */
+START_TEST(test_attrs_flat_names)
+{
+	ck_assert_int_eq(save("a/b.json", "{\"v\": 1}"), 0);
+	ck_assert_int_eq(save("c/d.json", "{\"v\": 2}"), 0);
+	lfs_fs_free(fs);
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/state/t/attrs", home.dir);
+	FILE *f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	/* "a%2Fb.json", "c%2Fd.json", "c/d.json", in hex */
+	fprintf(f, "v1 600 - - - - 61253246622e6a736f6e\n"
+		   "v1 640 - - - - 63253246642e6a736f6e\n"
+		   "v1 604 - - - - 632f642e6a736f6e\n");
+	fclose(f);
+	ck_assert_int_eq(lfs_fs_new(&fs, &home), 0);
+	lg = lfs_fsl_get(fs, "t", true);
+	ck_assert_ptr_nonnull(lg);
+	struct lfs_attr got;
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "a/b.json", &got), 0);
+	ck_assert_uint_eq(got.set, LFS_ATTR_MODE);
+	ck_assert_uint_eq(got.mode, 0600);
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "c/d.json", &got), 0);
+	ck_assert_uint_eq(got.mode, 0604);
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "a%2Fb.json", &got), 0);
+	ck_assert_uint_eq(got.set, 0);
+	/* Saved under the new names: the next mount needs no move. */
+	lfs_attr_save_all(fs);
+	uint8_t *text;
+	size_t len;
+	ck_assert_int_eq(lfs_read_file(p, 1 << 20, &text, &len), 0);
+	char *s = strndup((char *)text, len);
+	free(text);
+	ck_assert_ptr_nonnull(strstr(s, "v1 600 - - - - 612f622e6a736f6e\n"));
+	ck_assert_ptr_null(strstr(s, "2532"));
+	ck_assert_ptr_null(strstr(s, " 640 "));
+	free(s);
+}
+END_TEST
+
 static Suite *save_suite(void)
 {
 	Suite *s = suite_create("save");
@@ -626,6 +669,7 @@ static Suite *save_suite(void)
 	tcase_add_test(tc, test_save_backup_rename);
 	tcase_add_test(tc, test_save_special_not_saved);
 	tcase_add_test(tc, test_attrs_kept);
+	tcase_add_test(tc, test_attrs_flat_names);
 	suite_add_tcase(s, tc);
 	return s;
 }
