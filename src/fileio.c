@@ -54,6 +54,95 @@ int lfs_mkdirs_for(const char *path)
 	return rc;
 }
 
+/* Is the name s[0..len) one a walk may take? */
+static bool walk_name_ok(const char *s, size_t len)
+{
+	return len && !(len == 1 && s[0] == '.') &&
+	       !(len == 2 && s[0] == '.' && s[1] == '.');
+}
+
+int lfs_walk_at(int *out_dir, const char **out_name, int root, const char *path,
+		bool mkdirs)
+{
+	*out_dir = -1;
+	*out_name = NULL;
+	int dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
+	if (dir < 0)
+		return -errno;
+	const char *s = path, *slash;
+	int rc = 0;
+	while (!rc && (slash = strchr(s, '/'))) {
+		size_t len = (size_t)(slash - s);
+		char name[NAME_MAX + 1];
+		if (!walk_name_ok(s, len)) {
+			rc = -EINVAL;
+			break;
+		}
+		if (len > NAME_MAX) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		memcpy(name, s, len);
+		name[len] = '\0';
+		const int flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+		int next = openat(dir, name, flags);
+		if (next < 0 && errno == ENOENT && mkdirs &&
+		    (mkdirat(dir, name, 0700) == 0 || errno == EEXIST))
+			next = openat(dir, name, flags);
+		if (next < 0)
+			rc = errno == ELOOP ? -ENOTDIR : -errno;
+		close(dir);
+		dir = next;
+		s = slash + 1;
+	}
+	if (!rc && path[0] && !walk_name_ok(s, strlen(s)))
+		rc = -EINVAL;
+	if (rc) {
+		if (dir >= 0)
+			close(dir);
+		return rc;
+	}
+	*out_dir = dir;
+	*out_name = path[0] ? s : ".";
+	return 0;
+}
+
+int lfs_at_open(struct lfs_at *out, int root, const char *path, bool mkdirs)
+{
+	out->dir = -1;
+	out->name = NULL;
+	if (!(out->path = strdup(path)))
+		return -ENOMEM;
+	int rc = lfs_walk_at(&out->dir, &out->name, root, out->path, mkdirs);
+	if (rc) {
+		free(out->path);
+		out->path = NULL;
+	}
+	return rc;
+}
+
+void lfs_at_close(struct lfs_at *at)
+{
+	if (at->dir >= 0)
+		close(at->dir);
+	free(at->path);
+	at->dir = -1;
+	at->path = NULL;
+	at->name = NULL;
+}
+
+int lfs_lstat_at(int root, const char *path, struct stat *st)
+{
+	int dir;
+	const char *name;
+	int rc = lfs_walk_at(&dir, &name, root, path, false);
+	if (!rc && fstatat(dir, name, st, AT_SYMLINK_NOFOLLOW))
+		rc = -errno;
+	if (dir >= 0)
+		close(dir);
+	return rc;
+}
+
 int lfs_write_all(int fd, const void *p, size_t len)
 {
 	const char *q = p;

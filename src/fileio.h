@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /*
@@ -19,6 +20,39 @@ int lfs_mkdirs(const char *path);
 
 /* The same for the directory that will hold the file at path. */
 int lfs_mkdirs_for(const char *path);
+
+/*
+ * Resolve path, relative to the directory open as root, for a *at call
+ * (openat, mkdirat, unlinkat, renameat, fstatat...): *out_dir gets a new
+ * descriptor (O_PATH, close it) of the directory holding the last name
+ * and *out_name points at that name inside path. No symbolic link is
+ * followed on the way and no name may be empty, "." or "..", so what is
+ * found stays under root however long path is (any path of up to
+ * PATH_MAX bytes from wherever root is). path "" is root itself, with
+ * *out_name ".". With mkdirs, missing directories on the way are made
+ * (mode 0700). Returns 0, -ENOENT or -ENOTDIR (a directory on the way is
+ * missing, or is not one: a link is not), -EINVAL (an empty, "." or ".."
+ * name), -ENAMETOOLONG, or another negative errno; *out_dir is -1 then.
+ */
+int lfs_walk_at(int *out_dir, const char **out_name, int root, const char *path,
+		bool mkdirs);
+
+/*
+ * A name ready for *at calls: lfs_walk_at's answer with its own copy of
+ * the path, so the caller's may go. lfs_at_open: 0 or lfs_walk_at's
+ * errors (-ENOMEM too); on failure out->dir is -1 and nothing needs
+ * closing, though lfs_at_close may still be called.
+ */
+struct lfs_at {
+	int dir;          /* the directory holding name (O_PATH) */
+	const char *name; /* inside path */
+	char *path;
+};
+int lfs_at_open(struct lfs_at *out, int root, const char *path, bool mkdirs);
+void lfs_at_close(struct lfs_at *at);
+
+/* lstat of path under root (lfs_walk_at): 0 or a negative errno. */
+int lfs_lstat_at(int root, const char *path, struct stat *st);
 
 /* Write all len bytes to fd, retrying short writes and EINTR. */
 int lfs_write_all(int fd, const void *p, size_t len);

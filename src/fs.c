@@ -224,12 +224,12 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 }
 
 /* A scratch file made for another user (allow_other) is theirs. */
-static void own_scratch(fuse_req_t req, const char *path)
+static void own_scratch(fuse_req_t req, const struct lfs_at *at)
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
-	if (geteuid() == 0 && c && (c->uid != 0 || c->gid != 0))
-		if (lchown(path, c->uid, c->gid))
-			lfs_warn("chown %s: %s", path, strerror(errno));
+	if (geteuid() == 0 && c && (c->uid != 0 || c->gid != 0) &&
+	    fchownat(at->dir, at->name, c->uid, c->gid, AT_SYMLINK_NOFOLLOW))
+		lfs_warn("chown %s: %s", at->path, strerror(errno));
 }
 
 /* Is p a directory of a ledger that names are made in (the ledger, a
@@ -251,14 +251,12 @@ static int path_in(struct lfs_fs *fs, struct lfs_node *p, const char *name,
 	return rc;
 }
 
-/* base/path, with the directories above it made (a folder that only its
- * documents made has no local directory yet). malloc'd. */
-static char *local_path(const char *base, const char *path)
+/* path's local name in lg's scratch directory, with the directories
+ * above it made (a folder that only its documents made has no local
+ * directory yet). */
+static int local_at(struct lfs_at *out, struct lfs_fsl *lg, const char *path)
 {
-	char *p = lfs_fs_path(base, path);
-	if (p && strchr(path, '/'))
-		lfs_mkdirs_for(p);
-	return p;
+	return lfs_at_open(out, lg->scratch_fd, path, true);
 }
 
 /* ---- lookup and attributes ---- */
@@ -450,29 +448,32 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 		rc = lfs_view_ctl(fs, n, &h->data, req_interrupted, req);
 		break;
 	case LFS_N_SCRATCH: {
-		char *p = lfs_fs_path(n->lg->scratch, n->name);
+		struct lfs_at at;
 		/* The kernel resolves links itself: a link here is one that
 		 * replaced the file since the lookup. */
 		int flags = fi->flags | O_NOFOLLOW | O_CLOEXEC;
 		bool made = false;
-		if (p && (flags & O_CREAT)) {
+		rc = lfs_node_at(&at, fs, n, flags & O_CREAT);
+		if (!rc && (flags & O_CREAT)) {
 			/* A new file gets the mode asked for (the kernel
 			 * took the caller's umask off), not the daemon's
 			 * umask's take on it. */
-			h->fd = open(p, flags | O_EXCL, create_mode);
-			if (h->fd < 0 && errno == ENOENT &&
-			    lfs_mkdirs_for(p) == 0)
-				h->fd = open(p, flags | O_EXCL, create_mode);
+			h->fd = openat(at.dir, at.name, flags | O_EXCL,
+				       create_mode);
 			made = h->fd >= 0;
 			if (h->fd < 0 && errno == EEXIST && !(flags & O_EXCL))
-				h->fd = open(p, flags & ~O_CREAT, 0);
-		} else if (p) {
-			h->fd = open(p, flags, create_mode);
+				h->fd = openat(at.dir, at.name,
+					       flags & ~O_CREAT, 0);
+		} else if (!rc) {
+			h->fd = openat(at.dir, at.name, flags, create_mode);
 		}
 		if (made && fchmod(h->fd, create_mode & 07777))
-			lfs_warn("chmod %s: %s", n->name, strerror(errno));
-		rc = !p ? -ENOMEM : h->fd < 0 ? -errno : 0;
-		free(p);
+			lfs_warn("chmod %s: %s", at.path, strerror(errno));
+		if (made)
+			own_scratch(req, &at);
+		if (!rc && h->fd < 0)
+			rc = -errno;
+		lfs_at_close(&at);
 		break;
 	}
 	default:
@@ -665,14 +666,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	} else {
 		fi->flags |= O_CREAT;
 		rc = open_node(fs, n, fi, mode & 07777, req);
-		if (!rc) {
-			pthread_mutex_lock(&fs->lock);
-			char *path = lfs_fs_path(p->lg->scratch, n->name);
-			pthread_mutex_unlock(&fs->lock);
-			if (path)
-				own_scratch(req, path);
-			free(path);
-		}
 	}
 	if (!rc)
 		lfs_fsl_dir_changed(p->lg);
@@ -703,7 +696,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void mkdir_in(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *p,
 		     const char *name, mode_t mode)
 {
-	char *path = NULL, *local = NULL;
+	char *path = NULL;
+	struct lfs_at local = {.dir = -1};
 	struct lfs_node *n = NULL;
 	struct stat st;
 	double ttl;
@@ -728,16 +722,17 @@ static void mkdir_in(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *p,
 	}
 	if (n)
 		lfs_node_unref(fs, n);
-	if (!rc && !(local = local_path(p->lg->scratch, path)))
-		rc = -ENOMEM;
-	if (!rc && mkdir(local, mode & 07777))
+	if (!rc)
+		rc = local_at(&local, p->lg, path);
+	if (!rc && mkdirat(local.dir, local.name, mode & 07777))
 		rc = -errno;
 	/* The mode asked for, not the daemon's umask's take on it. */
-	if (!rc && chmod(local, mode & 07777))
+	if (!rc &&
+	    fchmodat(local.dir, local.name, mode & 07777, AT_SYMLINK_NOFOLLOW))
 		rc = -errno;
 	if (!rc)
-		own_scratch(req, local);
-	free(local);
+		own_scratch(req, &local);
+	lfs_at_close(&local);
 	free(path);
 	if (rc) {
 		reply_status(req, "mkdir", name, rc);
@@ -813,18 +808,25 @@ static int rmdir_in(struct lfs_fs *fs, struct lfs_node *p, const char *name)
 	if (!rc && l.n > 2)
 		rc = -ENOTEMPTY;
 	lfs_listing_release(&l);
+	/* A folder that only its documents made has no local directory
+	 * (ENOENT); its drafts directory is only ever empty here. */
+	struct lfs_at local = {.dir = -1}, draft = {.dir = -1};
 	pthread_mutex_lock(&fs->lock);
-	char *local = rc ? NULL : lfs_fs_path(p->lg->scratch, n->name);
-	char *draft = rc ? NULL : lfs_fs_path(p->lg->drafts, n->name);
+	char *path = rc ? NULL : strdup(n->name);
 	pthread_mutex_unlock(&fs->lock);
-	if (!rc && (!local || !draft))
+	if (!rc && !path)
 		rc = -ENOMEM;
-	if (!rc && rmdir(local) && errno != ENOENT)
-		rc = -errno;
-	if (!rc && n->kind == LFS_N_FOLDER)
-		rmdir(draft); /* only ever empty here */
-	free(local);
-	free(draft);
+	int lr = rc ? 0 : lfs_at_open(&local, p->lg->scratch_fd, path, false);
+	if (!rc && !lr && unlinkat(local.dir, local.name, AT_REMOVEDIR))
+		lr = -errno;
+	if (lr != -ENOENT)
+		rc = rc ? rc : lr;
+	if (!rc && n->kind == LFS_N_FOLDER &&
+	    !lfs_at_open(&draft, p->lg->drafts_fd, path, false))
+		unlinkat(draft.dir, draft.name, AT_REMOVEDIR);
+	lfs_at_close(&local);
+	lfs_at_close(&draft);
+	free(path);
 	lfs_node_unref(fs, n);
 	return rc;
 }
@@ -853,8 +855,9 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
  * directory does when its last file is removed. */
 static void keep_folder(struct lfs_fsl *lg, const char *path)
 {
-	if (strchr(path, '/'))
-		free(local_path(lg->scratch, path));
+	struct lfs_at at;
+	if (strchr(path, '/') && !local_at(&at, lg, path))
+		lfs_at_close(&at);
 }
 
 static int unlink_in(struct lfs_fs *fs, struct lfs_node *p, const char *name)
@@ -940,13 +943,13 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct lfs_node *p = lfs_node_by_ino(fs, parent);
 	char *path = NULL;
 	int rc = scratch_parent(fs, p, name, &path);
-	if (!rc) {
-		char *local = local_path(p->lg->scratch, path);
-		rc = !local ? -ENOMEM : symlink(link, local) ? -errno : 0;
-		if (!rc)
-			own_scratch(req, local);
-		free(local);
-	}
+	struct lfs_at local = {.dir = -1};
+	if (!rc && !(rc = local_at(&local, p->lg, path)) &&
+	    symlinkat(link, local.dir, local.name))
+		rc = -errno;
+	if (!rc)
+		own_scratch(req, &local);
+	lfs_at_close(&local);
 	free(path);
 	if (rc) {
 		fuse_reply_err(req, -rc);
@@ -964,13 +967,13 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct lfs_node *p = lfs_node_by_ino(fs, parent);
 	char *path = NULL;
 	int rc = scratch_parent(fs, p, name, &path);
-	if (!rc) {
-		char *local = local_path(p->lg->scratch, path);
-		rc = !local ? -ENOMEM : mknod(local, mode, rdev) ? -errno : 0;
-		if (!rc)
-			own_scratch(req, local);
-		free(local);
-	}
+	struct lfs_at local = {.dir = -1};
+	if (!rc && !(rc = local_at(&local, p->lg, path)) &&
+	    mknodat(local.dir, local.name, mode, rdev))
+		rc = -errno;
+	if (!rc)
+		own_scratch(req, &local);
+	lfs_at_close(&local);
 	free(path);
 	if (rc) {
 		reply_status(req, "mknod", name, rc);
@@ -995,16 +998,15 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		rc = lfs_node_read_only(n->kind) ? -EROFS : -EPERM;
 	else if (!rc && n->lg != p->lg)
 		rc = -EXDEV;
-	char *from = NULL;
-	if (!rc) {
-		pthread_mutex_lock(&fs->lock);
-		from = lfs_fs_path(n->lg->scratch, n->name);
-		pthread_mutex_unlock(&fs->lock);
-		char *to = local_path(p->lg->scratch, path);
-		rc = !from || !to ? -ENOMEM : link(from, to) ? -errno : 0;
-		free(to);
-	}
-	free(from);
+	struct lfs_at from = {.dir = -1}, to = {.dir = -1};
+	if (!rc)
+		rc = lfs_node_at(&from, fs, n, false);
+	if (!rc)
+		rc = local_at(&to, p->lg, path);
+	if (!rc && linkat(from.dir, from.name, to.dir, to.name, 0))
+		rc = -errno;
+	lfs_at_close(&from);
+	lfs_at_close(&to);
 	free(path);
 	if (rc) {
 		reply_status(req, "link", newname, rc);
@@ -1028,11 +1030,15 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, n ? EINVAL : ESTALE);
 		return;
 	}
-	char *path = lfs_fs_path(n->lg->scratch, n->name), buf[PATH_MAX];
-	ssize_t r = path ? readlink(path, buf, sizeof(buf) - 1) : -1;
-	free(path);
-	if (r < 0) {
-		fuse_reply_err(req, path ? errno : ENOMEM);
+	char buf[PATH_MAX];
+	struct lfs_at at;
+	int rc = lfs_node_at(&at, fs, n, false);
+	ssize_t r = rc ? -1 : readlinkat(at.dir, at.name, buf, sizeof(buf) - 1);
+	if (!rc && r < 0)
+		rc = -errno;
+	lfs_at_close(&at);
+	if (rc) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	buf[r] = '\0';

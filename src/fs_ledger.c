@@ -79,6 +79,10 @@ static void fsl_free(struct lfs_fsl *lg)
 	for (int i = 0; i < LFS_FSL_ERRORS_KEPT; i++)
 		free(lg->errors[i]);
 	free(lg->name);
+	if (lg->scratch_fd >= 0)
+		close(lg->scratch_fd);
+	if (lg->drafts_fd >= 0)
+		close(lg->drafts_fd);
 	free(lg->scratch);
 	free(lg->drafts);
 	free(lg->state);
@@ -124,6 +128,7 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 		return NULL;
 	lfs_idtree_init(&lg->tree);
 	lfs_idtree_init(&lg->snaptree);
+	lg->scratch_fd = lg->drafts_fd = -1;
 	lg->name = strdup(name);
 	char sub[PATH_MAX];
 	snprintf(sub, sizeof(sub), "%s/scratch/%s", fs->home->dir, name);
@@ -137,6 +142,14 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 		lfs_error("ledger '%s': cannot create its local directories "
 			  "under %s",
 			  name, fs->home->dir);
+		lg->err = -EIO;
+	}
+	const int dflags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+	if (!lg->err && ((lg->scratch_fd = open(lg->scratch, dflags)) < 0 ||
+			 (lg->drafts_fd = open(lg->drafts, dflags)) < 0)) {
+		lfs_error("ledger '%s': cannot open its local directories "
+			  "under %s: %s",
+			  name, fs->home->dir, strerror(errno));
 		lg->err = -EIO;
 	}
 	if (!lg->name) {

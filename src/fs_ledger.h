@@ -33,6 +33,10 @@ struct lfs_fsl {
 	/* Set once when made, then read without a lock. */
 	char *name;
 	char *scratch, *drafts, *state; /* HOME/scratch|drafts|state/<name> */
+	/* scratch and drafts open (O_PATH; -1 when lfs_fsl.err says they
+	 * could not be made): the roots of every walk to a local file in
+	 * them (lfs_walk_at), whose paths may be as long as the mount's. */
+	int scratch_fd, drafts_fd;
 	/*
 	 * The open ledger, or NULL with err saying why (-ENOKEY: no key
 	 * here). Goes from NULL to open at most once, under fs->lock, when a

@@ -53,6 +53,18 @@ uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
 	return h < 2 ? h + 2 : h;
 }
 
+uint64_t lfs_node_local_ino(const struct stat *st)
+{
+	static const uint8_t hkey[crypto_shorthash_KEYBYTES] = "ledgerfs-local";
+	uint64_t id[2] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino};
+	uint8_t out[crypto_shorthash_BYTES];
+	crypto_shorthash(out, (const uint8_t *)id, sizeof(id), hkey);
+	uint64_t h;
+	memcpy(&h, out, sizeof(h));
+	h &= 0x7fffffffffffffffull;
+	return h < 2 ? h + 2 : h;
+}
+
 static bool same_identity(const struct lfs_node *n, enum lfs_node_kind k,
 			  const struct lfs_fsl *lg, const struct lfs_cid *event,
 			  const char *name)
@@ -320,6 +332,20 @@ int lfs_node_child_path(char **out, const struct lfs_node *p, const char *name)
 	return 0;
 }
 
+int lfs_node_at(struct lfs_at *out, struct lfs_fs *fs, const struct lfs_node *n,
+		bool mkdirs)
+{
+	pthread_mutex_lock(&fs->lock);
+	char *path = n->name ? strdup(n->name) : NULL;
+	pthread_mutex_unlock(&fs->lock);
+	out->dir = -1;
+	out->name = out->path = NULL;
+	int rc = path ? lfs_at_open(out, n->lg->scratch_fd, path, mkdirs)
+		      : -ENOMEM;
+	free(path);
+	return rc;
+}
+
 bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n)
 {
 	if (n->kind == LFS_N_FOLDER)
@@ -327,10 +353,11 @@ bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n)
 	if (n->kind != LFS_N_SCRATCH)
 		return false;
 	pthread_mutex_lock(&fs->lock);
-	char *p = lfs_fs_path(n->lg->scratch, n->name);
+	char *p = strdup(n->name);
 	pthread_mutex_unlock(&fs->lock);
 	struct stat st;
-	bool dir = p && lstat(p, &st) == 0 && S_ISDIR(st.st_mode);
+	bool dir = p && lfs_lstat_at(n->lg->scratch_fd, p, &st) == 0 &&
+		   S_ISDIR(st.st_mode);
 	free(p);
 	return dir;
 }
@@ -394,16 +421,12 @@ static int classify(struct want *w, struct lfs_node *p, const char *name)
 	}
 	w->kind = LFS_N_SCRATCH;
 	if (folder && !has) {
-		char *local = lfs_fs_path(lg->scratch, w->path);
 		struct stat st;
-		has = local && lstat(local, &st) == 0 && S_ISDIR(st.st_mode);
-		if (!has && local) {
-			free(local);
-			local = lfs_fs_path(lg->drafts, w->path);
-			has = local && lstat(local, &st) == 0 &&
+		has = lfs_lstat_at(lg->scratch_fd, w->path, &st) == 0 &&
+		      S_ISDIR(st.st_mode);
+		if (!has)
+			has = lfs_lstat_at(lg->drafts_fd, w->path, &st) == 0 &&
 			      S_ISDIR(st.st_mode);
-		}
-		free(local);
 	}
 	if (has)
 		w->kind = LFS_N_FOLDER;

@@ -20,8 +20,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "buf.h"
+#include "fileio.h"
 #include "fs_int.h"
 #include "fs_ledger.h"
 
@@ -86,6 +88,14 @@ struct lfs_node {
 /* Snapshots and their contents cannot be written. */
 bool lfs_node_read_only(enum lfs_node_kind k);
 
+/*
+ * The inode number stat shows for a scratch file or directory: its local
+ * file's (st_dev, st_ino), hashed like node numbers, so hard links of
+ * one local file show one number, which a rename keeps. The node itself
+ * (what the kernel asks about) keeps its own number.
+ */
+uint64_t lfs_node_local_ino(const struct stat *st);
+
 /* The inode number a node of this identity gets (before collisions). */
 uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
 		       const struct lfs_cid *event, const char *name);
@@ -133,6 +143,16 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
  * -ENAMETOOLONG past LFS_FSPATH_MAX, -ENOMEM.
  */
 int lfs_node_child_path(char **out, const struct lfs_node *p, const char *name);
+
+/*
+ * n's local file or directory (a scratch file or directory, or a folder's
+ * local directory) under its ledger's scratch directory, ready for *at
+ * calls (lfs_at_open, with mkdirs making the directories above it); n's
+ * path is read under fs->lock, which a rename takes to change it. 0 or
+ * a negative errno (lfs_walk_at's); out is closed with lfs_at_close.
+ */
+int lfs_node_at(struct lfs_at *out, struct lfs_fs *fs, const struct lfs_node *n,
+		bool mkdirs);
 
 /* Is n a directory inside a ledger (a folder or a scratch directory)? */
 bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n);

@@ -328,9 +328,11 @@ int lfs_save_unlink(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
 	if (rc)
 		return rc;
 	if (what & LFS_UNLINK_SCRATCH) {
-		char *path = lfs_fs_path(lg->scratch, name);
-		rc = !path ? -ENOMEM : unlink(path) ? -errno : 0;
-		free(path);
+		struct lfs_at at;
+		rc = lfs_at_open(&at, lg->scratch_fd, name, false);
+		if (!rc && unlinkat(at.dir, at.name, 0))
+			rc = -errno;
+		lfs_at_close(&at);
 		return rc;
 	}
 	if (what & LFS_UNLINK_COMMIT) {
@@ -378,16 +380,29 @@ static void carry_attrs(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 	lfs_attr_set(fs, lg, name, &a);
 }
 
-static int rename_in(const char *dir, const char *from, const char *to)
+/* Rename local file from to `to` under root (lg's scratch or drafts
+ * directory), making the directories above `to` if needed (mkdirs: at
+ * once; else only when they are missing). */
+static int rename_at(int root, const char *from, const char *to, bool mkdirs)
 {
-	char *a = lfs_fs_path(dir, from);
-	char *b = lfs_fs_path(dir, to);
-	int rc = !a || !b ? -ENOMEM : rename(a, b) ? -errno : 0;
+	struct lfs_at a, b = {.dir = -1};
+	int rc = lfs_at_open(&a, root, from, false);
+	if (!rc)
+		rc = lfs_at_open(&b, root, to, mkdirs);
+	if (!rc && renameat(a.dir, a.name, b.dir, b.name))
+		rc = -errno;
+	lfs_at_close(&a);
+	lfs_at_close(&b);
+	return rc;
+}
+
+static int rename_in(int root, const char *from, const char *to)
+{
+	int rc = rename_at(root, from, to, false);
 	/* Into a folder that only its documents made: make it here. */
-	if (rc == -ENOENT && access(a, F_OK) == 0 && !lfs_mkdirs_for(b))
-		rc = rename(a, b) ? -errno : 0;
-	free(a);
-	free(b);
+	struct stat st;
+	if (rc == -ENOENT && lfs_lstat_at(root, from, &st) == 0)
+		rc = rename_at(root, from, to, true);
 	return rc;
 }
 
@@ -404,14 +419,14 @@ static int write_scratch(struct lfs_fsl *lg, const char *to,
 			: lfs_write_all(fd, content->data, content->len);
 	if (fd >= 0 && close(fd) && !rc)
 		rc = -errno;
-	char *b = rc ? NULL : lfs_fs_path(lg->scratch, to);
-	if (!rc && b && strchr(to, '/'))
-		rc = lfs_mkdirs_for(b);
+	struct lfs_at b = {.dir = -1};
 	if (!rc)
-		rc = !b ? -ENOMEM : rename(tmp, b) ? -errno : 0;
+		rc = lfs_at_open(&b, lg->scratch_fd, to, true);
+	if (!rc && renameat(AT_FDCWD, tmp, b.dir, b.name))
+		rc = -errno;
 	if (rc)
 		unlink(tmp);
-	free(b);
+	lfs_at_close(&b);
 	return rc;
 }
 
@@ -446,7 +461,7 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 	if (rc)
 		return rc;
 	if (p.action == LFS_RENAME_SCRATCH) {
-		rc = rename_in(lg->scratch, from, to);
+		rc = rename_in(lg->scratch_fd, from, to);
 		if (!rc)
 			lfs_node_rekey(fs, lg, from, false, to, NULL);
 		return rc;
@@ -476,17 +491,19 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 	switch (p.action) {
 	case LFS_RENAME_SAVE: {
 		/* scratch -> document: sed -i, rsync, `mv tmp x.json` */
-		char *a = lfs_fs_path(lg->scratch, from);
+		struct lfs_at a;
 		struct stat st;
-		bool have_st = a && lstat(a, &st) == 0;
+		bool have_a = !lfs_at_open(&a, lg->scratch_fd, from, false);
+		bool have_st = have_a && !fstatat(a.dir, a.name, &st,
+						  AT_SYMLINK_NOFOLLOW);
 		rc = lfs_save_content(fs, lg, to, content.data, content.len);
 		if (rc == -EINVAL)
 			rc = 0; /* kept as a draft; the rename happened */
 		if (!rc && have_st)
 			carry_attrs(fs, lg, to, p.to_id, &st);
-		if (!rc && a)
-			unlink(a);
-		free(a);
+		if (!rc && have_a)
+			unlinkat(a.dir, a.name, 0);
+		lfs_at_close(&a);
 		break;
 	}
 	case LFS_RENAME_BACKUP:
@@ -502,7 +519,7 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 		}
 		break;
 	case LFS_RENAME_MOVE_DRAFT:
-		rc = rename_in(lg->drafts, from, to);
+		rc = rename_in(lg->drafts_fd, from, to);
 		if (!rc)
 			lfs_attr_rename(fs, lg, from, to);
 		break;
@@ -589,19 +606,14 @@ static int move_txn(struct lfs_fs *fs, struct lfs_fsl *lg,
 	return rc;
 }
 
-/* Move dir/from to dir/to if it exists, making to's parents. */
-static int move_local(const char *dir, const char *from, const char *to)
+/* Move from to `to` under root if it exists, making to's parents. */
+static int move_local(int root, const char *from, const char *to)
 {
-	char *a = lfs_fs_path(dir, from), *b = lfs_fs_path(dir, to);
-	int rc = !a || !b ? -ENOMEM : 0;
-	if (!rc && access(a, F_OK) == 0) {
-		rc = lfs_mkdirs_for(b);
-		if (!rc && rename(a, b))
-			rc = -errno;
-	}
-	free(a);
-	free(b);
-	return rc;
+	struct stat st;
+	int rc = lfs_lstat_at(root, from, &st);
+	if (rc)
+		return rc == -ENOENT || rc == -ENOTDIR ? 0 : rc;
+	return rename_at(root, from, to, true);
 }
 
 int lfs_save_rename_dir(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
@@ -635,24 +647,22 @@ int lfs_save_rename_dir(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 	}
 	/* The folder, moved here, is a local one (even if all its documents
 	 * go later); an empty one it replaces is taken over. */
-	if (!rc) {
-		char *b = lfs_fs_path(lg->scratch, to);
-		if (b && access(b, F_OK) == 0 && rmdir(b) && errno != ENOENT)
-			rc = -errno;
-		free(b);
-	}
+	struct lfs_at b = {.dir = -1};
+	if (!rc && !lfs_at_open(&b, lg->scratch_fd, to, false) &&
+	    unlinkat(b.dir, b.name, AT_REMOVEDIR) && errno != ENOENT)
+		rc = -errno;
+	lfs_at_close(&b);
 	if (!rc)
-		rc = move_local(lg->scratch, from, to);
+		rc = move_local(lg->scratch_fd, from, to);
 	if (!rc && folder) {
-		char *b = lfs_fs_path(lg->scratch, to);
-		if (b && access(b, F_OK) != 0 && !lfs_mkdirs_for(b))
-			mkdir(b, 0755);
-		free(b);
-		b = lfs_fs_path(lg->drafts, to);
-		if (b)
-			rmdir(b); /* an empty one in the way */
-		free(b);
-		move_local(lg->drafts, from, to);
+		if (!lfs_at_open(&b, lg->scratch_fd, to, true))
+			mkdirat(b.dir, b.name, 0755); /* EEXIST: moved */
+		lfs_at_close(&b);
+		/* An empty one in the way. */
+		if (!lfs_at_open(&b, lg->drafts_fd, to, false))
+			unlinkat(b.dir, b.name, AT_REMOVEDIR);
+		lfs_at_close(&b);
+		move_local(lg->drafts_fd, from, to);
 	}
 	for (size_t i = 0; i < c.n; i++) {
 		if (!rc) {

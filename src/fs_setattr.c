@@ -20,20 +20,35 @@
 #include "fs_save.h"
 #include "fs_view.h"
 
-static int set_scratch_attr(struct lfs_node *n, const struct stat *attr,
-			    unsigned to_set)
+/* Truncate the regular file name in dir (never through a link). */
+static int truncate_at(int dir, const char *name, off_t size)
 {
-	char *p = lfs_fs_path(n->lg->scratch, n->name);
-	if (!p)
-		return -ENOMEM;
-	int rc = 0;
-	if ((to_set & LFS_SET_SIZE) && truncate(p, attr->st_size))
-		rc = -errno;
-	if (!rc && (to_set & LFS_SET_MODE) && chmod(p, attr->st_mode & 07777))
+	int fd = openat(dir, name,
+			O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int rc = fd < 0 ? -errno : ftruncate(fd, size) ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static int set_scratch_attr(struct lfs_fs *fs, struct lfs_node *n,
+			    const struct stat *attr, unsigned to_set)
+{
+	struct lfs_at at;
+	int rc = lfs_node_at(&at, fs, n, false);
+	if (rc)
+		return rc;
+	if (to_set & LFS_SET_SIZE)
+		rc = truncate_at(at.dir, at.name, attr->st_size);
+	if (!rc && (to_set & LFS_SET_MODE) &&
+	    fchmodat(at.dir, at.name, attr->st_mode & 07777,
+		     AT_SYMLINK_NOFOLLOW))
 		rc = -errno;
 	if (!rc && (to_set & (LFS_SET_UID | LFS_SET_GID)) &&
-	    lchown(p, to_set & LFS_SET_UID ? attr->st_uid : (uid_t)-1,
-		   to_set & LFS_SET_GID ? attr->st_gid : (gid_t)-1))
+	    fchownat(at.dir, at.name,
+		     to_set & LFS_SET_UID ? attr->st_uid : (uid_t)-1,
+		     to_set & LFS_SET_GID ? attr->st_gid : (gid_t)-1,
+		     AT_SYMLINK_NOFOLLOW))
 		rc = -errno;
 	if (!rc && (to_set & (LFS_SET_ATIME | LFS_SET_MTIME |
 			      LFS_SET_ATIME_NOW | LFS_SET_MTIME_NOW))) {
@@ -47,10 +62,10 @@ static int set_scratch_attr(struct lfs_node *n, const struct stat *attr,
 			ts[1].tv_nsec = UTIME_NOW;
 		else if (to_set & LFS_SET_MTIME)
 			ts[1] = attr->st_mtim;
-		if (utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW))
+		if (utimensat(at.dir, at.name, ts, AT_SYMLINK_NOFOLLOW))
 			rc = -errno;
 	}
-	free(p);
+	lfs_at_close(&at);
 	return rc;
 }
 
@@ -59,18 +74,12 @@ static int set_scratch_attr(struct lfs_node *n, const struct stat *attr,
 static int set_folder_attr(struct lfs_fs *fs, struct lfs_node *n,
 			   const struct stat *attr, unsigned to_set)
 {
-	pthread_mutex_lock(&fs->lock);
-	char *p = lfs_fs_path(n->lg->scratch, n->name);
-	pthread_mutex_unlock(&fs->lock);
-	if (!p)
-		return -ENOMEM;
-	int rc = 0;
-	struct stat st;
-	if (lstat(p, &st) && !(rc = lfs_mkdirs_for(p)) && mkdir(p, 0755) &&
-	    errno != EEXIST)
+	struct lfs_at at;
+	int rc = lfs_node_at(&at, fs, n, true);
+	if (!rc && mkdirat(at.dir, at.name, 0755) && errno != EEXIST)
 		rc = -errno;
-	free(p);
-	return rc ? rc : set_scratch_attr(n, attr, to_set & ~LFS_SET_SIZE);
+	lfs_at_close(&at);
+	return rc ? rc : set_scratch_attr(fs, n, attr, to_set & ~LFS_SET_SIZE);
 }
 
 static int64_t ts_us(const struct timespec *ts)
@@ -146,7 +155,7 @@ int lfs_setattr(struct lfs_fs *fs, struct lfs_node *n, const struct stat *attr,
 	if (lfs_node_read_only(n->kind))
 		rc = -EROFS;
 	else if (n->kind == LFS_N_SCRATCH)
-		rc = set_scratch_attr(n, attr, set);
+		rc = set_scratch_attr(fs, n, attr, set);
 	else if (n->kind == LFS_N_FOLDER)
 		rc = set_folder_attr(fs, n, attr, set);
 	else if (n->kind != LFS_N_DOC && n->kind != LFS_N_LEDGER &&

@@ -109,9 +109,16 @@ int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
 
 int lfs_view_read_file(struct lfs_buf *out, const char *path, struct stat *st)
 {
+	return lfs_view_read_file_at(out, AT_FDCWD, path, st);
+}
+
+int lfs_view_read_file_at(struct lfs_buf *out, int dir, const char *name,
+			  struct stat *st)
+{
 	/* Never through a link, never blocking on a FIFO: only a regular
 	 * file's bytes can become a document. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	int fd = openat(dir, name,
+			O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return errno == ELOOP ? -EPERM : -errno;
 	int rc = fstat(fd, st) ? -errno : 0;
@@ -256,10 +263,12 @@ int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 	char id[LFS_INDEX_ID_MAX + 1];
 	*is_doc = lfs_fsname_path_to_id(id, sizeof(id), name);
 	if (!*is_doc) {
-		char *p = lfs_fs_path(lg->scratch, name);
+		struct lfs_at at;
 		struct stat st;
-		int rc = p ? lfs_view_read_file(out, p, &st) : -ENOMEM;
-		free(p);
+		int rc = lfs_at_open(&at, lg->scratch_fd, name, false);
+		if (!rc)
+			rc = lfs_view_read_file_at(out, at.dir, at.name, &st);
+		lfs_at_close(&at);
 		return rc;
 	}
 	/* Use the live node if one exists (it may hold a write buffer). */
@@ -368,11 +377,10 @@ static int folder_exists(struct lfs_fs *fs, struct lfs_node *n)
 		rc = lfs_idtree_has_folder(&lg->tree, lfs_ledger_index(lg->l),
 					   &root, path, &has);
 	}
-	char *d = has || rc ? NULL : lfs_fs_path(lg->drafts, path);
 	struct stat st;
-	if (d && lstat(d, &st) == 0 && S_ISDIR(st.st_mode))
+	if (!has && !rc && lfs_lstat_at(lg->drafts_fd, path, &st) == 0 &&
+	    S_ISDIR(st.st_mode))
 		has = true;
-	free(d);
 	free(path);
 	if (rc)
 		return rc == -EBADMSG ? -EIO : rc;
@@ -394,7 +402,7 @@ static int unlinked_scratch_stat(struct lfs_fs *fs, struct lfs_node *n,
 					  : 0;
 	pthread_mutex_unlock(&fs->lock);
 	if (!rc)
-		st->st_ino = n->ino;
+		st->st_ino = lfs_node_local_ino(st);
 	return rc;
 }
 
@@ -473,15 +481,18 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 	case LFS_N_FOLDER: {
 		/* A folder made here (mkdir, chmod) is a local directory;
 		 * one that only its documents make has the ledger's times. */
-		char *p = lfs_fs_path(n->lg->scratch, n->name);
+		struct lfs_at at;
 		*ttl = 0;
-		if (!p)
-			rc = -ENOMEM;
-		else if (lstat(p, st) == 0 && S_ISDIR(st->st_mode))
+		rc = lfs_node_at(&at, fs, n, false);
+		if (rc == -ENOMEM)
+			break;
+		if (!rc &&
+		    fstatat(at.dir, at.name, st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISDIR(st->st_mode))
 			st->st_ino = n->ino;
 		else if ((rc = folder_exists(fs, n)) == 0)
 			rc = ledger_stat(fs, n, st, false);
-		free(p);
+		lfs_at_close(&at);
 		break;
 	}
 	case LFS_N_SNAPFOLDER:
@@ -489,18 +500,20 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		fill_time(st, n->t);
 		break;
 	case LFS_N_SCRATCH: {
-		char *p = lfs_fs_path(n->lg->scratch, n->name);
+		struct lfs_at at = {.dir = -1};
 		*ttl = 0;
-		rc = p ? unlinked_scratch_stat(fs, n, st, false) : -ENOMEM;
-		if (rc == 1 && lstat(p, st) == 0) {
-			st->st_ino = n->ino;
-			rc = 0;
-		} else if (rc == 1) {
-			rc = errno == ENOENT
-				     ? unlinked_scratch_stat(fs, n, st, true)
-				     : -errno;
+		rc = unlinked_scratch_stat(fs, n, st, false);
+		if (rc == 1) {
+			rc = lfs_node_at(&at, fs, n, false);
+			if (!rc &&
+			    fstatat(at.dir, at.name, st, AT_SYMLINK_NOFOLLOW))
+				rc = -errno;
+			if (!rc)
+				st->st_ino = lfs_node_local_ino(st);
+			else if (rc == -ENOENT)
+				rc = unlinked_scratch_stat(fs, n, st, true);
 		}
-		free(p);
+		lfs_at_close(&at);
 		break;
 	}
 	case LFS_N_CTL:
@@ -811,20 +824,28 @@ static int doclist_fn(void *ctx, const char *name, const char *id)
  * directories (scratch, or folders when their name is a folder's; all
  * scratch in a scratch directory). Names go to collect too.
  */
-static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg,
-			  const char *dir, const char *path, bool drafts,
-			  bool in_scratch, struct doclist_ctx *c)
+static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg, int root,
+			  const char *path, bool drafts, bool in_scratch,
+			  struct doclist_ctx *c)
 {
 	char full[LFS_FSPATH_MAX + 1], prefix[LFS_INDEX_ID_MAX + 1];
-	char *where = path[0] ? lfs_fs_path(dir, path) : strdup(dir);
-	if (!where)
-		return -ENOMEM;
-	DIR *d = opendir(where);
-	free(where);
-	if (!d)
-		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+	struct lfs_at at;
+	int rc = lfs_at_open(&at, root, path, false);
+	int fd = rc ? -1
+		    : openat(at.dir, at.name,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (!rc && fd < 0)
+		rc = -errno;
+	lfs_at_close(&at);
+	struct stat dst;
+	DIR *d = NULL;
+	if (!rc && (fstat(fd, &dst) || !(d = fdopendir(fd)))) {
+		rc = -errno;
+		close(fd);
+	}
+	if (rc)
+		return rc == -ENOENT || rc == -ENOTDIR ? 0 : rc;
 	struct dirent *de;
-	int rc = 0;
 	while (!rc && (de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 		    (drafts && !strncmp(de->d_name, ".tmp-", 5)) ||
@@ -842,8 +863,13 @@ static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg,
 				    : LFS_N_SCRATCH;
 		if (drafts && k == LFS_N_SCRATCH)
 			continue; /* not a folder: nothing of the drafts' */
+		/* A scratch name's number is its local file's, as stat
+		 * shows it (lfs_node_local_ino). */
+		struct stat lst = {.st_dev = dst.st_dev, .st_ino = de->d_ino};
 		rc = list_add(l, de->d_name, m,
-			      lfs_node_hash(k, lg->name, NULL, full));
+			      k == LFS_N_SCRATCH
+				      ? lfs_node_local_ino(&lst)
+				      : lfs_node_hash(k, lg->name, NULL, full));
 		if (!rc) {
 			void *p = realloc(c->local,
 					  (c->nlocal + 1) * sizeof(char *));
@@ -870,10 +896,11 @@ static int list_folder(struct lfs_fs *fs, struct lfs_fsl *lg, const char *path,
 				.check_pending = true,
 				.path = path};
 	if (!scratch_dir)
-		rc = list_dir_files(l, lg, lg->drafts, path, true, false, &c);
+		rc = list_dir_files(l, lg, lg->drafts_fd, path, true, false,
+				    &c);
 	c.ndrafts = c.nlocal;
 	if (!rc)
-		rc = list_dir_files(l, lg, lg->scratch, path, false,
+		rc = list_dir_files(l, lg, lg->scratch_fd, path, false,
 				    scratch_dir, &c);
 	if (c.nlocal)
 		qsort(c.local, c.nlocal, sizeof(char *), str_cmp);

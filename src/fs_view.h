@@ -43,6 +43,9 @@ int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
 /* Append a whole local file (at most LFS_FS_TEXT_MAX: -EFBIG) to out;
  * -EPERM when it is not a regular file (a link is never followed). */
 int lfs_view_read_file(struct lfs_buf *out, const char *path, struct stat *st);
+/* The same for name in directory dir (a *at call's pair). */
+int lfs_view_read_file_at(struct lfs_buf *out, int dir, const char *name,
+			  struct stat *st);
 
 struct lfs_docstate {
 	bool exists;
