@@ -39,9 +39,15 @@
 /* An open file or directory. */
 struct lfs_handle {
 	struct lfs_node *n;
-	int fd;                  /* scratch files, the change feed */
-	struct lfs_buf data;     /* read snapshot */
-	bool writer;             /* a writer of a document's buffer */
+	int fd;              /* scratch files, the change feed */
+	struct lfs_buf data; /* read snapshot */
+	bool writer;         /* a writer of a document's buffer */
+	/* A document read through the page cache (fs_view.h): version doc
+	 * of id, rendered into data at the first read (loaded, under
+	 * fs->lock). Otherwise data is loaded at open. */
+	bool cached, loaded;
+	struct lfs_cid doc;
+	char *id;
 	struct lfs_listing list; /* directories */
 	/*
 	 * The kernel may send RELEASE while a READ on the same file is still
@@ -62,6 +68,7 @@ static void handle_free(struct lfs_handle *h)
 		close(h->fd);
 	lfs_buf_release(&h->data);
 	lfs_listing_release(&h->list);
+	free(h->id);
 	free(h);
 }
 
@@ -208,6 +215,14 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 	struct stat st;
 	double ttl;
 	int rc = lfs_node_resolve(fs, p, name, &n);
+	if (!rc && lfs_view_pin_stale(fs, n)) {
+		/* Open files read an older version through this inode:
+		 * the name's new version gets an inode of its own, as a
+		 * replaced file's name does on any file system. */
+		lfs_node_unindex(fs, n);
+		lfs_node_unref(fs, n);
+		rc = lfs_node_resolve(fs, p, name, &n);
+	}
 	bool held = !rc && lfs_cache_hold(fs, n);
 	if (!rc && (rc = lfs_view_stat(fs, n, &st, &ttl)))
 		lfs_node_unref(fs, n);
@@ -386,6 +401,36 @@ static bool req_interrupted(void *ctx)
 	return fuse_req_interrupted(ctx);
 }
 
+/*
+ * Open document n for reading. A committed version is read through the
+ * page cache (fs_view.h): the kernel keeps the inode's pages while they
+ * are of the version the name holds, and drops them and the inode's
+ * attributes (now, before the open is answered, so the first read sees
+ * the bound version's size) when the inode is bound anew. Anything else
+ * is a snapshot read past the cache, ending where the snapshot ends
+ * whatever size the kernel last saw.
+ */
+static int open_doc_reader(struct lfs_fs *fs, struct lfs_node *n,
+			   struct fuse_file_info *fi, struct lfs_handle *h)
+{
+	struct lfs_view_open o;
+	int rc = lfs_view_open_doc(fs, n, &h->data, &o);
+	if (rc)
+		return rc;
+	if (!o.cached) {
+		fi->direct_io = 1;
+		h->loaded = true;
+		return 0;
+	}
+	h->cached = true;
+	h->doc = o.doc;
+	h->id = o.id;
+	fi->keep_cache = o.keep;
+	if (o.fresh && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, n->ino, -1, 0);
+	return 0;
+}
+
 static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 		     struct fuse_file_info *fi, mode_t create_mode,
 		     fuse_req_t req)
@@ -405,21 +450,16 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 	int rc = 0;
 	switch (n->kind) {
 	case LFS_N_DOC:
-		/* Reads come from the snapshot taken here, not the page
-		 * cache, and end where it ends, whatever size the kernel
-		 * last saw: a rename over the document (a new version of
-		 * another length) never gives a torn or truncated read. */
-		fi->direct_io = 1;
 		if (writing) {
+			/* Writes go to the shared buffer, past the cache. */
+			fi->direct_io = 1;
 			rc = lfs_save_writer_ref(fs, n, fi->flags & O_TRUNC);
 			h->writer = !rc;
-		} else {
-			struct lfs_docstate ds;
-			struct lfs_arena a;
-			lfs_arena_init(&a, 0);
-			rc = lfs_view_doc(fs, n, &h->data, &ds, &a);
-			lfs_arena_release(&a);
+			if (!rc)
+				lfs_view_writer_opened(fs, n);
+			break;
 		}
+		rc = open_doc_reader(fs, n, fi, h);
 		break;
 	case LFS_N_SNAPDOC: {
 		struct lfs_arena a;
@@ -532,6 +572,33 @@ static void read_handle(fuse_req_t req, struct lfs_fs *fs, struct lfs_handle *h,
 		free(copy);
 		return;
 	}
+	bool loaded = true;
+	if (h->cached) {
+		pthread_mutex_lock(&fs->lock);
+		loaded = h->loaded;
+		pthread_mutex_unlock(&fs->lock);
+	}
+	if (!loaded) {
+		/* The version this file was opened on, whatever the name
+		 * holds now: renders of a version never change. */
+		struct lfs_buf b;
+		lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
+		int rc = lfs_view_render(fs, h->n->lg, &h->doc, h->id, &b);
+		if (rc) {
+			lfs_buf_release(&b);
+			fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
+			return;
+		}
+		pthread_mutex_lock(&fs->lock);
+		if (!h->loaded) {
+			struct lfs_buf swap = h->data;
+			h->data = b;
+			b = swap;
+			h->loaded = true;
+		}
+		pthread_mutex_unlock(&fs->lock);
+		lfs_buf_release(&b);
+	}
 	size_t len = h->data.len;
 	size_t from = (size_t)off < len ? (size_t)off : len;
 	size_t n = len - from < size ? len - from : size;
@@ -615,6 +682,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino UNUSED,
 	struct lfs_node *n = h->n;
 	if (h->writer)
 		lfs_save_writer_unref(fs, n);
+	if (h->cached)
+		lfs_view_close_doc(fs, n);
 	lfs_node_unref(fs, n);
 	handle_retire(fs, h);
 	fuse_reply_err(req, 0);
@@ -1329,8 +1398,9 @@ static void op_init(void *userdata UNUSED, struct fuse_conn_info *conn)
 		~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
-	/* Documents are direct_io; libfuse >= 3.16 lets them be mapped
-	 * shared too (older: MAP_PRIVATE only). */
+	/* Committed documents are read through the page cache and map
+	 * like any file; drafts and writers' files are direct_io, which
+	 * libfuse >= 3.16 lets be mapped shared too. */
 	if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)
 		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
 #endif

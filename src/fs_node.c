@@ -625,6 +625,13 @@ void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 	pthread_mutex_unlock(&fs->lock);
 }
 
+void lfs_node_unindex(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	key_remove(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 void lfs_node_unname(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
 {
 	pthread_mutex_lock(&fs->lock);

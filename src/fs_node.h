@@ -78,6 +78,20 @@ struct lfs_node {
 	struct lfs_cid sized;
 	size_t size;
 	bool has_size;
+	/*
+	 * Documents (under fs->lock; fs_view.h): the version whose pages
+	 * and size the kernel holds for this inode (pc_bound: pc_doc of
+	 * the id hashed pc_idhash, pc_size bytes, mtime pc_mtime_us), and
+	 * how many open files read it through the page cache (pc_open).
+	 * pc_written: a writer opened the node since it was bound.
+	 */
+	struct lfs_cid pc_doc;
+	uint64_t pc_idhash;
+	size_t pc_size;
+	int64_t pc_mtime_us;
+	int pc_open;
+	bool pc_bound;
+	bool pc_written;
 	/* The identity's hash: the number a node gets unless taken. */
 	uint64_t key;
 	bool indexed; /* found by its identity (a replaced node is not) */
@@ -177,6 +191,13 @@ size_t lfs_node_under_locked(struct lfs_fs *fs, struct lfs_fsl *lg,
  * holds it open (a stat answers from its descriptor), but no lookup finds
  * it; the name's next file gets a node of its own. */
 void lfs_node_unname(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name);
+
+/*
+ * Node n is no longer found by its name: open files of it keep working
+ * (it lives while held), and the name's next lookup makes a node of its
+ * own, with another inode number. Takes fs->lock.
+ */
+void lfs_node_unindex(struct lfs_fs *fs, struct lfs_node *n);
 
 /*
  * After a rename the kernel keeps the source inode under the new name:

@@ -19,7 +19,10 @@
 #include "timefmt.h"
 #include "log.h"
 
-#define RENDER_SLOTS 4096
+/* The render cache: direct-mapped slots holding at most RENDER_BYTES of
+ * text (a slot keeps its old text when a new one would pass the bound). */
+#define RENDER_SLOTS 32768
+#define RENDER_BYTES (48u << 20)
 
 static const char *ctl_files[] = {"status",  "errors",    "heads",
 				  "changes", "conflicts", "wait"};
@@ -36,6 +39,7 @@ struct render {
 
 struct lfs_view_cache {
 	struct render slots[RENDER_SLOTS];
+	size_t bytes; /* held by all slots */
 };
 
 int lfs_view_cache_new(struct lfs_view_cache **out)
@@ -92,16 +96,22 @@ int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
 		size_t len;
 		uint8_t *data = lfs_buf_steal(&b, &len);
 		char *idc = strdup(id);
+		struct lfs_view_cache *c = fs->cache;
 		pthread_mutex_lock(&fs->render_lock);
-		free(r->data);
-		free(r->id);
-		r->doc = *doc;
-		r->id = idc;
-		r->data = idc ? data : NULL;
-		r->len = len;
-		if (!idc)
-			free(data);
+		if (idc && c->bytes - r->len + len <= RENDER_BYTES) {
+			c->bytes = c->bytes - r->len + len;
+			free(r->data);
+			free(r->id);
+			r->doc = *doc;
+			r->id = idc;
+			r->data = data;
+			r->len = len;
+			idc = NULL;
+			data = NULL;
+		}
 		pthread_mutex_unlock(&fs->render_lock);
+		free(idc);
+		free(data);
 	}
 	lfs_buf_release(&b);
 	return rc;
@@ -291,6 +301,113 @@ int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 	return rc;
 }
 
+/* ---- reading through the page cache ---- */
+
+static uint64_t id_hash(const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+	return h;
+}
+
+/* Is n's binding to the kernel's pages held (files read it cached and no
+ * writer came since)? Then its inode shows the bound version, whatever
+ * the name holds now. Caller holds fs->lock. */
+static bool pinned_locked(const struct lfs_node *n)
+{
+	return n->pc_bound && n->pc_open > 0 && !n->pc_written &&
+	       n->nwriters == 0;
+}
+
+int lfs_view_open_doc(struct lfs_fs *fs, struct lfs_node *n,
+		      struct lfs_buf *out, struct lfs_view_open *o)
+{
+	memset(o, 0, sizeof(*o));
+	struct lfs_docstate ds;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	size_t size = 0;
+	int rc = doc_state(fs, n, NULL, &size, &ds, &a);
+	if (!rc && ds.has_entry && !ds.draft) {
+		struct lfs_cid doc = ds.entry.cur.doc;
+		pthread_mutex_lock(&fs->lock);
+		uint64_t ih = id_hash(n->id);
+		bool same = n->pc_bound && lfs_cid_equal(&n->pc_doc, &doc) &&
+			    n->pc_idhash == ih;
+		char *id = strdup(n->id);
+		if (id && n->nwriters == 0 && (same || n->pc_open == 0)) {
+			if (!same || n->pc_written) {
+				n->pc_bound = true;
+				n->pc_doc = doc;
+				n->pc_idhash = ih;
+				n->pc_size = size;
+				n->pc_mtime_us = ds.mtime_us;
+				n->pc_written = false;
+				o->fresh = true;
+			}
+			n->pc_open++;
+			o->cached = true;
+			o->keep = !o->fresh;
+			o->doc = doc;
+			o->id = id;
+			id = NULL;
+		}
+		pthread_mutex_unlock(&fs->lock);
+		free(id);
+	}
+	lfs_arena_release(&a);
+	if (rc || o->cached)
+		return rc;
+	/* A draft, a write buffer, or a version the kernel cannot cache
+	 * beside the one open files read: a snapshot read past the cache. */
+	lfs_arena_init(&a, 0);
+	rc = lfs_view_doc(fs, n, out, &ds, &a);
+	lfs_arena_release(&a);
+	return rc;
+}
+
+void lfs_view_close_doc(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (n->pc_open > 0)
+		n->pc_open--;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void lfs_view_writer_opened(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->pc_written = true;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n)
+{
+	if (n->kind != LFS_N_DOC)
+		return false;
+	pthread_mutex_lock(&fs->lock);
+	bool pinned = pinned_locked(n);
+	struct lfs_cid doc = n->pc_doc;
+	uint64_t ih = n->pc_idhash;
+	pthread_mutex_unlock(&fs->lock);
+	if (!pinned)
+		return false;
+	struct lfs_docstate ds;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	size_t size;
+	int rc = doc_state(fs, n, NULL, &size, &ds, &a);
+	lfs_arena_release(&a);
+	pthread_mutex_lock(&fs->lock);
+	bool stale =
+		pinned_locked(n) && (rc || !ds.has_entry || ds.draft ||
+				     !lfs_cid_equal(&doc, &ds.entry.cur.doc) ||
+				     ih != id_hash(n->id));
+	pthread_mutex_unlock(&fs->lock);
+	return stale;
+}
+
 /* ---- attributes ---- */
 
 static void fill_time(struct stat *st, int64_t t_us)
@@ -466,6 +583,22 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		 * fs->moved tells the kernel of: it may keep the attributes.
 		 * Write buffers and drafts change without either. */
 		*ttl = !rc && ds.has_entry && !ds.draft ? fs->doc_ttl : 0;
+		/* Files reading the inode through the page cache read the
+		 * version bound to it: its size stays theirs (a lookup of
+		 * the name gets another node once the name moved on:
+		 * lfs_view_pin_stale). */
+		pthread_mutex_lock(&fs->lock);
+		if (pinned_locked(n) &&
+		    (rc || !ds.has_entry || ds.draft ||
+		     !lfs_cid_equal(&n->pc_doc, &ds.entry.cur.doc) ||
+		     n->pc_idhash != id_hash(n->id))) {
+			rc = 0;
+			*ttl = 0;
+			size = n->pc_size;
+			memset(&ds, 0, sizeof(ds));
+			ds.mtime_us = n->pc_mtime_us;
+		}
+		pthread_mutex_unlock(&fs->lock);
 		struct lfs_attr at = {0};
 		if (!rc) {
 			file_stat(fs, n, st, 0644, size);

@@ -71,6 +71,43 @@ int lfs_view_doc(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		  struct lfs_buf *out, bool *is_doc);
 
+/*
+ * Reading documents through the kernel's page cache. The kernel keeps one
+ * set of pages and one size per inode; a document's inode shows one
+ * committed version to every file that reads it cached (the node's
+ * binding, fs_node.h's pc_*). Opening binds the inode to the version the
+ * name holds when no cached reader holds another one: o->keep when the
+ * kernel's pages are of it already (FOPEN_KEEP_CACHE), else o->fresh (the
+ * kernel is to drop the inode's pages and attributes). While cached
+ * readers are open (and no writer came), the inode's attributes stay
+ * those of the bound version, even after the name moved on; a lookup of
+ * the name then gets a node of its own (lfs_view_pin_stale), so a rename
+ * over the name or a pulled commit never changes what an open file reads.
+ *
+ * A draft, a write buffer, or a version other than the one open readers
+ * hold is read from a snapshot in out, past the cache (o->cached false).
+ * o->id (malloc'd) and o->doc name the version a cached file reads
+ * (lfs_view_render). Every cached open ends with lfs_view_close_doc.
+ */
+struct lfs_view_open {
+	bool cached; /* read through the page cache */
+	bool keep;   /* the kernel's pages are of this version */
+	bool fresh;  /* bound anew: the kernel drops pages and attributes */
+	struct lfs_cid doc;
+	char *id;
+};
+int lfs_view_open_doc(struct lfs_fs *fs, struct lfs_node *n,
+		      struct lfs_buf *out, struct lfs_view_open *o);
+void lfs_view_close_doc(struct lfs_fs *fs, struct lfs_node *n);
+
+/* A writer opened n: writes in place are not atomic for readers (as on
+ * any file system), so the inode shows what the writer makes. */
+void lfs_view_writer_opened(struct lfs_fs *fs, struct lfs_node *n);
+
+/* Does n's inode show a version its name no longer holds (cached readers
+ * hold it)? Then the name is to get a node of its own. */
+bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n);
+
 /* Attributes of any node; *ttl is how long the kernel may keep them. */
 int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		  double *ttl);
