@@ -334,9 +334,12 @@ fuse_alive()
 	bounded ls "$MNT" >/dev/null || fail "ls $MNT failed: the daemon does not answer"
 }
 
+# editor ARGS...: scripts/editors ARGS. Its deadline covers the whole
+# session (start, every edit, every save, exit): a tmux-driven emacs took
+# over 60 s on a machine loaded at 11, so it gets 6 operations' worth.
 editor()
 {
-	timeout -k 5 $((LFS_OP_TIMEOUT * 3)) "$EDITORS" --timeout $((LFS_OP_TIMEOUT * 2)) "$@"
+	timeout -k 5 $((LFS_OP_TIMEOUT * 7)) "$EDITORS" --timeout $((LFS_OP_TIMEOUT * 6)) "$@"
 }
 
 _fuse_write_fsop()
