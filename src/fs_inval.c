@@ -145,6 +145,18 @@ static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
 	pthread_mutex_lock(&c->fs->lock);
 	struct lfs_node *n =
 		lfs_node_find_locked(c->fs, LFS_N_DOC, c->lg, path);
+	/* Each folder's name in its parent: one may have come or gone, and
+	 * the kernel may hold that name as something else (a scratch file
+	 * it now moves aside, lfs_node_scratch_aside). */
+	fuse_ino_t up = c->dir;
+	for (char *seg = path, *s; up && (s = strchr(seg, '/')); seg = s + 1) {
+		*s = '\0';
+		queue_locked(c->fs, up, seg, 0);
+		struct lfs_node *f =
+			lfs_node_find_locked(c->fs, LFS_N_FOLDER, c->lg, path);
+		*s = '/';
+		up = f ? f->ino : 0;
+	}
 	fuse_ino_t dir = c->dir;
 	if (slash) {
 		/* Its folder, and the folder's own entry in the top. */

@@ -5,6 +5,9 @@
 #include "fs_node.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -362,6 +365,78 @@ bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n)
 	return dir;
 }
 
+bool lfs_node_folder_held(struct lfs_fsl *lg, const char *path)
+{
+	char prefix[LFS_INDEX_ID_MAX + 1];
+	if (!lg->l ||
+	    !lfs_fsname_folder_to_prefix(prefix, sizeof(prefix), path))
+		return false;
+	struct lfs_cid root;
+	bool has = false;
+	lfs_ledger_root(lg->l, &root);
+	if (lfs_idtree_has_folder(&lg->tree, lfs_ledger_index(lg->l), &root,
+				  path, &has) == 0 &&
+	    has)
+		return true;
+	struct stat st;
+	return lfs_lstat_at(lg->drafts_fd, path, &st) == 0 &&
+	       S_ISDIR(st.st_mode);
+}
+
+int lfs_node_scratch_aside(char **out, struct lfs_fs *fs, struct lfs_fsl *lg,
+			   const char *path)
+{
+	*out = NULL;
+	struct lfs_at at;
+	struct stat st;
+	if (lfs_at_open(&at, lg->scratch_fd, path, false))
+		return 0;
+	if (fstatat(at.dir, at.name, &st, AT_SYMLINK_NOFOLLOW) ||
+	    S_ISDIR(st.st_mode)) {
+		lfs_at_close(&at);
+		return 0;
+	}
+	int rc = -EEXIST;
+	for (int k = 1; k <= 100 && rc == -EEXIST; k++) {
+		char name[LFS_FSPATH_MAX + 1], suffix[16];
+		snprintf(suffix, sizeof(suffix), k == 1 ? "~local" : "~local%d",
+			 k);
+		size_t base = strlen(at.name);
+		if (base + strlen(suffix) > LFS_FSNAME_MAX ||
+		    snprintf(name, sizeof(name), "%s%s", path, suffix) >=
+			    (int)sizeof(name)) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		if (lfs_node_folder_held(lg, name))
+			continue;
+		/* Never over a file of that name. */
+		const char *to = name + strlen(name) - base - strlen(suffix);
+		rc = renameat2(at.dir, at.name, at.dir, to, RENAME_NOREPLACE)
+			     ? -errno
+			     : 0;
+		if (rc == -EINVAL) /* no RENAME_NOREPLACE here */
+			rc = linkat(at.dir, at.name, at.dir, to, 0) ? -errno
+			     : unlinkat(at.dir, at.name, 0)         ? -errno
+								    : 0;
+		if (!rc && !(*out = strdup(name)))
+			rc = -ENOMEM;
+	}
+	lfs_at_close(&at);
+	if (rc)
+		lfs_fsl_error(fs, lg,
+			      "scratch file %s has the name of a folder of "
+			      "documents and could not be moved aside: %s; it "
+			      "is in %s",
+			      path, strerror(-rc), lg->scratch);
+	else
+		lfs_fsl_error(fs, lg,
+			      "scratch file %s moved to %s: documents made %s "
+			      "a folder",
+			      path, *out, path);
+	return rc;
+}
+
 /* What a name in a ledger or folder is: decided before taking the lock
  * (it reads the index and the disk). */
 struct want {
@@ -370,7 +445,8 @@ struct want {
 	char id[LFS_INDEX_ID_MAX + 1];
 };
 
-static int classify(struct want *w, struct lfs_node *p, const char *name)
+static int classify(struct lfs_fs *fs, struct want *w, struct lfs_node *p,
+		    const char *name)
 {
 	struct lfs_fsl *lg = p->lg;
 	char prefix[LFS_INDEX_ID_MAX + 1];
@@ -428,8 +504,12 @@ static int classify(struct want *w, struct lfs_node *p, const char *name)
 			has = lfs_lstat_at(lg->drafts_fd, w->path, &st) == 0 &&
 			      S_ISDIR(st.st_mode);
 	}
-	if (has)
+	if (has) {
+		char *moved = NULL;
 		w->kind = LFS_N_FOLDER;
+		lfs_node_scratch_aside(&moved, fs, lg, w->path);
+		free(moved);
+	}
 	return 0;
 }
 
@@ -535,7 +615,7 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 		if (parent->kind == LFS_N_SNAP && !parent->t)
 			rc = -ENOENT;
 		else
-			rc = classify(&w, parent, name);
+			rc = classify(fs, &w, parent, name);
 	}
 	struct lfs_node *n = NULL;
 	if (!rc) {

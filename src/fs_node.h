@@ -168,6 +168,26 @@ int lfs_node_child_path(char **out, const struct lfs_node *p, const char *name);
 int lfs_node_at(struct lfs_at *out, struct lfs_fs *fs, const struct lfs_node *n,
 		bool mkdirs);
 
+/*
+ * Is path of lg a folder because of what the ledger or its drafts hold
+ * (documents under it), not only a local directory? Reads the index and
+ * the disk; no lock held.
+ */
+bool lfs_node_folder_held(struct lfs_fsl *lg, const char *path);
+
+/*
+ * A folder and a scratch file of the same name (a pull or `ledgerfs put`
+ * brought documents x/a while a scratch file x was here): the folder keeps
+ * the name, as on every other machine, and the file moves to the first
+ * free scratch name of "<path>~local", "<path>~local2"... (not a file nor
+ * a folder), said in the log and in .ledgerfs/errors, so nothing is
+ * hidden. Nothing happens unless path is a scratch file (not a
+ * directory). The new path, malloc'd, in *out (NULL when nothing moved).
+ * No lock held.
+ */
+int lfs_node_scratch_aside(char **out, struct lfs_fs *fs, struct lfs_fsl *lg,
+			   const char *path);
+
 /* Is n a directory inside a ledger (a folder or a scratch directory)? */
 bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n);
 

@@ -952,14 +952,28 @@ static int doclist_fn(void *ctx, const char *name, const char *id)
 			lfs_node_hash(k, c->lg->name, c->event, path));
 }
 
+struct names {
+	char **v;
+	size_t n;
+};
+
+static int names_add(struct names *s, const char *name)
+{
+	char **v = realloc(s->v, (s->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	s->v = v;
+	return (v[s->n] = strdup(name)) ? (s->n++, 0) : -ENOMEM;
+}
+
 /*
  * List local directory dir/path: drafts (documents), scratch files and
  * directories (scratch, or folders when their name is a folder's; all
  * scratch in a scratch directory). Names go to collect too.
  */
-static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg, int root,
-			  const char *path, bool drafts, bool in_scratch,
-			  struct doclist_ctx *c)
+static int list_dir_files(struct lfs_fs *fs, struct lfs_listing *l,
+			  struct lfs_fsl *lg, int root, const char *path,
+			  bool drafts, bool in_scratch, struct doclist_ctx *c)
 {
 	char full[LFS_FSPATH_MAX + 1], prefix[LFS_INDEX_ID_MAX + 1];
 	struct lfs_at at;
@@ -979,6 +993,7 @@ static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg, int root,
 	if (rc)
 		return rc == -ENOENT || rc == -ENOTDIR ? 0 : rc;
 	struct dirent *de;
+	struct names clash = {0};
 	while (!rc && (de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 		    (drafts && !strncmp(de->d_name, ".tmp-", 5)) ||
@@ -996,6 +1011,13 @@ static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg, int root,
 				    : LFS_N_SCRATCH;
 		if (drafts && k == LFS_N_SCRATCH)
 			continue; /* not a folder: nothing of the drafts' */
+		if (!drafts && !in_scratch && !S_ISDIR(m) &&
+		    lfs_node_folder_held(lg, full)) {
+			/* A scratch file named like a folder of documents:
+			 * moved aside below, the folder listed with them. */
+			rc = names_add(&clash, full);
+			continue;
+		}
 		/* A scratch name's number is its local file's, as stat
 		 * shows it (lfs_node_local_ino). */
 		struct stat lst = {.st_dev = dst.st_dev, .st_ino = de->d_ino};
@@ -1015,6 +1037,22 @@ static int list_dir_files(struct lfs_listing *l, struct lfs_fsl *lg, int root,
 		}
 	}
 	closedir(d);
+	for (size_t i = 0; i < clash.n; i++) {
+		char *moved = NULL;
+		if (!rc &&
+		    !lfs_node_scratch_aside(&moved, fs, lg, clash.v[i]) &&
+		    moved) {
+			const char *base = strrchr(moved, '/');
+			struct stat mst;
+			if (!lfs_lstat_at(root, moved, &mst))
+				rc = list_add(l, base ? base + 1 : moved,
+					      mst.st_mode & S_IFMT,
+					      lfs_node_local_ino(&mst));
+		}
+		free(moved);
+		free(clash.v[i]);
+	}
+	free(clash.v);
 	return rc;
 }
 
@@ -1029,11 +1067,11 @@ static int list_folder(struct lfs_fs *fs, struct lfs_fsl *lg, const char *path,
 				.check_pending = true,
 				.path = path};
 	if (!scratch_dir)
-		rc = list_dir_files(l, lg, lg->drafts_fd, path, true, false,
+		rc = list_dir_files(fs, l, lg, lg->drafts_fd, path, true, false,
 				    &c);
 	c.ndrafts = c.nlocal;
 	if (!rc)
-		rc = list_dir_files(l, lg, lg->scratch_fd, path, false,
+		rc = list_dir_files(fs, l, lg, lg->scratch_fd, path, false,
 				    scratch_dir, &c);
 	if (c.nlocal)
 		qsort(c.local, c.nlocal, sizeof(char *), str_cmp);

@@ -141,6 +141,44 @@ expect_ls "$D/.snapshots/$REPLY/empty2/y" three.json
 [ ! -e "$D/.snapshots/$REPLY/target" ] || fail "the snapshot shows an empty folder"
 expect_doc_jq "$L/.snapshots/$REPLY" empty2/y/three.json '.k == 3' 
 
+note "a scratch file and a folder of the same name: the folder keeps it, the file moves to NAME~local"
+C=$MNT/clash
+bounded mkdir "$C"
+put_text "$C/x" 'scratch x'
+put_text "$C/y" 'scratch y'
+printf '{"v":1}' >"$TMP/v1.json"
+for id in x/a y/b; do
+	cli put clash "$id" "$TMP/v1.json"
+	[ "$STATUS" = 0 ] || fail "ledgerfs put clash $id: $(cat "$TMP/stderr")"
+done
+expect_commits clash 2
+# x: found by a lookup first; y: by a listing first. (The kernel may
+# still hold x as the scratch file for its 1 s: wait, bounded.)
+end=$((SECONDS + 60))
+until [ -d "$C/x" ]; do
+	[ $SECONDS -lt $end ] || fail "x is not the folder of x/a after 60 s"
+	sleep 0.1
+done
+expect_doc_jq clash x/a.json '.v == 1'
+got=$(bounded find "$C" -mindepth 1 -maxdepth 1 -printf '%y %f\n' | LC_ALL=C sort)
+want=$(printf '%s\n' 'd x' 'd y' 'f x~local' 'f y~local')
+[ "$got" = "$want" ] || fail "the listing of a clash: expected
+$want
+---- got ----
+$got"
+expect_file "$C/x~local" 'scratch x'
+expect_file "$C/y~local" 'scratch y'
+expect_doc_jq clash y/b.json '.v == 1'
+bounded grep -q 'scratch file x moved to x~local' "$C/.ledgerfs/errors" ||
+	fail ".ledgerfs/errors does not say where x went: $(bounded cat "$C/.ledgerfs/errors")"
+note "and a file cannot take a folder's name"
+expect_errno EISDIR open-w "$C/x"
+expect_errno EISDIR unlink "$C/x"
+expect_errno EEXIST create "$C/x"
+expect_errno EISDIR rename "$C/x~local" "$C/x"
+expect_errno EEXIST symlink z "$C/x"
+expect_commits clash 2
+
 fuse_umount
 note "the CLI sees the ids with their folders"
 cli ls $L
