@@ -134,6 +134,15 @@ int lfs_blockstore_checkpoint(struct lfs_blockstore *bs);
 bool lfs_blockstore_appended(struct lfs_blockstore *bs);
 
 /*
+ * Say whether the segment is as this process last saw it (nobody else
+ * appended since its last append or look): the ledger knows, holding its
+ * writer lock, from the count every writer bumps first. When known, the
+ * next append skips its look at the file's size (an fstat); any append
+ * forgets it.
+ */
+void lfs_blockstore_segment_known(struct lfs_blockstore *bs, bool known);
+
+/*
  * As write_car (always durable), for compaction: every listed block is read
  * from this CAR from now on, so the older CAR files can be removed.
  */

@@ -137,6 +137,8 @@ struct lfs_blockstore {
 	size_t seg_live;       /* entries not removed */
 	bool seg_dir_unsynced; /* made here, directory not fsynced yet */
 	bool seg_appended;     /* this process appended since open */
+	bool seg_known; /* nobody else appended since we looked (the ledger
+			   says so, holding its lock): appends need not */
 	/* Group commit: one fdatasync covers every record before it. */
 	pthread_mutex_t sync_lock;
 	pthread_cond_t sync_cond;

@@ -478,7 +478,9 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 		bs->seg_fd = fd;
 		bs->seg_end = 0;
 	}
-	if ((rc = seg_scan(bs, true)))
+	bool known = bs->seg_known && bs->seg_end > 0;
+	bs->seg_known = false;
+	if (!known && (rc = seg_scan(bs, true)))
 		return rc;
 	if (bs->seg_end == 0) {
 		if ((rc = pwrite_full(bs->seg_fd, SEG_FILE_MAGIC, 8, 0)))
@@ -551,6 +553,13 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 	pthread_mutex_unlock(&bs->lock);
 	free(all);
 	return rc;
+}
+
+void lfs_blockstore_segment_known(struct lfs_blockstore *bs, bool known)
+{
+	pthread_mutex_lock(&bs->seg_lock);
+	bs->seg_known = known;
+	pthread_mutex_unlock(&bs->seg_lock);
 }
 
 /* fdatasync the segment up to its current end, sharing one fdatasync

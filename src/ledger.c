@@ -554,6 +554,8 @@ static int refresh_heads(struct lfs_ledger *l)
 {
 	int64_t stamp;
 	int rc = heads_stamp(l, &stamp);
+	/* Unchanged: the segment too is as we left it. */
+	lfs_blockstore_segment_known(l->bs, !rc && stamp == l->heads_stamp);
 	if (rc || stamp == l->heads_stamp)
 		return rc;
 	struct lfs_cid *events;
