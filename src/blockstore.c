@@ -442,11 +442,11 @@ static int prune_fresh(struct lfs_blockstore *bs)
 }
 
 /*
- * Put the plaintext chunks of a CAR just written into the chunk cache: the
- * next commit reads the index nodes this one wrote, and should not read
- * them back from the file and decrypt them. Best effort (memory); small
- * CARs only, so a compaction does not flush the cache. Caller holds the
- * lock.
+ * Put the plaintext chunks of a CAR just imported into the chunk cache: a
+ * catch-up reads its events next. Best effort (memory); small CARs only,
+ * so a large one does not flush the cache. (A CAR this store writes is
+ * not: the index keeps the nodes a commit wrote, decoded, and a copy per
+ * commit cost a malloc and a page fault or two.) Caller holds the lock.
  */
 void lfs_bs_cache_written(struct lfs_blockstore *bs, const struct lfs_cid *car,
 			  const struct lfs_envelope_info *info,
@@ -512,15 +512,31 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	known[0] = (struct loc){.cid = rcid,
 				.len = (uint32_t)rb.len,
 				.off = plain->len - rb.len};
+	size_t from_fresh = 0; /* blocks copied from memory */
 	for (size_t i = 0; i < n; i++) {
-		lfs_buf_reset(&tmp);
-		if ((rc = bs_get(bs, &tmp, &blocks[i])) ||
-		    (rc = lfs_car_write_block(plain, &blocks[i], tmp.data,
-					      tmp.len)))
+		size_t len = 0;
+		pthread_mutex_lock(&bs->lock);
+		const struct lfs_blockmap_item *it =
+			lfs_blockmap_find(&bs->fresh, &blocks[i]);
+		if (it) {
+			len = it->len;
+			rc = lfs_car_write_block(plain, &blocks[i], it->data,
+						 len);
+			from_fresh++;
+		}
+		pthread_mutex_unlock(&bs->lock);
+		if (!it) {
+			lfs_buf_reset(&tmp);
+			if (!(rc = bs_get(bs, &tmp, &blocks[i])))
+				rc = lfs_car_write_block(plain, &blocks[i],
+							 tmp.data, tmp.len);
+			len = tmp.len;
+		}
+		if (rc)
 			goto out;
 		known[i + 1] = (struct loc){.cid = blocks[i],
-					    .len = (uint32_t)tmp.len,
-					    .off = plain->len - tmp.len};
+					    .len = (uint32_t)len,
+					    .off = plain->len - len};
 	}
 	if ((rc = lfs_envelope_seal(sealed, out, bs->key, plain->data,
 				    plain->len, LFS_CAR_CHUNK_LOG2)))
@@ -570,10 +586,12 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	rc = lfs_bs_register_car(bs, out, &info, &copy, plain->data, plain->len,
 				 relocate, big ? &x : NULL, big ? NULL : known,
 				 n + 1);
-	if (!rc)
+	/* Every block in memory went into this CAR (the usual commit):
+	 * forget them all, keeping the table's storage. */
+	if (!rc && from_fresh == bs->fresh.count)
+		lfs_blockmap_truncate(&bs->fresh, 0);
+	else if (!rc)
 		rc = prune_fresh(bs);
-	if (!rc && !big)
-		lfs_bs_cache_written(bs, out, &info, plain->data, plain->len);
 	pthread_mutex_unlock(&bs->lock);
 	if (!rc && big && !segment)
 		lfs_bs_write_sidecar(bs, out, root, built, nbuilt);

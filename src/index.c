@@ -443,7 +443,7 @@ int lfs_index_cache_new(struct lfs_index_cache **out, size_t max_bytes)
 		return -ENOMEM;
 	c->max = max_bytes;
 	c->nbuckets = 1024;
-	while (c->nbuckets * 2048 < max_bytes)
+	while (c->nbuckets * 256 < max_bytes) /* a node is ~0.5-1 KiB */
 		c->nbuckets *= 2;
 	if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets)))) {
 		free(c);
@@ -1096,8 +1096,8 @@ static int diff_at(struct op *o, const struct lfs_cid *a,
 		return 0;
 	struct node na, nb;
 	int rc;
-	if ((rc = load_node(o, &na, a, depth)) ||
-	    (rc = load_node(o, &nb, b, depth)) ||
+	if ((rc = load_node_cached(o, &na, a, depth, false)) ||
+	    (rc = load_node_cached(o, &nb, b, depth, false)) ||
 	    (rc = meet(&o->side[0], &na, a)) ||
 	    (rc = meet(&o->side[1], &nb, b)))
 		return rc;

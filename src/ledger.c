@@ -625,6 +625,7 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 		return -ENOMEM;
 	pthread_mutex_init(&l->write_lock, NULL);
 	pthread_mutex_init(&l->state_lock, NULL);
+	lfs_buf_init(&l->docbuf, LFS_DOC_MAX);
 	l->durable = opts->durable;
 	l->segment = opts->segment || !opts->durable;
 	l->now_us = opts->now_us ? opts->now_us : real_now;
@@ -727,6 +728,7 @@ void lfs_ledger_close(struct lfs_ledger *l)
 	free(l->heads);
 	free(l->head_cars);
 	free(l->pending);
+	lfs_buf_release(&l->docbuf);
 	pthread_mutex_destroy(&l->write_lock);
 	pthread_mutex_destroy(&l->state_lock);
 	free(l);
@@ -804,30 +806,64 @@ int lfs_ledger_event_root(struct lfs_ledger *l, const struct lfs_cid *event,
  */
 struct gather {
 	struct lfs_ledger *l;
-	struct lfs_cid *v;
+	struct lfs_cid *v; /* inl, until it outgrows it */
 	size_t n, cap;
+	/* The blocks in v, once there are more than GATHER_SCAN: a commit's
+	 * few are told apart by a scan, with no allocation. */
 	struct lfs_cidmap seen;
 	bool all; /* compaction: take persisted blocks too */
+	struct lfs_cid inl[16];
 };
+
+#define GATHER_SCAN 32
+
+static bool gather_has(struct gather *g, const struct lfs_cid *c)
+{
+	if (g->n > GATHER_SCAN)
+		return lfs_cidmap_get(&g->seen, c, NULL);
+	for (size_t i = 0; i < g->n; i++)
+		if (lfs_cid_equal(&g->v[i], c))
+			return true;
+	return false;
+}
 
 static int gather_add(struct gather *g, const struct lfs_cid *c)
 {
 	if (!g->all && !lfs_blockstore_in_memory(g->l->bs, c))
 		return 1;
-	if (lfs_cidmap_get(&g->seen, c, NULL))
+	if (gather_has(g, c))
 		return 1;
-	if (lfs_cidmap_set(&g->seen, c, 0))
-		return -ENOMEM;
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 64;
-		void *p = realloc(g->v, cap * sizeof(*g->v));
+		struct lfs_cid *p = g->v == g->inl
+					    ? malloc(cap * sizeof(*p))
+					    : realloc(g->v, cap * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
+		if (g->v == g->inl)
+			lfs_cid_copy_n(p, g->inl, g->n);
 		g->v = p;
 		g->cap = cap;
 	}
 	g->v[g->n++] = *c;
+	if (g->n == GATHER_SCAN + 1) {
+		for (size_t i = 0; i < g->n; i++)
+			if (lfs_cidmap_set(&g->seen, &g->v[i], 0))
+				return -ENOMEM;
+	} else if (g->n > GATHER_SCAN + 1 && lfs_cidmap_set(&g->seen, c, 0)) {
+		return -ENOMEM;
+	}
 	return 0;
+}
+
+static void gather_init(struct gather *g, struct lfs_ledger *l, bool all)
+{
+	g->l = l;
+	g->v = g->inl;
+	g->n = 0;
+	g->cap = sizeof(g->inl) / sizeof(g->inl[0]);
+	lfs_cidmap_init(&g->seen);
+	g->all = all;
 }
 
 static int gather_node(void *ctx, const struct lfs_cid *node)
@@ -845,28 +881,37 @@ static int gather_entry(void *ctx, const struct lfs_index_entry *e)
 
 static void gather_release(struct gather *g)
 {
-	free(g->v);
+	if (g->v != g->inl)
+		free(g->v);
 	lfs_cidmap_release(&g->seen);
 }
 
+/*
+ * A document's block. The decoded tree of a typical document fits the
+ * arena's first chunk on the stack, and the encoding goes to the ledger's
+ * buffer (kept between commits, up to 1 MiB): a commit of a few KiB calls
+ * malloc for neither. Caller holds write_lock.
+ */
 static int encode_doc(struct lfs_cid *out, struct lfs_ledger *l,
 		      const json_t *doc)
 {
+	_Alignas(16) unsigned char space[16384];
 	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
-	struct lfs_buf b;
-	lfs_buf_init(&b, LFS_DOC_MAX);
+	lfs_arena_init_buf(&a, 0, space, sizeof(space));
+	struct lfs_buf *b = &l->docbuf;
+	lfs_buf_reset(b);
 	struct lfs_cbor *v;
 	int rc = lfs_dagjson_to_cbor(&v, &a, doc);
 	if (!rc)
-		rc = lfs_cbor_encode(&b, v);
-	if (rc == -EFBIG || b.err == -EFBIG)
+		rc = lfs_cbor_encode(b, v);
+	if (rc == -EFBIG || b->err == -EFBIG)
 		rc = -EFBIG;
 	if (!rc) {
-		lfs_cid_of(out, LFS_CODEC_DAG_CBOR, b.data, b.len);
-		rc = lfs_blocks_put(&l->blocks, out, b.data, b.len);
+		lfs_cid_of(out, LFS_CODEC_DAG_CBOR, b->data, b->len);
+		rc = lfs_blocks_put(&l->blocks, out, b->data, b->len);
 	}
-	lfs_buf_release(&b);
+	if (b->cap > ((size_t)1 << 20))
+		lfs_buf_release(b);
 	lfs_arena_release(&a);
 	return rc;
 }
@@ -924,8 +969,8 @@ static int commit_locked(struct lfs_ledger *l, struct lfs_op *ops, size_t nops,
 			       .nops = nops};
 	struct lfs_buf eb;
 	lfs_buf_init(&eb, 0);
-	struct gather g = {.l = l};
-	lfs_cidmap_init(&g.seen);
+	struct gather g;
+	gather_init(&g, l, false);
 	struct lfs_cid car, event;
 	if ((rc = lfs_index_apply(&ev.root, &l->ix, &root, changes, nops)) ||
 	    (rc = lfs_event_encode(&eb, &ev)))
@@ -1348,8 +1393,8 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 		free(old_cars);
 		return rc;
 	}
-	struct gather g = {.l = l, .all = true};
-	lfs_cidmap_init(&g.seen);
+	struct gather g;
+	gather_init(&g, l, true);
 	struct lfs_cid car, root;
 	lfs_ledger_root(l, &root);
 	if (nheads == 0) {

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "blocks.h"
+#include "buf.h"
 #include "blockstore.h"
 #include "cid.h"
 #include "index.h"
@@ -31,6 +32,7 @@ struct lfs_ledger {
 	void *now_ctx;
 
 	pthread_mutex_t write_lock; /* one writer thread at a time */
+	struct lfs_buf docbuf;      /* encode_doc's, under write_lock */
 	int lock_fd;                /* flock: one writer process at a time */
 	int open_fd;                /* flock shared while open */
 	int64_t heads_stamp;        /* head records seen at this stamp */
