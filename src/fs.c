@@ -404,9 +404,10 @@ static bool req_interrupted(void *ctx)
 /*
  * Open document n for reading. A committed version is read through the
  * page cache (fs_view.h): the kernel keeps the inode's pages while they
- * are of the version the name holds, and drops them and the inode's
- * attributes (now, before the open is answered, so the first read sees
- * the bound version's size) when the inode is bound anew. Anything else
+ * are of the version the name holds, and drops them when the inode is
+ * bound anew, and its attributes too when the kernel may keep another
+ * version's (now, before the open is answered, so the first read sees the
+ * bound version's size). Anything else
  * is a snapshot read past the cache, ending where the snapshot ends
  * whatever size the kernel last saw.
  */
@@ -426,7 +427,7 @@ static int open_doc_reader(struct lfs_fs *fs, struct lfs_node *n,
 	h->doc = o.doc;
 	h->id = o.id;
 	fi->keep_cache = o.keep;
-	if (o.fresh && fs->se)
+	if (o.attrs && fs->se)
 		fuse_lowlevel_notify_inval_inode(fs->se, n->ino, -1, 0);
 	return 0;
 }
@@ -538,6 +539,18 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 	return 0;
 }
 
+/* A file's last close (or an open the kernel never got). */
+static void file_close(struct lfs_fs *fs, struct lfs_handle *h)
+{
+	struct lfs_node *n = h->n;
+	if (h->writer)
+		lfs_save_writer_unref(fs, n);
+	if (h->cached)
+		lfs_view_close_doc(fs, n);
+	lfs_node_unref(fs, n);
+	handle_retire(fs, h);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct lfs_fs *fs = fs_of(req);
@@ -545,8 +558,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = n ? open_node(fs, n, fi, 0, req) : -ESTALE;
 	if (rc)
 		reply_status(req, "open for writing", n ? n->name : NULL, rc);
-	else
-		fuse_reply_open(req, fi);
+	else if (fuse_reply_open(req, fi))
+		file_close(fs, (struct lfs_handle *)(uintptr_t)fi->fh);
 }
 
 static void read_handle(fuse_req_t req, struct lfs_fs *fs, struct lfs_handle *h,
@@ -678,14 +691,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino UNUSED,
 		       struct fuse_file_info *fi)
 {
 	struct lfs_fs *fs = fs_of(req);
-	struct lfs_handle *h = (struct lfs_handle *)(uintptr_t)fi->fh;
-	struct lfs_node *n = h->n;
-	if (h->writer)
-		lfs_save_writer_unref(fs, n);
-	if (h->cached)
-		lfs_view_close_doc(fs, n);
-	lfs_node_unref(fs, n);
-	handle_retire(fs, h);
+	file_close(fs, (struct lfs_handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -720,7 +726,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct stat st;
 	double ttl = 0;
 	if (n->kind == LFS_N_DOC) {
-		bool exists = lfs_view_stat(fs, n, &st, &ttl) == 0;
+		bool exists = lfs_view_stat_quiet(fs, n, &st) == 0;
 		if (exists && (fi->flags & O_EXCL))
 			rc = -EEXIST;
 		/* A pending deletion (an editor's backup rename) stays
@@ -769,7 +775,6 @@ static void mkdir_in(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *p,
 	struct lfs_at local = {.dir = -1};
 	struct lfs_node *n = NULL;
 	struct stat st;
-	double ttl;
 	int rc = 0;
 	if (p->kind == LFS_N_LEDGER &&
 	    (!strcmp(name, LFS_FS_SNAPSHOTS) || !strcmp(name, LFS_FS_CONTROL)))
@@ -780,7 +785,7 @@ static void mkdir_in(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *p,
 		rc = path_in(fs, p, name, &path);
 	if (!rc)
 		rc = lfs_node_resolve(fs, p, name, &n);
-	if (!rc && lfs_view_stat(fs, n, &st, &ttl) == 0)
+	if (!rc && lfs_view_stat_quiet(fs, n, &st) == 0)
 		rc = -EEXIST;
 	else if (!rc && n->kind == LFS_N_DOC) {
 		lfs_fsl_error(fs, p->lg,
@@ -1169,15 +1174,14 @@ static int rename_in(struct lfs_fs *fs, struct lfs_node *p, const char *name,
 	bool src_dir = !rc && lfs_node_is_subdir(fs, src);
 	if (!rc && !lfs_node_resolve(fs, np, newname, &dst)) {
 		struct stat st;
-		double ttl;
 		bool dst_dir = lfs_node_is_subdir(fs, dst);
-		bool exists = dst_dir || lfs_view_stat(fs, dst, &st, &ttl) == 0;
+		bool exists = dst_dir || lfs_view_stat_quiet(fs, dst, &st) == 0;
 		if (exists && src_dir && !dst_dir)
 			rc = -ENOTDIR;
 		else if (exists && !src_dir && dst_dir)
 			rc = -EISDIR;
 		if (exists && dst_dir && dst->kind == LFS_N_FOLDER &&
-		    lfs_view_stat(fs, dst, &st, &ttl) != 0)
+		    lfs_view_stat_quiet(fs, dst, &st) != 0)
 			exists = false; /* a folder gone with its documents */
 		if (!rc && exists && noreplace)
 			rc = -EEXIST;

@@ -92,6 +92,12 @@ struct lfs_node {
 	int pc_open;
 	bool pc_bound;
 	bool pc_written;
+	/* The version whose attributes the kernel was last given to keep
+	 * (attr_valid; no writer open since), so that binding the inode to
+	 * that version need not drop them. */
+	struct lfs_cid attr_doc;
+	uint64_t attr_idhash;
+	bool attr_valid;
 	/* The identity's hash: the number a node gets unless taken. */
 	uint64_t key;
 	bool indexed; /* found by its identity (a replaced node is not) */

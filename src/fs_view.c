@@ -345,6 +345,9 @@ int lfs_view_open_doc(struct lfs_fs *fs, struct lfs_node *n,
 				n->pc_mtime_us = ds.mtime_us;
 				n->pc_written = false;
 				o->fresh = true;
+				o->attrs = !n->attr_valid ||
+					   !lfs_cid_equal(&n->attr_doc, &doc) ||
+					   n->attr_idhash != ih;
 			}
 			n->pc_open++;
 			o->cached = true;
@@ -379,6 +382,7 @@ void lfs_view_writer_opened(struct lfs_fs *fs, struct lfs_node *n)
 {
 	pthread_mutex_lock(&fs->lock);
 	n->pc_written = true;
+	n->attr_valid = false; /* writes change the kernel's size */
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -523,8 +527,23 @@ static int unlinked_scratch_stat(struct lfs_fs *fs, struct lfs_node *n,
 	return rc;
 }
 
+static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
+		     double *ttl, bool told);
+
 int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		  double *ttl)
+{
+	return view_stat(fs, n, st, ttl, true);
+}
+
+int lfs_view_stat_quiet(struct lfs_fs *fs, struct lfs_node *n, struct stat *st)
+{
+	double ttl;
+	return view_stat(fs, n, st, &ttl, false);
+}
+
+static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
+		     double *ttl, bool told)
 {
 	int rc = 0;
 	*ttl = LFS_FS_ENTRY_TTL;
@@ -597,6 +616,14 @@ int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 			size = n->pc_size;
 			memset(&ds, 0, sizeof(ds));
 			ds.mtime_us = n->pc_mtime_us;
+		}
+		/* What the kernel keeps now, when it keeps it. */
+		if (told)
+			n->attr_valid = !rc && *ttl > 0 && ds.has_entry &&
+					!ds.draft && n->nwriters == 0;
+		if (told && n->attr_valid) {
+			n->attr_doc = ds.entry.cur.doc;
+			n->attr_idhash = id_hash(n->id);
 		}
 		pthread_mutex_unlock(&fs->lock);
 		struct lfs_attr at = {0};

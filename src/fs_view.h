@@ -78,7 +78,8 @@ int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
  * binding, fs_node.h's pc_*). Opening binds the inode to the version the
  * name holds when no cached reader holds another one: o->keep when the
  * kernel's pages are of it already (FOPEN_KEEP_CACHE), else o->fresh (the
- * kernel is to drop the inode's pages and attributes). While cached
+ * kernel is to drop the inode's pages, and with o->attrs its attributes,
+ * unless the last it was given to keep were this version's). While cached
  * readers are open (and no writer came), the inode's attributes stay
  * those of the bound version, even after the name moved on; a lookup of
  * the name then gets a node of its own (lfs_view_pin_stale), so a rename
@@ -92,7 +93,8 @@ int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 struct lfs_view_open {
 	bool cached; /* read through the page cache */
 	bool keep;   /* the kernel's pages are of this version */
-	bool fresh;  /* bound anew: the kernel drops pages and attributes */
+	bool fresh;  /* bound anew: the kernel drops the pages */
+	bool attrs;  /* and the attributes, which are of another version */
 	struct lfs_cid doc;
 	char *id;
 };
@@ -108,9 +110,14 @@ void lfs_view_writer_opened(struct lfs_fs *fs, struct lfs_node *n);
  * hold it)? Then the name is to get a node of its own. */
 bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n);
 
-/* Attributes of any node; *ttl is how long the kernel may keep them. */
+/*
+ * Attributes of any node; *ttl is how long the kernel may keep them. The
+ * caller tells the kernel (a reply), or, with _quiet, does not (a check
+ * that something exists).
+ */
 int lfs_view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		  double *ttl);
+int lfs_view_stat_quiet(struct lfs_fs *fs, struct lfs_node *n, struct stat *st);
 
 /*
  * The content of control file n (.ledgerfs/<name>). "wait" blocks until
