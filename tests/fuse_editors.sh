@@ -101,6 +101,11 @@ seed vimcopy
 scenario vimcopy 1 '.item == "bread"' --vim-cmd 'set backupcopy=yes' vim-es s/milk/bread
 expect_errno ENOENT read "$D/vimcopy.json~"
 
+note "vim -es with nobackup nowritebackup: no backup at all, write in place"
+seed vimnb
+scenario vimnb 1 '.item == "bread"' --vim-cmd 'set nobackup nowritebackup' vim-es s/milk/bread
+expect_errno ENOENT read "$D/vimnb.json~"
+
 note "vim in tmux: two saves in one session are two commits"
 seed vim
 scenario vim 2 '.item == "cheese"' vim s/milk/bread s/bread/cheese

@@ -188,6 +188,14 @@ while [ "$(bounded stat -c %Y "$D")" = 1609459200 ]; do
 	[ $SECONDS -lt $end ] || fail "adding a document did not move the ledger directory's mtime"
 	sleep 0.1
 done
+bounded touch -d '2021-01-01 00:00:00 UTC' "$D"
+bounded rm "$D/added.json"
+one_commit
+end=$((SECONDS + 60))
+while [ "$(bounded stat -c %Y "$D")" = 1609459200 ]; do
+	[ $SECONDS -lt $end ] || fail "removing a document did not move the ledger directory's mtime"
+	sleep 0.1
+done
 [ "$(bounded stat -c %Y "$D/.ledgerfs/status")" -gt 1600000000 ] || fail ".ledgerfs/status shows $(stat -c %y "$D/.ledgerfs/status")"
 
 note "permissions: chmod works on documents and ledgers (kept locally), fails clearly elsewhere"
