@@ -138,7 +138,7 @@ bool lfs_blockstore_appended(struct lfs_blockstore *bs);
  * appended since its last append or look): the ledger knows, holding its
  * writer lock, from the count every writer bumps first. When known, the
  * next append skips its look at the file's size (an fstat); any append
- * forgets it.
+ * forgets it, and so must the ledger when it lets go of its lock.
  */
 void lfs_blockstore_segment_known(struct lfs_blockstore *bs, bool known);
 

@@ -438,6 +438,8 @@ static void unlock_writer(struct lfs_ledger *l)
 					 ? (int64_t)(l->touched_gen & INT64_MAX)
 					 : INT64_MIN; /* reload next time */
 	l->touched_heads = l->own_commit = false;
+	/* What we knew of the segment holds only while we hold the lock. */
+	lfs_blockstore_segment_known(l->bs, false);
 	flock(l->lock_fd, LOCK_UN);
 }
 

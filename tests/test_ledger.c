@@ -978,6 +978,34 @@ START_TEST(segment_torn_tail)
 END_TEST
 
 /*
+ * Two handles take turns appending to one segment (as two processes do):
+ * what one knew of the file's end while it held the lock is forgotten when
+ * it lets go, so its next append (here the mark its close writes, after a
+ * commit that changed nothing) goes after the other's records, never over
+ * them.
+ */
+START_TEST(segment_two_writers_take_turns)
+{
+	make_tmpdir();
+	struct lfs_ledger *a = open_replica(0, NULL);
+	put_json(a, "x", "{\"v\": 1}");
+	put_json(a, "x", "{\"v\": 1}"); /* changes nothing: no append */
+	struct lfs_ledger *b = open_replica(0, NULL);
+	put_json(b, "y", "{\"v\": 2}");
+	lfs_ledger_close(a); /* appends its mark, after y */
+	put_json(b, "z", "{\"v\": 3}");
+	lfs_ledger_close(b);
+	a = open_replica(0, NULL);
+	ck_assert_int_eq(get_v(a, NULL, "x"), 1);
+	ck_assert_int_eq(get_v(a, NULL, "y"), 2);
+	ck_assert_int_eq(get_v(a, NULL, "z"), 3);
+	ck_assert_int_eq(lfs_ledger_fsck(a, NULL, NULL), 0);
+	lfs_ledger_close(a);
+	remove_tmpdir();
+}
+END_TEST
+
+/*
  * Damage in the middle of the segment (a record header that no longer
  * checks out) loses that record only: the records after it still load,
  * the next commit cuts nothing off, and fsck names what is missing.
@@ -1266,6 +1294,7 @@ int main(void)
 	tcase_add_test(t, clock_from_the_future);
 	tcase_add_loop_test(t, crash_at_random_points, 0, 3);
 	tcase_add_test(t, segment_torn_tail);
+	tcase_add_test(t, segment_two_writers_take_turns);
 	tcase_add_test(t, segment_damage_in_the_middle);
 	tcase_add_test(t, compaction);
 	tcase_add_test(t, compaction_by_another_process);
