@@ -34,6 +34,7 @@
 #include "fileio.h"
 #include "fsname.h"
 #include "home.h"
+#include "optscan.h"
 #include "ledger.h"
 
 #define IMPORT_TXN 10000 /* documents per transaction */
@@ -338,11 +339,54 @@ static int open_named(struct lfs_cli *c, const char *name,
 	return lfs_cli_open_ledger(c, name, &lo, out);
 }
 
+/*
+ * Read import's or export's arguments: --home DIR anywhere, then up to
+ * npos positionals into pos. Returns -1 when it is --help (after printing
+ * nothing), else LFS_EXIT_OK or LFS_EXIT_USAGE (said on stderr).
+ */
+static int parse_args(struct lfs_cli *cli, char **pos, size_t *npos,
+		      size_t maxpos, int argc, char **argv)
+{
+	static const struct lfs_optname names[] = {{"--home", 0, true}};
+	struct lfs_optscan sc;
+	lfs_optscan_init(&sc, argc, argv);
+	const char *val;
+	int k;
+	*npos = 0;
+	while ((k = lfs_optscan_next(&sc, names, 1, &val)) != LFS_OPT_END) {
+		if (k == LFS_OPT_HELP)
+			return -1;
+		if (k == LFS_OPT_POS && *npos < maxpos) {
+			pos[(*npos)++] = (char *)val;
+		} else if (k == LFS_OPT_POS) {
+			fprintf(stderr, "ledgerfs %s: too many arguments\n",
+				cli->cmd);
+			return LFS_EXIT_USAGE;
+		} else if (k == 0 && *val) {
+			cli->home_arg = val;
+		} else {
+			fprintf(stderr, "ledgerfs %s: %s '%s'\n", cli->cmd,
+				k == 0 || k == LFS_OPT_NOVALUE
+					? "a directory must follow"
+					: "unknown option",
+				sc.arg);
+			return LFS_EXIT_USAGE;
+		}
+	}
+	return LFS_EXIT_OK;
+}
+
 int lfs_cmd_import(int argc, char **argv)
 {
-	if (argc >= 2 &&
-	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: ledgerfs import NAME [DIR|FILE.ndjson|-]\n"
+	struct lfs_cli cli = {.cmd = "import"};
+	char *pos[2];
+	size_t npos;
+	int pr = parse_args(&cli, pos, &npos, 2, argc, argv);
+	if (pr > 0)
+		return pr;
+	if (pr < 0) {
+		printf("usage: ledgerfs import [--home DIR] NAME "
+		       "[DIR|FILE.ndjson|-]\n"
 		       "Load documents in bulk: every file of the tree DIR "
 		       "named as a mount names a\ndocument (DIR/notes/2026/"
 		       "a.json is document notes/2026/a; other files and\n"
@@ -357,12 +401,12 @@ int lfs_cmd_import(int argc, char **argv)
 		       IMPORT_TXN);
 		return LFS_EXIT_OK;
 	}
-	if (argc < 2 || argc > 3) {
-		fprintf(stderr,
-			"usage: ledgerfs import NAME [DIR|FILE.ndjson|-]\n");
+	if (npos < 1) {
+		fprintf(stderr, "usage: ledgerfs import [--home DIR] NAME "
+				"[DIR|FILE.ndjson|-]\n");
 		return LFS_EXIT_USAGE;
 	}
-	struct imp m = {.name = argv[1], .src = argc == 3 ? argv[2] : "-"};
+	struct imp m = {.name = pos[0], .src = npos == 2 ? pos[1] : "-"};
 	m.tty = isatty(STDERR_FILENO);
 	struct stat st;
 	int rc;
@@ -389,7 +433,6 @@ int lfs_cmd_import(int argc, char **argv)
 	if (m.skipped > SKIPS_SHOWN)
 		fprintf(stderr, "ledgerfs import: %zu more skipped\n",
 			m.skipped - SKIPS_SHOWN);
-	struct lfs_cli cli = {.cmd = "import"};
 	struct lfs_ledger *l = NULL;
 	int ret = open_named(&cli, m.name, &l);
 	if (ret)
@@ -524,9 +567,14 @@ static int export_one(void *ctx, const struct lfs_index_entry *e)
 
 int lfs_cmd_export(int argc, char **argv)
 {
-	if (argc >= 2 &&
-	    (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: ledgerfs export NAME DIR\n"
+	struct lfs_cli cli = {.cmd = "export"};
+	char *pos[2];
+	size_t npos;
+	int pr = parse_args(&cli, pos, &npos, 2, argc, argv);
+	if (pr > 0)
+		return pr;
+	if (pr < 0) {
+		printf("usage: ledgerfs export [--home DIR] NAME DIR\n"
 		       "Write every document of ledger NAME as DIR/<id>.json "
 		       "(pretty JSON with \"_id\"), in\nfolders, as a mount "
 		       "shows it (document notes/2026/a is DIR/notes/2026/"
@@ -534,28 +582,28 @@ int lfs_cmd_export(int argc, char **argv)
 		       "written.\n");
 		return LFS_EXIT_OK;
 	}
-	if (argc != 3) {
-		fprintf(stderr, "usage: ledgerfs export NAME DIR\n");
+	if (npos != 2) {
+		fprintf(stderr,
+			"usage: ledgerfs export [--home DIR] NAME DIR\n");
 		return LFS_EXIT_USAGE;
 	}
-	if (mkdir(argv[2], 0755) && errno != EEXIST) {
-		fprintf(stderr, "ledgerfs export: %s: %s\n", argv[2],
+	if (mkdir(pos[1], 0755) && errno != EEXIST) {
+		fprintf(stderr, "ledgerfs export: %s: %s\n", pos[1],
 			strerror(errno));
 		return LFS_EXIT_FAIL;
 	}
-	struct lfs_cli cli = {.cmd = "export"};
 	struct lfs_ledger *l = NULL;
-	int ret = open_named(&cli, argv[1], &l);
+	int ret = open_named(&cli, pos[0], &l);
 	if (ret) {
 		lfs_cli_release(&cli);
 		return ret;
 	}
-	struct exp x = {.l = l, .dir = argv[2]};
+	struct exp x = {.l = l, .dir = pos[1]};
 	struct lfs_cid root;
 	lfs_ledger_root(l, &root);
 	int rc = lfs_index_each(lfs_ledger_index(l), &root, export_one, &x);
 	if (rc && !x.err)
-		fprintf(stderr, "ledgerfs export: ledger '%s': %s\n", argv[1],
+		fprintf(stderr, "ledgerfs export: ledger '%s': %s\n", pos[0],
 			lfs_errmsg(rc));
 	if (!rc)
 		printf("%zu document%s exported\n", x.n, x.n == 1 ? "" : "s");

@@ -105,4 +105,13 @@ expect 0 "$L" fsck books
 expect 0 "$L" fsck copy
 expect 3 "$L" import nope in
 expect 2 "$L" import
+expect 2 "$L" import books in extra
+expect 2 "$L" export --home
+
+note "--home DIR, as every command takes it"
+(unset LEDGERFS_HOME && "$L" export --home "$TMP/home" copy out3 >/dev/null) ||
+	fail "export --home"
+diff -r out out3 >/dev/null || fail "export --home wrote another tree"
+expect 0 env -u LEDGERFS_HOME "$L" import --home "$TMP/home" copy out3
+expect_stdout '^6 documents imported$'
 echo "PASS: cli_import"
