@@ -634,10 +634,12 @@ START_TEST(walk_order)
 			  (s.t[k - 1] == s.t[k] &&
 			   lfs_cid_cmp(&s.cid[k - 1], &s.cid[k]) < 0));
 	}
+	/* A callback's non-zero answer stops the walk there. Both heads
+	 * may be roots (a random DAG has some): then there are only 2. */
 	memset(&s, 0, sizeof(s));
-	s.stop_at = 3;
+	s.stop_at = expect < 3 ? expect : 3;
 	ck_assert_int_eq(lfs_clock_walk(&d.b, hc, 2, walk_fn, &s), 42);
-	ck_assert_uint_eq(s.n, 3);
+	ck_assert_uint_eq(s.n, s.stop_at);
 	dag_release(&d);
 }
 END_TEST
