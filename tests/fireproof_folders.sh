@@ -9,30 +9,8 @@
 # shellcheck source=tests/fuse_lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/tests/fuse_lib.sh"
 fuse_init
-need node
-fp=$top_srcdir/tests/fireproof
-[ -d "$fp/node_modules/@fireproof/core" ] ||
-	skip "@fireproof/core is not installed in tests/fireproof (run scripts/install-deps)"
-
-FPS=$TMP/fp-storage
-FPK=$TMP/fp-keybag
-export FP_KEYBAG_URL=file://$FPK
-mkdir -p "$FPS"
-
-app()
-{
-	(cd "$fp" && timeout -k 5 120 node writer.mjs "$FPS" "$@") >>"$TMP/app.log" 2>&1 ||
-		fail "the Fireproof application failed: node writer.mjs $*: $(tail -n 5 "$TMP/app.log")"
-}
-
-wait_for()
-{
-	local end=$((SECONDS + ${2:-60}))
-	until eval "$1"; do
-		[ $SECONDS -lt $end ] || fail "waited ${2:-60}s for: $1"
-		sleep 0.1
-	done
-}
+# shellcheck source=tests/fireproof_lib.sh
+. "$top_srcdir/tests/fireproof_lib.sh"
 
 expect_ls()
 {
