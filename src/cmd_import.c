@@ -340,12 +340,12 @@ static int open_named(struct lfs_cli *c, const char *name,
 }
 
 /*
- * Read import's or export's arguments: --home DIR anywhere, then up to
- * npos positionals into pos. Returns -1 when it is --help (after printing
- * nothing), else LFS_EXIT_OK or LFS_EXIT_USAGE (said on stderr).
+ * Read import's or export's arguments: --home DIR anywhere, and minpos to
+ * maxpos positionals into pos. Returns -1 for --help (nothing printed),
+ * else LFS_EXIT_OK, or LFS_EXIT_USAGE said with cli->args as the usage.
  */
 static int parse_args(struct lfs_cli *cli, char **pos, size_t *npos,
-		      size_t maxpos, int argc, char **argv)
+		      size_t minpos, size_t maxpos, int argc, char **argv)
 {
 	static const struct lfs_optname names[] = {{"--home", 0, true}};
 	struct lfs_optscan sc;
@@ -356,38 +356,36 @@ static int parse_args(struct lfs_cli *cli, char **pos, size_t *npos,
 	while ((k = lfs_optscan_next(&sc, names, 1, &val)) != LFS_OPT_END) {
 		if (k == LFS_OPT_HELP)
 			return -1;
-		if (k == LFS_OPT_POS && *npos < maxpos) {
+		if (k == LFS_OPT_POS && *npos < maxpos)
 			pos[(*npos)++] = (char *)val;
-		} else if (k == LFS_OPT_POS) {
-			fprintf(stderr, "ledgerfs %s: too many arguments\n",
-				cli->cmd);
-			return LFS_EXIT_USAGE;
-		} else if (k == 0 && *val) {
+		else if (k == LFS_OPT_POS)
+			return lfs_cli_usage_error(cli, "too many arguments");
+		else if (k == 0 && *val)
 			cli->home_arg = val;
-		} else {
-			fprintf(stderr, "ledgerfs %s: %s '%s'\n", cli->cmd,
-				k == 0 || k == LFS_OPT_NOVALUE
-					? "a directory must follow"
-					: "unknown option",
-				sc.arg);
-			return LFS_EXIT_USAGE;
-		}
+		else if (k == 0 || k == LFS_OPT_NOVALUE)
+			return lfs_cli_usage_error(
+				cli, "a directory must follow '%s'", sc.arg);
+		else
+			return lfs_cli_usage_error(cli, "unknown option '%s'",
+						   sc.arg);
 	}
+	if (*npos < minpos)
+		return lfs_cli_usage_error(cli, "missing arguments");
 	return LFS_EXIT_OK;
 }
 
 int lfs_cmd_import(int argc, char **argv)
 {
-	struct lfs_cli cli = {.cmd = "import"};
+	struct lfs_cli cli = {.cmd = "import",
+			      .args = "[--home DIR] NAME [DIR|FILE.ndjson|-]"};
 	char *pos[2];
 	size_t npos;
-	int pr = parse_args(&cli, pos, &npos, 2, argc, argv);
+	int pr = parse_args(&cli, pos, &npos, 1, 2, argc, argv);
 	if (pr > 0)
 		return pr;
 	if (pr < 0) {
-		printf("usage: ledgerfs import [--home DIR] NAME "
-		       "[DIR|FILE.ndjson|-]\n"
-		       "Load documents in bulk: every file of the tree DIR "
+		printf("usage: ledgerfs import %s\n", cli.args);
+		printf("Load documents in bulk: every file of the tree DIR "
 		       "named as a mount names a\ndocument (DIR/notes/2026/"
 		       "a.json is document notes/2026/a; other files and\n"
 		       "dot-folders, scratch in a mount, are skipped and "
@@ -400,11 +398,6 @@ int lfs_cmd_import(int argc, char **argv)
 		       "the number imported.\n",
 		       IMPORT_TXN);
 		return LFS_EXIT_OK;
-	}
-	if (npos < 1) {
-		fprintf(stderr, "usage: ledgerfs import [--home DIR] NAME "
-				"[DIR|FILE.ndjson|-]\n");
-		return LFS_EXIT_USAGE;
 	}
 	struct imp m = {.name = pos[0], .src = npos == 2 ? pos[1] : "-"};
 	m.tty = isatty(STDERR_FILENO);
@@ -567,25 +560,20 @@ static int export_one(void *ctx, const struct lfs_index_entry *e)
 
 int lfs_cmd_export(int argc, char **argv)
 {
-	struct lfs_cli cli = {.cmd = "export"};
+	struct lfs_cli cli = {.cmd = "export", .args = "[--home DIR] NAME DIR"};
 	char *pos[2];
 	size_t npos;
-	int pr = parse_args(&cli, pos, &npos, 2, argc, argv);
+	int pr = parse_args(&cli, pos, &npos, 2, 2, argc, argv);
 	if (pr > 0)
 		return pr;
 	if (pr < 0) {
-		printf("usage: ledgerfs export [--home DIR] NAME DIR\n"
-		       "Write every document of ledger NAME as DIR/<id>.json "
+		printf("usage: ledgerfs export %s\n", cli.args);
+		printf("Write every document of ledger NAME as DIR/<id>.json "
 		       "(pretty JSON with \"_id\"), in\nfolders, as a mount "
 		       "shows it (document notes/2026/a is DIR/notes/2026/"
 		       "a.json;\nDIR is made if missing); prints the number "
 		       "written.\n");
 		return LFS_EXIT_OK;
-	}
-	if (npos != 2) {
-		fprintf(stderr,
-			"usage: ledgerfs export [--home DIR] NAME DIR\n");
-		return LFS_EXIT_USAGE;
 	}
 	if (mkdir(pos[1], 0755) && errno != EEXIST) {
 		fprintf(stderr, "ledgerfs export: %s: %s\n", pos[1],
