@@ -143,6 +143,12 @@ int lfs_lstat_at(int root, const char *path, struct stat *st)
 	return rc;
 }
 
+bool lfs_is_dir_at(int root, const char *path)
+{
+	struct stat st;
+	return lfs_lstat_at(root, path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int lfs_write_all(int fd, const void *p, size_t len)
 {
 	const char *q = p;

@@ -53,6 +53,8 @@ void lfs_at_close(struct lfs_at *at);
 
 /* lstat of path under root (lfs_walk_at): 0 or a negative errno. */
 int lfs_lstat_at(int root, const char *path, struct stat *st);
+/* Is path under root (lfs_walk_at) a directory itself, not a link to one? */
+bool lfs_is_dir_at(int root, const char *path);
 
 /* Write all len bytes to fd, retrying short writes and EINTR. */
 int lfs_write_all(int fd, const void *p, size_t len);

@@ -26,6 +26,19 @@ bool lfs_node_read_only(enum lfs_node_kind k)
 	       k == LFS_N_BYTIME_LINK;
 }
 
+/* An inode number from SipHash (crypto_shorthash) of p[0..n) under key:
+ * 63 bits, never 0 or 1 (FUSE's "none" and the root). */
+static uint64_t ino_of(const uint8_t *p, size_t n,
+		       const uint8_t key[crypto_shorthash_KEYBYTES])
+{
+	uint8_t out[crypto_shorthash_BYTES];
+	crypto_shorthash(out, p, n, key);
+	uint64_t h;
+	memcpy(&h, out, sizeof(h));
+	h &= 0x7fffffffffffffffull; /* keep clear of sign trouble in tools */
+	return h < 2 ? h + 2 : h;
+}
+
 uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
 		       const struct lfs_cid *event, const char *name)
 {
@@ -48,24 +61,14 @@ uint64_t lfs_node_hash(enum lfs_node_kind k, const char *ledger,
 	memcpy(buf + n, name ? name : "", nl);
 	n += nl;
 	buf[n++] = 0;
-	uint8_t out[crypto_shorthash_BYTES];
-	crypto_shorthash(out, buf, n, hkey);
-	uint64_t h;
-	memcpy(&h, out, sizeof(h));
-	h &= 0x7fffffffffffffffull; /* keep clear of sign trouble in tools */
-	return h < 2 ? h + 2 : h;
+	return ino_of(buf, n, hkey);
 }
 
 uint64_t lfs_node_local_ino(const struct stat *st)
 {
 	static const uint8_t hkey[crypto_shorthash_KEYBYTES] = "ledgerfs-local";
 	uint64_t id[2] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino};
-	uint8_t out[crypto_shorthash_BYTES];
-	crypto_shorthash(out, (const uint8_t *)id, sizeof(id), hkey);
-	uint64_t h;
-	memcpy(&h, out, sizeof(h));
-	h &= 0x7fffffffffffffffull;
-	return h < 2 ? h + 2 : h;
+	return ino_of((const uint8_t *)id, sizeof(id), hkey);
 }
 
 static bool same_identity(const struct lfs_node *n, enum lfs_node_kind k,
@@ -358,29 +361,33 @@ bool lfs_node_is_subdir(struct lfs_fs *fs, const struct lfs_node *n)
 	pthread_mutex_lock(&fs->lock);
 	char *p = strdup(n->name);
 	pthread_mutex_unlock(&fs->lock);
-	struct stat st;
-	bool dir = p && lfs_lstat_at(n->lg->scratch_fd, p, &st) == 0 &&
-		   S_ISDIR(st.st_mode);
+	bool dir = p && lfs_is_dir_at(n->lg->scratch_fd, p);
 	free(p);
 	return dir;
+}
+
+int lfs_node_folder_has(bool *out, struct lfs_fsl *lg, const char *path)
+{
+	*out = false;
+	int rc = 0;
+	if (lg->l) {
+		struct lfs_cid root;
+		lfs_ledger_root(lg->l, &root);
+		rc = lfs_idtree_has_folder(&lg->tree, lfs_ledger_index(lg->l),
+					   &root, path, out);
+	}
+	if (!*out && !rc)
+		*out = lfs_is_dir_at(lg->drafts_fd, path);
+	return rc;
 }
 
 bool lfs_node_folder_held(struct lfs_fsl *lg, const char *path)
 {
 	char prefix[LFS_INDEX_ID_MAX + 1];
-	if (!lg->l ||
-	    !lfs_fsname_folder_to_prefix(prefix, sizeof(prefix), path))
-		return false;
-	struct lfs_cid root;
-	bool has = false;
-	lfs_ledger_root(lg->l, &root);
-	if (lfs_idtree_has_folder(&lg->tree, lfs_ledger_index(lg->l), &root,
-				  path, &has) == 0 &&
-	    has)
-		return true;
-	struct stat st;
-	return lfs_lstat_at(lg->drafts_fd, path, &st) == 0 &&
-	       S_ISDIR(st.st_mode);
+	bool has;
+	return lg->l &&
+	       lfs_fsname_folder_to_prefix(prefix, sizeof(prefix), path) &&
+	       lfs_node_folder_has(&has, lg, path) == 0 && has;
 }
 
 int lfs_node_scratch_aside(char **out, struct lfs_fs *fs, struct lfs_fsl *lg,
@@ -497,12 +504,8 @@ static int classify(struct lfs_fs *fs, struct want *w, struct lfs_node *p,
 	}
 	w->kind = LFS_N_SCRATCH;
 	if (folder && !has) {
-		struct stat st;
-		has = lfs_lstat_at(lg->scratch_fd, w->path, &st) == 0 &&
-		      S_ISDIR(st.st_mode);
-		if (!has)
-			has = lfs_lstat_at(lg->drafts_fd, w->path, &st) == 0 &&
-			      S_ISDIR(st.st_mode);
+		has = lfs_is_dir_at(lg->scratch_fd, w->path) ||
+		      lfs_is_dir_at(lg->drafts_fd, w->path);
 	}
 	if (has) {
 		char *moved = NULL;

@@ -180,6 +180,12 @@ int lfs_node_at(struct lfs_at *out, struct lfs_fs *fs, const struct lfs_node *n,
  * the disk; no lock held.
  */
 bool lfs_node_folder_held(struct lfs_fsl *lg, const char *path);
+/*
+ * Does anything documents hold make path of lg a folder: ids under it in
+ * the index, or its directory in the drafts? 0 with *out set, or the
+ * index's negative errno. Reads the index and the disk; no lock held.
+ */
+int lfs_node_folder_has(bool *out, struct lfs_fsl *lg, const char *path);
 
 /*
  * A folder and a scratch file of the same name (a pull or `ledgerfs put`

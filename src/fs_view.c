@@ -490,18 +490,8 @@ static int folder_exists(struct lfs_fs *fs, struct lfs_node *n)
 	pthread_mutex_unlock(&fs->lock);
 	if (!path)
 		return -ENOMEM;
-	bool has = false;
-	struct lfs_cid root;
-	int rc = 0;
-	if (lg->l) {
-		lfs_ledger_root(lg->l, &root);
-		rc = lfs_idtree_has_folder(&lg->tree, lfs_ledger_index(lg->l),
-					   &root, path, &has);
-	}
-	struct stat st;
-	if (!has && !rc && lfs_lstat_at(lg->drafts_fd, path, &st) == 0 &&
-	    S_ISDIR(st.st_mode))
-		has = true;
+	bool has;
+	int rc = lfs_node_folder_has(&has, lg, path);
 	free(path);
 	if (rc)
 		return rc == -EBADMSG ? -EIO : rc;
