@@ -32,6 +32,7 @@
 #include "dagjson.h"
 #include "errmsg.h"
 #include "fileio.h"
+#include "fs_render.h"
 #include "fsname.h"
 #include "home.h"
 #include "optscan.h"
@@ -329,6 +330,31 @@ static void progress(struct imp *m, size_t done, size_t total)
 		fputc('\n', stderr);
 }
 
+/*
+ * Note the documents' rendered lengths in the home's size table
+ * (fs_render.h), so a mount lists them without rendering each. Only a
+ * speed-up: a failure is said, not an error.
+ */
+static void note_sizes(struct lfs_cli *c, const char *name,
+		       struct lfs_ledger *l)
+{
+	char *path = lfs_home_state_path(&c->home, name, "sizes");
+	struct lfs_render_sizes *t = NULL;
+	int rc = !path                  ? -ENOMEM
+		 : lfs_mkdirs_for(path) ? -EIO
+					: lfs_render_sizes_open(&t, path);
+	if (!rc)
+		rc = lfs_render_fill(t, l, NULL);
+	if (rc)
+		fprintf(stderr,
+			"ledgerfs import: noting the documents' sizes for "
+			"mounts: %s (only a mount's first listing is "
+			"slower)\n",
+			lfs_errmsg(rc));
+	lfs_render_sizes_close(t);
+	free(path);
+}
+
 /* Ledger name of this home, not durable per commit: one sync at the end. */
 static int open_named(struct lfs_cli *c, const char *name,
 		      struct lfs_ledger **out)
@@ -485,6 +511,8 @@ int lfs_cmd_import(int argc, char **argv)
 			lfs_errmsg(rc));
 		ret = LFS_EXIT_FAIL;
 	}
+	if (!ret)
+		note_sizes(&cli, m.name, l);
 	if (!ret)
 		printf("%zu document%s imported\n", m.n, m.n == 1 ? "" : "s");
 out:

@@ -384,6 +384,97 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino UNUSED, size_t size,
 	handle_done(fs, h);
 }
 
+/*
+ * The entry of name in directory p for a READDIRPLUS: what a lookup
+ * would answer (made with a reference the caller drops after the reply,
+ * in *out_n), or none (e->ino 0: the kernel looks the name up itself
+ * when it needs it) for a name that is gone, whose inode shows a version
+ * the name no longer holds (reply_resolved gives it a new node), or
+ * outside a ledger's directories.
+ */
+static void plus_entry(struct lfs_fs *fs, struct lfs_node *p, const char *name,
+		       uint64_t ino, mode_t mode, struct fuse_entry_param *e,
+		       struct lfs_node **out_n)
+{
+	struct lfs_node *n = NULL;
+	struct stat st;
+	double ttl;
+	memset(e, 0, sizeof(*e));
+	e->attr.st_ino = ino;
+	e->attr.st_mode = mode;
+	*out_n = NULL;
+	if (!strcmp(name, ".") || !strcmp(name, "..") ||
+	    (p->kind != LFS_N_LEDGER && p->kind != LFS_N_FOLDER))
+		return;
+	/* Already kept by the kernel (a listing again): not sent twice. */
+	char *path = NULL;
+	bool kept = S_ISREG(mode) && !path_in(fs, p, name, &path) &&
+		    lfs_view_attrs_kept(fs, p->lg, path);
+	free(path);
+	if (kept || lfs_node_resolve(fs, p, name, &n))
+		return;
+	if (n->kind == LFS_N_SNAPS || n->kind == LFS_N_CTLDIR ||
+	    lfs_view_pin_stale(fs, n) || lfs_view_stat(fs, n, &st, &ttl)) {
+		lfs_node_unref(fs, n);
+		return;
+	}
+	entry_of(e, fs, n, &st, ttl);
+	*out_n = n;
+}
+
+/*
+ * A listing with each name's entry and attributes, so `ls -l` of a ledger
+ * costs a request per buffer of names instead of a LOOKUP per file. The
+ * barrier (fs_inval.h) is held from before the first attributes are read
+ * until the reply is sent, as a lookup holds it.
+ */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino UNUSED, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	struct lfs_fs *fs = fs_of(req);
+	struct lfs_handle *h = handle_use(fs, fi);
+	const struct lfs_listing *l = &h->list;
+	/* Every entry takes at least 64 bytes of the buffer. */
+	size_t max = size / 64 + 1;
+	char *buf = malloc(size);
+	struct lfs_node **held = calloc(max, sizeof(*held));
+	if (!buf || !held) {
+		free(buf);
+		free(held);
+		handle_done(fs, h);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	bool barrier = lfs_cache_hold(fs, h->n);
+	size_t used = 0, nheld = 0;
+	for (size_t i = (size_t)off; i < l->n && nheld < max; i++) {
+		struct fuse_entry_param e;
+		size_t need = fuse_add_direntry_plus(req, NULL, 0, l->names[i],
+						     NULL, 0);
+		if (need > size - used)
+			break;
+		struct lfs_node *n;
+		plus_entry(fs, h->n, l->names[i], l->inos[i], l->modes[i], &e,
+			   &n);
+		used += fuse_add_direntry_plus(req, buf + used, size - used,
+					       l->names[i], &e, (off_t)(i + 1));
+		if (n) {
+			lfs_node_lookup_ref(fs, n);
+			held[nheld++] = n;
+		}
+	}
+	bool failed = fuse_reply_buf(req, buf, used) != 0;
+	lfs_cache_done(fs, barrier);
+	for (size_t i = 0; i < nheld; i++) {
+		if (failed)
+			lfs_node_lookup_unref(fs, held[i]);
+		lfs_node_unref(fs, held[i]);
+	}
+	free(held);
+	free(buf);
+	handle_done(fs, h);
+}
+
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino UNUSED,
 			  struct fuse_file_info *fi)
 {
@@ -1397,9 +1488,14 @@ static void op_init(void *userdata UNUSED, struct fuse_conn_info *conn)
 {
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	/* Listing must not render every document's size. */
-	conn->want &=
-		~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+	/* Listings carry each name's attributes (op_readdirplus): a
+	 * document's size is known without rendering it (fs_render.h).
+	 * Always, not "auto": the kernel's auto mode asks for them only
+	 * in a listing's first buffer unless lookups came in between, and
+	 * `ls -l` reads the whole listing before its first stat. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
 	/* Committed documents are read through the page cache and map
@@ -1446,6 +1542,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.fsync = op_fsync,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.statfs = op_statfs,
 	.setxattr = op_setxattr,

@@ -7,6 +7,7 @@
  *
  *   fs_int.h     this: struct lfs_fs, the lock order, small helpers
  *   fs_policy    what a save, a rename or an unlink means (pure functions)
+ *   fs_render    a version's text, and the table of their lengths
  *   fs_ledger    per-ledger mount state: opening (and key retry), the
  *                error ring, the change feed, pending deletes, commits,
  *                picking up other processes' commits, snapshot lists

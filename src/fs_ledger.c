@@ -73,6 +73,7 @@ static void fsl_free(struct lfs_fsl *lg)
 	if (!lg)
 		return;
 	lfs_ledger_close(lg->l);
+	lfs_render_sizes_close(lg->sizes);
 	for (size_t i = 0; i < lg->npending; i++)
 		free(lg->pending[i].id);
 	free(lg->pending);
@@ -158,6 +159,11 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 	}
 	if (!lg->err)
 		migrate_drafts(lg);
+	char *sizes =
+		lg->err ? NULL : lfs_home_state_path(fs->home, name, "sizes");
+	if (sizes)
+		lfs_render_sizes_open(&lg->sizes, sizes);
+	free(sizes);
 	bool key_error = false;
 	int rc = lg->err ? lg->err : open_ledger(&lg->l, fs, name, &key_error);
 	if (rc)
@@ -497,6 +503,8 @@ bool lfs_fsl_refresh(struct lfs_fs *fs, struct lfs_fsl *lg)
 	if (rc && rc != was)
 		lfs_warn("ledger '%s': cannot read its heads: %s", lg->name,
 			 lfs_errmsg(rc));
+	if (!rc && changed && lg->sizes)
+		lfs_render_sizes_catch_up(lg->sizes); /* `ledgerfs import` */
 	if (!rc && changed)
 		lfs_fsl_moved(fs, lg, &before, &after,
 			      "another process on this machine");

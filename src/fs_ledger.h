@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "fs_int.h"
+#include "fs_render.h"
 #include "idtree.h"
 #include "ledger.h"
 
@@ -44,6 +45,9 @@ struct lfs_fsl {
 	 */
 	struct lfs_ledger *l;
 	int err;
+	/* Its documents' rendered lengths (fs_render.h; NULL when out of
+	 * memory). Set once when made, then used without fs->lock. */
+	struct lfs_render_sizes *sizes;
 	/* Under fs->lock. */
 	bool opening; /* a thread is retrying the key */
 	struct lfs_fsl_pending *pending;

@@ -98,6 +98,7 @@ struct lfs_node {
 	struct lfs_cid attr_doc;
 	uint64_t attr_idhash;
 	bool attr_valid;
+	int64_t attr_until_ms; /* until when (CLOCK_MONOTONIC), if valid */
 	/* The identity's hash: the number a node gets unless taken. */
 	uint64_t key;
 	bool indexed; /* found by its identity (a replaced node is not) */

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "dagjson.h"
+#include "fs_render.h"
 #include "fs_attr.h"
 #include "fs_policy.h"
 #include "log.h"
@@ -82,14 +83,14 @@ int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
 	}
 	pthread_mutex_unlock(&fs->render_lock);
 
-	json_t *j;
-	int rc = lfs_ledger_load_doc(lg->l, doc, id, &j);
-	if (rc)
-		return rc;
 	struct lfs_buf b;
 	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
-	rc = lfs_dagjson_dump(&b, j);
-	json_decref(j);
+	int rc = lfs_render_doc(lg->l, doc, id, &b);
+	/* Every render checks the table, whose lengths the kernel trusts. */
+	if (!rc && lg->sizes && lfs_render_sizes_put(lg->sizes, doc, id, b.len))
+		lfs_warn("ledger '%s': the size table had a wrong length for "
+			 "a version of '%s': corrected",
+			 lg->name, id);
 	if (!rc)
 		rc = lfs_buf_append(out, b.data, b.len);
 	if (!rc) {
@@ -156,20 +157,51 @@ int lfs_view_read_file_at(struct lfs_buf *out, int dir, const char *name,
 
 /* ---- document content ---- */
 
-/* A draft's length without reading it: lfs_view_read_file's checks. */
-static int stat_file(const char *path, struct stat *st)
+/* A draft's length without reading it: lfs_view_read_file's checks. A
+ * name at the top is looked at in the open drafts directory (one name
+ * for the kernel to walk, not the home's whole path); one in a folder
+ * through lfs_walk_at, never following a link. */
+static int stat_draft(struct lfs_fsl *lg, const char *name, struct stat *st)
 {
-	if (lstat(path, st))
-		return -errno;
+	int rc = 0;
+	if (lg->drafts_fd < 0)
+		rc = -ENOENT;
+	else if (!strchr(name, '/'))
+		rc = fstatat(lg->drafts_fd, name, st, AT_SYMLINK_NOFOLLOW)
+			     ? -errno
+			     : 0;
+	else
+		rc = lfs_lstat_at(lg->drafts_fd, name, st);
+	if (rc)
+		return rc == -ENOTDIR ? -ENOENT : rc;
 	if (!S_ISREG(st->st_mode))
 		return -EPERM;
 	return (size_t)st->st_size > LFS_FS_TEXT_MAX ? -EFBIG : 0;
 }
 
-/* The length of n's committed version ds->entry when known. */
+/* A draft's bytes, appended to out. */
+static int read_draft(struct lfs_buf *out, struct lfs_fsl *lg, const char *name,
+		      struct stat *st)
+{
+	struct lfs_at at;
+	int rc = lg->drafts_fd < 0
+			 ? -ENOENT
+			 : lfs_at_open(&at, lg->drafts_fd, name, false);
+	if (!rc)
+		rc = lfs_view_read_file_at(out, at.dir, at.name, st);
+	if (lg->drafts_fd >= 0)
+		lfs_at_close(&at);
+	return rc == -ENOTDIR ? -ENOENT : rc;
+}
+
+/* The length of n's committed version ds->entry when known: from the
+ * ledger's size table, else (no table) from the node. */
 static bool known_size(struct lfs_fs *fs, struct lfs_node *n,
 		       const struct lfs_docstate *ds, size_t *size)
 {
+	if (n->lg->sizes)
+		return lfs_render_sizes_get(n->lg->sizes, &ds->entry.cur.doc,
+					    n->id, size);
 	pthread_mutex_lock(&fs->lock);
 	bool hit = n->has_size && lfs_cid_equal(&n->sized, &ds->entry.cur.doc);
 	if (hit)
@@ -217,14 +249,10 @@ static int doc_state(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 	pthread_mutex_unlock(&fs->lock);
 	bool hidden = lfs_fsl_pending_has(fs, lg, n->id);
 
-	char *dpath = lfs_fs_path(lg->drafts, n->name);
-	if (!dpath)
-		return -ENOMEM;
 	struct stat st;
 	size_t before = out ? out->len : 0;
-	int rc = out ? lfs_view_read_file(out, dpath, &st)
-		     : stat_file(dpath, &st);
-	free(dpath);
+	int rc = out ? read_draft(out, lg, n->name, &st)
+		     : stat_draft(lg, n->name, &st);
 	if (rc == 0) {
 		*size = out ? out->len - before : (size_t)st.st_size;
 		ds->exists = ds->draft = true;
@@ -414,6 +442,25 @@ bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n)
 
 /* ---- attributes ---- */
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool lfs_view_attrs_kept(struct lfs_fs *fs, struct lfs_fsl *lg,
+			 const char *path)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct lfs_node *n = lfs_node_find_locked(fs, LFS_N_DOC, lg, path);
+	/* A second's margin: the kernel's clock started a bit later. */
+	bool kept = n && n->nlookup > 0 && n->attr_valid &&
+		    mono_ms() + 1000 < n->attr_until_ms;
+	pthread_mutex_unlock(&fs->lock);
+	return kept;
+}
+
 static void fill_time(struct stat *st, int64_t t_us)
 {
 	st->st_mtim.tv_sec = (time_t)(t_us / 1000000);
@@ -574,11 +621,16 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 	}
 	case LFS_N_SNAPDOC: {
 		struct lfs_index_entry e;
+		size_t len = 0;
 		rc = lfs_ledger_get(n->lg->l, &n->root, n->id, &e, &a, NULL);
-		if (!rc)
+		if (!rc && !(n->lg->sizes &&
+			     lfs_render_sizes_get(n->lg->sizes, &e.cur.doc,
+						  n->id, &len))) {
 			rc = lfs_view_render(fs, n->lg, &e.cur.doc, n->id, &b);
+			len = b.len;
+		}
 		if (!rc) {
-			file_stat(fs, n, st, 0444, b.len);
+			file_stat(fs, n, st, 0444, len);
 			fill_time(st, e.cur.t);
 		}
 		break;
@@ -614,6 +666,7 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		if (told && n->attr_valid) {
 			n->attr_doc = ds.entry.cur.doc;
 			n->attr_idhash = id_hash(n->id);
+			n->attr_until_ms = mono_ms() + (int64_t)(*ttl * 1000);
 		}
 		pthread_mutex_unlock(&fs->lock);
 		struct lfs_attr at = {0};

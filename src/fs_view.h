@@ -106,6 +106,12 @@ void lfs_view_close_doc(struct lfs_fs *fs, struct lfs_node *n);
  * any file system), so the inode shows what the writer makes. */
 void lfs_view_writer_opened(struct lfs_fs *fs, struct lfs_node *n);
 
+/* Does the kernel hold valid attributes of document path of lg (given by
+ * this mount and not expired; it asks again when told to forget them)?
+ * Then a listing need not send them again. */
+bool lfs_view_attrs_kept(struct lfs_fs *fs, struct lfs_fsl *lg,
+			 const char *path);
+
 /* Does n's inode show a version its name no longer holds (cached readers
  * hold it)? Then the name is to get a node of its own. */
 bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n);

@@ -1,0 +1,391 @@
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "fs_render.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "dagjson.h"
+#include "fileio.h"
+#include "fs_policy.h"
+#include "index.h"
+#include "log.h"
+
+#define MAGIC    "lfs-size"
+#define HEADER   16
+#define KEY      32
+#define CHECK    8
+#define RECORD   (KEY + 8 + CHECK)
+#define FILE_MAX ((size_t)256 << 20)
+
+int lfs_render_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
+		   const char *id, struct lfs_buf *out)
+{
+	json_t *j;
+	int rc = lfs_ledger_load_doc(l, doc, id, &j);
+	if (rc)
+		return rc;
+	rc = lfs_dagjson_dump(out, j);
+	json_decref(j);
+	return rc;
+}
+
+/* ---- the table ---- */
+
+struct slot {
+	uint8_t key[KEY];
+	uint64_t len1; /* the length + 1; 0: empty */
+};
+
+struct lfs_render_sizes {
+	pthread_mutex_t lock;
+	char *path;
+	int fd;       /* O_RDWR | O_APPEND; -1: in memory only */
+	off_t read;   /* the file's bytes taken in */
+	bool damaged; /* catching up stopped at damage */
+	struct slot *slots;
+	size_t nslots, n; /* nslots a power of two, or 0 */
+};
+
+static void make_key(uint8_t key[KEY], const struct lfs_cid *doc,
+		     const char *id)
+{
+	uint8_t fmt[4] = {LFS_RENDER_FORMAT & 0xff, 0, 0, 0};
+	uint8_t cid[LFS_CID_BYTES];
+	lfs_cid_to_bytes(cid, doc);
+	crypto_generichash_state s;
+	crypto_generichash_init(&s, NULL, 0, KEY);
+	crypto_generichash_update(&s, fmt, sizeof(fmt));
+	crypto_generichash_update(&s, cid, sizeof(cid));
+	crypto_generichash_update(&s, (const uint8_t *)id, strlen(id));
+	crypto_generichash_final(&s, key, KEY);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void make_record(uint8_t rec[RECORD], const uint8_t key[KEY],
+			uint64_t len)
+{
+	memcpy(rec, key, KEY);
+	put_le64(rec + KEY, len);
+	crypto_generichash(rec + KEY + 8, CHECK, rec, KEY + 8, NULL, 0);
+}
+
+/* A record's length when it is whole and checks (else -1). */
+static int64_t record_len(const uint8_t rec[RECORD])
+{
+	uint8_t check[CHECK];
+	crypto_generichash(check, CHECK, rec, KEY + 8, NULL, 0);
+	if (memcmp(check, rec + KEY + 8, CHECK))
+		return -1;
+	uint64_t len = get_le64(rec + KEY);
+	return len > LFS_RENDER_MAX ? -1 : (int64_t)len;
+}
+
+static void header(uint8_t h[HEADER])
+{
+	memset(h, 0, HEADER);
+	memcpy(h, MAGIC, 8);
+	h[8] = LFS_RENDER_FORMAT & 0xff;
+}
+
+static struct slot *find_locked(struct lfs_render_sizes *t,
+				const uint8_t key[KEY])
+{
+	if (!t->nslots)
+		return NULL;
+	uint64_t h;
+	memcpy(&h, key, sizeof(h));
+	for (size_t i = (size_t)h & (t->nslots - 1);;
+	     i = (i + 1) & (t->nslots - 1)) {
+		struct slot *s = &t->slots[i];
+		if (!s->len1 || !memcmp(s->key, key, KEY))
+			return s;
+	}
+}
+
+/* Set key's length (false: out of memory, the entry is not kept). */
+static bool set_locked(struct lfs_render_sizes *t, const uint8_t key[KEY],
+		       uint64_t len)
+{
+	if ((t->n + 1) * 4 > t->nslots * 3) {
+		size_t cap = t->nslots ? t->nslots * 2 : 1024;
+		struct slot *v = calloc(cap, sizeof(*v));
+		if (!v)
+			return false;
+		struct slot *old = t->slots;
+		size_t oldn = t->nslots;
+		t->slots = v;
+		t->nslots = cap;
+		for (size_t i = 0; i < oldn; i++)
+			if (old[i].len1)
+				*find_locked(t, old[i].key) = old[i];
+		free(old);
+	}
+	struct slot *s = find_locked(t, key);
+	if (!s->len1) {
+		memcpy(s->key, key, KEY);
+		t->n++;
+	}
+	s->len1 = len + 1;
+	return true;
+}
+
+/* Take in the whole records of p; the bytes used, stopping at damage
+ * (*damaged) or at a record cut short. */
+static size_t take_locked(struct lfs_render_sizes *t, const uint8_t *p,
+			  size_t n, bool *damaged)
+{
+	size_t at = 0;
+	*damaged = false;
+	while (n - at >= RECORD) {
+		int64_t len = record_len(p + at);
+		if (len < 0) {
+			*damaged = true;
+			break;
+		}
+		if (!set_locked(t, p + at, (uint64_t)len))
+			break;
+		at += RECORD;
+	}
+	return at;
+}
+
+/* Start the file anew with the good bytes of what it held (its header
+ * and whole records). */
+static int rewrite(const char *path, const uint8_t *p, size_t n)
+{
+	uint8_t h[HEADER];
+	header(h);
+	if (n < HEADER) {
+		p = h;
+		n = HEADER;
+	}
+	return lfs_write_atomic(path, p, n, 0600, false);
+}
+
+/* Load the file: 0, or the errno that leaves the table in memory. */
+static int load(struct lfs_render_sizes *t)
+{
+	uint8_t *data = NULL;
+	size_t n = 0;
+	int rc = lfs_read_file(t->path, FILE_MAX, &data, &n);
+	if (rc == -ENOENT || rc == -EFBIG)
+		n = 0; /* too big: start anew */
+	else if (rc)
+		return rc;
+	uint8_t h[HEADER];
+	header(h);
+	size_t used = 0;
+	bool damaged = false;
+	if (n >= HEADER && !memcmp(data, h, HEADER))
+		used = HEADER +
+		       take_locked(t, data + HEADER, n - HEADER, &damaged);
+	else if (n > 0)
+		lfs_info("size table %s: another format or render version: "
+			 "started anew",
+			 t->path);
+	if (damaged || (used && used < n))
+		lfs_warn("size table %s: damaged at byte %zu of %zu: the "
+			 "rest is ignored",
+			 t->path, used, n);
+	rc = used < n || used < HEADER ? rewrite(t->path, data, used) : 0;
+	free(data);
+	if (rc)
+		return rc;
+	t->fd = open(t->path, O_RDWR | O_APPEND | O_CLOEXEC);
+	if (t->fd < 0)
+		return -errno;
+	/* Appends by others since the read are taken in by catching up. */
+	t->read = used < HEADER ? HEADER : (off_t)used;
+	t->damaged = false;
+	return 0;
+}
+
+int lfs_render_sizes_open(struct lfs_render_sizes **out, const char *path)
+{
+	struct lfs_render_sizes *t = calloc(1, sizeof(*t));
+	if (!t || !(t->path = strdup(path))) {
+		free(t);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	t->fd = -1;
+	int rc = load(t);
+	if (rc) {
+		lfs_warn("size table %s: %s: kept in memory only", path,
+			 strerror(-rc));
+		if (t->fd >= 0)
+			close(t->fd);
+		t->fd = -1;
+	}
+	*out = t;
+	return 0;
+}
+
+void lfs_render_sizes_close(struct lfs_render_sizes *t)
+{
+	if (!t)
+		return;
+	if (t->fd >= 0)
+		close(t->fd);
+	pthread_mutex_destroy(&t->lock);
+	free(t->slots);
+	free(t->path);
+	free(t);
+}
+
+bool lfs_render_sizes_get(struct lfs_render_sizes *t, const struct lfs_cid *doc,
+			  const char *id, size_t *out)
+{
+	uint8_t key[KEY];
+	make_key(key, doc, id);
+	pthread_mutex_lock(&t->lock);
+	struct slot *s = find_locked(t, key);
+	bool hit = s && s->len1;
+	if (hit)
+		*out = (size_t)(s->len1 - 1);
+	pthread_mutex_unlock(&t->lock);
+	return hit;
+}
+
+/* Append records to the file (a failure costs only their persistence). */
+static void append_locked(struct lfs_render_sizes *t, const uint8_t *p,
+			  size_t n)
+{
+	if (t->fd >= 0 && n && lfs_write_all(t->fd, p, n)) {
+		lfs_warn("size table %s: %s: kept in memory only", t->path,
+			 strerror(errno));
+		close(t->fd);
+		t->fd = -1;
+	}
+}
+
+bool lfs_render_sizes_put(struct lfs_render_sizes *t, const struct lfs_cid *doc,
+			  const char *id, size_t len)
+{
+	uint8_t key[KEY], rec[RECORD];
+	if (len > LFS_RENDER_MAX)
+		return false;
+	make_key(key, doc, id);
+	pthread_mutex_lock(&t->lock);
+	struct slot *s = find_locked(t, key);
+	bool known = s && s->len1;
+	bool differs = known && s->len1 - 1 != len;
+	if (!known || differs) {
+		set_locked(t, key, len);
+		make_record(rec, key, len);
+		append_locked(t, rec, RECORD);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return differs;
+}
+
+bool lfs_render_sizes_catch_up(struct lfs_render_sizes *t)
+{
+	pthread_mutex_lock(&t->lock);
+	bool took = false;
+	struct stat st, now;
+	if (t->fd >= 0 && !fstat(t->fd, &st) && !stat(t->path, &now) &&
+	    (now.st_ino != st.st_ino || now.st_dev != st.st_dev)) {
+		/* Another process started the file anew: take it in. */
+		close(t->fd);
+		t->fd = -1;
+		size_t before = t->n;
+		int rc = load(t);
+		if (rc) {
+			lfs_warn("size table %s: %s: kept in memory only",
+				 t->path, strerror(-rc));
+			if (t->fd >= 0)
+				close(t->fd);
+			t->fd = -1;
+		}
+		took = t->n != before;
+	} else if (t->fd >= 0 && !t->damaged && !fstat(t->fd, &st) &&
+		   st.st_size - t->read >= RECORD) {
+		size_t n = (size_t)(st.st_size - t->read);
+		n -= n % RECORD;
+		uint8_t *p = n <= FILE_MAX ? malloc(n) : NULL;
+		ssize_t r = p ? pread(t->fd, p, n, t->read) : -1;
+		if (r > 0) {
+			size_t used = take_locked(t, p, (size_t)r, &t->damaged);
+			t->read += (off_t)used;
+			took = used > 0;
+			if (t->damaged)
+				lfs_warn("size table %s: damaged at byte %lld:"
+					 " the rest is ignored",
+					 t->path, (long long)t->read);
+		}
+		free(p);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return took;
+}
+
+struct fill_ctx {
+	struct lfs_render_sizes *t;
+	struct lfs_ledger *l;
+	struct lfs_buf text, records;
+	size_t added;
+};
+
+static int fill_one(void *ctx, const struct lfs_index_entry *e)
+{
+	struct fill_ctx *c = ctx;
+	size_t len;
+	if (lfs_render_sizes_get(c->t, &e->cur.doc, e->id, &len))
+		return 0;
+	c->text.len = 0;
+	int rc = lfs_render_doc(c->l, &e->cur.doc, e->id, &c->text);
+	if (rc)
+		return rc;
+	uint8_t key[KEY], rec[RECORD];
+	make_key(key, &e->cur.doc, e->id);
+	make_record(rec, key, c->text.len);
+	pthread_mutex_lock(&c->t->lock);
+	set_locked(c->t, key, c->text.len);
+	pthread_mutex_unlock(&c->t->lock);
+	c->added++;
+	return lfs_buf_append(&c->records, rec, RECORD);
+}
+
+int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,
+		    size_t *out_added)
+{
+	struct fill_ctx c = {.t = t, .l = l};
+	lfs_buf_init(&c.text, LFS_FS_TEXT_MAX * 4);
+	lfs_buf_init(&c.records, FILE_MAX);
+	struct lfs_cid root;
+	lfs_ledger_root(l, &root);
+	int rc = lfs_index_each(lfs_ledger_index(l), &root, fill_one, &c);
+	pthread_mutex_lock(&t->lock);
+	append_locked(t, c.records.data, c.records.len);
+	pthread_mutex_unlock(&t->lock);
+	lfs_buf_release(&c.text);
+	lfs_buf_release(&c.records);
+	if (out_added)
+		*out_added = c.added;
+	return rc;
+}

@@ -1,0 +1,87 @@
+/*
+ * fs_render: a committed document version as its file shows it (pretty
+ * JSON with "_id", lfs_render_doc), and the table of those texts' lengths
+ * that lets a stat, a lookup or a directory listing answer a document's
+ * exact size without rendering it (the kernel needs the exact size: it
+ * reads committed documents through its page cache, up to that size).
+ *
+ * The table is local, per ledger, in HOME/state/<ledger>/sizes, shared
+ * by the mounts and commands of this home: never committed, never
+ * replicated. A version's text is a pure function of its block CID and
+ * its id, so an entry never goes stale; it is filled whenever a version
+ * is rendered (the mount's renders, `ledgerfs import`, lfs_render_fill).
+ *
+ * The file: a header ("lfs-size", then the render format, 4 bytes little
+ * endian, then 4 zero bytes), then records of 48 bytes: a key of 32
+ * bytes (BLAKE2b-256 of the render format, the CID's bytes and the id:
+ * two versions never share a key short of breaking BLAKE2b), the length
+ * (8 bytes little endian) and a check (BLAKE2b-64 of key and length).
+ * Writers append whole records (O_APPEND); a later record of a key wins.
+ * Nothing is trusted past damage: loading stops at the first record
+ * whose check fails, whose length is out of bounds or that is cut short,
+ * and rewrites the file with the records before it; a file of another
+ * format or render version is started anew. A wrong length would cut
+ * reads short, so every render the mount does also checks the table
+ * (lfs_render_sizes_put says when it corrected an entry).
+ *
+ * Threads: a table has its own lock (a leaf lock, held over its own file
+ * reads and appends only); any thread may call any function.
+ */
+#ifndef LFS_FS_RENDER_H
+#define LFS_FS_RENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "cid.h"
+#include "ledger.h"
+
+/* Bump when lfs_render_doc's output changes: old tables are dropped. */
+#define LFS_RENDER_FORMAT 1
+/* The longest text a table entry may give (longer: damage). */
+#define LFS_RENDER_MAX ((size_t)1 << 30)
+
+/*
+ * Append the text of version doc of id (lfs_ledger_load_doc, "_id": id,
+ * lfs_dagjson_dump) to out. lfs_ledger_load_doc's errors.
+ */
+int lfs_render_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
+		   const char *id, struct lfs_buf *out);
+
+struct lfs_render_sizes;
+
+/*
+ * Load the table kept in the file at path (made when missing). A file
+ * that cannot be read or written leaves a table that keeps its entries
+ * in memory only (logged); -ENOMEM only.
+ */
+int lfs_render_sizes_open(struct lfs_render_sizes **out, const char *path);
+void lfs_render_sizes_close(struct lfs_render_sizes *t);
+
+/* The length of version doc of id's text, when the table knows it. */
+bool lfs_render_sizes_get(struct lfs_render_sizes *t, const struct lfs_cid *doc,
+			  const char *id, size_t *out);
+
+/*
+ * Note that version doc of id renders to len bytes (appended to the file
+ * unless known). Returns true when the table held another length for it,
+ * now corrected.
+ */
+bool lfs_render_sizes_put(struct lfs_render_sizes *t, const struct lfs_cid *doc,
+			  const char *id, size_t len);
+
+/* Read what other processes appended to the file since (true: some). */
+bool lfs_render_sizes_catch_up(struct lfs_render_sizes *t);
+
+/*
+ * Render every document of l's current root whose length t does not know
+ * and note them (one append): what `ledgerfs import` does after
+ * committing, so a mount's first listing renders nothing. *out_added
+ * (may be NULL) counts them. The ledger's read errors.
+ */
+int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,
+		    size_t *out_added);
+
+#endif

@@ -1,0 +1,123 @@
+#!/bin/bash
+# `ls -l` of a ledger gets every name's attributes with the listing
+# (READDIRPLUS): no lookup per document, and each size exact without
+# rendering the document when its length is in the home's size table
+# (HOME/state/<ledger>/sizes, filled by `ledgerfs import` and by the
+# mount's renders). The sizes stay exact when documents change elsewhere
+# while the kernel keeps names for an hour (a commit by another process on
+# the home, a pull of another home's commit), after a remount, and when
+# the size table is damaged (it is not trusted past the damage).
+# shellcheck disable=SC2119,SC2120 # optional arguments
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+# shellcheck source=tests/fuse_lib.sh
+. "${top_srcdir:-$(dirname "$0")/..}/tests/fuse_lib.sh"
+fuse_init
+
+L=listed
+D=$MNT/$L
+N=40
+URL=file://$TMP/remote
+B=$TMP/home-b
+SIZES=$LFS_HOME/state/$L/sizes
+
+# The size of document $2 of $L as `ledgerfs get` prints it (as the mount
+# renders it), in home $1.
+doc_size()
+{
+	REPLY=$(LEDGERFS_HOME=$1 bounded "$LEDGERFS" get "$L" "$2" | wc -c) ||
+		fail "ledgerfs get $2"
+}
+
+# sizes_right: `ls -l` of the ledger shows each document's exact size,
+# and reading it gives exactly `ledgerfs get`'s bytes.
+sizes_right()
+{
+	local size name want
+	bounded ls -l "$D" >"$TMP/ls.out" || fail "ls -l $D"
+	[ "$(grep -c '\.json$' "$TMP/ls.out")" -ge "$N" ] ||
+		fail "ls -l lists $(grep -c '\.json$' "$TMP/ls.out") documents: $(head -5 "$TMP/ls.out")"
+	while read -r size name; do
+		want=$(bounded "$LEDGERFS" get "$L" "${name%.json}" | wc -c) ||
+			fail "ledgerfs get ${name%.json}"
+		[ "$size" = "$want" ] || fail "ls -l shows $name with $size bytes, not $want"
+		bounded cmp -s "$D/$name" <(bounded "$LEDGERFS" get "$L" "${name%.json}") ||
+			fail "$name does not read as ledgerfs get prints it"
+	done < <(awk '/\.json$/ { print $5, $NF }' "$TMP/ls.out")
+}
+
+# wait_ls NAME SIZE: until `ls -l` shows NAME with SIZE bytes.
+wait_ls()
+{
+	local end=$((SECONDS + 60))
+	until [ "$(bounded ls -l "$D" | awk -v n="$1" '$NF == n { print $5 }')" = "$2" ]; do
+		[ $SECONDS -lt $end ] || fail "ls -l still shows $1 with $(ls -l "$D" | awk -v n="$1" '$NF == n { print $5 }') bytes 60 s after the change, not $2"
+		sleep 0.05
+	done
+}
+
+"$LEDGERFS" init "$L" >/dev/null || fail "ledgerfs init"
+share=$("$LEDGERFS" key export "$L") || fail "key export"
+mkdir -p "$B" "$TMP/in"
+LEDGERFS_HOME=$B "$LEDGERFS" key import "$L" "$share" >/dev/null ||
+	fail "key import into the second home"
+for i in $(seq 1 $N); do
+	printf '{"n": %d, "text": "%*s", "f": %d.5}\n' "$i" "$i" x "$i" >"$TMP/in/d$i.json"
+done
+
+note "ledgerfs import notes the documents' sizes"
+bounded "$LEDGERFS" import "$L" "$TMP/in" >/dev/null || fail "ledgerfs import"
+[ -f "$SIZES" ] || fail "import made no size table at $SIZES"
+[ "$(stat -c %s "$SIZES")" = $((16 + N * 48)) ] ||
+	fail "the size table holds $(stat -c %s "$SIZES") bytes, not a header and $N records"
+
+note "ls -l: one listing with attributes, no lookup per document"
+fuse_mount --remote "$URL" --poll-ms 200 -o cache_timeout=3600,debug
+dino=$(bounded stat -c %i "$D") || fail "stat $D"
+before=$(grep -cE "opcode: LOOKUP \\(1\\), nodeid: $dino," "$DAEMON_LOG" || true)
+bounded ls -l "$D" >/dev/null || fail "ls -l $D"
+after=$(grep -cE "opcode: LOOKUP \\(1\\), nodeid: $dino," "$DAEMON_LOG" || true)
+grep -qE "opcode: READDIRPLUS \\(44\\), nodeid: $dino," "$DAEMON_LOG" ||
+	fail "ls -l sent no READDIRPLUS for the ledger's directory"
+[ "$after" = "$before" ] || fail "ls -l sent $((after - before)) lookups in the ledger's directory"
+sizes_right
+
+note "a commit by another process on the home: ls -l shows the new size"
+echo '{"by": "the command line", "pad": "0123456789 0123456789"}' |
+	bounded "$LEDGERFS" put "$L" d3 >/dev/null || fail "ledgerfs put d3"
+doc_size "$LFS_HOME" d3
+wait_ls d3.json "$REPLY"
+sizes_right
+
+note "a commit pulled from another home: ls -l shows the new size"
+bounded cat "$D/.ledgerfs/wait" >/dev/null || fail "the mount did not push"
+LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
+	fail "the second home could not pull"
+echo '{"by": "the other home", "much": "longer than it was before, much longer"}' |
+	LEDGERFS_HOME=$B bounded "$LEDGERFS" put "$L" d4 >/dev/null || fail "put d4 in the second home"
+LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
+	fail "the second home could not push"
+doc_size "$B" d4
+wait_ls d4.json "$REPLY"
+sizes_right
+fuse_umount
+
+note "the size table survives a remount, with the mount's renders in it"
+size=$(stat -c %s "$SIZES")
+[ "$size" -gt $((16 + N * 48)) ] || fail "the mount noted no render in the size table ($size bytes)"
+[ $(((size - 16) % 48)) = 0 ] || fail "the size table ($size bytes) holds a record cut short"
+fuse_mount -o cache_timeout=3600
+sizes_right
+fuse_umount
+
+note "a damaged size table: nothing past the damage is trusted"
+printf 'garbage!' | dd of="$SIZES" bs=1 seek=$((16 + 5 * 48 + 20)) conv=notrunc status=none ||
+	fail "damaging the size table"
+fuse_mount -o cache_timeout=3600
+sizes_right
+grep -q "size table .* damaged at byte $((16 + 5 * 48))" "$DAEMON_LOG" ||
+	fail "the daemon did not say the size table was damaged"
+fuse_umount
+size=$(stat -c %s "$SIZES")
+[ $(((size - 16) % 48)) = 0 ] || fail "the size table ($size bytes) holds a record cut short after the damage"
+
+echo "PASS: fuse_listing"
