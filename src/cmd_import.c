@@ -331,28 +331,26 @@ static void progress(struct imp *m, size_t done, size_t total)
 }
 
 /*
- * Note the documents' rendered lengths in the home's size table
- * (fs_render.h), so a mount lists them without rendering each. Only a
- * speed-up: a failure is said, not an error.
+ * The home's size table of ledger name (fs_render.h), where import notes
+ * the documents' rendered lengths so a mount lists them without rendering
+ * each; NULL when it cannot be opened. Only a speed-up: a failure is
+ * said, not an error.
  */
-static void note_sizes(struct lfs_cli *c, const char *name,
-		       struct lfs_ledger *l)
+static struct lfs_render_sizes *open_sizes(struct lfs_cli *c, const char *name)
 {
 	char *path = lfs_home_state_path(&c->home, name, "sizes");
 	struct lfs_render_sizes *t = NULL;
 	int rc = !path                  ? -ENOMEM
 		 : lfs_mkdirs_for(path) ? -EIO
 					: lfs_render_sizes_open(&t, path);
-	if (!rc)
-		rc = lfs_render_fill(t, l, NULL);
 	if (rc)
 		fprintf(stderr,
 			"ledgerfs import: noting the documents' sizes for "
 			"mounts: %s (only a mount's first listing is "
 			"slower)\n",
 			lfs_errmsg(rc));
-	lfs_render_sizes_close(t);
 	free(path);
+	return t;
 }
 
 /* Ledger name of this home, not durable per commit: one sync at the end. */
@@ -453,6 +451,7 @@ int lfs_cmd_import(int argc, char **argv)
 		fprintf(stderr, "ledgerfs import: %zu more skipped\n",
 			m.skipped - SKIPS_SHOWN);
 	struct lfs_ledger *l = NULL;
+	struct lfs_render_sizes *sizes = NULL;
 	int ret = open_named(&cli, m.name, &l);
 	if (ret)
 		goto out;
@@ -478,6 +477,7 @@ int lfs_cmd_import(int argc, char **argv)
 		goto out;
 	}
 	/* Pass 2: commit. */
+	sizes = open_sizes(&cli, m.name);
 	size_t done = 0;
 	while (!ret && done < m.n) {
 		struct lfs_txn *t;
@@ -493,6 +493,8 @@ int lfs_cmd_import(int argc, char **argv)
 		}
 		if (!rc)
 			rc = lfs_ledger_commit(l, t, NULL, NULL);
+		if (!rc && sizes)
+			lfs_render_note_txn(sizes, t);
 		lfs_txn_free(t);
 		if (rc) {
 			fprintf(stderr,
@@ -512,10 +514,9 @@ int lfs_cmd_import(int argc, char **argv)
 		ret = LFS_EXIT_FAIL;
 	}
 	if (!ret)
-		note_sizes(&cli, m.name, l);
-	if (!ret)
 		printf("%zu document%s imported\n", m.n, m.n == 1 ? "" : "s");
 out:
+	lfs_render_sizes_close(sizes);
 	lfs_ledger_close(l);
 	lfs_cli_release(&cli);
 	for (size_t i = 0; i < m.n; i++) {

@@ -78,6 +78,15 @@ struct lfs_node {
 	struct lfs_cid sized;
 	size_t size;
 	bool has_size;
+	/* Documents (under fs->lock): the committed version of the id
+	 * hashed ent_idhash at ledger root ent_root, its time and length,
+	 * so that while the ledger does not move, a stat needs no index
+	 * lookup (fs_view.c's bound_entry). */
+	struct lfs_cid ent_root, ent_doc;
+	uint64_t ent_idhash;
+	int64_t ent_t;
+	size_t ent_size;
+	bool ent_bound;
 	/*
 	 * Documents (under fs->lock; fs_view.h): the version whose pages
 	 * and size the kernel holds for this inode (pc_bound: pc_doc of

@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "arena.h"
+#include "cbor.h"
 #include "dagjson.h"
 #include "fileio.h"
 #include "fs_policy.h"
@@ -357,7 +359,7 @@ static int fill_one(void *ctx, const struct lfs_index_entry *e)
 	size_t len;
 	if (lfs_render_sizes_get(c->t, &e->cur.doc, e->id, &len))
 		return 0;
-	c->text.len = 0;
+	lfs_buf_reset(&c->text);
 	int rc = lfs_render_doc(c->l, &e->cur.doc, e->id, &c->text);
 	if (rc)
 		return rc;
@@ -387,5 +389,60 @@ int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,
 	lfs_buf_release(&c.records);
 	if (out_added)
 		*out_added = c.added;
+	return rc;
+}
+
+/* The text's length of doc (without "_id") committed as id: its block's
+ * CID in *cid. */
+static int txn_text(struct lfs_cid *cid, size_t *len, const json_t *doc,
+		    const char *id, struct lfs_buf *block, struct lfs_buf *text)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_cbor *v, *back;
+	json_t *j = NULL;
+	lfs_buf_reset(block);
+	lfs_buf_reset(text);
+	int rc = lfs_dagjson_to_cbor(&v, &a, doc);
+	if (!rc)
+		rc = lfs_cbor_encode(block, v);
+	if (!rc && block->err)
+		rc = block->err;
+	if (!rc) {
+		lfs_cid_of(cid, LFS_CODEC_DAG_CBOR, block->data, block->len);
+		rc = lfs_cbor_decode(&back, &a, block->data, block->len);
+	}
+	if (!rc && back->type != LFS_CBOR_MAP)
+		rc = -EBADMSG;
+	if (!rc)
+		rc = lfs_dagjson_from_cbor(&j, back);
+	if (!rc && json_object_set_new(j, "_id", json_string(id)))
+		rc = -ENOMEM;
+	if (!rc)
+		rc = lfs_dagjson_dump(text, j);
+	if (!rc)
+		*len = text->len;
+	json_decref(j);
+	lfs_arena_release(&a);
+	return rc;
+}
+
+int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t)
+{
+	struct lfs_buf block, text;
+	lfs_buf_init(&block, LFS_FS_TEXT_MAX * 4);
+	lfs_buf_init(&text, LFS_FS_TEXT_MAX * 4);
+	int rc = 0;
+	size_t n = lfs_txn_count(t);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const char *id;
+		const json_t *doc = lfs_txn_op(t, i, &id);
+		struct lfs_cid cid;
+		size_t len;
+		if (doc && !(rc = txn_text(&cid, &len, doc, id, &block, &text)))
+			lfs_render_sizes_put(s, &cid, id, len);
+	}
+	lfs_buf_release(&block);
+	lfs_buf_release(&text);
 	return rc;
 }

@@ -9,7 +9,8 @@
  * by the mounts and commands of this home: never committed, never
  * replicated. A version's text is a pure function of its block CID and
  * its id, so an entry never goes stale; it is filled whenever a version
- * is rendered (the mount's renders, `ledgerfs import`, lfs_render_fill).
+ * is rendered (the mount's renders) or committed (the mount's saves and
+ * `ledgerfs import`: lfs_render_note_txn), or by lfs_render_fill.
  *
  * The file: a header ("lfs-size", then the render format, 4 bytes little
  * endian, then 4 zero bytes), then records of 48 bytes: a key of 32
@@ -83,5 +84,14 @@ bool lfs_render_sizes_catch_up(struct lfs_render_sizes *t);
  */
 int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,
 		    size_t *out_added);
+
+/*
+ * Note the length of every document t puts, computed from t's own copies
+ * the way the commit encodes them and lfs_render_doc decodes them (the
+ * same bytes, so the same CID and text; no block read, no decryption):
+ * what a save and `ledgerfs import` do once t is committed, so the
+ * first stat renders nothing. -ENOMEM, or the encoding's errors.
+ */
+int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t);
 
 #endif

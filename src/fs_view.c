@@ -222,6 +222,58 @@ static void remember_size(struct lfs_fs *fs, struct lfs_node *n, const char *id,
 	pthread_mutex_unlock(&fs->lock);
 }
 
+static uint64_t id_hash(const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+	return h;
+}
+
+/*
+ * The committed version of n found at ledger root `root` when the node
+ * remembers it (its id unchanged since): the index is a function of the
+ * root, so while the ledger has not moved a stat, a lookup or an open
+ * needs no index lookup and no size lookup.
+ */
+static bool bound_entry(struct lfs_fs *fs, struct lfs_node *n,
+			const struct lfs_cid *root, struct lfs_docstate *ds,
+			size_t *size)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool hit = n->ent_bound && lfs_cid_equal(&n->ent_root, root) &&
+		   n->ent_idhash == id_hash(n->id);
+	if (hit) {
+		ds->entry.id = "";
+		ds->entry.cur.doc = n->ent_doc;
+		ds->entry.cur.t = n->ent_t;
+		ds->entry.cur.writer = "";
+		*size = n->ent_size;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (hit) {
+		ds->has_entry = ds->exists = true;
+		ds->mtime_us = ds->entry.cur.t;
+	}
+	return hit;
+}
+
+static void bind_entry(struct lfs_fs *fs, struct lfs_node *n, const char *id,
+		       const struct lfs_cid *root,
+		       const struct lfs_docstate *ds, size_t size)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (n->id == id) { /* not renamed meanwhile */
+		n->ent_bound = true;
+		n->ent_root = *root;
+		n->ent_idhash = id_hash(id);
+		n->ent_doc = ds->entry.cur.doc;
+		n->ent_t = ds->entry.cur.t;
+		n->ent_size = size;
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
 /*
  * What document n holds now (lfs_view_doc): its bytes appended to out
  * and their length in *size; with out NULL the length only, rendering a
@@ -265,14 +317,20 @@ static int doc_state(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 	if (hidden || !lg->l)
 		return lg->l ? -ENOENT : lg->err;
 	const char *id = n->id;
-	rc = lfs_ledger_get(lg->l, NULL, id, &ds->entry, a, NULL);
+	struct lfs_cid root;
+	lfs_ledger_root(lg->l, &root);
+	if (!out && bound_entry(fs, n, &root, ds, size))
+		return 0;
+	rc = lfs_ledger_get(lg->l, &root, id, &ds->entry, a, NULL);
 	if (rc)
 		return rc;
 	ds->has_entry = true;
 	ds->exists = true;
 	ds->mtime_us = ds->entry.cur.t;
-	if (!out && known_size(fs, n, ds, size))
+	if (!out && known_size(fs, n, ds, size)) {
+		bind_entry(fs, n, id, &root, ds, *size);
 		return 0;
+	}
 	struct lfs_buf tmp;
 	lfs_buf_init(&tmp, LFS_FS_TEXT_MAX * 4);
 	struct lfs_buf *b = out ? out : &tmp;
@@ -281,6 +339,7 @@ static int doc_state(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 	if (!rc) {
 		*size = b->len - before;
 		remember_size(fs, n, id, &ds->entry.cur.doc, *size);
+		bind_entry(fs, n, id, &root, ds, *size);
 	}
 	lfs_buf_release(&tmp);
 	return rc;
@@ -330,14 +389,6 @@ int lfs_view_name(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 }
 
 /* ---- reading through the page cache ---- */
-
-static uint64_t id_hash(const char *id)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (const char *p = id; *p; p++)
-		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
-	return h;
-}
 
 /* Is n's binding to the kernel's pages held (files read it cached and no
  * writer came since)? Then its inode shows the bound version, whatever

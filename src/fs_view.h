@@ -6,9 +6,11 @@
  * Rendering. A committed version's text is a pure function of its block
  * CID and id, so renders are cached (a fixed table of slots, under
  * fs->render_lock; a slot holds the last version hashed to it). A stat
- * needs only the length: each document node remembers the length of the
- * last version it rendered, by CID (under fs->lock), so stat renders a
- * version at most once per node however many documents the slots hold.
+ * needs only the length: the ledger's size table (fs_render.h) knows it
+ * for every version rendered or committed on this home, so a stat renders
+ * a version at most once; and each document node remembers the version
+ * it found at the ledger's root, so while the ledger does not move a stat,
+ * a lookup or an open needs no index lookup either.
  *
  * Attribute times (lfs_view_stat's *ttl): a committed document's attributes
  * may be kept by the kernel for fs->doc_ttl, since they change only by

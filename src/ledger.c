@@ -182,6 +182,12 @@ int lfs_txn_delete(struct lfs_txn *t, const char *id)
 	return rc ? rc : txn_add(t, id, NULL);
 }
 
+const json_t *lfs_txn_op(const struct lfs_txn *t, size_t i, const char **out_id)
+{
+	*out_id = t->ops[i].id;
+	return t->ops[i].doc;
+}
+
 /* ---- state ---- */
 
 struct lfs_blocks lfs_ledger_blocks(struct lfs_ledger *l)

@@ -120,6 +120,14 @@ void lfs_txn_free(struct lfs_txn *t);
 int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc);
 int lfs_txn_delete(struct lfs_txn *t, const char *id);
 size_t lfs_txn_count(const struct lfs_txn *t);
+/*
+ * Op i of t (i < lfs_txn_count): its id in *out_id, and the document it
+ * puts as it will be committed (its own copy, without "_id"), or NULL for
+ * a delete. Borrowed: valid until t changes or is freed. In no particular
+ * order (a commit may sort them).
+ */
+const json_t *lfs_txn_op(const struct lfs_txn *t, size_t i,
+			 const char **out_id);
 
 /*
  * Commit. *out_event (may be NULL) receives the new event; *out_committed

@@ -287,6 +287,29 @@ START_TEST(test_fill)
 	ck_assert_int_eq(
 		lfs_index_each(lfs_ledger_index(l), &root, check_one, &c), 0);
 	ck_assert_int_eq(c.n, 20);
+	/* A commit's own documents, noted from the txn: the same CIDs and
+	 * lengths as the committed blocks render to. */
+	ck_assert_int_eq(lfs_txn_new(&t), 0);
+	for (int i = 0; i < 20; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "more/m%d", i);
+		json_t *d = json_pack(
+			"{s:s,s:i,s:f,s:{s:s},s:[s,n,b],s:{s:{s:s}}}", "_id",
+			id, "n", -i, "x", 0.1 * i, "o", "k\u00e9", "v\t", "arr",
+			"\u00e9", 0, "link", "/", "bytes", "aGVsbG8");
+		ck_assert_ptr_nonnull(d);
+		ck_assert_int_eq(lfs_txn_put(t, id, d), 0);
+		json_decref(d);
+	}
+	ck_assert_int_eq(lfs_txn_delete(t, "notes/n3"), 0);
+	ck_assert_int_eq(lfs_ledger_commit(l, t, NULL, NULL), 0);
+	ck_assert_int_eq(lfs_render_note_txn(s, t), 0);
+	lfs_txn_free(t);
+	c.n = 0;
+	lfs_ledger_root(l, &root);
+	ck_assert_int_eq(
+		lfs_index_each(lfs_ledger_index(l), &root, check_one, &c), 0);
+	ck_assert_int_eq(c.n, 39);
 	lfs_render_sizes_close(s);
 	lfs_ledger_close(l);
 }
