@@ -22,13 +22,25 @@ struct attr_entry {
 	struct attr_entry *next;
 };
 
+/*
+ * The file is a journal: a change appends its name's line (all "-" once
+ * the name has no attributes left), the last line of a name wins, and it
+ * is written whole again only once it holds twice as many lines as names.
+ * So saving costs what changed, not the table (rsync -a sets a mode and a
+ * time on every file it copies).
+ */
 struct lfs_attr_table {
 	struct lfs_fsl *lg;
 	struct attr_entry **buckets;
 	size_t nbuckets, n;
-	bool dirty;
+	struct lfs_buf log; /* lines of changes the file does not hold yet */
+	size_t lines;       /* lines the file holds */
+	bool whole;         /* write the file whole at the next save */
 	struct lfs_attr_table *next;
 };
+
+static void log_change(struct lfs_attr_table *t, const char *name,
+		       const struct lfs_attr *a);
 
 static size_t name_hash(const char *s)
 {
@@ -83,18 +95,26 @@ static struct attr_entry *entry_get(struct lfs_attr_table *t, const char *name)
 	return e;
 }
 
-static void entry_drop(struct lfs_attr_table *t, const char *name)
+/* Forget name's entry; true when it had one. */
+static bool entry_unlink(struct lfs_attr_table *t, const char *name)
 {
 	if (!t->nbuckets)
-		return;
+		return false;
 	struct attr_entry **pp = slot(t, name), *e = *pp;
 	if (!e)
-		return;
+		return false;
 	*pp = e->next;
 	free(e->name);
 	free(e);
 	t->n--;
-	t->dirty = true;
+	return true;
+}
+
+/* name has no attributes any more. */
+static void entry_drop(struct lfs_attr_table *t, const char *name)
+{
+	if (entry_unlink(t, name))
+		log_change(t, name, &(struct lfs_attr){0});
 }
 
 static void table_free(struct lfs_attr_table *t)
@@ -106,6 +126,7 @@ static void table_free(struct lfs_attr_table *t)
 			free(e);
 		}
 	free(t->buckets);
+	lfs_buf_release(&t->log);
 	free(t);
 }
 
@@ -172,6 +193,11 @@ static int parse_line(struct lfs_attr_table *t, char *line)
 		name[i] = (char)(hi << 4 | lo);
 	}
 	name[hl / 2] = '\0';
+	t->lines++;
+	if (!a.set) {
+		entry_unlink(t, name); /* a journal line: none left */
+		return 0;
+	}
 	struct attr_entry *e = entry_get(t, name);
 	if (!e)
 		return -ENOMEM;
@@ -215,7 +241,7 @@ static int migrate_flat(struct lfs_attr_table *t)
 	while (moved) {
 		struct attr_entry *e = moved;
 		moved = e->next;
-		t->dirty = true;
+		t->whole = true;
 		if (*slot(t, e->name)) { /* the path's own attributes win */
 			free(e->name);
 			free(e);
@@ -245,6 +271,7 @@ static int load(struct lfs_attr_table **out, struct lfs_fsl *lg)
 		return -ENOMEM;
 	}
 	t->lg = lg;
+	lfs_buf_init(&t->log, 0);
 	int rc = grow(t);
 	FILE *f = rc ? NULL : fopen(path, "re");
 	if (!rc && !f && errno != ENOENT)
@@ -255,8 +282,13 @@ static int load(struct lfs_attr_table **out, struct lfs_fsl *lg)
 	size_t cap = 0;
 	ssize_t len;
 	while (f && !rc && (len = getline(&line, &cap, f)) > 0) {
-		if (line[len - 1] == '\n')
-			line[len - 1] = '\0';
+		/* A line cut short by a crash while appending is not one
+		 * (its name could be another's): it goes at the next save. */
+		if (line[len - 1] != '\n') {
+			t->whole = true;
+			break;
+		}
+		line[len - 1] = '\0';
 		int e = parse_line(t, line);
 		if (e == -ENOMEM)
 			rc = e;
@@ -347,7 +379,7 @@ int lfs_attr_set(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 			e->a.set_us = lfs_fs_now_ms() * 1000;
 		}
 		e->a.set |= a->set;
-		t->dirty = true;
+		log_change(t, name, &e->a);
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return e ? 0 : -ENOMEM;
@@ -364,8 +396,10 @@ void lfs_attr_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 	struct lfs_attr a = e ? e->a : (struct lfs_attr){0};
 	entry_drop(t, from);
 	entry_drop(t, to);
-	if (a.set && (e = entry_get(t, to)))
+	if (a.set && (e = entry_get(t, to))) {
 		e->a = a;
+		log_change(t, to, &a);
+	}
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -378,10 +412,10 @@ void lfs_attr_remove(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-static int dump_entry(struct lfs_buf *b, const struct attr_entry *e)
+static int dump_line(struct lfs_buf *b, const char *name,
+		     const struct lfs_attr *a)
 {
 	char line[4 * 32 + LFS_CID_STRLEN + 16], f[4][32];
-	const struct lfs_attr *a = &e->a;
 	snprintf(f[0], 32, a->set & LFS_ATTR_MODE ? "%o" : "-",
 		 (unsigned)a->mode);
 	snprintf(f[1], 32, a->set & LFS_ATTR_UID ? "%u" : "-",
@@ -395,21 +429,82 @@ static int dump_entry(struct lfs_buf *b, const struct attr_entry *e)
 		lfs_cid_to_string(cid, &a->version);
 	snprintf(line, sizeof(line), "v1 %s %s %s %s %s ", f[0], f[1], f[2],
 		 f[3], cid);
+	size_t nl = strlen(name);
 	int rc = lfs_buf_append_str(b, line);
-	for (const char *p = e->name; !rc && *p; p++) {
-		char h[3];
-		snprintf(h, sizeof(h), "%02x", (uint8_t)*p);
-		rc = lfs_buf_append_str(b, h);
+	if (!rc)
+		rc = lfs_buf_reserve(b, 2 * nl + 1);
+	if (rc)
+		return rc;
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < nl; i++) {
+		b->data[b->len++] = (uint8_t)digits[(uint8_t)name[i] >> 4];
+		b->data[b->len++] = (uint8_t)digits[(uint8_t)name[i] & 15];
 	}
-	return rc ? rc : lfs_buf_append_byte(b, '\n');
+	b->data[b->len++] = '\n';
+	return 0;
 }
 
-static int write_file(struct lfs_fsl *lg, const struct lfs_buf *b)
+/* Journal name's attributes now (none: a); the whole file on failure. */
+static void log_change(struct lfs_attr_table *t, const char *name,
+		       const struct lfs_attr *a)
+{
+	if (!t->whole && dump_line(&t->log, name, a))
+		t->whole = true;
+}
+
+static int write_file(struct lfs_fsl *lg, const struct lfs_buf *b, bool whole)
 {
 	char *path = attrs_path(lg);
-	int rc = path ? lfs_write_atomic(path, b->data, b->len, 0600, false)
-		      : -ENOMEM;
+	if (!path)
+		return -ENOMEM;
+	int rc = 0;
+	if (whole) {
+		rc = lfs_write_atomic(path, b->data, b->len, 0600, false);
+	} else {
+		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+			      0600);
+		rc = fd < 0 ? -errno : lfs_write_all(fd, b->data, b->len);
+		if (fd >= 0 && close(fd) && !rc)
+			rc = -errno;
+	}
 	free(path);
+	return rc;
+}
+
+static size_t count_lines(const struct lfs_buf *b)
+{
+	size_t n = 0;
+	for (const uint8_t *p = b->data, *end = p + b->len;
+	     p && (p = memchr(p, '\n', (size_t)(end - p))); p++)
+		n++;
+	return n;
+}
+
+/*
+ * Take what t's next save writes, under fs->lock: its journal, or
+ * (*whole) every entry when the file is to be written anew.
+ */
+static int take_locked(struct lfs_attr_table *t, struct lfs_buf *out,
+		       bool *whole)
+{
+	size_t pending = count_lines(&t->log);
+	*whole = t->whole || t->lines + pending > 2 * t->n + 1024;
+	if (!*whole) {
+		*out = t->log;
+		lfs_buf_init(&t->log, 0);
+		t->lines += pending;
+		return 0;
+	}
+	int rc = 0;
+	for (size_t i = 0; !rc && i < t->nbuckets; i++)
+		for (struct attr_entry *e = t->buckets[i]; e && !rc;
+		     e = e->next)
+			rc = dump_line(out, e->name, &e->a);
+	if (!rc) {
+		lfs_buf_release(&t->log);
+		t->whole = false;
+		t->lines = t->n;
+	}
 	return rc;
 }
 
@@ -419,16 +514,13 @@ void lfs_attr_save_all(struct lfs_fs *fs)
 		struct lfs_buf b;
 		lfs_buf_init(&b, 0);
 		struct lfs_attr_table *t;
+		bool whole = false;
 		int rc = 0;
 		pthread_mutex_lock(&fs->lock);
-		for (t = fs->attrs; t && !t->dirty; t = t->next)
+		for (t = fs->attrs; t && !t->whole && !t->log.len; t = t->next)
 			;
-		for (size_t i = 0; t && !rc && i < t->nbuckets; i++)
-			for (struct attr_entry *e = t->buckets[i]; e && !rc;
-			     e = e->next)
-				rc = dump_entry(&b, e);
 		if (t)
-			t->dirty = false;
+			rc = take_locked(t, &b, &whole);
 		pthread_mutex_unlock(&fs->lock);
 		if (!t) {
 			lfs_buf_release(&b);
@@ -436,14 +528,14 @@ void lfs_attr_save_all(struct lfs_fs *fs)
 		}
 		/* The housekeeper is the only writer: no two saves race. */
 		if (!rc)
-			rc = write_file(t->lg, &b);
+			rc = write_file(t->lg, &b, whole);
 		lfs_buf_release(&b);
 		if (rc) {
 			lfs_warn("ledger '%s': cannot save the attributes set "
 				 "on its files: %s; retrying",
 				 t->lg->name, strerror(-rc));
 			pthread_mutex_lock(&fs->lock);
-			t->dirty = true;
+			t->whole = true;
 			pthread_mutex_unlock(&fs->lock);
 			return;
 		}

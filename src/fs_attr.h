@@ -14,9 +14,13 @@
  * Names are file names in the ledger directory; "" is the directory
  * itself.
  *
- * The file: one line per name, "v1 MODE UID GID MTIME CID HEXNAME", each
- * field "-" when not set (MODE octal, MTIME in µs, HEXNAME the name's
- * bytes in hex). A line that does not parse is skipped.
+ * The file: lines "v1 MODE UID GID MTIME CID HEXNAME", each field "-"
+ * when not set (MODE octal, MTIME in µs, HEXNAME the name's bytes in hex).
+ * It is a journal: a save appends the lines of the names that changed
+ * (all "-": none left), the last line of a name wins, and the file is
+ * written whole once it holds twice as many lines as names. A line that
+ * does not parse is skipped, and so is a last line without its newline
+ * (cut short by a crash).
  *
  * Locks (fs_int.h): called with no fs lock held; the tables are under
  * fs->lock, the file is read and written outside it.

@@ -644,6 +644,74 @@ START_TEST(test_attrs_flat_names)
 }
 END_TEST
 
+/* The lines of the attributes file of ledger t. */
+static size_t attrs_lines(void)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/state/t/attrs", home.dir);
+	uint8_t *text;
+	size_t len, n = 0;
+	ck_assert_int_eq(lfs_read_file(p, 1 << 20, &text, &len), 0);
+	for (size_t i = 0; i < len; i++)
+		n += text[i] == '\n';
+	free(text);
+	return n;
+}
+
+static void remount(void)
+{
+	lfs_fs_free(fs);
+	ck_assert_int_eq(lfs_fs_new(&fs, &home), 0);
+	lg = lfs_fsl_get(fs, "t", true);
+	ck_assert_ptr_nonnull(lg);
+}
+
+/* A save appends what changed (the last line of a name wins), a removed
+ * name's line says it has none; a line cut short by a crash is not read,
+ * and the next save writes the file whole. */
+START_TEST(test_attrs_journal)
+{
+	struct lfs_attr m = {.set = LFS_ATTR_MODE, .mode = 0600}, got;
+	ck_assert_int_eq(lfs_attr_set(fs, lg, "a.json", &m), 0);
+	ck_assert_int_eq(lfs_attr_set(fs, lg, "b.json", &m), 0);
+	lfs_attr_save_all(fs);
+	ck_assert_uint_eq(attrs_lines(), 2);
+	m.mode = 0640;
+	ck_assert_int_eq(lfs_attr_set(fs, lg, "b.json", &m), 0);
+	lfs_attr_remove(fs, lg, "a.json");
+	lfs_attr_remove(fs, lg, "never-set.json"); /* nothing to say */
+	lfs_attr_save_all(fs);
+	ck_assert_uint_eq(attrs_lines(), 4);
+	lfs_attr_save_all(fs); /* nothing changed: nothing written */
+	ck_assert_uint_eq(attrs_lines(), 4);
+	remount();
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "a.json", &got), 0);
+	ck_assert_uint_eq(got.set, 0);
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "b.json", &got), 0);
+	ck_assert_uint_eq(got.mode, 0640);
+
+	/* A crash while appending "v1 604 - - - - b.json" left "b" */
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/state/t/attrs", home.dir);
+	lfs_fs_free(fs);
+	FILE *f = fopen(p, "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "v1 604 - - - - 62");
+	fclose(f);
+	ck_assert_int_eq(lfs_fs_new(&fs, &home), 0);
+	lg = lfs_fsl_get(fs, "t", true);
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "b", &got), 0);
+	ck_assert_uint_eq(got.set, 0);
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "b.json", &got), 0);
+	ck_assert_uint_eq(got.mode, 0640);
+	lfs_attr_save_all(fs);
+	ck_assert_uint_eq(attrs_lines(), 1); /* whole: b.json's line */
+	remount();
+	ck_assert_int_eq(lfs_attr_get(fs, lg, "b.json", &got), 0);
+	ck_assert_uint_eq(got.mode, 0640);
+}
+END_TEST
+
 static Suite *save_suite(void)
 {
 	Suite *s = suite_create("save");
@@ -670,6 +738,7 @@ static Suite *save_suite(void)
 	tcase_add_test(tc, test_save_special_not_saved);
 	tcase_add_test(tc, test_attrs_kept);
 	tcase_add_test(tc, test_attrs_flat_names);
+	tcase_add_test(tc, test_attrs_journal);
 	suite_add_tcase(s, tc);
 	return s;
 }
