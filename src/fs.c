@@ -207,6 +207,51 @@ static void reply_node(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *n,
 		lfs_node_lookup_unref(fs, n);
 }
 
+/* Is p a directory of a ledger that names are made in (the ledger, a
+ * folder, a scratch directory)? */
+static bool in_ledger(const struct lfs_node *p)
+{
+	return p->kind == LFS_N_LEDGER || p->kind == LFS_N_FOLDER ||
+	       p->kind == LFS_N_SCRATCH;
+}
+
+/* The path of name in p (lfs_node_child_path, under the lock a rename
+ * takes to change p's path). */
+static int path_in(struct lfs_fs *fs, struct lfs_node *p, const char *name,
+		   char **out)
+{
+	pthread_mutex_lock(&fs->lock);
+	int rc = lfs_node_child_path(out, p, name);
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+/*
+ * name is not in directory p of an open ledger: the kernel may keep that
+ * too (an entry with no inode), so that `cp` and editors, which look a
+ * name up before creating it, ask once. A document's name (and a
+ * folder's) appears otherwise only by a commit from elsewhere, which
+ * fs->moved tells the kernel of, added names too (fs_inval.c): it is kept
+ * as long as a document's entry. Any other name for as long as a scratch
+ * file's.
+ */
+static bool reply_absent(fuse_req_t req, struct lfs_fs *fs, struct lfs_node *p,
+			 const char *name)
+{
+	char *path = NULL;
+	char id[LFS_INDEX_ID_MAX + 1];
+	if (!in_ledger(p) || !p->lg->l || path_in(fs, p, name, &path))
+		return false;
+	struct fuse_entry_param e = {.ino = 0};
+	e.entry_timeout = LFS_FS_ENTRY_TTL;
+	if (lfs_fsname_path_to_id(id, sizeof(id), path) &&
+	    fs->doc_ttl > LFS_FS_ENTRY_TTL)
+		e.entry_timeout = fs->doc_ttl;
+	free(path);
+	fuse_reply_entry(req, &e);
+	return true;
+}
+
 /* Resolve name under p, stat it and answer with its entry. */
 static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 			   struct lfs_node *p, const char *name)
@@ -214,6 +259,9 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 	struct lfs_node *n;
 	struct stat st;
 	double ttl;
+	/* An answer that the name is absent is kept too: the barrier is
+	 * held from before the name is looked for. */
+	bool held = in_ledger(p) && lfs_cache_hold(fs, p);
 	int rc = lfs_node_resolve(fs, p, name, &n);
 	if (!rc && lfs_view_pin_stale(fs, n)) {
 		/* Open files read an older version through this inode:
@@ -223,9 +271,14 @@ static void reply_resolved(fuse_req_t req, struct lfs_fs *fs,
 		lfs_node_unref(fs, n);
 		rc = lfs_node_resolve(fs, p, name, &n);
 	}
-	bool held = !rc && lfs_cache_hold(fs, n);
+	if (!held)
+		held = !rc && lfs_cache_hold(fs, n);
 	if (!rc && (rc = lfs_view_stat(fs, n, &st, &ttl)))
 		lfs_node_unref(fs, n);
+	if (rc == -ENOENT && reply_absent(req, fs, p, name)) {
+		lfs_cache_done(fs, held);
+		return;
+	}
 	if (rc) {
 		lfs_cache_done(fs, held);
 		if (rc != -ENOENT && rc != -ENOKEY)
@@ -245,25 +298,6 @@ static void own_scratch(fuse_req_t req, const struct lfs_at *at)
 	if (geteuid() == 0 && c && (c->uid != 0 || c->gid != 0) &&
 	    fchownat(at->dir, at->name, c->uid, c->gid, AT_SYMLINK_NOFOLLOW))
 		lfs_warn("chown %s: %s", at->path, strerror(errno));
-}
-
-/* Is p a directory of a ledger that names are made in (the ledger, a
- * folder, a scratch directory)? */
-static bool in_ledger(const struct lfs_node *p)
-{
-	return p->kind == LFS_N_LEDGER || p->kind == LFS_N_FOLDER ||
-	       p->kind == LFS_N_SCRATCH;
-}
-
-/* The path of name in p (lfs_node_child_path, under the lock a rename
- * takes to change p's path). */
-static int path_in(struct lfs_fs *fs, struct lfs_node *p, const char *name,
-		   char **out)
-{
-	pthread_mutex_lock(&fs->lock);
-	int rc = lfs_node_child_path(out, p, name);
-	pthread_mutex_unlock(&fs->lock);
-	return rc;
 }
 
 /* path's local name in lg's scratch directory, with the directories
@@ -630,12 +664,31 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 	return 0;
 }
 
+/*
+ * Save a writer's buffer (flush, fsync). The kernel may keep the
+ * attributes the buffer had (lfs_view_stat): once saved, the name holds
+ * the committed rendering or a draft, so it is told to ask again before
+ * the request is answered (attributes only: no lock it holds is needed).
+ */
+static int save_buffer(struct lfs_fs *fs, struct lfs_node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool changed = n->wbuf && n->wgen != n->committed_gen;
+	pthread_mutex_unlock(&fs->lock);
+	int rc = lfs_save_flush(fs, n);
+	if (changed && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, n->ino, -1, 0);
+	return rc;
+}
+
 /* A file's last close (or an open the kernel never got). */
 static void file_close(struct lfs_fs *fs, struct lfs_handle *h)
 {
 	struct lfs_node *n = h->n;
-	if (h->writer)
+	if (h->writer) {
+		save_buffer(fs, n); /* normally flush did it already */
 		lfs_save_writer_unref(fs, n);
+	}
 	if (h->cached)
 		lfs_view_close_doc(fs, n);
 	lfs_node_unref(fs, n);
@@ -756,7 +809,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino UNUSED,
 {
 	struct lfs_fs *fs = fs_of(req);
 	struct lfs_handle *h = handle_use(fs, fi);
-	int rc = h->writer ? lfs_save_flush(fs, h->n) : 0;
+	int rc = h->writer ? save_buffer(fs, h->n) : 0;
 	fuse_reply_err(req, -rc);
 	handle_done(fs, h);
 }
@@ -770,7 +823,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino UNUSED, int datasync,
 	if (h->fd >= 0)
 		rc = (datasync ? fdatasync(h->fd) : fsync(h->fd)) ? -errno : 0;
 	else if (h->writer) {
-		rc = lfs_save_flush(fs, h->n);
+		rc = save_buffer(fs, h->n);
 		if (!rc && h->n->lg->l)
 			rc = lfs_ledger_sync(h->n->lg->l);
 	}
@@ -1177,6 +1230,10 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		reply_status(req, "link", newname, rc);
 		return;
 	}
+	/* The file's inode now shares it with another: the attributes the
+	 * kernel keeps of it (the link count) are dropped. */
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, n->ino, -1, 0);
 	lfs_fsl_dir_changed(p->lg);
 	reply_resolved(req, fs, p, newname);
 }

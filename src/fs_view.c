@@ -295,6 +295,7 @@ static int doc_state(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 		pthread_mutex_unlock(&fs->lock);
 		ds->exists = true;
 		ds->draft = true;
+		ds->writing = !n->invalid;
 		ds->mtime_us = lfs_fs_now_ms() * 1000;
 		return rc;
 	}
@@ -693,8 +694,14 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		/* A committed version changes only through this mount's
 		 * requests on the name or by a commit from elsewhere, which
 		 * fs->moved tells the kernel of: it may keep the attributes.
-		 * Write buffers and drafts change without either. */
-		*ttl = !rc && ds.has_entry && !ds.draft ? fs->doc_ttl : 0;
+		 * So may it a write buffer's: it changes only by writes and
+		 * truncates to the inode, after which the kernel asks again
+		 * for the size and times, and by its save, which tells the
+		 * kernel (fs.c's save_buffer). Drafts change without
+		 * either (a save that failed). */
+		*ttl = !rc && ((ds.has_entry && !ds.draft) || ds.writing)
+			       ? fs->doc_ttl
+			       : 0;
 		/* Files reading the inode through the page cache read the
 		 * version bound to it: its size stays theirs (a lookup of
 		 * the name gets another node once the name moved on:
@@ -766,6 +773,13 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 				st->st_ino = lfs_node_local_ino(st);
 			else if (rc == -ENOENT)
 				rc = unlinked_scratch_stat(fs, n, st, true);
+			/* A file with one name changes only by requests on
+			 * its inode, which the kernel sees: it may keep its
+			 * attributes as long as the name (a link made to it
+			 * tells it, fs.c's op_link). A file with more names
+			 * changes through the others' inodes. */
+			if (!rc && S_ISREG(st->st_mode) && st->st_nlink == 1)
+				*ttl = LFS_FS_ENTRY_TTL;
 		}
 		lfs_at_close(&at);
 		break;

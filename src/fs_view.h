@@ -51,7 +51,8 @@ int lfs_view_read_file_at(struct lfs_buf *out, int dir, const char *name,
 
 struct lfs_docstate {
 	bool exists;
-	bool draft; /* the bytes are a write buffer or a draft */
+	bool draft;   /* the bytes are a write buffer or a draft */
+	bool writing; /* an open write buffer's, not yet saved */
 	int64_t mtime_us;
 	struct lfs_index_entry entry; /* when committed (has_entry) */
 	bool has_entry;
