@@ -5,9 +5,12 @@
 # remote store that another home pushed. The mount here keeps them for an
 # hour (-o cache_timeout=3600), so a name or a size the kernel was not told
 # about would outlive every wait below: stat and cat through the mount must
-# show each change once the mount has applied it, a name a pull adds is
-# never hidden by an earlier failed lookup, and a second stat of a
-# document asks the daemon nothing (no lookup, no getattr).
+# show each change once the mount has applied it, a name a pull or a put
+# adds is never hidden by an earlier failed lookup (which the kernel keeps
+# too: a second stat of a missing name asks nothing), a second stat of a
+# document asks the daemon nothing (no lookup, no getattr), and a new
+# file's attributes, kept while it is written, are the saved document's
+# after close.
 # shellcheck disable=SC2119,SC2120 # optional arguments
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # shellcheck source=tests/fuse_lib.sh
@@ -64,6 +67,21 @@ cached()
 	[ "$REPLY" = "$before" ] || fail "a second stat of $1 sent $((REPLY - before)) lookups or getattrs to the daemon"
 }
 
+# absent FILE: FILE does not exist, and the kernel keeps that too: a
+# second stat of it asks the daemon nothing (no lookup in its directory),
+# so what follows tests that a name added elsewhere is told to the kernel.
+absent()
+{
+	local dino before
+	bounded stat "$1" >/dev/null 2>&1 && fail "$1 exists"
+	dino=$(bounded stat -c %i "$(dirname "$1")") || fail "stat $(dirname "$1")"
+	requests "$dino" none
+	before=$REPLY
+	bounded stat "$1" >/dev/null 2>&1 && fail "$1 exists"
+	requests "$dino" none
+	[ "$REPLY" = "$before" ] || fail "a second stat of the missing $1 sent $((REPLY - before)) lookups to the daemon"
+}
+
 requests()
 {
 	REPLY=$(grep -cE "^unique: [0-9]+, opcode: (LOOKUP \\(1\\), nodeid: $1|GETATTR \\(3\\), nodeid: $2)," "$DAEMON_LOG" || true)
@@ -91,6 +109,7 @@ doc_size "$LFS_HOME" a
 wait_size "$D/a.json" "$REPLY"
 expect_doc_jq "$L" a.json '.v == 2 and .by == "the command line"'
 expect_errno ENOENT read "$D/new.json"
+absent "$D/new.json"
 echo '{"v": 1}' | bounded "$LEDGERFS" put "$L" new >/dev/null || fail "ledgerfs put new"
 doc_size "$LFS_HOME" new
 wait_size "$D/new.json" "$REPLY"
@@ -105,10 +124,14 @@ LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
 cached "$D/new.json"
 cached "$D/a.json"
 expect_errno ENOENT read "$D/pulled.json"
+absent "$D/pulled.json"
+absent "$D/pulled-folder"
 echo '{"v": 3, "by": "the other home"}' |
 	LEDGERFS_HOME=$B bounded "$LEDGERFS" put "$L" new >/dev/null || fail "put new in the second home"
 echo '{"v": 1}' | LEDGERFS_HOME=$B bounded "$LEDGERFS" put "$L" pulled >/dev/null ||
 	fail "put pulled in the second home"
+echo '{"v": 1}' | LEDGERFS_HOME=$B bounded "$LEDGERFS" put "$L" pulled-folder/p >/dev/null ||
+	fail "put pulled-folder/p in the second home"
 LEDGERFS_HOME=$B bounded "$LEDGERFS" rm "$L" a >/dev/null || fail "rm a in the second home"
 LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
 	fail "the second home could not push"
@@ -117,6 +140,8 @@ wait_size "$D/new.json" "$REPLY"
 expect_doc_jq "$L" new.json '.v == 3 and .by == "the other home"'
 doc_size "$B" pulled
 wait_size "$D/pulled.json" "$REPLY"
+doc_size "$B" pulled-folder/p
+wait_size "$D/pulled-folder/p.json" "$REPLY"
 wait_gone "$D/a.json"
 
 note "renames and saves through the mount"
@@ -131,12 +156,24 @@ doc_size "$LFS_HOME" pulled
 [ "$(stat -c %s "$D/pulled.json")" = "$REPLY" ] ||
 	fail "stat after a save shows $(stat -c %s "$D/pulled.json") bytes, not $REPLY"
 expect_doc_jq "$L" pulled.json '.more == "text than before"'
+put_text "$D/fresh.json" '{ "v":    1,    "spaces": "are not kept" }'
+doc_size "$LFS_HOME" fresh
+[ "$(stat -c %s "$D/fresh.json")" = "$REPLY" ] ||
+	fail "stat of a new document after close shows $(stat -c %s "$D/fresh.json") bytes, not $REPLY"
 
 note "documents in folders: a put from the command line, a folder renamed"
 echo '{"v": 1}' | bounded "$LEDGERFS" put "$L" dir/x >/dev/null || fail "ledgerfs put dir/x"
 doc_size "$LFS_HOME" dir/x
 wait_size "$D/dir/x.json" "$REPLY"
 cached "$D/dir/x.json"
+absent "$D/dir/y.json"
+absent "$D/later"
+echo '{"v": 1}' | bounded "$LEDGERFS" put "$L" dir/y >/dev/null || fail "ledgerfs put dir/y"
+echo '{"v": 1}' | bounded "$LEDGERFS" put "$L" later/z >/dev/null || fail "ledgerfs put later/z"
+doc_size "$LFS_HOME" dir/y
+wait_size "$D/dir/y.json" "$REPLY"
+doc_size "$LFS_HOME" later/z
+wait_size "$D/later/z.json" "$REPLY"
 echo '{"v": 2, "longer": "than before"}' | bounded "$LEDGERFS" put "$L" dir/x >/dev/null ||
 	fail "ledgerfs put dir/x again"
 doc_size "$LFS_HOME" dir/x
