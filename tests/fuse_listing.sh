@@ -7,7 +7,7 @@
 # while the kernel keeps names for an hour (a commit by another process on
 # the home, a pull of another home's commit), after a remount, and when
 # the size table is damaged (it is not trusted past the damage).
-# shellcheck disable=SC2119,SC2120 # optional arguments
+# shellcheck disable=SC2119,SC2120,SC2012 # optional arguments; ls -l is what is tested
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # shellcheck source=tests/fuse_lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/tests/fuse_lib.sh"
@@ -98,6 +98,16 @@ LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
 	fail "the second home could not push"
 doc_size "$B" d4
 wait_ls d4.json "$REPLY"
+sizes_right
+
+note "a refused save (a draft): ls -l shows the draft's bytes, then the document's again"
+printf 'not json, kept as a draft\n' >"$TMP/draft"
+bounded cp "$TMP/draft" "$D/d7.json" 2>/dev/null || true # refused at close: EINVAL
+wait_ls d7.json "$(stat -c %s "$TMP/draft")"
+bounded cmp -s "$D/d7.json" "$TMP/draft" || fail "d7.json does not read as its draft"
+bounded cp "$TMP/in/d7.json" "$D/d7.json" || fail "saving d7 again"
+doc_size "$LFS_HOME" d7
+wait_ls d7.json "$REPLY"
 sizes_right
 fuse_umount
 
