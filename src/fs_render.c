@@ -429,9 +429,10 @@ static int txn_text(struct lfs_cid *cid, size_t *len, const json_t *doc,
 
 int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t)
 {
-	struct lfs_buf block, text;
+	struct lfs_buf block, text, records;
 	lfs_buf_init(&block, LFS_FS_TEXT_MAX * 4);
 	lfs_buf_init(&text, LFS_FS_TEXT_MAX * 4);
+	lfs_buf_init(&records, FILE_MAX);
 	int rc = 0;
 	size_t n = lfs_txn_count(t);
 	for (size_t i = 0; i < n && !rc; i++) {
@@ -439,9 +440,22 @@ int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t)
 		const json_t *doc = lfs_txn_op(t, i, &id);
 		struct lfs_cid cid;
 		size_t len;
-		if (doc && !(rc = txn_text(&cid, &len, doc, id, &block, &text)))
-			lfs_render_sizes_put(s, &cid, id, len);
+		uint8_t key[KEY], rec[RECORD];
+		if (!doc || (rc = txn_text(&cid, &len, doc, id, &block, &text)))
+			continue;
+		make_key(key, &cid, id);
+		make_record(rec, key, len);
+		rc = lfs_buf_append(&records, rec, RECORD);
 	}
+	/* One append for the whole transaction; known lengths again. */
+	pthread_mutex_lock(&s->lock);
+	for (size_t at = 0; at < records.len; at += RECORD) {
+		const uint8_t *rec = records.data + at;
+		set_locked(s, rec, get_le64(rec + KEY));
+	}
+	append_locked(s, records.data, records.len);
+	pthread_mutex_unlock(&s->lock);
+	lfs_buf_release(&records);
 	lfs_buf_release(&block);
 	lfs_buf_release(&text);
 	return rc;
