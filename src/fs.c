@@ -1547,12 +1547,15 @@ static void op_init(void *userdata UNUSED, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Listings carry each name's attributes (op_readdirplus): a
 	 * document's size is known without rendering it (fs_render.h).
-	 * Always, not "auto": the kernel's auto mode asks for them only
-	 * in a listing's first buffer unless lookups came in between, and
-	 * `ls -l` reads the whole listing before its first stat. */
+	 * "Auto": the kernel asks for them in a listing's first buffer and
+	 * in the next ones only when names were looked up in between, as
+	 * `ls -l` does (it stats each buffer's names before reading on), so
+	 * a plain listing (or one whose attributes the kernel holds) costs
+	 * what it did without them. */
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
+		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
 	/* Committed documents are read through the page cache and map
