@@ -474,8 +474,10 @@ static int write_file(struct lfs_fsl *lg, const struct lfs_buf *b, bool whole)
 static size_t count_lines(const struct lfs_buf *b)
 {
 	size_t n = 0;
+	if (!b->len)
+		return 0; /* b->data may be NULL: no offset may be applied */
 	for (const uint8_t *p = b->data, *end = p + b->len;
-	     p && (p = memchr(p, '\n', (size_t)(end - p))); p++)
+	     p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
 		n++;
 	return n;
 }
