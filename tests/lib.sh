@@ -25,6 +25,8 @@
 #   flip_byte FILE OFF   invert the lowest bit of the byte at offset OFF
 #   raw_cid FILE         print the CIDv1 (raw, sha2-256) of FILE (python3)
 #   no_dotfiles DIR      fail if DIR holds a hidden file (a leftover temporary)
+#   free_ports N         print P such that ports P..P+N-1 are unused now,
+#                        below the kernel's ephemeral range
 
 set -u
 
@@ -49,6 +51,31 @@ hard_error()
 note()
 {
 	echo "-- $*"
+}
+
+# Ports for a test's own servers: below 32768, where the kernel never
+# picks a connection's local port (a port in its ephemeral range can be
+# taken by any client socket on the machine at any time), started at a
+# place of this process's own so parallel tests rarely try the same one,
+# and skipping ports any socket holds now.
+free_ports()
+{
+	_p=$((20000 + $$ * 7 % 12000))
+	_tries=0
+	while [ $_tries -lt 12000 ]; do
+		_i=0
+		while [ $_i -lt "$1" ] && { ! command -v ss >/dev/null 2>&1 ||
+			[ -z "$(ss -Htan "( sport = :$((_p + _i)) )")" ]; }; do
+			_i=$((_i + 1))
+		done
+		if [ $_i -eq "$1" ]; then
+			echo $_p
+			return 0
+		fi
+		_p=$((20000 + (_p - 20000 + $1) % 12000))
+		_tries=$((_tries + 1))
+	done
+	hard_error "no $1 free ports below 32768"
 }
 
 need()

@@ -17,7 +17,7 @@ base=$(mktemp -d /var/tmp/lfs-faults.XXXXXX)
 dav=$base/dav
 # A port of its own (and the next for the proxy), so parallel runs on
 # one machine do not clash.
-export LIGHTTPD_PORT="${LIGHTTPD_PORT:-$((20000 + $$ % 20000 * 2))}"
+export LIGHTTPD_PORT="${LIGHTTPD_PORT:-$(free_ports 2)}"
 A=$base/mnt-a
 B=$base/mnt-b
 mkdir -p "$A" "$B"

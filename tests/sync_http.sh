@@ -5,7 +5,7 @@
 
 dir=$(mktemp -d /var/tmp/lfs-dav.XXXXXX)
 # A port of its own, so parallel runs on one machine do not clash.
-export LIGHTTPD_PORT="${LIGHTTPD_PORT:-$((20000 + $$ % 20000))}"
+export LIGHTTPD_PORT="${LIGHTTPD_PORT:-$(free_ports 1)}"
 trap '"$top_srcdir/scripts/lighttpd" stop "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT INT TERM
 url=$("$top_srcdir/scripts/lighttpd" start "$dir")
 case $? in

@@ -19,7 +19,7 @@ L=$LEDGERFS
 base=$(mktemp -d /var/tmp/lfs-stalls.XXXXXX)
 # Ports of their own (lighttpd, lighttpd with auth), so parallel runs on
 # one machine do not clash; the trickling server takes a free one.
-port=$((21000 + $$ % 19000 * 2))
+port=$(free_ports 2)
 MNT=$base/mnt
 mkdir -p "$MNT"
 pid=
