@@ -439,7 +439,7 @@ int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t)
 		const char *id;
 		const json_t *doc = lfs_txn_op(t, i, &id);
 		struct lfs_cid cid;
-		size_t len;
+		size_t len = 0;
 		uint8_t key[KEY], rec[RECORD];
 		if (!doc || (rc = txn_text(&cid, &len, doc, id, &block, &text)))
 			continue;
