@@ -226,6 +226,20 @@ static int load(struct lfs_render_sizes *t)
 	return 0;
 }
 
+/* Load the file (t->fd -1); when it cannot be read or written, the
+ * table keeps its entries in memory only, as logged. */
+static void load_or_memory(struct lfs_render_sizes *t)
+{
+	int rc = load(t);
+	if (rc) {
+		lfs_warn("size table %s: %s: kept in memory only", t->path,
+			 strerror(-rc));
+		if (t->fd >= 0)
+			close(t->fd);
+		t->fd = -1;
+	}
+}
+
 int lfs_render_sizes_open(struct lfs_render_sizes **out, const char *path)
 {
 	struct lfs_render_sizes *t = calloc(1, sizeof(*t));
@@ -235,14 +249,7 @@ int lfs_render_sizes_open(struct lfs_render_sizes **out, const char *path)
 	}
 	pthread_mutex_init(&t->lock, NULL);
 	t->fd = -1;
-	int rc = load(t);
-	if (rc) {
-		lfs_warn("size table %s: %s: kept in memory only", path,
-			 strerror(-rc));
-		if (t->fd >= 0)
-			close(t->fd);
-		t->fd = -1;
-	}
+	load_or_memory(t);
 	*out = t;
 	return 0;
 }
@@ -316,14 +323,7 @@ bool lfs_render_sizes_catch_up(struct lfs_render_sizes *t)
 		close(t->fd);
 		t->fd = -1;
 		size_t before = t->n;
-		int rc = load(t);
-		if (rc) {
-			lfs_warn("size table %s: %s: kept in memory only",
-				 t->path, strerror(-rc));
-			if (t->fd >= 0)
-				close(t->fd);
-			t->fd = -1;
-		}
+		load_or_memory(t);
 		took = t->n != before;
 	} else if (t->fd >= 0 && !t->damaged && !fstat(t->fd, &st) &&
 		   st.st_size - t->read >= RECORD) {
