@@ -692,7 +692,6 @@ void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		n->name = nn;
 		n->id = ni;
 		n->kind = nk;
-		n->has_size = false; /* the text names the id */
 		n->key = lfs_node_hash(nk, lg->name, NULL, newname);
 		key_insert(fs, n);
 	} else {
@@ -774,7 +773,6 @@ void lfs_node_rekey_tree(struct lfs_fs *fs, struct lfs_fsl *lg,
 			if (ni) {
 				free(n->id);
 				n->id = ni;
-				n->has_size = false; /* the text names it */
 			}
 			n->key = lfs_node_hash(n->kind, lg->name, NULL, nn);
 			key_insert(fs, n);

@@ -73,11 +73,6 @@ struct lfs_node {
 	uint64_t committed_gen;
 	int invalid; /* last flush found invalid content (errno) */
 	int nwriters;
-	/* Documents (under fs->lock): the length of version `sized` as its
-	 * file shows it (has_size), so a stat need not render it again. */
-	struct lfs_cid sized;
-	size_t size;
-	bool has_size;
 	/* Documents (under fs->lock): the committed version of the id
 	 * hashed ent_idhash at ledger root ent_root, its time and length,
 	 * so that while the ledger does not move, a stat needs no index

@@ -194,32 +194,13 @@ static int read_draft(struct lfs_buf *out, struct lfs_fsl *lg, const char *name,
 	return rc == -ENOTDIR ? -ENOENT : rc;
 }
 
-/* The length of n's committed version ds->entry when known: from the
- * ledger's size table, else (no table) from the node. */
-static bool known_size(struct lfs_fs *fs, struct lfs_node *n,
+/* The length of version ds->entry of id when the ledger's size table
+ * knows it (every version rendered or committed on this home). */
+static bool known_size(struct lfs_fsl *lg, const char *id,
 		       const struct lfs_docstate *ds, size_t *size)
 {
-	if (n->lg->sizes)
-		return lfs_render_sizes_get(n->lg->sizes, &ds->entry.cur.doc,
-					    n->id, size);
-	pthread_mutex_lock(&fs->lock);
-	bool hit = n->has_size && lfs_cid_equal(&n->sized, &ds->entry.cur.doc);
-	if (hit)
-		*size = n->size;
-	pthread_mutex_unlock(&fs->lock);
-	return hit;
-}
-
-static void remember_size(struct lfs_fs *fs, struct lfs_node *n, const char *id,
-			  const struct lfs_cid *doc, size_t size)
-{
-	pthread_mutex_lock(&fs->lock);
-	if (n->id == id) { /* not renamed meanwhile */
-		n->sized = *doc;
-		n->size = size;
-		n->has_size = true;
-	}
-	pthread_mutex_unlock(&fs->lock);
+	return lg->sizes &&
+	       lfs_render_sizes_get(lg->sizes, &ds->entry.cur.doc, id, size);
 }
 
 static uint64_t id_hash(const char *id)
@@ -328,7 +309,7 @@ static int doc_state(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 	ds->has_entry = true;
 	ds->exists = true;
 	ds->mtime_us = ds->entry.cur.t;
-	if (!out && known_size(fs, n, ds, size)) {
+	if (!out && known_size(lg, id, ds, size)) {
 		bind_entry(fs, n, id, &root, ds, *size);
 		return 0;
 	}
@@ -339,7 +320,6 @@ static int doc_state(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 	rc = lfs_view_render(fs, lg, &ds->entry.cur.doc, id, b);
 	if (!rc) {
 		*size = b->len - before;
-		remember_size(fs, n, id, &ds->entry.cur.doc, *size);
 		bind_entry(fs, n, id, &root, ds, *size);
 	}
 	lfs_buf_release(&tmp);
