@@ -17,6 +17,7 @@
 
 #include "car.h"
 #include "cbor.h"
+#include "le.h"
 
 /* ---- CAR roots ---- */
 
@@ -180,8 +181,8 @@ bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		if (e) {
 			*out = (struct loc){.cid = *cid,
 					    .car = (uint32_t)bs->sidecars[i],
-					    .len = lfs_bs_get32(e + 36),
-					    .off = lfs_bs_get64(e + 40)};
+					    .len = lfs_le_get32(e + 36),
+					    .off = lfs_le_get64(e + 40)};
 			return true;
 		}
 	}
@@ -216,8 +217,8 @@ int lfs_bs_index_car(uint8_t **out, size_t *out_n, const uint8_t *plain,
 		memset(e, 0, IDX_ENTRY);
 		memcpy(e, bc.digest, LFS_DIGEST_LEN);
 		e[LFS_DIGEST_LEN] = bc.codec;
-		lfs_bs_put32(e + 36, (uint32_t)dlen);
-		lfs_bs_put64(e + 40, (uint64_t)(data - plain));
+		lfs_le_put32(e + 36, (uint32_t)dlen);
+		lfs_le_put64(e + 40, (uint64_t)(data - plain));
 	}
 	lfs_car_reader_release(&r);
 	if (rc) {
@@ -252,9 +253,9 @@ void lfs_bs_write_sidecar(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	lfs_buf_init(&f, LFS_CAR_MAX_FILE);
 	uint8_t hdr[16], mac[32];
 	memcpy(hdr, IDX_MAGIC, 8);
-	lfs_bs_put32(hdr + 8, (uint32_t)n);
+	lfs_le_put32(hdr + 8, (uint32_t)n);
 	if (!lfs_bs_encode_root(&rb, root)) {
-		lfs_bs_put32(hdr + 12, (uint32_t)rb.len);
+		lfs_le_put32(hdr + 12, (uint32_t)rb.len);
 		lfs_buf_append(&f, hdr, sizeof(hdr));
 		lfs_buf_append(&f, rb.data, rb.len);
 		lfs_buf_append(&f, idx, n * IDX_ENTRY);
@@ -306,7 +307,7 @@ static int read_sidecar(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	}
 	const uint8_t *p = m;
 	size_t len = (size_t)st.st_size;
-	uint32_t n = lfs_bs_get32(p + 8), rl = lfs_bs_get32(p + 12);
+	uint32_t n = lfs_le_get32(p + 8), rl = lfs_le_get32(p + 12);
 	uint8_t mac[32];
 	if (memcmp(p, IDX_MAGIC, 8) || rl > len ||
 	    (uint64_t)n * IDX_ENTRY + 16 + rl + 32 != len) {
@@ -590,8 +591,8 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 	if (!verify &&
 	    read_sidecar(bs, car, &root, &info, &x.map, &x.maplen) == 0) {
 		const uint8_t *p = x.map;
-		x.idx = p + 16 + lfs_bs_get32(p + 12);
-		x.n = lfs_bs_get32(p + 8);
+		x.idx = p + 16 + lfs_le_get32(p + 12);
+		x.n = lfs_le_get32(p + 8);
 		pthread_mutex_lock(&bs->lock);
 		rc = lfs_bs_register_car(bs, car, &info, &root, NULL, 0, false,
 					 &x, NULL, 0);

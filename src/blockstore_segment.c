@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "fileio.h"
+#include "le.h"
 #include "log.h"
 
 /* ---- the segment ---- */
@@ -165,9 +166,9 @@ static int seg_header(struct lfs_blockstore *bs, uint8_t *hdr, uint64_t pos,
 	if (pos + SEG_FIXED + SEG_SUM > size ||
 	    pread_full(bs->seg_fd, hdr, SEG_FIXED, pos))
 		return 1;
-	uint32_t kind = lfs_bs_get32(hdr + 4), len = lfs_bs_get32(hdr + 8),
-		 np = lfs_bs_get32(hdr + 12);
-	if (lfs_bs_get32(hdr) != SEG_REC_MAGIC || kind > SEG_MARK ||
+	uint32_t kind = lfs_le_get32(hdr + 4), len = lfs_le_get32(hdr + 8),
+		 np = lfs_le_get32(hdr + 12);
+	if (lfs_le_get32(hdr) != SEG_REC_MAGIC || kind > SEG_MARK ||
 	    np > MAX_ROOT_LINKS || len > LFS_CAR_MAX_FILE + (1 << 20))
 		return 1;
 	size_t hl = SEG_FIXED + (size_t)np * LFS_CID_BYTES + SEG_SUM;
@@ -182,7 +183,7 @@ static int seg_header(struct lfs_blockstore *bs, uint8_t *hdr, uint64_t pos,
 	*r = (struct seg_rec){.start = pos,
 			      .off = pos + hl,
 			      .end = pos + hl + len,
-			      .synced = lfs_bs_get64(hdr + 16),
+			      .synced = lfs_le_get64(hdr + 16),
 			      .len = len,
 			      .kind = kind,
 			      .np = np};
@@ -209,7 +210,7 @@ static uint64_t seg_resync(struct lfs_blockstore *bs, uint8_t *hdr,
 	enum { WIN = 1 << 16 };
 	uint8_t *w = malloc(WIN + 4);
 	uint8_t magic[4];
-	lfs_bs_put32(magic, SEG_REC_MAGIC);
+	lfs_le_put32(magic, SEG_REC_MAGIC);
 	struct lfs_cid *pv = malloc(MAX_ROOT_LINKS * sizeof(*pv));
 	uint64_t found = size;
 	for (uint64_t at = from; w && pv && at < size && found == size;
@@ -519,11 +520,11 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 		return -ENOMEM;
 	}
 	memset(rec, 0, SEG_FIXED);
-	lfs_bs_put32(rec, SEG_REC_MAGIC);
-	lfs_bs_put32(rec + 4, kind);
-	lfs_bs_put32(rec + 8, (uint32_t)len);
-	lfs_bs_put32(rec + 12, (uint32_t)n);
-	lfs_bs_put64(rec + 16, synced);
+	lfs_le_put32(rec, SEG_REC_MAGIC);
+	lfs_le_put32(rec + 4, kind);
+	lfs_le_put32(rec + 8, (uint32_t)len);
+	lfs_le_put32(rec + 12, (uint32_t)n);
+	lfs_le_put64(rec + 16, synced);
 	if (car)
 		lfs_cid_to_bytes(rec + 24, car);
 	for (size_t i = 0; i < n; i++)

@@ -21,6 +21,7 @@
 #include "fileio.h"
 #include "fs_policy.h"
 #include "index.h"
+#include "le.h"
 #include "log.h"
 
 #define MAGIC    "lfs-size"
@@ -73,25 +74,11 @@ static void make_key(uint8_t key[KEY], const struct lfs_cid *doc,
 	crypto_generichash_final(&s, key, KEY);
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static void make_record(uint8_t rec[RECORD], const uint8_t key[KEY],
 			uint64_t len)
 {
 	memcpy(rec, key, KEY);
-	put_le64(rec + KEY, len);
+	lfs_le_put64(rec + KEY, len);
 	crypto_generichash(rec + KEY + 8, CHECK, rec, KEY + 8, NULL, 0);
 }
 
@@ -102,7 +89,7 @@ static int64_t record_len(const uint8_t rec[RECORD])
 	crypto_generichash(check, CHECK, rec, KEY + 8, NULL, 0);
 	if (memcmp(check, rec + KEY + 8, CHECK))
 		return -1;
-	uint64_t len = get_le64(rec + KEY);
+	uint64_t len = lfs_le_get64(rec + KEY);
 	return len > LFS_RENDER_MAX ? -1 : (int64_t)len;
 }
 
@@ -451,7 +438,7 @@ int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t)
 	pthread_mutex_lock(&s->lock);
 	for (size_t at = 0; at < records.len; at += RECORD) {
 		const uint8_t *rec = records.data + at;
-		set_locked(s, rec, get_le64(rec + KEY));
+		set_locked(s, rec, lfs_le_get64(rec + KEY));
 	}
 	append_locked(s, records.data, records.len);
 	pthread_mutex_unlock(&s->lock);
