@@ -107,13 +107,36 @@ int lfs_walk_at(int *out_dir, const char **out_name, int root, const char *path,
 	return 0;
 }
 
+/* Is path one name right under root? 0: yes; 1: no, walk it; else the
+ * walk's error for it. */
+static int one_name(int root, const char *path)
+{
+	if (!path[0] || strchr(path, '/'))
+		return 1;
+	size_t len = strlen(path);
+	if (root < 0)
+		return -EBADF;
+	if (!walk_name_ok(path, len))
+		return -EINVAL;
+	return len > NAME_MAX ? -ENAMETOOLONG : 0;
+}
+
 int lfs_at_open(struct lfs_at *out, int root, const char *path, bool mkdirs)
 {
 	out->dir = -1;
 	out->name = NULL;
+	out->own = false;
 	if (!(out->path = strdup(path)))
 		return -ENOMEM;
-	int rc = lfs_walk_at(&out->dir, &out->name, root, out->path, mkdirs);
+	int rc = one_name(root, path);
+	if (rc == 0) {
+		out->dir = root;
+		out->name = out->path;
+	} else if (rc == 1) {
+		rc = lfs_walk_at(&out->dir, &out->name, root, out->path,
+				 mkdirs);
+		out->own = !rc;
+	}
 	if (rc) {
 		free(out->path);
 		out->path = NULL;
@@ -123,8 +146,9 @@ int lfs_at_open(struct lfs_at *out, int root, const char *path, bool mkdirs)
 
 void lfs_at_close(struct lfs_at *at)
 {
-	if (at->dir >= 0)
+	if (at->own && at->dir >= 0)
 		close(at->dir);
+	at->own = false;
 	free(at->path);
 	at->dir = -1;
 	at->path = NULL;
@@ -133,9 +157,15 @@ void lfs_at_close(struct lfs_at *at)
 
 int lfs_lstat_at(int root, const char *path, struct stat *st)
 {
+	int rc = one_name(root, path);
+	if (rc == 0)
+		return fstatat(root, path, st, AT_SYMLINK_NOFOLLOW) ? -errno
+								   : 0;
+	if (rc < 0)
+		return rc;
 	int dir;
 	const char *name;
-	int rc = lfs_walk_at(&dir, &name, root, path, false);
+	rc = lfs_walk_at(&dir, &name, root, path, false);
 	if (!rc && fstatat(dir, name, st, AT_SYMLINK_NOFOLLOW))
 		rc = -errno;
 	if (dir >= 0)

@@ -41,12 +41,14 @@ int lfs_walk_at(int *out_dir, const char **out_name, int root, const char *path,
  * A name ready for *at calls: lfs_walk_at's answer with its own copy of
  * the path, so the caller's may go. lfs_at_open: 0 or lfs_walk_at's
  * errors (-ENOMEM too); on failure out->dir is -1 and nothing needs
- * closing, though lfs_at_close may still be called.
+ * closing, though lfs_at_close may still be called. A path of one name
+ * costs no system call: dir is root itself then.
  */
 struct lfs_at {
 	int dir;          /* the directory holding name (O_PATH) */
 	const char *name; /* inside path */
 	char *path;
+	bool own; /* dir is ours to close (not root) */
 };
 int lfs_at_open(struct lfs_at *out, int root, const char *path, bool mkdirs);
 void lfs_at_close(struct lfs_at *at);
