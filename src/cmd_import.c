@@ -494,7 +494,7 @@ int lfs_cmd_import(int argc, char **argv)
 		if (!rc)
 			rc = lfs_ledger_commit(l, t, NULL, NULL);
 		if (!rc && sizes)
-			lfs_render_note_txn(sizes, t);
+			lfs_render_note_txn(sizes, NULL, t);
 		lfs_txn_free(t);
 		if (rc) {
 			fprintf(stderr,

@@ -1630,7 +1630,6 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 	fs->doc_ttl = LFS_FS_DOC_TTL;
 	fs->moved = lfs_inval_moved;
 	pthread_mutex_init(&fs->lock, NULL);
-	pthread_mutex_init(&fs->render_lock, NULL);
 	pthread_mutex_init(&fs->hk_lock, NULL);
 	pthread_cond_init(&fs->hk_cond, NULL);
 	/* The barrier must not wait behind a stream of lookups. */
@@ -1640,7 +1639,7 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 		&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&fs->cache_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
-	if (lfs_view_cache_new(&fs->cache) || lfs_node_table_init(fs)) {
+	if (lfs_render_cache_new(&fs->cache) || lfs_node_table_init(fs)) {
 		lfs_fs_free(fs);
 		return -ENOMEM;
 	}
@@ -1675,11 +1674,10 @@ void lfs_fs_free(struct lfs_fs *fs)
 	lfs_attr_free_all(fs);
 	lfs_node_table_release(fs);
 	lfs_fsl_free_all(fs);
-	lfs_view_cache_free(fs->cache);
+	lfs_render_cache_free(fs->cache);
 	lfs_inval_free_all(fs);
 	pthread_rwlock_destroy(&fs->cache_lock);
 	pthread_mutex_destroy(&fs->lock);
-	pthread_mutex_destroy(&fs->render_lock);
 	pthread_mutex_destroy(&fs->hk_lock);
 	pthread_cond_destroy(&fs->hk_cond);
 	free(fs);

@@ -7,14 +7,15 @@
  *
  *   fs_int.h     this: struct lfs_fs, the lock order, small helpers
  *   fs_policy    what a save, a rename or an unlink means (pure functions)
- *   fs_render    a version's text, and the table of their lengths
+ *   fs_render    a version's text, the table of their lengths, and the
+ *                cache of texts rendered or committed lately
  *   fs_ledger    per-ledger mount state: opening (and key retry), the
  *                error ring, the change feed, pending deletes, commits,
  *                picking up other processes' commits, snapshot lists
  *   fs_attr      modes, owners and times users set, kept locally
  *   fs_node      the inode table and name resolution
- *   fs_view      what a node reads as: the render cache, document
- *                content, attributes, control files, directory listings
+ *   fs_view      what a node reads as: document content, attributes,
+ *                control files, directory listings
  *   fs_save      carrying out the policy: drafts, saves, renames, unlinks
  *   fs.c         the FUSE handlers, the housekeeper, replication hooks
  *
@@ -45,10 +46,11 @@
  *      buffer; the ledger list; each ledger's pending deletes, error ring
  *      and key-retry state; handles' in-flight counts and the graveyard;
  *      the attribute tables (fs_attr.c).
- *   3. fs->render_lock: the render cache (fs_view.c).
+ *   3. The leaf locks of fs_render: the render cache's and each size
+ *      table's.
  *
- *   fs->lock and render_lock are never held together, and both are leaf
- *   locks: no disk or network I/O, no lfs_ledger_*, lfs_sync_* or libfuse
+ *   fs->lock and fs_render's locks are never held together, and all are
+ *   leaf locks: no disk or network I/O, no lfs_ledger_*, lfs_sync_* or libfuse
  *   call (a reply or a notification may block on the kernel) is made
  *   while either is held. fs->hk_lock only guards the housekeeper's
  *   running flag and its condition variable; nothing else is taken under
@@ -90,7 +92,7 @@
 
 struct lfs_fsl;
 struct lfs_node;
-struct lfs_view_cache;
+struct lfs_render_cache;
 struct lfs_attr_table;
 struct lfs_handle;
 struct lfs_inval;
@@ -106,9 +108,8 @@ struct lfs_fs {
 	size_t nslots, nnodes;
 	/* Every ledger seen so far (fs_ledger.c); only grows. */
 	struct lfs_fsl *ledgers;
-	/* Rendered documents (fs_view.c), under render_lock. */
-	struct lfs_view_cache *cache;
-	pthread_mutex_t render_lock;
+	/* Texts rendered or committed lately (fs_render.h; its own lock). */
+	struct lfs_render_cache *cache;
 	/* Released handles, freed by the housekeeper later (fs.c). */
 	struct lfs_handle *graveyard;
 	pthread_t housekeeper;

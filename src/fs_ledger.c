@@ -462,7 +462,7 @@ int lfs_fsl_commit(struct lfs_fs *fs, struct lfs_fsl *lg, struct lfs_txn *t)
 	int rc = lfs_ledger_commit(lg->l, t, &event, &committed);
 	/* The new versions' lengths, so their first stat renders nothing. */
 	if (!rc && committed && lg->sizes)
-		lfs_render_note_txn(lg->sizes, t);
+		lfs_render_note_txn(lg->sizes, fs->cache, t);
 	if (!rc && committed) {
 		lfs_ledger_root(lg->l, &after);
 		record_changes(lg, &before, &after, &event);

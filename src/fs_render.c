@@ -414,7 +414,8 @@ static int txn_text(struct lfs_cid *cid, size_t *len, const json_t *doc,
 	return rc;
 }
 
-int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t)
+int lfs_render_note_txn(struct lfs_render_sizes *s, struct lfs_render_cache *cache,
+			const struct lfs_txn *t)
 {
 	struct lfs_buf block, text, records;
 	lfs_buf_init(&block, LFS_FS_TEXT_MAX * 4);
@@ -433,6 +434,11 @@ int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t)
 		make_key(key, &cid, id);
 		make_record(rec, key, len);
 		rc = lfs_buf_append(&records, rec, RECORD);
+		uint8_t *copy = cache ? malloc(len ? len : 1) : NULL;
+		if (copy) {
+			memcpy(copy, text.data, len);
+			lfs_render_cache_put(cache, &cid, id, copy, len);
+		}
 	}
 	/* One append for the whole transaction; known lengths again. */
 	pthread_mutex_lock(&s->lock);
@@ -446,4 +452,85 @@ int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t)
 	lfs_buf_release(&block);
 	lfs_buf_release(&text);
 	return rc;
+}
+
+/* ---- the cache of texts ---- */
+
+#define CACHE_SLOTS 32768
+#define CACHE_BYTES ((size_t)48 << 20)
+
+struct cached_text {
+	struct lfs_cid doc;
+	char *id;
+	uint8_t *data;
+	size_t len;
+};
+
+struct lfs_render_cache {
+	pthread_mutex_t lock;
+	size_t bytes; /* held by all slots */
+	struct cached_text slots[CACHE_SLOTS];
+};
+
+int lfs_render_cache_new(struct lfs_render_cache **out)
+{
+	*out = calloc(1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	pthread_mutex_init(&(*out)->lock, NULL);
+	return 0;
+}
+
+void lfs_render_cache_free(struct lfs_render_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < CACHE_SLOTS; i++) {
+		free(c->slots[i].data);
+		free(c->slots[i].id);
+	}
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static struct cached_text *cache_slot(struct lfs_render_cache *c,
+				      const struct lfs_cid *doc, const char *id)
+{
+	uint64_t h;
+	memcpy(&h, doc->digest, sizeof(h));
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+	return &c->slots[h % CACHE_SLOTS];
+}
+
+int lfs_render_cache_get(struct lfs_render_cache *c, const struct lfs_cid *doc,
+			 const char *id, struct lfs_buf *out)
+{
+	pthread_mutex_lock(&c->lock);
+	struct cached_text *r = cache_slot(c, doc, id);
+	int rc = 0;
+	if (r->data && lfs_cid_equal(&r->doc, doc) && !strcmp(r->id, id))
+		rc = lfs_buf_append(out, r->data, r->len) ? -ENOMEM : 1;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void lfs_render_cache_put(struct lfs_render_cache *c, const struct lfs_cid *doc,
+			  const char *id, uint8_t *data, size_t len)
+{
+	char *idc = strdup(id);
+	pthread_mutex_lock(&c->lock);
+	struct cached_text *r = cache_slot(c, doc, id);
+	if (idc && c->bytes - r->len + len <= CACHE_BYTES) {
+		c->bytes = c->bytes - r->len + len;
+		free(r->data);
+		free(r->id);
+		*r = (struct cached_text){
+			.doc = *doc, .id = idc, .data = data, .len = len};
+		idc = NULL;
+		data = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(idc);
+	free(data);
 }

@@ -86,12 +86,33 @@ int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,
 		    size_t *out_added);
 
 /*
+ * Texts rendered or committed lately, by version and id: a fixed table of
+ * slots (a slot holds the last version hashed to it) within a budget of
+ * bytes, so reading a document again, or just after it was saved,
+ * renders nothing. Its own lock, a leaf lock; any thread.
+ */
+struct lfs_render_cache;
+int lfs_render_cache_new(struct lfs_render_cache **out);
+void lfs_render_cache_free(struct lfs_render_cache *c);
+/* Append version doc of id's text to out when the cache holds it:
+ * 1, else 0, or -ENOMEM. */
+int lfs_render_cache_get(struct lfs_render_cache *c, const struct lfs_cid *doc,
+			 const char *id, struct lfs_buf *out);
+/* Keep data (malloc'd, len bytes; taken, and freed if not kept) as
+ * version doc of id's text. */
+void lfs_render_cache_put(struct lfs_render_cache *c, const struct lfs_cid *doc,
+			  const char *id, uint8_t *data, size_t len);
+
+/*
  * Note the length of every document t puts, computed from t's own copies
  * the way the commit encodes them and lfs_render_doc decodes them (the
  * same bytes, so the same CID and text; no block read, no decryption):
  * what a save and `ledgerfs import` do once t is committed, so the
- * first stat renders nothing. -ENOMEM, or the encoding's errors.
+ * first stat renders nothing; with cache (may be NULL), keep the texts
+ * there too, so the first read renders nothing either. -ENOMEM, or the
+ * encoding's errors.
  */
-int lfs_render_note_txn(struct lfs_render_sizes *s, const struct lfs_txn *t);
+int lfs_render_note_txn(struct lfs_render_sizes *s, struct lfs_render_cache *cache,
+			const struct lfs_txn *t);
 
 #endif

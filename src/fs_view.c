@@ -20,72 +20,22 @@
 #include "timefmt.h"
 #include "log.h"
 
-/* The render cache: direct-mapped slots holding at most RENDER_BYTES of
- * text (a slot keeps its old text when a new one would pass the bound). */
-#define RENDER_SLOTS 32768
-#define RENDER_BYTES (48u << 20)
-
 static const char *ctl_files[] = {"status",  "errors",    "heads",
 				  "changes", "conflicts", "wait"};
 #define NCTL (sizeof(ctl_files) / sizeof(ctl_files[0]))
 
 /* ---- rendering ---- */
 
-struct render {
-	struct lfs_cid doc;
-	char *id;
-	uint8_t *data;
-	size_t len;
-};
-
-struct lfs_view_cache {
-	struct render slots[RENDER_SLOTS];
-	size_t bytes; /* held by all slots */
-};
-
-int lfs_view_cache_new(struct lfs_view_cache **out)
-{
-	*out = calloc(1, sizeof(**out));
-	return *out ? 0 : -ENOMEM;
-}
-
-void lfs_view_cache_free(struct lfs_view_cache *c)
-{
-	if (!c)
-		return;
-	for (size_t i = 0; i < RENDER_SLOTS; i++) {
-		free(c->slots[i].data);
-		free(c->slots[i].id);
-	}
-	free(c);
-}
-
-static size_t render_slot(const struct lfs_cid *doc, const char *id)
-{
-	uint64_t h;
-	memcpy(&h, doc->digest, sizeof(h));
-	for (const char *p = id; *p; p++)
-		h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
-	return (size_t)(h % RENDER_SLOTS);
-}
-
 int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
 		    const struct lfs_cid *doc, const char *id,
 		    struct lfs_buf *out)
 {
-	size_t slot = render_slot(doc, id);
-	pthread_mutex_lock(&fs->render_lock);
-	struct render *r = &fs->cache->slots[slot];
-	if (r->data && lfs_cid_equal(&r->doc, doc) && !strcmp(r->id, id)) {
-		int rc = lfs_buf_append(out, r->data, r->len);
-		pthread_mutex_unlock(&fs->render_lock);
-		return rc;
-	}
-	pthread_mutex_unlock(&fs->render_lock);
-
+	int rc = lfs_render_cache_get(fs->cache, doc, id, out);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	struct lfs_buf b;
 	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
-	int rc = lfs_render_doc(lg->l, doc, id, &b);
+	rc = lfs_render_doc(lg->l, doc, id, &b);
 	/* Every render checks the table, whose lengths the kernel trusts. */
 	if (!rc && lg->sizes && lfs_render_sizes_put(lg->sizes, doc, id, b.len))
 		lfs_warn("ledger '%s': the size table had a wrong length for "
@@ -96,23 +46,8 @@ int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,
 	if (!rc) {
 		size_t len;
 		uint8_t *data = lfs_buf_steal(&b, &len);
-		char *idc = strdup(id);
-		struct lfs_view_cache *c = fs->cache;
-		pthread_mutex_lock(&fs->render_lock);
-		if (idc && c->bytes - r->len + len <= RENDER_BYTES) {
-			c->bytes = c->bytes - r->len + len;
-			free(r->data);
-			free(r->id);
-			r->doc = *doc;
-			r->id = idc;
-			r->data = data;
-			r->len = len;
-			idc = NULL;
-			data = NULL;
-		}
-		pthread_mutex_unlock(&fs->render_lock);
-		free(idc);
-		free(data);
+		if (data)
+			lfs_render_cache_put(fs->cache, doc, id, data, len);
 	}
 	lfs_buf_release(&b);
 	return rc;

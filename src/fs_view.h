@@ -4,8 +4,8 @@
  * cached), attributes, the control files and directory listings.
  *
  * Rendering. A committed version's text is a pure function of its block
- * CID and id, so renders are cached (a fixed table of slots, under
- * fs->render_lock; a slot holds the last version hashed to it). A stat
+ * CID and id, so renders are cached (fs_render's cache, which a save
+ * fills too). A stat
  * needs only the length: the ledger's size table (fs_render.h) knows it
  * for every version rendered or committed on this home, so a stat renders
  * a version at most once; and each document node remembers the version
@@ -32,10 +32,6 @@
 #include "fs_ledger.h"
 #include "fs_node.h"
 #include "index.h"
-
-/* The render cache. */
-int lfs_view_cache_new(struct lfs_view_cache **out);
-void lfs_view_cache_free(struct lfs_view_cache *c);
 
 /* The text of a committed document version as its file shows it. */
 int lfs_view_render(struct lfs_fs *fs, struct lfs_fsl *lg,

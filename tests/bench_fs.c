@@ -521,7 +521,7 @@ static int cmd_populate(int argc, char **argv)
 		if ((rc = lfs_ledger_commit(l, t, NULL, NULL)))
 			die("lfs_ledger_commit: %s", strerror(-rc));
 		/* What `ledgerfs import` does after each commit. */
-		if ((rc = lfs_render_note_txn(st, t)))
+		if ((rc = lfs_render_note_txn(st, NULL, t)))
 			die("noting the rendered sizes: %s", strerror(-rc));
 		lfs_txn_free(t);
 	}

@@ -231,6 +231,8 @@ struct check_ctx {
 	struct lfs_ledger *l;
 	struct lfs_render_sizes *t;
 	int n;
+	struct lfs_render_cache *cache; /* NULL: not looked at */
+	int cached; /* texts the cache held, each the render's */
 };
 
 static int check_one(void *ctx, const struct lfs_index_entry *e)
@@ -242,6 +244,15 @@ static int check_one(void *ctx, const struct lfs_index_entry *e)
 	size_t len;
 	ck_assert(lfs_render_sizes_get(c->t, &e->cur.doc, e->id, &len));
 	ck_assert_uint_eq(len, b.len);
+	struct lfs_buf cb;
+	lfs_buf_init(&cb, 0);
+	if (c->cache &&
+	    lfs_render_cache_get(c->cache, &e->cur.doc, e->id, &cb) == 1) {
+		ck_assert_uint_eq(cb.len, b.len);
+		ck_assert(!memcmp(cb.data, b.data, b.len));
+		c->cached++;
+	}
+	lfs_buf_release(&cb);
 	lfs_buf_release(&b);
 	c->n++;
 	return 0;
@@ -303,13 +314,19 @@ START_TEST(test_fill)
 	}
 	ck_assert_int_eq(lfs_txn_delete(t, "notes/n3"), 0);
 	ck_assert_int_eq(lfs_ledger_commit(l, t, NULL, NULL), 0);
-	ck_assert_int_eq(lfs_render_note_txn(s, t), 0);
+	/* ... and their texts kept in the cache, each the very render. */
+	struct lfs_render_cache *cache;
+	ck_assert_int_eq(lfs_render_cache_new(&cache), 0);
+	ck_assert_int_eq(lfs_render_note_txn(s, cache, t), 0);
 	lfs_txn_free(t);
 	c.n = 0;
+	c.cache = cache;
 	lfs_ledger_root(l, &root);
 	ck_assert_int_eq(
 		lfs_index_each(lfs_ledger_index(l), &root, check_one, &c), 0);
 	ck_assert_int_eq(c.n, 39);
+	ck_assert_int_eq(c.cached, 20);
+	lfs_render_cache_free(cache);
 	lfs_render_sizes_close(s);
 	lfs_ledger_close(l);
 }
