@@ -433,6 +433,19 @@ static int mount_run(const struct mount_args *m, const char *argv0)
 			strerror(-rc));
 		return 1;
 	}
+	/* Held until the process ends. */
+	int home_lock = lfs_home_lock_mount(&home);
+	if (home_lock < 0) {
+		fprintf(stderr,
+			"ledgerfs mount: the local store %s %s\n", home.dir,
+			home_lock == -EBUSY
+				? "is already mounted by another ledgerfs "
+				  "(one mount per local store; unmount that "
+				  "one first, or use another --home)"
+				: strerror(-home_lock));
+		lfs_home_release(&home);
+		return 1;
+	}
 	char *logfile = lfs_home_log_path(&home);
 	lfs_log_fallback(logfile);
 	free(logfile);
@@ -538,5 +551,6 @@ out:
 	lfs_fs_free(fs);
 	fuse_opt_free_args(&args);
 	lfs_home_release(&home);
+	close(home_lock);
 	return status;
 }

@@ -77,6 +77,7 @@ static void fsl_free(struct lfs_fsl *lg)
 	for (size_t i = 0; i < lg->npending; i++)
 		free(lg->pending[i].id);
 	free(lg->pending);
+	pthread_cond_destroy(&lg->pending_done);
 	for (int i = 0; i < LFS_FSL_ERRORS_KEPT; i++)
 		free(lg->errors[i]);
 	free(lg->name);
@@ -84,6 +85,8 @@ static void fsl_free(struct lfs_fsl *lg)
 		close(lg->scratch_fd);
 	if (lg->drafts_fd >= 0)
 		close(lg->drafts_fd);
+	if (lg->changes_fd >= 0)
+		close(lg->changes_fd);
 	free(lg->scratch);
 	free(lg->drafts);
 	free(lg->state);
@@ -129,7 +132,9 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 		return NULL;
 	lfs_idtree_init(&lg->tree);
 	lfs_idtree_init(&lg->snaptree);
-	lg->scratch_fd = lg->drafts_fd = -1;
+	pthread_cond_init(&lg->pending_done, NULL);
+	lg->drafts_empty_gen = UINT64_MAX; /* not looked at yet */
+	lg->scratch_fd = lg->drafts_fd = lg->changes_fd = -1;
 	lg->name = strdup(name);
 	char sub[PATH_MAX];
 	snprintf(sub, sizeof(sub), "%s/scratch/%s", fs->home->dir, name);
@@ -157,8 +162,10 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 		fsl_free(lg);
 		return NULL;
 	}
-	if (!lg->err)
+	if (!lg->err) {
 		migrate_drafts(lg);
+		lfs_fsl_drafts_check(lg);
+	}
 	char *sizes =
 		lg->err ? NULL : lfs_home_state_path(fs->home, name, "sizes");
 	if (sizes)
@@ -293,6 +300,38 @@ int64_t lfs_fsl_dir_time(struct lfs_fsl *lg)
 	return __atomic_load_n(&lg->changed_us, __ATOMIC_RELAXED);
 }
 
+/* ---- drafts ---- */
+
+bool lfs_fsl_no_drafts(struct lfs_fsl *lg)
+{
+	return __atomic_load_n(&lg->drafts_empty_gen, __ATOMIC_ACQUIRE) ==
+	       __atomic_load_n(&lg->drafts_gen, __ATOMIC_ACQUIRE);
+}
+
+void lfs_fsl_drafts_coming(struct lfs_fsl *lg)
+{
+	__atomic_add_fetch(&lg->drafts_gen, 1, __ATOMIC_SEQ_CST);
+}
+
+void lfs_fsl_drafts_check(struct lfs_fsl *lg)
+{
+	if (lfs_fsl_no_drafts(lg) || lg->err)
+		return;
+	/* Read the count first: a draft begun after it bumps it, and then
+	 * an empty directory seen here says nothing. */
+	uint64_t gen = __atomic_load_n(&lg->drafts_gen, __ATOMIC_SEQ_CST);
+	DIR *d = opendir(lg->drafts);
+	if (!d)
+		return;
+	bool empty = true;
+	struct dirent *de;
+	while (empty && (de = readdir(d)))
+		empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+	closedir(d);
+	if (empty)
+		__atomic_store_n(&lg->drafts_empty_gen, gen, __ATOMIC_RELEASE);
+}
+
 /* ---- pending deletes ---- */
 
 static bool pending_has(struct lfs_fsl *lg, const char *id)
@@ -315,12 +354,18 @@ void lfs_fsl_pending_cancel(struct lfs_fs *fs, struct lfs_fsl *lg,
 			    const char *id)
 {
 	pthread_mutex_lock(&fs->lock);
-	for (size_t i = 0; i < lg->npending; i++)
-		if (!strcmp(lg->pending[i].id, id)) {
+	for (size_t i = 0; i < lg->npending;) {
+		if (strcmp(lg->pending[i].id, id)) {
+			i++;
+		} else if (lg->pending[i].committing) {
+			pthread_cond_wait(&lg->pending_done, &fs->lock);
+			i = 0; /* the list changed meanwhile */
+		} else {
 			free(lg->pending[i].id);
 			lg->pending[i] = lg->pending[--lg->npending];
 			break;
 		}
+	}
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -356,6 +401,27 @@ json_t *lfs_fsl_pending_json(struct lfs_fs *fs, struct lfs_fsl *lg)
 	return pending;
 }
 
+/* After a delete commit of lg's ids marked committing (rc its result):
+ * done with them, or back to waiting. Caller holds fs->lock. */
+static void pending_committed(struct lfs_fsl *lg, int rc, bool force,
+			      int64_t now)
+{
+	for (size_t i = 0; i < lg->npending;) {
+		struct lfs_fsl_pending *p = &lg->pending[i];
+		if (!p->committing) {
+			i++;
+		} else if (rc && !force) {
+			p->committing = false;
+			p->deadline_ms = now + LFS_FS_GRACE_MS;
+			i++;
+		} else {
+			free(p->id);
+			*p = lg->pending[--lg->npending];
+		}
+	}
+	pthread_cond_broadcast(&lg->pending_done);
+}
+
 void lfs_fsl_flush_pending(struct lfs_fs *fs, bool force)
 {
 	int64_t now = lfs_fs_now_ms();
@@ -366,26 +432,25 @@ void lfs_fsl_flush_pending(struct lfs_fs *fs, bool force)
 		struct lfs_txn *t;
 		if (lfs_txn_new(&t))
 			continue;
-		for (size_t i = 0; i < lg->npending;) {
-			if (force || lg->pending[i].deadline_ms <= now) {
-				lfs_txn_delete(t, lg->pending[i].id);
-				free(lg->pending[i].id);
-				lg->pending[i] = lg->pending[--lg->npending];
-			} else {
-				i++;
+		int rc = 0;
+		for (size_t i = 0; !rc && i < lg->npending; i++) {
+			struct lfs_fsl_pending *p = &lg->pending[i];
+			if (force || p->deadline_ms <= now) {
+				rc = lfs_txn_delete(t, p->id);
+				p->committing = !rc;
 			}
 		}
-		if (lfs_txn_count(t)) {
-			/* The list only grows and lg lives on: it is safe to
-			 * let go of the lock here and walk on after. */
-			pthread_mutex_unlock(&fs->lock);
-			int rc = lfs_fsl_commit(fs, lg, t);
-			if (rc)
-				lfs_fsl_error(fs, lg,
-					      "deleting documents failed: %s",
-					      strerror(-rc));
-			pthread_mutex_lock(&fs->lock);
-		}
+		/* lg lives on, and only this thread takes ids out of the
+		 * list while they are committing. */
+		pthread_mutex_unlock(&fs->lock);
+		if (!rc && lfs_txn_count(t))
+			rc = lfs_fsl_commit(fs, lg, t);
+		if (rc)
+			lfs_fsl_error(fs, lg, "deleting documents failed: %s%s",
+				      strerror(-rc),
+				      force ? "" : "; tried again later");
+		pthread_mutex_lock(&fs->lock);
+		pending_committed(lg, rc, force, now);
 		lfs_txn_free(t);
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -395,18 +460,32 @@ void lfs_fsl_flush_pending(struct lfs_fs *fs, bool force)
 
 static void append_changes(struct lfs_fsl *lg, const char *text, size_t len)
 {
-	char *p = lfs_fs_path(lg->state, "changes");
-	if (!p)
-		return;
-	int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	free(p);
-	if (fd < 0)
-		return;
+	/* Opened once, at the first change, and kept: O_APPEND writes of
+	 * whole lines from several threads do not mix. */
+	int fd = __atomic_load_n(&lg->changes_fd, __ATOMIC_ACQUIRE);
+	if (fd < 0) {
+		char *p = lfs_fs_path(lg->state, "changes");
+		fd = p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+			      0600)
+		       : -1;
+		free(p);
+		if (fd < 0) {
+			lfs_warn("ledger '%s': cannot open its change feed: %s",
+				 lg->name, strerror(errno));
+			return;
+		}
+		int none = -1;
+		if (!__atomic_compare_exchange_n(&lg->changes_fd, &none, fd,
+						 false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE)) {
+			close(fd);
+			fd = none;
+		}
+	}
 	int rc = lfs_write_all(fd, text, len);
 	if (rc)
 		lfs_warn("ledger '%s': cannot append to its change feed: %s",
 			 lg->name, strerror(-rc));
-	close(fd);
 }
 
 struct changes_ctx {
@@ -536,8 +615,10 @@ void lfs_fsl_refresh_all(struct lfs_fs *fs)
 	size_t n;
 	struct lfs_fsl **v = open_ledgers(fs, &n);
 	bool any = false;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		any |= lfs_fsl_refresh(fs, v[i]);
+		lfs_fsl_drafts_check(v[i]);
+	}
 	free(v);
 	if (any && fs->sync)
 		lfs_sync_kick(fs->sync);

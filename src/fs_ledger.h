@@ -28,6 +28,7 @@
 struct lfs_fsl_pending {
 	char *id;
 	int64_t deadline_ms;
+	bool committing; /* in a delete commit now (lfs_fsl_flush_pending) */
 };
 
 struct lfs_fsl {
@@ -38,6 +39,9 @@ struct lfs_fsl {
 	 * could not be made): the roots of every walk to a local file in
 	 * them (lfs_walk_at), whose paths may be as long as the mount's. */
 	int scratch_fd, drafts_fd;
+	/* state/changes, open for appending once a change came (-1 before;
+	 * atomic). */
+	int changes_fd;
 	/*
 	 * The open ledger, or NULL with err saying why (-ENOKEY: no key
 	 * here). Goes from NULL to open at most once, under fs->lock, when a
@@ -52,11 +56,17 @@ struct lfs_fsl {
 	bool opening; /* a thread is retrying the key */
 	struct lfs_fsl_pending *pending;
 	size_t npending;
+	/* Signalled when a delete commit of pending ids ends. */
+	pthread_cond_t pending_done;
 	char *errors[LFS_FSL_ERRORS_KEPT]; /* newest at (nerrors-1) % N */
 	uint64_t nerrors;
 	/* When a name was last added or removed (the directory's mtime;
 	 * 0: not since the mount began). Atomic: lfs_fsl_dir_changed. */
 	int64_t changed_us;
+	/* Whether the drafts directory holds anything (lfs_fsl_no_drafts):
+	 * bumped before every change that may add to it, and the count at
+	 * which the housekeeper last found it empty. Atomic. */
+	uint64_t drafts_gen, drafts_empty_gen;
 	/* The last lfs_ledger_refresh error, logged once when it changes. */
 	int refresh_err;
 	/* Ids in order, for folders: of the current root, and of the last
@@ -98,19 +108,41 @@ void lfs_fsl_dir_changed(struct lfs_fsl *lg);
 /* When lg's directory last changed (0: not since the mount began). */
 int64_t lfs_fsl_dir_time(struct lfs_fsl *lg);
 
+/* ---- drafts ---- */
+
+/*
+ * Does lg have no drafts at all? True when the last look found its drafts
+ * directory empty and nothing made or moved anything into it since, so
+ * the common case (no draft anywhere) needs no system call to tell that
+ * a name has none. The home's drafts are this mount's alone (one mount
+ * per home: cmd_mount.c holds HOME/mount.lock).
+ */
+bool lfs_fsl_no_drafts(struct lfs_fsl *lg);
+/* Call before anything is made or moved in lg's drafts directory. */
+void lfs_fsl_drafts_coming(struct lfs_fsl *lg);
+/* Look again whether the drafts directory is empty (the housekeeper,
+ * while it is not known to be). */
+void lfs_fsl_drafts_check(struct lfs_fsl *lg);
+
 /* ---- deletes waiting out the grace period ---- */
 
 /* Is id hidden by a pending delete? */
 bool lfs_fsl_pending_has(struct lfs_fs *fs, struct lfs_fsl *lg, const char *id);
 /* Delete id after LFS_FS_GRACE_MS (once; a second add keeps the first). */
 int lfs_fsl_pending_add(struct lfs_fs *fs, struct lfs_fsl *lg, const char *id);
-/* A new version was saved: id is not to be deleted. */
+/*
+ * A new version of id is about to be committed: id is not to be deleted.
+ * Call it before that commit: a delete of id already being committed is
+ * waited for, so the new version's commit comes after it, never before.
+ */
 void lfs_fsl_pending_cancel(struct lfs_fs *fs, struct lfs_fsl *lg,
 			    const char *id);
 /* The pending ids as a JSON array of strings (new reference). */
 json_t *lfs_fsl_pending_json(struct lfs_fs *fs, struct lfs_fsl *lg);
 /* Commit the deletes whose time has come (all of them: force), one
- * transaction per ledger. */
+ * transaction per ledger. The ids stay pending (hidden) while that commit
+ * runs; when it fails they wait another grace period and are tried again
+ * (at unmount, force: the failure is logged and they show again). */
 void lfs_fsl_flush_pending(struct lfs_fs *fs, bool force);
 
 /* ---- commits and other processes' commits ---- */
@@ -132,7 +164,8 @@ void lfs_fsl_moved(struct lfs_fs *fs, struct lfs_fsl *lg,
 		   const char *source);
 
 /* Pick up commits other processes on this home made to lg (true: some),
- * or to every open ledger (kicking the sync when there were some). */
+ * or to every open ledger (kicking the sync when there were some; and
+ * looking again at drafts directories not known to be empty). */
 bool lfs_fsl_refresh(struct lfs_fs *fs, struct lfs_fsl *lg);
 void lfs_fsl_refresh_all(struct lfs_fs *fs);
 

@@ -376,7 +376,7 @@ int lfs_node_folder_has(bool *out, struct lfs_fsl *lg, const char *path)
 		rc = lfs_idtree_has_folder(&lg->tree, lfs_ledger_index(lg->l),
 					   &root, path, out);
 	}
-	if (!*out && !rc)
+	if (!*out && !rc && !lfs_fsl_no_drafts(lg))
 		*out = lfs_is_dir_at(lg->drafts_fd, path);
 	return rc;
 }
@@ -505,7 +505,8 @@ static int classify(struct lfs_fs *fs, struct want *w, struct lfs_node *p,
 	w->kind = LFS_N_SCRATCH;
 	if (folder && !has) {
 		has = lfs_is_dir_at(lg->scratch_fd, w->path) ||
-		      lfs_is_dir_at(lg->drafts_fd, w->path);
+		      (!lfs_fsl_no_drafts(lg) &&
+		       lfs_is_dir_at(lg->drafts_fd, w->path));
 	}
 	if (has) {
 		char *moved = NULL;

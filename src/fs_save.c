@@ -22,6 +22,7 @@
 static int write_draft(struct lfs_fsl *lg, const char *name,
 		       const uint8_t *data, size_t len)
 {
+	lfs_fsl_drafts_coming(lg);
 	char *final = lfs_fs_path(lg->drafts, name);
 	int rc = final ? 0 : -ENOMEM;
 	if (!rc && strchr(name, '/'))
@@ -34,6 +35,8 @@ static int write_draft(struct lfs_fsl *lg, const char *name,
 
 static void remove_draft(struct lfs_fsl *lg, const char *name)
 {
+	if (lfs_fsl_no_drafts(lg))
+		return;
 	char *p = lfs_fs_path(lg->drafts, name);
 	if (p)
 		unlink(p);
@@ -42,6 +45,8 @@ static void remove_draft(struct lfs_fsl *lg, const char *name)
 
 static bool has_draft(struct lfs_fsl *lg, const char *name)
 {
+	if (lfs_fsl_no_drafts(lg))
+		return false;
 	char *p = lfs_fs_path(lg->drafts, name);
 	bool r = p && access(p, F_OK) == 0;
 	free(p);
@@ -102,6 +107,9 @@ int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 	snprintf(why, sizeof(why), "%s", rc ? "" : d.why);
 	bool refused = !rc && d.verdict != LFS_SAVE_COMMIT;
 	if (!rc && d.verdict == LFS_SAVE_COMMIT) {
+		/* A pending delete of the id is undone first (or waited
+		 * for), so it can never land after this version. */
+		lfs_fsl_pending_cancel(fs, lg, d.id);
 		rc = lfs_fsl_commit(fs, lg, d.txn);
 		if (!rc && d.id_replaced)
 			lfs_info("ledger '%s': %s: its \"_id\" named another "
@@ -124,7 +132,6 @@ int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		return save_errno(rc, refused);
 	}
 	remove_draft(lg, name);
-	lfs_fsl_pending_cancel(fs, lg, d.id);
 	lfs_save_decision_release(&d);
 	return 0;
 }
@@ -360,7 +367,7 @@ static void carry_attrs(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 {
 	struct lfs_attr a = {.set = LFS_ATTR_MODE, .mode = st->st_mode & 07777};
 	char *dpath = lfs_fs_path(lg->drafts, name);
-	if (dpath && access(dpath, F_OK) == 0) {
+	if (dpath && !lfs_fsl_no_drafts(lg) && access(dpath, F_OK) == 0) {
 		struct timespec t[2] = {st->st_atim, st->st_mtim};
 		utimensat(AT_FDCWD, dpath, t, AT_SYMLINK_NOFOLLOW);
 	} else {
@@ -412,6 +419,7 @@ static int write_scratch(struct lfs_fsl *lg, const char *to,
 			 const struct lfs_buf *content)
 {
 	char tmp[PATH_MAX];
+	lfs_fsl_drafts_coming(lg); /* the temporary file */
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-%08x", lg->drafts,
 		 randombytes_random());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -510,15 +518,16 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 		rc = backup(fs, lg, &p, from, to, &content);
 		break;
 	case LFS_RENAME_COMMIT:
+		lfs_fsl_pending_cancel(fs, lg, p.to_id);
 		rc = lfs_fsl_commit(fs, lg, p.txn);
 		if (!rc) {
 			remove_draft(lg, from);
 			remove_draft(lg, to);
-			lfs_fsl_pending_cancel(fs, lg, p.to_id);
 			lfs_attr_rename(fs, lg, from, to);
 		}
 		break;
 	case LFS_RENAME_MOVE_DRAFT:
+		lfs_fsl_drafts_coming(lg);
 		rc = rename_in(lg->drafts_fd, from, to);
 		if (!rc)
 			lfs_attr_rename(fs, lg, from, to);
@@ -659,6 +668,7 @@ int lfs_save_rename_dir(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 			mkdirat(b.dir, b.name, 0755); /* EEXIST: moved */
 		lfs_at_close(&b);
 		/* An empty one in the way. */
+		lfs_fsl_drafts_coming(lg);
 		if (!lfs_at_open(&b, lg->drafts_fd, to, false))
 			unlinkat(b.dir, b.name, AT_REMOVEDIR);
 		lfs_at_close(&b);

@@ -99,7 +99,7 @@ int lfs_view_read_file_at(struct lfs_buf *out, int dir, const char *name,
 static int stat_draft(struct lfs_fsl *lg, const char *name, struct stat *st)
 {
 	int rc = 0;
-	if (lg->drafts_fd < 0)
+	if (lg->drafts_fd < 0 || lfs_fsl_no_drafts(lg))
 		rc = -ENOENT;
 	else if (!strchr(name, '/'))
 		rc = fstatat(lg->drafts_fd, name, st, AT_SYMLINK_NOFOLLOW)
@@ -119,12 +119,11 @@ static int read_draft(struct lfs_buf *out, struct lfs_fsl *lg, const char *name,
 		      struct stat *st)
 {
 	struct lfs_at at;
-	int rc = lg->drafts_fd < 0
-			 ? -ENOENT
-			 : lfs_at_open(&at, lg->drafts_fd, name, false);
+	bool none = lg->drafts_fd < 0 || lfs_fsl_no_drafts(lg);
+	int rc = none ? -ENOENT : lfs_at_open(&at, lg->drafts_fd, name, false);
 	if (!rc)
 		rc = lfs_view_read_file_at(out, at.dir, at.name, st);
-	if (lg->drafts_fd >= 0)
+	if (!none)
 		lfs_at_close(&at);
 	return rc == -ENOTDIR ? -ENOENT : rc;
 }
@@ -1116,7 +1115,7 @@ static int list_folder(struct lfs_fs *fs, struct lfs_fsl *lg, const char *path,
 				.fs = fs,
 				.check_pending = true,
 				.path = path};
-	if (!scratch_dir)
+	if (!scratch_dir && !lfs_fsl_no_drafts(lg))
 		rc = list_dir_files(fs, l, lg, lg->drafts_fd, path, true, false,
 				    &c);
 	c.ndrafts = c.nlocal;

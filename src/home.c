@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -324,6 +325,23 @@ static char *keys_dir(const struct lfs_home *h)
 char *lfs_home_log_path(const struct lfs_home *h)
 {
 	return join(h->dir, "ledgerfs.log", "");
+}
+
+int lfs_home_lock_mount(const struct lfs_home *h)
+{
+	char *path = join(h->dir, "mount.lock", "");
+	if (!path)
+		return -ENOMEM;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+		close(fd);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
+	return fd;
 }
 
 char *lfs_home_key_path(const struct lfs_home *h, const char *name)

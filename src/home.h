@@ -74,6 +74,15 @@ char *lfs_home_ledger_dir(const struct lfs_home *h, const char *name);
  */
 char *lfs_home_log_path(const struct lfs_home *h);
 
+/*
+ * Claim the home for one mount (an exclusive lock on HOME/mount.lock,
+ * held by the returned descriptor until it is closed or the process
+ * ends, however it ends). -EBUSY when another mount holds it: a home's
+ * drafts, scratch files, sizes and attributes belong to one mount (the
+ * command line may run beside it).
+ */
+int lfs_home_lock_mount(const struct lfs_home *h);
+
 /* malloc'd path of HOME/keys/<name>.key (which may not exist); NULL as above.
  */
 char *lfs_home_key_path(const struct lfs_home *h, const char *name);

@@ -145,6 +145,14 @@ grep -qiE 'already mounted|busy|in use' "$TMP/stderr" || fail "the second mount'
 got=$(awk -v d="$MNT" '$5 == d' /proc/self/mountinfo | wc -l)
 [ "$got" = 1 ] || fail "$MNT is mounted $got times"
 _alive "$first" || fail "the first daemon died"
+note "a second mount of the same home elsewhere: refused, the first untouched"
+mkdir -p "$TMP/mnt-other"
+run bounded "$LEDGERFS" mount -f "$TMP/mnt-other"
+case $STATUS in 0 | 124) fail "a second mount of the home: status $STATUS (expected an error)" ;; esac
+expect_stderr "already mounted by another ledgerfs"
+got=$(awk -v d="$TMP/mnt-other" '$5 == d' /proc/self/mountinfo | wc -l)
+[ "$got" = 0 ] || fail "$TMP/mnt-other is mounted"
+_alive "$first" || fail "the first daemon died"
 put_text "$D/still.json" '{"first mount":"works"}'
 one_commit
 ids+=(still)
