@@ -95,27 +95,35 @@ static void handle_retire(struct lfs_fs *fs, struct lfs_handle *h)
 {
 	pthread_mutex_lock(&fs->lock);
 	h->released_ms = lfs_fs_now_ms();
-	h->gnext = fs->graveyard;
-	fs->graveyard = h;
+	h->gnext = NULL;
+	*fs->graveyard_tail = h;
+	fs->graveyard_tail = &h->gnext;
 	pthread_mutex_unlock(&fs->lock);
 }
 
-/* Free retired handles nobody uses any more (all of them: force). */
+/* Free retired handles nobody uses any more (all of them: force). Looks
+ * at the old ones only: a copy of thousands of files retires thousands of
+ * handles a second, and this runs under fs->lock. */
 static void bury(struct lfs_fs *fs, bool force)
 {
 	int64_t now = lfs_fs_now_ms();
 	struct lfs_handle *dead = NULL;
 	pthread_mutex_lock(&fs->lock);
-	for (struct lfs_handle **pp = &fs->graveyard; *pp;) {
+	struct lfs_handle **pp = &fs->graveyard;
+	while (*pp) {
 		struct lfs_handle *h = *pp;
-		if (force || (!h->inflight && now - h->released_ms > 5000)) {
+		if (!force && now - h->released_ms <= 5000)
+			break; /* and every later one is younger */
+		if (!force && h->inflight) {
+			pp = &h->gnext;
+		} else {
 			*pp = h->gnext;
 			h->gnext = dead;
 			dead = h;
-		} else {
-			pp = &h->gnext;
 		}
 	}
+	if (!*pp)
+		fs->graveyard_tail = pp;
 	pthread_mutex_unlock(&fs->lock);
 	while (dead) {
 		struct lfs_handle *next = dead->gnext;
@@ -1622,6 +1630,7 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 	struct lfs_fs *fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
+	fs->graveyard_tail = &fs->graveyard;
 	fs->home = home;
 	fs->uid = getuid();
 	fs->started_us = lfs_fs_now_ms() * 1000;

@@ -110,8 +110,9 @@ struct lfs_fs {
 	struct lfs_fsl *ledgers;
 	/* Texts rendered or committed lately (fs_render.h; its own lock). */
 	struct lfs_render_cache *cache;
-	/* Released handles, freed by the housekeeper later (fs.c). */
-	struct lfs_handle *graveyard;
+	/* Released handles, oldest first, freed by the housekeeper later
+	 * (fs.c); the tail is where the next one goes. */
+	struct lfs_handle *graveyard, **graveyard_tail;
 	pthread_t housekeeper;
 	int running;
 	bool hk_wake; /* work waits: skip the sleep (under hk_lock) */
