@@ -91,8 +91,8 @@ trap cleanup EXIT
 # pair on a clash.
 started=
 for try in 1 2 3 4; do
-	RGW_PORT=$((30000 + ($$ * 7 + try * 1009) % 9000))
-	MON_PORT=$((RGW_PORT + 9000))
+	RGW_PORT=$(free_ports 3) # below the ephemeral range (tests/lib.sh)
+	MON_PORT=$((RGW_PORT + 2))
 	export RGW_PORT MON_PORT
 	if env=$("$top_srcdir/scripts/radosgw" start "$rgwdir" 2>"$base/rgw-start.err"); then
 		started=1

@@ -19,9 +19,11 @@ command -v radosgw >/dev/null 2>&1 ||
 
 L=$LEDGERFS
 base=$(mktemp -d /var/tmp/lfs-redis.XXXXXX)
-export RGW_PORT="${RGW_PORT:-$((42000 + $$ % 10000))}"
-export MON_PORT="${MON_PORT:-$((RGW_PORT - 10000))}"
-export REDIS_PORT="${REDIS_PORT:-$((RGW_PORT + 1))}"
+# Ports of their own, below the ephemeral range (tests/lib.sh).
+[ -n "${RGW_PORT:-}" ] || RGW_PORT=$(free_ports 3)
+export RGW_PORT
+export MON_PORT="${MON_PORT:-$((RGW_PORT + 1))}"
+export REDIS_PORT="${REDIS_PORT:-$((RGW_PORT + 2))}"
 rgw=$base/rgw
 red=$base/redis
 A=$base/mnt-a B=$base/mnt-b C=$base/mnt-c D=$base/mnt-d

@@ -6,9 +6,10 @@
 command -v radosgw >/dev/null 2>&1 ||
 	skip "radosgw is not installed (scripts/install-deps installs it)"
 dir=$(mktemp -d /var/tmp/lfs-rgw.XXXXXX)
-# Ports of their own, so parallel runs on one machine do not clash.
-export RGW_PORT="${RGW_PORT:-$((42000 + $$ % 10000))}"
-export MON_PORT="${MON_PORT:-$((RGW_PORT - 10000))}"
+# Ports of their own, below the ephemeral range (tests/lib.sh).
+[ -n "${RGW_PORT:-}" ] || RGW_PORT=$(free_ports 2)
+export RGW_PORT
+export MON_PORT="${MON_PORT:-$((RGW_PORT + 1))}"
 trap '"$top_srcdir/scripts/radosgw" stop "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT INT TERM
 env=$("$top_srcdir/scripts/radosgw" start "$dir") || fail "radosgw did not start"
 set -a

@@ -16,9 +16,10 @@ dir=$(mktemp -d /var/tmp/lfs-rgw-access.XXXXXX)
 MNT=$dir/mnt
 mkdir -p "$MNT"
 pid=
-# Ports of their own, so parallel runs on one machine do not clash.
-export RGW_PORT="${RGW_PORT:-$((43000 + $$ % 9000))}"
-export MON_PORT="${MON_PORT:-$((RGW_PORT - 10000))}"
+# Ports of their own, below the ephemeral range (tests/lib.sh).
+[ -n "${RGW_PORT:-}" ] || RGW_PORT=$(free_ports 2)
+export RGW_PORT
+export MON_PORT="${MON_PORT:-$((RGW_PORT + 1))}"
 cleanup()
 {
 	mountpoint -q "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"; }
