@@ -436,8 +436,8 @@ static int mount_run(const struct mount_args *m, const char *argv0)
 	/* Held until the process ends. */
 	int home_lock = lfs_home_lock_mount(&home);
 	if (home_lock < 0) {
-		fprintf(stderr,
-			"ledgerfs mount: the local store %s %s\n", home.dir,
+		fprintf(stderr, "ledgerfs mount: the local store %s %s\n",
+			home.dir,
 			home_lock == -EBUSY
 				? "is already mounted by another ledgerfs "
 				  "(one mount per local store; unmount that "

@@ -160,7 +160,7 @@ int lfs_lstat_at(int root, const char *path, struct stat *st)
 	int rc = one_name(root, path);
 	if (rc == 0)
 		return fstatat(root, path, st, AT_SYMLINK_NOFOLLOW) ? -errno
-								   : 0;
+								    : 0;
 	if (rc < 0)
 		return rc;
 	int dir;

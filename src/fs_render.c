@@ -414,8 +414,8 @@ static int txn_text(struct lfs_cid *cid, size_t *len, const json_t *doc,
 	return rc;
 }
 
-int lfs_render_note_txn(struct lfs_render_sizes *s, struct lfs_render_cache *cache,
-			const struct lfs_txn *t)
+int lfs_render_note_txn(struct lfs_render_sizes *s,
+			struct lfs_render_cache *cache, const struct lfs_txn *t)
 {
 	struct lfs_buf block, text, records;
 	lfs_buf_init(&block, LFS_FS_TEXT_MAX * 4);

@@ -112,7 +112,8 @@ void lfs_render_cache_put(struct lfs_render_cache *c, const struct lfs_cid *doc,
  * there too, so the first read renders nothing either. -ENOMEM, or the
  * encoding's errors.
  */
-int lfs_render_note_txn(struct lfs_render_sizes *s, struct lfs_render_cache *cache,
+int lfs_render_note_txn(struct lfs_render_sizes *s,
+			struct lfs_render_cache *cache,
 			const struct lfs_txn *t);
 
 #endif
