@@ -665,8 +665,10 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 			n->sfd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
 		pthread_mutex_unlock(&fs->lock);
 	}
-	/* A reader has nothing to flush: spare the round trip at close. */
-	if (!writing && n->kind != LFS_N_SCRATCH)
+	/* Only a document writer has anything to do at flush (its save);
+	 * a scratch file's writes went to its file already and locks are
+	 * the kernel's: spare the others the round trip at close. */
+	if (!(n->kind == LFS_N_DOC && h->writer))
 		fi->noflush = 1;
 	fi->fh = (uintptr_t)h;
 	return 0;
