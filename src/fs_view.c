@@ -18,7 +18,6 @@
 #include "log.h"
 #include "fsname.h"
 #include "timefmt.h"
-#include "log.h"
 
 static const char *ctl_files[] = {"status",  "errors",    "heads",
 				  "changes", "conflicts", "wait"};
@@ -408,13 +407,6 @@ bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n)
 
 /* ---- attributes ---- */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool lfs_view_attrs_kept(struct lfs_fs *fs, struct lfs_fsl *lg,
 			 const char *path)
 {
@@ -422,7 +414,7 @@ bool lfs_view_attrs_kept(struct lfs_fs *fs, struct lfs_fsl *lg,
 	struct lfs_node *n = lfs_node_find_locked(fs, LFS_N_DOC, lg, path);
 	/* A second's margin: the kernel's clock started a bit later. */
 	bool kept = n && n->nlookup > 0 && n->attr_valid &&
-		    mono_ms() + 1000 < n->attr_until_ms;
+		    lfs_mono_ms() + 1000 < n->attr_until_ms;
 	pthread_mutex_unlock(&fs->lock);
 	return kept;
 }
@@ -638,7 +630,8 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		if (told && n->attr_valid) {
 			n->attr_doc = ds.entry.cur.doc;
 			n->attr_idhash = id_hash(n->id);
-			n->attr_until_ms = mono_ms() + (int64_t)(*ttl * 1000);
+			n->attr_until_ms =
+				lfs_mono_ms() + (int64_t)(*ttl * 1000);
 		}
 		pthread_mutex_unlock(&fs->lock);
 		struct lfs_attr at = {0};

@@ -31,6 +31,7 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
+#include "timefmt.h"
 
 enum { ST_CONNECTING, ST_LIVE, ST_UNREACHABLE };
 
@@ -56,13 +57,6 @@ struct lfs_meta {
 	unsigned cmd_backoff;
 	bool cmd_logged;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int unhex(char c)
 {
@@ -373,7 +367,8 @@ static const char *listen_on(struct lfs_meta *m, redisContext *c)
 	for (;;) {
 		struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN},
 				      {.fd = m->pipe[0], .events = POLLIN}};
-		int wait = ping_at ? (int)(ping_at + LFS_META_IO_MS - mono_ms())
+		int wait = ping_at ? (int)(ping_at + LFS_META_IO_MS -
+					   lfs_mono_ms())
 				   : LFS_META_IDLE_MS;
 		int n = poll(p, 2, wait > 0 ? wait : 0);
 		if (stopping(m))
@@ -389,7 +384,7 @@ static const char *listen_on(struct lfs_meta *m, redisContext *c)
 			while (!done)
 				if (redisBufferWrite(c, &done) != REDIS_OK)
 					return keep(c->errstr, "cannot send");
-			ping_at = mono_ms();
+			ping_at = lfs_mono_ms();
 			continue;
 		}
 		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -509,7 +504,7 @@ static void cmd_failed(struct lfs_meta *m, const char *why)
 	m->cmd_backoff = m->cmd_backoff ? m->cmd_backoff * 2 : 1000;
 	if (m->cmd_backoff > LFS_META_RETRY_MAX_MS)
 		m->cmd_backoff = LFS_META_RETRY_MAX_MS;
-	m->cmd_retry_at = mono_ms() + m->cmd_backoff;
+	m->cmd_retry_at = lfs_mono_ms() + m->cmd_backoff;
 }
 
 void lfs_meta_announce(struct lfs_meta *m, const char *enc,
@@ -518,7 +513,7 @@ void lfs_meta_announce(struct lfs_meta *m, const char *enc,
 {
 	const char *why = "cannot connect";
 	if (!m->cmd) {
-		if (mono_ms() < m->cmd_retry_at)
+		if (lfs_mono_ms() < m->cmd_retry_at)
 			return;
 		if (!(m->cmd = connect_to(m, &why))) {
 			cmd_failed(m, why);

@@ -10,6 +10,7 @@
 #include "store.h"
 
 #include "fileio.h"
+#include "timefmt.h"
 
 #include <errno.h>
 #include <string.h>
@@ -55,9 +56,7 @@ void lfs_store_free(struct lfs_store *s)
 
 int64_t lfs_store_now_us(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return lfs_mono_us();
 }
 
 void lfs_store_cancel_at(struct lfs_store *s, int64_t when)
