@@ -491,7 +491,8 @@ static void append_changes(struct lfs_fsl *lg, const char *text, size_t len)
 struct changes_ctx {
 	struct lfs_buf out;
 	const char *prefix;
-	bool names; /* a document was added or removed */
+	bool names;                    /* a document was added or removed */
+	struct lfs_render_sizes *fill; /* queue new versions here, or NULL */
 };
 
 static int change_line(void *ctx, const struct lfs_index_entry *ea,
@@ -500,6 +501,8 @@ static int change_line(void *ctx, const struct lfs_index_entry *ea,
 	struct changes_ctx *c = ctx;
 	const struct lfs_index_entry *e = eb ? eb : ea;
 	c->names |= !ea || !eb;
+	if (c->fill && eb)
+		lfs_render_sizes_queue(c->fill, &eb->cur.doc, eb->id);
 	lfs_buf_append_str(&c->out, c->prefix);
 	lfs_buf_append_str(&c->out, !ea ? " + " : !eb ? " - " : " ~ ");
 	/* An id may hold any text: one change, one line. */
@@ -509,10 +512,11 @@ static int change_line(void *ctx, const struct lfs_index_entry *ea,
 	return lfs_buf_append_byte(&c->out, '\n');
 }
 
-/* Append the difference of two roots to the change feed. */
+/* Append the difference of two roots to the change feed; with fill, queue
+ * the new versions' sizes to be filled (lfs_fsl_fill_sizes). */
 static void record_changes(struct lfs_fsl *lg, const struct lfs_cid *before,
 			   const struct lfs_cid *after,
-			   const struct lfs_cid *event)
+			   const struct lfs_cid *event, bool fill)
 {
 	if (lfs_cid_equal(before, after))
 		return;
@@ -520,7 +524,8 @@ static void record_changes(struct lfs_fsl *lg, const struct lfs_cid *before,
 	lfs_time_iso(when, lfs_fs_now_ms() * 1000);
 	lfs_cid_to_string(ev, event);
 	snprintf(prefix, sizeof(prefix), "%s %s", when, ev);
-	struct changes_ctx c = {.prefix = prefix};
+	struct changes_ctx c = {.prefix = prefix,
+				.fill = fill ? lg->sizes : NULL};
 	lfs_buf_init(&c.out, 0);
 	if (lfs_index_diff(lfs_ledger_index(lg->l), before, after, change_line,
 			   &c) == 0)
@@ -544,7 +549,7 @@ int lfs_fsl_commit(struct lfs_fs *fs, struct lfs_fsl *lg, struct lfs_txn *t)
 		lfs_render_note_txn(lg->sizes, fs->cache, t);
 	if (!rc && committed) {
 		lfs_ledger_root(lg->l, &after);
-		record_changes(lg, &before, &after, &event);
+		record_changes(lg, &before, &after, &event, false);
 		if (fs->sync)
 			lfs_sync_kick(fs->sync);
 	}
@@ -559,7 +564,7 @@ void lfs_fsl_moved(struct lfs_fs *fs, struct lfs_fsl *lg,
 	size_t n;
 	if (lfs_ledger_heads(lg->l, &heads, &n) == 0) {
 		if (n)
-			record_changes(lg, before, after, &heads[0]);
+			record_changes(lg, before, after, &heads[0], true);
 		free(heads);
 	}
 	lfs_info("ledger '%s': applied changes from %s", lg->name, source);
@@ -608,6 +613,27 @@ static struct lfs_fsl **open_ledgers(struct lfs_fs *fs, size_t *out_n)
 	pthread_mutex_unlock(&fs->lock);
 	*out_n = n;
 	return v;
+}
+
+size_t lfs_fsl_fill_sizes(struct lfs_fs *fs, int64_t budget_us)
+{
+	size_t n, left = 0;
+	struct lfs_fsl **v = open_ledgers(fs, &n);
+	int64_t end = lfs_mono_us() + budget_us;
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i]->sizes || !lfs_render_sizes_queued(v[i]->sizes))
+			continue;
+		int64_t now = lfs_mono_us();
+		left += lfs_render_sizes_fill_queued(v[i]->sizes, v[i]->l,
+						     now < end ? end - now : 0);
+	}
+	free(v);
+	return left;
+}
+
+size_t lfs_fsl_sizes_to_fill(struct lfs_fsl *lg)
+{
+	return lg->sizes ? lfs_render_sizes_queued(lg->sizes) : 0;
 }
 
 void lfs_fsl_refresh_all(struct lfs_fs *fs)

@@ -169,6 +169,15 @@ void lfs_fsl_moved(struct lfs_fs *fs, struct lfs_fsl *lg,
 bool lfs_fsl_refresh(struct lfs_fs *fs, struct lfs_fsl *lg);
 void lfs_fsl_refresh_all(struct lfs_fs *fs);
 
+/*
+ * Fill the sizes of versions committed elsewhere (queued when the mount
+ * learnt of them: fs_render.h) for about budget_us microseconds, across
+ * the open ledgers; returns how many are left. The housekeeper's.
+ */
+size_t lfs_fsl_fill_sizes(struct lfs_fs *fs, int64_t budget_us);
+/* How many of lg's versions wait for their size. */
+size_t lfs_fsl_sizes_to_fill(struct lfs_fsl *lg);
+
 /* Make every open ledger's commits durable. */
 void lfs_fsl_sync_all(struct lfs_fs *fs);
 

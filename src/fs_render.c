@@ -23,6 +23,7 @@
 #include "index.h"
 #include "le.h"
 #include "log.h"
+#include "timefmt.h"
 
 #define MAGIC    "lfs-size"
 #define HEADER   16
@@ -58,6 +59,10 @@ struct lfs_render_sizes {
 	bool damaged; /* catching up stopped at damage */
 	struct slot *slots;
 	size_t nslots, n; /* nslots a power of two, or 0 */
+	/* Versions to fill (lfs_render_sizes_queue): records of a CID's
+	 * bytes and a NUL-terminated id, from byte qhead on. */
+	struct lfs_buf queue;
+	size_t qhead, queued;
 };
 
 static void make_key(uint8_t key[KEY], const struct lfs_cid *doc,
@@ -236,6 +241,7 @@ int lfs_render_sizes_open(struct lfs_render_sizes **out, const char *path)
 	}
 	pthread_mutex_init(&t->lock, NULL);
 	t->fd = -1;
+	lfs_buf_init(&t->queue, 0);
 	load_or_memory(t);
 	*out = t;
 	return 0;
@@ -248,6 +254,7 @@ void lfs_render_sizes_close(struct lfs_render_sizes *t)
 	if (t->fd >= 0)
 		close(t->fd);
 	pthread_mutex_destroy(&t->lock);
+	lfs_buf_release(&t->queue);
 	free(t->slots);
 	free(t->path);
 	free(t);
@@ -358,6 +365,85 @@ static int fill_one(void *ctx, const struct lfs_index_entry *e)
 	pthread_mutex_unlock(&c->t->lock);
 	c->added++;
 	return lfs_buf_append(&c->records, rec, RECORD);
+}
+
+void lfs_render_sizes_queue(struct lfs_render_sizes *t,
+			    const struct lfs_cid *doc, const char *id)
+{
+	size_t len;
+	if (lfs_render_sizes_get(t, doc, id, &len))
+		return;
+	uint8_t cid[LFS_CID_BYTES];
+	lfs_cid_to_bytes(cid, doc);
+	pthread_mutex_lock(&t->lock);
+	size_t was = t->queue.len;
+	if (lfs_buf_append(&t->queue, cid, sizeof(cid)) ||
+	    lfs_buf_append(&t->queue, id, strlen(id) + 1))
+		t->queue.len = was; /* out of room: a stat renders it */
+	else
+		t->queued++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+size_t lfs_render_sizes_queued(struct lfs_render_sizes *t)
+{
+	pthread_mutex_lock(&t->lock);
+	size_t n = t->queued;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+/* Take the queue's first version (false: none), into doc and id. */
+static bool dequeue(struct lfs_render_sizes *t, struct lfs_cid *doc,
+		    struct lfs_buf *id)
+{
+	pthread_mutex_lock(&t->lock);
+	bool took = false;
+	while (!took && t->qhead < t->queue.len) {
+		const uint8_t *p = t->queue.data + t->qhead;
+		size_t n = strlen((const char *)p + LFS_CID_BYTES) + 1;
+		t->qhead += LFS_CID_BYTES + n;
+		t->queued--;
+		lfs_buf_reset(id);
+		took = lfs_cid_from_bytes(doc, p, LFS_CID_BYTES) ==
+			       LFS_CID_BYTES &&
+		       !lfs_buf_append(id, p + LFS_CID_BYTES, n);
+	}
+	if (t->qhead == t->queue.len) {
+		lfs_buf_reset(&t->queue);
+		t->qhead = 0;
+	} else if (t->qhead > t->queue.len / 2) {
+		memmove(t->queue.data, t->queue.data + t->qhead,
+			t->queue.len - t->qhead);
+		t->queue.len -= t->qhead;
+		t->qhead = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return took;
+}
+
+size_t lfs_render_sizes_fill_queued(struct lfs_render_sizes *t,
+				    struct lfs_ledger *l, int64_t budget_us)
+{
+	int64_t end = lfs_mono_us() + budget_us;
+	struct lfs_buf text, id;
+	lfs_buf_init(&text, LFS_FS_TEXT_MAX * 4);
+	lfs_buf_init(&id, 0);
+	struct lfs_cid doc;
+	size_t len;
+	while (lfs_mono_us() < end && dequeue(t, &doc, &id)) {
+		const char *s = (const char *)id.data;
+		if (lfs_render_sizes_get(t, &doc, s, &len))
+			continue;
+		lfs_buf_reset(&text);
+		/* A version that cannot be read is left to its first stat,
+		 * which says why. */
+		if (!lfs_render_doc(l, &doc, s, &text))
+			lfs_render_sizes_put(t, &doc, s, text.len);
+	}
+	lfs_buf_release(&text);
+	lfs_buf_release(&id);
+	return lfs_render_sizes_queued(t);
 }
 
 int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,

@@ -86,6 +86,25 @@ int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,
 		    size_t *out_added);
 
 /*
+ * Versions committed elsewhere (a pull, another process on this home) are
+ * queued when the mount learns of them and filled in the background, so
+ * the first listing after a big pull renders nothing either.
+ * Queue version doc of id unless its length is known (out of memory, or
+ * past 64 MiB of queue: not queued; its first stat renders it).
+ */
+void lfs_render_sizes_queue(struct lfs_render_sizes *t,
+			    const struct lfs_cid *doc, const char *id);
+/* How many versions are queued. */
+size_t lfs_render_sizes_queued(struct lfs_render_sizes *t);
+/*
+ * Render and note queued versions of l for about budget_us microseconds
+ * (at least one when any is queued); returns how many are left. A
+ * version that cannot be read is dropped from the queue.
+ */
+size_t lfs_render_sizes_fill_queued(struct lfs_render_sizes *t,
+				    struct lfs_ledger *l, int64_t budget_us);
+
+/*
  * Texts rendered or committed lately, by version and id: a fixed table of
  * slots (a slot holds the last version hashed to it) within a budget of
  * bytes, so reading a document again, or just after it was saved,

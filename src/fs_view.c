@@ -837,6 +837,10 @@ static int ctl_status(struct lfs_fs *fs, struct lfs_fsl *lg,
 			      (json_int_t)nerrors, "last_error", last);
 	free(last);
 	if (j)
+		json_object_set_new(
+			j, "sizes_to_fill",
+			json_integer((json_int_t)lfs_fsl_sizes_to_fill(lg)));
+	if (j)
 		json_object_set_new(j, "log", json_string(lfs_log_where()));
 	if (j && fs->sync)
 		json_object_set_new(j, "sync",

@@ -2,8 +2,9 @@
 # `ls -l` of a ledger gets every name's attributes with the listing
 # (READDIRPLUS): no lookup per document, and each size exact without
 # rendering the document when its length is in the home's size table
-# (HOME/state/<ledger>/sizes, filled by `ledgerfs import` and by the
-# mount's renders). The sizes stay exact when documents change elsewhere
+# (HOME/state/<ledger>/sizes, filled by `ledgerfs import`, by the
+# mount's renders and commits, and in the background for versions that
+# came from elsewhere). The sizes stay exact when documents change elsewhere
 # while the kernel keeps names for an hour (a commit by another process on
 # the home, a pull of another home's commit), after a remount, and when
 # the size table is damaged (it is not trusted past the damage).
@@ -98,6 +99,31 @@ LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
 	fail "the second home could not push"
 doc_size "$B" d4
 wait_ls d4.json "$REPLY"
+sizes_right
+
+note "versions pulled from another home get their sizes in the background"
+M=30
+mkdir -p "$TMP/more"
+for i in $(seq 1 $M); do
+	printf '{"more": %d, "pad": "%*s"}\n' "$i" "$i" y >"$TMP/more/m$i.json"
+done
+LEDGERFS_HOME=$B bounded "$LEDGERFS" import "$L" "$TMP/more" >/dev/null ||
+	fail "import into the second home"
+LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
+	fail "the second home could not push its import"
+before=$(stat -c %s "$SIZES")
+end=$((SECONDS + 120))
+while :; do
+	lfs_status "$L"
+	docs=$(jq -r '.documents' <<<"$LFS_STATUS_JSON")
+	left=$(jq -r '.sizes_to_fill' <<<"$LFS_STATUS_JSON")
+	[ "$docs" -ge $((N + M)) ] && [ "$left" = 0 ] && break
+	[ $SECONDS -lt $end ] || fail "120 s after the push: $docs documents, $left sizes to fill"
+	sleep 0.05
+done
+after=$(stat -c %s "$SIZES")
+[ "$after" -ge $((before + M * 48)) ] ||
+	fail "the mount filled $(((after - before) / 48)) sizes of the $M pulled documents, nothing listed or read"
 sizes_right
 
 note "a refused save (a draft): ls -l shows the draft's bytes, then the document's again"
