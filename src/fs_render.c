@@ -431,7 +431,9 @@ size_t lfs_render_sizes_fill_queued(struct lfs_render_sizes *t,
 	lfs_buf_init(&id, 0);
 	struct lfs_cid doc;
 	size_t len;
-	while (lfs_mono_us() < end && dequeue(t, &doc, &id)) {
+	for (bool first = true;
+	     (first || lfs_mono_us() < end) && dequeue(t, &doc, &id);
+	     first = false) {
 		const char *s = (const char *)id.data;
 		if (lfs_render_sizes_get(t, &doc, s, &len))
 			continue;

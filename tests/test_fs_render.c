@@ -332,6 +332,85 @@ START_TEST(test_fill)
 }
 END_TEST
 
+struct queue_ctx {
+	struct lfs_render_sizes *t;
+	int n;
+};
+
+static int queue_one(void *ctx, const struct lfs_index_entry *e)
+{
+	struct queue_ctx *c = ctx;
+	lfs_render_sizes_queue(c->t, &e->cur.doc, e->id);
+	/* Twice: a duplicate is filled once, then skipped as known. */
+	if (c->n++ % 3 == 0)
+		lfs_render_sizes_queue(c->t, &e->cur.doc, e->id);
+	return 0;
+}
+
+/* Versions queued from elsewhere are filled a budget at a time, each
+ * exactly as its render; a known one is not queued, an unreadable one is
+ * dropped. */
+START_TEST(test_fill_queued)
+{
+	uint8_t key[LFS_KEY_BYTES];
+	randombytes_buf(key, sizeof(key));
+	char dir[PATH_MAX + 16];
+	snprintf(dir, sizeof(dir), "%s/ledger", tmp);
+	struct lfs_ledger_opts o;
+	lfs_ledger_opts_init(&o);
+	o.writer = "test";
+	o.durable = false;
+	struct lfs_ledger *l;
+	ck_assert_int_eq(lfs_ledger_open(&l, dir, key, &o, true), 0);
+	struct lfs_txn *t;
+	ck_assert_int_eq(lfs_txn_new(&t), 0);
+	for (int i = 0; i < 300; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "q/%d", i);
+		json_t *d = json_pack("{s:i,s:s}", "n", i, "pad", "x\u00e9y");
+		ck_assert_int_eq(lfs_txn_put(t, id, d), 0);
+		json_decref(d);
+	}
+	ck_assert_int_eq(lfs_ledger_commit(l, t, NULL, NULL), 0);
+	lfs_txn_free(t);
+	struct lfs_render_sizes *s;
+	ck_assert_int_eq(lfs_render_sizes_open(&s, path), 0);
+	struct queue_ctx q = {.t = s};
+	struct lfs_cid root;
+	lfs_ledger_root(l, &root);
+	ck_assert_int_eq(
+		lfs_index_each(lfs_ledger_index(l), &root, queue_one, &q), 0);
+	ck_assert_uint_eq(lfs_render_sizes_queued(s), 400);
+	/* A version no block holds: dropped, nothing noted. */
+	struct lfs_cid bogus;
+	lfs_cid_of(&bogus, LFS_CODEC_DAG_CBOR, "none", 4);
+	lfs_render_sizes_queue(s, &bogus, "q/none");
+	ck_assert_uint_eq(lfs_render_sizes_queued(s), 401);
+	/* No budget: one at a time, so the queue is compacted many times. */
+	size_t left = 401, rounds = 0;
+	while (left) {
+		size_t now = lfs_render_sizes_fill_queued(s, l, 0);
+		ck_assert_uint_lt(now, left);
+		left = now;
+		rounds++;
+	}
+	ck_assert_uint_ge(rounds, 100);
+	size_t len;
+	ck_assert(!lfs_render_sizes_get(s, &bogus, "q/none", &len));
+	struct check_ctx c = {.l = l, .t = s};
+	ck_assert_int_eq(
+		lfs_index_each(lfs_ledger_index(l), &root, check_one, &c), 0);
+	ck_assert_int_eq(c.n, 300);
+	/* Known now: queuing them again queues nothing. */
+	q.n = 0;
+	ck_assert_int_eq(
+		lfs_index_each(lfs_ledger_index(l), &root, queue_one, &q), 0);
+	ck_assert_uint_eq(lfs_render_sizes_queued(s), 0);
+	lfs_render_sizes_close(s);
+	lfs_ledger_close(l);
+}
+END_TEST
+
 static Suite *render_suite(void)
 {
 	Suite *s = suite_create("fs_render");
@@ -343,6 +422,7 @@ static Suite *render_suite(void)
 	tcase_add_test(tc, test_cut_short_and_foreign);
 	tcase_add_test(tc, test_catch_up);
 	tcase_add_test(tc, test_fill);
+	tcase_add_test(tc, test_fill_queued);
 	suite_add_tcase(s, tc);
 	return s;
 }
