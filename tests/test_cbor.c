@@ -851,6 +851,35 @@ static const char *const good_utf8[] = {
 	"\xf4\x8f\xbf\xbf", /* U+10FFFF */
 };
 
+/* Each sample between runs of ASCII of every length up to 17 on either
+ * side: the 8-byte ASCII steps must stop exactly at it, and a byte past
+ * the length given must never be read. */
+START_TEST(test_utf8_in_ascii)
+{
+	char buf[64];
+	const char *pad = "abcdefghijklmnopq";
+	for (int good = 0; good < 2; good++) {
+		const char *const *v = good ? good_utf8 : bad_utf8;
+		size_t nv = good ? sizeof(good_utf8) / sizeof(good_utf8[0])
+				 : sizeof(bad_utf8) / sizeof(bad_utf8[0]);
+		for (size_t i = 0; i < nv; i++)
+			for (size_t a = 0; a <= 17; a++)
+				for (size_t z = 0; z <= 17; z++) {
+					size_t n = strlen(v[i]);
+					memcpy(buf, pad, a);
+					memcpy(buf + a, v[i], n);
+					memcpy(buf + a + n, pad, z);
+					/* past the end: a byte that is never
+					 * valid, which must not be looked at */
+					buf[a + n + z] = (char)0xff;
+					ck_assert_int_eq(
+						lfs_utf8_valid(buf, a + n + z),
+						good);
+				}
+	}
+}
+END_TEST
+
 static void put_text_value(struct lfs_buf *b, const char *s)
 {
 	lfs_cbor_put_string(b, s, strlen(s));
@@ -1320,6 +1349,7 @@ static Suite *cbor_suite(void)
 			    sizeof(decode_rejects) / sizeof(decode_rejects[0]));
 	tcase_add_test(tc, test_link_rejects);
 	tcase_add_test(tc, test_decode_utf8);
+	tcase_add_test(tc, test_utf8_in_ascii);
 	tcase_add_test(tc, test_reference_value);
 	tcase_add_test(tc, test_truncation_everywhere);
 	tcase_add_test(tc, test_bit_flips);
