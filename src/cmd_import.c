@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,6 +50,7 @@ struct input {
 	long line;   /* NDJSON: the line number... */
 	size_t at;   /* ...and where it starts in the text */
 	json_t *doc; /* parsed and checked (pass 1), until committed */
+	char *why;   /* why it is not a document (malloc'd), or NULL */
 };
 
 struct imp {
@@ -56,7 +58,8 @@ struct imp {
 	struct input *v;
 	size_t n, cap;
 	char *text; /* NDJSON input, whole */
-	size_t bad, skipped;
+	size_t bad; /* atomic: pass 1 runs in threads */
+	size_t skipped;
 	bool tty;
 };
 
@@ -75,9 +78,18 @@ static int add_input(struct imp *m, char *id, char *path, long line, size_t at)
 	return 0;
 }
 
-static void bad(struct imp *m, const struct input *in, const char *why)
+/* Note why input in is not a document (said by say_bad, in input order
+ * whatever thread found it). */
+static void bad(struct imp *m, struct input *in, const char *why)
 {
-	m->bad++;
+	__atomic_add_fetch(&m->bad, 1, __ATOMIC_RELAXED);
+	free(in->why);
+	in->why = strdup(why);
+}
+
+static void say_bad(const struct imp *m, const struct input *in)
+{
+	const char *why = in->why ? in->why : "out of memory";
 	if (in->path)
 		fprintf(stderr, "ledgerfs import: %s: %s\n", in->path, why);
 	else
@@ -154,6 +166,142 @@ static json_t *load_doc(struct imp *m, struct input *in)
 		return NULL;
 	}
 	return j;
+}
+
+/*
+ * Pass 1 over inputs [from, to), one thread's share: parse and check each,
+ * keeping the parsed documents while their texts fit in budget bytes
+ * (the rest are parsed again when committed).
+ */
+struct check_part {
+	struct imp *m;
+	size_t from, to, budget;
+	pthread_t thread;
+};
+
+static void *check_part(void *arg)
+{
+	struct check_part *p = arg;
+	size_t kept = 0;
+	for (size_t i = p->from; i < p->to; i++) {
+		struct input *in = &p->m->v[i];
+		json_t *j = load_doc(p->m, in);
+		size_t size = text_size(p->m, in);
+		if (j && size <= p->budget - kept) {
+			in->doc = j;
+			kept += size;
+		} else {
+			json_decref(j);
+		}
+	}
+	return NULL;
+}
+
+/* Pass 1 over every input, in a thread per CPU (up to 4) when there are
+ * enough inputs to share; a share whose thread cannot start is done here.
+ * The reasons are said in input order. */
+static void check_all(struct imp *m)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nt = m->n < 1000 || cpus < 2 ? 1 : cpus > 4 ? 4 : (size_t)cpus;
+	struct check_part parts[4];
+	bool started[4] = {false};
+	json_object_seed(0); /* before any thread makes an object */
+	for (size_t k = 0; k < nt; k++) {
+		parts[k] =
+			(struct check_part){.m = m,
+					    .from = m->n * k / nt,
+					    .to = m->n * (k + 1) / nt,
+					    .budget = IMPORT_KEEP_BYTES / nt};
+		started[k] = k > 0 && !pthread_create(&parts[k].thread, NULL,
+						      check_part, &parts[k]);
+	}
+	check_part(&parts[0]);
+	for (size_t k = 1; k < nt; k++) {
+		if (started[k])
+			pthread_join(parts[k].thread, NULL);
+		else
+			check_part(&parts[k]);
+	}
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].why)
+			say_bad(m, &m->v[i]);
+}
+
+/*
+ * Noting the committed documents' sizes (lfs_render_note_txn) takes as
+ * long as committing them: a thread does it for one transaction while the
+ * next is committed.
+ */
+struct noter {
+	struct lfs_render_sizes *sizes;
+	pthread_t thread;
+	bool threaded;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct lfs_txn *t; /* to note and free, or NULL */
+	bool stop;
+};
+
+static void *noter_main(void *arg)
+{
+	struct noter *no = arg;
+	pthread_mutex_lock(&no->lock);
+	for (;;) {
+		while (!no->t && !no->stop)
+			pthread_cond_wait(&no->cond, &no->lock);
+		if (!no->t)
+			break;
+		struct lfs_txn *t = no->t;
+		pthread_mutex_unlock(&no->lock);
+		lfs_render_note_txn(no->sizes, NULL, t);
+		lfs_txn_free(t);
+		pthread_mutex_lock(&no->lock);
+		no->t = NULL;
+		pthread_cond_broadcast(&no->cond);
+	}
+	pthread_mutex_unlock(&no->lock);
+	return NULL;
+}
+
+static void noter_start(struct noter *no, struct lfs_render_sizes *sizes)
+{
+	*no = (struct noter){.sizes = sizes};
+	pthread_mutex_init(&no->lock, NULL);
+	pthread_cond_init(&no->cond, NULL);
+	no->threaded =
+		sizes && !pthread_create(&no->thread, NULL, noter_main, no);
+}
+
+/* Note and free t (taken): in the thread once it is free, else here. */
+static void noter_give(struct noter *no, struct lfs_txn *t)
+{
+	if (!no->threaded) {
+		if (no->sizes)
+			lfs_render_note_txn(no->sizes, NULL, t);
+		lfs_txn_free(t);
+		return;
+	}
+	pthread_mutex_lock(&no->lock);
+	while (no->t)
+		pthread_cond_wait(&no->cond, &no->lock);
+	no->t = t;
+	pthread_cond_broadcast(&no->cond);
+	pthread_mutex_unlock(&no->lock);
+}
+
+/* Wait for the last transaction to be noted; end the thread. */
+static void noter_stop(struct noter *no)
+{
+	if (no->threaded) {
+		pthread_mutex_lock(&no->lock);
+		no->stop = true;
+		pthread_cond_broadcast(&no->cond);
+		pthread_mutex_unlock(&no->lock);
+		pthread_join(no->thread, NULL);
+	}
+	pthread_mutex_destroy(&no->lock);
+	pthread_cond_destroy(&no->cond);
 }
 
 /* A file or directory of the tree that is not a document's: named on
@@ -457,17 +605,7 @@ int lfs_cmd_import(int argc, char **argv)
 		goto out;
 	/* Pass 1: parse and check everything (kept for pass 2 up to
 	 * IMPORT_KEEP_BYTES); commit nothing if anything is bad. */
-	size_t kept = 0;
-	for (size_t i = 0; i < m.n; i++) {
-		json_t *j = load_doc(&m, &m.v[i]);
-		size_t size = text_size(&m, &m.v[i]);
-		if (j && size <= IMPORT_KEEP_BYTES - kept) {
-			m.v[i].doc = j;
-			kept += size;
-		} else {
-			json_decref(j);
-		}
-	}
+	check_all(&m);
 	if (m.bad) {
 		fprintf(stderr,
 			"ledgerfs import: %zu of %zu input%s not a document; "
@@ -478,6 +616,8 @@ int lfs_cmd_import(int argc, char **argv)
 	}
 	/* Pass 2: commit. */
 	sizes = open_sizes(&cli, m.name);
+	struct noter no;
+	noter_start(&no, sizes);
 	size_t done = 0;
 	while (!ret && done < m.n) {
 		struct lfs_txn *t;
@@ -488,14 +628,17 @@ int lfs_cmd_import(int argc, char **argv)
 			json_t *j =
 				m.v[i].doc ? m.v[i].doc : load_doc(&m, &m.v[i]);
 			m.v[i].doc = NULL;
+			if (!j)
+				say_bad(&m, &m.v[i]);
 			rc = j ? lfs_txn_put(t, m.v[i].id, j) : -EINVAL;
 			json_decref(j);
 		}
 		if (!rc)
 			rc = lfs_ledger_commit(l, t, NULL, NULL);
-		if (!rc && sizes)
-			lfs_render_note_txn(sizes, NULL, t);
-		lfs_txn_free(t);
+		if (!rc)
+			noter_give(&no, t);
+		else
+			lfs_txn_free(t);
 		if (rc) {
 			fprintf(stderr,
 				"ledgerfs import: committing documents %zu to "
@@ -508,6 +651,7 @@ int lfs_cmd_import(int argc, char **argv)
 		done = end;
 		progress(&m, done, m.n);
 	}
+	noter_stop(&no);
 	if (!ret && (rc = lfs_ledger_sync(l))) {
 		fprintf(stderr, "ledgerfs import: cannot make it durable: %s\n",
 			lfs_errmsg(rc));
@@ -521,6 +665,7 @@ out:
 	lfs_cli_release(&cli);
 	for (size_t i = 0; i < m.n; i++) {
 		json_decref(m.v[i].doc);
+		free(m.v[i].why);
 		free(m.v[i].id);
 		free(m.v[i].path);
 	}

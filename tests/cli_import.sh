@@ -85,6 +85,25 @@ expect_stderr 'bad.ndjson line 4: its "_id" is not a string'
 expect_stderr 'bad.ndjson line 5: not JSON'
 expect_stderr 'nothing was imported'
 expect 3 "$L" get books ok1
+# Enough lines to be checked in several threads: the reasons still come
+# in input order, and one bad line in any share refuses all of it.
+for i in $(seq 1 3000); do
+	case $i in
+	7 | 1501 | 2999) echo '{"no id": true}' ;;
+	*) printf '{"_id": "many%d", "v": %d}\n' "$i" "$i" ;;
+	esac
+done >many.ndjson
+"$L" init many >/dev/null || fail "init many"
+expect 1 "$L" import many many.ndjson
+[ "$(grep -o 'line [0-9]*' "$TMP/stderr" | tr '\n' ' ')" = "line 7 line 1501 line 2999 " ] ||
+	fail "the bad lines were not named once each in order: $(head -c 500 "$TMP/stderr")"
+expect_stderr '3 of 3000 inputs are not a document; nothing was imported'
+expect 3 "$L" get many many8
+sed -i 's/{"no id": true}/{"_id": "fixed"}/' many.ndjson
+sed -i '1501s/fixed/fixed2/; 2999s/fixed/fixed3/' many.ndjson
+expect 0 "$L" import many many.ndjson
+expect_stdout '^3000 documents imported$'
+expect 0 "$L" get many many2998
 echo '[]' >in/bad.json
 expect 1 "$L" import books in
 expect_stderr 'in/bad.json: not a JSON object'
