@@ -41,6 +41,10 @@ struct op {
 	struct lfs_arena arena;
 	struct lfs_buf tmp;
 	struct lfs_cidmap walked, side[2];
+	/* How a walk reads nodes: WALK_BLOCKS from the blocks only (a
+	 * check), WALK_CACHED through the node cache, WALK_KEEP through it
+	 * and keeping what it reads there. */
+	enum { WALK_BLOCKS, WALK_CACHED, WALK_KEEP } walk_read;
 	_Alignas(16) unsigned char space[OP_SPACE];
 };
 
@@ -73,6 +77,7 @@ void lfs_index_init(struct lfs_index *ix, struct lfs_blocks blocks,
 static void op_init(struct op *o, const struct lfs_index *ix)
 {
 	o->ix = ix;
+	o->walk_read = WALK_BLOCKS;
 	lfs_arena_init_buf(&o->arena, 0, o->space, sizeof(o->space));
 	lfs_buf_init(&o->tmp, 0);
 	lfs_cidmap_init(&o->walked);
@@ -436,6 +441,13 @@ struct lfs_index_cache {
 	size_t bytes, max;
 };
 
+/* The most entries a walk keeps in the cache: a quarter of it, at a
+ * generous 256 bytes a decoded entry. */
+static uint64_t cache_walk_max(const struct lfs_index_cache *c)
+{
+	return c->max / 4 / 256;
+}
+
 int lfs_index_cache_new(struct lfs_index_cache **out, size_t max_bytes)
 {
 	struct lfs_index_cache *c = calloc(1, sizeof(*c));
@@ -754,7 +766,10 @@ static int walk(struct op *o, const struct lfs_cid *cid, int depth,
 		lfs_index_each_fn fn, void *ctx)
 {
 	struct node nd;
-	int rc = load_node(o, &nd, cid, depth);
+	int rc = o->walk_read == WALK_BLOCKS
+			 ? load_node(o, &nd, cid, depth)
+			 : load_node_cached(o, &nd, cid, depth,
+					    o->walk_read == WALK_KEEP);
 	if (!rc)
 		rc = meet(&o->walked, &nd, cid);
 	if (rc)
@@ -810,7 +825,20 @@ static int walk_all(const struct lfs_index *ix, const struct lfs_cid *root,
 	uint64_t n;
 	uint8_t prefix[MAX_DEPTH] = {0};
 	walk_begin(&o);
-	int rc = walk(&o, root, 0, prefix, check, &n, fn, ctx);
+	int rc = 0;
+	if (!check && ix->cache) {
+		/* Listing every entry usually comes before looking them up
+		 * one by one (a directory listing, then a stat per name): keep
+		 * the nodes when the whole index fits in a part of the cache,
+		 * else read through it without pushing hotter nodes out. */
+		struct node top;
+		rc = load_node_cached(&o, &top, root, 0, false);
+		o.walk_read = !rc && top.count <= cache_walk_max(ix->cache)
+				      ? WALK_KEEP
+				      : WALK_CACHED;
+	}
+	if (!rc)
+		rc = walk(&o, root, 0, prefix, check, &n, fn, ctx);
 	op_release(&o);
 	return rc;
 }
@@ -835,6 +863,7 @@ static int gather_subtree(struct op *o, struct gather *g,
 	uint64_t n;
 	uint8_t prefix[MAX_DEPTH] = {0};
 	walk_begin(o);
+	o->walk_read = WALK_CACHED; /* a commit just read its path */
 	return walk(o, cid, depth, prefix, false, &n, gather_fn, g);
 }
 
