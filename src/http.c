@@ -18,6 +18,7 @@
 
 #include "hex.h"
 #include "log.h"
+#include "timefmt.h"
 
 #ifdef PACKAGE_VERSION
 #define USER_AGENT "ledgerfs/" PACKAGE_VERSION
@@ -153,7 +154,7 @@ static CURLcode perform_once(struct lfs_http *h, struct lfs_http_req *r)
 	r->cb_err = r->abort_err = 0;
 	r->got = 0;
 	r->discarded = 0;
-	r->start = lfs_store_now_us();
+	r->start = lfs_mono_us();
 	lfs_buf_reset(&r->err);
 	h->errbuf[0] = '\0';
 	curl_easy_setopt(c, CURLOPT_URL, r->url);
@@ -236,7 +237,7 @@ static bool transient(CURLcode c)
 
 int lfs_http_perform(struct lfs_http *h, struct lfs_http_req *r)
 {
-	if (lfs_store_check_deadline(h->store, lfs_store_now_us(), 0))
+	if (lfs_store_check_deadline(h->store, lfs_mono_us(), 0))
 		return -ECANCELED;
 	r->h = h;
 	struct curl_slist *mine = NULL;

@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
 bool lfs_store_valid_key(const char *key)
 {
@@ -54,11 +53,6 @@ void lfs_store_free(struct lfs_store *s)
 		s->ops->free(s);
 }
 
-int64_t lfs_store_now_us(void)
-{
-	return lfs_mono_us();
-}
-
 void lfs_store_cancel_at(struct lfs_store *s, int64_t when)
 {
 	atomic_store(&s->cancel_at, when);
@@ -66,7 +60,7 @@ void lfs_store_cancel_at(struct lfs_store *s, int64_t when)
 
 int lfs_store_check_deadline(struct lfs_store *s, int64_t start, uint64_t moved)
 {
-	int64_t now = lfs_store_now_us(), at = atomic_load(&s->cancel_at);
+	int64_t now = lfs_mono_us(), at = atomic_load(&s->cancel_at);
 	if (at && now >= at)
 		return -ECANCELED;
 	uint64_t allowed_ms =

@@ -116,7 +116,7 @@ struct lfs_store_ops {
 struct lfs_store {
 	const struct lfs_store_ops *ops;
 	char *url; /* for messages; never holds credentials */
-	/* lfs_store_now_us() after which requests end; 0: never. */
+	/* lfs_mono_us() after which requests end; 0: never. */
 	_Atomic int64_t cancel_at;
 };
 
@@ -124,11 +124,8 @@ struct lfs_store {
 int lfs_store_open(struct lfs_store **out, const char *url);
 void lfs_store_free(struct lfs_store *s);
 
-/* CLOCK_MONOTONIC in microseconds: the clock of deadlines. */
-int64_t lfs_store_now_us(void);
-
 /*
- * Make requests running after when (lfs_store_now_us() time; 0: never,
+ * Make requests running after when (lfs_mono_us() time; 0: never,
  * which undoes it) end with -ECANCELED. Callable from any thread, also
  * while another thread is inside a request on s.
  */
@@ -137,7 +134,7 @@ void lfs_store_cancel_at(struct lfs_store *s, int64_t when);
 /*
  * For drivers, from a transfer's progress callback: 0 to go on,
  * -ECANCELED after lfs_store_cancel_at()'s time, -ETIMEDOUT when a request
- * that started at start (lfs_store_now_us()) and has moved `moved` bytes is
+ * that started at start (lfs_mono_us()) and has moved `moved` bytes is
  * past its total deadline (see above).
  */
 int lfs_store_check_deadline(struct lfs_store *s, int64_t start,

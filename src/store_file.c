@@ -8,6 +8,7 @@
 #include "store.h"
 
 #include "fileio.h"
+#include "timefmt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +26,7 @@
 
 static bool cancelled(struct lfs_store *s)
 {
-	return lfs_store_check_deadline(s, lfs_store_now_us(), 0) == -ECANCELED;
+	return lfs_store_check_deadline(s, lfs_mono_us(), 0) == -ECANCELED;
 }
 
 struct file_store {

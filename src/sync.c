@@ -27,7 +27,7 @@
 void lfs_sync_mark_active(struct lfs_sync *s)
 {
 	pthread_mutex_lock(&s->lock);
-	s->active_until = lfs_sync_mono_ms() + ACTIVE_MS;
+	s->active_until = lfs_mono_ms() + ACTIVE_MS;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -252,7 +252,7 @@ int lfs_sync_round(struct lfs_sync *s, const char *name)
 		s->listing_hash = lst.hash;
 		s->listed = true;
 	}
-	int64_t now = lfs_sync_mono_ms();
+	int64_t now = lfs_mono_ms();
 	if (!name) {
 		for (size_t i = 0; !store_err && i < lst.n; i++)
 			if (!i || strcmp(lst.v[i].enc, lst.v[i - 1].enc))
@@ -324,7 +324,7 @@ static unsigned next_delay(struct lfs_sync *s, int rc, unsigned delay)
 		return s->fail_ms;
 	}
 	s->fail_ms = 0;
-	if (lfs_sync_mono_ms() < s->active_until || delay < s->poll_ms)
+	if (lfs_mono_ms() < s->active_until || delay < s->poll_ms)
 		return s->poll_ms;
 	return delay * 2 > idle ? idle : delay * 2;
 }
@@ -343,7 +343,7 @@ static void *sync_thread(void *arg)
 	pthread_mutex_lock(&s->lock);
 	s->delay_ms = s->poll_ms;
 	while (!s->stopping) {
-		bool full = s->kicked || lfs_sync_mono_ms() >= next;
+		bool full = s->kicked || lfs_mono_ms() >= next;
 		bool hinted = s->hinted;
 		s->kicked = s->hinted = false;
 		pthread_mutex_unlock(&s->lock);
@@ -351,17 +351,17 @@ static void *sync_thread(void *arg)
 			/* The endpoint says: look at the store soon. */
 			if (last + s->poll_ms < next)
 				next = last + s->poll_ms;
-			full = lfs_sync_mono_ms() >= next;
+			full = lfs_mono_ms() >= next;
 		}
 		int rc = full ? lfs_sync_round(s, NULL) : 0;
 		pthread_mutex_lock(&s->lock);
 		if (full) {
-			last = lfs_sync_mono_ms();
+			last = lfs_mono_ms();
 			s->delay_ms = next_delay(s, rc, s->delay_ms);
 			next = last + s->delay_ms;
 		}
 		while (!s->kicked && !s->hinted && !s->stopping) {
-			int64_t left = next - lfs_sync_mono_ms();
+			int64_t left = next - lfs_mono_ms();
 			if (left <= 0)
 				break;
 			struct timespec ts;
@@ -425,7 +425,7 @@ void lfs_sync_kick(struct lfs_sync *s)
 {
 	pthread_mutex_lock(&s->lock);
 	s->kicked = true;
-	s->active_until = lfs_sync_mono_ms() + ACTIVE_MS;
+	s->active_until = lfs_mono_ms() + ACTIVE_MS;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -442,17 +442,17 @@ void lfs_sync_stop(struct lfs_sync *s)
 		lfs_meta_stop(s->meta);
 	/* The thread may be inside a request to a store that hangs. */
 	if (s->store)
-		lfs_store_cancel_at(s->store, lfs_store_now_us());
+		lfs_store_cancel_at(s->store, lfs_mono_us());
 	pthread_mutex_lock(&s->lock);
 	for (size_t i = 0; i < PREFETCH_THREADS; i++)
 		if (s->fetchers[i])
-			lfs_store_cancel_at(s->fetchers[i], lfs_store_now_us());
+			lfs_store_cancel_at(s->fetchers[i], lfs_mono_us());
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->thread, NULL);
 	s->running = false;
 	if (s->store)
 		lfs_store_cancel_at(s->store,
-				    lfs_store_now_us() +
+				    lfs_mono_us() +
 					    (int64_t)LFS_SYNC_FINAL_MS * 1000);
 }
 

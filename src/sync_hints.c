@@ -18,7 +18,7 @@
 /* Take one token of the hint fetch budget (HINT_RATE a second). */
 static bool hint_budget(struct lfs_sync *s)
 {
-	int64_t now = lfs_sync_mono_ms();
+	int64_t now = lfs_mono_ms();
 	s->hint_tokens += (double)(now - s->hint_refill_ms) * HINT_RATE / 1000;
 	if (s->hint_tokens > HINT_BURST)
 		s->hint_tokens = HINT_BURST;

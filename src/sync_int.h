@@ -37,6 +37,7 @@
 #include "cidmap.h"
 #include "meta.h"
 #include "sync.h"
+#include "timefmt.h"
 
 #define MAX_BACKOFF_MS   30000
 #define IDLE_MS          30000 /* the poll interval after a quiet while */
@@ -142,11 +143,6 @@ static inline int64_t lfs_sync_now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static inline int64_t lfs_sync_mono_ms(void)
-{
-	return lfs_store_now_us() / 1000;
 }
 
 /* In a set of records (value 1; 0 is a record removed since). */

@@ -99,7 +99,7 @@ static void defer(struct lfs_sync *s, struct sync_ledger *sl,
 	if (tries < 0xff)
 		tries++;
 	lfs_cidmap_set(&sl->retry, c,
-		       (uint64_t)(lfs_sync_mono_ms() + wait) << 8 | tries);
+		       (uint64_t)(lfs_mono_ms() + wait) << 8 | tries);
 }
 
 /* Say why CAR c waits (as log_car), try it again later; HEAD_DEFERRED. */
@@ -312,7 +312,7 @@ static void *prefetch_worker(void *arg)
 	bool stopping = s->stopping;
 	pthread_mutex_unlock(&s->lock);
 	if (stopping && st)
-		lfs_store_cancel_at(st, lfs_store_now_us());
+		lfs_store_cancel_at(st, lfs_mono_us());
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		size_t i = p->next++;

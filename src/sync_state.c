@@ -84,7 +84,7 @@ bool lfs_sync_due(struct sync_ledger *sl, const struct lfs_cid *c)
 {
 	uint64_t v;
 	return !lfs_cidmap_get(&sl->retry, c, &v) || !v ||
-	       (int64_t)(v >> 8) <= lfs_sync_mono_ms();
+	       (int64_t)(v >> 8) <= lfs_mono_ms();
 }
 
 /* ---- the state files: HOME/state/<ledger>/{pushed,waiting,missing} ---- */
