@@ -367,6 +367,24 @@ static int fill_one(void *ctx, const struct lfs_index_entry *e)
 	return lfs_buf_append(&c->records, rec, RECORD);
 }
 
+static void fill_begin(struct fill_ctx *c, struct lfs_render_sizes *t,
+		       struct lfs_ledger *l)
+{
+	*c = (struct fill_ctx){.t = t, .l = l};
+	lfs_buf_init(&c->text, LFS_FS_TEXT_MAX * 4);
+	lfs_buf_init(&c->records, FILE_MAX);
+}
+
+/* Append the records fill_one noted, in one write. */
+static void fill_end(struct fill_ctx *c)
+{
+	pthread_mutex_lock(&c->t->lock);
+	append_locked(c->t, c->records.data, c->records.len);
+	pthread_mutex_unlock(&c->t->lock);
+	lfs_buf_release(&c->text);
+	lfs_buf_release(&c->records);
+}
+
 void lfs_render_sizes_queue(struct lfs_render_sizes *t,
 			    const struct lfs_cid *doc, const char *id)
 {
@@ -426,44 +444,36 @@ size_t lfs_render_sizes_fill_queued(struct lfs_render_sizes *t,
 				    struct lfs_ledger *l, int64_t budget_us)
 {
 	int64_t end = lfs_mono_us() + budget_us;
-	struct lfs_buf text, id;
-	lfs_buf_init(&text, LFS_FS_TEXT_MAX * 4);
+	struct fill_ctx c;
+	fill_begin(&c, t, l);
+	struct lfs_buf id;
 	lfs_buf_init(&id, 0);
-	struct lfs_cid doc;
-	size_t len;
+	struct lfs_index_entry e = {0};
 	for (bool first = true;
-	     (first || lfs_mono_us() < end) && dequeue(t, &doc, &id);
+	     (first || lfs_mono_us() < end) && dequeue(t, &e.cur.doc, &id);
 	     first = false) {
-		const char *s = (const char *)id.data;
-		if (lfs_render_sizes_get(t, &doc, s, &len))
-			continue;
-		lfs_buf_reset(&text);
+		e.id = (const char *)id.data;
 		/* A version that cannot be read is left to its first stat,
 		 * which says why. */
-		if (!lfs_render_doc(l, &doc, s, &text))
-			lfs_render_sizes_put(t, &doc, s, text.len);
+		(void)fill_one(&c, &e);
 	}
-	lfs_buf_release(&text);
 	lfs_buf_release(&id);
+	fill_end(&c);
 	return lfs_render_sizes_queued(t);
 }
 
 int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,
 		    size_t *out_added)
 {
-	struct fill_ctx c = {.t = t, .l = l};
-	lfs_buf_init(&c.text, LFS_FS_TEXT_MAX * 4);
-	lfs_buf_init(&c.records, FILE_MAX);
+	struct fill_ctx c;
+	fill_begin(&c, t, l);
 	struct lfs_cid root;
 	lfs_ledger_root(l, &root);
 	int rc = lfs_index_each(lfs_ledger_index(l), &root, fill_one, &c);
-	pthread_mutex_lock(&t->lock);
-	append_locked(t, c.records.data, c.records.len);
-	pthread_mutex_unlock(&t->lock);
-	lfs_buf_release(&c.text);
-	lfs_buf_release(&c.records);
+	size_t added = c.added;
+	fill_end(&c);
 	if (out_added)
-		*out_added = c.added;
+		*out_added = added;
 	return rc;
 }
 

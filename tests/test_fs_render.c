@@ -258,7 +258,8 @@ static int check_one(void *ctx, const struct lfs_index_entry *e)
 	return 0;
 }
 
-START_TEST(test_fill)
+/* A new ledger in tmp, with a random key, not durable. */
+static struct lfs_ledger *open_ledger(void)
 {
 	uint8_t key[LFS_KEY_BYTES];
 	randombytes_buf(key, sizeof(key));
@@ -270,6 +271,12 @@ START_TEST(test_fill)
 	o.durable = false;
 	struct lfs_ledger *l;
 	ck_assert_int_eq(lfs_ledger_open(&l, dir, key, &o, true), 0);
+	return l;
+}
+
+START_TEST(test_fill)
+{
+	struct lfs_ledger *l = open_ledger();
 	struct lfs_txn *t;
 	ck_assert_int_eq(lfs_txn_new(&t), 0);
 	for (int i = 0; i < 20; i++) {
@@ -352,16 +359,7 @@ static int queue_one(void *ctx, const struct lfs_index_entry *e)
  * dropped. */
 START_TEST(test_fill_queued)
 {
-	uint8_t key[LFS_KEY_BYTES];
-	randombytes_buf(key, sizeof(key));
-	char dir[PATH_MAX + 16];
-	snprintf(dir, sizeof(dir), "%s/ledger", tmp);
-	struct lfs_ledger_opts o;
-	lfs_ledger_opts_init(&o);
-	o.writer = "test";
-	o.durable = false;
-	struct lfs_ledger *l;
-	ck_assert_int_eq(lfs_ledger_open(&l, dir, key, &o, true), 0);
+	struct lfs_ledger *l = open_ledger();
 	struct lfs_txn *t;
 	ck_assert_int_eq(lfs_txn_new(&t), 0);
 	for (int i = 0; i < 300; i++) {
