@@ -836,12 +836,12 @@ static int ctl_status(struct lfs_fs *fs, struct lfs_fsl *lg,
 			      "pending_deletes", pending, "errors",
 			      (json_int_t)nerrors, "last_error", last);
 	free(last);
-	if (j)
+	if (j) {
 		json_object_set_new(
 			j, "sizes_to_fill",
 			json_integer((json_int_t)lfs_fsl_sizes_to_fill(lg)));
-	if (j)
 		json_object_set_new(j, "log", json_string(lfs_log_where()));
+	}
 	if (j && fs->sync)
 		json_object_set_new(j, "sync",
 				    lfs_sync_status(fs->sync, lg->name));

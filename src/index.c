@@ -831,8 +831,8 @@ static int walk_all(const struct lfs_index *ix, const struct lfs_cid *root,
 		 * one by one (a directory listing, then a stat per name): keep
 		 * the nodes when the whole index fits in a part of the cache,
 		 * else read through it without pushing hotter nodes out. */
-		struct node top;
-		rc = load_node_cached(&o, &top, root, 0, false);
+		struct node top; /* kept, so the walk reads it once */
+		rc = load_node_cached(&o, &top, root, 0, true);
 		o.walk_read = !rc && top.count <= cache_walk_max(ix->cache)
 				      ? WALK_KEEP
 				      : WALK_CACHED;
