@@ -424,6 +424,9 @@ static void dump_real(struct lfs_buf *out, double d)
 	lfs_buf_append(out, res, n);
 }
 
+static int dump_object(struct lfs_buf *out, const json_t *j, int depth,
+		       const char *extra_key, const json_t *extra);
+
 static int dump_value(struct lfs_buf *out, const json_t *j, int depth)
 {
 	char tmp[32];
@@ -465,52 +468,82 @@ static int dump_value(struct lfs_buf *out, const json_t *j, int depth)
 		dump_indent(out, depth);
 		return lfs_buf_append_byte(out, ']');
 	}
-	case JSON_OBJECT: {
-		size_t n = json_object_size(j), k = 0;
-		if (n == 0)
-			return lfs_buf_append_str(out, "{}");
-		struct dump_key *keys = malloc(n * sizeof(*keys));
-		if (!keys)
-			return -ENOMEM;
-		const char *key;
-		size_t klen;
-		json_t *val;
-		json_object_keylen_foreach((json_t *)j, key, klen, val)
-		{
-			if (k == n)
-				break;
-			keys[k].key = key;
-			keys[k].len = klen;
-			keys[k].value = val;
-			k++;
-		}
-		qsort(keys, k, sizeof(*keys), dump_key_cmp);
-		int rc = lfs_buf_append_byte(out, '{');
-		for (size_t i = 0; i < k && !rc; i++) {
-			if (i > 0)
-				lfs_buf_append_byte(out, ',');
-			dump_indent(out, depth + 1);
-			dump_string(out, keys[i].key, keys[i].len);
-			lfs_buf_append(out, ": ", 2);
-			rc = dump_value(out, keys[i].value, depth + 1);
-		}
-		free(keys);
-		if (rc)
-			return rc;
-		dump_indent(out, depth);
-		return lfs_buf_append_byte(out, '}');
-	}
+	case JSON_OBJECT:
+		return dump_object(out, j, depth, NULL, NULL);
 	}
 	return -EINVAL;
 }
 
-int lfs_dagjson_dump(struct lfs_buf *out, const json_t *json)
+/* Object j, with extra_key: extra (when not NULL) in place of its own. */
+static int dump_object(struct lfs_buf *out, const json_t *j, int depth,
+		       const char *extra_key, const json_t *extra)
+{
+	size_t n = json_object_size(j) + (extra != NULL), k = 0;
+	if (n == 0)
+		return lfs_buf_append_str(out, "{}");
+	struct dump_key space[16];
+	struct dump_key *keys = n <= 16 ? space : malloc(n * sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	size_t extra_len = extra ? strlen(extra_key) : 0;
+	if (extra)
+		keys[k++] = (struct dump_key){extra_key, extra_len,
+					      (json_t *)extra};
+	const char *key;
+	size_t klen;
+	json_t *val;
+	json_object_keylen_foreach((json_t *)j, key, klen, val)
+	{
+		if (k == n)
+			break;
+		if (extra && klen == extra_len && !memcmp(key, extra_key, klen))
+			continue;
+		keys[k].key = key;
+		keys[k].len = klen;
+		keys[k].value = val;
+		k++;
+	}
+	qsort(keys, k, sizeof(*keys), dump_key_cmp);
+	int rc = lfs_buf_append_byte(out, '{');
+	for (size_t i = 0; i < k && !rc; i++) {
+		if (i > 0)
+			lfs_buf_append_byte(out, ',');
+		dump_indent(out, depth + 1);
+		dump_string(out, keys[i].key, keys[i].len);
+		lfs_buf_append(out, ": ", 2);
+		rc = dump_value(out, keys[i].value, depth + 1);
+	}
+	if (keys != space)
+		free(keys);
+	if (rc)
+		return rc;
+	dump_indent(out, depth);
+	return lfs_buf_append_byte(out, '}');
+}
+
+static int dump_top(struct lfs_buf *out, const json_t *json,
+		    const char *extra_key, const json_t *extra)
 {
 	size_t start = out->len;
-	int rc = json ? dump_value(out, json, 0) : -EINVAL;
+	int rc = !json   ? -EINVAL
+		 : extra ? dump_object(out, json, 0, extra_key, extra)
+			 : dump_value(out, json, 0);
 	if (!rc)
 		rc = lfs_buf_append_byte(out, '\n');
 	if (rc && !out->err)
 		out->len = start;
 	return rc;
+}
+
+int lfs_dagjson_dump(struct lfs_buf *out, const json_t *json)
+{
+	return dump_top(out, json, NULL, NULL);
+}
+
+int lfs_dagjson_dump_with(struct lfs_buf *out, const json_t *obj,
+			  const char *key, const json_t *value)
+{
+	if (!json_is_object(obj) || !key || !value)
+		return -EINVAL;
+	return dump_top(out, obj, key, value);
 }

@@ -54,6 +54,10 @@ int lfs_dagjson_from_cbor(json_t **out, const struct lfs_cbor *v);
  * left as it was unless the buffer's own error is set.
  */
 int lfs_dagjson_dump(struct lfs_buf *out, const json_t *json);
+/* The same, for object obj as if it also held key: value (in place of a
+ * key it holds of that name). */
+int lfs_dagjson_dump_with(struct lfs_buf *out, const json_t *obj,
+			  const char *key, const json_t *value);
 
 /* Base64 (standard alphabet, no padding) used by the bytes form. */
 size_t lfs_base64_encoded_len(size_t n);

@@ -477,46 +477,24 @@ int lfs_render_fill(struct lfs_render_sizes *t, struct lfs_ledger *l,
 	return rc;
 }
 
-/* The text's length of doc (without "_id") committed as id: its block's
- * CID in *cid. */
-static int txn_text(struct lfs_cid *cid, size_t *len, const json_t *doc,
-		    const char *id, struct lfs_buf *block, struct lfs_buf *text)
+/*
+ * The text of doc (without "_id") committed as id: the one its block
+ * renders to, as DAG-JSON's trip through DAG-CBOR gives back an equal
+ * value (dagjson.h).
+ */
+static int txn_text(const json_t *doc, const char *id, struct lfs_buf *text)
 {
-	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
-	struct lfs_cbor *v, *back;
-	json_t *j = NULL;
-	lfs_buf_reset(block);
 	lfs_buf_reset(text);
-	int rc = lfs_dagjson_to_cbor(&v, &a, doc);
-	if (!rc)
-		rc = lfs_cbor_encode(block, v);
-	if (!rc && block->err)
-		rc = block->err;
-	if (!rc) {
-		lfs_cid_of(cid, LFS_CODEC_DAG_CBOR, block->data, block->len);
-		rc = lfs_cbor_decode(&back, &a, block->data, block->len);
-	}
-	if (!rc && back->type != LFS_CBOR_MAP)
-		rc = -EBADMSG;
-	if (!rc)
-		rc = lfs_dagjson_from_cbor(&j, back);
-	if (!rc && json_object_set_new(j, "_id", json_string(id)))
-		rc = -ENOMEM;
-	if (!rc)
-		rc = lfs_dagjson_dump(text, j);
-	if (!rc)
-		*len = text->len;
-	json_decref(j);
-	lfs_arena_release(&a);
+	json_t *idj = json_string(id);
+	int rc = idj ? lfs_dagjson_dump_with(text, doc, "_id", idj) : -ENOMEM;
+	json_decref(idj);
 	return rc;
 }
 
 int lfs_render_note_txn(struct lfs_render_sizes *s,
 			struct lfs_render_cache *cache, const struct lfs_txn *t)
 {
-	struct lfs_buf block, text, records;
-	lfs_buf_init(&block, LFS_FS_TEXT_MAX * 4);
+	struct lfs_buf text, records;
 	lfs_buf_init(&text, LFS_FS_TEXT_MAX * 4);
 	lfs_buf_init(&records, FILE_MAX);
 	int rc = 0;
@@ -525,10 +503,11 @@ int lfs_render_note_txn(struct lfs_render_sizes *s,
 		const char *id;
 		const json_t *doc = lfs_txn_op(t, i, &id);
 		struct lfs_cid cid;
-		size_t len = 0;
+		if (!doc || !lfs_txn_op_cid(t, i, &cid) ||
+		    (rc = txn_text(doc, id, &text)))
+			continue; /* a delete, or not committed */
+		size_t len = text.len;
 		uint8_t key[KEY], rec[RECORD];
-		if (!doc || (rc = txn_text(&cid, &len, doc, id, &block, &text)))
-			continue;
 		make_key(key, &cid, id);
 		make_record(rec, key, len);
 		rc = lfs_buf_append(&records, rec, RECORD);
@@ -547,7 +526,6 @@ int lfs_render_note_txn(struct lfs_render_sizes *s,
 	append_locked(s, records.data, records.len);
 	pthread_mutex_unlock(&s->lock);
 	lfs_buf_release(&records);
-	lfs_buf_release(&block);
 	lfs_buf_release(&text);
 	return rc;
 }

@@ -123,13 +123,14 @@ void lfs_render_cache_put(struct lfs_render_cache *c, const struct lfs_cid *doc,
 			  const char *id, uint8_t *data, size_t len);
 
 /*
- * Note the length of every document t puts, computed from t's own copies
- * the way the commit encodes them and lfs_render_doc decodes them (the
- * same bytes, so the same CID and text; no block read, no decryption):
- * what a save and `ledgerfs import` do once t is committed, so the
- * first stat renders nothing; with cache (may be NULL), keep the texts
- * there too, so the first read renders nothing either. -ENOMEM, or the
- * encoding's errors.
+ * Note the length of every document committed t put, under the CID the
+ * commit gave its block (lfs_txn_op_cid), printed from t's own copy: a
+ * document's trip through DAG-CBOR gives back an equal value (dagjson.h),
+ * so this is the text lfs_render_doc gives, with no block encoded, read
+ * or decrypted. What a save and `ledgerfs import` do once t is committed,
+ * so the first stat renders nothing; with cache (may be NULL), keep the
+ * texts there too, so the first read renders nothing either. Ops not
+ * committed are skipped. -ENOMEM, or the printer's errors.
  */
 int lfs_render_note_txn(struct lfs_render_sizes *s,
 			struct lfs_render_cache *cache,

@@ -34,6 +34,9 @@
 struct txn_op {
 	char *id;
 	json_t *doc; /* NULL: delete */
+	/* doc's block, once a commit of t encoded it (lfs_txn_op_cid) */
+	struct lfs_cid cid;
+	bool encoded;
 };
 
 struct lfs_txn {
@@ -137,6 +140,7 @@ static int txn_add(struct lfs_txn *t, const char *id, json_t *doc)
 	if (*slot) {
 		json_decref(t->ops[*slot - 1].doc);
 		t->ops[*slot - 1].doc = doc;
+		t->ops[*slot - 1].encoded = false;
 		return 0;
 	}
 	if (t->n == t->cap) {
@@ -153,7 +157,8 @@ static int txn_add(struct lfs_txn *t, const char *id, json_t *doc)
 		json_decref(doc);
 		return -ENOMEM;
 	}
-	t->ops[t->n++].doc = doc;
+	t->ops[t->n].doc = doc;
+	t->ops[t->n++].encoded = false;
 	*slot = t->n;
 	return 0;
 }
@@ -186,6 +191,14 @@ const json_t *lfs_txn_op(const struct lfs_txn *t, size_t i, const char **out_id)
 {
 	*out_id = t->ops[i].id;
 	return t->ops[i].doc;
+}
+
+bool lfs_txn_op_cid(const struct lfs_txn *t, size_t i, struct lfs_cid *out)
+{
+	if (!t->ops[i].doc || !t->ops[i].encoded)
+		return false;
+	*out = t->ops[i].cid;
+	return true;
 }
 
 /* ---- state ---- */
@@ -1079,6 +1092,8 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		op->del = !t->ops[i].doc;
 		if (!op->del && (rc = encode_doc(&op->doc, l, t->ops[i].doc)))
 			break;
+		t->ops[i].cid = op->doc;
+		t->ops[i].encoded = !op->del;
 		struct lfs_index_entry cur;
 		rc = lfs_index_get(&cur, &a, &l->ix, &root, op->id, op->id_len);
 		if (rc && rc != -ENOENT)

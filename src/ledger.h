@@ -128,6 +128,12 @@ size_t lfs_txn_count(const struct lfs_txn *t);
  */
 const json_t *lfs_txn_op(const struct lfs_txn *t, size_t i,
 			 const char **out_id);
+/*
+ * The CID of op i's document block as a commit of t encoded it (the same
+ * bytes lfs_ledger_load_doc reads back): false for a delete, or before
+ * a commit of t got to the op.
+ */
+bool lfs_txn_op_cid(const struct lfs_txn *t, size_t i, struct lfs_cid *out);
 
 /*
  * Commit. *out_event (may be NULL) receives the new event; *out_committed

@@ -565,6 +565,57 @@ START_TEST(test_dump_pretty)
 }
 END_TEST
 
+/* An added key takes its place in the order, or that of the key of its
+ * name; the object itself is not changed. */
+START_TEST(test_dump_with)
+{
+	json_t *id = json_string("x/1");
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	json_t *j = parse("{\"b\": 1, \"_a\": 2, \"A\": 3}");
+	ck_assert_int_eq(lfs_dagjson_dump_with(&b, j, "_id", id), 0);
+	lfs_buf_append_byte(&b, 0);
+	ck_assert_str_eq((char *)b.data,
+			 "{\n  \"A\": 3,\n  \"_a\": 2,\n"
+			 "  \"_id\": \"x/1\",\n  \"b\": 1\n}\n");
+	ck_assert_uint_eq(json_object_size(j), 3);
+	json_decref(j);
+	lfs_buf_reset(&b);
+	j = parse("{\"_id\": \"other\", \"k\": [1]}");
+	ck_assert_int_eq(lfs_dagjson_dump_with(&b, j, "_id", id), 0);
+	lfs_buf_append_byte(&b, 0);
+	ck_assert_str_eq((char *)b.data,
+			 "{\n  \"_id\": \"x/1\",\n  \"k\": [\n    1\n  ]\n}\n");
+	json_decref(j);
+	lfs_buf_reset(&b);
+	j = parse("{}");
+	ck_assert_int_eq(lfs_dagjson_dump_with(&b, j, "_id", id), 0);
+	lfs_buf_append_byte(&b, 0);
+	ck_assert_str_eq((char *)b.data, "{\n  \"_id\": \"x/1\"\n}\n");
+	json_decref(j);
+	/* More keys than the printer's room on its stack. */
+	j = json_object();
+	for (int i = 0; i < 40; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "k%02d", 39 - i);
+		json_object_set_new(j, k, json_integer(i));
+	}
+	lfs_buf_reset(&b);
+	ck_assert_int_eq(lfs_dagjson_dump_with(&b, j, "k20", id), 0);
+	json_object_set(j, "k20", id);
+	char *want = dump(j);
+	ck_assert_uint_eq(b.len, strlen(want));
+	ck_assert(!memcmp(b.data, want, b.len));
+	free(want);
+	json_t *arr = json_array();
+	ck_assert_int_eq(lfs_dagjson_dump_with(&b, arr, "_id", id), -EINVAL);
+	json_decref(arr);
+	json_decref(j);
+	json_decref(id);
+	lfs_buf_release(&b);
+}
+END_TEST
+
 static int jansson_cb(const char *p, size_t n, void *data)
 {
 	return lfs_buf_append(data, p, n) ? -1 : 0;
@@ -654,6 +705,7 @@ static Suite *dagjson_suite(void)
 {
 	Suite *s = suite_create("dagjson");
 	TCase *tc = tcase_create("base64");
+	tcase_add_test(tc, test_dump_with);
 	tcase_add_test(tc, test_base64_rfc4648);
 	tcase_add_test(tc, test_base64_all_bytes);
 	tcase_add_test(tc, test_base64_rejects);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,16 +307,37 @@ START_TEST(test_fill)
 		lfs_index_each(lfs_ledger_index(l), &root, check_one, &c), 0);
 	ck_assert_int_eq(c.n, 20);
 	/* A commit's own documents, noted from the txn: the same CIDs and
-	 * lengths as the committed blocks render to. */
+	 * lengths as the committed blocks render to, rendered from the
+	 * txn's copies: odd ones hold bytes, a link, or a "/" key that is
+	 * neither, which their trip through DAG-CBOR must give back. */
+	static const char *const odd[] = {
+		"{\"b\": {\"/\": {\"bytes\": \"aGVsbG8=\"}}}",
+		"{\"l\": [{\"/\": "
+		"\"bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+		"\"}]}",
+		"{\"o\": {\"/\": 1, \"x\": 2}}",
+		"{\"o\": {\"/\": \"not a cid\"}}",
+	};
 	ck_assert_int_eq(lfs_txn_new(&t), 0);
 	for (int i = 0; i < 20; i++) {
 		char id[32];
 		snprintf(id, sizeof(id), "more/m%d", i);
-		json_t *d = json_pack(
-			"{s:s,s:i,s:f,s:{s:s},s:[s,n,b],s:{s:{s:s}}}", "_id",
-			id, "n", -i, "x", 0.1 * i, "o", "k\u00e9", "v\t", "arr",
-			"\u00e9", 0, "link", "/", "bytes", "aGVsbG8");
+		json_t *d =
+			json_pack("{s:s,s:i,s:f,s:f,s:f,s:I,s:{s:s,s:{},s:[]},"
+				  "s:[s,n,b,[]],"
+				  "s:s,s:{s:{s:s}}}",
+				  "_id", id, "n", -i, "x", 0.1 * i, "big",
+				  1e300 / (i + 1), "neg0", -0.0, "i64",
+				  (json_int_t)INT64_MIN + i, "o", "k\u00e9",
+				  "v\t", "e", "a", "arr", "\u00e9", 0, "q\"\\",
+				  "\x01\u2028", "nested", "/x", "y", "/");
 		ck_assert_ptr_nonnull(d);
+		if (i % 2) {
+			json_t *more = json_loads(odd[i / 2 % 4], 0, NULL);
+			ck_assert_ptr_nonnull(more);
+			ck_assert_int_eq(json_object_update(d, more), 0);
+			json_decref(more);
+		}
 		ck_assert_int_eq(lfs_txn_put(t, id, d), 0);
 		json_decref(d);
 	}
