@@ -36,6 +36,7 @@
 #include "fs_render.h"
 #include "fsname.h"
 #include "home.h"
+#include "jsonparse.h"
 #include "optscan.h"
 #include "ledger.h"
 
@@ -113,15 +114,25 @@ static json_t *load_doc(struct imp *m, struct input *in)
 {
 	json_error_t err;
 	json_t *j;
+	char why[300];
 	if (in->path) {
-		j = json_load_file(in->path, JSON_ALLOW_NUL, &err);
+		uint8_t *text;
+		size_t len;
+		int rc = lfs_read_file(in->path, SIZE_MAX, &text, &len);
+		if (rc) {
+			snprintf(why, sizeof(why), "cannot read it: %s",
+				 lfs_errmsg(rc));
+			bad(m, in, why);
+			return NULL;
+		}
+		j = lfs_json_parse(text, len, JSON_ALLOW_NUL, &err);
+		free(text);
 	} else {
 		char *s = m->text + in->at;
 		char *e = strchr(s, '\n');
-		j = json_loadb(s, e ? (size_t)(e - s) : strlen(s),
-			       JSON_ALLOW_NUL, &err);
+		j = lfs_json_parse(s, e ? (size_t)(e - s) : strlen(s),
+				   JSON_ALLOW_NUL, &err);
 	}
-	char why[300];
 	if (!j) {
 		snprintf(why, sizeof(why), "not JSON: %s", err.text);
 		bad(m, in, why);

@@ -43,6 +43,7 @@
 #include "dagjson.h"
 #include "home.h"
 #include "index.h"
+#include "jsonparse.h"
 #include "ledger.h"
 #include "timefmt.h"
 
@@ -308,10 +309,10 @@ static int run_put(struct lcmd_ctx *x)
 		goto out;
 	}
 	json_error_t jerr;
-	doc = json_loadb((const char *)in.data, in.len,
-			 JSON_DECODE_ANY | JSON_REJECT_DUPLICATES |
-				 JSON_ALLOW_NUL,
-			 &jerr);
+	doc = lfs_json_parse(in.data, in.len,
+			     JSON_DECODE_ANY | JSON_REJECT_DUPLICATES |
+				     JSON_ALLOW_NUL,
+			     &jerr);
 	if (!doc) {
 		lfs_cli_fail(&x->cli,
 			     "'%s' is not valid JSON: line %d, column %d: %s; "

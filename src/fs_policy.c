@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fsname.h"
+#include "jsonparse.h"
 
 static bool blank(const uint8_t *p, size_t n)
 {
@@ -36,8 +37,7 @@ int lfs_policy_save(struct lfs_save_decision *out, const char *name,
 		return 0;
 	}
 	json_error_t jerr;
-	json_t *doc = json_loadb((const char *)data, len,
-				 JSON_REJECT_DUPLICATES, &jerr);
+	json_t *doc = lfs_json_parse(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
 		snprintf(out->why, sizeof(out->why),
 			 "not valid JSON: %s (line %d, column %d)", jerr.text,
