@@ -641,8 +641,7 @@ int lfs_cmd_import(int argc, char **argv)
 			m.v[i].doc = NULL;
 			if (!j)
 				say_bad(&m, &m.v[i]);
-			rc = j ? lfs_txn_put(t, m.v[i].id, j) : -EINVAL;
-			json_decref(j);
+			rc = j ? lfs_txn_put_new(t, m.v[i].id, j) : -EINVAL;
 		}
 		if (!rc)
 			rc = lfs_ledger_commit(l, t, NULL, NULL);

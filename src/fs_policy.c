@@ -63,7 +63,9 @@ int lfs_policy_save(struct lfs_save_decision *out, const char *name,
 	out->id_replaced = given && strcmp(json_string_value(given), out->id);
 	json_object_del(doc, "_id");
 	int rc = lfs_txn_new(&out->txn);
-	if (!rc && (rc = lfs_txn_put(out->txn, out->id, doc)) == -EINVAL)
+	/* The txn and the decision share doc; neither changes it. */
+	if (!rc && (rc = lfs_txn_put_new(out->txn, out->id,
+					 json_incref(doc))) == -EINVAL)
 		snprintf(out->why, sizeof(out->why),
 			 "it holds a value a document cannot (a number out "
 			 "of range or invalid text)");
@@ -125,7 +127,7 @@ int lfs_policy_rename(struct lfs_rename_plan *out, const char *from,
 	if (!rc && from_committed)
 		rc = lfs_txn_delete(out->txn, out->from_id);
 	if (!rc)
-		rc = lfs_txn_put(out->txn, out->to_id, d.doc);
+		rc = lfs_txn_put_new(out->txn, out->to_id, json_incref(d.doc));
 	lfs_save_decision_release(&d);
 	if (rc)
 		lfs_rename_plan_release(out);

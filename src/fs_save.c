@@ -607,8 +607,9 @@ static int move_txn(struct lfs_fs *fs, struct lfs_fsl *lg,
 			continue;
 		}
 		if (!rc) {
-			json_object_del(doc, "_id");
-			rc = lfs_txn_put(t, nid, doc);
+			json_object_del(doc, "_id"); /* the old id */
+			rc = lfs_txn_put_new(t, nid, doc);
+			doc = NULL;
 		}
 		json_decref(doc);
 	}

@@ -163,7 +163,8 @@ static int txn_add(struct lfs_txn *t, const char *id, json_t *doc)
 	return 0;
 }
 
-int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc)
+/* Can doc be put as id? */
+static int check_put(const char *id, const json_t *doc)
 {
 	int rc = check_id(id);
 	if (rc)
@@ -174,11 +175,30 @@ int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc)
 	if (given &&
 	    (!json_is_string(given) || strcmp(json_string_value(given), id)))
 		return -EINVAL;
+	return 0;
+}
+
+int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc)
+{
+	int rc = check_put(id, doc);
+	if (rc)
+		return rc;
 	json_t *copy = json_deep_copy(doc);
 	if (!copy)
 		return -ENOMEM;
 	json_object_del(copy, "_id");
 	return txn_add(t, id, copy);
+}
+
+int lfs_txn_put_new(struct lfs_txn *t, const char *id, json_t *doc)
+{
+	int rc = check_put(id, doc);
+	if (rc) {
+		json_decref(doc);
+		return rc;
+	}
+	json_object_del(doc, "_id");
+	return txn_add(t, id, doc);
 }
 
 int lfs_txn_delete(struct lfs_txn *t, const char *id)

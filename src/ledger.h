@@ -118,6 +118,11 @@ void lfs_txn_free(struct lfs_txn *t);
  * earlier one.
  */
 int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc);
+/*
+ * The same, taking doc itself (its reference, even on failure) instead of
+ * a copy: doc loses any "_id", and nobody may change it from then on.
+ */
+int lfs_txn_put_new(struct lfs_txn *t, const char *id, json_t *doc);
 int lfs_txn_delete(struct lfs_txn *t, const char *id);
 size_t lfs_txn_count(const struct lfs_txn *t);
 /*

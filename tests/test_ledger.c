@@ -123,15 +123,34 @@ START_TEST(put_get_delete_reopen)
 	json_decref(wrong);
 	json_decref(arr);
 	json_decref(obj);
+	/* put_new takes its reference even when it refuses. */
+	ck_assert_int_eq(
+		lfs_txn_put_new(t, "a", json_pack("{s:s}", "_id", "other")),
+		-EINVAL);
+	ck_assert_int_eq(lfs_txn_put_new(t, "a", json_array()), -EINVAL);
+	ck_assert_uint_eq(lfs_txn_count(t), 0);
 
-	/* A put of the same content commits nothing. */
+	/* A put of the same content commits nothing (put_new: the txn
+	 * keeps the document itself, without its "_id"). */
 	struct lfs_cid head, head2;
 	bool committed = true;
-	json_t *same = json_pack("{s:i}", "v", 2);
-	ck_assert_int_eq(lfs_txn_put(t, "b", same), 0);
+	json_t *same = json_pack("{s:i,s:s}", "v", 2, "_id", "b");
+	ck_assert_int_eq(lfs_txn_put_new(t, "b", json_incref(same)), 0);
+	const char *id;
+	ck_assert_ptr_eq(lfs_txn_op(t, 0, &id), same);
+	ck_assert_ptr_null(json_object_get(same, "_id"));
 	json_decref(same);
 	ck_assert_int_eq(lfs_ledger_commit(l, t, &head, &committed), 0);
 	ck_assert(!committed);
+	/* The commit hands over the CID it gave each document. */
+	struct lfs_cid cid;
+	ck_assert(lfs_txn_op_cid(t, 0, &cid));
+	struct lfs_arena ea;
+	lfs_arena_init(&ea, 0);
+	struct lfs_index_entry e;
+	ck_assert_int_eq(lfs_ledger_get(l, NULL, "b", &e, &ea, NULL), 0);
+	ck_assert(lfs_cid_equal(&cid, &e.cur.doc));
+	lfs_arena_release(&ea);
 	lfs_txn_free(t);
 
 	/* Delete, then read an old state through its event. */
