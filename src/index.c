@@ -441,11 +441,14 @@ struct lfs_index_cache {
 	size_t bytes, max;
 };
 
-/* The most entries a walk keeps in the cache: a quarter of it, at a
- * generous 256 bytes a decoded entry. */
+/* The most entries a walk keeps in the cache: half of it, at 160 bytes
+ * a decoded entry (cache_put's count for an entry of a 20-byte id and a
+ * short writer name, with its leaf's share of the node). The walk meets
+ * every node of the index, so what it keeps is what lookups need next;
+ * the other half is left to the nodes of other roots (snapshots). */
 static uint64_t cache_walk_max(const struct lfs_index_cache *c)
 {
-	return c->max / 4 / 256;
+	return c->max / 2 / 160;
 }
 
 int lfs_index_cache_new(struct lfs_index_cache **out, size_t max_bytes)

@@ -478,6 +478,84 @@ START_TEST(shared_subtrees)
 }
 END_TEST
 
+/* ---- the node cache and walks ---- */
+
+struct counting {
+	struct lfs_blocks inner;
+	size_t gets;
+};
+
+static int counting_get(void *self, struct lfs_buf *out,
+			const struct lfs_cid *cid)
+{
+	struct counting *c = self;
+	c->gets++;
+	return lfs_blocks_get(&c->inner, out, cid);
+}
+
+static int counting_put(void *self, const struct lfs_cid *cid,
+			const uint8_t *data, size_t len)
+{
+	struct counting *c = self;
+	return c->inner.ops->put(c->inner.self, cid, data, len);
+}
+
+static int walked(void *ctx, const struct lfs_index_entry *e)
+{
+	(void)e;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+/*
+ * A listing, then a lookup per name (ls -l): when the index fits in half
+ * of the ledger's node cache (16 MiB) at the entries' real size, the walk
+ * keeps its nodes and the lookups read no block; when it does not fit
+ * (a small cache), the walk keeps nothing, so lookups read blocks again.
+ */
+START_TEST(walk_then_lookups)
+{
+	enum { N = 30000 };
+	static const struct lfs_blocks_ops ops = {counting_get, counting_put};
+	size_t caches[] = {(size_t)16 << 20, (size_t)1 << 20};
+	struct fixture f;
+	fx_init(&f);
+	struct counting cnt = {.inner = f.ix.blocks};
+	f.ix.blocks = (struct lfs_blocks){&ops, &cnt};
+	static char ids[N][24];
+	struct lfs_index_entry *es = calloc(N, sizeof(*es));
+	struct lfs_index_change *ch = calloc(N, sizeof(*ch));
+	ck_assert(es && ch);
+	for (int i = 0; i < N; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "docs/d%06d.json", i);
+		make_entry(&es[i], ids[i], i);
+		ch[i] = (struct lfs_index_change){.id = ids[i],
+						  .id_len = strlen(ids[i]),
+						  .entry = &es[i]};
+	}
+	ck_assert_int_eq(lfs_index_apply(&f.root, &f.ix, &f.root, ch, N), 0);
+	for (size_t k = 0; k < 2; k++) {
+		ck_assert_int_eq(lfs_index_cache_new(&f.ix.cache, caches[k]),
+				 0);
+		size_t n = 0;
+		ck_assert_int_eq(lfs_index_each(&f.ix, &f.root, walked, &n), 0);
+		ck_assert_uint_eq(n, N);
+		size_t before = cnt.gets;
+		for (int i = 0; i < N; i += 7)
+			ck_assert_int_eq(get_version(&f, ids[i]), i);
+		if (k == 0)
+			ck_assert_uint_eq(cnt.gets, before);
+		else
+			ck_assert_uint_gt(cnt.gets, before);
+		lfs_index_cache_free(f.ix.cache);
+		f.ix.cache = NULL;
+	}
+	free(ch);
+	free(es);
+	fx_release(&f);
+}
+END_TEST
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -495,6 +573,7 @@ int main(void)
 	tcase_add_test(t, hostile_nodes);
 	tcase_add_test(t, shared_subtrees);
 	tcase_add_test(t, cache_matches_uncached);
+	tcase_add_test(t, walk_then_lookups);
 	suite_add_tcase(s, t);
 	return lfs_check_run(s);
 }
