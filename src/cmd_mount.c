@@ -8,6 +8,7 @@
 #include "config.h"
 #endif
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -366,8 +368,40 @@ int lfs_cmd_mount_fstab(int argc, char **argv)
 	return lfs_cmd_mount(n, margv);
 }
 
+/*
+ * A mount holds a host file for every open scratch file, its stores'
+ * connections and its ledgers' files: take every descriptor the system
+ * lets this process have, not the 1,024 a login shell's soft limit
+ * gives. Nothing here uses select(), so high descriptors are fine.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit r;
+	if (getrlimit(RLIMIT_NOFILE, &r) || r.rlim_cur >= r.rlim_max)
+		return;
+	r.rlim_cur = r.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &r))
+		lfs_warn("cannot raise the open-file limit: %s",
+			 strerror(errno));
+}
+
+/*
+ * At unmount libfuse cancels its worker threads, and glibc loads
+ * libgcc_s.so.1 then to unwind them: with every descriptor in use that
+ * load fails and glibc aborts the daemon. Loaded now, it is found there.
+ */
+static void keep_unwinder_loaded(void)
+{
+	if (!dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE))
+		lfs_warn("cannot load libgcc_s.so.1 (%s): unmounting with "
+			 "no file descriptor left would fail",
+			 dlerror());
+}
+
 static int mount_run(const struct mount_args *m, const char *argv0)
 {
+	raise_fd_limit();
+	keep_unwinder_loaded();
 	const char *home_dir = m->home_dir, *mountpoint = m->mountpoint;
 	const char *opts = m->fuse_opts, *remote = m->remote, *meta = m->meta;
 	const char *fireproof = m->fireproof, *keybag = m->keybag;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -56,6 +57,7 @@ struct lfs_handle {
 	 * few seconds have passed. Guarded by fs->lock.
 	 */
 	int inflight;
+	bool close_fd; /* retired past grave_fds_max: close when done */
 	int64_t released_ms;
 	struct lfs_handle *gnext;
 };
@@ -85,20 +87,53 @@ static struct lfs_handle *handle_use(struct lfs_fs *fs,
 
 static void handle_done(struct lfs_fs *fs, struct lfs_handle *h)
 {
+	int fd = -1;
 	pthread_mutex_lock(&fs->lock);
-	h->inflight--;
+	if (--h->inflight == 0 && h->close_fd) {
+		/* Retired past the cap while in use (handle_retire). */
+		fd = h->fd;
+		h->fd = -1;
+		h->close_fd = false;
+		fs->grave_fds--;
+	}
 	pthread_mutex_unlock(&fs->lock);
+	if (fd >= 0)
+		close(fd);
 }
 
-/* Retire a released handle; the housekeeper frees it later. */
+/*
+ * Retire a released handle; the housekeeper frees it later. Its host file
+ * stays open meanwhile (closing the last descriptor of a file renamed
+ * over or unlinked frees its inode, work the housekeeper does then, not
+ * the RENAME or UNLINK that follows), but only for grave_fds_max
+ * handles: a copy of thousands of files retires thousands of handles
+ * within the grace period, and each would hold a descriptor against the
+ * process's limit (1,024 by default).
+ */
 static void handle_retire(struct lfs_fs *fs, struct lfs_handle *h)
 {
+	int fd = -1;
 	pthread_mutex_lock(&fs->lock);
 	h->released_ms = lfs_fs_now_ms();
 	h->gnext = NULL;
 	*fs->graveyard_tail = h;
 	fs->graveyard_tail = &h->gnext;
+	if (h->fd >= 0 && fs->grave_fds >= fs->grave_fds_max) {
+		/* Past the cap: closed now, or when the operation still
+		 * using it ends (a WRITE answered, not yet done). */
+		if (h->inflight) {
+			h->close_fd = true;
+			fs->grave_fds++;
+		} else {
+			fd = h->fd;
+			h->fd = -1;
+		}
+	} else if (h->fd >= 0) {
+		fs->grave_fds++;
+	}
 	pthread_mutex_unlock(&fs->lock);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* Free retired handles nobody uses any more (all of them: force). Looks
@@ -120,6 +155,7 @@ static void bury(struct lfs_fs *fs, bool force)
 			*pp = h->gnext;
 			h->gnext = dead;
 			dead = h;
+			fs->grave_fds -= h->fd >= 0;
 		}
 	}
 	if (!*pp)
@@ -1637,6 +1673,11 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 	if (!fs)
 		return -ENOMEM;
 	fs->graveyard_tail = &fs->graveyard;
+	/* Retired handles keep a quarter of the descriptors at most. */
+	struct rlimit r;
+	fs->grave_fds_max = LFS_FS_GRAVE_FDS;
+	if (!getrlimit(RLIMIT_NOFILE, &r) && r.rlim_cur / 4 < LFS_FS_GRAVE_FDS)
+		fs->grave_fds_max = r.rlim_cur / 4;
 	fs->home = home;
 	fs->uid = getuid();
 	fs->started_us = lfs_fs_now_ms() * 1000;

@@ -113,6 +113,11 @@ struct lfs_fs {
 	/* Released handles, oldest first, freed by the housekeeper later
 	 * (fs.c); the tail is where the next one goes. */
 	struct lfs_handle *graveyard, **graveyard_tail;
+	/* Retired handles still holding a host file, and how many may
+	 * (LFS_FS_GRAVE_FDS, or a quarter of the process's descriptors);
+	 * the rest close at release. */
+	size_t grave_fds, grave_fds_max;
+#define LFS_FS_GRAVE_FDS 256
 	pthread_t housekeeper;
 	int running;
 	bool hk_wake; /* work waits: skip the sleep (under hk_lock) */

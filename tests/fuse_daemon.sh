@@ -206,6 +206,70 @@ fuse_umount
 expect_cli_commits $L $n
 expect_ids $L "${ids[@]}"
 
+note "128 file descriptors: rsync -a of 600 files arrives whole; opens past the limit fail with EMFILE; SIGTERM exits cleanly"
+# Retired scratch handles keep their host file open a few seconds; were
+# they all to, a copy would run the daemon out of descriptors. And with
+# none left, libfuse's unmount used to abort the daemon (glibc could not
+# load libgcc_s to cancel its threads).
+cat >"$TMP/lfs-128" <<WRAP
+#!/bin/sh
+exec prlimit --nofile=128:128 "$LEDGERFS" "\$@"
+WRAP
+chmod +x "$TMP/lfs-128"
+real_ledgerfs=$LEDGERFS
+LEDGERFS=$TMP/lfs-128 fuse_mount
+LEDGERFS=$real_ledgerfs
+mkdir -p "$TMP/many"
+for i in $(seq 600); do
+	printf '{"n": %d}\n' "$i" >"$TMP/many/m$i.json"
+done
+bounded mkdir "$MNT/fdl"
+run bounded rsync -a "$TMP/many/" "$MNT/fdl/"
+[ "$STATUS" = 0 ] || fail "rsync -a into a mount with 128 descriptors: status $STATUS: $(tail -n 3 "$TMP/stderr")"
+n=$(bounded ls "$MNT/fdl" | grep -c '^m[0-9]*\.json$')
+[ "$n" = 600 ] || fail "rsync -a into a mount with 128 descriptors: $n of 600 files arrived"
+# Hold files open until the daemon has no descriptor left, then SIGTERM.
+python3 -c '
+import errno, os, sys, time
+held, refused = [], 0
+for i in range(200):
+    try:
+        held.append(os.open(os.path.join(sys.argv[1], "x%d.tmp" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+    except OSError as e:
+        if e.errno != errno.EMFILE:
+            raise
+        refused += 1
+with open(sys.argv[2] + ".new", "w") as f:
+    print(len(held), refused, file=f)
+os.rename(sys.argv[2] + ".new", sys.argv[2])
+end = time.time() + 300
+while not os.path.exists(sys.argv[3]) and time.time() < end:
+    time.sleep(0.05)
+for fd in held:
+    try:
+        os.close(fd)
+    except OSError:
+        pass' "$MNT/fdl" "$TMP/held" "$TMP/release" &
+holder=$!
+end=$((SECONDS + 120))
+until [ -e "$TMP/held" ]; do
+	_alive $holder || fail "the program holding files open exited early"
+	[ $SECONDS -lt $end ] || fail "holding files open took over 120 s"
+	sleep 0.1
+done
+read -r held refused <"$TMP/held"
+[ "$refused" -gt 0 ] || fail "200 files held open in a mount with 128 descriptors: none was refused"
+note "$held opens held, $refused refused with EMFILE; SIGTERM with no descriptor left"
+kill -TERM "$DAEMON_PID"
+fuse_wait_daemon 15
+touch "$TMP/release"
+wait $holder || true
+[ "$REPLY" != 124 ] || fail "the daemon did not exit within 15 s of SIGTERM"
+[ "$REPLY" = 0 ] || fail "with no descriptor left, the daemon exited with status $REPLY after SIGTERM (expected 0)"
+if fuse_mounted; then
+	timeout -k 2 10 fusermount3 -u "$MNT" || fail "$MNT stayed mounted after the daemon exited on SIGTERM"
+fi
+
 note "a missing /dev/fuse: a message that names it"
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null || ! command -v mknod >/dev/null; then
 	note "SKIPPED this case: it needs root, unshare and mknod"
