@@ -57,6 +57,7 @@ struct lfs_handle {
 	 * few seconds have passed. Guarded by fs->lock.
 	 */
 	int inflight;
+	bool retired;
 	bool close_fd; /* retired past grave_fds_max: close when done */
 	int64_t released_ms;
 	struct lfs_handle *gnext;
@@ -85,55 +86,82 @@ static struct lfs_handle *handle_use(struct lfs_fs *fs,
 	return h;
 }
 
-static void handle_done(struct lfs_fs *fs, struct lfs_handle *h)
+/*
+ * What a retired handle gives back once no request uses it (its own
+ * thread frees it): its read snapshot and listing, and past the cap its
+ * host file. Under fs->lock.
+ */
+struct spoils {
+	struct lfs_buf data;
+	struct lfs_listing list;
+	int fd;
+};
+
+static void strip(struct lfs_fs *fs, struct lfs_handle *h, struct spoils *out)
 {
-	int fd = -1;
-	pthread_mutex_lock(&fs->lock);
-	if (--h->inflight == 0 && h->close_fd) {
-		/* Retired past the cap while in use (handle_retire). */
-		fd = h->fd;
+	out->data = h->data;
+	out->list = h->list;
+	lfs_buf_init(&h->data, h->data.max);
+	memset(&h->list, 0, sizeof(h->list));
+	out->fd = -1;
+	if (h->fd >= 0 && h->close_fd) {
+		out->fd = h->fd;
 		h->fd = -1;
-		h->close_fd = false;
 		fs->grave_fds--;
 	}
+	h->close_fd = false;
+}
+
+static void spoils_free(struct spoils *s)
+{
+	lfs_buf_release(&s->data);
+	lfs_listing_release(&s->list);
+	if (s->fd >= 0)
+		close(s->fd);
+}
+
+static void handle_done(struct lfs_fs *fs, struct lfs_handle *h)
+{
+	struct spoils sp = {.fd = -1};
+	pthread_mutex_lock(&fs->lock);
+	bool last = --h->inflight == 0 && h->retired;
+	if (last)
+		strip(fs, h, &sp); /* retired while this request ran */
 	pthread_mutex_unlock(&fs->lock);
-	if (fd >= 0)
-		close(fd);
+	if (last)
+		spoils_free(&sp);
 }
 
 /*
- * Retire a released handle; the housekeeper frees it later. Its host file
- * stays open meanwhile (closing the last descriptor of a file renamed
- * over or unlinked frees its inode, work the housekeeper does then, not
- * the RENAME or UNLINK that follows), but only for grave_fds_max
- * handles: a copy of thousands of files retires thousands of handles
- * within the grace period, and each would hold a descriptor against the
- * process's limit (1,024 by default).
+ * Retire a released handle: the housekeeper frees it a few seconds later
+ * (struct lfs_handle says why). What it holds goes back at once, or when
+ * the request still using it ends: a `grep -r` opens and releases
+ * thousands of documents a second, and their texts must not pile up.
+ * Its host file stays open meanwhile (closing the last descriptor of a
+ * file renamed over or unlinked frees its inode, work the housekeeper
+ * does then, not the RENAME or UNLINK that follows), but only for
+ * grave_fds_max handles: past that, a copy of thousands of files would
+ * hold a descriptor each against the process's limit (1,024 by default).
  */
 static void handle_retire(struct lfs_fs *fs, struct lfs_handle *h)
 {
-	int fd = -1;
+	struct spoils sp = {.fd = -1};
 	pthread_mutex_lock(&fs->lock);
 	h->released_ms = lfs_fs_now_ms();
 	h->gnext = NULL;
 	*fs->graveyard_tail = h;
 	fs->graveyard_tail = &h->gnext;
-	if (h->fd >= 0 && fs->grave_fds >= fs->grave_fds_max) {
-		/* Past the cap: closed now, or when the operation still
-		 * using it ends (a WRITE answered, not yet done). */
-		if (h->inflight) {
-			h->close_fd = true;
-			fs->grave_fds++;
-		} else {
-			fd = h->fd;
-			h->fd = -1;
-		}
-	} else if (h->fd >= 0) {
+	h->retired = true;
+	if (h->fd >= 0) {
 		fs->grave_fds++;
+		h->close_fd = fs->grave_fds > fs->grave_fds_max;
 	}
+	bool now = !h->inflight;
+	if (now)
+		strip(fs, h, &sp);
 	pthread_mutex_unlock(&fs->lock);
-	if (fd >= 0)
-		close(fd);
+	if (now)
+		spoils_free(&sp);
 }
 
 /* Free retired handles nobody uses any more (all of them: force). Looks
