@@ -4,7 +4,9 @@
  * parsed documents are kept until they are committed) and refuses the
  * whole import, naming each bad file or line with the reason, when any is
  * not a document; only then does it commit, in transactions of IMPORT_TXN
- * documents appended to the ledger's segment (it is opened non-durable),
+ * documents or IMPORT_TXN_BYTES of text (a transaction is a CAR file, and
+ * opening a ledger reads a CAR whole) appended to the ledger's segment
+ * (it is opened non-durable),
  * and make them durable once at the end. A directory is read, and export
  * writes, as a mount shows a ledger (fsname.h's paths: document
  * notes/2026/a is DIR/notes/2026/a.json), so an export copied into a mount
@@ -40,7 +42,8 @@
 #include "optscan.h"
 #include "ledger.h"
 
-#define IMPORT_TXN 10000 /* documents per transaction */
+#define IMPORT_TXN       10000 /* documents per transaction, at most */
+#define IMPORT_TXN_BYTES ((size_t)64 << 20) /* and their texts' bytes */
 /* Parsed documents kept from the check to the commit, by the size of
  * their text (parsed, about twice that); the rest are parsed again. */
 #define IMPORT_KEEP_BYTES ((size_t)128 << 20)
@@ -51,6 +54,7 @@ struct input {
 	long line;   /* NDJSON: the line number... */
 	size_t at;   /* ...and where it starts in the text */
 	json_t *doc; /* parsed and checked (pass 1), until committed */
+	size_t size; /* its text's length (pass 1) */
 	char *why;   /* why it is not a document (malloc'd), or NULL */
 };
 
@@ -197,7 +201,7 @@ static void *check_part(void *arg)
 	for (size_t i = p->from; i < p->to; i++) {
 		struct input *in = &p->m->v[i];
 		json_t *j = load_doc(p->m, in);
-		size_t size = text_size(p->m, in);
+		size_t size = in->size = text_size(p->m, in);
 		if (j && size <= p->budget - kept) {
 			in->doc = j;
 			kept += size;
@@ -577,9 +581,9 @@ int lfs_cmd_import(int argc, char **argv)
 		       "standard input).\nEvery input is checked first: if any "
 		       "is not a document, each is named with the reason\nand "
 		       "nothing is imported. Then the documents are committed "
-		       "in transactions of %d\nand made durable once; prints "
-		       "the number imported.\n",
-		       IMPORT_TXN);
+		       "in transactions of %d\n(or %zu MiB of text) and made "
+		       "durable once; prints the number imported.\n",
+		       IMPORT_TXN, IMPORT_TXN_BYTES >> 20);
 		return LFS_EXIT_OK;
 	}
 	struct imp m = {.name = pos[0], .src = npos == 2 ? pos[1] : "-"};
@@ -634,7 +638,14 @@ int lfs_cmd_import(int argc, char **argv)
 		struct lfs_txn *t;
 		if ((rc = lfs_txn_new(&t)))
 			break;
-		size_t end = done + IMPORT_TXN < m.n ? done + IMPORT_TXN : m.n;
+		/* IMPORT_TXN documents, or IMPORT_TXN_BYTES of them: each
+		 * transaction is one CAR file, which opening the ledger
+		 * reads whole. */
+		size_t end = done, bytes = 0;
+		while (end < m.n && end - done < IMPORT_TXN &&
+		       (end == done ||
+			bytes + m.v[end].size <= IMPORT_TXN_BYTES))
+			bytes += m.v[end++].size;
 		for (size_t i = done; !rc && i < end; i++) {
 			json_t *j =
 				m.v[i].doc ? m.v[i].doc : load_doc(&m, &m.v[i]);

@@ -127,6 +127,23 @@ expect 2 "$L" import
 expect 2 "$L" import books in extra
 expect 2 "$L" export --home
 
+note "a big import: transactions of at most 64 MiB of text (one CAR file each, read whole when the ledger opens)"
+mkdir heavy
+python3 - heavy <<'PY'
+import json, os, sys
+for i in range(70):
+    with open(os.path.join(sys.argv[1], "h%02d.json" % i), "w") as f:
+        json.dump({"n": i, "body": "%07d" % i * 150000}, f)
+PY
+"$L" init heavy >/dev/null
+expect 0 "$L" import heavy heavy
+expect_stdout '^70 documents imported$'
+expect 0 "$L" log heavy
+n=$(wc -l <"$TMP/stdout")
+[ "$n" -ge 2 ] || fail "70 MB of documents imported in $n transaction(s), not split at 64 MiB"
+expect 0 "$L" fsck heavy
+rm -rf heavy
+
 note "--home DIR, as every command takes it"
 (unset LEDGERFS_HOME && "$L" export --home "$TMP/home" copy out3 >/dev/null) ||
 	fail "export --home"
