@@ -58,6 +58,9 @@ struct lfs_handle {
 	 */
 	int inflight;
 	bool retired;
+	/* Open handles, in fs->open_handles until retired (freed at
+	 * unmount when the kernel never released them). */
+	struct lfs_handle *onext, **opprev;
 	bool close_fd; /* retired past grave_fds_max: close when done */
 	int64_t released_ms;
 	struct lfs_handle *gnext;
@@ -73,6 +76,18 @@ static void handle_free(struct lfs_handle *h)
 	lfs_listing_release(&h->list);
 	free(h->id);
 	free(h);
+}
+
+/* A handle goes to the kernel: it is open until handle_retire. */
+static void handle_opened(struct lfs_fs *fs, struct lfs_handle *h)
+{
+	pthread_mutex_lock(&fs->lock);
+	h->onext = fs->open_handles;
+	if (h->onext)
+		h->onext->opprev = &h->onext;
+	h->opprev = &fs->open_handles;
+	fs->open_handles = h;
+	pthread_mutex_unlock(&fs->lock);
 }
 
 /* An operation starts or stops using a handle. */
@@ -152,6 +167,12 @@ static void handle_retire(struct lfs_fs *fs, struct lfs_handle *h)
 	*fs->graveyard_tail = h;
 	fs->graveyard_tail = &h->gnext;
 	h->retired = true;
+	if (h->opprev) {
+		*h->opprev = h->onext;
+		if (h->onext)
+			h->onext->opprev = h->opprev;
+		h->opprev = NULL;
+	}
 	if (h->fd >= 0) {
 		fs->grave_fds++;
 		h->close_fd = fs->grave_fds > fs->grave_fds_max;
@@ -461,9 +482,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	h->fd = -1;
 	fi->fh = (uintptr_t)h;
 	lfs_node_ref(fs, n);
+	handle_opened(fs, h);
 	if (fuse_reply_open(req, fi)) {
-		handle_free(h);
 		lfs_node_unref(fs, n);
+		handle_retire(fs, h);
 	}
 }
 
@@ -739,6 +761,7 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 	if (!(n->kind == LFS_N_DOC && h->writer))
 		fi->noflush = 1;
 	fi->fh = (uintptr_t)h;
+	handle_opened(fs, h);
 	return 0;
 }
 
@@ -1754,6 +1777,13 @@ void lfs_fs_free(struct lfs_fs *fs)
 	}
 	lfs_fsl_flush_pending(fs, true);
 	bury(fs, true);
+	/* Files still open when the session ended (a SIGTERM, a lazy
+	 * unmount): the kernel will never release them. */
+	while (fs->open_handles) {
+		struct lfs_handle *h = fs->open_handles;
+		fs->open_handles = h->onext;
+		handle_free(h);
+	}
 	lfs_attr_save_all(fs);
 	lfs_attr_free_all(fs);
 	lfs_node_table_release(fs);

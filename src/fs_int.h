@@ -113,6 +113,7 @@ struct lfs_fs {
 	/* Released handles, oldest first, freed by the housekeeper later
 	 * (fs.c); the tail is where the next one goes. */
 	struct lfs_handle *graveyard, **graveyard_tail;
+	struct lfs_handle *open_handles; /* not yet released (fs.c) */
 	/* Retired handles still holding a host file, and how many may
 	 * (LFS_FS_GRAVE_FDS, or a quarter of the process's descriptors);
 	 * the rest close at release. */
