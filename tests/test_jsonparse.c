@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "check_util.h"
 #include "jsonparse.h"
+#include "json_same.h"
 
 static unsigned seed_base;
 
@@ -32,45 +33,6 @@ static const size_t flag_sets[] = {
 };
 #define NSETS (sizeof(flag_sets) / sizeof(flag_sets[0]))
 static size_t flags;
-
-/* Equal values, object keys in the same order, reals of the same bits. */
-static bool same(const json_t *a, const json_t *b)
-{
-	if (json_typeof(a) != json_typeof(b))
-		return false;
-	switch (json_typeof(a)) {
-	case JSON_OBJECT: {
-		if (json_object_size(a) != json_object_size(b))
-			return false;
-		void *ia = json_object_iter((json_t *)a);
-		void *ib = json_object_iter((json_t *)b);
-		for (; ia && ib; ia = json_object_iter_next((json_t *)a, ia),
-				 ib = json_object_iter_next((json_t *)b, ib)) {
-			size_t la = json_object_iter_key_len(ia);
-			if (la != json_object_iter_key_len(ib) ||
-			    memcmp(json_object_iter_key(ia),
-				   json_object_iter_key(ib), la) ||
-			    !same(json_object_iter_value(ia),
-				  json_object_iter_value(ib)))
-				return false;
-		}
-		return !ia && !ib;
-	}
-	case JSON_ARRAY:
-		if (json_array_size(a) != json_array_size(b))
-			return false;
-		for (size_t i = 0; i < json_array_size(a); i++)
-			if (!same(json_array_get(a, i), json_array_get(b, i)))
-				return false;
-		return true;
-	case JSON_REAL: {
-		double x = json_real_value(a), y = json_real_value(b);
-		return memcmp(&x, &y, sizeof(x)) == 0;
-	}
-	default:
-		return json_equal((json_t *)a, (json_t *)b);
-	}
-}
 
 /* Texts this reader read itself, of those jansson accepted. */
 static size_t own_read, accepted;
@@ -95,8 +57,8 @@ static void agree(const char *text, size_t len)
 		accepted++;
 		ck_assert_msg(mine != NULL, "refused what jansson reads: %.*s",
 			      (int)len, text);
-		ck_assert_msg(same(mine, ref), "read otherwise: %.*s", (int)len,
-			      text);
+		ck_assert_msg(lfs_json_same(mine, ref), "read otherwise: %.*s",
+			      (int)len, text);
 	}
 	json_decref(mine);
 	json_decref(ref);

@@ -13,44 +13,9 @@
 
 #include "fuzz.h"
 #include "jsonparse.h"
+#include "../json_same.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static bool same(const json_t *a, const json_t *b)
-{
-	if (json_typeof(a) != json_typeof(b))
-		return false;
-	if (json_is_object(a)) {
-		if (json_object_size(a) != json_object_size(b))
-			return false;
-		void *ia = json_object_iter((json_t *)a);
-		void *ib = json_object_iter((json_t *)b);
-		for (; ia && ib; ia = json_object_iter_next((json_t *)a, ia),
-				 ib = json_object_iter_next((json_t *)b, ib)) {
-			size_t la = json_object_iter_key_len(ia);
-			if (la != json_object_iter_key_len(ib) ||
-			    memcmp(json_object_iter_key(ia),
-				   json_object_iter_key(ib), la) ||
-			    !same(json_object_iter_value(ia),
-				  json_object_iter_value(ib)))
-				return false;
-		}
-		return !ia && !ib;
-	}
-	if (json_is_array(a)) {
-		if (json_array_size(a) != json_array_size(b))
-			return false;
-		for (size_t i = 0; i < json_array_size(a); i++)
-			if (!same(json_array_get(a, i), json_array_get(b, i)))
-				return false;
-		return true;
-	}
-	if (json_is_real(a)) {
-		double x = json_real_value(a), y = json_real_value(b);
-		return memcmp(&x, &y, sizeof(x)) == 0;
-	}
-	return json_equal((json_t *)a, (json_t *)b);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -70,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_t *ref = json_loadb(text, len, flags, &e2);
 	CHECK((mine == NULL) == (ref == NULL));
 	if (ref) {
-		CHECK(same(mine, ref));
+		CHECK(lfs_json_same(mine, ref));
 	} else {
 		CHECK(strcmp(e1.text, e2.text) == 0);
 		CHECK(e1.position == e2.position);
