@@ -149,5 +149,8 @@ int lfs_cbor_key_cmp(const char *a, size_t alen, const char *b, size_t blen);
 
 /* True when s[0..n) is well-formed UTF-8 (no surrogates, no overlongs). */
 bool lfs_utf8_valid(const char *s, size_t n);
+/* Write code point cp (at most 0x10ffff) as UTF-8 at out: 1 to 4 bytes,
+ * how many returned. */
+size_t lfs_utf8_put(char out[4], uint32_t cp);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include <sodium.h>
 
+#include "cbor.h" /* lfs_utf8_put */
 #include "hex.h"
 #include "log.h"
 #include "timefmt.h"
@@ -382,25 +383,6 @@ int lfs_http_pct_decode(char *s, bool plus_space)
 
 /* ---- XML text ---- */
 
-static void utf8_append(struct lfs_buf *b, unsigned long cp)
-{
-	if (cp < 0x80) {
-		lfs_buf_append_byte(b, (uint8_t)cp);
-	} else if (cp < 0x800) {
-		lfs_buf_append_byte(b, (uint8_t)(0xc0 | cp >> 6));
-		lfs_buf_append_byte(b, (uint8_t)(0x80 | (cp & 0x3f)));
-	} else if (cp < 0x10000) {
-		lfs_buf_append_byte(b, (uint8_t)(0xe0 | cp >> 12));
-		lfs_buf_append_byte(b, (uint8_t)(0x80 | ((cp >> 6) & 0x3f)));
-		lfs_buf_append_byte(b, (uint8_t)(0x80 | (cp & 0x3f)));
-	} else {
-		lfs_buf_append_byte(b, (uint8_t)(0xf0 | cp >> 18));
-		lfs_buf_append_byte(b, (uint8_t)(0x80 | ((cp >> 12) & 0x3f)));
-		lfs_buf_append_byte(b, (uint8_t)(0x80 | ((cp >> 6) & 0x3f)));
-		lfs_buf_append_byte(b, (uint8_t)(0x80 | (cp & 0x3f)));
-	}
-}
-
 /*
  * The reference at p[0..n) (after its '&', up to and without its ';'):
  * the code point, or 0 when it is not one this reads.
@@ -447,6 +429,7 @@ int lfs_http_xml_text(char **out, const char *p, size_t n)
 			lfs_buf_append_byte(&b, (uint8_t)p[i++]);
 		} else {
 			const char *semi = memchr(p + i, ';', n - i);
+			char u[4];
 			unsigned long cp =
 				semi ? xml_ref(p + i + 1,
 					       (size_t)(semi - p - i - 1))
@@ -454,7 +437,8 @@ int lfs_http_xml_text(char **out, const char *p, size_t n)
 			if (!cp)
 				rc = -EBADMSG;
 			else
-				utf8_append(&b, cp);
+				lfs_buf_append(&b, u,
+					       lfs_utf8_put(u, (uint32_t)cp));
 			i = semi ? (size_t)(semi - p) + 1 : n;
 		}
 	}

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cbor.h" /* lfs_utf8_valid */
+#include "cbor.h" /* lfs_utf8_valid, lfs_utf8_put */
 
 /* Deeper text is left to jansson (its own limit is 2048). */
 #define MAX_DEPTH 512
@@ -135,26 +135,7 @@ static bool read_string(struct reader *r, const char **out, size_t *len)
 				     (lo - 0xdc00);
 			}
 			/* Six escaped bytes never become more than four. */
-			char *o = r->tmp + n;
-			if (cp < 0x80) {
-				o[0] = (char)cp;
-				n += 1;
-			} else if (cp < 0x800) {
-				o[0] = (char)(0xc0 | cp >> 6);
-				o[1] = (char)(0x80 | (cp & 0x3f));
-				n += 2;
-			} else if (cp < 0x10000) {
-				o[0] = (char)(0xe0 | cp >> 12);
-				o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-				o[2] = (char)(0x80 | (cp & 0x3f));
-				n += 3;
-			} else {
-				o[0] = (char)(0xf0 | cp >> 18);
-				o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-				o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-				o[3] = (char)(0x80 | (cp & 0x3f));
-				n += 4;
-			}
+			n += lfs_utf8_put(r->tmp + n, cp);
 		}
 		if (p == end)
 			return false;
