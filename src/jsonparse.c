@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cbor.h" /* lfs_utf8_valid, lfs_utf8_put */
+#include "hex.h"
 
 /* Deeper text is left to jansson (its own limit is 2048). */
 #define MAX_DEPTH 512
@@ -32,6 +33,16 @@ static void skip_space(struct reader *r)
 		r->p++;
 }
 
+/* Take c and the space after it, when c comes next. */
+static bool take(struct reader *r, unsigned char c)
+{
+	if (r->p == r->end || *r->p != c)
+		return false;
+	r->p++;
+	skip_space(r);
+	return true;
+}
+
 #define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
@@ -48,16 +59,10 @@ static int hex4(const unsigned char *p, uint32_t *out)
 {
 	uint32_t v = 0;
 	for (int i = 0; i < 4; i++) {
-		unsigned char c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v |= c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v |= c - 'A' + 10;
-		else
+		int d = lfs_hex_value(p[i]);
+		if (d < 0)
 			return -1;
+		v = v << 4 | (uint32_t)d;
 	}
 	*out = v;
 	return 0;
@@ -229,12 +234,9 @@ static json_t *read_value(struct reader *r, int depth);
 static json_t *read_object(struct reader *r, int depth)
 {
 	json_t *o = json_object();
-	r->p++;
-	skip_space(r);
-	if (r->p < r->end && *r->p == '}') {
-		r->p++;
+	take(r, '{');
+	if (take(r, '}'))
 		return o;
-	}
 	while (o) {
 		const char *key;
 		size_t klen;
@@ -254,27 +256,17 @@ static json_t *read_object(struct reader *r, int depth)
 			break;
 		memcpy(kc, key, klen);
 		skip_space(r);
-		json_t *v = NULL;
-		if (r->p < r->end && *r->p == ':') {
-			r->p++;
-			skip_space(r);
-			v = read_value(r, depth + 1);
-		}
+		json_t *v = take(r, ':') ? read_value(r, depth + 1) : NULL;
 		bool set = v && !json_object_setn_new_nocheck(o, kc, klen, v);
 		if (kc != small)
 			free(kc);
 		if (!set)
 			break;
 		skip_space(r);
-		if (r->p < r->end && *r->p == ',') {
-			r->p++;
-			skip_space(r);
+		if (take(r, ','))
 			continue;
-		}
-		if (r->p < r->end && *r->p == '}') {
-			r->p++;
+		if (take(r, '}'))
 			return o;
-		}
 		break;
 	}
 	json_decref(o);
@@ -284,26 +276,18 @@ static json_t *read_object(struct reader *r, int depth)
 static json_t *read_array(struct reader *r, int depth)
 {
 	json_t *a = json_array();
-	r->p++;
-	skip_space(r);
-	if (r->p < r->end && *r->p == ']') {
-		r->p++;
+	take(r, '[');
+	if (take(r, ']'))
 		return a;
-	}
 	while (a) {
 		json_t *v = read_value(r, depth + 1);
 		if (!v || json_array_append_new(a, v))
 			break;
 		skip_space(r);
-		if (r->p < r->end && *r->p == ',') {
-			r->p++;
-			skip_space(r);
+		if (take(r, ','))
 			continue;
-		}
-		if (r->p < r->end && *r->p == ']') {
-			r->p++;
+		if (take(r, ']'))
 			return a;
-		}
 		break;
 	}
 	json_decref(a);
