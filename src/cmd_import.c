@@ -54,7 +54,7 @@ struct input {
 	long line;   /* NDJSON: the line number... */
 	size_t at;   /* ...and where it starts in the text */
 	json_t *doc; /* parsed and checked (pass 1), until committed */
-	size_t size; /* its text's length (pass 1) */
+	size_t size; /* its text's length (set by load_doc) */
 	char *why;   /* why it is not a document (malloc'd), or NULL */
 };
 
@@ -102,17 +102,6 @@ static void say_bad(const struct imp *m, const struct input *in)
 			in->line, why);
 }
 
-/* The length of input i's text. */
-static size_t text_size(const struct imp *m, const struct input *in)
-{
-	struct stat st;
-	if (in->path)
-		return stat(in->path, &st) ? SIZE_MAX : (size_t)st.st_size;
-	const char *s = m->text + in->at;
-	const char *e = strchr(s, '\n');
-	return e ? (size_t)(e - s) : strlen(s);
-}
-
 /* The document of input i, checked (NULL after reporting why not). */
 static json_t *load_doc(struct imp *m, struct input *in)
 {
@@ -129,13 +118,14 @@ static json_t *load_doc(struct imp *m, struct input *in)
 			bad(m, in, why);
 			return NULL;
 		}
+		in->size = len;
 		j = lfs_json_parse(text, len, JSON_ALLOW_NUL, &err);
 		free(text);
 	} else {
 		char *s = m->text + in->at;
 		char *e = strchr(s, '\n');
-		j = lfs_json_parse(s, e ? (size_t)(e - s) : strlen(s),
-				   JSON_ALLOW_NUL, &err);
+		in->size = e ? (size_t)(e - s) : strlen(s);
+		j = lfs_json_parse(s, in->size, JSON_ALLOW_NUL, &err);
 	}
 	if (!j) {
 		snprintf(why, sizeof(why), "not JSON: %s", err.text);
@@ -201,7 +191,7 @@ static void *check_part(void *arg)
 	for (size_t i = p->from; i < p->to; i++) {
 		struct input *in = &p->m->v[i];
 		json_t *j = load_doc(p->m, in);
-		size_t size = in->size = text_size(p->m, in);
+		size_t size = in->size;
 		if (j && size <= p->budget - kept) {
 			in->doc = j;
 			kept += size;
