@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +100,12 @@ int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
 	lfs_buf_init(&bs->wplain, LFS_CAR_MAX_FILE);
 	lfs_buf_init(&bs->wsealed, LFS_CAR_MAX_FILE + (LFS_CAR_MAX_FILE >> 8));
 	bs->seg_fd = -1;
-	lfs_cidmap_init(&bs->seg_index);
-	lfs_cidmap_init(&bs->car_index);
+	lfs_cidtab_init(&bs->seg_index, sizeof(struct seg_ent),
+			offsetof(struct seg_ent, cid));
+	lfs_cidtab_init(&bs->car_index, sizeof(struct car_file),
+			offsetof(struct car_file, cid));
+	lfs_cidtab_init(&bs->loc_index, sizeof(struct loc),
+			offsetof(struct loc, cid));
 	lfs_blockmap_init(&bs->fresh);
 	bs->cache_max =
 		cache_bytes ? cache_bytes : LFS_BLOCKSTORE_DEFAULT_CACHE;
@@ -141,8 +146,8 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	free(bs->sidecars);
 	free(bs->cars);
 	free(bs->locs);
-	lfs_cidmap_release(&bs->car_index);
-	free(bs->bslots);
+	lfs_cidtab_release(&bs->car_index);
+	lfs_cidtab_release(&bs->loc_index);
 	lfs_blockmap_release(&bs->fresh);
 	free(bs->frontier);
 	for (struct chunk *c = bs->lru_head, *n; c; c = n) {
@@ -158,7 +163,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	free(bs->old_fds);
 	free(bs->seg);
 	free(bs->seg_heads);
-	lfs_cidmap_release(&bs->seg_index);
+	lfs_cidtab_release(&bs->seg_index);
 	sodium_memzero(bs->key, sizeof(bs->key));
 	pthread_mutex_destroy(&bs->seg_lock);
 	pthread_mutex_destroy(&bs->sync_lock);
@@ -452,9 +457,9 @@ void lfs_bs_cache_written(struct lfs_blockstore *bs, const struct lfs_cid *car,
 			  const struct lfs_envelope_info *info,
 			  const uint8_t *plain, size_t len)
 {
-	uint64_t idx;
+	size_t idx;
 	if (len > bs->cache_max / 4 ||
-	    !lfs_cidmap_get(&bs->car_index, car, &idx))
+	    !lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx))
 		return;
 	size_t csize = (size_t)1 << info->chunk_log2;
 	for (size_t c = 0, off = 0; off < len; c++, off += csize) {
@@ -754,9 +759,10 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 	 * goes when nothing in it is left (compaction removes them all). */
 	pthread_mutex_lock(&bs->seg_lock);
 	pthread_mutex_lock(&bs->lock);
-	uint64_t i;
+	size_t i;
 	int rc = 0;
-	if (lfs_cidmap_get(&bs->seg_index, car, &i) && !bs->seg[i].removed) {
+	if (lfs_cidtab_find(&bs->seg_index, bs->seg, car, &i) &&
+	    !bs->seg[i].removed) {
 		bs->seg[i].removed = true;
 		if (--bs->seg_live == 0) {
 			char *p = lfs_bs_seg_path(bs);
@@ -773,8 +779,7 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 				bs->seg_end = 0;
 				bs->nseg = 0;
 				bs->nseg_heads = 0;
-				lfs_cidmap_release(&bs->seg_index);
-				lfs_cidmap_init(&bs->seg_index);
+				lfs_cidtab_clear(&bs->seg_index);
 			}
 		}
 	}

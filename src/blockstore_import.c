@@ -107,11 +107,8 @@ static int copy_root(struct lfs_car_root *out, struct lfs_arena *a,
 static int car_slot(struct lfs_blockstore *bs, size_t *out,
 		    const struct lfs_cid *cid)
 {
-	uint64_t idx;
-	if (lfs_cidmap_get(&bs->car_index, cid, &idx)) {
-		*out = (size_t)idx;
+	if (lfs_cidtab_find(&bs->car_index, bs->cars, cid, out))
 		return 0;
-	}
 	if (bs->ncars == bs->capcars) {
 		size_t cap = bs->capcars ? bs->capcars * 2 : 16;
 		void *p = realloc(bs->cars, cap * sizeof(*bs->cars));
@@ -122,33 +119,20 @@ static int car_slot(struct lfs_blockstore *bs, size_t *out,
 	}
 	memset(&bs->cars[bs->ncars], 0, sizeof(bs->cars[0]));
 	bs->cars[bs->ncars].cid = *cid;
-	if (lfs_cidmap_set(&bs->car_index, cid, bs->ncars))
-		return -ENOMEM;
+	int rc = lfs_cidtab_add(&bs->car_index, bs->cars, bs->ncars);
+	if (rc)
+		return rc;
 	*out = bs->ncars++;
 	return 0;
-}
-
-static uint32_t *bslot(const struct lfs_blockstore *bs,
-		       const struct lfs_cid *cid)
-{
-	if (!bs->nbslots)
-		return NULL;
-	size_t h;
-	memcpy(&h, cid->digest + 8, sizeof(h));
-	for (size_t i = h & (bs->nbslots - 1);;
-	     i = (i + 1) & (bs->nbslots - 1)) {
-		uint32_t v = bs->bslots[i];
-		if (!v || lfs_cid_equal(&bs->locs[v - 1].cid, cid))
-			return &bs->bslots[i];
-	}
 }
 
 /* The location of a persisted block, or NULL. Caller holds the lock. */
 static struct loc *loc_of(const struct lfs_blockstore *bs,
 			  const struct lfs_cid *cid)
 {
-	uint32_t *s = bslot(bs, cid);
-	return s && *s ? &bs->locs[*s - 1] : NULL;
+	size_t i;
+	return lfs_cidtab_find(&bs->loc_index, bs->locs, cid, &i) ? &bs->locs[i]
+								  : NULL;
 }
 
 static int idx_cmp(const void *key, const void *entry)
@@ -346,20 +330,6 @@ out:
 	return rc;
 }
 
-static int bslots_grow(struct lfs_blockstore *bs)
-{
-	size_t n = bs->nbslots ? bs->nbslots * 2 : 1024;
-	uint32_t *t = calloc(n, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	free(bs->bslots);
-	bs->bslots = t;
-	bs->nbslots = n;
-	for (size_t i = 0; i < bs->nlocs; i++)
-		*bslot(bs, &bs->locs[i].cid) = (uint32_t)i + 1;
-	return 0;
-}
-
 static int add_loc(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		   uint32_t car, uint64_t off, size_t len, bool relocate)
 {
@@ -373,11 +343,6 @@ static int add_loc(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 					    .off = off};
 		return 0;
 	}
-	if (bs->nlocs >= UINT32_MAX - 1)
-		return -EFBIG;
-	/* At most half full: linear probing stays short. */
-	if ((bs->nlocs + 1) * 2 > bs->nbslots && bslots_grow(bs))
-		return -ENOMEM;
 	if (bs->nlocs == bs->caplocs) {
 		size_t cap = bs->caplocs ? bs->caplocs * 2 : 256;
 		void *p = realloc(bs->locs, cap * sizeof(*bs->locs));
@@ -388,15 +353,18 @@ static int add_loc(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 	}
 	bs->locs[bs->nlocs] = (struct loc){
 		.cid = *cid, .car = car, .len = (uint32_t)len, .off = off};
-	*bslot(bs, cid) = (uint32_t)bs->nlocs + 1;
+	int rc = lfs_cidtab_add(&bs->loc_index, bs->locs, bs->nlocs);
+	if (rc)
+		return rc;
 	bs->nlocs++;
 	return 0;
 }
 
 static void frontier_add(struct lfs_blockstore *bs, const struct lfs_cid *car)
 {
-	uint64_t idx;
-	if (lfs_cidmap_get(&bs->car_index, car, &idx) && bs->cars[idx].loaded)
+	size_t idx;
+	if (lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx) &&
+	    bs->cars[idx].loaded)
 		return;
 	for (size_t i = 0; i < bs->nfrontier; i++)
 		if (lfs_cid_equal(&bs->frontier[i], car))
@@ -424,8 +392,7 @@ static void idx_src_release(struct idx_src *x)
 static void forget_locations(struct lfs_blockstore *bs, size_t keep)
 {
 	bs->nlocs = 0;
-	if (bs->bslots)
-		memset(bs->bslots, 0, bs->nbslots * sizeof(*bs->bslots));
+	lfs_cidtab_clear(&bs->loc_index);
 	for (size_t i = 0; i < bs->ncars; i++) {
 		struct car_file *cf = &bs->cars[i];
 		if (i == keep)
@@ -575,9 +542,10 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 			bool verify)
 {
 	pthread_mutex_lock(&bs->lock);
-	uint64_t idx;
+	size_t idx;
 	int rc = 0;
-	if (lfs_cidmap_get(&bs->car_index, car, &idx) && bs->cars[idx].loaded) {
+	if (lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx) &&
+	    bs->cars[idx].loaded) {
 		rc = out ? copy_root(out, a, &bs->cars[idx].root) : 0;
 		pthread_mutex_unlock(&bs->lock);
 		return rc;
@@ -597,7 +565,7 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 		rc = lfs_bs_register_car(bs, car, &info, &root, NULL, 0, false,
 					 &x, NULL, 0);
 		if (!rc && out) {
-			lfs_cidmap_get(&bs->car_index, car, &idx);
+			lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx);
 			rc = copy_root(out, a, &bs->cars[idx].root);
 		}
 		pthread_mutex_unlock(&bs->lock);
@@ -636,13 +604,13 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 					 plain.len, false, big ? &x : NULL,
 					 NULL, 0);
 		if (!rc && out) {
-			lfs_cidmap_get(&bs->car_index, car, &idx);
+			lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx);
 			rc = copy_root(out, a, &bs->cars[idx].root);
 		}
 		const uint8_t *built = NULL;
 		size_t nbuilt = 0;
 		if (!rc && big) {
-			lfs_cidmap_get(&bs->car_index, car, &idx);
+			lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx);
 			built = bs->cars[idx].idx;
 			nbuilt = bs->cars[idx].nidx;
 		}
@@ -668,15 +636,16 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 		return -EBADMSG;
 	/* Here and loaded already, checked when it came (an ingest after a
 	 * catch-up's prefetch, a retry): nothing to check or write again. */
-	uint64_t idx;
+	size_t idx;
 	pthread_mutex_lock(&bs->lock);
-	bool known = lfs_cidmap_get(&bs->car_index, expect, &idx) &&
+	bool known = lfs_cidtab_find(&bs->car_index, bs->cars, expect, &idx) &&
 		     bs->cars[idx].loaded;
 	pthread_mutex_unlock(&bs->lock);
 	if (known && lfs_blockstore_has_car(bs, expect)) {
 		int rc = 0;
 		pthread_mutex_lock(&bs->lock);
-		if (out && lfs_cidmap_get(&bs->car_index, expect, &idx))
+		if (out &&
+		    lfs_cidtab_find(&bs->car_index, bs->cars, expect, &idx))
 			rc = copy_root(out, a, &bs->cars[idx].root);
 		pthread_mutex_unlock(&bs->lock);
 		return rc;
@@ -708,7 +677,7 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 	if (!rc)
 		lfs_bs_cache_written(bs, expect, &info, plain.data, plain.len);
 	if (!rc && out) {
-		lfs_cidmap_get(&bs->car_index, expect, &idx);
+		lfs_cidtab_find(&bs->car_index, bs->cars, expect, &idx);
 		rc = copy_root(out, a, &bs->cars[idx].root);
 	}
 	pthread_mutex_unlock(&bs->lock);

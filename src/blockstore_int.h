@@ -35,7 +35,7 @@
 #include "blockmap.h"
 #include "blockstore.h"
 #include "buf.h"
-#include "cidmap.h"
+#include "cidtab.h"
 
 #define MAX_ROOT_LINKS 1024 /* CIDs in a root block, parents of a record */
 
@@ -96,14 +96,11 @@ struct lfs_blockstore {
 
 	struct car_file *cars;
 	size_t ncars, capcars;
-	struct lfs_cidmap car_index; /* car cid -> index into cars */
+	struct lfs_cidtab car_index; /* car cid -> index into cars */
 
 	struct loc *locs;
 	size_t nlocs, caplocs;
-	/* Block CID -> location: open addressing over indexes into locs
-	 * (index + 1; 0 is empty), 4 bytes a slot. */
-	uint32_t *bslots;
-	size_t nbslots;
+	struct lfs_cidtab loc_index; /* block cid -> index into locs */
 
 	struct lfs_blockmap fresh; /* blocks not in any CAR yet */
 
@@ -131,7 +128,7 @@ struct lfs_blockstore {
 	uint64_t seg_end;    /* end of the last good record */
 	struct seg_ent *seg; /* its commits, in order */
 	size_t nseg, capseg;
-	struct lfs_cidmap seg_index; /* CAR cid -> index into seg */
+	struct lfs_cidtab seg_index; /* CAR cid -> index into seg */
 	struct lfs_cid *seg_heads;   /* records nothing later supersedes */
 	size_t nseg_heads;
 	size_t seg_live;       /* entries not removed */

@@ -15,6 +15,7 @@
 
 #include <sodium.h>
 
+#include "cidmap.h"
 #include "fileio.h"
 #include "le.h"
 #include "log.h"
@@ -131,7 +132,7 @@ static int seg_supersede(struct lfs_blockstore *bs, const struct lfs_cid *car,
 static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		   uint64_t off, uint32_t len)
 {
-	if (lfs_cidmap_get(&bs->seg_index, car, NULL))
+	if (lfs_cidtab_find(&bs->seg_index, bs->seg, car, NULL))
 		return 0; /* the same bytes twice: the first copy serves */
 	if (bs->nseg == bs->capseg) {
 		size_t cap = bs->capseg ? bs->capseg * 2 : 256;
@@ -143,8 +144,9 @@ static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	}
 	bs->seg[bs->nseg] =
 		(struct seg_ent){.cid = *car, .off = off, .len = len};
-	if (lfs_cidmap_set(&bs->seg_index, car, bs->nseg))
-		return -ENOMEM;
+	int rc = lfs_cidtab_add(&bs->seg_index, bs->seg, bs->nseg);
+	if (rc)
+		return rc;
 	bs->nseg++;
 	bs->seg_live++;
 	return 0;
@@ -394,9 +396,10 @@ bool lfs_bs_seg_find(struct lfs_blockstore *bs, const struct lfs_cid *car,
 {
 	for (int pass = 0; pass < 2; pass++) {
 		pthread_mutex_lock(&bs->lock);
-		uint64_t i;
-		bool found = lfs_cidmap_get(&bs->seg_index, car, &i) &&
-			     !bs->seg[i].removed;
+		size_t i;
+		bool found =
+			lfs_cidtab_find(&bs->seg_index, bs->seg, car, &i) &&
+			!bs->seg[i].removed;
 		if (found && out)
 			*out = bs->seg[i];
 		pthread_mutex_unlock(&bs->lock);
