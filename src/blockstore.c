@@ -137,8 +137,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	if (!bs)
 		return;
 	for (size_t i = 0; i < bs->ncars; i++) {
-		free(bs->cars[i].root.cars);
-		free(bs->cars[i].root.head);
+		free(bs->cars[i].root.cars); /* and head: one allocation */
 		if (bs->cars[i].idx_map)
 			munmap(bs->cars[i].idx_map, bs->cars[i].idx_maplen);
 		free(bs->cars[i].idx_owned);

@@ -473,10 +473,27 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		if (rc)
 			goto fail;
 	}
+	/* Kept for the store's life, one per CAR (one per commit): both
+	 * lists in one allocation, exactly sized. */
+	size_t nlinks = root->ncars + root->nhead;
+	struct lfs_cid *links = malloc((nlinks ? nlinks : 1) * sizeof(*links));
+	if (!links) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	lfs_cid_copy_n(links, root->cars, root->ncars);
+	lfs_cid_copy_n(links + root->ncars, root->head, root->nhead);
+	free(root->cars);
+	free(root->head);
 	struct car_file *cf = &bs->cars[idx];
+	free(cf->root.cars); /* loaded before a compaction forgot it */
 	cf->loaded = true;
 	cf->info = *info;
-	cf->root = *root;
+	cf->root = (struct lfs_car_root){.cars = links,
+					 .ncars = root->ncars,
+					 .head = links + root->ncars,
+					 .nhead = root->nhead};
+	root = &cf->root;
 	for (size_t i = 0; i < bs->nfrontier; i++)
 		if (lfs_cid_equal(&bs->frontier[i], cid))
 			bs->frontier[i--] = bs->frontier[--bs->nfrontier];

@@ -43,7 +43,7 @@ struct car_file {
 	struct lfs_cid cid;
 	bool loaded;
 	struct lfs_envelope_info info;
-	struct lfs_car_root root; /* malloc'd arrays */
+	struct lfs_car_root root; /* head points into cars' allocation */
 	/* Large CARs keep their block index in a sorted array (IDX_ENTRY
 	 * bytes an entry) instead of the hash table: mapped from the local
 	 * sidecar file car/<cid>.idx, or built in memory. */
