@@ -232,7 +232,7 @@ static void cache_evict(struct lfs_blockstore *bs)
 		while (*pp != c)
 			pp = &(*pp)->hnext;
 		*pp = c->hnext;
-		bs->cache_bytes -= c->len;
+		bs->cache_bytes -= c->len + sizeof(*c);
 		free(c->data);
 		free(c);
 	}
@@ -258,7 +258,7 @@ static void cache_insert(struct lfs_blockstore *bs, uint64_t key, uint8_t *data,
 	c->hnext = *b;
 	*b = c;
 	lru_front(bs, c);
-	bs->cache_bytes += len;
+	bs->cache_bytes += len + sizeof(*c);
 	cache_evict(bs);
 }
 
@@ -300,6 +300,11 @@ static int read_chunk(struct lfs_blockstore *bs, struct lfs_buf *out,
 		goto out;
 	size_t plen;
 	uint8_t *pdata = lfs_buf_steal(&plain, &plen);
+	/* The buffer was sized for a whole chunk; a small CAR's only chunk
+	 * is a fraction of that, and the cache counts what it keeps. */
+	uint8_t *exact = realloc(pdata, plen ? plen : 1);
+	if (exact)
+		pdata = exact;
 	pthread_mutex_lock(&bs->lock);
 	cache_insert(bs, key, pdata, plen);
 	pthread_mutex_unlock(&bs->lock);
