@@ -21,6 +21,12 @@
  *   bench_fs rss [-n N] PID DIR
  *       list DIR, stat its first N documents (default 10,000), then report
  *       VmRSS of process PID; target < 150 MB.
+ *   bench_fs rss-write [-n N] PID_BASE DIR_BASE PID_LFS DIR_LFS
+ *       create N documents (default 100,000) one file each in an empty
+ *       directory on each side, as a script saving them would, then
+ *       report both daemons' VmRSS; target: ledgerfs < 150 MB. Every
+ *       save is a commit, so this is what a long-lived mount keeps per
+ *       commit, beside what the passthrough keeps per file.
  *   bench_fs populate HOME LEDGER N
  *       create ledger LEDGER in the local store HOME (daemon not mounted)
  *       and commit N documents in transactions of 1,000 through the
@@ -292,6 +298,8 @@ static int usage(void)
 		"usage: bench_fs compare [-n N] [-r REPS] DIR_BASE DIR_LFS\n"
 		"       bench_fs readdir [-n N] [-r REPS] DIR_BASE DIR_LFS\n"
 		"       bench_fs rss [-n N] PID DIR\n"
+		"       bench_fs rss-write [-n N] PID_BASE DIR_BASE PID_LFS "
+		"DIR_LFS\n"
 		"       bench_fs populate HOME LEDGER N\n"
 		"       bench_fs mkfiles DIR N\n"
 		"       bench_fs op OP DIR N\n");
@@ -465,6 +473,32 @@ static int cmd_rss(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_rss_write(int argc, char **argv)
+{
+	size_t n = 100000;
+	int i = parse_opts(argc, argv, &n, NULL);
+	if (argc - i != 4)
+		return usage();
+	long pid[2] = {atol(argv[i]), atol(argv[i + 2])};
+	const char *dir[2] = {argv[i + 1], argv[i + 3]};
+	double kb[2][2], secs[2];
+	for (int s = 0; s < 2; s++) {
+		progress("creating %zu documents in %s", n, dir[s]);
+		kb[s][0] = (double)vm_rss_kb(pid[s]);
+		secs[s] = run_op(OP_CREATE, dir[s], n, 0);
+		kb[s][1] = (double)vm_rss_kb(pid[s]);
+	}
+	printf("daemon VmRSS after creating %zu documents one file each "
+	       "(MB; before -> after):\n",
+	       n);
+	printf("  bindfs %.1f -> %.1f (%.0f us a file); ledgerfs %.1f -> "
+	       "%.1f (%.0f us a file); target < %.0f MB: %s\n",
+	       kb[0][0] / 1024, kb[0][1] / 1024, secs[0] * 1e6 / (double)n,
+	       kb[1][0] / 1024, kb[1][1] / 1024, secs[1] * 1e6 / (double)n,
+	       TARGET_RSS, kb[1][1] / 1024 < TARGET_RSS ? "met" : "NOT met");
+	return 0;
+}
+
 static int cmd_populate(int argc, char **argv)
 {
 	if (argc != 5)
@@ -591,6 +625,8 @@ int main(int argc, char **argv)
 		return cmd_readdir(argc, argv);
 	if (!strcmp(m, "rss"))
 		return cmd_rss(argc, argv);
+	if (!strcmp(m, "rss-write"))
+		return cmd_rss_write(argc, argv);
 	if (!strcmp(m, "populate"))
 		return cmd_populate(argc, argv);
 	if (!strcmp(m, "mkfiles"))
