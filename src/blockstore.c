@@ -496,7 +496,6 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	lfs_buf_reset(plain);
 	lfs_buf_reset(sealed);
 	struct lfs_cid rcid;
-	struct lfs_car_root copy = {0};
 	struct loc *known = NULL;
 	int rc = lfs_bs_encode_root(&rb, root);
 	if (rc)
@@ -568,31 +567,16 @@ static int write_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 	struct lfs_envelope_info info;
 	if ((rc = lfs_envelope_parse(&info, sealed->data, sealed->len)))
 		goto out;
-	copy.ncars = root->ncars;
-	copy.nhead = root->nhead;
-	copy.cars = calloc(root->ncars + 1, sizeof(*copy.cars));
-	copy.head = calloc(root->nhead + 1, sizeof(*copy.head));
-	if (!copy.cars || !copy.head) {
-		free(copy.cars);
-		free(copy.head);
-		rc = -ENOMEM;
-		goto out;
-	}
-	lfs_cid_copy_n(copy.cars, root->cars, root->ncars);
-	lfs_cid_copy_n(copy.head, root->head, root->nhead);
 	struct idx_src x = {0};
 	bool big = plain->len >= IDX_MIN;
 	if (big &&
-	    (rc = lfs_bs_index_car(&x.owned, &x.n, plain->data, plain->len))) {
-		free(copy.cars);
-		free(copy.head);
+	    (rc = lfs_bs_index_car(&x.owned, &x.n, plain->data, plain->len)))
 		goto out;
-	}
 	x.idx = x.owned;
 	const uint8_t *built = x.idx;
 	size_t nbuilt = x.n;
 	pthread_mutex_lock(&bs->lock);
-	rc = lfs_bs_register_car(bs, out, &info, &copy, plain->data, plain->len,
+	rc = lfs_bs_register_car(bs, out, &info, root, plain->data, plain->len,
 				 relocate, big ? &x : NULL, big ? NULL : known,
 				 n + 1);
 	/* Every block in memory went into this CAR (the usual commit):

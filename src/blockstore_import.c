@@ -413,20 +413,19 @@ static void forget_locations(struct lfs_blockstore *bs, size_t keep)
 /*
  * Index a CAR whose plaintext is known (just opened), whose blocks'
  * places are known (known[0..nknown), just written: plain may be NULL), or
- * whose sorted index x is given (then plain may be NULL). Takes ownership
- * of root's arrays and of x. Caller holds the lock.
+ * whose sorted index x is given (then plain may be NULL). Copies root's
+ * lists (the caller keeps its own); takes ownership of x. Caller holds
+ * the lock.
  */
 int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 			const struct lfs_envelope_info *info,
-			struct lfs_car_root *root, const uint8_t *plain,
+			const struct lfs_car_root *root, const uint8_t *plain,
 			size_t len, bool relocate, struct idx_src *x,
 			const struct loc *known, size_t nknown)
 {
 	size_t idx;
 	int rc = car_slot(bs, &idx, cid);
 	if (rc || bs->cars[idx].loaded) {
-		free(root->cars);
-		free(root->head);
 		if (x)
 			idx_src_release(x);
 		return rc;
@@ -483,8 +482,6 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 	}
 	lfs_cid_copy_n(links, root->cars, root->ncars);
 	lfs_cid_copy_n(links + root->ncars, root->head, root->nhead);
-	free(root->cars);
-	free(root->head);
 	struct car_file *cf = &bs->cars[idx];
 	free(cf->root.cars); /* loaded before a compaction forgot it */
 	cf->loaded = true;
@@ -493,7 +490,6 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 					 .ncars = root->ncars,
 					 .head = links + root->ncars,
 					 .nhead = root->nhead};
-	root = &cf->root;
 	for (size_t i = 0; i < bs->nfrontier; i++)
 		if (lfs_cid_equal(&bs->frontier[i], cid))
 			bs->frontier[i--] = bs->frontier[--bs->nfrontier];
@@ -501,8 +497,6 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		frontier_add(bs, &root->cars[i]);
 	return 0;
 fail:
-	free(root->cars);
-	free(root->head);
 	if (x)
 		idx_src_release(x);
 	return rc;
@@ -581,11 +575,11 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 		pthread_mutex_lock(&bs->lock);
 		rc = lfs_bs_register_car(bs, car, &info, &root, NULL, 0, false,
 					 &x, NULL, 0);
-		if (!rc && out) {
-			lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx);
-			rc = copy_root(out, a, &bs->cars[idx].root);
-		}
 		pthread_mutex_unlock(&bs->lock);
+		if (!rc && out)
+			rc = copy_root(out, a, &root);
+		free(root.cars);
+		free(root.head);
 		return rc;
 	}
 
@@ -597,33 +591,16 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 	if (!rc)
 		rc = lfs_bs_open_car(bs, &plain, &info, &root, car, sealed, len,
 				     verify);
+	bool have_root = !rc;
 	bool big = !rc && plain.len >= IDX_MIN;
-	if (big &&
-	    (rc = lfs_bs_index_car(&x.owned, &x.n, plain.data, plain.len))) {
-		free(root.cars);
-		free(root.head);
-	}
+	if (big)
+		rc = lfs_bs_index_car(&x.owned, &x.n, plain.data, plain.len);
 	x.idx = x.owned;
-	struct lfs_car_root copy = {0};
-	if (big && !rc) {
-		copy.ncars = root.ncars;
-		copy.nhead = root.nhead;
-		copy.cars = malloc((root.ncars + 1) * sizeof(*copy.cars));
-		copy.head = malloc((root.nhead + 1) * sizeof(*copy.head));
-		if (copy.cars && copy.head) {
-			lfs_cid_copy_n(copy.cars, root.cars, root.ncars);
-			lfs_cid_copy_n(copy.head, root.head, root.nhead);
-		}
-	}
 	if (!rc) {
 		pthread_mutex_lock(&bs->lock);
 		rc = lfs_bs_register_car(bs, car, &info, &root, plain.data,
 					 plain.len, false, big ? &x : NULL,
 					 NULL, 0);
-		if (!rc && out) {
-			lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx);
-			rc = copy_root(out, a, &bs->cars[idx].root);
-		}
 		const uint8_t *built = NULL;
 		size_t nbuilt = 0;
 		if (!rc && big) {
@@ -632,13 +609,16 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 			nbuilt = bs->cars[idx].nidx;
 		}
 		pthread_mutex_unlock(&bs->lock);
+		if (!rc && out)
+			rc = copy_root(out, a, &root);
 		/* The index is immutable once registered: write it out. */
-		if (built && copy.cars && copy.head &&
-		    !lfs_bs_seg_find(bs, car, NULL, false))
-			lfs_bs_write_sidecar(bs, car, &copy, built, nbuilt);
+		if (built && !lfs_bs_seg_find(bs, car, NULL, false))
+			lfs_bs_write_sidecar(bs, car, &root, built, nbuilt);
 	}
-	free(copy.cars);
-	free(copy.head);
+	if (have_root) {
+		free(root.cars);
+		free(root.head);
+	}
 	lfs_buf_release(&plain);
 	free(sealed);
 	return rc;
@@ -680,24 +660,23 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 	pthread_mutex_lock(&bs->lock);
 	bool durable = !bs->lazy_imports;
 	pthread_mutex_unlock(&bs->lock);
-	if (!lfs_bs_seg_find(bs, expect, NULL, true) &&
-	    (rc = lfs_bs_write_atomic(bs, "car", name, sealed, len, durable))) {
-		free(root.cars);
-		free(root.head);
-		goto out;
+	if (lfs_bs_seg_find(bs, expect, NULL, true) ||
+	    !(rc = lfs_bs_write_atomic(bs, "car", name, sealed, len,
+				       durable))) {
+		pthread_mutex_lock(&bs->lock);
+		rc = lfs_bs_register_car(bs, expect, &info, &root, plain.data,
+					 plain.len, false, NULL, NULL, 0);
+		/* Its events are read next (a catch-up applies what it
+		 * fetched): from the cache, not the file again. */
+		if (!rc)
+			lfs_bs_cache_written(bs, expect, &info, plain.data,
+					     plain.len);
+		pthread_mutex_unlock(&bs->lock);
+		if (!rc && out)
+			rc = copy_root(out, a, &root);
 	}
-	pthread_mutex_lock(&bs->lock);
-	rc = lfs_bs_register_car(bs, expect, &info, &root, plain.data,
-				 plain.len, false, NULL, NULL, 0);
-	/* Its events are read next (a catch-up applies what it fetched):
-	 * from the cache, not the file again. */
-	if (!rc)
-		lfs_bs_cache_written(bs, expect, &info, plain.data, plain.len);
-	if (!rc && out) {
-		lfs_cidtab_find(&bs->car_index, bs->cars, expect, &idx);
-		rc = copy_root(out, a, &bs->cars[idx].root);
-	}
-	pthread_mutex_unlock(&bs->lock);
+	free(root.cars);
+	free(root.head);
 out:
 	lfs_buf_release(&plain);
 	return rc;

@@ -227,7 +227,7 @@ void lfs_bs_write_sidecar(struct lfs_blockstore *bs, const struct lfs_cid *car,
 			  size_t n);
 int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 			const struct lfs_envelope_info *info,
-			struct lfs_car_root *root, const uint8_t *plain,
+			const struct lfs_car_root *root, const uint8_t *plain,
 			size_t len, bool relocate, struct idx_src *x,
 			const struct loc *known, size_t nknown);
 int lfs_bs_open_car(struct lfs_blockstore *bs, struct lfs_buf *plain,
