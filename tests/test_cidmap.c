@@ -10,6 +10,7 @@
 
 #include "cidmap.h"
 #include "check_util.h"
+#include "cid_keys.h"
 
 START_TEST(empty_map)
 {
@@ -32,17 +33,7 @@ START_TEST(model)
 	static struct lfs_cid keys[N];
 	static uint64_t want[N];
 	static bool present[N];
-	for (int i = 0; i < N; i++) {
-		/* Every fourth key shares the bytes the map hashes on with
-		 * another; every fifth differs from its neighbour by codec. */
-		lfs_cid_of(&keys[i], LFS_CODEC_RAW, &i, sizeof(i));
-		if (i % 4 == 1)
-			memcpy(keys[i].digest + 8, keys[i - 1].digest + 8, 8);
-		if (i % 5 == 1) {
-			keys[i] = keys[i - 1];
-			keys[i].codec = LFS_CODEC_DAG_CBOR;
-		}
-	}
+	lfs_test_cid_keys(keys, N);
 	struct lfs_cidmap m;
 	lfs_cidmap_init(&m);
 	srand(11);

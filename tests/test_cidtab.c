@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "check_util.h"
+#include "cid_keys.h"
 #include "cidtab.h"
 
 struct rec {
@@ -34,21 +35,6 @@ START_TEST(empty_table)
 	lfs_cidtab_release(&t); /* released twice is harmless */
 }
 END_TEST
-
-static void make_keys(struct lfs_cid *keys, int n)
-{
-	for (int i = 0; i < n; i++) {
-		/* Every fourth key shares the bytes the table hashes on with
-		 * another; every fifth differs from its neighbour by codec. */
-		lfs_cid_of(&keys[i], LFS_CODEC_RAW, &i, sizeof(i));
-		if (i % 4 == 1)
-			memcpy(keys[i].digest + 8, keys[i - 1].digest + 8, 8);
-		if (i % 5 == 1) {
-			keys[i] = keys[i - 1];
-			keys[i].codec = LFS_CODEC_DAG_CBOR;
-		}
-	}
-}
 
 /* Add keys[order[0..n)] as records 0..n-1 of a growing array; check
  * every key, present or not, at a few points and at the end. */
@@ -86,7 +72,7 @@ START_TEST(model)
 	enum { N = 3000 };
 	static struct lfs_cid keys[N];
 	static int order[N];
-	make_keys(keys, N);
+	lfs_test_cid_keys(keys, N);
 	for (int i = 0; i < N; i++)
 		order[i] = i;
 	srand(13);
