@@ -158,15 +158,53 @@ char *lfs_bs_seg_path(struct lfs_blockstore *bs)
 }
 
 /*
- * Read and check the record header at pos (its parents into parents, room
- * for MAX_ROOT_LINKS): 0 when it checks out and the record fits in size,
- * 1 when not (incomplete, damaged, or no record there).
+ * A window of the file, read in large pieces: a scan reads every record's
+ * header, and one pread per header cost more than the copy of the records
+ * between them (a commit's record is a few KB).
  */
-static int seg_header(struct lfs_blockstore *bs, uint8_t *hdr, uint64_t pos,
-		      uint64_t size, struct seg_rec *r, struct lfs_cid *parents)
+#define SEG_WINDOW ((size_t)256 << 10)
+
+struct seg_win {
+	uint8_t *buf; /* SEG_WINDOW bytes, or NULL: pread each read */
+	uint64_t off;
+	size_t len;
+};
+
+/* Read len bytes at off through w (may be NULL); 1 when the file ends
+ * first. */
+static int win_read(struct lfs_blockstore *bs, struct seg_win *w, void *dst,
+		    size_t len, uint64_t off)
+{
+	if (!w || !w->buf || len > SEG_WINDOW)
+		return pread_full(bs->seg_fd, dst, len, off);
+	if (off < w->off || off + len > w->off + w->len) {
+		ssize_t r;
+		do
+			r = pread(bs->seg_fd, w->buf, SEG_WINDOW, (off_t)off);
+		while (r < 0 && errno == EINTR);
+		if (r < 0)
+			return -errno;
+		w->off = off;
+		w->len = (size_t)r;
+		if (len > w->len)
+			return 1;
+	}
+	memcpy(dst, w->buf + (off - w->off), len);
+	return 0;
+}
+
+/*
+ * Read and check the record header at pos (its parents into parents, room
+ * for MAX_ROOT_LINKS) through w (may be NULL): 0 when it checks out and the
+ * record fits in size, 1 when not (incomplete, damaged, or no record
+ * there).
+ */
+static int seg_header(struct lfs_blockstore *bs, struct seg_win *w,
+		      uint8_t *hdr, uint64_t pos, uint64_t size,
+		      struct seg_rec *r, struct lfs_cid *parents)
 {
 	if (pos + SEG_FIXED + SEG_SUM > size ||
-	    pread_full(bs->seg_fd, hdr, SEG_FIXED, pos))
+	    win_read(bs, w, hdr, SEG_FIXED, pos))
 		return 1;
 	uint32_t kind = lfs_le_get32(hdr + 4), len = lfs_le_get32(hdr + 8),
 		 np = lfs_le_get32(hdr + 12);
@@ -175,8 +213,7 @@ static int seg_header(struct lfs_blockstore *bs, uint8_t *hdr, uint64_t pos,
 		return 1;
 	size_t hl = SEG_FIXED + (size_t)np * LFS_CID_BYTES + SEG_SUM;
 	if (pos + hl + len > size ||
-	    pread_full(bs->seg_fd, hdr + SEG_FIXED, hl - SEG_FIXED,
-		       pos + SEG_FIXED))
+	    win_read(bs, w, hdr + SEG_FIXED, hl - SEG_FIXED, pos + SEG_FIXED))
 		return 1;
 	uint8_t sum[SEG_SUM];
 	seg_sum(sum, hdr, hl - SEG_SUM);
@@ -223,7 +260,7 @@ static uint64_t seg_resync(struct lfs_blockstore *bs, uint8_t *hdr,
 		for (size_t i = 0; i + 4 <= n && i < WIN; i++) {
 			struct seg_rec r;
 			if (!memcmp(w + i, magic, 4) &&
-			    !seg_header(bs, hdr, at + i, size, &r, pv)) {
+			    !seg_header(bs, NULL, hdr, at + i, size, &r, pv)) {
 				found = at + i;
 				break;
 			}
@@ -287,6 +324,10 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 	uint64_t synced = 0;
 	if (!hdr)
 		return -ENOMEM;
+	/* Many records to read: through a window (a few, appended since
+	 * the last look: a pread each). */
+	struct seg_win win = {
+		.buf = size - pos > 4 * SEG_WINDOW ? malloc(SEG_WINDOW) : NULL};
 	/* Pass 1: the headers. A record that does not check out where
 	 * more follows (damage in the middle) is skipped, not the end: the
 	 * next record that checks out carries on, so damage loses what it
@@ -302,7 +343,7 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 			}
 			pv = p;
 		}
-		if (seg_header(bs, hdr, pos, size, &r, pv + npv)) {
+		if (seg_header(bs, &win, hdr, pos, size, &r, pv + npv)) {
 			uint64_t next = seg_resync(bs, hdr, pos + 1, size);
 			if (next >= size)
 				break; /* nothing good follows: a torn tail */
@@ -329,6 +370,7 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 			synced = r.synced;
 		pos = r.end;
 	}
+	free(win.buf);
 	free(hdr);
 	/* Pass 2: records after what a writer knew to be on disk must hash
 	 * to their names (a power cut may leave garbage there). */
