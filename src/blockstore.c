@@ -97,6 +97,7 @@ int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
 	pthread_mutex_init(&bs->sync_lock, NULL);
 	pthread_cond_init(&bs->sync_cond, NULL);
 	pthread_mutex_init(&bs->wbuf_lock, NULL);
+	pthread_mutex_init(&bs->runs_lock, NULL);
 	lfs_buf_init(&bs->wplain, LFS_CAR_MAX_FILE);
 	lfs_buf_init(&bs->wsealed, LFS_CAR_MAX_FILE + (LFS_CAR_MAX_FILE >> 8));
 	bs->seg_fd = -1;
@@ -136,6 +137,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 {
 	if (!bs)
 		return;
+	lfs_bs_runs_release(bs);
 	for (size_t i = 0; i < bs->ncars; i++) {
 		free(bs->cars[i].root.cars); /* and head: one allocation */
 		if (bs->cars[i].idx_map)
@@ -167,6 +169,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	pthread_mutex_destroy(&bs->seg_lock);
 	pthread_mutex_destroy(&bs->sync_lock);
 	pthread_mutex_destroy(&bs->wbuf_lock);
+	pthread_mutex_destroy(&bs->runs_lock);
 	lfs_buf_release(&bs->wplain);
 	lfs_buf_release(&bs->wsealed);
 	pthread_cond_destroy(&bs->sync_cond);
@@ -314,18 +317,40 @@ out:
 	return rc;
 }
 
-/* Load one more CAR from the frontier; -ENOENT when there is none. */
+/*
+ * The next CAR to load on a miss (caller holds the lock): the frontier,
+ * then the roots of records a run covers, newest first. A block may sit
+ * in a CAR that only such a record's root names (a file from a peer that
+ * holds a block the record has too, which the run then does not list);
+ * without runs, the walk back through the records' roots found it.
+ */
+static bool next_to_load(struct lfs_blockstore *bs, struct lfs_cid *out)
+{
+	if (bs->nfrontier) {
+		*out = bs->frontier[0];
+		bs->frontier[0] = bs->frontier[--bs->nfrontier];
+		return true;
+	}
+	while (bs->unwalked > 0) {
+		const struct car_file *cf = &bs->cars[--bs->unwalked];
+		if (cf->indexed && !cf->loaded) {
+			*out = cf->cid;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Load one more CAR (next_to_load); -ENOENT when there is none. */
 static int load_more(struct lfs_blockstore *bs)
 {
 	for (;;) {
+		struct lfs_cid next;
 		pthread_mutex_lock(&bs->lock);
-		if (bs->nfrontier == 0) {
-			pthread_mutex_unlock(&bs->lock);
-			return -ENOENT;
-		}
-		struct lfs_cid next = bs->frontier[0];
-		bs->frontier[0] = bs->frontier[--bs->nfrontier];
+		bool any = next_to_load(bs, &next);
 		pthread_mutex_unlock(&bs->lock);
+		if (!any)
+			return -ENOENT;
 		int rc = lfs_blockstore_load(NULL, NULL, bs, &next, false);
 		if (rc != -ENOENT)
 			return rc;
@@ -616,8 +641,13 @@ int lfs_blockstore_append_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 			      const struct lfs_cid *parents, size_t nparents,
 			      bool durable)
 {
-	return write_car(out, bs, root, blocks, n, durable, false, true,
-			 parents, nparents);
+	int rc = write_car(out, bs, root, blocks, n, durable, false, true,
+			   parents, nparents);
+	/* Every RUN_RECORDS commits, their blocks leave the hash table for
+	 * a run on disk. A failure to write one costs memory, not data. */
+	if (!rc)
+		lfs_bs_runs_write(bs, RUN_RECORDS);
+	return rc;
 }
 
 bool lfs_blockstore_appended(struct lfs_blockstore *bs)
@@ -642,6 +672,9 @@ int lfs_blockstore_checkpoint(struct lfs_blockstore *bs)
 	rc = lfs_bs_seg_append(bs, SEG_MARK, NULL, NULL, 0, NULL, 0);
 	bs->seg_appended = false;
 	pthread_mutex_unlock(&bs->seg_lock);
+	/* The next open reads a run instead of decrypting these records. */
+	if (!rc)
+		lfs_bs_runs_write(bs, RUN_CLOSE_RECORDS);
 	return rc;
 }
 
@@ -672,6 +705,20 @@ int lfs_blockstore_verify_car(struct lfs_blockstore *bs,
 	lfs_buf_release(&plain);
 	free(sealed);
 	return rc;
+}
+
+void lfs_blockstore_stats(struct lfs_blockstore *bs,
+			  struct lfs_blockstore_stats *out)
+{
+	pthread_mutex_lock(&bs->lock);
+	*out = (struct lfs_blockstore_stats){.cars = bs->ncars,
+					     .locations = bs->nlocs,
+					     .records = bs->nseg,
+					     .indexed = bs->runs_end,
+					     .runs = bs->nruns};
+	for (size_t i = 0; i < bs->ncars; i++)
+		out->loaded += bs->cars[i].loaded;
+	pthread_mutex_unlock(&bs->lock);
 }
 
 bool lfs_blockstore_has_car(struct lfs_blockstore *bs,
@@ -749,6 +796,7 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 	pthread_mutex_lock(&bs->lock);
 	size_t i;
 	int rc = 0;
+	bool seg_gone = false;
 	if (lfs_cidtab_find(&bs->seg_index, bs->seg, car, &i) &&
 	    !bs->seg[i].removed) {
 		bs->seg[i].removed = true;
@@ -768,11 +816,15 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 				bs->nseg = 0;
 				bs->nseg_heads = 0;
 				lfs_cidtab_clear(&bs->seg_index);
+				seg_gone = true;
 			}
 		}
 	}
 	pthread_mutex_unlock(&bs->lock);
 	pthread_mutex_unlock(&bs->seg_lock);
+	/* Its runs index records that are gone. */
+	if (seg_gone)
+		lfs_bs_runs_remove(bs);
 	if (rc)
 		return rc;
 	char *path = lfs_bs_car_path(bs, car);
@@ -789,6 +841,10 @@ int lfs_blockstore_heads(struct lfs_cid **out, size_t *out_n,
 	int rc = list_dir(out, out_n, bs, "head", LFS_CODEC_RAW);
 	if (!rc && (rc = lfs_bs_add_segment(out, out_n, bs, true)))
 		free(*out);
+	/* The segment is scanned: its runs can be checked against it
+	 * before the caller loads a head CAR. */
+	if (!rc)
+		lfs_bs_runs_open(bs);
 	return rc;
 }
 

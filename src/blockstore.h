@@ -34,6 +34,13 @@
  * append cuts it off; one with good records after it (damage in the
  * middle) is skipped, losing that commit only. Format in docs/FORMATS.md.
  *
+ * Runs, DIR/runs: the segment's block index on disk. Every RUN_RECORDS
+ * appends (and at a checkpoint), the blocks of the records since the last
+ * run go into a sorted, mapped file instead of the location table, and
+ * runs are merged as they grow; opening maps them, so a record's blocks
+ * are found without decrypting its CAR. A cache: checked against the
+ * segment and the key, ignored (and written again) when it does not match.
+ *
  * Durability: write_car() and set_head() with durable=true fsync the file and
  * its directory before returning; with durable=false they leave that to the
  * next lfs_blockstore_sync(). An appended record survives the process at
@@ -181,6 +188,19 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
  */
 int lfs_blockstore_verify_car(struct lfs_blockstore *bs,
 			      const struct lfs_cid *car);
+
+/*
+ * What the store holds in memory (for tests and benchmarks): CARs known,
+ * CARs whose root is loaded (decrypted at least once), block locations in
+ * the hash table, the segment's records and those its runs cover (their
+ * blocks cost no table entry), and the runs.
+ */
+struct lfs_blockstore_stats {
+	size_t cars, loaded, locations;
+	size_t records, indexed, runs;
+};
+void lfs_blockstore_stats(struct lfs_blockstore *bs,
+			  struct lfs_blockstore_stats *out);
 
 /* True when car/<cid> exists locally. */
 bool lfs_blockstore_has_car(struct lfs_blockstore *bs,

@@ -104,7 +104,7 @@ static int copy_root(struct lfs_car_root *out, struct lfs_arena *a,
 
 /* ---- registering CARs (caller holds the lock) ---- */
 
-static int car_slot(struct lfs_blockstore *bs, size_t *out,
+int lfs_bs_car_slot(struct lfs_blockstore *bs, size_t *out,
 		    const struct lfs_cid *cid)
 {
 	if (lfs_cidtab_find(&bs->car_index, bs->cars, cid, out))
@@ -148,14 +148,31 @@ static int idx_sort(const void *a, const void *b)
 	return memcmp(a, b, LFS_DIGEST_LEN + 1);
 }
 
-/* Where a persisted block lives: the hash table, then large CARs' sorted
- * indexes. Caller holds the lock. */
 bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		     struct loc *out)
 {
 	struct loc *l = loc_of(bs, cid);
 	if (l) {
 		*out = *l;
+		return true;
+	}
+	/* Newest first: a record compacted away leaves a newer copy. */
+	for (size_t i = bs->nruns; i-- > 0;) {
+		const struct seg_run *r = &bs->runs[i];
+		if (!lfs_bs_bloom_has(r->bloom, r->nbloom, cid->digest))
+			continue;
+		const uint8_t *e =
+			bsearch(cid, r->ent, r->nent, RUN_ENTRY, idx_cmp);
+		if (!e)
+			continue;
+		uint32_t ord = lfs_le_get32(e + 36);
+		if (ord - r->first >= r->nrec || ord >= bs->nseg ||
+		    bs->seg[ord].removed)
+			continue;
+		*out = (struct loc){.cid = *cid,
+				    .car = r->cars[ord - r->first],
+				    .len = lfs_le_get32(e + 40),
+				    .off = lfs_le_get32(e + 44)};
 		return true;
 	}
 	for (size_t i = 0; i < bs->nsidecars; i++) {
@@ -171,6 +188,23 @@ bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		}
 	}
 	return false;
+}
+
+void lfs_bs_runs_release(struct lfs_blockstore *bs)
+{
+	for (size_t i = 0; i < bs->nruns; i++) {
+		struct seg_run *r = &bs->runs[i];
+		for (uint32_t k = 0; k < r->nrec; k++)
+			bs->cars[r->cars[k]].indexed = false;
+		munmap(r->map, r->maplen);
+		free(r->cars);
+		free(r->name);
+	}
+	free(bs->runs);
+	bs->runs = NULL;
+	bs->nruns = 0;
+	bs->runs_end = 0;
+	bs->runs_gen++;
 }
 
 /* A sorted block index of a CAR's plaintext (for large CARs). */
@@ -364,7 +398,7 @@ static void frontier_add(struct lfs_blockstore *bs, const struct lfs_cid *car)
 {
 	size_t idx;
 	if (lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx) &&
-	    bs->cars[idx].loaded)
+	    (bs->cars[idx].loaded || bs->cars[idx].indexed))
 		return;
 	for (size_t i = 0; i < bs->nfrontier; i++)
 		if (lfs_cid_equal(&bs->frontier[i], car))
@@ -408,6 +442,7 @@ static void forget_locations(struct lfs_blockstore *bs, size_t keep)
 	}
 	bs->nsidecars = 0;
 	bs->nfrontier = 0;
+	lfs_bs_runs_release(bs);
 }
 
 /*
@@ -424,7 +459,7 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 			const struct loc *known, size_t nknown)
 {
 	size_t idx;
-	int rc = car_slot(bs, &idx, cid);
+	int rc = lfs_bs_car_slot(bs, &idx, cid);
 	if (rc || bs->cars[idx].loaded) {
 		if (x)
 			idx_src_release(x);
@@ -448,6 +483,10 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		cf->idx_owned = x->owned;
 		memset(x, 0, sizeof(*x));
 		bs->sidecars[bs->nsidecars++] = idx;
+	} else if (bs->cars[idx].indexed) {
+		/* A run finds its blocks already: only the root is new. */
+		if (x)
+			idx_src_release(x);
 	} else if (known) {
 		for (size_t i = 0; i < nknown && !rc; i++)
 			rc = add_loc(bs, &known[i].cid, (uint32_t)idx,

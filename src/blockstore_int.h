@@ -13,7 +13,11 @@
  *   blockstore_import     bringing a CAR in: opening and checking sealed
  *                         bytes, its root block, the block location table
  *                         and large CARs' sorted indexes (sidecars),
- *                         lfs_blockstore_load() and _import()
+ *                         finding a block through all of them and the
+ *                         segment's runs, lfs_blockstore_load() and _import()
+ *   blockstore_runs       the segment's block index on disk, DIR/runs:
+ *                         writing a run over the records appended since
+ *                         the last, merging runs, mapping them at open
  *   blockstore.c          open and close, the chunk cache, reading blocks
  *                         (struct lfs_blocks), writing CARs, listing,
  *                         removing, head records, sync
@@ -52,6 +56,9 @@ struct car_file {
 	void *idx_map; /* munmap on free, if mapped */
 	size_t idx_maplen;
 	uint8_t *idx_owned; /* free on free, if built */
+	/* A segment record whose blocks a run finds (their locations are
+	 * not in the hash table); loaded tells whether its root is known. */
+	bool indexed;
 };
 
 /*
@@ -67,6 +74,71 @@ struct car_file {
 #define IDX_MIN   ((size_t)4 << 20) /* CARs this large get one */
 #define IDX_ENTRY 48
 #define IDX_MAGIC "LFSIDX1\n"
+
+/*
+ * A run: a sorted block index over the segment's records [first, first +
+ * nrec) (ordinals: their order in bs->seg), mapped from DIR/runs/<name>, so
+ * that a record's blocks cost page cache instead of a hash table entry and
+ * opening a ledger reads its runs instead of decrypting every CAR. Format
+ * in blockstore_runs.c. Entries, RUN_ENTRY bytes each, sorted by digest
+ * then codec: digest[32] codec pad[3] u32 record ordinal, u32 length,
+ * u32 offset in the CAR's plaintext (little endian).
+ */
+#define RUN_ENTRY 48
+
+/*
+ * A run's Bloom filter, so that looking for a block a run does not hold
+ * (every new block, before it is put) touches one 64-byte block of it
+ * instead of a binary search of its entries: about 10 bits an entry, 8 of
+ * them set per block, within the 512-bit block the digest picks. Digests
+ * are SHA-256: their bytes serve as the hashes.
+ */
+#define RUN_BLOOM_BLOCK 64
+
+static inline size_t lfs_bs_bloom_blocks(size_t nent)
+{
+	size_t n = (nent * 10 + 511) / 512;
+	return n ? n : 1;
+}
+
+static inline uint8_t *lfs_bs_bloom_block(const uint8_t *bloom, size_t nblocks,
+					  const uint8_t *digest)
+{
+	uint64_t h = 0;
+	for (int i = 0; i < 8; i++)
+		h = h << 8 | digest[i];
+	return (uint8_t *)bloom + (h % nblocks) * RUN_BLOOM_BLOCK;
+}
+
+static inline unsigned lfs_bs_bloom_bit(const uint8_t *digest, int i)
+{
+	return ((unsigned)digest[8 + 2 * i] << 8 | digest[9 + 2 * i]) & 511;
+}
+
+static inline bool lfs_bs_bloom_has(const uint8_t *bloom, size_t nblocks,
+				    const uint8_t *digest)
+{
+	const uint8_t *b = lfs_bs_bloom_block(bloom, nblocks, digest);
+	for (int i = 0; i < 8; i++) {
+		unsigned bit = lfs_bs_bloom_bit(digest, i);
+		if (!(b[bit >> 3] & (1u << (bit & 7))))
+			return false;
+	}
+	return true;
+}
+
+struct seg_run {
+	uint32_t first, nrec;
+	const uint8_t *recs; /* each record's CAR CID and envelope header */
+	const uint8_t *ent;
+	size_t nent;
+	const uint8_t *bloom;
+	size_t nbloom; /* blocks of RUN_BLOOM_BLOCK bytes */
+	void *map;
+	size_t maplen;
+	uint32_t *cars; /* each record's index into bs->cars */
+	char *name;     /* the file's, under DIR/runs */
+};
 
 struct seg_ent {
 	struct lfs_cid cid;
@@ -136,6 +208,16 @@ struct lfs_blockstore {
 	bool seg_appended;     /* this process appended since open */
 	bool seg_known; /* nobody else appended since we looked (the ledger
 			   says so, holding its lock): appends need not */
+	/* The segment's runs, oldest first, covering records [0, runs_end)
+	 * (blockstore_runs.c). runs_lock serialises writing them (taken
+	 * before seg_lock); the array is guarded by lock. */
+	pthread_mutex_t runs_lock;
+	struct seg_run *runs;
+	size_t nruns;
+	uint32_t runs_end;
+	uint64_t runs_gen; /* counts lfs_bs_runs_release() */
+	size_t unwalked;   /* cars below it may be covered, root not loaded */
+	bool runs_opened;  /* looked for runs on disk */
 	/* Group commit: one fdatasync covers every record before it. */
 	pthread_mutex_t sync_lock;
 	pthread_cond_t sync_cond;
@@ -216,9 +298,16 @@ void lfs_bs_cache_written(struct lfs_blockstore *bs, const struct lfs_cid *car,
 /* blockstore_import.c */
 
 int lfs_bs_encode_root(struct lfs_buf *out, const struct lfs_car_root *r);
-/* Where a persisted block lives. Caller holds the lock. */
+/* Where a persisted block lives: the hash table, the segment's runs, large
+ * CARs' sorted indexes. Caller holds the lock. */
 bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		     struct loc *out);
+/* The CAR's slot in bs->cars (added, empty, when new). Caller holds the
+ * lock. */
+int lfs_bs_car_slot(struct lfs_blockstore *bs, size_t *out,
+		    const struct lfs_cid *cid);
+/* Forget the runs (unmap them; the files stay). Caller holds the lock. */
+void lfs_bs_runs_release(struct lfs_blockstore *bs);
 /* A sorted block index of a CAR's plaintext (for large CARs). */
 int lfs_bs_index_car(uint8_t **out, size_t *out_n, const uint8_t *plain,
 		     size_t len);
@@ -234,5 +323,25 @@ int lfs_bs_open_car(struct lfs_blockstore *bs, struct lfs_buf *plain,
 		    struct lfs_envelope_info *info, struct lfs_car_root *root,
 		    const struct lfs_cid *cid, const uint8_t *sealed,
 		    size_t len, bool verify);
+
+/* blockstore_runs.c (caller holds none of the locks) */
+
+/* Records a run covers: written every RUN_RECORDS appends, and at a
+ * checkpoint (close) when RUN_CLOSE_RECORDS are not covered yet. */
+#define RUN_RECORDS       4096
+#define RUN_CLOSE_RECORDS 64
+
+/* Map the runs on disk that match the segment as scanned (once; best
+ * effort: without them, CARs are decrypted to learn their blocks). */
+void lfs_bs_runs_open(struct lfs_blockstore *bs);
+/*
+ * When at least min records follow the last run: write a run over them
+ * (merged with the last runs while those are no more than twice its size),
+ * map it, and drop their blocks from the hash table. Caller holds the
+ * ledger's writer lock (or nobody else writes the store).
+ */
+int lfs_bs_runs_write(struct lfs_blockstore *bs, size_t min);
+/* Forget the runs and remove their files (the segment is gone). */
+void lfs_bs_runs_remove(struct lfs_blockstore *bs);
 
 #endif

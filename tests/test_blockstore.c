@@ -543,6 +543,55 @@ START_TEST(compaction)
 END_TEST
 
 /* A CAR of 4 MiB or more gets a sidecar index; a damaged one is ignored. */
+/*
+ * Runs: a reopened store finds the blocks of covered records without
+ * loading them, and still finds a block that a covered record holds but
+ * that is known in another file (the run lists it there), which only the
+ * records' roots name.
+ */
+START_TEST(runs)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid shared = put_block(bs, 1, 100);
+	struct lfs_cid prev = write_car(bs, NULL, 0, &shared, 1, 1);
+	struct lfs_cid blocks[100];
+	for (int r = 0; r < 100; r++) {
+		blocks[r] = put_block(bs, 1000 + r, 200 + r);
+		struct lfs_cid list[2] = {blocks[r], shared};
+		struct lfs_cid head = fake_event(100 + r), car;
+		struct lfs_car_root root = {
+			.cars = &prev, .ncars = 1, .head = &head, .nhead = 1};
+		ck_assert_int_eq(lfs_blockstore_append_car(
+					 &car, bs, &root, list, r == 50 ? 2 : 1,
+					 &prev, 1, false),
+				 0);
+		prev = car;
+	}
+	ck_assert_int_eq(lfs_blockstore_checkpoint(bs), 0);
+	lfs_blockstore_free(bs);
+
+	bs = open_store(0, 0, false);
+	struct lfs_cid *heads;
+	size_t n;
+	ck_assert_int_eq(lfs_blockstore_heads(&heads, &n, bs), 0);
+	free(heads);
+	struct lfs_blockstore_stats st;
+	lfs_blockstore_stats(bs, &st);
+	ck_assert_uint_eq(st.records, 100);
+	ck_assert_uint_eq(st.indexed, 100);
+	ck_assert_uint_eq(st.runs, 1);
+	for (int r = 0; r < 100; r++)
+		ck_assert_int_eq(get_block(bs, &blocks[r], 1000 + r, 200 + r),
+				 0);
+	lfs_blockstore_stats(bs, &st);
+	ck_assert_uint_eq(st.loaded, 0);
+	ck_assert_uint_eq(st.locations, 0);
+	/* Found by loading the records' roots back to the file. */
+	ck_assert_int_eq(get_block(bs, &shared, 1, 100), 0);
+	lfs_blockstore_free(bs);
+}
+END_TEST
+
 START_TEST(sidecar)
 {
 	struct lfs_blockstore *bs = open_store(0, 0, true);
@@ -599,6 +648,7 @@ int main(void)
 	tcase_add_test(t, head_records);
 	tcase_add_test(t, compaction);
 	tcase_add_test(t, sidecar);
+	tcase_add_test(t, runs);
 	suite_add_tcase(s, t);
 	return lfs_check_run(s);
 }
