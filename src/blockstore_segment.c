@@ -128,6 +128,21 @@ static int seg_supersede(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	return 0;
 }
 
+/*
+ * The segment's heads after a commit record: only it. Its writer held the
+ * ledger's lock and committed on top of every head it knew, every record
+ * before it among them (its parents list says so too, but a record
+ * damaged in the middle and skipped would leave the one before it a head
+ * forever: a head whose descendants cannot be walked, which no merge can
+ * place). Caller holds lock.
+ */
+static int seg_supersede_all(struct lfs_blockstore *bs,
+			     const struct lfs_cid *car)
+{
+	bs->nseg_heads = 0;
+	return seg_supersede(bs, car, NULL, 0);
+}
+
 /* Index one commit record. Caller holds lock. */
 static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		   uint64_t off, uint32_t len)
@@ -411,8 +426,7 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 						   recs[i].np);
 			else if (!(rc = seg_add(bs, &recs[i].car, recs[i].off,
 						recs[i].len)))
-				rc = seg_supersede(bs, &recs[i].car,
-						   recs[i].parents, recs[i].np);
+				rc = seg_supersede_all(bs, &recs[i].car);
 		pthread_mutex_unlock(&bs->lock);
 	}
 	if (!rc) {
