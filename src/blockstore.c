@@ -101,6 +101,7 @@ int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
 	lfs_buf_init(&bs->wplain, LFS_CAR_MAX_FILE);
 	lfs_buf_init(&bs->wsealed, LFS_CAR_MAX_FILE + (LFS_CAR_MAX_FILE >> 8));
 	bs->seg_fd = -1;
+	bs->unwalked = SIZE_MAX; /* the whole segment, as far as it goes */
 	lfs_cidtab_init(&bs->seg_index, sizeof(struct seg_ent),
 			offsetof(struct seg_ent, cid));
 	lfs_cidtab_init(&bs->car_index, sizeof(struct car_file),
@@ -318,11 +319,12 @@ out:
 }
 
 /*
- * The next CAR to load on a miss (caller holds the lock): the frontier,
- * then the roots of records a run covers, newest first. A block may sit
- * in a CAR that only such a record's root names (a file from a peer that
- * holds a block the record has too, which the run then does not list);
- * without runs, the walk back through the records' roots found it.
+ * The next CAR to load on a miss (caller holds the lock): the frontier
+ * (CARs that loaded ones name), then every record of the segment not
+ * loaded yet, newest first. The walk back through the roots does not reach
+ * them all: a record a run covers is never loaded (and a block it holds
+ * may be listed under another file, which only its root names), and a
+ * damaged record cuts the chain of roots to every record before it.
  */
 static bool next_to_load(struct lfs_blockstore *bs, struct lfs_cid *out)
 {
@@ -331,12 +333,17 @@ static bool next_to_load(struct lfs_blockstore *bs, struct lfs_cid *out)
 		bs->frontier[0] = bs->frontier[--bs->nfrontier];
 		return true;
 	}
-	while (bs->unwalked > 0) {
-		const struct car_file *cf = &bs->cars[--bs->unwalked];
-		if (cf->indexed && !cf->loaded) {
-			*out = cf->cid;
-			return true;
-		}
+	size_t top = bs->unwalked < bs->nseg ? bs->unwalked : bs->nseg;
+	while (top > 0) {
+		const struct seg_ent *e = &bs->seg[--top];
+		bs->unwalked = top;
+		size_t idx;
+		if (e->removed ||
+		    (lfs_cidtab_find(&bs->car_index, bs->cars, &e->cid, &idx) &&
+		     bs->cars[idx].loaded))
+			continue;
+		*out = e->cid;
+		return true;
 	}
 	return false;
 }
@@ -815,6 +822,7 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 				bs->seg_end = 0;
 				bs->nseg = 0;
 				bs->nseg_heads = 0;
+				bs->unwalked = SIZE_MAX;
 				lfs_cidtab_clear(&bs->seg_index);
 				seg_gone = true;
 			}

@@ -216,7 +216,7 @@ struct lfs_blockstore {
 	size_t nruns;
 	uint32_t runs_end;
 	uint64_t runs_gen; /* counts lfs_bs_runs_release() */
-	size_t unwalked;   /* cars below it may be covered, root not loaded */
+	size_t unwalked;   /* segment records below it may not be loaded */
 	bool runs_opened;  /* looked for runs on disk */
 	/* Group commit: one fdatasync covers every record before it. */
 	pthread_mutex_t sync_lock;

@@ -184,7 +184,6 @@ static int adopt_run(struct lfs_blockstore *bs, struct seg_run *r)
 		cars = NULL;
 		bs->runs[bs->nruns++] = *r;
 		bs->runs_end = r->first + r->nrec;
-		bs->unwalked = bs->ncars;
 	}
 	free(info);
 	free(cars);
