@@ -787,6 +787,10 @@ int lfs_ledger_load_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
 	struct lfs_cbor *v;
 	json_t *j = NULL;
 	int rc = lfs_blocks_get(&l->blocks, &b, doc);
+	/* The index names it: a block that is not here is damage (a CAR
+	 * lost), never "no such document". */
+	if (rc == -ENOENT)
+		rc = -EIO;
 	if (!rc && (rc = lfs_cbor_decode(&v, &a, b.data, b.len)) == 0 &&
 	    v->type != LFS_CBOR_MAP)
 		rc = -EBADMSG;

@@ -1233,39 +1233,47 @@ START_TEST(segment_runs)
 }
 END_TEST
 
-/* Damage to a record's header: the scan skips it, the records after it
- * move up one place, and no run matches them any more. */
+/*
+ * Damage to a record's header in the middle of the segment: the scan
+ * skips it, the records after it move up one place, and no run matches
+ * them any more. The damage costs that commit only: the ledger opens,
+ * every other document reads back (the records before it are found
+ * though the chain of roots to them is cut), and the lost one is an
+ * error, not a document that never was.
+ */
 START_TEST(segment_runs_after_damage)
 {
 	make_tmpdir();
 	rep[0] = open_replica(0, NULL);
-	put_json(rep[0], "first", "{\"v\": 1}");
-	struct lfs_cid *cars;
-	size_t n;
-	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &cars, &n), 0);
 	uint8_t bin[LFS_CID_BYTES];
-	lfs_cid_to_bytes(bin, &cars[0]);
-	free(cars);
 	long model[RUN_IDS];
 	for (int i = 0; i < RUN_IDS; i++) {
 		char id[16], text[64];
 		snprintf(id, sizeof(id), "d%03d", i);
-		snprintf(text, sizeof(text), "{\"v\": %d}", i);
+		snprintf(text, sizeof(text), "{\"v\": %d, \"of\": \"%s\"}", i,
+			 id);
 		put_json(rep[0], id, text);
 		model[i] = i;
+		if (i != RUN_IDS / 2)
+			continue;
+		struct lfs_cid *cars;
+		size_t n;
+		ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &cars, &n), 0);
+		lfs_cid_to_bytes(bin, &cars[0]);
+		free(cars);
 	}
 	lfs_ledger_close(rep[0]);
 	rep[0] = open_replica(0, NULL);
 	struct lfs_blockstore_stats st = store_stats(rep[0]);
-	ck_assert_uint_eq(st.indexed, RUN_IDS + 1);
+	ck_assert_uint_eq(st.indexed, RUN_IDS);
 	lfs_ledger_close(rep[0]);
 	char path[400];
 	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
 	FILE *f = fopen(path, "r+");
 	ck_assert_ptr_nonnull(f);
-	uint8_t buf[65536];
+	static uint8_t buf[4 << 20];
 	size_t len = fread(buf, 1, sizeof(buf), f);
-	long at = -1; /* the first record's CAR CID, in its header */
+	long at = -1; /* its CAR CID, in its header */
 	for (size_t i = 0; at < 0 && i + sizeof(bin) <= len; i++)
 		if (!memcmp(buf + i, bin, sizeof(bin)))
 			at = (long)i;
@@ -1273,45 +1281,32 @@ START_TEST(segment_runs_after_damage)
 	fseek(f, at - 8, SEEK_SET); /* its "synced" field */
 	fputc(buf[at - 8] ^ 0x40, f);
 	fclose(f);
-	/* What a reader finds is what it finds without any run. */
-	rep[0] = open_replica(0, NULL);
-	st = store_stats(rep[0]);
-	ck_assert_uint_eq(st.records, RUN_IDS);
-	ck_assert_uint_eq(st.indexed, 0);
-	long seen[RUN_IDS];
-	for (int i = 0; i < RUN_IDS; i++) {
-		char id[16];
-		snprintf(id, sizeof(id), "d%03d", i);
-		struct lfs_arena a;
-		lfs_arena_init(&a, 0);
-		json_t *doc = NULL;
-		seen[i] = lfs_ledger_get(rep[0], NULL, id, NULL, &a, &doc);
-		if (!seen[i])
-			seen[i] = json_integer_value(json_object_get(doc, "v"));
-		json_decref(doc);
-		lfs_arena_release(&a);
+	for (int pass = 0; pass < 2; pass++) {
+		rep[0] = open_replica(0, NULL);
+		st = store_stats(rep[0]);
+		ck_assert_uint_eq(st.records, RUN_IDS - 1 + pass);
+		/* The stale run is refused; the next close writes another. */
+		ck_assert_uint_eq(st.indexed, pass ? st.records : 0);
+		for (int i = 0; i < RUN_IDS; i++) {
+			char id[16];
+			snprintf(id, sizeof(id), "d%03d", i);
+			if (i != RUN_IDS / 2) {
+				ck_assert_int_eq(get_v(rep[0], NULL, id),
+						 model[i]);
+				continue;
+			}
+			struct lfs_arena a;
+			lfs_arena_init(&a, 0);
+			json_t *doc = NULL;
+			ck_assert_int_eq(lfs_ledger_get(rep[0], NULL, id, NULL,
+							&a, &doc),
+					 -EIO);
+			lfs_arena_release(&a);
+		}
+		/* A commit on top, and the runs written again at close. */
+		put_json(rep[0], "after", "{\"v\": 1}");
+		lfs_ledger_close(rep[0]);
 	}
-	lfs_ledger_close(rep[0]);
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "rm -r '%s/runs'", replica_dir(0));
-	ck_assert_int_eq(system(cmd), 0);
-	rep[0] = open_replica(0, NULL);
-	for (int i = 0; i < RUN_IDS; i++) {
-		char id[16];
-		snprintf(id, sizeof(id), "d%03d", i);
-		struct lfs_arena a;
-		lfs_arena_init(&a, 0);
-		json_t *doc = NULL;
-		long v = lfs_ledger_get(rep[0], NULL, id, NULL, &a, &doc);
-		if (!v)
-			v = json_integer_value(json_object_get(doc, "v"));
-		ck_assert_int_eq(v, seen[i]);
-		/* Most documents survive (the damaged commit's may not). */
-		ck_assert(i < 10 || v == model[i]);
-		json_decref(doc);
-		lfs_arena_release(&a);
-	}
-	lfs_ledger_close(rep[0]);
 	remove_tmpdir();
 }
 END_TEST
