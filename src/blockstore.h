@@ -18,8 +18,9 @@
  * by decrypting only the envelope chunks that hold it, through an LRU cache
  * of decrypted chunks whose size is set at open. CAR files are loaded
  * lazily: the head CARs at open, older ones, following "cars", only when a
- * block is missed. New blocks are kept in memory until write_car() puts them
- * in a CAR file.
+ * block is missed, and then the segment's records not loaded yet, newest
+ * first. New blocks are kept in memory until write_car() puts them in a CAR
+ * file.
  *
  * The segment, DIR/segment: commits appended as records (append_car), one
  * after the other in one file, instead of a CAR file and a head record
