@@ -651,6 +651,8 @@ static int install(struct lfs_blockstore *bs, struct seg_run *nr,
 	return rc;
 }
 
+/* Write a run when min records wait for one: 0 when written, 1 when
+ * there was nothing to do, or a negative errno. */
 static int runs_write(struct lfs_blockstore *bs, size_t min)
 {
 	int rc = open_runs(bs);
@@ -663,7 +665,7 @@ static int runs_write(struct lfs_blockstore *bs, size_t min)
 	uint64_t gen = bs->runs_gen;
 	pthread_mutex_unlock(&bs->lock);
 	if (b <= a || b - a < min)
-		return 0;
+		return 1; /* nothing to do (most appends) */
 	if ((rc = load_records(bs, a, b)))
 		return rc;
 
@@ -764,12 +766,12 @@ int lfs_bs_runs_write(struct lfs_blockstore *bs, size_t min)
 		return 0;
 	int rc = runs_write(bs, min);
 	if (!rc)
-		remove_strays(bs);
+		remove_strays(bs); /* a run was written */
 	pthread_mutex_unlock(&bs->runs_lock);
-	if (rc && rc != -EAGAIN)
+	if (rc < 0 && rc != -EAGAIN)
 		lfs_warn("%s: could not write the segment's block index: %s",
 			 bs->dir, strerror(-rc));
-	return rc == -EAGAIN ? 0 : rc;
+	return rc < 0 && rc != -EAGAIN ? rc : 0;
 }
 
 void lfs_bs_runs_remove(struct lfs_blockstore *bs)
