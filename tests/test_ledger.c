@@ -1029,6 +1029,40 @@ END_TEST
  * checks out) loses that record only: the records after it still load,
  * the next commit cuts nothing off, and fsck names what is missing.
  */
+/* Where the bytes of car's CID first stand in replica 0's segment (in
+ * its record's header), or -1. */
+static long segment_find(const struct lfs_cid *car)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	static uint8_t buf[4 << 20];
+	size_t len = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	uint8_t bin[LFS_CID_BYTES];
+	lfs_cid_to_bytes(bin, car);
+	for (size_t i = 0; i + sizeof(bin) <= len; i++)
+		if (!memcmp(buf + i, bin, sizeof(bin)))
+			return (long)i;
+	return -1;
+}
+
+/* XOR the byte at off of replica 0's segment with mask. */
+static void segment_flip(long off, int mask)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
+	FILE *f = fopen(path, "r+");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fseek(f, off, SEEK_SET), 0);
+	int c = fgetc(f);
+	ck_assert_int_ne(c, EOF);
+	ck_assert_int_eq(fseek(f, off, SEEK_SET), 0);
+	fputc(c ^ mask, f);
+	fclose(f);
+}
+
 START_TEST(segment_damage_in_the_middle)
 {
 	make_tmpdir();
@@ -1038,26 +1072,16 @@ START_TEST(segment_damage_in_the_middle)
 	size_t n;
 	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &cars, &n), 0);
 	ck_assert_uint_eq(n, 1);
-	uint8_t bin[LFS_CID_BYTES];
-	lfs_cid_to_bytes(bin, &cars[0]);
+	struct lfs_cid first = cars[0];
 	free(cars);
 	put_json(rep[0], "b", "{\"v\": 2}");
 	put_json(rep[0], "c", "{\"v\": 3}");
 	lfs_ledger_close(rep[0]);
 	char path[400];
 	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
-	FILE *f = fopen(path, "r+");
-	ck_assert_ptr_nonnull(f);
-	uint8_t buf[65536];
-	size_t len = fread(buf, 1, sizeof(buf), f);
-	long at = -1; /* the first record's CAR CID, in its header */
-	for (size_t i = 0; at < 0 && i + sizeof(bin) <= len; i++)
-		if (!memcmp(buf + i, bin, sizeof(bin)))
-			at = (long)i;
+	long at = segment_find(&first); /* the first record's CAR CID */
 	ck_assert_int_ge(at, 24);
-	fseek(f, at - 8, SEEK_SET); /* its "synced" field */
-	fputc(buf[at - 8] ^ 0x40, f);
-	fclose(f);
+	segment_flip(at - 8, 0x40); /* its "synced" field */
 	struct stat before, after;
 	ck_assert_int_eq(stat(path, &before), 0);
 	rep[0] = open_replica(0, NULL);
@@ -1245,7 +1269,7 @@ START_TEST(segment_runs_after_damage)
 {
 	make_tmpdir();
 	rep[0] = open_replica(0, NULL);
-	uint8_t bin[LFS_CID_BYTES];
+	struct lfs_cid damaged;
 	long model[RUN_IDS];
 	for (int i = 0; i < RUN_IDS; i++) {
 		char id[16], text[64];
@@ -1259,7 +1283,7 @@ START_TEST(segment_runs_after_damage)
 		struct lfs_cid *cars;
 		size_t n;
 		ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &cars, &n), 0);
-		lfs_cid_to_bytes(bin, &cars[0]);
+		damaged = cars[0];
 		free(cars);
 	}
 	lfs_ledger_close(rep[0]);
@@ -1267,20 +1291,9 @@ START_TEST(segment_runs_after_damage)
 	struct lfs_blockstore_stats st = store_stats(rep[0]);
 	ck_assert_uint_eq(st.indexed, RUN_IDS);
 	lfs_ledger_close(rep[0]);
-	char path[400];
-	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
-	FILE *f = fopen(path, "r+");
-	ck_assert_ptr_nonnull(f);
-	static uint8_t buf[4 << 20];
-	size_t len = fread(buf, 1, sizeof(buf), f);
-	long at = -1; /* its CAR CID, in its header */
-	for (size_t i = 0; at < 0 && i + sizeof(bin) <= len; i++)
-		if (!memcmp(buf + i, bin, sizeof(bin)))
-			at = (long)i;
+	long at = segment_find(&damaged); /* its CAR CID, in its header */
 	ck_assert_int_ge(at, 24);
-	fseek(f, at - 8, SEEK_SET); /* its "synced" field */
-	fputc(buf[at - 8] ^ 0x40, f);
-	fclose(f);
+	segment_flip(at - 8, 0x40); /* its "synced" field */
 	for (int pass = 0; pass < 2; pass++) {
 		rep[0] = open_replica(0, NULL);
 		st = store_stats(rep[0]);
@@ -1500,27 +1513,13 @@ START_TEST(fsck_names_tampered_file)
 	struct lfs_cid *cars;
 	size_t n;
 	ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &cars, &n), 0);
-	char s[LFS_CID_STRLEN + 1], path[512];
+	char s[LFS_CID_STRLEN + 1];
 	lfs_cid_to_string(s, &cars[0]);
 	/* A non-durable ledger appends its commits to the segment: find
 	 * the record (its CID, its parent, the checksum, then the CAR). */
-	uint8_t bin[LFS_CID_BYTES];
-	lfs_cid_to_bytes(bin, &cars[0]);
-	snprintf(path, sizeof(path), "%s/segment", replica_dir(0));
-	FILE *f = fopen(path, "r+");
-	ck_assert_ptr_nonnull(f);
-	uint8_t buf[65536];
-	size_t len = fread(buf, 1, sizeof(buf), f);
-	long at = -1;
-	for (size_t i = 0; at < 0 && i + sizeof(bin) <= len; i++)
-		if (!memcmp(buf + i, bin, sizeof(bin)))
-			at = (long)i + 2 * LFS_CID_BYTES + 16 + 40;
+	long at = segment_find(&cars[0]);
 	ck_assert_int_ge(at, 0);
-	fseek(f, at, SEEK_SET);
-	int c = fgetc(f);
-	fseek(f, at, SEEK_SET);
-	fputc(c ^ 0x20, f);
-	fclose(f);
+	segment_flip(at + 2 * LFS_CID_BYTES + 16 + 40, 0x20);
 	struct problems p = {0};
 	ck_assert_int_ge(lfs_ledger_fsck(rep[0], note_problem, &p), 1);
 	ck_assert_ptr_nonnull(strstr(p.first, s));
