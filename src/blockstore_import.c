@@ -159,20 +159,15 @@ bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
 	/* Newest first: a record compacted away leaves a newer copy. */
 	for (size_t i = bs->nruns; i-- > 0;) {
 		const struct seg_run *r = &bs->runs[i];
-		if (!lfs_bs_bloom_has(r->bloom, r->nbloom, cid->digest))
-			continue;
-		const uint8_t *e =
-			bsearch(cid, r->ent, r->nent, RUN_ENTRY, idx_cmp);
-		if (!e)
-			continue;
-		uint32_t ord = lfs_le_get32(e + 36);
-		if (ord - r->first >= r->nrec || ord >= bs->nseg ||
+		uint32_t ord, len, off;
+		if (!lfs_bs_run_find(r, cid, &ord, &len, &off) ||
+		    ord - r->first >= r->nrec || ord >= bs->nseg ||
 		    bs->seg[ord].removed)
 			continue;
 		*out = (struct loc){.cid = *cid,
 				    .car = r->cars[ord - r->first],
-				    .len = lfs_le_get32(e + 40),
-				    .off = lfs_le_get32(e + 44)};
+				    .len = len,
+				    .off = off};
 		return true;
 	}
 	for (size_t i = 0; i < bs->nsidecars; i++) {
@@ -196,9 +191,7 @@ void lfs_bs_runs_release(struct lfs_blockstore *bs)
 		struct seg_run *r = &bs->runs[i];
 		for (uint32_t k = 0; k < r->nrec; k++)
 			bs->cars[r->cars[k]].indexed = false;
-		munmap(r->map, r->maplen);
-		free(r->cars);
-		free(r->name);
+		lfs_bs_run_free(r);
 	}
 	free(bs->runs);
 	bs->runs = NULL;

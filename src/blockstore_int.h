@@ -77,8 +77,8 @@ struct car_file {
 
 /*
  * A run: a sorted block index over the segment's records [first, first +
- * nrec) (ordinals: their order in bs->seg), mapped from DIR/runs/<name>, so
- * that a record's blocks cost page cache instead of a hash table entry and
+ * nrec) (ordinals: their order in bs->seg), in DIR/runs/<name>, so that a
+ * record's blocks cost page cache instead of a hash table entry and
  * opening a ledger reads its runs instead of decrypting every CAR. Format
  * in blockstore_runs.c. Entries, RUN_ENTRY bytes each, sorted by digest
  * then codec: digest[32] codec pad[3] u32 record ordinal, u32 length,
@@ -127,18 +127,40 @@ static inline bool lfs_bs_bloom_has(const uint8_t *bloom, size_t nblocks,
 	return true;
 }
 
+/* The part of an entry it is sorted by: digest, then codec. */
+#define RUN_KEY (LFS_DIGEST_LEN + 1)
+/* Entries a lookup reads at once: the run's fences say which group. */
+#define RUN_GROUP 64
+
+/*
+ * The entries are read with pread, never mapped: the pages a lookup
+ * touches stay page cache, which the kernel can take back, instead of
+ * counting in the daemon's resident memory. What the process keeps is the
+ * Bloom filter (10 bits an entry) and a fence per RUN_GROUP entries (the
+ * group's first key: 0.5 bytes an entry), so that a lookup past the
+ * filter reads one group.
+ */
 struct seg_run {
 	uint32_t first, nrec;
-	const uint8_t *recs; /* each record's CAR CID and envelope header */
-	const uint8_t *ent;
 	size_t nent;
-	const uint8_t *bloom;
-	size_t nbloom; /* blocks of RUN_BLOOM_BLOCK bytes */
-	void *map;
-	size_t maplen;
+	int fd;
+	uint64_t ent_off; /* where the entries begin in the file */
+	uint8_t *fence;   /* RUN_KEY bytes per group */
+	uint8_t *bloom;
+	size_t nbloom;  /* blocks of RUN_BLOOM_BLOCK bytes */
 	uint32_t *cars; /* each record's index into bs->cars */
 	char *name;     /* the file's, under DIR/runs */
 };
+
+/*
+ * Look cid up in r: true with the entry's record ordinal, length and
+ * offset (as stored; the caller checks them). False when absent, or when
+ * the file cannot be read (the caller falls back to loading records).
+ */
+bool lfs_bs_run_find(const struct seg_run *r, const struct lfs_cid *cid,
+		     uint32_t *ord, uint32_t *len, uint32_t *off);
+/* Release what r holds (not its cars' indexed marks). */
+void lfs_bs_run_free(struct seg_run *r);
 
 struct seg_ent {
 	struct lfs_cid cid;

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,15 +50,6 @@ static void mac_init(crypto_generichash_state *st, struct lfs_blockstore *bs)
 	sodium_memzero(sub, sizeof(sub));
 }
 
-static void run_mac(uint8_t out[RUN_MAC], struct lfs_blockstore *bs,
-		    const uint8_t *p, size_t len)
-{
-	crypto_generichash_state st;
-	mac_init(&st, bs);
-	crypto_generichash_update(&st, p, len);
-	crypto_generichash_final(&st, out, RUN_MAC);
-}
-
 static int entry_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, LFS_DIGEST_LEN + 1);
@@ -77,76 +67,158 @@ static bool parse_name(const char *name, uint32_t *first, uint32_t *end)
 	return true;
 }
 
-/* Map DIR/runs/name and check its shape, and with verify its MAC. */
-static int map_run(struct lfs_blockstore *bs, const char *name, bool verify,
-		   struct seg_run *out)
+/* Entries a read of a run takes at once (a multiple of RUN_GROUP). */
+#define RUN_READ (16 * RUN_GROUP)
+
+void lfs_bs_run_free(struct seg_run *r)
 {
-	char *path = lfs_bs_path_join(bs->dir, RUN_DIR, name);
-	if (!path)
-		return -ENOMEM;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	int rc = 0;
-	void *m = MAP_FAILED;
-	if (fstat(fd, &st) || st.st_size < RUN_HEADER + RUN_MAC) {
-		rc = -EBADMSG;
-		goto out;
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->fence);
+	free(r->bloom);
+	free(r->cars);
+	free(r->name);
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+}
+
+static size_t run_groups(size_t nent)
+{
+	return (nent + RUN_GROUP - 1) / RUN_GROUP;
+}
+
+bool lfs_bs_run_find(const struct seg_run *r, const struct lfs_cid *cid,
+		     uint32_t *ord, uint32_t *len, uint32_t *off)
+{
+	if (!r->nent || !lfs_bs_bloom_has(r->bloom, r->nbloom, cid->digest))
+		return false;
+	uint8_t key[RUN_KEY];
+	memcpy(key, cid->digest, LFS_DIGEST_LEN);
+	key[LFS_DIGEST_LEN] = cid->codec;
+	/* The last group whose first key is not above key. */
+	size_t lo = 0, hi = run_groups(r->nent);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (memcmp(r->fence + mid * RUN_KEY, key, RUN_KEY) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	size_t len = (size_t)st.st_size;
-	m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED) {
-		rc = -errno;
-		goto out;
-	}
-	const uint8_t *p = m;
-	uint32_t first = lfs_le_get32(p + 8), nrec = lfs_le_get32(p + 12),
-		 nent = lfs_le_get32(p + 16), nbloom = lfs_le_get32(p + 20);
-	uint8_t mac[RUN_MAC];
-	if (memcmp(p, RUN_MAGIC, 8) || nrec == 0 || nbloom == 0 ||
-	    RUN_HEADER + (uint64_t)nrec * RUN_REC + (uint64_t)nent * RUN_ENTRY +
-			    (uint64_t)nbloom * RUN_BLOOM_BLOCK + RUN_MAC !=
-		    len) {
-		rc = -EBADMSG;
-		goto out;
-	}
-	if (verify) {
-		run_mac(mac, bs, p, len - RUN_MAC);
-		if (sodium_memcmp(mac, p + len - RUN_MAC, RUN_MAC)) {
-			rc = -EBADMSG;
-			goto out;
-		}
-	}
-	/* Looked up at random from now on: no read-ahead around a probe. */
-	madvise(m, len, MADV_RANDOM);
-	const uint8_t *ent = p + RUN_HEADER + (size_t)nrec * RUN_REC;
-	*out = (struct seg_run){
-		.first = first,
-		.nrec = nrec,
-		.recs = p + RUN_HEADER,
-		.ent = ent,
-		.nent = nent,
-		.bloom = ent + (size_t)nent * RUN_ENTRY,
-		.nbloom = nbloom,
-		.map = m,
-		.maplen = len,
-	};
-	m = MAP_FAILED;
-out:
-	if (m != MAP_FAILED)
-		munmap(m, (size_t)st.st_size);
-	close(fd);
-	return rc;
+	if (lo == 0)
+		return false;
+	size_t first = (lo - 1) * RUN_GROUP;
+	size_t n = r->nent - first < RUN_GROUP ? r->nent - first : RUN_GROUP;
+	uint8_t group[RUN_GROUP * RUN_ENTRY];
+	if (lfs_pread_all(r->fd, group, n * RUN_ENTRY,
+			  r->ent_off + first * RUN_ENTRY))
+		return false;
+	const uint8_t *e = bsearch(key, group, n, RUN_ENTRY, entry_cmp);
+	if (!e)
+		return false;
+	*ord = lfs_le_get32(e + 36);
+	*len = lfs_le_get32(e + 40);
+	*off = lfs_le_get32(e + 44);
+	return true;
 }
 
 /*
- * Take a mapped run into the store if its records are the segment's at
- * those places: their CARs get a slot each, marked indexed. Caller holds
- * the lock.
+ * Read DIR/runs/name and check its shape and MAC: its Bloom filter and
+ * fences into *out (its descriptor kept), its records into *recs (nrec *
+ * RUN_REC bytes, the caller frees).
  */
-static int adopt_run(struct lfs_blockstore *bs, struct seg_run *r)
+static int read_run(struct lfs_blockstore *bs, const char *name,
+		    struct seg_run *out, uint8_t **recs)
+{
+	*recs = NULL;
+	struct seg_run r = {.fd = -1};
+	char *path = lfs_bs_path_join(bs->dir, RUN_DIR, name);
+	if (!path)
+		return -ENOMEM;
+	r.fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (r.fd < 0)
+		return -errno;
+	struct stat st;
+	uint8_t hdr[RUN_HEADER], mac[RUN_MAC], want[RUN_MAC];
+	uint8_t *buf = NULL;
+	int rc = 0;
+	if (fstat(r.fd, &st) || st.st_size < RUN_HEADER + RUN_MAC ||
+	    lfs_pread_all(r.fd, hdr, sizeof(hdr), 0)) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	r.first = lfs_le_get32(hdr + 8);
+	r.nrec = lfs_le_get32(hdr + 12);
+	r.nent = lfs_le_get32(hdr + 16);
+	r.nbloom = lfs_le_get32(hdr + 20);
+	if (memcmp(hdr, RUN_MAGIC, 8) || r.nrec == 0 || r.nbloom == 0 ||
+	    RUN_HEADER + (uint64_t)r.nrec * RUN_REC +
+			    (uint64_t)r.nent * RUN_ENTRY +
+			    (uint64_t)r.nbloom * RUN_BLOOM_BLOCK + RUN_MAC !=
+		    (uint64_t)st.st_size) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	r.ent_off = RUN_HEADER + (uint64_t)r.nrec * RUN_REC;
+	*recs = malloc((size_t)r.nrec * RUN_REC);
+	r.fence = malloc(run_groups(r.nent) * RUN_KEY + 1);
+	r.bloom = malloc(r.nbloom * RUN_BLOOM_BLOCK);
+	buf = malloc(RUN_READ * RUN_ENTRY);
+	if (!*recs || !r.fence || !r.bloom || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	crypto_generichash_state st_mac;
+	mac_init(&st_mac, bs);
+	crypto_generichash_update(&st_mac, hdr, sizeof(hdr));
+	if (lfs_pread_all(r.fd, *recs, (size_t)r.nrec * RUN_REC, RUN_HEADER)) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	crypto_generichash_update(&st_mac, *recs, (size_t)r.nrec * RUN_REC);
+	for (size_t at = 0; at < r.nent; at += RUN_READ) {
+		size_t n = r.nent - at < RUN_READ ? r.nent - at : RUN_READ;
+		if (lfs_pread_all(r.fd, buf, n * RUN_ENTRY,
+				  r.ent_off + at * RUN_ENTRY)) {
+			rc = -EBADMSG;
+			goto out;
+		}
+		crypto_generichash_update(&st_mac, buf, n * RUN_ENTRY);
+		for (size_t g = 0; g < n; g += RUN_GROUP)
+			memcpy(r.fence + (at + g) / RUN_GROUP * RUN_KEY,
+			       buf + g * RUN_ENTRY, RUN_KEY);
+	}
+	uint64_t bloom_off = r.ent_off + (uint64_t)r.nent * RUN_ENTRY;
+	if (lfs_pread_all(r.fd, r.bloom, r.nbloom * RUN_BLOOM_BLOCK,
+			  bloom_off) ||
+	    lfs_pread_all(r.fd, want, RUN_MAC,
+			  bloom_off + r.nbloom * RUN_BLOOM_BLOCK)) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	crypto_generichash_update(&st_mac, r.bloom, r.nbloom * RUN_BLOOM_BLOCK);
+	crypto_generichash_final(&st_mac, mac, RUN_MAC);
+	if (sodium_memcmp(mac, want, RUN_MAC))
+		rc = -EBADMSG;
+out:
+	free(buf);
+	if (rc) {
+		free(*recs);
+		*recs = NULL;
+		lfs_bs_run_free(&r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+/*
+ * Take a run read from disk into the store if its records (recs) are the
+ * segment's at those places: their CARs get a slot each, marked indexed.
+ * Caller holds the lock.
+ */
+static int adopt_run(struct lfs_blockstore *bs, struct seg_run *r,
+		     const uint8_t *recs)
 {
 	if (r->first != bs->runs_end || r->first > bs->nseg ||
 	    r->nrec > bs->nseg - r->first)
@@ -159,7 +231,7 @@ static int adopt_run(struct lfs_blockstore *bs, struct seg_run *r)
 		bs->runs = more;
 	for (uint32_t k = 0; k < r->nrec && !rc; k++) {
 		const struct seg_ent *s = &bs->seg[r->first + k];
-		const uint8_t *rec = r->recs + (size_t)k * RUN_REC;
+		const uint8_t *rec = recs + (size_t)k * RUN_REC;
 		struct lfs_cid c;
 		if (s->removed ||
 		    lfs_cid_from_bytes(&c, rec, LFS_CID_BYTES) !=
@@ -277,25 +349,25 @@ static int open_runs(struct lfs_blockstore *bs)
 		if (!next)
 			continue;
 		struct seg_run r;
-		int one = map_run(bs, v[i].name, true, &r);
-		if (!one &&
-		    (r.first != v[i].first || r.first + r.nrec != v[i].end)) {
-			munmap(r.map, r.maplen);
-			one = -EBADMSG;
-		}
+		uint8_t *recs;
+		int one = read_run(bs, v[i].name, &r, &recs);
 		if (one) {
 			if (one == -ENOMEM)
 				rc = one;
 			continue;
 		}
-		r.name = v[i].name;
-		v[i].name = NULL;
-		pthread_mutex_lock(&bs->lock);
-		one = adopt_run(bs, &r);
-		pthread_mutex_unlock(&bs->lock);
+		if (r.first != v[i].first || r.first + r.nrec != v[i].end)
+			one = -EBADMSG;
+		if (!one) {
+			r.name = v[i].name;
+			v[i].name = NULL;
+			pthread_mutex_lock(&bs->lock);
+			one = adopt_run(bs, &r, recs);
+			pthread_mutex_unlock(&bs->lock);
+		}
+		free(recs);
 		if (one) {
-			munmap(r.map, r.maplen);
-			free(r.name);
+			lfs_bs_run_free(&r);
 			if (one == -ENOMEM)
 				rc = one;
 		}
@@ -478,16 +550,47 @@ static void out_put(struct run_out *o, const void *p, size_t len)
 	}
 }
 
-/* Sorted entry arrays merged into one, as it is written. */
+/*
+ * Sorted entries merged into one run as it is written: an array in memory
+ * (fd -1), or a run's, read from its descriptor RUN_READ entries at a time.
+ */
 struct source {
 	const uint8_t *p;
-	size_t n;
+	size_t n;     /* entries at p */
+	int fd;       /* a dup of the run's, or -1 */
+	uint64_t off; /* of the next entry to read */
+	size_t left;  /* entries not read yet */
+	uint8_t *buf;
 };
+
+static int source_fill(struct source *s)
+{
+	if (s->n || !s->left)
+		return 0;
+	if (!s->buf && !(s->buf = malloc(RUN_READ * RUN_ENTRY)))
+		return -ENOMEM;
+	size_t n = s->left < RUN_READ ? s->left : RUN_READ;
+	int rc = lfs_pread_all(s->fd, s->buf, n * RUN_ENTRY, s->off);
+	if (rc)
+		return rc < 0 ? rc : -EBADMSG;
+	s->p = s->buf;
+	s->n = n;
+	s->off += n * RUN_ENTRY;
+	s->left -= n;
+	return 0;
+}
+
+static void source_release(struct source *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->buf);
+}
 
 /*
  * Write DIR/runs/<first>-<end> (records recs, the entries of every
- * source merged) and map it into *out. Reads the sources outside every
- * lock: they are the caller's own mappings and memory.
+ * source merged) and open it as *out. Reads the sources outside every
+ * lock: they are the caller's own descriptors and memory.
  */
 static int write_run(struct lfs_blockstore *bs, struct seg_run *out,
 		     uint32_t first, uint32_t end, const struct lfs_buf *recs,
@@ -495,7 +598,7 @@ static int write_run(struct lfs_blockstore *bs, struct seg_run *out,
 {
 	size_t nent = 0;
 	for (size_t i = 0; i < nsrc; i++)
-		nent += src[i].n;
+		nent += src[i].n + src[i].left;
 	if (nent > UINT32_MAX)
 		return -EFBIG;
 	size_t nbloom = lfs_bs_bloom_blocks(nent);
@@ -505,9 +608,16 @@ static int write_run(struct lfs_blockstore *bs, struct seg_run *out,
 	char *dir = lfs_bs_path_join(bs->dir, RUN_DIR, "");
 	char *path = lfs_bs_path_join(bs->dir, RUN_DIR, name);
 	char *tpath = lfs_bs_path_join(bs->dir, RUN_DIR, tmp);
-	uint8_t *bloom = calloc(nbloom, RUN_BLOOM_BLOCK);
+	struct seg_run r = {.fd = -1,
+			    .first = first,
+			    .nrec = end - first,
+			    .nent = nent,
+			    .ent_off = RUN_HEADER + (uint64_t)recs->len,
+			    .nbloom = nbloom};
+	r.bloom = calloc(nbloom, RUN_BLOOM_BLOCK);
+	r.fence = malloc(run_groups(nent) * RUN_KEY + 1);
 	struct run_out *o = malloc(sizeof(*o));
-	int rc = dir && path && tpath && bloom && o ? 0 : -ENOMEM;
+	int rc = dir && path && tpath && r.bloom && r.fence && o ? 0 : -ENOMEM;
 	if (!rc && mkdir(dir, 0700) && errno != EEXIST)
 		rc = -errno;
 	if (!rc) {
@@ -528,24 +638,30 @@ static int write_run(struct lfs_blockstore *bs, struct seg_run *out,
 		lfs_le_put32(hdr + 20, (uint32_t)nbloom);
 		out_put(o, hdr, sizeof(hdr));
 		out_put(o, recs->data, recs->len);
-		for (;;) {
+		for (size_t k = 0; !o->err; k++) {
 			struct source *min = NULL;
-			for (size_t i = 0; i < nsrc; i++)
+			for (size_t i = 0; i < nsrc && !o->err; i++) {
+				o->err = source_fill(&src[i]);
 				if (src[i].n &&
 				    (!min || entry_cmp(src[i].p, min->p) < 0))
 					min = &src[i];
-			if (!min)
+			}
+			if (!min || o->err)
 				break;
-			uint8_t *b = lfs_bs_bloom_block(bloom, nbloom, min->p);
+			uint8_t *b =
+				lfs_bs_bloom_block(r.bloom, nbloom, min->p);
 			for (int i = 0; i < 8; i++) {
 				unsigned bit = lfs_bs_bloom_bit(min->p, i);
 				b[bit >> 3] |= (uint8_t)(1u << (bit & 7));
 			}
+			if (k % RUN_GROUP == 0)
+				memcpy(r.fence + k / RUN_GROUP * RUN_KEY,
+				       min->p, RUN_KEY);
 			out_put(o, min->p, RUN_ENTRY);
 			min->p += RUN_ENTRY;
 			min->n--;
 		}
-		out_put(o, bloom, nbloom * RUN_BLOOM_BLOCK);
+		out_put(o, r.bloom, nbloom * RUN_BLOOM_BLOCK);
 		out_flush(o);
 		uint8_t mac[RUN_MAC];
 		crypto_generichash_final(&o->mac, mac, RUN_MAC);
@@ -561,15 +677,17 @@ static int write_run(struct lfs_blockstore *bs, struct seg_run *out,
 		if (rc)
 			unlink(tpath);
 	}
-	if (!rc && !(rc = map_run(bs, name, false, out)) &&
-	    !(out->name = strdup(name))) {
-		munmap(out->map, out->maplen);
+	if (!rc && (r.fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		rc = -errno;
+	if (!rc && !(r.name = strdup(name)))
 		rc = -ENOMEM;
-	}
 	if (rc && path)
 		unlink(path);
+	if (rc)
+		lfs_bs_run_free(&r);
+	else
+		*out = r;
 	free(o);
-	free(bloom);
 	free(dir);
 	free(path);
 	free(tpath);
@@ -626,7 +744,7 @@ static int install(struct lfs_blockstore *bs, struct seg_run *nr,
 		nr->cars = *all_cars;
 		*all_cars = NULL;
 		bs->runs[bs->nruns++] = *nr;
-		memset(nr, 0, sizeof(*nr));
+		*nr = (struct seg_run){.fd = -1};
 		bs->runs_end = b;
 		for (uint32_t j = a; j < b; j++)
 			bs->cars[cars[j - a]].indexed = true;
@@ -643,9 +761,7 @@ static int install(struct lfs_blockstore *bs, struct seg_run *nr,
 		if (p)
 			unlink(p);
 		free(p);
-		munmap(old[k].map, old[k].maplen);
-		free(old[k].cars);
-		free(old[k].name);
+		lfs_bs_run_free(&old[k]);
 	}
 	free(old);
 	return rc;
@@ -673,10 +789,10 @@ static int runs_write(struct lfs_blockstore *bs, size_t min)
 	lfs_buf_init(&recs, 0);
 	lfs_buf_init(&ents, 0);
 	uint32_t *cars = malloc((b - a) * sizeof(*cars)), *ord_of = NULL;
-	uint32_t *all_cars = NULL;
-	struct seg_run nr = {0}, *old = NULL;
+	uint32_t *all_cars = NULL, *old_nrec = NULL;
+	struct seg_run nr = {.fd = -1};
 	struct source *src = NULL;
-	size_t nord = 0, m = 0, nold = 0;
+	size_t nord = 0, m = 0;
 	uint32_t first = a;
 	pthread_mutex_lock(&bs->lock);
 	nord = bs->ncars;
@@ -693,21 +809,25 @@ static int runs_write(struct lfs_blockstore *bs, size_t min)
 	while (!rc && m < bs->nruns &&
 	       bs->runs[bs->nruns - 1 - m].nent <= 2 * total)
 		total += bs->runs[bs->nruns - 1 - m++].nent;
-	if (!rc && m) {
-		first = bs->runs[bs->nruns - m].first;
-		old = calloc(m, sizeof(*old));
-		rc = old ? 0 : -ENOMEM;
+	if (!rc) {
+		first = m ? bs->runs[bs->nruns - m].first : a;
+		src = calloc(m + 1, sizeof(*src));
+		old_nrec = malloc((m + 1) * sizeof(*old_nrec));
+		all_cars = malloc((b - first) * sizeof(*all_cars));
+		rc = src && old_nrec && all_cars ? 0 : -ENOMEM;
 	}
-	if (!rc && !(all_cars = malloc((b - first) * sizeof(*all_cars))))
-		rc = -ENOMEM;
-	/* What the merged runs were: their names (mapped again below, as
-	 * the store's own mappings may go with a compaction meanwhile) and
-	 * their records' CARs. */
+	for (size_t k = 0; src && k <= m; k++)
+		src[k].fd = -1;
+	/* What the merged runs are: their records' CARs, and a descriptor
+	 * of each file of theirs (a compaction may close the store's
+	 * meanwhile), read below without the lock. */
 	for (size_t k = 0; !rc && k < m; k++) {
 		const struct seg_run *r = &bs->runs[bs->nruns - m + k];
-		if (!(old[k].name = strdup(r->name)))
-			rc = -ENOMEM;
-		nold = k + 1;
+		src[k] = (struct source){
+			.fd = dup(r->fd), .off = r->ent_off, .left = r->nent};
+		old_nrec[k] = r->nrec;
+		if (src[k].fd < 0)
+			rc = -errno;
 		memcpy(all_cars + (r->first - first), r->cars,
 		       r->nrec * sizeof(*all_cars));
 	}
@@ -719,38 +839,32 @@ static int runs_write(struct lfs_blockstore *bs, size_t min)
 		memcpy(all_cars + (a - first), cars,
 		       (b - a) * sizeof(*all_cars));
 		qsort(ents.data, ents.len / RUN_ENTRY, RUN_ENTRY, entry_cmp);
-		src = calloc(m + 1, sizeof(*src));
-		rc = src ? 0 : -ENOMEM;
 	}
 	for (size_t k = 0; !rc && k < m; k++) {
-		char *name = old[k].name;
-		if (!(rc = map_run(bs, name, false, &old[k]))) {
-			rc = lfs_buf_append(&allrecs, old[k].recs,
-					    (size_t)old[k].nrec * RUN_REC);
-			src[k] = (struct source){old[k].ent, old[k].nent};
-		}
-		old[k].name = name;
+		size_t len = (size_t)old_nrec[k] * RUN_REC;
+		if (!(rc = lfs_buf_reserve(&allrecs, len)) &&
+		    (rc = lfs_pread_all(src[k].fd, allrecs.data + allrecs.len,
+					len, RUN_HEADER)) > 0)
+			rc = -EBADMSG;
+		if (!rc)
+			allrecs.len += len;
 	}
 	if (!rc) {
-		src[m] = (struct source){ents.data, ents.len / RUN_ENTRY};
+		src[m] = (struct source){
+			.p = ents.data, .n = ents.len / RUN_ENTRY, .fd = -1};
 		rc = lfs_buf_append(&allrecs, recs.data, recs.len);
 	}
 	if (!rc)
 		rc = write_run(bs, &nr, first, b, &allrecs, src, m + 1);
-	for (size_t k = 0; k < nold; k++) {
-		if (old[k].map)
-			munmap(old[k].map, old[k].maplen);
-		free(old[k].name);
-	}
-	free(old);
+	for (size_t k = 0; src && k <= m; k++)
+		source_release(&src[k]);
 	free(src);
+	free(old_nrec);
 	lfs_buf_release(&allrecs);
 	if (!rc)
 		rc = install(bs, &nr, &all_cars, m, a, b, cars, ord_of, nord,
 			     gen);
-	if (nr.map)
-		munmap(nr.map, nr.maplen);
-	free(nr.name);
+	lfs_bs_run_free(&nr);
 	free(all_cars);
 	free(cars);
 	free(ord_of);

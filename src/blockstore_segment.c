@@ -49,24 +49,6 @@ static void seg_sum(uint8_t out[SEG_SUM], const uint8_t *p, size_t n)
 	crypto_generichash(out, SEG_SUM, p, n, NULL, 0);
 }
 
-/* Read len bytes at off; 1 when the file ends first. */
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = pread(fd, (uint8_t *)buf + got, len - got,
-				  (off_t)(off + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return 1;
-		got += (size_t)r;
-	}
-	return 0;
-}
-
 static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
@@ -191,7 +173,7 @@ static int win_read(struct lfs_blockstore *bs, struct seg_win *w, void *dst,
 		    size_t len, uint64_t off)
 {
 	if (!w || !w->buf || len > SEG_WINDOW)
-		return pread_full(bs->seg_fd, dst, len, off);
+		return lfs_pread_all(bs->seg_fd, dst, len, off);
 	if (off < w->off || off + len > w->off + w->len) {
 		ssize_t r;
 		do
@@ -270,7 +252,7 @@ static uint64_t seg_resync(struct lfs_blockstore *bs, uint8_t *hdr,
 	for (uint64_t at = from; w && pv && at < size && found == size;
 	     at += WIN) {
 		size_t n = size - at < WIN + 4 ? (size_t)(size - at) : WIN + 4;
-		if (pread_full(bs->seg_fd, w, n, at))
+		if (lfs_pread_all(bs->seg_fd, w, n, at))
 			break;
 		for (size_t i = 0; i + 4 <= n && i < WIN; i++) {
 			struct seg_rec r;
@@ -324,7 +306,7 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 				return -errno;
 			return 0;
 		}
-		if ((rc = pread_full(bs->seg_fd, m, 8, 0)))
+		if ((rc = lfs_pread_all(bs->seg_fd, m, 8, 0)))
 			return rc < 0 ? rc : 0;
 		if (memcmp(m, SEG_FILE_MAGIC, 8))
 			return -EBADMSG;
@@ -401,7 +383,7 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 		}
 		buf = p;
 		struct lfs_cid c;
-		if (pread_full(bs->seg_fd, buf, recs[i].len, recs[i].off) ||
+		if (lfs_pread_all(bs->seg_fd, buf, recs[i].len, recs[i].off) ||
 		    (lfs_cid_of(&c, LFS_CODEC_RAW, buf, recs[i].len),
 		     !lfs_cid_equal(&c, &recs[i].car))) {
 			if (i + 1 == nrecs) { /* the last: a torn tail */
@@ -476,7 +458,7 @@ int lfs_bs_pread_car(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	if (lfs_bs_seg_find(bs, car, &e, false)) {
 		if (off + len > e.len)
 			return -EBADMSG;
-		int rc = pread_full(bs->seg_fd, buf, len, e.off + off);
+		int rc = lfs_pread_all(bs->seg_fd, buf, len, e.off + off);
 		return rc > 0 ? -EBADMSG : rc;
 	}
 	char *path = lfs_bs_car_path(bs, car);
@@ -486,7 +468,7 @@ int lfs_bs_pread_car(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	free(path);
 	if (fd < 0)
 		return -errno;
-	int rc = pread_full(fd, buf, len, off);
+	int rc = lfs_pread_all(fd, buf, len, off);
 	close(fd);
 	return rc > 0 ? -EBADMSG : rc; /* the file shrank under us */
 }
@@ -500,7 +482,7 @@ int lfs_bs_read_car_bytes(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		uint8_t *b = malloc(e.len ? e.len : 1);
 		if (!b)
 			return -ENOMEM;
-		int rc = pread_full(bs->seg_fd, b, e.len, e.off);
+		int rc = lfs_pread_all(bs->seg_fd, b, e.len, e.off);
 		if (rc) {
 			free(b);
 			return rc > 0 ? -EBADMSG : rc;

@@ -194,6 +194,23 @@ int lfs_write_all(int fd, const void *p, size_t len)
 	return 0;
 }
 
+int lfs_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = pread(fd, (uint8_t *)buf + got, len - got,
+				  (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return 1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
 int lfs_read_fd(int fd, size_t max, uint8_t **out, size_t *out_len)
 {
 	*out = NULL;

@@ -61,6 +61,10 @@ bool lfs_is_dir_at(int root, const char *path);
 /* Write all len bytes to fd, retrying short writes and EINTR. */
 int lfs_write_all(int fd, const void *p, size_t len);
 
+/* Read len bytes of fd at off: 0, 1 when the file ends first, or a
+ * negative errno. */
+int lfs_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
 /*
  * Read what is left of fd into a new malloc'd buffer (*out, NUL-terminated
  * after the *out_len bytes, freed by the caller). Returns 0, -EFBIG when
