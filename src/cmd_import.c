@@ -154,14 +154,10 @@ static json_t *load_doc(struct imp *m, struct input *in)
 	}
 	/* The file name is the identity (as in the mount). */
 	json_object_del(j, "_id");
-	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
-	struct lfs_cbor *v;
-	int rc = in->id ? lfs_dagjson_to_cbor(&v, &a, j) : -ENOMEM;
-	lfs_arena_release(&a);
 	struct lfs_txn *t = NULL;
-	if (!rc && !(rc = lfs_txn_new(&t)))
-		rc = lfs_txn_put(t, in->id, j);
+	int rc = in->id ? lfs_txn_new(&t) : -ENOMEM;
+	if (!rc)
+		rc = lfs_txn_put(t, in->id, j); /* encodes it: a full check */
 	lfs_txn_free(t);
 	if (rc) {
 		snprintf(why, sizeof(why), "not a document: %s",

@@ -132,9 +132,6 @@ static int to_cbor(struct lfs_cbor **out, struct lfs_arena *a, const json_t *j,
 		v = lfs_cbor_float(a, json_real_value(j));
 		break;
 	case JSON_STRING:
-		if (!lfs_utf8_valid(json_string_value(j),
-				    json_string_length(j)))
-			return -EINVAL;
 		v = lfs_cbor_string(a, json_string_value(j),
 				    json_string_length(j));
 		break;
@@ -165,8 +162,6 @@ static int to_cbor(struct lfs_cbor **out, struct lfs_arena *a, const json_t *j,
 		json_object_keylen_foreach((json_t *)j, key, klen, val)
 		{
 			struct lfs_cbor *item;
-			if (!lfs_utf8_valid(key, klen))
-				return -EINVAL;
 			if ((rc = to_cbor(&item, a, val, depth + 1)))
 				return rc;
 			struct lfs_cbor_pair *p = &pairs[v->u.map.count++];

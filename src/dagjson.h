@@ -29,7 +29,10 @@
 #include "arena.h"
 #include "cbor.h"
 
-/* Convert a JSON value into a CBOR tree allocated from a. */
+/*
+ * Convert a JSON value into a CBOR tree allocated from a. Strings are not
+ * checked for UTF-8 here: lfs_cbor_encode refuses the tree if one is not.
+ */
 int lfs_dagjson_to_cbor(struct lfs_cbor **out, struct lfs_arena *a,
 			const json_t *json);
 

@@ -501,11 +501,17 @@ int lfs_render_note_txn(struct lfs_render_sizes *s,
 	size_t n = lfs_txn_count(t);
 	for (size_t i = 0; i < n && !rc; i++) {
 		const char *id;
-		const json_t *doc = lfs_txn_op(t, i, &id);
+		json_t *doc;
 		struct lfs_cid cid;
-		if (!doc || !lfs_txn_op_cid(t, i, &cid) ||
-		    (rc = txn_text(doc, id, &text)))
+		lfs_txn_op(t, i, &id);
+		if (!lfs_txn_op_cid(t, i, &cid))
 			continue; /* a delete, or not committed */
+		if ((rc = lfs_txn_op_doc(t, i, &doc)) ||
+		    (rc = txn_text(doc, id, &text))) {
+			json_decref(doc);
+			continue;
+		}
+		json_decref(doc);
 		size_t len = text.len;
 		uint8_t key[KEY], rec[RECORD];
 		make_key(key, &cid, id);

@@ -33,8 +33,12 @@
 
 struct txn_op {
 	char *id;
-	json_t *doc; /* NULL: delete */
-	/* doc's block, once a commit of t encoded it (lfs_txn_op_cid) */
+	bool del;
+	json_t *doc; /* a put's, taken by lfs_txn_put_new */
+	/* A put's block as lfs_txn_put encoded it (doc is NULL then); its
+	 * CID once a commit of t got to it (lfs_txn_op_cid). */
+	uint8_t *block;
+	size_t block_len;
 	struct lfs_cid cid;
 	bool encoded;
 };
@@ -85,6 +89,7 @@ void lfs_txn_free(struct lfs_txn *t)
 	for (size_t i = 0; i < t->n; i++) {
 		free(t->ops[i].id);
 		json_decref(t->ops[i].doc);
+		free(t->ops[i].block);
 	}
 	free(t->ops);
 	free(t->slots);
@@ -129,36 +134,43 @@ static int txn_reindex(struct lfs_txn *t, size_t nslots)
 	return 0;
 }
 
-static int txn_add(struct lfs_txn *t, const char *id, json_t *doc)
+static void op_release(struct txn_op *op)
+{
+	json_decref(op->doc);
+	free(op->block);
+}
+
+/* Add op as id's, replacing an earlier one; op's contents are taken. */
+static int txn_add(struct lfs_txn *t, const char *id, struct txn_op op)
 {
 	if ((t->n + 1) * 2 > t->nslots &&
 	    txn_reindex(t, t->nslots ? t->nslots * 2 : 16)) {
-		json_decref(doc);
+		op_release(&op);
 		return -ENOMEM;
 	}
 	size_t *slot = txn_slot(t, id);
 	if (*slot) {
-		json_decref(t->ops[*slot - 1].doc);
-		t->ops[*slot - 1].doc = doc;
-		t->ops[*slot - 1].encoded = false;
+		struct txn_op *old = &t->ops[*slot - 1];
+		op_release(old);
+		op.id = old->id;
+		*old = op;
 		return 0;
 	}
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 8;
 		void *p = realloc(t->ops, cap * sizeof(*t->ops));
 		if (!p) {
-			json_decref(doc);
+			op_release(&op);
 			return -ENOMEM;
 		}
 		t->ops = p;
 		t->cap = cap;
 	}
-	if (!(t->ops[t->n].id = strdup(id))) {
-		json_decref(doc);
+	if (!(op.id = strdup(id))) {
+		op_release(&op);
 		return -ENOMEM;
 	}
-	t->ops[t->n].doc = doc;
-	t->ops[t->n++].encoded = false;
+	t->ops[t->n++] = op;
 	*slot = t->n;
 	return 0;
 }
@@ -178,16 +190,56 @@ static int check_put(const char *id, const json_t *doc)
 	return 0;
 }
 
+/*
+ * Append doc's block to b, without its top-level "_id" when drop_id is
+ * set. The decoded tree of a typical document fits the arena's first
+ * chunk, on the stack.
+ */
+static int encode_json(struct lfs_buf *b, const json_t *doc, bool drop_id)
+{
+	_Alignas(16) unsigned char space[16384];
+	struct lfs_arena a;
+	lfs_arena_init_buf(&a, 0, space, sizeof(space));
+	struct lfs_cbor *v;
+	int rc = lfs_dagjson_to_cbor(&v, &a, doc);
+	if (!rc && drop_id && v->type == LFS_CBOR_MAP) {
+		struct lfs_cbor_pair *p = v->u.map.pairs;
+		size_t n = v->u.map.count;
+		for (size_t i = 0; i < n; i++) {
+			if (p[i].key_len == 3 && !memcmp(p[i].key, "_id", 3)) {
+				memmove(&p[i], &p[i + 1],
+					(n - i - 1) * sizeof(*p));
+				v->u.map.count--;
+				break;
+			}
+		}
+	}
+	if (!rc)
+		rc = lfs_cbor_encode(b, v);
+	if (rc == -EFBIG || b->err == -EFBIG)
+		rc = -EFBIG;
+	lfs_arena_release(&a);
+	return rc;
+}
+
+/*
+ * The copy a put keeps is its block, encoded now: cheaper than a copy of
+ * the JSON tree and its release, and the commit does not encode it again.
+ */
 int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc)
 {
 	int rc = check_put(id, doc);
 	if (rc)
 		return rc;
-	json_t *copy = json_deep_copy(doc);
-	if (!copy)
-		return -ENOMEM;
-	json_object_del(copy, "_id");
-	return txn_add(t, id, copy);
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_DOC_MAX);
+	if ((rc = encode_json(&b, doc, true))) {
+		lfs_buf_release(&b);
+		return rc;
+	}
+	struct txn_op op = {0};
+	op.block = lfs_buf_steal(&b, &op.block_len);
+	return op.block ? txn_add(t, id, op) : -ENOMEM;
 }
 
 int lfs_txn_put_new(struct lfs_txn *t, const char *id, json_t *doc)
@@ -198,13 +250,13 @@ int lfs_txn_put_new(struct lfs_txn *t, const char *id, json_t *doc)
 		return rc;
 	}
 	json_object_del(doc, "_id");
-	return txn_add(t, id, doc);
+	return txn_add(t, id, (struct txn_op){.doc = doc});
 }
 
 int lfs_txn_delete(struct lfs_txn *t, const char *id)
 {
 	int rc = check_id(id);
-	return rc ? rc : txn_add(t, id, NULL);
+	return rc ? rc : txn_add(t, id, (struct txn_op){.del = true});
 }
 
 const json_t *lfs_txn_op(const struct lfs_txn *t, size_t i, const char **out_id)
@@ -213,9 +265,29 @@ const json_t *lfs_txn_op(const struct lfs_txn *t, size_t i, const char **out_id)
 	return t->ops[i].doc;
 }
 
+int lfs_txn_op_doc(const struct lfs_txn *t, size_t i, json_t **out)
+{
+	const struct txn_op *op = &t->ops[i];
+	*out = NULL;
+	if (op->del)
+		return 0;
+	if (op->doc) {
+		*out = json_incref(op->doc);
+		return 0;
+	}
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_cbor *v;
+	int rc = lfs_cbor_decode(&v, &a, op->block, op->block_len);
+	if (!rc)
+		rc = lfs_dagjson_from_cbor(out, v);
+	lfs_arena_release(&a);
+	return rc;
+}
+
 bool lfs_txn_op_cid(const struct lfs_txn *t, size_t i, struct lfs_cid *out)
 {
-	if (!t->ops[i].doc || !t->ops[i].encoded)
+	if (!t->ops[i].encoded)
 		return false;
 	*out = t->ops[i].cid;
 	return true;
@@ -932,32 +1004,28 @@ static void gather_release(struct gather *g)
 }
 
 /*
- * A document's block. The decoded tree of a typical document fits the
- * arena's first chunk on the stack, and the encoding goes to the ledger's
- * buffer (kept between commits, up to 1 MiB): a commit of a few KiB calls
- * malloc for neither. Caller holds write_lock.
+ * Op's block into the ledger's blocks: the one lfs_txn_put encoded, or
+ * doc's, encoded into the ledger's buffer (kept between commits, up to
+ * 1 MiB), so a commit of a few KiB calls malloc for neither. Caller holds
+ * write_lock.
  */
-static int encode_doc(struct lfs_cid *out, struct lfs_ledger *l,
-		      const json_t *doc)
+static int put_doc_block(struct lfs_cid *out, struct lfs_ledger *l,
+			 const struct txn_op *op)
 {
-	_Alignas(16) unsigned char space[16384];
-	struct lfs_arena a;
-	lfs_arena_init_buf(&a, 0, space, sizeof(space));
+	if (op->block) {
+		lfs_cid_of(out, LFS_CODEC_DAG_CBOR, op->block, op->block_len);
+		return lfs_blocks_put(&l->blocks, out, op->block,
+				      op->block_len);
+	}
 	struct lfs_buf *b = &l->docbuf;
 	lfs_buf_reset(b);
-	struct lfs_cbor *v;
-	int rc = lfs_dagjson_to_cbor(&v, &a, doc);
-	if (!rc)
-		rc = lfs_cbor_encode(b, v);
-	if (rc == -EFBIG || b->err == -EFBIG)
-		rc = -EFBIG;
+	int rc = encode_json(b, op->doc, false);
 	if (!rc) {
 		lfs_cid_of(out, LFS_CODEC_DAG_CBOR, b->data, b->len);
 		rc = lfs_blocks_put(&l->blocks, out, b->data, b->len);
 	}
 	if (b->cap > ((size_t)1 << 20))
 		lfs_buf_release(b);
-	lfs_arena_release(&a);
 	return rc;
 }
 
@@ -1113,8 +1181,8 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		struct lfs_op *op = &ops[n];
 		op->id = t->ops[i].id;
 		op->id_len = strlen(op->id);
-		op->del = !t->ops[i].doc;
-		if (!op->del && (rc = encode_doc(&op->doc, l, t->ops[i].doc)))
+		op->del = t->ops[i].del;
+		if (!op->del && (rc = put_doc_block(&op->doc, l, &t->ops[i])))
 			break;
 		t->ops[i].cid = op->doc;
 		t->ops[i].encoded = !op->del;

@@ -113,9 +113,10 @@ int lfs_txn_new(struct lfs_txn **out);
 void lfs_txn_free(struct lfs_txn *t);
 
 /*
- * Add a put of a JSON object (the txn keeps its own copy) or a delete.
- * Validates the id and the document; a later op on the same id replaces an
- * earlier one.
+ * Add a put of a JSON object or a delete. Validates the id and the
+ * document, which is encoded now (-EINVAL: not storable as DAG-CBOR;
+ * -EFBIG: over LFS_DOC_MAX): the txn keeps that block, not the JSON. A
+ * later op on the same id replaces an earlier one.
  */
 int lfs_txn_put(struct lfs_txn *t, const char *id, const json_t *doc);
 /*
@@ -126,13 +127,19 @@ int lfs_txn_put_new(struct lfs_txn *t, const char *id, json_t *doc);
 int lfs_txn_delete(struct lfs_txn *t, const char *id);
 size_t lfs_txn_count(const struct lfs_txn *t);
 /*
- * Op i of t (i < lfs_txn_count): its id in *out_id, and the document it
- * puts as it will be committed (its own copy, without "_id"), or NULL for
- * a delete. Borrowed: valid until t changes or is freed. In no particular
- * order (a commit may sort them).
+ * Op i of t (i < lfs_txn_count): its id in *out_id, and the document a
+ * lfs_txn_put_new put (without "_id"), or NULL for a delete or a
+ * lfs_txn_put (which keeps only the block). Borrowed: valid until t
+ * changes or is freed. In no particular order (a commit may sort them).
  */
 const json_t *lfs_txn_op(const struct lfs_txn *t, size_t i,
 			 const char **out_id);
+/*
+ * Op i's document, as it will be committed, whichever way it was put: a
+ * new reference in *out (NULL for a delete); a lfs_txn_put's is decoded
+ * from its block. 0 or a negative errno.
+ */
+int lfs_txn_op_doc(const struct lfs_txn *t, size_t i, json_t **out);
 /*
  * The CID of op i's document block as a commit of t encoded it (the same
  * bytes lfs_ledger_load_doc reads back): false for a delete, or before

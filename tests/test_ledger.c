@@ -102,6 +102,37 @@ static long get_v(struct lfs_ledger *l, const struct lfs_cid *root,
 	return v;
 }
 
+/* lfs_txn_put keeps what the document was at the put: the caller may
+ * change or free it before the commit; its "_id" is dropped. */
+START_TEST(txn_put_keeps_a_copy)
+{
+	make_tmpdir();
+	struct lfs_ledger *l = open_replica(0, NULL);
+	struct lfs_txn *t;
+	ck_assert_int_eq(lfs_txn_new(&t), 0);
+	json_t *d = json_pack("{s:i,s:s}", "v", 7, "_id", "a");
+	ck_assert_int_eq(lfs_txn_put(t, "a", d), 0);
+	json_object_set_new(d, "v", json_integer(8));
+	ck_assert_int_eq(lfs_txn_put(t, "b", d), -EINVAL); /* its _id */
+	json_object_del(d, "_id");
+	ck_assert_int_eq(lfs_txn_put(t, "b", d), 0);
+	json_decref(d);
+	const char *id;
+	json_t *got;
+	ck_assert_ptr_null(lfs_txn_op(t, 0, &id)); /* only the block */
+	ck_assert_int_eq(lfs_txn_op_doc(t, 0, &got), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(got, "v")), 7);
+	ck_assert_ptr_null(json_object_get(got, "_id"));
+	json_decref(got);
+	ck_assert_int_eq(lfs_ledger_commit(l, t, NULL, NULL), 0);
+	lfs_txn_free(t);
+	ck_assert_int_eq(get_v(l, NULL, "a"), 7);
+	ck_assert_int_eq(get_v(l, NULL, "b"), 8);
+	lfs_ledger_close(l);
+	remove_tmpdir();
+}
+END_TEST
+
 START_TEST(put_get_delete_reopen)
 {
 	make_tmpdir();
@@ -120,6 +151,12 @@ START_TEST(put_get_delete_reopen)
 	json_t *arr = json_array(), *obj = json_object();
 	ck_assert_int_eq(lfs_txn_put(t, "a", arr), -EINVAL);
 	ck_assert_int_eq(lfs_txn_put(t, "", obj), -EINVAL);
+	/* lfs_txn_put encodes now: a value DAG-CBOR cannot hold is refused
+	 * at the put, not at the commit. */
+	json_t *bad = json_object();
+	json_object_set_new(bad, "s", json_string_nocheck("\xc0\x80"));
+	ck_assert_int_eq(lfs_txn_put(t, "a", bad), -EINVAL);
+	json_decref(bad);
 	json_decref(wrong);
 	json_decref(arr);
 	json_decref(obj);
@@ -1537,6 +1574,7 @@ int main(void)
 	Suite *s = suite_create("ledger");
 	TCase *t = tcase_create("core");
 	tcase_set_timeout(t, 300);
+	tcase_add_test(t, txn_put_keeps_a_copy);
 	tcase_add_test(t, put_get_delete_reopen);
 	tcase_add_loop_test(t, replicas_converge, 0, 3);
 	tcase_add_loop_test(t, single_writer_histories, 0, 20);
