@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,9 +140,9 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	lfs_bs_runs_release(bs);
 	for (size_t i = 0; i < bs->ncars; i++) {
 		free(bs->cars[i].root.cars); /* and head: one allocation */
-		if (bs->cars[i].idx_map)
-			munmap(bs->cars[i].idx_map, bs->cars[i].idx_maplen);
-		free(bs->cars[i].idx_owned);
+		if (bs->cars[i].side)
+			lfs_bs_idx_release(bs->cars[i].side);
+		free(bs->cars[i].side);
 	}
 	free(bs->sidecars);
 	free(bs->cars);
@@ -281,8 +280,11 @@ static int read_chunk(struct lfs_blockstore *bs, struct lfs_buf *out,
 		return rc;
 	}
 	struct lfs_cid cid = bs->cars[car].cid;
-	struct lfs_envelope_info info = bs->cars[car].info;
+	struct lfs_envelope_info info;
+	rc = lfs_bs_car_info(&bs->cars[car], &info);
 	pthread_mutex_unlock(&bs->lock);
+	if (rc)
+		return rc;
 
 	size_t off, len;
 	/* Past the last chunk: the location came from a corrupt sidecar. */
@@ -379,7 +381,10 @@ static int bs_get(void *self, struct lfs_buf *out, const struct lfs_cid *cid)
 		}
 		struct loc l = {0};
 		bool found = lfs_bs_find_loc(bs, cid, &l);
-		size_t clog = found ? bs->cars[l.car].info.chunk_log2 : 0;
+		struct lfs_envelope_info info = {0};
+		if (found && lfs_bs_car_info(&bs->cars[l.car], &info))
+			found = false; /* never: it parsed when stored */
+		size_t clog = info.chunk_log2;
 		pthread_mutex_unlock(&bs->lock);
 		if (!found) {
 			int rc = load_more(bs);

@@ -110,7 +110,8 @@ int lfs_bs_car_slot(struct lfs_blockstore *bs, size_t *out,
 	if (lfs_cidtab_find(&bs->car_index, bs->cars, cid, out))
 		return 0;
 	if (bs->ncars == bs->capcars) {
-		size_t cap = bs->capcars ? bs->capcars * 2 : 16;
+		/* 1.5x: the array stays (one entry per commit). */
+		size_t cap = bs->capcars ? bs->capcars + bs->capcars / 2 : 16;
 		void *p = realloc(bs->cars, cap * sizeof(*bs->cars));
 		if (!p)
 			return -ENOMEM;
@@ -171,9 +172,9 @@ bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		return true;
 	}
 	for (size_t i = 0; i < bs->nsidecars; i++) {
-		const struct car_file *cf = &bs->cars[bs->sidecars[i]];
+		const struct idx_src *x = bs->cars[bs->sidecars[i]].side;
 		const uint8_t *e =
-			bsearch(cid, cf->idx, cf->nidx, IDX_ENTRY, idx_cmp);
+			bsearch(cid, x->idx, x->n, IDX_ENTRY, idx_cmp);
 		if (e) {
 			*out = (struct loc){.cid = *cid,
 					    .car = (uint32_t)bs->sidecars[i],
@@ -407,7 +408,7 @@ static void frontier_add(struct lfs_blockstore *bs, const struct lfs_cid *car)
 	bs->frontier[bs->nfrontier++] = *car;
 }
 
-static void idx_src_release(struct idx_src *x)
+void lfs_bs_idx_release(struct idx_src *x)
 {
 	if (x->map)
 		munmap(x->map, x->maplen);
@@ -425,13 +426,10 @@ static void forget_locations(struct lfs_blockstore *bs, size_t keep)
 		if (i == keep)
 			continue;
 		cf->loaded = false;
-		if (cf->idx_map)
-			munmap(cf->idx_map, cf->idx_maplen);
-		free(cf->idx_owned);
-		cf->idx = NULL;
-		cf->nidx = 0;
-		cf->idx_map = NULL;
-		cf->idx_owned = NULL;
+		if (cf->side)
+			lfs_bs_idx_release(cf->side);
+		free(cf->side);
+		cf->side = NULL;
 	}
 	bs->nsidecars = 0;
 	bs->nfrontier = 0;
@@ -455,31 +453,30 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 	int rc = lfs_bs_car_slot(bs, &idx, cid);
 	if (rc || bs->cars[idx].loaded) {
 		if (x)
-			idx_src_release(x);
+			lfs_bs_idx_release(x);
 		return rc;
 	}
 	if (x && x->idx) {
 		void *p = realloc(bs->sidecars,
 				  (bs->nsidecars + 1) * sizeof(*bs->sidecars));
-		if (!p) {
+		struct idx_src *side = malloc(sizeof(*side));
+		if (p)
+			bs->sidecars = p;
+		if (!p || !side) {
+			free(side);
 			rc = -ENOMEM;
 			goto fail;
 		}
-		bs->sidecars = p;
 		if (relocate)
 			forget_locations(bs, idx);
-		struct car_file *cf = &bs->cars[idx];
-		cf->idx = x->idx;
-		cf->nidx = x->n;
-		cf->idx_map = x->map;
-		cf->idx_maplen = x->maplen;
-		cf->idx_owned = x->owned;
+		*side = *x;
 		memset(x, 0, sizeof(*x));
+		bs->cars[idx].side = side;
 		bs->sidecars[bs->nsidecars++] = idx;
 	} else if (bs->cars[idx].indexed) {
 		/* A run finds its blocks already: only the root is new. */
 		if (x)
-			idx_src_release(x);
+			lfs_bs_idx_release(x);
 	} else if (known) {
 		for (size_t i = 0; i < nknown && !rc; i++)
 			rc = add_loc(bs, &known[i].cid, (uint32_t)idx,
@@ -517,7 +514,7 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 	struct car_file *cf = &bs->cars[idx];
 	free(cf->root.cars); /* loaded before a compaction forgot it */
 	cf->loaded = true;
-	cf->info = *info;
+	lfs_bs_car_set_info(cf, info);
 	cf->root = (struct lfs_car_root){.cars = links,
 					 .ncars = root->ncars,
 					 .head = links + root->ncars,
@@ -530,7 +527,7 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 	return 0;
 fail:
 	if (x)
-		idx_src_release(x);
+		lfs_bs_idx_release(x);
 	return rc;
 }
 
@@ -637,8 +634,8 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 		size_t nbuilt = 0;
 		if (!rc && big) {
 			lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx);
-			built = bs->cars[idx].idx;
-			nbuilt = bs->cars[idx].nidx;
+			built = bs->cars[idx].side->idx;
+			nbuilt = bs->cars[idx].side->n;
 		}
 		pthread_mutex_unlock(&bs->lock);
 		if (!rc && out)

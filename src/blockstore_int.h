@@ -31,34 +31,39 @@
 #ifndef LFS_BLOCKSTORE_INT_H
 #define LFS_BLOCKSTORE_INT_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "blockmap.h"
 #include "blockstore.h"
 #include "buf.h"
 #include "cidtab.h"
+#include "envelope.h"
 
 #define MAX_ROOT_LINKS 1024 /* CIDs in a root block, parents of a record */
 
+/*
+ * One per CAR the store knows, for its life (one per commit): kept small.
+ * The envelope's header and sealed length stand for its parsed form
+ * (lfs_bs_car_info).
+ */
 struct car_file {
 	struct lfs_cid cid;
 	bool loaded;
-	struct lfs_envelope_info info;
-	struct lfs_car_root root; /* head points into cars' allocation */
-	/* Large CARs keep their block index in a sorted array (IDX_ENTRY
-	 * bytes an entry) instead of the hash table: mapped from the local
-	 * sidecar file car/<cid>.idx, or built in memory. */
-	const uint8_t *idx;
-	size_t nidx;
-	void *idx_map; /* munmap on free, if mapped */
-	size_t idx_maplen;
-	uint8_t *idx_owned; /* free on free, if built */
 	/* A segment record whose blocks a run finds (their locations are
 	 * not in the hash table); loaded tells whether its root is known. */
 	bool indexed;
+	uint8_t env_header[LFS_ENVELOPE_HEADER_BYTES];
+	uint64_t sealed_len;
+	struct lfs_car_root root; /* head points into cars' allocation */
+	/* Large CARs keep their block index in a sorted array (IDX_ENTRY
+	 * bytes an entry) instead of the hash table: mapped from the local
+	 * sidecar file car/<cid>.idx, or built in memory. NULL otherwise. */
+	struct idx_src *side;
 };
 
 /*
@@ -164,9 +169,9 @@ void lfs_bs_run_free(struct seg_run *r);
 
 struct seg_ent {
 	struct lfs_cid cid;
-	uint64_t off; /* of the sealed bytes */
-	uint32_t len;
 	bool removed;
+	uint32_t len;
+	uint64_t off; /* of the sealed bytes */
 };
 
 struct loc {
@@ -269,6 +274,26 @@ struct idx_src {
 	size_t maplen;
 	uint8_t *owned;
 };
+
+/* Unmap or free what x holds, and zero it. */
+void lfs_bs_idx_release(struct idx_src *x);
+
+/* A loaded or indexed CAR's envelope, parsed: 0 or -EBADMSG. */
+static inline int lfs_bs_car_info(const struct car_file *cf,
+				  struct lfs_envelope_info *out)
+{
+	int rc =
+		lfs_envelope_parse(out, cf->env_header, (size_t)cf->sealed_len);
+	return rc ? -EBADMSG : 0;
+}
+
+/* Keep info in cf (its header and sealed length). */
+static inline void lfs_bs_car_set_info(struct car_file *cf,
+				       const struct lfs_envelope_info *info)
+{
+	memcpy(cf->env_header, info->header, LFS_ENVELOPE_HEADER_BYTES);
+	cf->sealed_len = info->sealed_len;
+}
 
 /* blockstore.c: files */
 

@@ -249,7 +249,7 @@ static int adopt_run(struct lfs_blockstore *bs, struct seg_run *r,
 	if (!rc) {
 		for (uint32_t k = 0; k < r->nrec; k++) {
 			struct car_file *cf = &bs->cars[cars[k]];
-			cf->info = info[k];
+			lfs_bs_car_set_info(cf, &info[k]);
 			cf->indexed = true;
 		}
 		r->cars = cars;
@@ -431,12 +431,13 @@ static int collect(struct lfs_blockstore *bs, uint32_t a, uint32_t b,
 		ord_of[idx] = j;
 		uint8_t rec[RUN_REC];
 		lfs_cid_to_bytes(rec, &cf->cid);
-		memcpy(rec + LFS_CID_BYTES, cf->info.header,
+		memcpy(rec + LFS_CID_BYTES, cf->env_header,
 		       LFS_ENVELOPE_HEADER_BYTES);
 		int rc = lfs_buf_append(recs, rec, sizeof(rec));
 		/* A large record keeps its own sorted index: copy it. */
-		for (size_t k = 0; !rc && k < cf->nidx; k++) {
-			const uint8_t *e = cf->idx + k * IDX_ENTRY;
+		size_t nidx = cf->side ? cf->side->n : 0;
+		for (size_t k = 0; !rc && k < nidx; k++) {
+			const uint8_t *e = cf->side->idx + k * IDX_ENTRY;
 			struct lfs_cid c = {.codec = e[LFS_DIGEST_LEN]};
 			memcpy(c.digest, e, LFS_DIGEST_LEN);
 			rc = add_entry(ents, &c, j, lfs_le_get32(e + 36),

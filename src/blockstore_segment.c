@@ -132,7 +132,7 @@ static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	if (lfs_cidtab_find(&bs->seg_index, bs->seg, car, NULL))
 		return 0; /* the same bytes twice: the first copy serves */
 	if (bs->nseg == bs->capseg) {
-		size_t cap = bs->capseg ? bs->capseg * 2 : 256;
+		size_t cap = bs->capseg ? bs->capseg + bs->capseg / 2 : 256;
 		void *p = realloc(bs->seg, cap * sizeof(*bs->seg));
 		if (!p)
 			return -ENOMEM;
