@@ -1192,6 +1192,19 @@ static void damage_a_run(bool cut)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* Mappings of this process that are run files. */
+static int runs_mapped(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	ck_assert_ptr_nonnull(f);
+	char line[1024];
+	int n = 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, "/runs/") != NULL;
+	fclose(f);
+	return n;
+}
+
 START_TEST(segment_runs)
 {
 	unsigned seed = lfs_check_seed();
@@ -1240,6 +1253,8 @@ START_TEST(segment_runs)
 	int files = count_runs();
 	ck_assert_int_ge(files, 1);
 	ck_assert_int_eq((size_t)files, st.runs);
+	/* Read, never mapped: their pages are not the process's memory. */
+	ck_assert_int_eq(runs_mapped(), 0);
 	lfs_ledger_close(rep[0]);
 
 	/* A damaged run is ignored; the next writer's close writes one,
