@@ -144,11 +144,6 @@ static int idx_cmp(const void *key, const void *entry)
 	return r ? r : (int)c->codec - (int)e[LFS_DIGEST_LEN];
 }
 
-static int idx_sort(const void *a, const void *b)
-{
-	return memcmp(a, b, LFS_DIGEST_LEN + 1);
-}
-
 bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
 		     struct loc *out)
 {
@@ -238,7 +233,7 @@ int lfs_bs_index_car(uint8_t **out, size_t *out_n, const uint8_t *plain,
 		return rc;
 	}
 	if (n)
-		qsort(v, n, IDX_ENTRY, idx_sort);
+		qsort(v, n, IDX_ENTRY, lfs_bs_key_cmp);
 	*out = v;
 	*out_n = n;
 	return 0;

@@ -134,6 +134,16 @@ static inline bool lfs_bs_bloom_has(const uint8_t *bloom, size_t nblocks,
 
 /* The part of an entry it is sorted by: digest, then codec. */
 #define RUN_KEY (LFS_DIGEST_LEN + 1)
+
+/*
+ * The order of a sorted block index, a run's or a sidecar's (their
+ * entries begin alike): for qsort, and for bsearch with a key of RUN_KEY
+ * bytes.
+ */
+static inline int lfs_bs_key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, RUN_KEY);
+}
 /* Entries a lookup reads at once: the run's fences say which group. */
 #define RUN_GROUP 64
 

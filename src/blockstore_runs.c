@@ -50,11 +50,6 @@ static void mac_init(crypto_generichash_state *st, struct lfs_blockstore *bs)
 	sodium_memzero(sub, sizeof(sub));
 }
 
-static int entry_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, LFS_DIGEST_LEN + 1);
-}
-
 static bool parse_name(const char *name, uint32_t *first, uint32_t *end)
 {
 	unsigned long long a, b;
@@ -112,7 +107,7 @@ bool lfs_bs_run_find(const struct seg_run *r, const struct lfs_cid *cid,
 	if (lfs_pread_all(r->fd, group, n * RUN_ENTRY,
 			  r->ent_off + first * RUN_ENTRY))
 		return false;
-	const uint8_t *e = bsearch(key, group, n, RUN_ENTRY, entry_cmp);
+	const uint8_t *e = bsearch(key, group, n, RUN_ENTRY, lfs_bs_key_cmp);
 	if (!e)
 		return false;
 	*ord = lfs_le_get32(e + 36);
@@ -644,7 +639,8 @@ static int write_run(struct lfs_blockstore *bs, struct seg_run *out,
 			for (size_t i = 0; i < nsrc && !o->err; i++) {
 				o->err = source_fill(&src[i]);
 				if (src[i].n &&
-				    (!min || entry_cmp(src[i].p, min->p) < 0))
+				    (!min ||
+				     lfs_bs_key_cmp(src[i].p, min->p) < 0))
 					min = &src[i];
 			}
 			if (!min || o->err)
@@ -839,7 +835,8 @@ static int runs_write(struct lfs_blockstore *bs, size_t min)
 	if (!rc) {
 		memcpy(all_cars + (a - first), cars,
 		       (b - a) * sizeof(*all_cars));
-		qsort(ents.data, ents.len / RUN_ENTRY, RUN_ENTRY, entry_cmp);
+		qsort(ents.data, ents.len / RUN_ENTRY, RUN_ENTRY,
+		      lfs_bs_key_cmp);
 	}
 	for (size_t k = 0; !rc && k < m; k++) {
 		size_t len = (size_t)old_nrec[k] * RUN_REC;
