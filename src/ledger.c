@@ -265,6 +265,34 @@ const json_t *lfs_txn_op(const struct lfs_txn *t, size_t i, const char **out_id)
 	return t->ops[i].doc;
 }
 
+/*
+ * A document block's JSON in *out (a new reference), with "_id" set to id
+ * unless id is NULL: -EBADMSG when the block is not a document.
+ */
+static int doc_from_block(json_t **out, const uint8_t *p, size_t len,
+			  const char *id)
+{
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_cbor *v;
+	json_t *j = NULL;
+	int rc = lfs_cbor_decode(&v, &a, p, len);
+	if (!rc && v->type != LFS_CBOR_MAP)
+		rc = -EBADMSG;
+	if (rc == -EPROTONOSUPPORT)
+		rc = -EBADMSG;
+	if (!rc)
+		rc = lfs_dagjson_from_cbor(&j, v);
+	if (!rc && id && json_object_set_new(j, "_id", json_string(id)))
+		rc = -ENOMEM;
+	if (rc)
+		json_decref(j);
+	else
+		*out = j;
+	lfs_arena_release(&a);
+	return rc;
+}
+
 int lfs_txn_op_doc(const struct lfs_txn *t, size_t i, json_t **out)
 {
 	const struct txn_op *op = &t->ops[i];
@@ -275,14 +303,7 @@ int lfs_txn_op_doc(const struct lfs_txn *t, size_t i, json_t **out)
 		*out = json_incref(op->doc);
 		return 0;
 	}
-	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
-	struct lfs_cbor *v;
-	int rc = lfs_cbor_decode(&v, &a, op->block, op->block_len);
-	if (!rc)
-		rc = lfs_dagjson_from_cbor(out, v);
-	lfs_arena_release(&a);
-	return rc;
+	return doc_from_block(out, op->block, op->block_len, NULL);
 }
 
 bool lfs_txn_op_cid(const struct lfs_txn *t, size_t i, struct lfs_cid *out)
@@ -854,29 +875,13 @@ int lfs_ledger_load_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
 {
 	struct lfs_buf b;
 	lfs_buf_init(&b, LFS_DOC_MAX);
-	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
-	struct lfs_cbor *v;
-	json_t *j = NULL;
 	int rc = lfs_blocks_get(&l->blocks, &b, doc);
 	/* The index names it: a block that is not here is damage (a CAR
 	 * lost), never "no such document". */
 	if (rc == -ENOENT)
 		rc = -EIO;
-	if (!rc && (rc = lfs_cbor_decode(&v, &a, b.data, b.len)) == 0 &&
-	    v->type != LFS_CBOR_MAP)
-		rc = -EBADMSG;
-	if (rc == -EPROTONOSUPPORT)
-		rc = -EBADMSG;
 	if (!rc)
-		rc = lfs_dagjson_from_cbor(&j, v);
-	if (!rc && id && json_object_set_new(j, "_id", json_string(id)))
-		rc = -ENOMEM;
-	if (rc)
-		json_decref(j);
-	else
-		*out = j;
-	lfs_arena_release(&a);
+		rc = doc_from_block(out, b.data, b.len, id);
 	lfs_buf_release(&b);
 	return rc;
 }
