@@ -140,9 +140,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	lfs_bs_runs_release(bs);
 	for (size_t i = 0; i < bs->ncars; i++) {
 		free(bs->cars[i].root.cars); /* and head: one allocation */
-		if (bs->cars[i].side)
-			lfs_bs_idx_release(bs->cars[i].side);
-		free(bs->cars[i].side);
+		lfs_bs_drop_side(&bs->cars[i]);
 	}
 	free(bs->sidecars);
 	free(bs->cars);

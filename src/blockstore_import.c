@@ -411,6 +411,14 @@ void lfs_bs_idx_release(struct idx_src *x)
 	memset(x, 0, sizeof(*x));
 }
 
+void lfs_bs_drop_side(struct car_file *cf)
+{
+	if (cf->side)
+		lfs_bs_idx_release(cf->side);
+	free(cf->side);
+	cf->side = NULL;
+}
+
 /* Forget every location (a compaction CAR now holds every block). */
 static void forget_locations(struct lfs_blockstore *bs, size_t keep)
 {
@@ -421,10 +429,7 @@ static void forget_locations(struct lfs_blockstore *bs, size_t keep)
 		if (i == keep)
 			continue;
 		cf->loaded = false;
-		if (cf->side)
-			lfs_bs_idx_release(cf->side);
-		free(cf->side);
-		cf->side = NULL;
+		lfs_bs_drop_side(cf);
 	}
 	bs->nsidecars = 0;
 	bs->nfrontier = 0;

@@ -287,6 +287,8 @@ struct idx_src {
 
 /* Unmap or free what x holds, and zero it. */
 void lfs_bs_idx_release(struct idx_src *x);
+/* Release cf's sidecar index, if it has one. */
+void lfs_bs_drop_side(struct car_file *cf);
 
 /* A loaded or indexed CAR's envelope, parsed: 0 or -EBADMSG. */
 static inline int lfs_bs_car_info(const struct car_file *cf,

@@ -117,6 +117,44 @@ bool lfs_bs_run_find(const struct seg_run *r, const struct lfs_cid *cid,
 }
 
 /*
+ * Sorted entries: an array in memory (fd -1), or a run's, read from its
+ * descriptor RUN_READ entries at a time (source_fill when n is 0). Merges
+ * read their sources this way, and opening a run reads its own.
+ */
+struct source {
+	const uint8_t *p;
+	size_t n;     /* entries at p */
+	int fd;       /* a dup of the run's, or -1 */
+	uint64_t off; /* of the next entry to read */
+	size_t left;  /* entries not read yet */
+	uint8_t *buf;
+};
+
+static int source_fill(struct source *s)
+{
+	if (s->n || !s->left)
+		return 0;
+	if (!s->buf && !(s->buf = malloc(RUN_READ * RUN_ENTRY)))
+		return -ENOMEM;
+	size_t n = s->left < RUN_READ ? s->left : RUN_READ;
+	int rc = lfs_pread_all(s->fd, s->buf, n * RUN_ENTRY, s->off);
+	if (rc)
+		return rc < 0 ? rc : -EBADMSG;
+	s->p = s->buf;
+	s->n = n;
+	s->off += n * RUN_ENTRY;
+	s->left -= n;
+	return 0;
+}
+
+static void source_release(struct source *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->buf);
+}
+
+/*
  * Read DIR/runs/name and check its shape and MAC: its Bloom filter and
  * fences into *out (its descriptor kept), its records into *recs (nrec *
  * RUN_REC bytes, the caller frees).
@@ -135,7 +173,7 @@ static int read_run(struct lfs_blockstore *bs, const char *name,
 		return -errno;
 	struct stat st;
 	uint8_t hdr[RUN_HEADER], mac[RUN_MAC], want[RUN_MAC];
-	uint8_t *buf = NULL;
+	struct source ents = {.fd = -1};
 	int rc = 0;
 	if (fstat(r.fd, &st) || st.st_size < RUN_HEADER + RUN_MAC ||
 	    lfs_pread_all(r.fd, hdr, sizeof(hdr), 0)) {
@@ -158,8 +196,7 @@ static int read_run(struct lfs_blockstore *bs, const char *name,
 	*recs = malloc((size_t)r.nrec * RUN_REC);
 	r.fence = malloc(run_groups(r.nent) * RUN_KEY + 1);
 	r.bloom = malloc(r.nbloom * RUN_BLOOM_BLOCK);
-	buf = malloc(RUN_READ * RUN_ENTRY);
-	if (!*recs || !r.fence || !r.bloom || !buf) {
+	if (!*recs || !r.fence || !r.bloom) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -171,17 +208,18 @@ static int read_run(struct lfs_blockstore *bs, const char *name,
 		goto out;
 	}
 	crypto_generichash_update(&st_mac, *recs, (size_t)r.nrec * RUN_REC);
-	for (size_t at = 0; at < r.nent; at += RUN_READ) {
-		size_t n = r.nent - at < RUN_READ ? r.nent - at : RUN_READ;
-		if (lfs_pread_all(r.fd, buf, n * RUN_ENTRY,
-				  r.ent_off + at * RUN_ENTRY)) {
-			rc = -EBADMSG;
+	/* The entries, RUN_READ at a time (a multiple of RUN_GROUP): the
+	 * MAC over them, and the first key of every group. */
+	ents = (struct source){.fd = r.fd, .off = r.ent_off, .left = r.nent};
+	for (size_t at = 0; at < r.nent; at += ents.n, ents.n = 0) {
+		if ((rc = source_fill(&ents))) {
+			rc = rc == -ENOMEM ? rc : -EBADMSG;
 			goto out;
 		}
-		crypto_generichash_update(&st_mac, buf, n * RUN_ENTRY);
-		for (size_t g = 0; g < n; g += RUN_GROUP)
+		crypto_generichash_update(&st_mac, ents.p, ents.n * RUN_ENTRY);
+		for (size_t g = 0; g < ents.n; g += RUN_GROUP)
 			memcpy(r.fence + (at + g) / RUN_GROUP * RUN_KEY,
-			       buf + g * RUN_ENTRY, RUN_KEY);
+			       ents.p + g * RUN_ENTRY, RUN_KEY);
 	}
 	uint64_t bloom_off = r.ent_off + (uint64_t)r.nent * RUN_ENTRY;
 	if (lfs_pread_all(r.fd, r.bloom, r.nbloom * RUN_BLOOM_BLOCK,
@@ -196,7 +234,7 @@ static int read_run(struct lfs_blockstore *bs, const char *name,
 	if (sodium_memcmp(mac, want, RUN_MAC))
 		rc = -EBADMSG;
 out:
-	free(buf);
+	free(ents.buf); /* not source_release: the descriptor is r's */
 	if (rc) {
 		free(*recs);
 		*recs = NULL;
@@ -544,43 +582,6 @@ static void out_put(struct run_out *o, const void *p, size_t len)
 		if (o->len == sizeof(o->buf))
 			out_flush(o);
 	}
-}
-
-/*
- * Sorted entries merged into one run as it is written: an array in memory
- * (fd -1), or a run's, read from its descriptor RUN_READ entries at a time.
- */
-struct source {
-	const uint8_t *p;
-	size_t n;     /* entries at p */
-	int fd;       /* a dup of the run's, or -1 */
-	uint64_t off; /* of the next entry to read */
-	size_t left;  /* entries not read yet */
-	uint8_t *buf;
-};
-
-static int source_fill(struct source *s)
-{
-	if (s->n || !s->left)
-		return 0;
-	if (!s->buf && !(s->buf = malloc(RUN_READ * RUN_ENTRY)))
-		return -ENOMEM;
-	size_t n = s->left < RUN_READ ? s->left : RUN_READ;
-	int rc = lfs_pread_all(s->fd, s->buf, n * RUN_ENTRY, s->off);
-	if (rc)
-		return rc < 0 ? rc : -EBADMSG;
-	s->p = s->buf;
-	s->n = n;
-	s->off += n * RUN_ENTRY;
-	s->left -= n;
-	return 0;
-}
-
-static void source_release(struct source *s)
-{
-	if (s->fd >= 0)
-		close(s->fd);
-	free(s->buf);
 }
 
 /*
