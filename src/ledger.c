@@ -1293,20 +1293,38 @@ static int add_pending(struct lfs_ledger *l, struct lfs_arena *a,
 	return 0;
 }
 
+/*
+ * The events the history ends in: the heads, and those the current batch
+ * applied (pending), malloc'd into *out. Caller holds write_lock.
+ */
+static int history_tips(struct lfs_ledger *l, struct lfs_cid **out,
+			size_t *out_n)
+{
+	pthread_mutex_lock(&l->state_lock);
+	size_t n = l->nheads + l->npending;
+	struct lfs_cid *v = malloc((n + 1) * sizeof(*v));
+	if (v) {
+		lfs_cid_copy_n(v, l->heads, l->nheads);
+		lfs_cid_copy_n(v + l->nheads, l->pending, l->npending);
+	}
+	pthread_mutex_unlock(&l->state_lock);
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
 /* End of a batch: the heads and the state take in what it applied. */
 static int apply_pending(struct lfs_ledger *l)
 {
 	if (!l->npending)
 		return 0;
-	pthread_mutex_lock(&l->state_lock);
-	size_t n = l->nheads + l->npending;
-	struct lfs_cid *all = malloc((n + 1) * sizeof(*all));
-	if (all) {
-		lfs_cid_copy_n(all, l->heads, l->nheads);
-		lfs_cid_copy_n(all + l->nheads, l->pending, l->npending);
-	}
-	pthread_mutex_unlock(&l->state_lock);
-	int m = all ? lfs_clock_reduce(&l->blocks, all, n) : -ENOMEM;
+	struct lfs_cid *all = NULL;
+	size_t n;
+	int m = history_tips(l, &all, &n);
+	if (!m)
+		m = lfs_clock_reduce(&l->blocks, all, n);
 	if (m < 0) {
 		free(all);
 		return m;
@@ -1314,6 +1332,90 @@ static int apply_pending(struct lfs_ledger *l)
 	int rc = publish(l, all, (size_t)m);
 	if (!rc)
 		l->npending = 0;
+	return rc;
+}
+
+/*
+ * Is each of events (all held here) in the history that ends in tips: one
+ * of them, or an ancestor of one? 1 yes; 0 no, with *out_first (if not
+ * NULL) one that is not; or a negative error. Reducing tips and events
+ * together leaves an event outside tips exactly when one is not. History
+ * this replica does not hold ends the walk on that path: an event reached
+ * only across such a gap counts as not there, the cautious answer.
+ */
+static int in_history(const struct lfs_blocks *b, const struct lfs_cid *tips,
+		      size_t ntips, const struct lfs_cid *events, size_t n,
+		      struct lfs_cid *out_first)
+{
+	bool at_tips = true;
+	for (size_t i = 0; i < n && at_tips; i++)
+		at_tips = lfs_ledger_cid_in(tips, ntips, &events[i]);
+	if (at_tips)
+		return 1; /* the usual case: no walk */
+	struct lfs_cid *v = malloc((ntips + n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	lfs_cid_copy_n(v, tips, ntips);
+	lfs_cid_copy_n(v + ntips, events, n);
+	int m = lfs_clock_reduce(b, v, ntips + n), rc = m < 0 ? m : 1;
+	for (int i = 0; i < m && rc == 1; i++)
+		if (!lfs_ledger_cid_in(tips, ntips, &v[i])) {
+			rc = 0;
+			if (out_first)
+				*out_first = v[i];
+		}
+	free(v);
+	return rc;
+}
+
+/*
+ * May a CAR naming parent CARs be applied: are its events' parents
+ * (present, checked by the caller) in the history? 0, -EAGAIN with
+ * *out_missing (if not NULL) naming the CAR that holds one that is not,
+ * or an error. Caller holds write_lock.
+ */
+static int parents_applied(struct lfs_ledger *l, const struct lfs_cid *car,
+			   const struct lfs_car_root *r,
+			   const struct lfs_cid *parents, size_t n,
+			   struct lfs_cid *out_missing)
+{
+	struct lfs_cid *tips, first;
+	size_t ntips;
+	int rc = history_tips(l, &tips, &ntips);
+	if (rc)
+		return rc;
+	rc = in_history(&l->blocks, tips, ntips, parents, n, &first);
+	free(tips);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	if (out_missing && (lfs_blockstore_car_of(out_missing, l->bs, &first) ||
+			    lfs_cid_equal(out_missing, car)))
+		*out_missing = r->cars[0];
+	return -EAGAIN;
+}
+
+int lfs_ledger_car_applied(struct lfs_ledger *l, const struct lfs_cid *car)
+{
+	if (!lfs_blockstore_has_car(l->bs, car))
+		return 0;
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	struct lfs_car_root r;
+	struct lfs_cid *tips = NULL;
+	size_t ntips = 0;
+	int rc = lfs_blockstore_load(&r, &a, l->bs, car, false);
+	if (!rc) {
+		/* A snapshot of the tips; the walk needs no lock. */
+		pthread_mutex_lock(&l->write_lock);
+		rc = history_tips(l, &tips, &ntips);
+		pthread_mutex_unlock(&l->write_lock);
+	}
+	if (!rc)
+		rc = r.nhead ? in_history(&l->blocks, tips, ntips, r.head,
+					  r.nhead, NULL)
+			     : 1;
+	free(tips);
+	lfs_arena_release(&a);
 	return rc;
 }
 
@@ -1331,12 +1433,27 @@ static int ingest_locked(struct lfs_ledger *l, struct lfs_arena *a,
 		 : !lfs_blockstore_has_car(l->bs, car)
 			 ? -ENOENT
 			 : lfs_blockstore_load(&r, a, l->bs, car, false);
+	/* Its events' parents, checked against the history at the end. */
+	struct lfs_cid *parents = NULL;
+	size_t nparents = 0;
 	for (size_t i = 0; !rc && i < r.nhead; i++) {
 		struct lfs_event ev;
 		struct lfs_cid missing;
 		if ((rc = lfs_event_load(&ev, a, &l->blocks, &r.head[i])))
 			break;
 		rc = lfs_clock_check_parents(&missing, &l->blocks, &ev);
+		if (!rc && r.ncars && ev.nparents) {
+			void *p = realloc(parents, (nparents + ev.nparents) *
+							   sizeof(*parents));
+			if (!p) {
+				rc = -ENOMEM;
+				break;
+			}
+			parents = p;
+			lfs_cid_copy_n(parents + nparents, ev.parents,
+				       ev.nparents);
+			nparents += ev.nparents;
+		}
 		if (!rc && ev.t > l->now_us(l->now_ctx) + LFS_CLOCK_MAX_AHEAD)
 			rc = -EAGAIN; /* from the future: apply it later */
 		if (rc == -ENOENT) {
@@ -1353,6 +1470,10 @@ static int ingest_locked(struct lfs_ledger *l, struct lfs_arena *a,
 			}
 		}
 	}
+	if (!rc && nparents)
+		rc = parents_applied(l, car, &r, parents, nparents,
+				     out_missing);
+	free(parents);
 	if (rc == -ETIME)
 		rc = -EBADMSG; /* an event older than its parent */
 	if (rc == -EBADMSG)

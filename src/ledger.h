@@ -205,9 +205,16 @@ int lfs_ledger_event_root(struct lfs_ledger *l, const struct lfs_cid *event,
 
 /*
  * Take a sealed CAR from another replica (named car): verify it, store it,
- * and move the heads forward. -EAGAIN when it names a parent CAR this
- * replica does not hold yet (*out_missing, if not NULL, names one); the
- * verified file is kept, and ingesting it again after the parent works.
+ * and move the heads forward. -EAGAIN when its events' parents are not all
+ * applied here yet (*out_missing, if not NULL, names a CAR holding one: a
+ * file this replica lacks, or one kept here unapplied); the verified file
+ * is kept, and ingesting it again after the parent works. A parent whose
+ * block is here is not enough: another process on this home may keep a
+ * CAR unapplied, and an event above a gap in the history would be applied
+ * without the writes below it. A CAR that names parent CARs has each of
+ * its events' parents checked against the history (the heads and what a
+ * batch applied so far); a self-contained one (a compaction's) against
+ * its own blocks.
  * -EAGAIN, with *out_missing untouched, when its event is more than
  * LFS_CLOCK_MAX_AHEAD ahead of this replica's clock: also kept, and applied
  * by a later ingest once the clock has caught up. Both are "retry later",
@@ -248,6 +255,15 @@ int lfs_ledger_ingest_here(struct lfs_ledger *l, const struct lfs_cid *cars,
  */
 int lfs_ledger_ingest_begin(struct lfs_ledger *l);
 int lfs_ledger_ingest_end(struct lfs_ledger *l);
+
+/*
+ * Is CAR car applied here: its file here and every event its root names as
+ * a head part of the history (among the heads or their ancestors, or
+ * applied by the current batch)? 1 yes, 0 no, or a negative error. The
+ * answer of the ledger itself, whatever any process noted: a walk of the
+ * events newer than the CAR's, cheap for recent CARs. A yes stays true.
+ */
+int lfs_ledger_car_applied(struct lfs_ledger *l, const struct lfs_cid *car);
 
 /* The CAR files holding the current heads (malloc'd; free it). */
 int lfs_ledger_head_cars(struct lfs_ledger *l, struct lfs_cid **out, size_t *n);

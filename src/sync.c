@@ -481,7 +481,6 @@ void lfs_sync_free(struct lfs_sync *s)
 			close(sl->pushed_fd);
 		sodium_memzero(sl->key, sizeof(sl->key));
 		free(sl->fetch_dir);
-		free(sl->waiting_path);
 		free(sl->name);
 		free(sl->enc);
 		free(sl);

@@ -49,7 +49,7 @@ static bool apply_hint(struct lfs_sync *s, const struct lfs_meta_hint *h)
 	if (!l)
 		return false;
 	struct lfs_blockstore *bs = lfs_ledger_store(l);
-	if (lfs_sync_applied(sl, bs, &h->car) ||
+	if (lfs_sync_applied(sl, l, &h->car) ||
 	    lfs_sync_car_flags(sl, &h->car) & CAR_BAD ||
 	    lfs_sync_car_flags(sl, &h->car) & CAR_WAITING)
 		return false;

@@ -30,7 +30,6 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "blockstore.h"
@@ -80,8 +79,6 @@ struct sync_ledger {
 	bool have_key;
 	char *fetch_dir; /* HOME/state/<ledger>/: fetched CARs spill here */
 	struct lfs_sync *owner;
-	char *waiting_path;
-	struct stat waiting_st; /* the waiting file when last read here */
 	bool loaded, marker_done, waiting_dirty, missing_dirty, state_dir;
 	bool swept;
 	char why[300]; /* why a remote head could not be applied */
@@ -172,7 +169,7 @@ void lfs_sync_record_key(char *out, size_t n, struct sync_ledger *sl,
 uint64_t lfs_sync_car_flags(struct sync_ledger *sl, const struct lfs_cid *c);
 int lfs_sync_car_set(struct sync_ledger *sl, const struct lfs_cid *c,
 		     uint64_t set, uint64_t clear);
-bool lfs_sync_applied(struct sync_ledger *sl, struct lfs_blockstore *bs,
+bool lfs_sync_applied(struct sync_ledger *sl, struct lfs_ledger *l,
 		      const struct lfs_cid *c);
 bool lfs_sync_due(struct sync_ledger *sl, const struct lfs_cid *c);
 

@@ -396,7 +396,7 @@ static void apply_kept(struct lfs_sync *s, struct sync_ledger *sl,
 		for (size_t k = 0; !rc && k < root.ncars; k++) {
 			uint64_t p;
 			if (!lfs_cidmap_get(&at, &root.cars[k], &p)) {
-				if (!lfs_sync_applied(sl, bs, &root.cars[k]))
+				if (!lfs_sync_applied(sl, l, &root.cars[k]))
 					blocked[i] = true;
 				continue;
 			}
@@ -645,12 +645,12 @@ static void chain_unwait(struct chain *ch, struct sync_ledger *sl,
  * already (a cycle).
  */
 static int unapplied_parent(struct lfs_cid *out, struct sync_ledger *sl,
-			    struct lfs_blockstore *bs, struct chain *ch,
+			    struct lfs_ledger *l, struct chain *ch,
 			    const struct lfs_car_root *root)
 {
 	for (size_t i = 0; i < root->ncars; i++) {
 		const struct lfs_cid *p = &root->cars[i];
-		if (lfs_sync_applied(sl, bs, p))
+		if (lfs_sync_applied(sl, l, p))
 			continue;
 		*out = *p;
 		if (lfs_sync_car_flags(sl, p) & CAR_BAD)
@@ -701,7 +701,7 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 		lfs_cid_to_string(cs, &top);
 		if (lfs_cidmap_get(&sl->missing, &top, NULL))
 			lfs_cidmap_set(&sl->needed, &top, 1);
-		if (lfs_sync_applied(sl, bs, &top)) {
+		if (lfs_sync_applied(sl, l, &top)) {
 			chain_pop(&ch, sl);
 			continue;
 		}
@@ -819,7 +819,7 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 		}
 		if (have_root) {
 			struct lfs_cid p;
-			int u = unapplied_parent(&p, sl, bs, &ch, &root);
+			int u = unapplied_parent(&p, sl, l, &ch, &root);
 			if (u == 1) {
 				r = chain_push(&ch, sl, &p);
 				goto next;
@@ -866,7 +866,7 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 			 * of this machine's clock. */
 			r = 0;
 			if (missing.codec == LFS_CODEC_RAW &&
-			    !lfs_sync_applied(sl, bs, &missing) &&
+			    !lfs_sync_applied(sl, l, &missing) &&
 			    !chain_has(&ch, &missing)) {
 				if (!(lfs_sync_car_flags(sl, &missing) &
 				      CAR_BAD)) {
@@ -969,7 +969,7 @@ int lfs_sync_pull(struct lfs_sync *s, struct sync_ledger *sl,
 			rc = lfs_cidmap_set(&bad, c, 1);
 			continue;
 		}
-		if (lfs_sync_applied(sl, bs, c) || f & CAR_BAD) {
+		if (lfs_sync_applied(sl, l, c) || f & CAR_BAD) {
 			rc = lfs_cidmap_set(&heads, c, 1);
 			continue;
 		}

@@ -173,7 +173,7 @@ int lfs_sync_push(struct lfs_sync *s, struct sync_ledger *sl,
 		bool ours = false;
 		for (size_t i = 0; i < nhcars && !ours; i++)
 			ours = lfs_cid_equal(&hcars[i], &slot->cid);
-		if (ours || !lfs_sync_applied(sl, bs, &slot->cid))
+		if (ours || !lfs_sync_applied(sl, l, &slot->cid))
 			continue;
 		struct lfs_car_root root;
 		struct lfs_arena_mark m = lfs_arena_mark(&a);

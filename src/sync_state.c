@@ -54,29 +54,30 @@ int lfs_sync_car_set(struct sync_ledger *sl, const struct lfs_cid *c,
 	return 0;
 }
 
-static void refresh_waiting(struct sync_ledger *sl, struct lfs_blockstore *bs);
-
 /*
- * Applied here: ingested in this process, or a local file not waiting.
- * Another process on this home (a mount, the command line) may have kept
- * the file unapplied since this one read the waiting file: it lists a
- * file there before the file appears, so a file not known here is looked
- * up in the waiting file once more (when it changed) before it counts as
- * applied.
+ * Applied here: the ledger says so (lfs_ledger_car_applied()), and once it
+ * has, this process remembers. What the waiting file lists is only a hint
+ * (which kept files to try again): another process on this home may keep
+ * a file unapplied that this one never heard of, so a file here says
+ * nothing by itself. CAR_WAITING, set here from the waiting file or by
+ * this process, answers no without a walk of the history: a catch-up
+ * asks of many kept files. A file found here unapplied and not known to
+ * wait is listed in the waiting file, which heals a list that lost it.
  */
-bool lfs_sync_applied(struct sync_ledger *sl, struct lfs_blockstore *bs,
+bool lfs_sync_applied(struct sync_ledger *sl, struct lfs_ledger *l,
 		      const struct lfs_cid *c)
 {
 	uint64_t f = lfs_sync_car_flags(sl, c);
 	if (f & CAR_APPLIED)
 		return true;
-	if (f & (CAR_WAITING | CAR_BAD) || !lfs_blockstore_has_car(bs, c))
+	if (f & (CAR_WAITING | CAR_BAD))
 		return false;
-	refresh_waiting(sl, bs);
-	if (lfs_sync_car_flags(sl, c) & CAR_WAITING)
-		return false;
-	lfs_sync_car_set(sl, c, CAR_APPLIED, 0);
-	return true;
+	int r = lfs_ledger_car_applied(l, c);
+	if (r == 1)
+		lfs_sync_car_set(sl, c, CAR_APPLIED, 0);
+	else if (r == 0 && lfs_blockstore_has_car(lfs_ledger_store(l), c))
+		lfs_sync_note_waiting(sl->owner, sl, c);
+	return r == 1;
 }
 
 /* May CAR c be tried now (its backoff since the last failure is over)? */
@@ -295,36 +296,11 @@ static void load_missing(void *ctx, const struct lfs_cid *c, uint64_t since)
 	pthread_mutex_unlock(&x->s->lock);
 }
 
-/* Has the waiting file changed since it was last read here? */
-static bool waiting_changed(struct sync_ledger *sl)
-{
-	struct stat st;
-	if (!sl->waiting_path || stat(sl->waiting_path, &st))
-		return false;
-	bool changed = st.st_ino != sl->waiting_st.st_ino ||
-		       st.st_size != sl->waiting_st.st_size ||
-		       st.st_mtim.tv_sec != sl->waiting_st.st_mtim.tv_sec ||
-		       st.st_mtim.tv_nsec != sl->waiting_st.st_mtim.tv_nsec;
-	sl->waiting_st = st;
-	return changed;
-}
-
-static void refresh_waiting(struct sync_ledger *sl, struct lfs_blockstore *bs)
-{
-	if (!waiting_changed(sl))
-		return;
-	struct load_ctx x = {.s = sl->owner, .sl = sl, .bs = bs};
-	read_state(sl->owner, sl, "waiting", load_waiting, &x);
-}
-
 void lfs_sync_load_state(struct lfs_sync *s, struct sync_ledger *sl,
 			 struct lfs_blockstore *bs)
 {
 	struct load_ctx x = {.s = s, .sl = sl, .bs = bs};
-	if (!sl->waiting_path)
-		sl->waiting_path = lfs_sync_state_path(s, sl, "waiting");
 	read_state(s, sl, "pushed", load_pushed, &x);
-	waiting_changed(sl);
 	read_state(s, sl, "waiting", load_waiting, &x);
 	read_state(s, sl, "missing", load_missing, &x);
 }

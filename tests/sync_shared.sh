@@ -6,8 +6,9 @@
 # B's (taking entries out of it): a mount of C and four `ledgerfs sync`
 # loops on C race on that file all along. Once the hidden file is back, C
 # must converge: every document of A and B readable, fsck clean, nothing
-# left waiting. A waiting entry lost to a race would make C count a kept
-# file as applied, and A's later documents would never arrive.
+# left waiting. This caught a process applying A's CAR above one another
+# process kept unapplied (its events' blocks were here), then counting
+# kept files as applied: C said "synced" without A's later documents.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
 need jq timeout

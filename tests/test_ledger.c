@@ -688,6 +688,89 @@ START_TEST(ingest_here)
 }
 END_TEST
 
+/*
+ * A parent's block here is not a parent applied. Another process on the
+ * same home may keep a CAR unapplied (its own parent missing): a CAR above
+ * it must wait too, or its event would be applied above a gap and the
+ * writes below it lost from view (the replica then counted the kept file
+ * as applied). Each ledger object here stands for a process.
+ */
+START_TEST(ingest_above_kept)
+{
+	enum { N = 4 };
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	rep[1] = open_replica(1, NULL);
+	struct lfs_ledger *other = open_replica(1, NULL);
+	struct lfs_cid chain[N];
+	uint8_t *bytes[N];
+	size_t len[N];
+	struct lfs_blockstore *src = lfs_ledger_store(rep[0]);
+	for (int i = 0; i < N; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "d%d", i);
+		put_json(rep[0], id, "{\"v\": 1}");
+		struct lfs_cid *heads;
+		size_t nheads;
+		ck_assert_int_eq(lfs_ledger_head_cars(rep[0], &heads, &nheads),
+				 0);
+		ck_assert_int_eq(nheads, 1);
+		chain[i] = heads[0];
+		free(heads);
+		ck_assert_int_eq(lfs_blockstore_read_car(&bytes[i], &len[i],
+							 src, &chain[i]),
+				 0);
+	}
+	struct lfs_cid missing;
+	/* 1 arrives before 0: kept, unapplied. */
+	ck_assert_int_eq(lfs_ledger_ingest(rep[1], &chain[1], bytes[1], len[1],
+					   &missing),
+			 -EAGAIN);
+	ck_assert(lfs_cid_equal(&missing, &chain[0]));
+	ck_assert_int_eq(lfs_ledger_car_applied(rep[1], &chain[1]), 0);
+	/* 2 names 1, whose event is here but not applied: it waits, in this
+	 * process and in the other, inside a batch or not. */
+	memset(&missing, 0, sizeof(missing));
+	ck_assert_int_eq(
+		lfs_ledger_ingest(other, &chain[2], bytes[2], len[2], &missing),
+		-EAGAIN);
+	ck_assert(lfs_cid_equal(&missing, &chain[1]));
+	ck_assert_int_eq(lfs_ledger_ingest_begin(rep[1]), 0);
+	memset(&missing, 0, sizeof(missing));
+	ck_assert_int_eq(
+		lfs_ledger_ingest(rep[1], &chain[2], NULL, 0, &missing),
+		-EAGAIN);
+	ck_assert(lfs_cid_equal(&missing, &chain[1]));
+	ck_assert_int_eq(lfs_ledger_ingest(rep[1], &chain[3], bytes[3], len[3],
+					   &missing),
+			 -EAGAIN);
+	ck_assert_int_eq(lfs_ledger_ingest_end(rep[1]), 0);
+	for (int i = 1; i < N; i++) {
+		ck_assert_int_eq(lfs_ledger_car_applied(rep[1], &chain[i]), 0);
+		ck_assert_int_eq(lfs_ledger_car_applied(other, &chain[i]), 0);
+	}
+	ck_assert_int_eq(get_v(rep[1], NULL, "d2"), -1);
+	/* The gap closes: everything goes in, parents first. */
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(lfs_ledger_ingest(rep[1], &chain[i], bytes[i],
+						   len[i], &missing),
+				 0);
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(lfs_ledger_car_applied(rep[1], &chain[i]), 1);
+		free(bytes[i]);
+	}
+	ck_assert_int_eq(get_v(rep[1], NULL, "d3"), 1);
+	/* The other process learns it from the heads on disk. */
+	ck_assert_int_eq(lfs_ledger_ingest(other, &chain[3], NULL, 0, NULL), 0);
+	ck_assert_int_eq(lfs_ledger_car_applied(other, &chain[2]), 1);
+	ck_assert_int_eq(get_v(other, NULL, "d0"), 1);
+	lfs_ledger_close(other);
+	lfs_ledger_close(rep[0]);
+	lfs_ledger_close(rep[1]);
+	remove_tmpdir();
+}
+END_TEST
+
 /* Concurrent edit vs delete: the edit wins; concurrent edits: both kept. */
 START_TEST(edit_beats_delete)
 {
@@ -1595,6 +1678,7 @@ int main(void)
 	tcase_add_loop_test(t, single_writer_histories, 0, 20);
 	tcase_add_test(t, ingest_batch);
 	tcase_add_test(t, ingest_here);
+	tcase_add_test(t, ingest_above_kept);
 	tcase_add_test(t, edit_beats_delete);
 	tcase_add_test(t, hostile_cars);
 	tcase_add_test(t, clock_from_the_future);
