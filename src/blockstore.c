@@ -742,6 +742,12 @@ bool lfs_blockstore_has_car(struct lfs_blockstore *bs,
 	return r;
 }
 
+bool lfs_blockstore_in_segment(struct lfs_blockstore *bs,
+			       const struct lfs_cid *car)
+{
+	return lfs_bs_seg_find(bs, car, NULL, true);
+}
+
 int lfs_blockstore_read_car(uint8_t **out, size_t *out_len,
 			    struct lfs_blockstore *bs,
 			    const struct lfs_cid *car)

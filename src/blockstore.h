@@ -207,6 +207,13 @@ void lfs_blockstore_stats(struct lfs_blockstore *bs,
 bool lfs_blockstore_has_car(struct lfs_blockstore *bs,
 			    const struct lfs_cid *car);
 
+/*
+ * True when car is a record of the segment: a commit made on this home, by
+ * this process or another (the segment is looked at again when needed).
+ */
+bool lfs_blockstore_in_segment(struct lfs_blockstore *bs,
+			       const struct lfs_cid *car);
+
 /* Read car/<cid>'s sealed bytes (for upload); caller frees *out. */
 int lfs_blockstore_read_car(uint8_t **out, size_t *out_len,
 			    struct lfs_blockstore *bs,

@@ -1398,6 +1398,12 @@ int lfs_ledger_car_applied(struct lfs_ledger *l, const struct lfs_cid *car)
 {
 	if (!lfs_blockstore_has_car(l->bs, car))
 		return 0;
+	/* A commit made on this home, by any process: appended on top of
+	 * every head, and the segment's records count as heads on disk. This
+	 * process's heads may not have it yet (another process committed
+	 * since it last took the writer lock); it is applied all the same. */
+	if (lfs_blockstore_in_segment(l->bs, car))
+		return 1;
 	struct lfs_arena a;
 	lfs_arena_init(&a, 0);
 	struct lfs_car_root r;
@@ -1476,7 +1482,7 @@ static int ingest_locked(struct lfs_ledger *l, struct lfs_arena *a,
 	free(parents);
 	if (rc == -ETIME)
 		rc = -EBADMSG; /* an event older than its parent */
-	if (rc == -EBADMSG)
+	if (rc == -EBADMSG && !lfs_blockstore_in_segment(l->bs, car))
 		lfs_blockstore_remove_car(l->bs, car); /* never applied */
 	if (!l->batch && !rc)
 		rc = touch_heads(l); /* a new CAR file, at least */

@@ -261,7 +261,10 @@ int lfs_ledger_ingest_end(struct lfs_ledger *l);
  * a head part of the history (among the heads or their ancestors, or
  * applied by the current batch)? 1 yes, 0 no, or a negative error. The
  * answer of the ledger itself, whatever any process noted: a walk of the
- * events newer than the CAR's, cheap for recent CARs. A yes stays true.
+ * events newer than the CAR's, cheap for recent CARs. A commit made on
+ * this home (a record of the segment) is applied. A yes stays true; a no
+ * may be stale when another process applied the CAR since this one last
+ * took the writer lock (an ingest then finds it applied).
  */
 int lfs_ledger_car_applied(struct lfs_ledger *l, const struct lfs_cid *car);
 

@@ -745,6 +745,15 @@ int lfs_sync_fetch_apply(struct lfs_sync *s, struct sync_ledger *sl,
 		if (lfs_blockstore_has_car(bs, &top)) {
 			/* Kept here by an earlier ingest, unapplied. */
 			r = lfs_blockstore_load(&root, &a, bs, &top, false);
+			if ((r == -ENOENT || r == -EBADMSG) &&
+			    lfs_blockstore_in_segment(bs, &top)) {
+				/* A commit of this home: never removed here
+				 * (the round fails; fsck names it). */
+				lfs_warn("sync of ledger '%s': cannot read "
+					 "this home's commit %s: %s",
+					 sl->name, cs, lfs_errmsg(r));
+				goto next;
+			}
 			if (r == -ENOENT || r == -EBADMSG) {
 				/* Gone, or damaged here: fetch it again. */
 				lfs_warn("sync of ledger '%s': the copy of CAR "

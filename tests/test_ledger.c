@@ -764,6 +764,17 @@ START_TEST(ingest_above_kept)
 	ck_assert_int_eq(lfs_ledger_ingest(other, &chain[3], NULL, 0, NULL), 0);
 	ck_assert_int_eq(lfs_ledger_car_applied(other, &chain[2]), 1);
 	ck_assert_int_eq(get_v(other, NULL, "d0"), 1);
+	/* A commit one process makes is applied for the other at once, before
+	 * the other has looked at the heads again: a sync there must never
+	 * take it for a file to fetch and apply (or to remove). */
+	put_json(rep[1], "local", "{\"v\": 5}");
+	struct lfs_cid *mine;
+	size_t nmine;
+	ck_assert_int_eq(lfs_ledger_head_cars(rep[1], &mine, &nmine), 0);
+	ck_assert_int_eq(nmine, 1);
+	ck_assert(lfs_blockstore_in_segment(lfs_ledger_store(other), &mine[0]));
+	ck_assert_int_eq(lfs_ledger_car_applied(other, &mine[0]), 1);
+	free(mine);
 	lfs_ledger_close(other);
 	lfs_ledger_close(rep[0]);
 	lfs_ledger_close(rep[1]);
