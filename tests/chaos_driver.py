@@ -14,7 +14,9 @@ logged to a JSON-lines file when it begins and when it ends, with its
 result: an operation is acknowledged when every system call of it returned
 0 (for a save: the close, and the rename on the rename path). Meanwhile a
 fault loop stops radosgw (SIGSTOP/SIGCONT), stalls or resets the proxy,
-and SIGKILLs a daemon and mounts it again; with --meta (mounts hearing
+SIGKILLs a daemon and mounts it again, and runs `ledgerfs sync` on a
+mount's own home beside it (a second process sharing its ledger and state
+files; SIGKILLed halfway now and then); with --meta (mounts hearing
 of each other through Redis) it also stops Redis (SIGSTOP) and kills it,
 starting it again empty. Then faults stop, every daemon
 is up, the writers finish, and the test checks (each check named, all run,
@@ -794,7 +796,7 @@ class Run:
         end = now() + self.a.seconds
         self.say("writers started; faults for %d s" % self.a.seconds)
         allk = {"store_stop": 3, "proxy_stall": 3, "proxy_reset": 3, "kill": 4,
-                "redis_stop": 2, "redis_kill": 2, "quiet": 1}
+                "cli_sync": 3, "redis_stop": 2, "redis_kill": 2, "quiet": 1}
         kinds = [k for k in allk if k in self.a.faults or k == "quiet"]
         weights = [allk[k] for k in kinds]
         overlap_kill = "kill" in self.a.faults
@@ -846,6 +848,8 @@ class Run:
             elif kind == "kill":
                 self.say("fault: SIGKILL the daemon of %s, mount again" % victim)
                 self.kill_and_remount(victim)
+            elif kind == "cli_sync":
+                self.cli_sync(victim, dur)
             else:
                 self.say("quiet for %.1f s" % dur)
                 time.sleep(dur)
@@ -870,6 +874,25 @@ class Run:
                     except OSError as e:
                         self.fail("tree", "cannot remove the leftover temp file "
                                   "%s on %s: %s" % (n, r, e))
+
+    def cli_sync(self, r, dur):
+        """A `ledgerfs sync` on r's home while r's daemon runs: two
+        processes apply CARs to one ledger and share its state files
+        (waiting, missing, pushed). Half the time it is SIGKILLed after a
+        random part of dur, mid-round whatever it was doing."""
+        kill_after = self.rng.uniform(0.05, dur) if self.rng.random() < 0.5 else None
+        self.say("fault: `ledgerfs sync` on %s's home beside its mount%s"
+                 % (r, ", SIGKILL after %.2f s" % kill_after if kill_after else ""))
+        p = subprocess.Popen([self.L, "sync", "--remote", self.url(r), LEDGER],
+                             env=self.env(r), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.record_pid(p.pid)
+        try:
+            rc = p.wait(timeout=kill_after if kill_after else 180)
+            self.say("`ledgerfs sync` on %s's home exited %d" % (r, rc))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
     def plant_bugs(self):
         """--selftest: break the promises on purpose, as a buggy ledgerfs
@@ -1434,7 +1457,7 @@ def main_run(argv):
     p.add_argument("--evidence", default="")
     p.add_argument("--selftest", action="store_true",
                    help="plant bugs after the faults; pass only if the checks catch them")
-    p.add_argument("--faults", default="store_stop,proxy_stall,proxy_reset,kill",
+    p.add_argument("--faults", default="store_stop,proxy_stall,proxy_reset,kill,cli_sync",
                    help="comma-separated fault kinds to inject (none: no faults)")
     p.add_argument("--replay", default="")
     p.add_argument("--meta", default="",
@@ -1446,7 +1469,7 @@ def main_run(argv):
     a.faults = [f for f in a.faults.split(",") if f and f != "none"]
     for f in a.faults:
         if f not in ("store_stop", "proxy_stall", "proxy_reset", "kill",
-                     "redis_stop", "redis_kill"):
+                     "cli_sync", "redis_stop", "redis_kill"):
             p.error("unknown fault kind %r" % f)
         if f.startswith("redis_") and not a.redis_dir:
             p.error("fault %s needs --meta and --redis-dir" % f)
