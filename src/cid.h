@@ -81,6 +81,16 @@ static inline bool lfs_cid_equal(const struct lfs_cid *a,
 	       memcmp(a->digest, b->digest, LFS_DIGEST_LEN) == 0;
 }
 
+/* Is c one of set[0..n)? */
+static inline bool lfs_cid_in(const struct lfs_cid *set, size_t n,
+			      const struct lfs_cid *c)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lfs_cid_equal(&set[i], c))
+			return true;
+	return false;
+}
+
 /* Copy n CIDs (n may be 0 with NULL pointers). */
 static inline void lfs_cid_copy_n(struct lfs_cid *dst,
 				  const struct lfs_cid *src, size_t n)

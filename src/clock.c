@@ -582,6 +582,31 @@ int lfs_clock_reduce(const struct lfs_blocks *b, struct lfs_cid *events,
 	return rc ? rc : (int)m;
 }
 
+int lfs_clock_contains(const struct lfs_blocks *b, const struct lfs_cid *tips,
+		       size_t ntips, const struct lfs_cid *events, size_t n,
+		       struct lfs_cid *out_first)
+{
+	bool at_tips = true;
+	for (size_t i = 0; i < n && at_tips; i++)
+		at_tips = lfs_cid_in(tips, ntips, &events[i]);
+	if (at_tips)
+		return 1; /* the usual case: no walk */
+	struct lfs_cid *v = malloc((ntips + n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	lfs_cid_copy_n(v, tips, ntips);
+	lfs_cid_copy_n(v + ntips, events, n);
+	int m = lfs_clock_reduce(b, v, ntips + n), rc = m < 0 ? m : 1;
+	for (int i = 0; i < m && rc == 1; i++)
+		if (!lfs_cid_in(tips, ntips, &v[i])) {
+			rc = 0;
+			if (out_first)
+				*out_first = v[i];
+		}
+	free(v);
+	return rc;
+}
+
 int lfs_clock_walk(const struct lfs_blocks *b, const struct lfs_cid *heads,
 		   size_t n, lfs_clock_walk_fn fn, void *ctx)
 {

@@ -131,6 +131,19 @@ int lfs_clock_reduce(const struct lfs_blocks *b, struct lfs_cid *events,
 		     size_t n);
 
 /*
+ * Is each of events (all held here) in the history that ends in tips: one
+ * of them, or an ancestor of one? 1 yes; 0 no, with *out_first (if not
+ * NULL) one that is not; or a negative error. Reducing tips and events
+ * together leaves an event outside tips exactly when one is not; when
+ * every event is a tip, there is no walk. History this replica does not
+ * hold ends the walk on that path: an event reached only across such a gap
+ * counts as not there, the cautious answer.
+ */
+int lfs_clock_contains(const struct lfs_blocks *b, const struct lfs_cid *tips,
+		       size_t ntips, const struct lfs_cid *events, size_t n,
+		       struct lfs_cid *out_first);
+
+/*
  * Walk the events reachable from heads, newest first (t descending, then
  * CID), calling fn for each until it returns non-zero (which is returned)
  * or the history ends. Visits each event once. The event passed to fn lives

@@ -380,7 +380,7 @@ static bool held_by_head_car(struct lfs_ledger *l, const struct lfs_cid *event,
 		struct lfs_car_root r;
 		if (lfs_blockstore_load(&r, &a, l->bs, &cars[i], false))
 			continue;
-		if ((found = lfs_ledger_cid_in(r.head, r.nhead, event)))
+		if ((found = lfs_cid_in(r.head, r.nhead, event)))
 			*out = cars[i];
 	}
 	lfs_arena_release(&a);
@@ -413,7 +413,7 @@ static int publish(struct lfs_ledger *l, struct lfs_cid *heads, size_t n)
 		if (!held_by_head_car(l, &heads[i], &car) &&
 		    (rc = lfs_blockstore_car_of(&car, l->bs, &heads[i])))
 			break;
-		if (!lfs_ledger_cid_in(cars, ncars, &car))
+		if (!lfs_cid_in(cars, ncars, &car))
 			cars[ncars++] = car;
 	}
 	lfs_arena_release(&a);
@@ -458,11 +458,11 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
 		return rc;
 	}
 	for (size_t i = 0; i < l->nhead_cars && !rc; i++)
-		if (!lfs_ledger_cid_in(recs, nrecs, &l->head_cars[i]))
+		if (!lfs_cid_in(recs, nrecs, &l->head_cars[i]))
 			rc = lfs_blockstore_set_head(l->bs, &l->head_cars[i],
 						     recs, 0, durable);
 	for (size_t i = 0; i < nrecs && !rc; i++)
-		if (!lfs_ledger_cid_in(l->head_cars, l->nhead_cars, &recs[i]))
+		if (!lfs_cid_in(l->head_cars, l->nhead_cars, &recs[i]))
 			rc = lfs_blockstore_drop_head(l->bs, &recs[i]);
 	free(recs);
 	if (!rc)
@@ -652,14 +652,13 @@ static int adopt_head_records(struct lfs_ledger *l)
 			continue; /* fsck names it; the heads stand */
 		bool only_heads = r.nhead > 0;
 		for (size_t k = 0; k < r.nhead && only_heads; k++)
-			only_heads =
-				lfs_ledger_cid_in(heads, nheads, &r.head[k]);
+			only_heads = lfs_cid_in(heads, nheads, &r.head[k]);
 		if (!only_heads)
 			continue;
 		cars[ncars++] = recs[i];
 		for (size_t k = 0; k < nheads; k++)
 			if (!held[k] &&
-			    lfs_ledger_cid_in(r.head, r.nhead, &heads[k])) {
+			    lfs_cid_in(r.head, r.nhead, &heads[k])) {
 				held[k] = true;
 				covered++;
 			}
@@ -668,8 +667,7 @@ static int adopt_head_records(struct lfs_ledger *l)
 	pthread_mutex_lock(&l->state_lock);
 	bool differ = ncars != l->nhead_cars;
 	for (size_t i = 0; !differ && i < ncars; i++)
-		differ = !lfs_ledger_cid_in(l->head_cars, l->nhead_cars,
-					    &cars[i]);
+		differ = !lfs_cid_in(l->head_cars, l->nhead_cars, &cars[i]);
 	if (!rc && covered == nheads && nheads && differ) {
 		free(l->head_cars);
 		l->head_cars = cars;
@@ -1273,8 +1271,8 @@ static int add_pending(struct lfs_ledger *l, struct lfs_arena *a,
 			return rc;
 		size_t k = 0;
 		for (size_t j = 0; j < l->npending; j++)
-			if (!lfs_ledger_cid_in(ev.parents, ev.nparents,
-					       &l->pending[j]) &&
+			if (!lfs_cid_in(ev.parents, ev.nparents,
+					&l->pending[j]) &&
 			    !lfs_cid_equal(&l->pending[j], &events[i]))
 				l->pending[k++] = l->pending[j];
 		l->npending = k;
@@ -1336,39 +1334,6 @@ static int apply_pending(struct lfs_ledger *l)
 }
 
 /*
- * Is each of events (all held here) in the history that ends in tips: one
- * of them, or an ancestor of one? 1 yes; 0 no, with *out_first (if not
- * NULL) one that is not; or a negative error. Reducing tips and events
- * together leaves an event outside tips exactly when one is not. History
- * this replica does not hold ends the walk on that path: an event reached
- * only across such a gap counts as not there, the cautious answer.
- */
-static int in_history(const struct lfs_blocks *b, const struct lfs_cid *tips,
-		      size_t ntips, const struct lfs_cid *events, size_t n,
-		      struct lfs_cid *out_first)
-{
-	bool at_tips = true;
-	for (size_t i = 0; i < n && at_tips; i++)
-		at_tips = lfs_ledger_cid_in(tips, ntips, &events[i]);
-	if (at_tips)
-		return 1; /* the usual case: no walk */
-	struct lfs_cid *v = malloc((ntips + n + 1) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	lfs_cid_copy_n(v, tips, ntips);
-	lfs_cid_copy_n(v + ntips, events, n);
-	int m = lfs_clock_reduce(b, v, ntips + n), rc = m < 0 ? m : 1;
-	for (int i = 0; i < m && rc == 1; i++)
-		if (!lfs_ledger_cid_in(tips, ntips, &v[i])) {
-			rc = 0;
-			if (out_first)
-				*out_first = v[i];
-		}
-	free(v);
-	return rc;
-}
-
-/*
  * May a CAR naming parent CARs be applied: are its events' parents
  * (present, checked by the caller) in the history? 0, -EAGAIN with
  * *out_missing (if not NULL) naming the CAR that holds one that is not,
@@ -1384,7 +1349,7 @@ static int parents_applied(struct lfs_ledger *l, const struct lfs_cid *car,
 	int rc = history_tips(l, &tips, &ntips);
 	if (rc)
 		return rc;
-	rc = in_history(&l->blocks, tips, ntips, parents, n, &first);
+	rc = lfs_clock_contains(&l->blocks, tips, ntips, parents, n, &first);
 	free(tips);
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
@@ -1417,8 +1382,8 @@ int lfs_ledger_car_applied(struct lfs_ledger *l, const struct lfs_cid *car)
 		pthread_mutex_unlock(&l->write_lock);
 	}
 	if (!rc)
-		rc = r.nhead ? in_history(&l->blocks, tips, ntips, r.head,
-					  r.nhead, NULL)
+		rc = r.nhead ? lfs_clock_contains(&l->blocks, tips, ntips,
+						  r.head, r.nhead, NULL)
 			     : 1;
 	free(tips);
 	lfs_arena_release(&a);

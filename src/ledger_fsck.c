@@ -170,7 +170,7 @@ int lfs_ledger_fsck(struct lfs_ledger *l, lfs_ledger_report_fn report,
 	if ((rc = lfs_blockstore_heads(&recs, &nrecs, l->bs)))
 		goto out;
 	for (size_t i = 0; i < nrecs; i++)
-		if (!lfs_ledger_cid_in(cars, ncars, &recs[i])) {
+		if (!lfs_cid_in(cars, ncars, &recs[i])) {
 			char s[LFS_CID_STRLEN + 1];
 			lfs_cid_to_string(s, &recs[i]);
 			problem(&f,

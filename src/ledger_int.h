@@ -53,14 +53,4 @@ struct lfs_ledger {
 	size_t npending, pending_cap;
 };
 
-/* Is c one of set[0..n)? */
-static inline bool lfs_ledger_cid_in(const struct lfs_cid *set, size_t n,
-				     const struct lfs_cid *c)
-{
-	for (size_t i = 0; i < n; i++)
-		if (lfs_cid_equal(&set[i], c))
-			return true;
-	return false;
-}
-
 #endif

@@ -18,22 +18,8 @@
 static bool superseded(struct lfs_ledger *l, const struct lfs_cid *heads,
 		       size_t nheads, const struct lfs_cid *events, size_t n)
 {
-	struct lfs_cid *all = malloc((nheads + n + 1) * sizeof(*all));
-	if (!all)
-		return false;
-	lfs_cid_copy_n(all, heads, nheads);
-	lfs_cid_copy_n(all + nheads, events, n);
 	struct lfs_blocks b = lfs_ledger_blocks(l);
-	int m = lfs_clock_reduce(&b, all, nheads + n);
-	bool same = m == (int)nheads;
-	for (int i = 0; same && i < m; i++) {
-		bool found = false;
-		for (size_t j = 0; j < nheads && !found; j++)
-			found = lfs_cid_equal(&all[i], &heads[j]);
-		same = found;
-	}
-	free(all);
-	return same;
+	return lfs_clock_contains(&b, heads, nheads, events, n, NULL) == 1;
 }
 
 /* How many local CAR files the remote lacks (the outbox), or an error. */
