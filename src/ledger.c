@@ -1361,14 +1361,14 @@ static int parents_applied(struct lfs_ledger *l, const struct lfs_cid *car,
 
 int lfs_ledger_car_applied(struct lfs_ledger *l, const struct lfs_cid *car)
 {
-	if (!lfs_blockstore_has_car(l->bs, car))
-		return 0;
 	/* A commit made on this home, by any process: appended on top of
 	 * every head, and the segment's records count as heads on disk. This
 	 * process's heads may not have it yet (another process committed
 	 * since it last took the writer lock); it is applied all the same. */
 	if (lfs_blockstore_in_segment(l->bs, car))
 		return 1;
+	if (!lfs_blockstore_has_car(l->bs, car))
+		return -ENOENT;
 	struct lfs_arena a;
 	lfs_arena_init(&a, 0);
 	struct lfs_car_root r;

@@ -259,7 +259,8 @@ int lfs_ledger_ingest_end(struct lfs_ledger *l);
 /*
  * Is CAR car applied here: its file here and every event its root names as
  * a head part of the history (among the heads or their ancestors, or
- * applied by the current batch)? 1 yes, 0 no, or a negative error. The
+ * applied by the current batch)? 1 yes, 0 no (the file is here),
+ * -ENOENT when the file is not here, or another negative error. The
  * answer of the ledger itself, whatever any process noted: a walk of the
  * events newer than the CAR's, cheap for recent CARs. A commit made on
  * this home (a record of the segment) is applied. A yes stays true; a no

@@ -75,7 +75,7 @@ bool lfs_sync_applied(struct sync_ledger *sl, struct lfs_ledger *l,
 	int r = lfs_ledger_car_applied(l, c);
 	if (r == 1)
 		lfs_sync_car_set(sl, c, CAR_APPLIED, 0);
-	else if (r == 0 && lfs_blockstore_has_car(lfs_ledger_store(l), c))
+	else if (r == 0) /* here, unapplied */
 		lfs_sync_note_waiting(sl->owner, sl, c);
 	return r == 1;
 }
