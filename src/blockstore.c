@@ -149,6 +149,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	lfs_cidtab_release(&bs->loc_index);
 	lfs_blockmap_release(&bs->fresh);
 	free(bs->frontier);
+	free(bs->absent);
 	for (struct chunk *c = bs->lru_head, *n; c; c = n) {
 		n = c->next;
 		free(c->data);
@@ -321,10 +322,11 @@ out:
 /*
  * The next CAR to load on a miss (caller holds the lock): the frontier
  * (CARs that loaded ones name), then every record of the segment not
- * loaded yet, newest first. The walk back through the roots does not reach
- * them all: a record a run covers is never loaded (and a block it holds
- * may be listed under another file, which only its root names), and a
- * damaged record cuts the chain of roots to every record before it.
+ * loaded yet: those other writers appended since the walk began, then the
+ * rest newest first. The walk back through the roots does not reach them
+ * all: a record a run covers is never loaded (and a block it holds may be
+ * listed under another file, which only its root names), and a damaged
+ * record cuts the chain of roots to every record before it.
  */
 static bool next_to_load(struct lfs_blockstore *bs, struct lfs_cid *out)
 {
@@ -333,10 +335,12 @@ static bool next_to_load(struct lfs_blockstore *bs, struct lfs_cid *out)
 		bs->frontier[0] = bs->frontier[--bs->nfrontier];
 		return true;
 	}
-	size_t top = bs->unwalked < bs->nseg ? bs->unwalked : bs->nseg;
-	while (top > 0) {
-		const struct seg_ent *e = &bs->seg[--top];
-		bs->unwalked = top;
+	if (bs->unwalked > bs->nseg) /* the walk begins */
+		bs->unwalked = bs->walk_end = bs->nseg;
+	while (bs->walk_end < bs->nseg || bs->unwalked > 0) {
+		const struct seg_ent *e = bs->walk_end < bs->nseg
+						  ? &bs->seg[bs->walk_end++]
+						  : &bs->seg[--bs->unwalked];
 		size_t idx;
 		if (e->removed ||
 		    (lfs_cidtab_find(&bs->car_index, bs->cars, &e->cid, &idx) &&
@@ -348,20 +352,64 @@ static bool next_to_load(struct lfs_blockstore *bs, struct lfs_cid *out)
 	return false;
 }
 
-/* Load one more CAR (next_to_load); -ENOENT when there is none. */
+/*
+ * Before a miss is final, look again at what other processes may have
+ * added: records appended to the segment, and absent CARs that are here
+ * now (put back on the frontier). Whether there is anything to load.
+ */
+static bool look_again(struct lfs_blockstore *bs)
+{
+	lfs_bs_seg_rescan(bs);
+	pthread_mutex_lock(&bs->lock);
+	bool appended = bs->walk_end < bs->nseg;
+	size_t n = bs->nabsent;
+	struct lfs_cid *v = n ? malloc(n * sizeof(*v)) : NULL;
+	if (v)
+		lfs_cid_copy_n(v, bs->absent, n);
+	pthread_mutex_unlock(&bs->lock);
+	bool any = appended;
+	for (size_t i = 0; v && i < n; i++) {
+		if (!lfs_blockstore_has_car(bs, &v[i]))
+			continue;
+		pthread_mutex_lock(&bs->lock);
+		if (lfs_bs_cids_drop(bs->absent, &bs->nabsent, &v[i])) {
+			lfs_bs_cids_add(&bs->frontier, &bs->nfrontier,
+					&bs->capfrontier, &v[i]);
+			any = true;
+		}
+		pthread_mutex_unlock(&bs->lock);
+	}
+	free(v);
+	return any;
+}
+
+/*
+ * Load one more CAR (next_to_load); -ENOENT when there is none. A CAR that
+ * is not here (not downloaded yet) is remembered as absent, and looked for
+ * again before a miss is final (look_again): another process on this home
+ * may fetch it or append to the segment at any time, and a block it holds
+ * must be found then.
+ */
 static int load_more(struct lfs_blockstore *bs)
 {
+	bool looked = false; /* once a call: a file may come and go */
 	for (;;) {
 		struct lfs_cid next;
 		pthread_mutex_lock(&bs->lock);
 		bool any = next_to_load(bs, &next);
 		pthread_mutex_unlock(&bs->lock);
-		if (!any)
+		if (!any && (looked || !look_again(bs)))
 			return -ENOENT;
+		looked = looked || !any;
+		if (!any)
+			continue;
 		int rc = lfs_blockstore_load(NULL, NULL, bs, &next, false);
 		if (rc != -ENOENT)
 			return rc;
-		/* Not here (not downloaded yet): try the next one. */
+		pthread_mutex_lock(&bs->lock);
+		lfs_bs_cids_add(&bs->absent, &bs->nabsent, &bs->capabsent,
+				&next);
+		pthread_mutex_unlock(&bs->lock);
 	}
 }
 

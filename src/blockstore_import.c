@@ -383,24 +383,40 @@ static int add_loc(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 	return 0;
 }
 
+void lfs_bs_cids_add(struct lfs_cid **v, size_t *n, size_t *cap,
+		     const struct lfs_cid *c)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (lfs_cid_equal(&(*v)[i], c))
+			return;
+	if (*n == *cap) {
+		size_t more = *cap ? *cap * 2 : 16;
+		void *p = realloc(*v, more * sizeof(**v));
+		if (!p)
+			return; /* only laziness is lost */
+		*v = p;
+		*cap = more;
+	}
+	(*v)[(*n)++] = *c;
+}
+
+bool lfs_bs_cids_drop(struct lfs_cid *v, size_t *n, const struct lfs_cid *c)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (lfs_cid_equal(&v[i], c)) {
+			v[i] = v[--*n];
+			return true;
+		}
+	return false;
+}
+
 static void frontier_add(struct lfs_blockstore *bs, const struct lfs_cid *car)
 {
 	size_t idx;
 	if (lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx) &&
 	    (bs->cars[idx].loaded || bs->cars[idx].indexed))
 		return;
-	for (size_t i = 0; i < bs->nfrontier; i++)
-		if (lfs_cid_equal(&bs->frontier[i], car))
-			return;
-	if (bs->nfrontier == bs->capfrontier) {
-		size_t cap = bs->capfrontier ? bs->capfrontier * 2 : 16;
-		void *p = realloc(bs->frontier, cap * sizeof(*bs->frontier));
-		if (!p)
-			return; /* only laziness is lost */
-		bs->frontier = p;
-		bs->capfrontier = cap;
-	}
-	bs->frontier[bs->nfrontier++] = *car;
+	lfs_bs_cids_add(&bs->frontier, &bs->nfrontier, &bs->capfrontier, car);
 }
 
 void lfs_bs_idx_release(struct idx_src *x)
@@ -433,6 +449,7 @@ static void forget_locations(struct lfs_blockstore *bs, size_t keep)
 	}
 	bs->nsidecars = 0;
 	bs->nfrontier = 0;
+	bs->nabsent = 0;
 	lfs_bs_runs_release(bs);
 }
 
@@ -519,9 +536,8 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 					 .ncars = root->ncars,
 					 .head = links + root->ncars,
 					 .nhead = root->nhead};
-	for (size_t i = 0; i < bs->nfrontier; i++)
-		if (lfs_cid_equal(&bs->frontier[i], cid))
-			bs->frontier[i--] = bs->frontier[--bs->nfrontier];
+	lfs_bs_cids_drop(bs->frontier, &bs->nfrontier, cid);
+	lfs_bs_cids_drop(bs->absent, &bs->nabsent, cid);
 	for (size_t i = 0; i < root->ncars; i++)
 		frontier_add(bs, &root->cars[i]);
 	return 0;

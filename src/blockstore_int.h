@@ -218,6 +218,11 @@ struct lfs_blockstore {
 
 	struct lfs_cid *frontier; /* CARs named by loaded ones, not loaded */
 	size_t nfrontier, capfrontier;
+	/* Frontier CARs that were not here when a miss looked for them:
+	 * looked for again when a miss finds nothing else (another process
+	 * may have fetched one since). */
+	struct lfs_cid *absent;
+	size_t nabsent, capabsent;
 
 	struct chunk **buckets;
 	size_t nbuckets;
@@ -254,6 +259,7 @@ struct lfs_blockstore {
 	uint32_t runs_end;
 	uint64_t runs_gen; /* counts lfs_bs_runs_release() */
 	size_t unwalked;   /* segment records below it may not be loaded */
+	size_t walk_end;   /* and from it on (appended since the walk began) */
 	bool runs_opened;  /* looked for runs on disk */
 	/* Group commit: one fdatasync covers every record before it. */
 	pthread_mutex_t sync_lock;
@@ -285,6 +291,12 @@ struct idx_src {
 	uint8_t *owned;
 };
 
+/* Add c to the array *v of *n (capacity *cap) unless it is there; on
+ * ENOMEM, nothing is added. */
+void lfs_bs_cids_add(struct lfs_cid **v, size_t *n, size_t *cap,
+		     const struct lfs_cid *c);
+/* Remove c from v (order not kept): whether it was there. */
+bool lfs_bs_cids_drop(struct lfs_cid *v, size_t *n, const struct lfs_cid *c);
 /* Unmap or free what x holds, and zero it. */
 void lfs_bs_idx_release(struct idx_src *x);
 /* Release cf's sidecar index, if it has one. */
@@ -323,6 +335,8 @@ int lfs_bs_write_atomic(struct lfs_blockstore *bs, const char *sub,
 /* blockstore_segment.c (caller holds none of the locks unless said) */
 
 char *lfs_bs_seg_path(struct lfs_blockstore *bs);
+/* Read what other writers appended to the segment (best effort). */
+void lfs_bs_seg_rescan(struct lfs_blockstore *bs);
 /* Where car lives in the segment; with rescan, after a look at what was
  * appended since. */
 bool lfs_bs_seg_find(struct lfs_blockstore *bs, const struct lfs_cid *car,

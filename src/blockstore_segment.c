@@ -428,6 +428,13 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 	return rc;
 }
 
+void lfs_bs_seg_rescan(struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->seg_lock);
+	seg_scan(bs, false);
+	pthread_mutex_unlock(&bs->seg_lock);
+}
+
 /* Where car lives in the segment (after a look at what was appended). */
 bool lfs_bs_seg_find(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		     struct seg_ent *out, bool rescan)
@@ -443,9 +450,7 @@ bool lfs_bs_seg_find(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		pthread_mutex_unlock(&bs->lock);
 		if (found || !rescan || pass)
 			return found;
-		pthread_mutex_lock(&bs->seg_lock);
-		seg_scan(bs, false);
-		pthread_mutex_unlock(&bs->seg_lock);
+		lfs_bs_seg_rescan(bs);
 	}
 	return false;
 }

@@ -235,6 +235,64 @@ START_TEST(lazy_chain)
 }
 END_TEST
 
+/*
+ * A CAR named by a loaded one, not here when a miss looked for it, then
+ * written by another process (a command-line sync beside a mount): its
+ * blocks are found from then on, and those of the CARs it names.
+ */
+START_TEST(absent_then_here)
+{
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid c[3], car[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = put_block(bs, i, 300);
+		car[i] = write_car(bs, i ? &car[i - 1] : NULL, i ? 1 : 0, &c[i],
+				   1, i);
+	}
+	lfs_blockstore_free(bs);
+	char hidden[300];
+	snprintf(hidden, sizeof(hidden), "%s.away", car_file(0, &car[1], ""));
+	ck_assert_int_eq(rename(car_file(0, &car[1], ""), hidden), 0);
+	bs = open_store(0, 0, false);
+	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car[2], false),
+			 0);
+	ck_assert_int_eq(get_block(bs, &c[1], 1, 300), -ENOENT);
+	ck_assert_int_eq(get_block(bs, &c[0], 0, 300), -ENOENT);
+	ck_assert_int_eq(rename(hidden, car_file(0, &car[1], "")), 0);
+	ck_assert_int_eq(get_block(bs, &c[1], 1, 300), 0);
+	ck_assert_int_eq(get_block(bs, &c[0], 0, 300), 0);
+	lfs_blockstore_free(bs);
+}
+END_TEST
+
+/*
+ * Another process appends to the segment after this one looked for a
+ * block everywhere: a miss looks at the segment again before it is final.
+ */
+START_TEST(appended_after_walk)
+{
+	struct lfs_blockstore *a = open_store(0, 0, true);
+	struct lfs_cid c0 = put_block(a, 0, 300), car0;
+	struct lfs_cid e0 = fake_event(0), e1 = fake_event(1);
+	struct lfs_car_root r0 = {.head = &e0, .nhead = 1};
+	struct lfs_car_root r1 = {.head = &e1, .nhead = 1};
+	ck_assert_int_eq(
+		lfs_blockstore_append_car(&car0, a, &r0, &c0, 1, NULL, 0, true),
+		0);
+	struct lfs_blockstore *b = open_store(0, 0, false);
+	struct lfs_cid c1 = put_block(b, 1, 300), car1;
+	/* Nothing names it yet: a miss walks the whole segment. */
+	ck_assert_int_eq(get_block(a, &c1, 1, 300), -ENOENT);
+	ck_assert_int_eq(
+		lfs_blockstore_append_car(&car1, b, &r1, &c1, 1, NULL, 0, true),
+		0);
+	ck_assert_int_eq(get_block(a, &c1, 1, 300), 0);
+	ck_assert_int_eq(get_block(a, &c0, 0, 300), 0);
+	lfs_blockstore_free(b);
+	lfs_blockstore_free(a);
+}
+END_TEST
+
 START_TEST(damaged_files)
 {
 	struct lfs_blockstore *bs = open_store(0, 0, true);
@@ -640,6 +698,8 @@ int main(void)
 	tcase_add_checked_fixture(t, setup, teardown);
 	tcase_add_test(t, put_get_write_reopen);
 	tcase_add_test(t, lazy_chain);
+	tcase_add_test(t, absent_then_here);
+	tcase_add_test(t, appended_after_walk);
 	tcase_add_test(t, damaged_files);
 	tcase_add_test(t, imports);
 	tcase_add_test(t, small_cache);
