@@ -201,17 +201,24 @@ START_TEST(put_get_write_reopen)
 }
 END_TEST
 
-/* Older CARs load only when a block is missed, following "cars". */
-START_TEST(lazy_chain)
+/* In store 0: three CARs of a block each, each naming the one before. */
+static void write_chain(struct lfs_cid c[3], struct lfs_cid car[3])
 {
 	struct lfs_blockstore *bs = open_store(0, 0, true);
-	struct lfs_cid c[3], car[3];
 	for (int i = 0; i < 3; i++) {
 		c[i] = put_block(bs, i, 300);
 		car[i] = write_car(bs, i ? &car[i - 1] : NULL, i ? 1 : 0, &c[i],
 				   1, i);
 	}
 	lfs_blockstore_free(bs);
+}
+
+/* Older CARs load only when a block is missed, following "cars". */
+START_TEST(lazy_chain)
+{
+	struct lfs_cid c[3], car[3];
+	write_chain(c, car);
+	struct lfs_blockstore *bs;
 	bs = open_store(0, 0, false);
 	ck_assert_int_eq(lfs_blockstore_load(NULL, NULL, bs, &car[2], false),
 			 0);
@@ -242,14 +249,9 @@ END_TEST
  */
 START_TEST(absent_then_here)
 {
-	struct lfs_blockstore *bs = open_store(0, 0, true);
 	struct lfs_cid c[3], car[3];
-	for (int i = 0; i < 3; i++) {
-		c[i] = put_block(bs, i, 300);
-		car[i] = write_car(bs, i ? &car[i - 1] : NULL, i ? 1 : 0, &c[i],
-				   1, i);
-	}
-	lfs_blockstore_free(bs);
+	write_chain(c, car);
+	struct lfs_blockstore *bs;
 	char hidden[300];
 	snprintf(hidden, sizeof(hidden), "%s.away", car_file(0, &car[1], ""));
 	ck_assert_int_eq(rename(car_file(0, &car[1], ""), hidden), 0);
