@@ -1735,6 +1735,7 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 	fs->gid = getgid();
 	fs->umask = 022;
 	fs->doc_ttl = LFS_FS_DOC_TTL;
+	fs->changes_max = LFS_FS_CHANGES_MAX;
 	fs->moved = lfs_inval_moved;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->hk_lock, NULL);

@@ -89,6 +89,10 @@
  * one (fs.c). */
 #define LFS_FS_DOC_TTL     30.0
 #define LFS_FS_DOC_TTL_MAX 86400
+/* The change feed's size past which it starts again (fs_ledger.c), by
+ * default, and the least -o changes_max takes. */
+#define LFS_FS_CHANGES_MAX     ((size_t)8 << 20)
+#define LFS_FS_CHANGES_MAX_MIN ((size_t)4 << 10)
 
 struct lfs_fsl;
 struct lfs_node;
@@ -139,6 +143,7 @@ struct lfs_fs {
 	bool allow_other;
 	bool snapdir_visible; /* list .snapshots and .ledgerfs */
 	double doc_ttl;       /* -o cache_timeout: LFS_FS_DOC_TTL */
+	size_t changes_max;   /* -o changes_max: LFS_FS_CHANGES_MAX */
 	/* Attributes set by users (fs_attr.c), under fs->lock. */
 	struct lfs_attr_table *attrs;
 	int64_t started_us;    /* directories' times: when the mount began */

@@ -87,6 +87,7 @@ static void fsl_free(struct lfs_fsl *lg)
 		close(lg->drafts_fd);
 	if (lg->changes_fd >= 0)
 		close(lg->changes_fd);
+	pthread_mutex_destroy(&lg->changes_lock);
 	free(lg->scratch);
 	free(lg->drafts);
 	free(lg->state);
@@ -135,6 +136,8 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 	pthread_cond_init(&lg->pending_done, NULL);
 	lg->drafts_empty_gen = UINT64_MAX; /* not looked at yet */
 	lg->scratch_fd = lg->drafts_fd = lg->changes_fd = -1;
+	pthread_mutex_init(&lg->changes_lock, NULL);
+	lg->changes_max = fs->changes_max;
 	lg->name = strdup(name);
 	char sub[PATH_MAX];
 	snprintf(sub, sizeof(sub), "%s/scratch/%s", fs->home->dir, name);
@@ -458,34 +461,78 @@ void lfs_fsl_flush_pending(struct lfs_fs *fs, bool force)
 
 /* ---- the change feed ---- */
 
+/*
+ * The feed grew past changes_max: keep its text as changes.1 (replacing
+ * the one before) and start it again empty. It is cut in place, never
+ * renamed, so a reader that follows it (`tail -f` on .ledgerfs/changes,
+ * which holds this very file open) is told it was truncated and goes on
+ * from its start. Caller holds changes_lock.
+ */
+static void rotate_changes(struct lfs_fsl *lg, int fd)
+{
+	char *kept = lfs_fs_path(lg->state, "changes.1");
+	char *tmp = lfs_fs_path(lg->state, ".changes.1.tmp");
+	size_t cap = 64 << 10;
+	char *buf = malloc(cap);
+	int out = kept && tmp && buf
+			  ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+				 0600)
+			  : -1;
+	int rc = !kept || !tmp || !buf ? -ENOMEM : out < 0 ? -errno : 0;
+	for (off_t at = 0; !rc;) {
+		ssize_t n = pread(fd, buf, cap, at);
+		if (n <= 0) {
+			rc = n < 0 ? -errno : 0;
+			break;
+		}
+		rc = lfs_write_all(out, buf, (size_t)n);
+		at += n;
+	}
+	if (out >= 0 && close(out) && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, kept))
+		rc = -errno;
+	/* Kept or not, the feed starts again: it must not grow forever. */
+	if (ftruncate(fd, 0) && !rc)
+		rc = -errno;
+	if (rc) {
+		if (tmp)
+			unlink(tmp);
+		lfs_warn("ledger '%s': could not keep its change feed as "
+			 "changes.1: %s",
+			 lg->name, strerror(-rc));
+	}
+	free(buf);
+	free(tmp);
+	free(kept);
+}
+
 static void append_changes(struct lfs_fsl *lg, const char *text, size_t len)
 {
-	/* Opened once, at the first change, and kept: O_APPEND writes of
-	 * whole lines from several threads do not mix. */
-	int fd = __atomic_load_n(&lg->changes_fd, __ATOMIC_ACQUIRE);
-	if (fd < 0) {
+	pthread_mutex_lock(&lg->changes_lock);
+	/* Opened once, at the first change, and kept. */
+	if (lg->changes_fd < 0) {
 		char *p = lfs_fs_path(lg->state, "changes");
-		fd = p ? open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-			      0600)
-		       : -1;
+		lg->changes_fd =
+			p ? open(p, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC,
+				 0600)
+			  : -1;
+		if (lg->changes_fd < 0)
+			lfs_warn("ledger '%s': cannot open its change feed: "
+				 "%s",
+				 lg->name, p ? strerror(errno) : "no memory");
 		free(p);
-		if (fd < 0) {
-			lfs_warn("ledger '%s': cannot open its change feed: %s",
-				 lg->name, strerror(errno));
-			return;
-		}
-		int none = -1;
-		if (!__atomic_compare_exchange_n(&lg->changes_fd, &none, fd,
-						 false, __ATOMIC_ACQ_REL,
-						 __ATOMIC_ACQUIRE)) {
-			close(fd);
-			fd = none;
-		}
 	}
-	int rc = lfs_write_all(fd, text, len);
-	if (rc)
+	int fd = lg->changes_fd;
+	int rc = fd < 0 ? -EBADF : lfs_write_all(fd, text, len);
+	struct stat st;
+	if (fd >= 0 && rc)
 		lfs_warn("ledger '%s': cannot append to its change feed: %s",
 			 lg->name, strerror(-rc));
+	else if (fd >= 0 && !fstat(fd, &st) &&
+		 (uint64_t)st.st_size > lg->changes_max)
+		rotate_changes(lg, fd);
+	pthread_mutex_unlock(&lg->changes_lock);
 }
 
 struct changes_ctx {

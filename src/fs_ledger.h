@@ -39,9 +39,12 @@ struct lfs_fsl {
 	 * could not be made): the roots of every walk to a local file in
 	 * them (lfs_walk_at), whose paths may be as long as the mount's. */
 	int scratch_fd, drafts_fd;
-	/* state/changes, open for appending once a change came (-1 before;
-	 * atomic). */
+	/* state/changes, open for appending once a change came (-1 before),
+	 * and its size past which it is kept as changes.1 and starts again
+	 * (-o changes_max). Under changes_lock. */
+	pthread_mutex_t changes_lock;
 	int changes_fd;
+	size_t changes_max;
 	/*
 	 * The open ledger, or NULL with err saying why (-ENOKEY: no key
 	 * here). Goes from NULL to open at most once, under fs->lock, when a

@@ -17,7 +17,9 @@
 struct mount_opts {
 	char *snapdir;
 	unsigned uid, gid, umask, cache_timeout;
-	int has_uid, has_gid, has_umask, has_cache_timeout, allow_other;
+	unsigned long changes_max;
+	int has_uid, has_gid, has_umask, has_cache_timeout, has_changes_max;
+	int allow_other;
 };
 
 enum { KEY_ALLOW_OTHER };
@@ -32,6 +34,8 @@ static const struct fuse_opt opt_spec[] = {
 	{"umask=", offsetof(struct mount_opts, has_umask), 1},
 	{"cache_timeout=%u", offsetof(struct mount_opts, cache_timeout), 0},
 	{"cache_timeout=", offsetof(struct mount_opts, has_cache_timeout), 1},
+	{"changes_max=%lu", offsetof(struct mount_opts, changes_max), 0},
+	{"changes_max=", offsetof(struct mount_opts, has_changes_max), 1},
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_END,
 };
@@ -64,8 +68,15 @@ int lfs_fs_parse_opts(struct lfs_fs *fs, struct fuse_args *args)
 			  o.cache_timeout, LFS_FS_DOC_TTL_MAX);
 		rc = -EINVAL;
 	}
+	if (o.has_changes_max && o.changes_max < LFS_FS_CHANGES_MAX_MIN) {
+		lfs_error("-o changes_max=%lu: bytes, at least %zu",
+			  o.changes_max, LFS_FS_CHANGES_MAX_MIN);
+		rc = -EINVAL;
+	}
 	if (o.has_cache_timeout)
 		fs->doc_ttl = o.cache_timeout;
+	if (o.has_changes_max)
+		fs->changes_max = o.changes_max;
 	fs->snapdir_visible = o.snapdir && !strcmp(o.snapdir, "visible");
 	fs->allow_other = o.allow_other;
 	if (o.has_uid)

@@ -17,6 +17,9 @@
  *                           (default 022; 077 with allow_other)
  *   cache_timeout=S         how long the kernel keeps committed names and
  *                           attributes (default 30 s; fs_inval.h)
+ *   changes_max=BYTES       the size past which a ledger's change feed is
+ *                           kept as changes.1 and starts again (default
+ *                           8 MiB, at least 4096; fs_ledger.h)
  * allow_other is noted and left in args. -EINVAL (said in the log) for a
  * bad value.
  */

@@ -3,8 +3,9 @@
 # conflicts}: fresh on every read, status and conflicts parse as JSON with
 # the expected counts, heads names the head, the changes feed gets one
 # line per changed document ("<iso time> <event> <+|~|-> <id>") and
-# `tail -f` sees a new line after a write; the control files are not
-# writable and never become documents.
+# `tail -f` sees a new line after a write; past -o changes_max the feed is
+# kept as changes.1 and starts again, and `tail -f` goes on with it; the
+# control files are not writable and never become documents.
 # shellcheck disable=SC2016,SC2119,SC2120 # sh -c '...' scripts; optional arguments
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # shellcheck source=tests/fuse_lib.sh
@@ -17,6 +18,17 @@ D=$MNT/$L
 C=$D/.ledgerfs
 n=0
 re_line='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z b[a-z2-7]{20,} [-+~] .+$'
+
+# until_true WHAT CMD...: until CMD succeeds (a minute at most)
+until_true()
+{
+	local what=$1 end=$((SECONDS + 60))
+	shift
+	until "$@"; do
+		[ $SECONDS -lt $end ] || fail "waited a minute for: $what"
+		sleep 0.05
+	done
+}
 
 # one_commit, and HEAD is the ledger's one head after it
 one_commit_head()
@@ -111,19 +123,21 @@ for f in status heads changes; do
 done
 
 note "tail -f follows the changes feed"
-timeout 4 tail -n 0 -f "$C/changes" >"$TMP/tail.out" 2>"$TMP/tail.err" &
+# From its first byte, so nothing depends on when tail reaches the end:
+# it prints the feed as it is, then the line a new save adds.
+bounded cat "$C/changes" >"$TMP/feed.before"
+tail -c +1 -f "$C/changes" >"$TMP/tail.out" 2>"$TMP/tail.err" &
 tail_pid=$!
 LFS_BG_PIDS="$LFS_BG_PIDS $tail_pid"
-sleep 0.7
+until_true "tail -f printed the feed" cmp -s "$TMP/feed.before" "$TMP/tail.out"
 put_text "$D/d.json" '{"n":4}'
 one_commit_head
 h6=$HEAD
-st=0
-wait "$tail_pid" || st=$?
-[ "$st" = 124 ] || fail "timeout 4 tail -f exited $st (expected 124, killed by timeout): $(cat "$TMP/tail.err")"
-grep -qxE "[^ ]+ $h6 \+ d" "$TMP/tail.out" || fail "tail -f did not see the new line '<time> $h6 + d'; it printed:
-$(cat "$TMP/tail.out")"
-[ "$(wc -l <"$TMP/tail.out")" = 1 ] || fail "tail -n 0 -f printed more than the new line: $(cat "$TMP/tail.out")"
+until_true "tail -f printed the line of d" grep -qxE "[^ ]+ $h6 \+ d" "$TMP/tail.out"
+kill "$tail_pid" 2>/dev/null
+wait "$tail_pid" 2>/dev/null || true # killed
+[ "$(wc -l <"$TMP/tail.out")" = $(($(wc -l <"$TMP/feed.before") + 1)) ] ||
+	fail "tail -f printed more than the feed and the new line: $(cat "$TMP/tail.out")"
 
 note "the errors file and count follow an invalid save"
 printf 'not json' >"$TMP/bad"
@@ -154,5 +168,34 @@ got=$(fsop create "$C/new")
 fuse_umount
 expect_cli_commits $L $n
 expect_ids $L c d eee
+
+note "past -o changes_max the feed is kept as changes.1 and starts again; tail -f goes on"
+fuse_mount -o changes_max=4096
+state=$LFS_HOME/state/$L
+tail -c +1 -f "$C/changes" >"$TMP/tail2.out" 2>"$TMP/tail2.err" &
+tail_pid=$!
+LFS_BG_PIDS="$LFS_BG_PIDS $tail_pid"
+# One commit of 80 documents from the command line: 80 lines, ~8 KB.
+for i in $(seq 80); do printf '{"_id":"bulk-%03d","n":%d}\n' "$i" "$i"; done >"$TMP/bulk.ndjson"
+cli import "$L" "$TMP/bulk.ndjson"
+[ "$STATUS" = 0 ] || fail "ledgerfs import exited $STATUS: $(cat "$TMP/stderr")"
+until_true "changes.1 holds the import's lines" grep -qs ' + bulk-080$' "$state/changes.1"
+[ "$(grep -c ' + bulk-' "$state/changes.1")" = 80 ] ||
+	fail "changes.1 does not hold the 80 lines of the import: $(cat "$state/changes.1")"
+[ "$(bounded cat "$C/changes" | wc -c)" -le 4096 ] || fail "the feed did not start again"
+put_text "$D/after.json" '{"n":6}'
+until_true "tail -f printed the line after the feed started again" grep -q ' + after$' "$TMP/tail2.out"
+kill "$tail_pid" 2>/dev/null
+wait "$tail_pid" 2>/dev/null || true # killed
+bounded cat "$C/changes" >"$TMP/feed.after"
+grep -q ' + after$' "$TMP/feed.after" || fail "the feed lacks the save after it started again"
+! grep -q ' + bulk-' "$TMP/feed.after" || fail "the feed still holds the import's lines: $(cat "$TMP/feed.after")"
+fuse_umount
+expect_ids $L after $(seq -f 'bulk-%03g' 80) c d eee
+
+note "-o changes_max below 4096 is refused"
+bounded "$LEDGERFS" mount --home "$LFS_HOME" -f -o changes_max=100 "$MNT" >"$TMP/bad.out" 2>&1 &&
+	fail "a mount with -o changes_max=100 started"
+grep -q 'changes_max' "$TMP/bad.out" || fail "the refusal does not name changes_max: $(cat "$TMP/bad.out")"
 
 echo "PASS: fuse_control"
