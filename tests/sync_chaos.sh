@@ -2,8 +2,8 @@
 # Chaos: three mounts of one ledger replicating through a real S3 (Ceph
 # radosgw, started here), one of them through a fault-injecting proxy;
 # random writers on all three while radosgw is stopped and resumed, the
-# proxy stalls and resets connections, and daemons are SIGKILLed and
-# mounted again. Then: identical trees and heads everywhere, every
+# proxy stalls and resets connections, daemons are SIGKILLed and mounted
+# again, and `ledgerfs sync` runs on a mount's home beside it. Then: identical trees and heads everywhere, every
 # acknowledged write of a single-writer document kept (or superseded by its
 # writer), no acknowledged delete undone, no conflicts for single-writer
 # documents, fsck clean, no plaintext or key bytes in the bucket.
@@ -14,8 +14,9 @@
 #   CHAOS_CONVERGE_SECONDS   how long convergence may take (default 300)
 #   CHAOS_POLL_MS    the mounts' --poll-ms (default 400)
 #   CHAOS_FAULTS     the fault kinds, comma-separated (default all:
-#                    store_stop,proxy_stall,proxy_reset,kill, and with
-#                    CHAOS_META=redis also redis_stop,redis_kill; none: none)
+#                    store_stop,proxy_stall,proxy_reset,kill,cli_sync, and
+#                    with CHAOS_META=redis also redis_stop,redis_kill;
+#                    none: none)
 #   CHAOS_META=redis the mounts also use a Redis endpoint (--meta), started
 #                    here (scripts/redis), which the faults stop and kill
 #   CHAOS_EVIDENCE   on failure, copy the logs (daemons', writers' operation
@@ -108,14 +109,9 @@ set +a
 	hard_error "cannot create the bucket"
 rgw_pid=$(cat "$rgwdir/run/client.rgw.test.pid") || hard_error "no radosgw pid file"
 meta=
-# cli_sync (`ledgerfs sync` on a mount's home beside it, SIGKILLed halfway
-# now and then) is opt-in for now: it finds an open bug. About one run in
-# eight, right after such a sync ends, the mount cannot read its heads for
-# a moment ("cannot read its heads: missing"): commits in that moment
-# fail (a save's close with EIO, its text kept as a draft; an unlink with
-# ENOENT), which the `local` check reports. It recovers within a poll.
-# Replay: scripts/chaos --faults cli_sync,kill,store_stop.
-faults=${CHAOS_FAULTS:-store_stop,proxy_stall,proxy_reset,kill}
+# cli_sync: `ledgerfs sync` on a mount's home beside it, SIGKILLed partway
+# now and then (several processes on one home).
+faults=${CHAOS_FAULTS:-store_stop,proxy_stall,proxy_reset,kill,cli_sync}
 if [ -n "${CHAOS_META:-}" ]; then
 	REDIS_PORT=$((RGW_PORT + 1)) "$top_srcdir/scripts/redis" start "$base/redis" >/dev/null ||
 		hard_error "redis-server did not start"
