@@ -634,9 +634,15 @@ bool lfs_fsl_refresh(struct lfs_fs *fs, struct lfs_fsl *lg)
 	int was = lg->refresh_err;
 	lg->refresh_err = rc;
 	pthread_mutex_unlock(&fs->lock);
+	struct lfs_cid bad;
+	char car[LFS_CID_STRLEN + 1] = "";
+	if (rc && rc != was && lfs_ledger_bad_head_record(lg->l, &bad))
+		lfs_cid_to_string(car, &bad);
 	if (rc && rc != was)
-		lfs_warn("ledger '%s': cannot read its heads: %s", lg->name,
-			 lfs_errmsg(rc));
+		lfs_warn("ledger '%s': cannot read its heads: %s%s%s%s",
+			 lg->name, lfs_errmsg(rc),
+			 *car ? " (the head record of CAR " : "", car,
+			 *car ? "; `ledgerfs fsck` checks it)" : "");
 	if (!rc && changed && lg->sizes)
 		lfs_render_sizes_catch_up(lg->sizes); /* `ledgerfs import` */
 	if (!rc && changed)

@@ -598,6 +598,11 @@ static int heads_on_disk(struct lfs_ledger *l, struct lfs_cid **out,
 		/* A record whose CAR file is missing or damaged is an error,
 		 * never a reason to drop the record: fsck names the file. */
 		rc = lfs_blockstore_load(&r, &a, l->bs, &recs[i], false);
+		pthread_mutex_lock(&l->state_lock);
+		l->has_bad_head = rc != 0;
+		if (rc)
+			l->bad_head = recs[i];
+		pthread_mutex_unlock(&l->state_lock);
 		void *p = rc ? NULL
 			     : realloc(events,
 				       (nev + r.nhead + 1) * sizeof(*events));
@@ -714,6 +719,16 @@ static int refresh_heads(struct lfs_ledger *l)
 		return rc;
 	l->heads_stamp = stamp;
 	return 0;
+}
+
+bool lfs_ledger_bad_head_record(struct lfs_ledger *l, struct lfs_cid *out)
+{
+	pthread_mutex_lock(&l->state_lock);
+	bool bad = l->has_bad_head;
+	if (bad)
+		*out = l->bad_head;
+	pthread_mutex_unlock(&l->state_lock);
+	return bad;
 }
 
 int lfs_ledger_refresh(struct lfs_ledger *l, struct lfs_cid *out_before,

@@ -169,6 +169,12 @@ int lfs_ledger_merge(struct lfs_ledger *l, struct lfs_cid *out_event,
 int lfs_ledger_refresh(struct lfs_ledger *l, struct lfs_cid *out_before,
 		       struct lfs_cid *out_after, bool *out_changed);
 
+/*
+ * When the last reload of the head records failed on one (its CAR missing
+ * or damaged: fsck names the file), that record's CAR, for the message.
+ */
+bool lfs_ledger_bad_head_record(struct lfs_ledger *l, struct lfs_cid *out);
+
 /* fsync what non-durable commits wrote. */
 int lfs_ledger_sync(struct lfs_ledger *l);
 

@@ -51,6 +51,9 @@ struct lfs_ledger {
 	bool batch_dirty; /* a batch moved the heads: records not written */
 	struct lfs_cid *pending; /* events a batch applied, not yet heads */
 	size_t npending, pending_cap;
+	/* The head record whose CAR the last reload could not read. */
+	struct lfs_cid bad_head;
+	bool has_bad_head;
 };
 
 #endif

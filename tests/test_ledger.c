@@ -1585,6 +1585,36 @@ START_TEST(compaction_by_another_process)
 }
 END_TEST
 
+/* A head record whose CAR cannot be read fails the reload of the heads,
+ * and the ledger names that CAR (for the mount's message); once the file
+ * is back, the reload succeeds and names nothing. */
+START_TEST(refresh_names_bad_head)
+{
+	make_tmpdir();
+	rep[0] = open_replica(0, NULL);
+	put_json(rep[0], "a", "{\"v\": 1}");
+	rep[1] = open_replica(0, NULL); /* the same directory */
+	struct lfs_cid car, bad;
+	ck_assert_int_eq(lfs_ledger_compact(rep[1], &car), 0);
+	lfs_ledger_close(rep[1]);
+	char name[LFS_CID_STRLEN + 1], path[600], away[620];
+	lfs_cid_to_string(name, &car);
+	snprintf(path, sizeof(path), "%s/car/%s", replica_dir(0), name);
+	snprintf(away, sizeof(away), "%s.away", path);
+	ck_assert_int_eq(rename(path, away), 0);
+	bool changed;
+	ck_assert_int_eq(lfs_ledger_refresh(rep[0], NULL, NULL, &changed),
+			 -ENOENT);
+	ck_assert(lfs_ledger_bad_head_record(rep[0], &bad));
+	ck_assert(lfs_cid_equal(&bad, &car));
+	ck_assert_int_eq(rename(away, path), 0);
+	ck_assert_int_eq(lfs_ledger_refresh(rep[0], NULL, NULL, &changed), 0);
+	ck_assert(!lfs_ledger_bad_head_record(rep[0], &bad));
+	lfs_ledger_close(rep[0]);
+	remove_tmpdir();
+}
+END_TEST
+
 /* A compaction larger than the sidecar threshold opens through its
  * sidecar index; a damaged or missing sidecar is only slower. */
 START_TEST(compaction_sidecar)
@@ -1703,6 +1733,7 @@ int main(void)
 	tcase_add_test(t, compaction_by_another_process);
 	tcase_add_test(t, compaction_sidecar);
 	tcase_add_test(t, fsck_names_tampered_file);
+	tcase_add_test(t, refresh_names_bad_head);
 	suite_add_tcase(s, t);
 	return lfs_check_run(s);
 }
