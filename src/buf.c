@@ -50,7 +50,7 @@ int lfs_buf_reserve(struct lfs_buf *b, size_t extra)
 	return 0;
 }
 
-int lfs_buf_append(struct lfs_buf *b, const void *p, size_t n)
+int lfs_buf_append_grow(struct lfs_buf *b, const void *p, size_t n)
 {
 	int rc = lfs_buf_reserve(b, n);
 	if (rc)
@@ -59,16 +59,6 @@ int lfs_buf_append(struct lfs_buf *b, const void *p, size_t n)
 		memcpy(b->data + b->len, p, n);
 	b->len += n;
 	return 0;
-}
-
-int lfs_buf_append_byte(struct lfs_buf *b, uint8_t byte)
-{
-	return lfs_buf_append(b, &byte, 1);
-}
-
-int lfs_buf_append_str(struct lfs_buf *b, const char *s)
-{
-	return lfs_buf_append(b, s, strlen(s));
 }
 
 uint8_t *lfs_buf_steal(struct lfs_buf *b, size_t *out_len)

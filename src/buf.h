@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Cap used when lfs_buf_init() is given max == 0. */
 #define LFS_BUF_DEFAULT_MAX ((size_t)64 << 20)
@@ -42,10 +43,33 @@ void lfs_buf_reset(struct lfs_buf *b);
  */
 int lfs_buf_reserve(struct lfs_buf *b, size_t extra);
 
-/* Append bytes; returns 0 or the (sticky) error. */
-int lfs_buf_append(struct lfs_buf *b, const void *p, size_t n);
-int lfs_buf_append_byte(struct lfs_buf *b, uint8_t byte);
-int lfs_buf_append_str(struct lfs_buf *b, const char *s);
+/* lfs_buf_append when the bytes do not fit in the storage there is. */
+int lfs_buf_append_grow(struct lfs_buf *b, const void *p, size_t n);
+
+/* Append bytes; returns 0 or the (sticky) error. Inline: encoders append
+ * a few bytes at a time, and a call per append was a tenth of a commit. */
+static inline int lfs_buf_append(struct lfs_buf *b, const void *p, size_t n)
+{
+	if (b->err || n > b->cap - b->len)
+		return lfs_buf_append_grow(b, p, n);
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static inline int lfs_buf_append_byte(struct lfs_buf *b, uint8_t byte)
+{
+	if (b->err || b->len == b->cap)
+		return lfs_buf_append_grow(b, &byte, 1);
+	b->data[b->len++] = byte;
+	return 0;
+}
+
+static inline int lfs_buf_append_str(struct lfs_buf *b, const char *s)
+{
+	return lfs_buf_append(b, s, strlen(s));
+}
 
 /*
  * Hand the contents to the caller (who frees them with free()) and leave the
