@@ -19,8 +19,10 @@
  * of decrypted chunks whose size is set at open. CAR files are loaded
  * lazily: the head CARs at open, older ones, following "cars", only when a
  * block is missed, and then the segment's records not loaded yet, newest
- * first. New blocks are kept in memory until write_car() puts them in a CAR
- * file.
+ * first. A miss is final only after a last look at what other processes
+ * on this home may have added since: records appended to the segment, and
+ * the named CARs that were not here when looked for before. New blocks
+ * are kept in memory until write_car() puts them in a CAR file.
  *
  * The segment, DIR/segment: commits appended as records (append_car), one
  * after the other in one file, instead of a CAR file and a head record
