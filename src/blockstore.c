@@ -352,6 +352,19 @@ static bool next_to_load(struct lfs_blockstore *bs, struct lfs_cid *out)
 	return false;
 }
 
+/* car is a record of the segment (with rescan, after a look at what was
+ * appended since) or a file here. */
+static bool car_here(struct lfs_blockstore *bs, const struct lfs_cid *car,
+		     bool rescan)
+{
+	if (lfs_bs_seg_find(bs, car, NULL, rescan))
+		return true;
+	char *path = lfs_bs_car_path(bs, car);
+	bool r = path && access(path, F_OK) == 0;
+	free(path);
+	return r;
+}
+
 /*
  * Before a miss is final, look again at what other processes may have
  * added: records appended to the segment, and absent CARs that are here
@@ -368,8 +381,9 @@ static bool look_again(struct lfs_blockstore *bs)
 		lfs_cid_copy_n(v, bs->absent, n);
 	pthread_mutex_unlock(&bs->lock);
 	bool any = appended;
+	/* The segment was just looked at: once is enough. */
 	for (size_t i = 0; v && i < n; i++) {
-		if (!lfs_blockstore_has_car(bs, &v[i]))
+		if (!car_here(bs, &v[i], false))
 			continue;
 		pthread_mutex_lock(&bs->lock);
 		if (lfs_bs_cids_drop(bs->absent, &bs->nabsent, &v[i])) {
@@ -398,11 +412,12 @@ static int load_more(struct lfs_blockstore *bs)
 		pthread_mutex_lock(&bs->lock);
 		bool any = next_to_load(bs, &next);
 		pthread_mutex_unlock(&bs->lock);
-		if (!any && (looked || !look_again(bs)))
-			return -ENOENT;
-		looked = looked || !any;
-		if (!any)
+		if (!any) {
+			if (looked || !look_again(bs))
+				return -ENOENT;
+			looked = true;
 			continue;
+		}
 		int rc = lfs_blockstore_load(NULL, NULL, bs, &next, false);
 		if (rc != -ENOENT)
 			return rc;
@@ -782,12 +797,7 @@ void lfs_blockstore_stats(struct lfs_blockstore *bs,
 bool lfs_blockstore_has_car(struct lfs_blockstore *bs,
 			    const struct lfs_cid *car)
 {
-	if (lfs_bs_seg_find(bs, car, NULL, true))
-		return true;
-	char *path = lfs_bs_car_path(bs, car);
-	bool r = path && access(path, F_OK) == 0;
-	free(path);
-	return r;
+	return car_here(bs, car, true);
 }
 
 bool lfs_blockstore_in_segment(struct lfs_blockstore *bs,
