@@ -47,7 +47,7 @@ int lfs_buf_reserve(struct lfs_buf *b, size_t extra);
 int lfs_buf_append_grow(struct lfs_buf *b, const void *p, size_t n);
 
 /* Append bytes; returns 0 or the (sticky) error. Inline: encoders append
- * a few bytes at a time, and a call per append was a tenth of a commit. */
+ * a few bytes at a time, and a call per append was ~5% of a commit. */
 static inline int lfs_buf_append(struct lfs_buf *b, const void *p, size_t n)
 {
 	if (b->err || n > b->cap - b->len)
@@ -60,10 +60,7 @@ static inline int lfs_buf_append(struct lfs_buf *b, const void *p, size_t n)
 
 static inline int lfs_buf_append_byte(struct lfs_buf *b, uint8_t byte)
 {
-	if (b->err || b->len == b->cap)
-		return lfs_buf_append_grow(b, &byte, 1);
-	b->data[b->len++] = byte;
-	return 0;
+	return lfs_buf_append(b, &byte, 1);
 }
 
 static inline int lfs_buf_append_str(struct lfs_buf *b, const char *s)
