@@ -580,7 +580,7 @@ static int heads_on_disk(struct lfs_ledger *l, struct lfs_cid **out,
 			 size_t *out_n)
 {
 	struct lfs_cid *recs = NULL, *events = NULL;
-	size_t nrecs = 0, nev = 0;
+	size_t nrecs = 0, nev = 0, bad = SIZE_MAX;
 	struct lfs_arena a;
 	lfs_arena_init(&a, 0);
 	int rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
@@ -597,12 +597,8 @@ static int heads_on_disk(struct lfs_ledger *l, struct lfs_cid **out,
 		struct lfs_arena_mark m = lfs_arena_mark(&a);
 		/* A record whose CAR file is missing or damaged is an error,
 		 * never a reason to drop the record: fsck names the file. */
-		rc = lfs_blockstore_load(&r, &a, l->bs, &recs[i], false);
-		pthread_mutex_lock(&l->state_lock);
-		l->has_bad_head = rc != 0;
-		if (rc)
-			l->bad_head = recs[i];
-		pthread_mutex_unlock(&l->state_lock);
+		if ((rc = lfs_blockstore_load(&r, &a, l->bs, &recs[i], false)))
+			bad = i;
 		void *p = rc ? NULL
 			     : realloc(events,
 				       (nev + r.nhead + 1) * sizeof(*events));
@@ -615,6 +611,11 @@ static int heads_on_disk(struct lfs_ledger *l, struct lfs_cid **out,
 		}
 		lfs_arena_rewind(&a, m);
 	}
+	pthread_mutex_lock(&l->state_lock);
+	l->has_bad_head = bad != SIZE_MAX;
+	if (l->has_bad_head)
+		l->bad_head = recs[bad];
+	pthread_mutex_unlock(&l->state_lock);
 	free(recs);
 	lfs_arena_release(&a);
 	if (rc) {
