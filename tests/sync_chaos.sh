@@ -3,10 +3,11 @@
 # radosgw, started here), one of them through a fault-injecting proxy;
 # random writers on all three while radosgw is stopped and resumed, the
 # proxy stalls and resets connections, daemons are SIGKILLed and mounted
-# again, and `ledgerfs sync` runs on a mount's home beside it. Then: identical trees and heads everywhere, every
-# acknowledged write of a single-writer document kept (or superseded by its
-# writer), no acknowledged delete undone, no conflicts for single-writer
-# documents, fsck clean, no plaintext or key bytes in the bucket.
+# again, and `ledgerfs sync` runs on a mount's home beside it. Then:
+# identical trees and heads everywhere, every acknowledged write of a
+# single-writer document kept (or superseded by its writer), no
+# acknowledged delete undone, no conflicts for single-writer documents,
+# fsck clean, no plaintext or key bytes in the bucket.
 # tests/chaos_driver.py does the work and describes every check.
 #
 #   CHAOS_SEED       the seed (default: random; printed at start)
