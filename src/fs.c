@@ -689,7 +689,8 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 		struct lfs_arena a;
 		lfs_arena_init(&a, 0);
 		struct lfs_index_entry e;
-		rc = lfs_ledger_get(n->lg->l, &n->root, n->id, &e, &a, NULL);
+		rc = lfs_ledger_get(n->lg->l, &n->snap->root, n->id, &e, &a,
+				    NULL);
 		if (!rc)
 			rc = lfs_view_render(fs, n->lg, &e.cur.doc, n->id,
 					     &h->data);
@@ -1345,7 +1346,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct lfs_node *n = lfs_node_by_ino(fs, ino);
 	if (n && n->kind == LFS_N_BYTIME_LINK) {
 		char target[LFS_CID_STRLEN + 4] = "../";
-		lfs_cid_to_string(target + 3, &n->event);
+		lfs_cid_to_string(target + 3, &n->snap->event);
 		fuse_reply_readlink(req, target);
 		return;
 	}
@@ -1562,14 +1563,15 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	struct lfs_arena a;
 	lfs_arena_init(&a, 0);
 	struct lfs_index_entry e;
-	const struct lfs_cid *root = n->kind == LFS_N_SNAPDOC ? &n->root : NULL;
+	const struct lfs_cid *root =
+		n->kind == LFS_N_SNAPDOC ? &n->snap->root : NULL;
 	int rc = n->lg->l ? lfs_ledger_get(n->lg->l, root, n->id, &e, &a, NULL)
 			  : n->lg->err;
 	char value[(LFS_CID_STRLEN + 1) * 16] = "";
 	if (!rc && !strcmp(name, XATTR_CID)) {
 		lfs_cid_to_string(value, &e.cur.doc);
 	} else if (!rc && n->kind == LFS_N_SNAPDOC) {
-		lfs_cid_to_string(value, &n->event);
+		lfs_cid_to_string(value, &n->snap->event);
 	} else if (!rc) {
 		struct lfs_cid *heads;
 		size_t nh;

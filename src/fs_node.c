@@ -26,6 +26,12 @@ bool lfs_node_read_only(enum lfs_node_kind k)
 	       k == LFS_N_BYTIME_LINK;
 }
 
+bool lfs_node_has_snap(enum lfs_node_kind k)
+{
+	return k == LFS_N_SNAP || k == LFS_N_SNAPDOC || k == LFS_N_SNAPFOLDER ||
+	       k == LFS_N_BYTIME_LINK;
+}
+
 /* An inode number from SipHash (crypto_shorthash) of p[0..n) under key:
  * 63 bits, never 0 or 1 (FUSE's "none" and the root). */
 static uint64_t ino_of(const uint8_t *p, size_t n,
@@ -77,7 +83,7 @@ static bool same_identity(const struct lfs_node *n, enum lfs_node_kind k,
 {
 	if (n->kind != k || n->lg != lg)
 		return false;
-	if (event && !lfs_cid_equal(&n->event, event))
+	if (event && !(n->snap && lfs_cid_equal(&n->snap->event, event)))
 		return false;
 	if ((name == NULL) != (n->name == NULL))
 		return false;
@@ -198,16 +204,20 @@ static struct lfs_node *node_get(struct lfs_fs *fs, enum lfs_node_kind k,
 		ino = ino + 1 < 2 ? 2 : ino + 1;
 	if (fs->nnodes * 2 >= fs->nslots && table_grow(fs))
 		return NULL;
-	struct lfs_node *n = calloc(1, sizeof(*n));
+	bool snap = lfs_node_has_snap(k);
+	struct lfs_node *n = calloc(
+		1, sizeof(*n) + (snap ? sizeof(struct lfs_node_snap) : 0));
 	if (!n)
 		return NULL;
+	if (snap)
+		n->snap = (struct lfs_node_snap *)(n + 1);
 	n->ino = ino;
 	n->key = key;
 	n->sfd = -1;
 	n->kind = k;
 	n->lg = lg;
-	if (event)
-		n->event = *event;
+	if (event && snap)
+		n->snap->event = *event;
 	if (name && !(n->name = strdup(name))) {
 		free(n);
 		return NULL;
@@ -478,8 +488,8 @@ static int classify(struct lfs_fs *fs, struct want *w, struct lfs_node *p,
 			lfs_ledger_root(lg->l, &root);
 		rc = lfs_idtree_has_folder(snap ? &lg->snaptree : &lg->tree,
 					   lfs_ledger_index(lg->l),
-					   snap ? &p->root : &root, w->path,
-					   &has);
+					   snap ? &p->snap->root : &root,
+					   w->path, &has);
 		if (rc)
 			return rc == -EBADMSG ? -EIO : rc;
 	}
@@ -561,10 +571,10 @@ static int child(struct lfs_fs *fs, struct lfs_node *parent, const char *name,
 	}
 	case LFS_N_SNAP:
 	case LFS_N_SNAPFOLDER:
-		n = node_get(fs, w->kind, lg, &parent->event, w->path);
+		n = node_get(fs, w->kind, lg, &parent->snap->event, w->path);
 		if (n) {
-			n->root = parent->root;
-			n->t = parent->t;
+			n->snap->root = parent->snap->root;
+			n->snap->t = parent->snap->t;
 			if (w->kind == LFS_N_SNAPDOC && !n->id &&
 			    !(n->id = strdup(w->id)))
 				n = NULL;
@@ -616,7 +626,7 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 	    (parent->kind == LFS_N_LEDGER || parent->kind == LFS_N_FOLDER ||
 	     parent->kind == LFS_N_SCRATCH || parent->kind == LFS_N_SNAP ||
 	     parent->kind == LFS_N_SNAPFOLDER)) {
-		if (parent->kind == LFS_N_SNAP && !parent->t)
+		if (parent->kind == LFS_N_SNAP && !parent->snap->t)
 			rc = -ENOENT;
 		else
 			rc = classify(fs, &w, parent, name);
@@ -634,21 +644,21 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 		return rc;
 
 	/* Snapshot directories and by-time links learn their event. */
-	if (n->kind == LFS_N_SNAP && !n->t) {
+	if (n->kind == LFS_N_SNAP && !n->snap->t) {
 		struct lfs_arena a;
 		lfs_arena_init(&a, 0);
 		struct lfs_event ev;
 		struct lfs_blocks b = lfs_ledger_blocks(lg->l);
-		rc = lfs_event_load(&ev, &a, &b, &n->event);
+		rc = lfs_event_load(&ev, &a, &b, &n->snap->event);
 		if (!rc) {
-			n->root = ev.root;
-			n->t = ev.t;
+			n->snap->root = ev.root;
+			n->snap->t = ev.t;
 		}
 		lfs_arena_release(&a);
 		if (rc)
 			rc = rc == -EBADMSG ? -EIO : -ENOENT;
 	}
-	if (n->kind == LFS_N_BYTIME_LINK && !n->t) {
+	if (n->kind == LFS_N_BYTIME_LINK && !n->snap->t) {
 		struct lfs_fsl_events s;
 		rc = lfs_fsl_events(&s, lg);
 		char(*names)[LFS_FSL_BYTIME_LEN] =
@@ -656,8 +666,8 @@ int lfs_node_resolve(struct lfs_fs *fs, struct lfs_node *parent,
 		rc = rc ? rc : names ? -ENOENT : -ENOMEM;
 		for (size_t i = 0; names && i < s.n; i++)
 			if (!strcmp(names[i], name)) {
-				n->event = s.cids[i];
-				n->t = s.times[i];
+				n->snap->event = s.cids[i];
+				n->snap->t = s.times[i];
 				rc = 0;
 			}
 		free(names);

@@ -47,41 +47,62 @@ enum lfs_node_kind {
 /* The inode number of the mount's root (FUSE_ROOT_ID). */
 #define LFS_NODE_ROOT_INO 1
 
+/* What a node in a snapshot knows of it (allocated with the node). */
+struct lfs_node_snap {
+	struct lfs_cid event; /* the snapshot's (a by-time link's target) */
+	struct lfs_cid root;  /* its ledger root */
+	int64_t t;            /* its time; 0 until learnt */
+};
+
 struct lfs_node {
+	/* Fields are ordered to pack (one node per inode the kernel holds:
+	 * 100,000 documents listed are 100,000 nodes). */
 	uint64_t ino;
 	enum lfs_node_kind kind;
+	int nopen;
 	struct lfs_fsl *lg;
 	/* Under fs->lock: a rename gives a node a new name (and kind). */
 	/* Under a ledger (documents, folders, scratch): the path from the
 	 * ledger's directory ("notes/2026/a.json"); in a snapshot, from the
 	 * snapshot's directory; otherwise the name in its parent. */
 	char *name;
-	char *id;             /* documents */
-	struct lfs_cid event; /* snapshots */
-	struct lfs_cid root;
-	int64_t t; /* snapshots: the event's time */
+	char *id; /* documents */
 	uint64_t nlookup;
-	int nopen;
+	/* The identity's hash: the number a node gets unless taken. */
+	uint64_t key;
+	struct lfs_node *hnext; /* chain by ino */
+	struct lfs_node *knext; /* chain by identity (key) */
+	/* Snapshots, their contents and by-time links (lfs_node_has_snap),
+	 * else NULL: what documents do not need, they do not carry. */
+	struct lfs_node_snap *snap;
+	bool indexed; /* found by its identity (a replaced node is not) */
+	/* Documents (under fs->lock; fs_view.h): pc_bound below. */
+	bool pc_bound;
+	bool pc_written;
+	/* Documents (under fs->lock): ent_root below. */
+	bool ent_bound;
+	/* attr_doc below. */
+	bool attr_valid;
 	/* Scratch files while open (under fs->lock): a descriptor of the
 	 * file, so that a stat after an unlink still answers, as on any
 	 * file system; closed with the last open. -1 otherwise. */
 	int sfd;
+	int invalid; /* last flush found invalid content (errno) */
 	/* Documents being written (under fs->lock): one buffer shared by
 	 * every open file. */
 	struct lfs_buf *wbuf;
 	uint64_t wgen; /* bumped by every change to wbuf */
 	uint64_t committed_gen;
-	int invalid; /* last flush found invalid content (errno) */
 	int nwriters;
+	int pc_open;
 	/* Documents (under fs->lock): the committed version of the id
 	 * hashed ent_idhash at ledger root ent_root, its time and length,
 	 * so that while the ledger does not move, a stat needs no index
-	 * lookup (fs_view.c's bound_entry). */
-	struct lfs_cid ent_root, ent_doc;
+	 * lookup (fs_view.c's bound_entry); ent_bound: they are set. */
 	uint64_t ent_idhash;
 	int64_t ent_t;
 	size_t ent_size;
-	bool ent_bound;
+	struct lfs_cid ent_root, ent_doc;
 	/*
 	 * Documents (under fs->lock; fs_view.h): the version whose pages
 	 * and size the kernel holds for this inode (pc_bound: pc_doc of
@@ -93,25 +114,18 @@ struct lfs_node {
 	uint64_t pc_idhash;
 	size_t pc_size;
 	int64_t pc_mtime_us;
-	int pc_open;
-	bool pc_bound;
-	bool pc_written;
 	/* The version whose attributes the kernel was last given to keep
-	 * (attr_valid; no writer open since), so that binding the inode to
+	 * (attr_valid: no writer open since), so that binding the inode to
 	 * that version need not drop them. */
 	struct lfs_cid attr_doc;
 	uint64_t attr_idhash;
-	bool attr_valid;
 	int64_t attr_until_ms; /* until when (CLOCK_MONOTONIC), if valid */
-	/* The identity's hash: the number a node gets unless taken. */
-	uint64_t key;
-	bool indexed; /* found by its identity (a replaced node is not) */
-	struct lfs_node *hnext; /* chain by ino */
-	struct lfs_node *knext; /* chain by identity (key) */
 };
 
 /* Snapshots and their contents cannot be written. */
 bool lfs_node_read_only(enum lfs_node_kind k);
+/* Nodes of kind k carry a struct lfs_node_snap. */
+bool lfs_node_has_snap(enum lfs_node_kind k);
 
 /*
  * The inode number stat shows for a scratch file or directory: its local

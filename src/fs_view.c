@@ -564,7 +564,7 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		break;
 	case LFS_N_SNAP:
 		dir_stat(fs, n, st, 0555);
-		fill_time(st, n->t);
+		fill_time(st, n->snap->t);
 		break;
 	case LFS_N_BYTIME_LINK: {
 		memset(st, 0, sizeof(*st));
@@ -574,13 +574,14 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		st->st_uid = fs->uid;
 		st->st_gid = fs->gid;
 		st->st_size = 3 + LFS_CID_STRLEN;
-		fill_time(st, n->t);
+		fill_time(st, n->snap->t);
 		break;
 	}
 	case LFS_N_SNAPDOC: {
 		struct lfs_index_entry e;
 		size_t len = 0;
-		rc = lfs_ledger_get(n->lg->l, &n->root, n->id, &e, &a, NULL);
+		rc = lfs_ledger_get(n->lg->l, &n->snap->root, n->id, &e, &a,
+				    NULL);
 		if (!rc && !(n->lg->sizes &&
 			     lfs_render_sizes_get(n->lg->sizes, &e.cur.doc,
 						  n->id, &len))) {
@@ -665,7 +666,7 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 	}
 	case LFS_N_SNAPFOLDER:
 		dir_stat(fs, n, st, 0555);
-		fill_time(st, n->t);
+		fill_time(st, n->snap->t);
 		break;
 	case LFS_N_SCRATCH: {
 		struct lfs_at at = {.dir = -1};
@@ -1227,10 +1228,11 @@ int lfs_view_list(struct lfs_fs *fs, struct lfs_node *n, struct lfs_listing *l)
 		struct doclist_ctx c = {
 			.l = l,
 			.lg = lg,
-			.event = &n->event,
+			.event = &n->snap->event,
 			.path = n->kind == LFS_N_SNAP ? "" : n->name};
 		rc = lfs_idtree_children(&lg->snaptree, lfs_ledger_index(lg->l),
-					 &n->root, c.path, doclist_fn, &c);
+					 &n->snap->root, c.path, doclist_fn,
+					 &c);
 		return rc == -EBADMSG ? -EIO : rc;
 	}
 	case LFS_N_CTLDIR:
