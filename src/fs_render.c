@@ -46,9 +46,14 @@ int lfs_render_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
 
 /* ---- the table ---- */
 
+/* A key's first SLOT_KEY bytes stand for it in memory: 128 bits of a
+ * BLAKE2b hash keep versions apart as well as 256 do, and a slot takes
+ * 20 bytes instead of 40 (one per version the table knows). */
+#define SLOT_KEY 16
+
 struct slot {
-	uint8_t key[KEY];
-	uint64_t len1; /* the length + 1; 0: empty */
+	uint8_t key[SLOT_KEY];
+	uint32_t len1; /* the length + 1 (at most LFS_RENDER_MAX); 0: empty */
 };
 
 struct lfs_render_sizes {
@@ -105,8 +110,8 @@ static void header(uint8_t h[HEADER])
 	h[8] = LFS_RENDER_FORMAT & 0xff;
 }
 
-static struct slot *find_locked(struct lfs_render_sizes *t,
-				const uint8_t key[KEY])
+/* key: a whole key, or a slot's (its first SLOT_KEY bytes). */
+static struct slot *find_locked(struct lfs_render_sizes *t, const uint8_t *key)
 {
 	if (!t->nslots)
 		return NULL;
@@ -115,7 +120,7 @@ static struct slot *find_locked(struct lfs_render_sizes *t,
 	for (size_t i = (size_t)h & (t->nslots - 1);;
 	     i = (i + 1) & (t->nslots - 1)) {
 		struct slot *s = &t->slots[i];
-		if (!s->len1 || !memcmp(s->key, key, KEY))
+		if (!s->len1 || !memcmp(s->key, key, SLOT_KEY))
 			return s;
 	}
 }
@@ -124,6 +129,8 @@ static struct slot *find_locked(struct lfs_render_sizes *t,
 static bool set_locked(struct lfs_render_sizes *t, const uint8_t key[KEY],
 		       uint64_t len)
 {
+	if (len > LFS_RENDER_MAX)
+		return false; /* never rendered: see LFS_RENDER_MAX */
 	if ((t->n + 1) * 4 > t->nslots * 3) {
 		size_t cap = t->nslots ? t->nslots * 2 : 1024;
 		struct slot *v = calloc(cap, sizeof(*v));
@@ -140,10 +147,10 @@ static bool set_locked(struct lfs_render_sizes *t, const uint8_t key[KEY],
 	}
 	struct slot *s = find_locked(t, key);
 	if (!s->len1) {
-		memcpy(s->key, key, KEY);
+		memcpy(s->key, key, SLOT_KEY);
 		t->n++;
 	}
-	s->len1 = len + 1;
+	s->len1 = (uint32_t)(len + 1);
 	return true;
 }
 
