@@ -137,6 +137,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 {
 	if (!bs)
 		return;
+	lfs_membudget_leave(&bs->budget);
 	lfs_bs_runs_release(bs);
 	for (size_t i = 0; i < bs->ncars; i++) {
 		free(bs->cars[i].root.cars); /* and head: one allocation */
@@ -225,19 +226,53 @@ static struct chunk *cache_find(struct lfs_blockstore *bs, uint64_t key)
 	return NULL;
 }
 
+/* Drop the least recently used chunk; the bytes it held. */
+static size_t cache_drop_tail(struct lfs_blockstore *bs)
+{
+	struct chunk *c = bs->lru_tail;
+	lru_unlink(bs, c);
+	struct chunk **pp = bucket_of(bs, c->key);
+	while (*pp != c)
+		pp = &(*pp)->hnext;
+	*pp = c->hnext;
+	size_t bytes = c->len + sizeof(*c);
+	bs->cache_bytes -= bytes;
+	lfs_membudget_charge(&bs->budget, -(ptrdiff_t)bytes);
+	free(c->data);
+	free(c);
+	return bytes;
+}
+
 static void cache_evict(struct lfs_blockstore *bs)
 {
-	while (bs->cache_bytes > bs->cache_max && bs->lru_tail) {
-		struct chunk *c = bs->lru_tail;
-		lru_unlink(bs, c);
-		struct chunk **pp = bucket_of(bs, c->key);
-		while (*pp != c)
-			pp = &(*pp)->hnext;
-		*pp = c->hnext;
-		bs->cache_bytes -= c->len + sizeof(*c);
-		free(c->data);
-		free(c);
-	}
+	while (bs->cache_bytes > bs->cache_max && bs->lru_tail)
+		cache_drop_tail(bs);
+}
+
+/* The shared budget's call (lfs_membudget_member.shrink). */
+static size_t cache_shrink(struct lfs_membudget_member *m, size_t bytes)
+{
+	struct lfs_blockstore *bs =
+		(struct lfs_blockstore *)((char *)m -
+					  offsetof(struct lfs_blockstore,
+						   budget));
+	size_t freed = 0;
+	pthread_mutex_lock(&bs->lock);
+	while (freed < bytes && bs->lru_tail)
+		freed += cache_drop_tail(bs);
+	pthread_mutex_unlock(&bs->lock);
+	return freed;
+}
+
+void lfs_bs_cache_enforce(struct lfs_blockstore *bs)
+{
+	lfs_membudget_enforce(&bs->budget);
+}
+
+void lfs_blockstore_share(struct lfs_blockstore *bs,
+			  struct lfs_membudget *budget)
+{
+	lfs_membudget_join(budget, &bs->budget, cache_shrink);
 }
 
 /* Takes ownership of data. */
@@ -261,6 +296,7 @@ static void cache_insert(struct lfs_blockstore *bs, uint64_t key, uint8_t *data,
 	*b = c;
 	lru_front(bs, c);
 	bs->cache_bytes += len + sizeof(*c);
+	lfs_membudget_charge(&bs->budget, (ptrdiff_t)(len + sizeof(*c)));
 	cache_evict(bs);
 }
 
@@ -276,6 +312,7 @@ static int read_chunk(struct lfs_blockstore *bs, struct lfs_buf *out,
 	if (c) {
 		rc = lfs_buf_append(out, c->data, c->len);
 		pthread_mutex_unlock(&bs->lock);
+		lfs_membudget_touch(&bs->budget);
 		return rc;
 	}
 	struct lfs_cid cid = bs->cars[car].cid;
@@ -313,6 +350,7 @@ static int read_chunk(struct lfs_blockstore *bs, struct lfs_buf *out,
 	pthread_mutex_lock(&bs->lock);
 	cache_insert(bs, key, pdata, plen);
 	pthread_mutex_unlock(&bs->lock);
+	lfs_bs_cache_enforce(bs);
 out:
 	lfs_buf_release(&plain);
 	free(sealed);

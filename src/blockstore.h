@@ -93,6 +93,13 @@ int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
 			bool create);
 void lfs_blockstore_free(struct lfs_blockstore *bs);
 
+/* Bound the chunk cache by budget as well, shared with other caches
+ * (membudget.h); budget must outlive bs. Call before other threads use
+ * bs. */
+struct lfs_membudget;
+void lfs_blockstore_share(struct lfs_blockstore *bs,
+			  struct lfs_membudget *budget);
+
 /* The blocks interface: get reads memory, then CARs; put keeps in memory. */
 struct lfs_blocks lfs_blockstore_blocks(struct lfs_blockstore *bs);
 

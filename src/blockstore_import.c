@@ -717,6 +717,7 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 			lfs_bs_cache_written(bs, expect, &info, plain.data,
 					     plain.len);
 		pthread_mutex_unlock(&bs->lock);
+		lfs_bs_cache_enforce(bs);
 		if (!rc && out)
 			rc = copy_root(out, a, &root);
 	}

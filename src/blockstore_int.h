@@ -43,6 +43,7 @@
 #include "buf.h"
 #include "cidtab.h"
 #include "envelope.h"
+#include "membudget.h"
 
 #define MAX_ROOT_LINKS 1024 /* CIDs in a root block, parents of a record */
 
@@ -228,6 +229,9 @@ struct lfs_blockstore {
 	size_t nbuckets;
 	struct chunk *lru_head, *lru_tail; /* head: most recent */
 	size_t cache_bytes, cache_max;
+	/* The chunk cache's share of a shared budget (lfs_blockstore_share:
+	 * charged with cache_bytes' changes, shrunk from lru_tail). */
+	struct lfs_membudget_member budget;
 
 	bool dirty;        /* written without fsync since the last sync */
 	bool lazy_imports; /* imports skip their fsyncs (a batch) */
@@ -363,7 +367,9 @@ int lfs_bs_seg_drop_heads(struct lfs_blockstore *bs, const struct lfs_cid *cars,
 /* blockstore.c: the chunk cache */
 
 /* Keep a registered CAR's plaintext chunks in the cache (unless it is more
- * than a quarter of it). Caller holds the lock. */
+ * than a quarter of it). Caller holds the lock, and calls
+ * lfs_bs_cache_enforce once it has let go. */
+void lfs_bs_cache_enforce(struct lfs_blockstore *bs);
 void lfs_bs_cache_written(struct lfs_blockstore *bs, const struct lfs_cid *car,
 			  const struct lfs_envelope_info *info,
 			  const uint8_t *plain, size_t len);

@@ -34,6 +34,7 @@
 #include "fs_view.h"
 #include "fsname.h"
 #include "log.h"
+#include "membudget.h"
 
 #define UNUSED __attribute__((unused))
 
@@ -1749,10 +1750,12 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 		&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&fs->cache_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
-	if (lfs_render_cache_new(&fs->cache) || lfs_node_table_init(fs)) {
+	if (lfs_membudget_new(&fs->budget, LFS_FS_CACHE_MAX) ||
+	    lfs_render_cache_new(&fs->cache) || lfs_node_table_init(fs)) {
 		lfs_fs_free(fs);
 		return -ENOMEM;
 	}
+	lfs_render_cache_share(fs->cache, fs->budget);
 	*out = fs;
 	return 0;
 }
@@ -1792,6 +1795,7 @@ void lfs_fs_free(struct lfs_fs *fs)
 	lfs_node_table_release(fs);
 	lfs_fsl_free_all(fs);
 	lfs_render_cache_free(fs->cache);
+	lfs_membudget_free(fs->budget); /* every cache has left it */
 	lfs_inval_free_all(fs);
 	pthread_rwlock_destroy(&fs->cache_lock);
 	pthread_mutex_destroy(&fs->lock);

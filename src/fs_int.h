@@ -93,10 +93,16 @@
  * default, and the least -o changes_max takes. */
 #define LFS_FS_CHANGES_MAX     ((size_t)8 << 20)
 #define LFS_FS_CHANGES_MAX_MIN ((size_t)4 << 10)
+/* What the caches keep in all (membudget.h: the text cache and every open
+ * ledger's block and index caches), by default, and the least -o
+ * cache_max takes. */
+#define LFS_FS_CACHE_MAX     ((size_t)32 << 20)
+#define LFS_FS_CACHE_MAX_MIN ((size_t)1 << 20)
 
 struct lfs_fsl;
 struct lfs_node;
 struct lfs_render_cache;
+struct lfs_membudget;
 struct lfs_attr_table;
 struct lfs_handle;
 struct lfs_inval;
@@ -114,6 +120,7 @@ struct lfs_fs {
 	struct lfs_fsl *ledgers;
 	/* Texts rendered or committed lately (fs_render.h; its own lock). */
 	struct lfs_render_cache *cache;
+	struct lfs_membudget *budget; /* -o cache_max: shared by all caches */
 	/* Released handles, oldest first, freed by the housekeeper later
 	 * (fs.c); the tail is where the next one goes. */
 	struct lfs_handle *graveyard, **graveyard_tail;

@@ -29,6 +29,7 @@ static int open_ledger(struct lfs_ledger **out, struct lfs_fs *fs,
 	struct lfs_ledger_opts o;
 	lfs_ledger_opts_init(&o);
 	o.durable = false; /* fsync makes commits durable */
+	o.budget = fs->budget;
 	return lfs_home_open_ledger(out, fs->home, name, &o, true,
 				    out_key_error);
 }

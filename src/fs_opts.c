@@ -11,14 +11,16 @@
 
 #include "fs_int.h"
 #include "log.h"
+#include "membudget.h"
 
 #define UNUSED __attribute__((unused))
 
 struct mount_opts {
 	char *snapdir;
 	unsigned uid, gid, umask, cache_timeout;
-	unsigned long changes_max;
+	unsigned long changes_max, cache_max;
 	int has_uid, has_gid, has_umask, has_cache_timeout, has_changes_max;
+	int has_cache_max;
 	int allow_other;
 };
 
@@ -36,6 +38,8 @@ static const struct fuse_opt opt_spec[] = {
 	{"cache_timeout=", offsetof(struct mount_opts, has_cache_timeout), 1},
 	{"changes_max=%lu", offsetof(struct mount_opts, changes_max), 0},
 	{"changes_max=", offsetof(struct mount_opts, has_changes_max), 1},
+	{"cache_max=%lu", offsetof(struct mount_opts, cache_max), 0},
+	{"cache_max=", offsetof(struct mount_opts, has_cache_max), 1},
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_END,
 };
@@ -73,8 +77,15 @@ int lfs_fs_parse_opts(struct lfs_fs *fs, struct fuse_args *args)
 			  o.changes_max, LFS_FS_CHANGES_MAX_MIN);
 		rc = -EINVAL;
 	}
+	if (o.has_cache_max && o.cache_max < LFS_FS_CACHE_MAX_MIN) {
+		lfs_error("-o cache_max=%lu: bytes, at least %zu", o.cache_max,
+			  LFS_FS_CACHE_MAX_MIN);
+		rc = -EINVAL;
+	}
 	if (o.has_cache_timeout)
 		fs->doc_ttl = o.cache_timeout;
+	if (o.has_cache_max && !rc)
+		lfs_membudget_set_max(fs->budget, o.cache_max);
 	if (o.has_changes_max)
 		fs->changes_max = o.changes_max;
 	fs->snapdir_visible = o.snapdir && !strcmp(o.snapdir, "visible");

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 #include "index.h"
 #include "le.h"
 #include "log.h"
+#include "membudget.h"
 #include "timefmt.h"
 
 #define MAGIC    "lfs-size"
@@ -550,6 +552,7 @@ int lfs_render_note_txn(struct lfs_render_sizes *s,
 
 struct cached_text {
 	struct lfs_cid doc;
+	bool ref; /* read since the sweep last passed */
 	char *id;
 	uint8_t *data;
 	size_t len;
@@ -557,9 +560,61 @@ struct cached_text {
 
 struct lfs_render_cache {
 	pthread_mutex_t lock;
-	size_t bytes; /* held by all slots */
+	size_t bytes; /* held by all slots (slot_bytes) */
+	size_t hand;  /* the budget's sweep: the next slot it looks at */
+	struct lfs_membudget_member budget;
 	struct cached_text slots[CACHE_SLOTS];
 };
+
+/* What a slot's text and id cost, with their two allocations. */
+static size_t slot_bytes(size_t len, const char *id)
+{
+	return len + strlen(id) + 1 + 32;
+}
+
+/* Empty slot r; the bytes it held. Caller holds the lock. */
+static size_t slot_drop(struct lfs_render_cache *c, struct cached_text *r)
+{
+	if (!r->data)
+		return 0;
+	size_t bytes = slot_bytes(r->len, r->id);
+	c->bytes -= bytes;
+	lfs_membudget_charge(&c->budget, -(ptrdiff_t)bytes);
+	free(r->data);
+	free(r->id);
+	*r = (struct cached_text){0};
+	return bytes;
+}
+
+/* A clock sweep over the slots, dropping at least `bytes` (if held) and
+ * passing over (once) a text read since the sweep last came by; the
+ * bytes dropped. Caller holds the lock. */
+static size_t sweep_locked(struct lfs_render_cache *c, size_t bytes)
+{
+	size_t freed = 0;
+	for (size_t seen = 0; freed < bytes && seen < 2 * CACHE_SLOTS; seen++) {
+		struct cached_text *r = &c->slots[c->hand];
+		c->hand = (c->hand + 1) % CACHE_SLOTS;
+		if (r->ref)
+			r->ref = false;
+		else
+			freed += slot_drop(c, r);
+	}
+	return freed;
+}
+
+/* The shared budget's call (lfs_membudget_member.shrink). */
+static size_t cache_shrink(struct lfs_membudget_member *m, size_t bytes)
+{
+	struct lfs_render_cache *c =
+		(struct lfs_render_cache *)((char *)m -
+					    offsetof(struct lfs_render_cache,
+						     budget));
+	pthread_mutex_lock(&c->lock);
+	size_t freed = sweep_locked(c, bytes);
+	pthread_mutex_unlock(&c->lock);
+	return freed;
+}
 
 int lfs_render_cache_new(struct lfs_render_cache **out)
 {
@@ -570,10 +625,17 @@ int lfs_render_cache_new(struct lfs_render_cache **out)
 	return 0;
 }
 
+void lfs_render_cache_share(struct lfs_render_cache *c,
+			    struct lfs_membudget *budget)
+{
+	lfs_membudget_join(budget, &c->budget, cache_shrink);
+}
+
 void lfs_render_cache_free(struct lfs_render_cache *c)
 {
 	if (!c)
 		return;
+	lfs_membudget_leave(&c->budget);
 	for (size_t i = 0; i < CACHE_SLOTS; i++) {
 		free(c->slots[i].data);
 		free(c->slots[i].id);
@@ -598,9 +660,13 @@ int lfs_render_cache_get(struct lfs_render_cache *c, const struct lfs_cid *doc,
 	pthread_mutex_lock(&c->lock);
 	struct cached_text *r = cache_slot(c, doc, id);
 	int rc = 0;
-	if (r->data && lfs_cid_equal(&r->doc, doc) && !strcmp(r->id, id))
+	if (r->data && lfs_cid_equal(&r->doc, doc) && !strcmp(r->id, id)) {
 		rc = lfs_buf_append(out, r->data, r->len) ? -ENOMEM : 1;
+		r->ref = true;
+	}
 	pthread_mutex_unlock(&c->lock);
+	if (rc == 1)
+		lfs_membudget_touch(&c->budget);
 	return rc;
 }
 
@@ -608,18 +674,26 @@ void lfs_render_cache_put(struct lfs_render_cache *c, const struct lfs_cid *doc,
 			  const char *id, uint8_t *data, size_t len)
 {
 	char *idc = strdup(id);
+	size_t bytes = slot_bytes(len, id);
 	pthread_mutex_lock(&c->lock);
 	struct cached_text *r = cache_slot(c, doc, id);
-	if (idc && c->bytes - r->len + len <= CACHE_BYTES) {
-		c->bytes = c->bytes - r->len + len;
-		free(r->data);
-		free(r->id);
-		*r = (struct cached_text){
-			.doc = *doc, .id = idc, .data = data, .len = len};
+	if (idc) {
+		slot_drop(c, r);
+		/* New texts get a pass of the sweep, as read ones do. */
+		*r = (struct cached_text){.doc = *doc,
+					  .ref = true,
+					  .id = idc,
+					  .data = data,
+					  .len = len};
+		c->bytes += bytes;
+		lfs_membudget_charge(&c->budget, (ptrdiff_t)bytes);
+		if (c->bytes > CACHE_BYTES)
+			sweep_locked(c, c->bytes - CACHE_BYTES);
 		idc = NULL;
 		data = NULL;
 	}
 	pthread_mutex_unlock(&c->lock);
 	free(idc);
 	free(data);
+	lfs_membudget_enforce(&c->budget);
 }

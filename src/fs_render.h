@@ -107,12 +107,18 @@ size_t lfs_render_sizes_fill_queued(struct lfs_render_sizes *t,
 /*
  * Texts rendered or committed lately, by version and id: a fixed table of
  * slots (a slot holds the last version hashed to it) within a budget of
- * bytes, so reading a document again, or just after it was saved,
- * renders nothing. Its own lock, a leaf lock; any thread.
+ * bytes (its own, and a shared one's share), so reading a document again,
+ * or just after it was saved, renders nothing. Its own lock, a leaf lock; any
+ * thread.
  */
 struct lfs_render_cache;
 int lfs_render_cache_new(struct lfs_render_cache **out);
 void lfs_render_cache_free(struct lfs_render_cache *c);
+/* Bound c by budget as well, shared with other caches (membudget.h);
+ * budget must outlive c. Call before other threads use c. */
+struct lfs_membudget;
+void lfs_render_cache_share(struct lfs_render_cache *c,
+			    struct lfs_membudget *budget);
 /* Append version doc of id's text to out when the cache holds it:
  * 1, else 0, or -ENOMEM. */
 int lfs_render_cache_get(struct lfs_render_cache *c, const struct lfs_cid *doc,

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 
 #include "cbor.h"
 #include "cidmap.h"
+#include "membudget.h"
 
 #define MAX_DEPTH 64 /* 4-bit digits in a 256-bit hash */
 
@@ -439,6 +441,7 @@ struct lfs_index_cache {
 	size_t nbuckets;           /* power of two */
 	struct cnode *head, *tail; /* head: most recently used */
 	size_t bytes, max;
+	struct lfs_membudget_member budget; /* shrunk from tail */
 };
 
 /* The most entries a walk keeps in the cache: half of it, at 160 bytes
@@ -479,6 +482,7 @@ void lfs_index_cache_free(struct lfs_index_cache *c)
 {
 	if (!c)
 		return;
+	lfs_membudget_leave(&c->budget);
 	for (struct cnode *n = c->head, *next; n; n = next) {
 		next = n->next;
 		cnode_free(n);
@@ -528,9 +532,48 @@ static struct cnode *cache_find(struct lfs_index_cache *c,
 		if (n->depth == depth && lfs_cid_equal(&n->cid, cid)) {
 			cache_unlink(c, n);
 			cache_front(c, n);
+			lfs_membudget_touch(&c->budget);
 			return n;
 		}
 	return NULL;
+}
+
+/* Drop the least recently used node; the bytes it held. Caller holds
+ * the lock. */
+static size_t cache_drop_tail(struct lfs_index_cache *c)
+{
+	struct cnode *old = c->tail;
+	cache_unlink(c, old);
+	struct cnode **pp = cache_bucket(c, &old->cid);
+	while (*pp != old)
+		pp = &(*pp)->hnext;
+	*pp = old->hnext;
+	size_t bytes = old->bytes;
+	c->bytes -= bytes;
+	lfs_membudget_charge(&c->budget, -(ptrdiff_t)bytes);
+	cnode_free(old);
+	return bytes;
+}
+
+/* The shared budget's call (lfs_membudget_member.shrink). */
+static size_t cache_shrink(struct lfs_membudget_member *m, size_t bytes)
+{
+	struct lfs_index_cache *c =
+		(struct lfs_index_cache *)((char *)m -
+					   offsetof(struct lfs_index_cache,
+						    budget));
+	size_t freed = 0;
+	pthread_mutex_lock(&c->lock);
+	while (freed < bytes && c->tail)
+		freed += cache_drop_tail(c);
+	pthread_mutex_unlock(&c->lock);
+	return freed;
+}
+
+void lfs_index_cache_share(struct lfs_index_cache *c,
+			   struct lfs_membudget *budget)
+{
+	lfs_membudget_join(budget, &c->budget, cache_shrink);
 }
 
 static size_t round16(size_t x)
@@ -597,17 +640,11 @@ static void cache_put(struct lfs_index_cache *c, const struct lfs_cid *cid,
 	*b = n;
 	cache_front(c, n);
 	c->bytes += n->bytes;
-	while (c->bytes > c->max && c->tail && c->tail != n) {
-		struct cnode *old = c->tail;
-		cache_unlink(c, old);
-		struct cnode **pp = cache_bucket(c, &old->cid);
-		while (*pp != old)
-			pp = &(*pp)->hnext;
-		*pp = old->hnext;
-		c->bytes -= old->bytes;
-		cnode_free(old);
-	}
+	lfs_membudget_charge(&c->budget, (ptrdiff_t)n->bytes);
+	while (c->bytes > c->max && c->tail && c->tail != n)
+		cache_drop_tail(c);
 	pthread_mutex_unlock(&c->lock);
+	lfs_membudget_enforce(&c->budget);
 }
 
 /*

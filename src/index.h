@@ -90,6 +90,11 @@ void lfs_index_init(struct lfs_index *ix, struct lfs_blocks blocks,
  */
 int lfs_index_cache_new(struct lfs_index_cache **out, size_t max_bytes);
 void lfs_index_cache_free(struct lfs_index_cache *c);
+/* Bound c by budget as well, shared with other caches (membudget.h);
+ * budget must outlive c. Call before other threads use c. */
+struct lfs_membudget;
+void lfs_index_cache_share(struct lfs_index_cache *c,
+			   struct lfs_membudget *budget);
 
 /* Write the empty index's root block and return its CID. */
 int lfs_index_empty(struct lfs_cid *out, const struct lfs_index *ix);

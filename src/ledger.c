@@ -804,6 +804,9 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 	/* Best effort: without it, lookups decode every node they pass. */
 	if (lfs_index_cache_new(&l->ix.cache, LEDGER_NODE_CACHE))
 		l->ix.cache = NULL;
+	else
+		lfs_index_cache_share(l->ix.cache, opts->budget);
+	lfs_blockstore_share(l->bs, opts->budget);
 
 	l->lock_fd = l->open_fd = -1;
 	char *lp = malloc(strlen(dir) + 16), *op = malloc(strlen(dir) + 16);

@@ -82,7 +82,10 @@ struct lfs_ledger;
 
 struct lfs_ledger_opts {
 	size_t cache_bytes; /* 0: LFS_BLOCKSTORE_DEFAULT_CACHE */
-	bool durable;       /* fsync each commit before it returns */
+	/* A bound the ledger's caches share with others' (membudget.h),
+	 * outliving the ledger; NULL: their own bounds only. */
+	struct lfs_membudget *budget;
+	bool durable; /* fsync each commit before it returns */
 	/* Append commits to the segment (see blockstore.h) instead of
 	 * writing a CAR file and a head record each; always so when not
 	 * durable. For many commits per open: a mount, a bulk import. */

@@ -10,7 +10,8 @@
 # too: a second stat of a missing name asks nothing), a second stat of a
 # document asks the daemon nothing (no lookup, no getattr), and a new
 # file's attributes, kept while it is written, are the saved document's
-# after close.
+# after close. Under the least -o cache_max, two ledgers' documents read
+# back whole; less is refused.
 # shellcheck disable=SC2119,SC2120 # optional arguments
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # shellcheck source=tests/fuse_lib.sh
@@ -185,4 +186,29 @@ doc_size "$LFS_HOME" renamed-folder/x
 	fail "stat of a document in a renamed folder shows $(stat -c %s "$D/renamed-folder/x.json") bytes, not $REPLY"
 
 fuse_umount
+
+note "the least cache budget (-o cache_max=1 MiB) shared by two ledgers: every document reads back whole"
+fuse_mount -o cache_max=1048576
+pad=$(printf '%03000d' 0)
+for l in budget1 budget2; do
+	bounded mkdir "$MNT/$l" || fail "mkdir $l"
+	for i in $(seq 120); do
+		put_text "$MNT/$l/d$i.json" "{\"n\":$i,\"pad\":\"$pad\"}"
+	done
+done
+fuse_umount
+# Read after a remount, alternating ledgers: ~720 KB of texts, their index
+# nodes and their decrypted blocks go through caches bounded to 1 MiB.
+fuse_mount -o cache_max=1048576
+for i in $(seq 120); do
+	for l in budget1 budget2; do
+		expect_doc $l "d$i" "{\"n\":$i,\"pad\":\"$pad\"}"
+	done
+done
+fuse_umount
+
+note "-o cache_max below 1 MiB is refused"
+bounded "$LEDGERFS" mount --home "$LFS_HOME" -f -o cache_max=100 "$MNT" >"$TMP/bad.out" 2>&1 &&
+	fail "a mount with -o cache_max=100 started"
+grep -q 'cache_max' "$TMP/bad.out" || fail "the refusal does not name cache_max: $(cat "$TMP/bad.out")"
 echo "PASS: fuse_cache"
