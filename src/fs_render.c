@@ -127,26 +127,37 @@ static struct slot *find_locked(struct lfs_render_sizes *t, const uint8_t *key)
 	}
 }
 
+/* Make room for `more` entries beyond those held, at most three-quarters
+ * full (false: out of memory; the table is unchanged). */
+static bool reserve_locked(struct lfs_render_sizes *t, size_t more)
+{
+	if ((t->n + more) * 4 <= t->nslots * 3)
+		return true;
+	size_t cap = t->nslots ? t->nslots * 2 : 1024;
+	while ((t->n + more) * 4 > cap * 3)
+		cap *= 2;
+	struct slot *v = calloc(cap, sizeof(*v));
+	if (!v)
+		return false;
+	struct slot *old = t->slots;
+	size_t oldn = t->nslots;
+	t->slots = v;
+	t->nslots = cap;
+	for (size_t i = 0; i < oldn; i++)
+		if (old[i].len1)
+			*find_locked(t, old[i].key) = old[i];
+	free(old);
+	return true;
+}
+
 /* Set key's length (false: out of memory, the entry is not kept). */
 static bool set_locked(struct lfs_render_sizes *t, const uint8_t key[KEY],
 		       uint64_t len)
 {
 	if (len > LFS_RENDER_MAX)
 		return false; /* never rendered: see LFS_RENDER_MAX */
-	if ((t->n + 1) * 4 > t->nslots * 3) {
-		size_t cap = t->nslots ? t->nslots * 2 : 1024;
-		struct slot *v = calloc(cap, sizeof(*v));
-		if (!v)
-			return false;
-		struct slot *old = t->slots;
-		size_t oldn = t->nslots;
-		t->slots = v;
-		t->nslots = cap;
-		for (size_t i = 0; i < oldn; i++)
-			if (old[i].len1)
-				*find_locked(t, old[i].key) = old[i];
-		free(old);
-	}
+	if (!reserve_locked(t, 1))
+		return false;
 	struct slot *s = find_locked(t, key);
 	if (!s->len1) {
 		memcpy(s->key, key, SLOT_KEY);
@@ -163,6 +174,9 @@ static size_t take_locked(struct lfs_render_sizes *t, const uint8_t *p,
 {
 	size_t at = 0;
 	*damaged = false;
+	/* One table for the lot, not one per doubling (best effort: each
+	 * record makes room again if this could not). */
+	(void)reserve_locked(t, n / RECORD);
 	while (n - at >= RECORD) {
 		int64_t len = record_len(p + at);
 		if (len < 0) {
