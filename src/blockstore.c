@@ -140,7 +140,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	lfs_membudget_leave(&bs->budget);
 	lfs_bs_runs_release(bs);
 	for (size_t i = 0; i < bs->ncars; i++) {
-		free(bs->cars[i].root.cars); /* and head: one allocation */
+		free(bs->cars[i].links);
 		lfs_bs_drop_side(&bs->cars[i]);
 	}
 	free(bs->sidecars);

@@ -102,6 +102,18 @@ static int copy_root(struct lfs_car_root *out, struct lfs_arena *a,
 	return 0;
 }
 
+/* copy_root of a registered CAR's root. */
+static int copy_car_root(struct lfs_car_root *out, struct lfs_arena *a,
+			 const struct car_file *cf)
+{
+	struct lfs_car_root r = {.cars = cf->links,
+				 .ncars = cf->ncars,
+				 .head = cf->links ? cf->links + cf->ncars
+						   : NULL,
+				 .nhead = cf->nhead};
+	return copy_root(out, a, &r);
+}
+
 /* ---- registering CARs (caller holds the lock) ---- */
 
 int lfs_bs_car_slot(struct lfs_blockstore *bs, size_t *out,
@@ -529,13 +541,12 @@ int lfs_bs_register_car(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 	lfs_cid_copy_n(links, root->cars, root->ncars);
 	lfs_cid_copy_n(links + root->ncars, root->head, root->nhead);
 	struct car_file *cf = &bs->cars[idx];
-	free(cf->root.cars); /* loaded before a compaction forgot it */
+	free(cf->links); /* loaded before a compaction forgot it */
 	cf->loaded = true;
 	lfs_bs_car_set_info(cf, info);
-	cf->root = (struct lfs_car_root){.cars = links,
-					 .ncars = root->ncars,
-					 .head = links + root->ncars,
-					 .nhead = root->nhead};
+	cf->links = links;
+	cf->ncars = (uint32_t)root->ncars;
+	cf->nhead = (uint32_t)root->nhead;
 	lfs_bs_cids_drop(bs->frontier, &bs->nfrontier, cid);
 	lfs_bs_cids_drop(bs->absent, &bs->nabsent, cid);
 	for (size_t i = 0; i < root->ncars; i++)
@@ -602,7 +613,7 @@ int lfs_blockstore_load(struct lfs_car_root *out, struct lfs_arena *a,
 	int rc = 0;
 	if (lfs_cidtab_find(&bs->car_index, bs->cars, car, &idx) &&
 	    bs->cars[idx].loaded) {
-		rc = out ? copy_root(out, a, &bs->cars[idx].root) : 0;
+		rc = out ? copy_car_root(out, a, &bs->cars[idx]) : 0;
 		pthread_mutex_unlock(&bs->lock);
 		return rc;
 	}
@@ -688,7 +699,7 @@ int lfs_blockstore_import(struct lfs_car_root *out, struct lfs_arena *a,
 		pthread_mutex_lock(&bs->lock);
 		if (out &&
 		    lfs_cidtab_find(&bs->car_index, bs->cars, expect, &idx))
-			rc = copy_root(out, a, &bs->cars[idx].root);
+			rc = copy_car_root(out, a, &bs->cars[idx]);
 		pthread_mutex_unlock(&bs->lock);
 		return rc;
 	}

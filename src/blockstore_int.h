@@ -60,7 +60,10 @@ struct car_file {
 	bool indexed;
 	uint8_t env_header[LFS_ENVELOPE_HEADER_BYTES];
 	uint64_t sealed_len;
-	struct lfs_car_root root; /* head points into cars' allocation */
+	/* Its root's lists, parents' CARs then head, in one allocation
+	 * (16 bytes here where a struct lfs_car_root takes 32). */
+	struct lfs_cid *links;
+	uint32_t ncars, nhead;
 	/* Large CARs keep their block index in a sorted array (IDX_ENTRY
 	 * bytes an entry) instead of the hash table: mapped from the local
 	 * sidecar file car/<cid>.idx, or built in memory. NULL otherwise. */
