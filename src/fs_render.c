@@ -48,9 +48,12 @@ int lfs_render_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
 
 /* ---- the table ---- */
 
-/* A key's first SLOT_KEY bytes stand for it in memory: 128 bits of a
- * BLAKE2b hash keep versions apart as well as 256 do, and a slot takes
- * 20 bytes instead of 40 (one per version the table knows). */
+/* In memory a key is SLOT_KEY bytes: SipHash (crypto_shorthash) of it
+ * under two secret keys drawn when the table is opened. 128 bits keep
+ * versions apart as well as 256 do, and being keyed, no one can make two
+ * versions share a slot on purpose (as with a plain prefix of the key,
+ * at 2^64 work); a slot takes 20 bytes instead of 40 (one per version
+ * the table knows). The file keeps whole keys. */
 #define SLOT_KEY 16
 
 struct slot {
@@ -66,6 +69,7 @@ struct lfs_render_sizes {
 	bool damaged; /* catching up stopped at damage */
 	struct slot *slots;
 	size_t nslots, n; /* nslots a power of two, or 0 */
+	uint8_t secret[2][crypto_shorthash_KEYBYTES]; /* slot keys' */
 	/* Versions to fill (lfs_render_sizes_queue): records of a CID's
 	 * bytes and a NUL-terminated id, from byte qhead on. */
 	struct lfs_buf queue;
@@ -112,8 +116,18 @@ static void header(uint8_t h[HEADER])
 	h[8] = LFS_RENDER_FORMAT & 0xff;
 }
 
-/* key: a whole key, or a slot's (its first SLOT_KEY bytes). */
-static struct slot *find_locked(struct lfs_render_sizes *t, const uint8_t *key)
+/* The slot key that stands for key in t. */
+static void slot_key(const struct lfs_render_sizes *t, uint8_t out[SLOT_KEY],
+		     const uint8_t key[KEY])
+{
+	crypto_shorthash(out, key, KEY, t->secret[0]);
+	crypto_shorthash(out + crypto_shorthash_BYTES, key, KEY, t->secret[1]);
+}
+
+/* The slot of slot key `key`, or the empty slot where it would go; NULL
+ * when the table has none. */
+static struct slot *find_locked(struct lfs_render_sizes *t,
+				const uint8_t key[SLOT_KEY])
 {
 	if (!t->nslots)
 		return NULL;
@@ -158,9 +172,11 @@ static bool set_locked(struct lfs_render_sizes *t, const uint8_t key[KEY],
 		return false; /* never rendered: see LFS_RENDER_MAX */
 	if (!reserve_locked(t, 1))
 		return false;
-	struct slot *s = find_locked(t, key);
+	uint8_t sk[SLOT_KEY];
+	slot_key(t, sk, key);
+	struct slot *s = find_locked(t, sk);
 	if (!s->len1) {
-		memcpy(s->key, key, SLOT_KEY);
+		memcpy(s->key, sk, SLOT_KEY);
 		t->n++;
 	}
 	s->len1 = (uint32_t)(len + 1);
@@ -264,6 +280,7 @@ int lfs_render_sizes_open(struct lfs_render_sizes **out, const char *path)
 	}
 	pthread_mutex_init(&t->lock, NULL);
 	t->fd = -1;
+	randombytes_buf(t->secret, sizeof(t->secret));
 	lfs_buf_init(&t->queue, 0);
 	load_or_memory(t);
 	*out = t;
@@ -288,8 +305,10 @@ bool lfs_render_sizes_get(struct lfs_render_sizes *t, const struct lfs_cid *doc,
 {
 	uint8_t key[KEY];
 	make_key(key, doc, id);
+	uint8_t sk[SLOT_KEY];
+	slot_key(t, sk, key);
 	pthread_mutex_lock(&t->lock);
-	struct slot *s = find_locked(t, key);
+	struct slot *s = find_locked(t, sk);
 	bool hit = s && s->len1;
 	if (hit)
 		*out = (size_t)(s->len1 - 1);
@@ -316,8 +335,10 @@ bool lfs_render_sizes_put(struct lfs_render_sizes *t, const struct lfs_cid *doc,
 	if (len > LFS_RENDER_MAX)
 		return false;
 	make_key(key, doc, id);
+	uint8_t sk[SLOT_KEY];
+	slot_key(t, sk, key);
 	pthread_mutex_lock(&t->lock);
-	struct slot *s = find_locked(t, key);
+	struct slot *s = find_locked(t, sk);
 	bool known = s && s->len1;
 	bool differs = known && s->len1 - 1 != len;
 	if (!known || differs) {
