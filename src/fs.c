@@ -23,6 +23,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "fileio.h"
 #include "fs_attr.h"
 #include "fs_int.h"
@@ -1739,6 +1741,7 @@ int lfs_fs_new(struct lfs_fs **out, struct lfs_home *home)
 	fs->umask = 022;
 	fs->doc_ttl = LFS_FS_DOC_TTL;
 	fs->changes_max = LFS_FS_CHANGES_MAX;
+	randombytes_buf(fs->vtag_key, sizeof(fs->vtag_key));
 	fs->moved = lfs_inval_moved;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->hk_lock, NULL);

@@ -47,6 +47,17 @@ enum lfs_node_kind {
 /* The inode number of the mount's root (FUSE_ROOT_ID). */
 #define LFS_NODE_ROOT_INO 1
 
+/*
+ * A document version as the id it was committed under and its block's
+ * CID, in 16 bytes where the CID alone takes 33: SipHash of both under
+ * two keys the mount draws at start (fs->vtag_key). Equal tags are the
+ * same version: a chance collision is 2^-128, and none can be aimed, the
+ * keys being secret. Only compared, never read back (fs_view.c).
+ */
+struct lfs_vtag {
+	uint8_t b[16];
+};
+
 /* What a node in a snapshot knows of it (allocated with the node). */
 struct lfs_node_snap {
 	struct lfs_cid event; /* the snapshot's (a by-time link's target) */
@@ -105,20 +116,18 @@ struct lfs_node {
 	struct lfs_cid ent_root, ent_doc;
 	/*
 	 * Documents (under fs->lock; fs_view.h): the version whose pages
-	 * and size the kernel holds for this inode (pc_bound: pc_doc of
-	 * the id hashed pc_idhash, pc_size bytes, mtime pc_mtime_us), and
-	 * how many open files read it through the page cache (pc_open).
+	 * and size the kernel holds for this inode (pc_bound: the version
+	 * and id tagged pc_tag, pc_size bytes, mtime pc_mtime_us), and how
+	 * many open files read it through the page cache (pc_open).
 	 * pc_written: a writer opened the node since it was bound.
 	 */
-	struct lfs_cid pc_doc;
-	uint64_t pc_idhash;
+	struct lfs_vtag pc_tag;
 	size_t pc_size;
 	int64_t pc_mtime_us;
 	/* The version whose attributes the kernel was last given to keep
 	 * (attr_valid: no writer open since), so that binding the inode to
 	 * that version need not drop them. */
-	struct lfs_cid attr_doc;
-	uint64_t attr_idhash;
+	struct lfs_vtag attr_tag;
 	int64_t attr_until_ms; /* until when (CLOCK_MONOTONIC), if valid */
 };
 

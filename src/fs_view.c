@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "dagjson.h"
 #include "fs_render.h"
@@ -134,6 +135,31 @@ static bool known_size(struct lfs_fsl *lg, const char *id,
 {
 	return lg->sizes &&
 	       lfs_render_sizes_get(lg->sizes, &ds->entry.cur.doc, id, size);
+}
+
+/* The tag of version doc of id (struct lfs_vtag). */
+static struct lfs_vtag vtag(const struct lfs_fs *fs, const struct lfs_cid *doc,
+			    const char *id)
+{
+	uint8_t in[LFS_CID_BYTES + LFS_INDEX_ID_MAX];
+	size_t idlen = strnlen(id, LFS_INDEX_ID_MAX);
+	lfs_cid_to_bytes(in, doc);
+	memcpy(in + LFS_CID_BYTES, id, idlen);
+	struct lfs_vtag t;
+	_Static_assert(sizeof(t.b) == 2 * crypto_shorthash_BYTES &&
+			       sizeof(fs->vtag_key) ==
+				       2 * crypto_shorthash_KEYBYTES,
+		       "two SipHash outputs under two keys");
+	crypto_shorthash(t.b, in, LFS_CID_BYTES + idlen, fs->vtag_key);
+	crypto_shorthash(t.b + crypto_shorthash_BYTES, in,
+			 LFS_CID_BYTES + idlen,
+			 fs->vtag_key + crypto_shorthash_KEYBYTES);
+	return t;
+}
+
+static bool vtag_equal(const struct lfs_vtag *a, const struct lfs_vtag *b)
+{
+	return !memcmp(a->b, b->b, sizeof(a->b));
 }
 
 static uint64_t id_hash(const char *id)
@@ -325,22 +351,19 @@ int lfs_view_open_doc(struct lfs_fs *fs, struct lfs_node *n,
 	if (!rc && ds.has_entry && !ds.draft) {
 		struct lfs_cid doc = ds.entry.cur.doc;
 		pthread_mutex_lock(&fs->lock);
-		uint64_t ih = id_hash(n->id);
-		bool same = n->pc_bound && lfs_cid_equal(&n->pc_doc, &doc) &&
-			    n->pc_idhash == ih;
+		struct lfs_vtag tag = vtag(fs, &doc, n->id);
+		bool same = n->pc_bound && vtag_equal(&n->pc_tag, &tag);
 		char *id = strdup(n->id);
 		if (id && n->nwriters == 0 && (same || n->pc_open == 0)) {
 			if (!same || n->pc_written) {
 				n->pc_bound = true;
-				n->pc_doc = doc;
-				n->pc_idhash = ih;
+				n->pc_tag = tag;
 				n->pc_size = size;
 				n->pc_mtime_us = ds.mtime_us;
 				n->pc_written = false;
 				o->fresh = true;
 				o->attrs = !n->attr_valid ||
-					   !lfs_cid_equal(&n->attr_doc, &doc) ||
-					   n->attr_idhash != ih;
+					   !vtag_equal(&n->attr_tag, &tag);
 			}
 			n->pc_open++;
 			o->cached = true;
@@ -385,8 +408,7 @@ bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n)
 		return false;
 	pthread_mutex_lock(&fs->lock);
 	bool pinned = pinned_locked(n);
-	struct lfs_cid doc = n->pc_doc;
-	uint64_t ih = n->pc_idhash;
+	struct lfs_vtag tag = n->pc_tag;
 	pthread_mutex_unlock(&fs->lock);
 	if (!pinned)
 		return false;
@@ -397,10 +419,11 @@ bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n)
 	int rc = doc_state(fs, n, NULL, &size, &ds, &a);
 	lfs_arena_release(&a);
 	pthread_mutex_lock(&fs->lock);
-	bool stale =
-		pinned_locked(n) && (rc || !ds.has_entry || ds.draft ||
-				     !lfs_cid_equal(&doc, &ds.entry.cur.doc) ||
-				     ih != id_hash(n->id));
+	bool stale = pinned_locked(n) && (rc || !ds.has_entry || ds.draft);
+	if (pinned_locked(n) && !stale) {
+		struct lfs_vtag now = vtag(fs, &ds.entry.cur.doc, n->id);
+		stale = !vtag_equal(&tag, &now);
+	}
 	pthread_mutex_unlock(&fs->lock);
 	return stale;
 }
@@ -614,10 +637,13 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		 * the name gets another node once the name moved on:
 		 * lfs_view_pin_stale). */
 		pthread_mutex_lock(&fs->lock);
-		if (pinned_locked(n) &&
-		    (rc || !ds.has_entry || ds.draft ||
-		     !lfs_cid_equal(&n->pc_doc, &ds.entry.cur.doc) ||
-		     n->pc_idhash != id_hash(n->id))) {
+		bool moved = rc || !ds.has_entry || ds.draft;
+		if (pinned_locked(n) && !moved) {
+			struct lfs_vtag now =
+				vtag(fs, &ds.entry.cur.doc, n->id);
+			moved = !vtag_equal(&n->pc_tag, &now);
+		}
+		if (pinned_locked(n) && moved) {
 			rc = 0;
 			*ttl = 0;
 			size = n->pc_size;
@@ -629,8 +655,7 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 			n->attr_valid = !rc && *ttl > 0 && ds.has_entry &&
 					!ds.draft && n->nwriters == 0;
 		if (told && n->attr_valid) {
-			n->attr_doc = ds.entry.cur.doc;
-			n->attr_idhash = id_hash(n->id);
+			n->attr_tag = vtag(fs, &ds.entry.cur.doc, n->id);
 			n->attr_until_ms =
 				lfs_mono_ms() + (int64_t)(*ttl * 1000);
 		}
