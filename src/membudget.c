@@ -165,14 +165,15 @@ void lfs_membudget_enforce(struct lfs_membudget_member *self)
 	size_t max = atomic_load(&b->max);
 	size_t target = max - slack(max);
 	/* Bounded: others may be charging while this gives back. */
-	for (int round = 0; atomic_load(&b->used) > target &&
-			    ntried < TRIED_MAX && round < 4096;
-	     round++) {
+	for (int round = 0; ntried < TRIED_MAX && round < 4096; round++) {
+		/* One reading: others may be giving back too. */
+		size_t used = atomic_load(&b->used);
+		if (used <= target)
+			break;
 		struct lfs_membudget_member *m = victim(b, tried, ntried);
 		if (!m)
 			break;
-		size_t over = atomic_load(&b->used) - target;
-		if (!m->shrink(m, over))
+		if (!m->shrink(m, used - target))
 			tried[ntried++] = m;
 	}
 	pthread_mutex_unlock(&b->lock);
