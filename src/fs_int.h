@@ -98,6 +98,10 @@
  * cache_max takes. */
 #define LFS_FS_CACHE_MAX     ((size_t)32 << 20)
 #define LFS_FS_CACHE_MAX_MIN ((size_t)1 << 20)
+/* The housekeeper looks this often whether to give freed heap back, and
+ * does once the daemon's resident size grew this much (fs.c). */
+#define LFS_FS_TRIM_EVERY_MS 2000
+#define LFS_FS_TRIM_MIN      ((size_t)16 << 20)
 
 struct lfs_fsl;
 struct lfs_node;
@@ -134,6 +138,9 @@ struct lfs_fs {
 	pthread_t housekeeper;
 	int running;
 	bool hk_wake; /* work waits: skip the sleep (under hk_lock) */
+	/* The housekeeper's giving back of freed heap (fs.c): when it last
+	 * looked, and the resident size after the last time it did. */
+	int64_t trimmed_ms, trim_floor;
 	pthread_mutex_t hk_lock;
 	pthread_cond_t hk_cond;
 	/*
