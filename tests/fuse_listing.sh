@@ -107,11 +107,13 @@ mkdir -p "$TMP/more"
 for i in $(seq 1 $M); do
 	printf '{"more": %d, "pad": "%*s"}\n' "$i" "$i" y >"$TMP/more/m$i.json"
 done
+# Before the push: the mount may pull and fill the sizes before the
+# push's command has even exited.
+before=$(stat -c %s "$SIZES")
 LEDGERFS_HOME=$B bounded "$LEDGERFS" import "$L" "$TMP/more" >/dev/null ||
 	fail "import into the second home"
 LEDGERFS_HOME=$B bounded "$LEDGERFS" sync --remote "$URL" "$L" >/dev/null ||
 	fail "the second home could not push its import"
-before=$(stat -c %s "$SIZES")
 # The pulled root shows in the status a moment before the pull queues
 # its versions (the hook runs after the ingest): wait for the records.
 end=$((SECONDS + 120))
