@@ -125,7 +125,7 @@ struct lfs_fs {
 	/* Texts rendered or committed lately (fs_render.h; its own lock). */
 	struct lfs_render_cache *cache;
 	struct lfs_membudget *budget; /* -o cache_max: shared by all caches */
-	uint8_t vtag_key[32]; /* two SipHash keys (struct lfs_vtag), random */
+	uint8_t vtag_key[16]; /* SipHash's key (struct lfs_vtag), random */
 	/* Released handles, oldest first, freed by the housekeeper later
 	 * (fs.c); the tail is where the next one goes. */
 	struct lfs_handle *graveyard, **graveyard_tail;

@@ -49,10 +49,10 @@ enum lfs_node_kind {
 
 /*
  * A document version as the id it was committed under and its block's
- * CID, in 16 bytes where the CID alone takes 33: SipHash of both under
- * two keys the mount draws at start (fs->vtag_key). Equal tags are the
- * same version: a chance collision is 2^-128, and none can be aimed, the
- * keys being secret. Only compared, never read back (fs_view.c).
+ * CID, in 16 bytes where the CID alone takes 33: 128-bit SipHash of both
+ * under a key the mount draws at start (fs->vtag_key). Equal tags are
+ * the same version: a chance collision is 2^-128, and none can be aimed,
+ * the key being secret. Only compared, never read back (fs_view.c).
  */
 struct lfs_vtag {
 	uint8_t b[16];

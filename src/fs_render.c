@@ -48,8 +48,9 @@ int lfs_render_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
 
 /* ---- the table ---- */
 
-/* In memory a key is SLOT_KEY bytes: SipHash (crypto_shorthash) of it
- * under two secret keys drawn when the table is opened. 128 bits keep
+/* In memory a key is SLOT_KEY bytes: 128-bit SipHash
+ * (crypto_shorthash_siphashx24) of it under a secret key drawn when the
+ * table is opened. 128 bits keep
  * versions apart as well as 256 do, and being keyed, no one can make two
  * versions share a slot on purpose (as with a plain prefix of the key,
  * at 2^64 work); a slot takes 20 bytes instead of 40 (one per version
@@ -69,7 +70,7 @@ struct lfs_render_sizes {
 	bool damaged; /* catching up stopped at damage */
 	struct slot *slots;
 	size_t nslots, n; /* nslots a power of two, or 0 */
-	uint8_t secret[2][crypto_shorthash_KEYBYTES]; /* slot keys' */
+	uint8_t secret[crypto_shorthash_siphashx24_KEYBYTES]; /* slot keys' */
 	/* Versions to fill (lfs_render_sizes_queue): records of a CID's
 	 * bytes and a NUL-terminated id, from byte qhead on. */
 	struct lfs_buf queue;
@@ -120,8 +121,9 @@ static void header(uint8_t h[HEADER])
 static void slot_key(const struct lfs_render_sizes *t, uint8_t out[SLOT_KEY],
 		     const uint8_t key[KEY])
 {
-	crypto_shorthash(out, key, KEY, t->secret[0]);
-	crypto_shorthash(out + crypto_shorthash_BYTES, key, KEY, t->secret[1]);
+	_Static_assert(SLOT_KEY == crypto_shorthash_siphashx24_BYTES,
+		       "a slot key is one 128-bit SipHash");
+	crypto_shorthash_siphashx24(out, key, KEY, t->secret);
 }
 
 /* The slot of slot key `key`, or the empty slot where it would go; NULL

@@ -146,20 +146,26 @@ static struct lfs_vtag vtag(const struct lfs_fs *fs, const struct lfs_cid *doc,
 	lfs_cid_to_bytes(in, doc);
 	memcpy(in + LFS_CID_BYTES, id, idlen);
 	struct lfs_vtag t;
-	_Static_assert(sizeof(t.b) == 2 * crypto_shorthash_BYTES &&
+	_Static_assert(sizeof(t.b) == crypto_shorthash_siphashx24_BYTES &&
 			       sizeof(fs->vtag_key) ==
-				       2 * crypto_shorthash_KEYBYTES,
-		       "two SipHash outputs under two keys");
-	crypto_shorthash(t.b, in, LFS_CID_BYTES + idlen, fs->vtag_key);
-	crypto_shorthash(t.b + crypto_shorthash_BYTES, in,
-			 LFS_CID_BYTES + idlen,
-			 fs->vtag_key + crypto_shorthash_KEYBYTES);
+				       crypto_shorthash_siphashx24_KEYBYTES,
+		       "a tag is one 128-bit SipHash");
+	crypto_shorthash_siphashx24(t.b, in, LFS_CID_BYTES + idlen,
+				    fs->vtag_key);
 	return t;
 }
 
 static bool vtag_equal(const struct lfs_vtag *a, const struct lfs_vtag *b)
 {
 	return !memcmp(a->b, b->b, sizeof(a->b));
+}
+
+/* Whether tag t is version doc of id's. */
+static bool vtag_is(const struct lfs_fs *fs, const struct lfs_vtag *t,
+		    const struct lfs_cid *doc, const char *id)
+{
+	struct lfs_vtag now = vtag(fs, doc, id);
+	return vtag_equal(t, &now);
 }
 
 static uint64_t id_hash(const char *id)
@@ -419,11 +425,9 @@ bool lfs_view_pin_stale(struct lfs_fs *fs, struct lfs_node *n)
 	int rc = doc_state(fs, n, NULL, &size, &ds, &a);
 	lfs_arena_release(&a);
 	pthread_mutex_lock(&fs->lock);
-	bool stale = pinned_locked(n) && (rc || !ds.has_entry || ds.draft);
-	if (pinned_locked(n) && !stale) {
-		struct lfs_vtag now = vtag(fs, &ds.entry.cur.doc, n->id);
-		stale = !vtag_equal(&tag, &now);
-	}
+	bool stale = pinned_locked(n) &&
+		     (rc || !ds.has_entry || ds.draft ||
+		      !vtag_is(fs, &tag, &ds.entry.cur.doc, n->id));
 	pthread_mutex_unlock(&fs->lock);
 	return stale;
 }
@@ -637,13 +641,9 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 		 * the name gets another node once the name moved on:
 		 * lfs_view_pin_stale). */
 		pthread_mutex_lock(&fs->lock);
-		bool moved = rc || !ds.has_entry || ds.draft;
-		if (pinned_locked(n) && !moved) {
-			struct lfs_vtag now =
-				vtag(fs, &ds.entry.cur.doc, n->id);
-			moved = !vtag_equal(&n->pc_tag, &now);
-		}
-		if (pinned_locked(n) && moved) {
+		if (pinned_locked(n) &&
+		    (rc || !ds.has_entry || ds.draft ||
+		     !vtag_is(fs, &n->pc_tag, &ds.entry.cur.doc, n->id))) {
 			rc = 0;
 			*ttl = 0;
 			size = n->pc_size;
