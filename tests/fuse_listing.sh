@@ -30,18 +30,26 @@ doc_size()
 }
 
 # sizes_right: `ls -l` of the ledger shows each document's exact size,
-# and reading it gives exactly `ledgerfs get`'s bytes.
+# and reading it gives exactly `ledgerfs get`'s bytes. `ledgerfs export`
+# writes every document as `get` prints it (one renderer; checked here on
+# the first name), in one process instead of one per document.
 sizes_right()
 {
-	local size name want
+	local size name want first=
 	bounded ls -l "$D" >"$TMP/ls.out" || fail "ls -l $D"
 	[ "$(grep -c '\.json$' "$TMP/ls.out")" -ge "$N" ] ||
 		fail "ls -l lists $(grep -c '\.json$' "$TMP/ls.out") documents: $(head -5 "$TMP/ls.out")"
+	rm -rf "$TMP/exported"
+	bounded "$LEDGERFS" export "$L" "$TMP/exported" >/dev/null || fail "ledgerfs export"
 	while read -r size name; do
-		want=$(bounded "$LEDGERFS" get "$L" "${name%.json}" | wc -c) ||
-			fail "ledgerfs get ${name%.json}"
+		if [ -z "$first" ]; then
+			first=$name
+			bounded cmp -s "$TMP/exported/$name" <(bounded "$LEDGERFS" get "$L" "${name%.json}") ||
+				fail "ledgerfs export wrote $name otherwise than ledgerfs get prints it"
+		fi
+		want=$(stat -c %s "$TMP/exported/$name") || fail "ledgerfs export wrote no $name"
 		[ "$size" = "$want" ] || fail "ls -l shows $name with $size bytes, not $want"
-		bounded cmp -s "$D/$name" <(bounded "$LEDGERFS" get "$L" "${name%.json}") ||
+		bounded cmp -s "$D/$name" "$TMP/exported/$name" ||
 			fail "$name does not read as ledgerfs get prints it"
 	done < <(awk '/\.json$/ { print $5, $NF }' "$TMP/ls.out")
 }
