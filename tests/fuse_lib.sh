@@ -58,8 +58,9 @@
 #   lfs_events L         $REPLY := the number of events (commits)
 #   lfs_head L           $REPLY := the one head's event CID
 #   expect_commits [--settle] L N   wait (bounded) until L has N events and
-#                        fail on more; --settle then waits past the rename
-#                        grace period (LFS_GRACE s, default 2) and checks
+#                        fail on more; --settle then waits until no delete
+#                        waits out the rename grace period (LFS_GRACE s,
+#                        default 2; the status lists them) and checks
 #                        again (no late delete sneaked in)
 #   expect_file F TEXT   fail unless file F holds exactly TEXT + newline
 #   pretty ID JSON       JSON with "_id": ID, as a document reads (jq -S)
@@ -492,7 +493,15 @@ expect_commits()
 	done
 	[ "$REPLY" -eq "$n" ] || fail "ledger $l: expected $n commits, got $REPLY; $(_changes_tail "$l")"
 	if [ $settle = 1 ]; then
-		sleep "$((LFS_GRACE + 1))"
+		# Only deletes wait out the grace period, and the status lists
+		# them until their commit is made: once none waits (and the
+		# writer is done), no commit can come later.
+		end=$((SECONDS + 60))
+		until lfs_status "$l" &&
+			[ "$(jq -c '.pending_deletes' <<<"$LFS_STATUS_JSON")" = "[]" ]; do
+			[ $SECONDS -lt $end ] || fail "ledger $l: deletes still wait 60 s later: $(jq -c '.pending_deletes' <<<"$LFS_STATUS_JSON")"
+			sleep 0.1
+		done
 		lfs_events "$l"
 		[ "$REPLY" -eq "$n" ] ||
 			fail "ledger $l: expected $n commits, got $REPLY after the ${LFS_GRACE}s grace period; $(_changes_tail "$l")"
@@ -534,6 +543,15 @@ doc_name()
 	# The path of document ID in its ledger (src/fsname.h): '/' between
 	# two bytes other than '/' separates folders, every other '/' is %2F;
 	# '%' is %25, a segment's leading '.' %2E, a folder's ".json" %2Ejson.
+	# An id with none of those is its own name: no python start (a
+	# tenth of a second, hundreds of times in a run).
+	case $1 in
+	*/* | *%* | .* | *.json*) ;;
+	*)
+		REPLY=$1.json
+		return
+		;;
+	esac
 	REPLY=$(python3 -c '
 import sys
 i = sys.argv[1].encode()
