@@ -272,6 +272,9 @@ void lfs_bs_cache_enforce(struct lfs_blockstore *bs)
 void lfs_blockstore_share(struct lfs_blockstore *bs,
 			  struct lfs_membudget *budget)
 {
+	/* A chunk holds many blocks and a miss costs a read and a
+	 * decryption: kept over texts, which are rendered from it. */
+	bs->budget.worth = 2;
 	lfs_membudget_join(budget, &bs->budget, cache_shrink);
 }
 

@@ -573,6 +573,10 @@ static size_t cache_shrink(struct lfs_membudget_member *m, size_t bytes)
 void lfs_index_cache_share(struct lfs_index_cache *c,
 			   struct lfs_membudget *budget)
 {
+	/* A leaf serves every lookup of its ~25 ids and every commit on its
+	 * path; a miss costs a block read and a decode: kept over texts and
+	 * decrypted chunks (membudget.h). */
+	c->budget.worth = 4;
 	lfs_membudget_join(budget, &c->budget, cache_shrink);
 }
 

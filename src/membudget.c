@@ -123,14 +123,14 @@ void lfs_membudget_charge(struct lfs_membudget_member *m, ptrdiff_t delta)
 }
 
 /* The member to give back next, skipping those in `tried`: the least
- * recently used, the biggest among equals. */
+ * recently used, the one holding most bytes for its worth among equals. */
 static struct lfs_membudget_member *victim(struct lfs_membudget *b,
 					   struct lfs_membudget_member **tried,
 					   size_t ntried)
 {
 	struct lfs_membudget_member *best = NULL;
 	int64_t best_s = 0;
-	size_t best_bytes = 0;
+	size_t best_per_worth = 0;
 	for (struct lfs_membudget_member *m = b->members; m; m = m->next) {
 		size_t bytes = atomic_load(&m->bytes);
 		if (!bytes || !m->shrink)
@@ -141,11 +141,12 @@ static struct lfs_membudget_member *victim(struct lfs_membudget *b,
 		if (skip)
 			continue;
 		int64_t s = atomic_load(&m->used_s);
+		size_t per_worth = bytes / (m->worth ? m->worth : 1);
 		if (!best || s < best_s ||
-		    (s == best_s && bytes > best_bytes)) {
+		    (s == best_s && per_worth > best_per_worth)) {
 			best = m;
 			best_s = s;
-			best_bytes = bytes;
+			best_per_worth = per_worth;
 		}
 	}
 	return best;

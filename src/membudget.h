@@ -7,9 +7,13 @@
  * A member charges what it keeps and gives back what it drops. When the
  * sum goes over the budget, members give back in turn: the one used least
  * recently first (by the second; among those used within the same second,
- * the one holding most), each from its own least recently used end,
- * through its shrink callback. So an idle ledger's caches empty before an
- * active one's, and active caches share what is left.
+ * the one holding most bytes for its worth), each from its own least
+ * recently used end, through its shrink callback. So an idle ledger's
+ * caches empty before an active one's, and active caches share what is
+ * left in proportion to their worth: a byte of a member of worth 4 is kept
+ * as long as 4 bytes of one of worth 1 (a decoded index leaf serves every
+ * lookup of its ~25 documents and every commit on its path; a text serves
+ * one document and is rendered again from blocks).
  *
  * Locks: a member charges under its own lock (charging takes no lock) and
  * calls lfs_membudget_enforce holding none. Enforce takes the budget's
@@ -33,6 +37,7 @@ struct lfs_membudget_member {
 	 * holds that much (all of it otherwise), under the member's own
 	 * lock; the bytes dropped (each also given back with charge). */
 	size_t (*shrink)(struct lfs_membudget_member *m, size_t bytes);
+	unsigned worth;         /* set before joining; 0 counts as 1 */
 	_Atomic size_t bytes;   /* charged and not given back */
 	_Atomic int64_t used_s; /* last use, seconds (a monotonic clock) */
 	struct lfs_membudget_member *next; /* the budget's list */

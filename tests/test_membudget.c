@@ -149,6 +149,43 @@ START_TEST(order_of_giving_back)
 }
 END_TEST
 
+/* Among members used in the same second, the one holding most bytes for
+ * its worth gives back: two members that keep charging share the budget
+ * in proportion to their worth. */
+START_TEST(worth)
+{
+	struct lfs_membudget *b;
+	ck_assert_int_eq(lfs_membudget_new(&b, 40000), 0);
+	struct fake nodes, texts;
+	fake_init(&texts, b);
+	memset(&nodes, 0, sizeof(nodes));
+	pthread_mutex_init(&nodes.lock, NULL);
+	nodes.m.worth = 4; /* texts' is 0, which counts as 1 */
+	lfs_membudget_join(b, &nodes.m, fake_shrink);
+	for (int i = 0; i < 400; i++) {
+		struct fake *f = i % 2 ? &nodes : &texts;
+		pthread_mutex_lock(&f->lock);
+		f->item[(f->first + f->n) % 4096] = 1000;
+		f->n++;
+		lfs_membudget_charge(&f->m, 1000);
+		pthread_mutex_unlock(&f->lock);
+		/* Both used in the same second, whatever the clock did. */
+		atomic_store(&nodes.m.used_s, 5);
+		atomic_store(&texts.m.used_s, 5);
+		lfs_membudget_enforce(&f->m);
+		ck_assert_uint_le(lfs_membudget_used(b), 40000);
+	}
+	/* About 32,000 and 8,000: four bytes of nodes for one of texts. */
+	ck_assert_uint_ge(fake_bytes(&nodes), 28000);
+	ck_assert_uint_ge(fake_bytes(&texts), 5000);
+	ck_assert_uint_le(fake_bytes(&texts), 11000);
+	lfs_membudget_leave(&nodes.m);
+	lfs_membudget_leave(&texts.m);
+	ck_assert_uint_eq(lfs_membudget_used(b), 0);
+	lfs_membudget_free(b);
+}
+END_TEST
+
 /* A member that gives back nothing is asked once per enforcement, and
  * the others give instead; when none can, enforcement ends. */
 START_TEST(stuck_member)
@@ -305,6 +342,7 @@ int main(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, bounded_and_counted);
 	tcase_add_test(tc, order_of_giving_back);
+	tcase_add_test(tc, worth);
 	tcase_add_test(tc, stuck_member);
 	tcase_add_test(tc, threads);
 	tcase_add_test(tc, ledgers_share);
