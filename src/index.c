@@ -398,13 +398,16 @@ int lfs_version_cmp(const struct lfs_version *a, const struct lfs_version *b)
 	return lfs_cid_cmp(&a->doc, &b->doc);
 }
 
-int lfs_index_entry_copy(struct lfs_index_entry *out, struct lfs_arena *a,
-			 const struct lfs_index_entry *e)
+/* lfs_index_entry_copy, with the current writer's name at `writer` (a
+ * string that outlives out) when it is not NULL. */
+static int entry_copy(struct lfs_index_entry *out, struct lfs_arena *a,
+		      const struct lfs_index_entry *e, const char *writer)
 {
 	*out = *e;
 	out->id = lfs_arena_strndup(a, e->id, e->id_len);
-	out->cur.writer =
-		lfs_arena_strndup(a, e->cur.writer, strlen(e->cur.writer));
+	out->cur.writer = writer ? writer
+				 : lfs_arena_strndup(a, e->cur.writer,
+						     strlen(e->cur.writer));
 	if (!out->id || !out->cur.writer)
 		return -ENOMEM;
 	if (e->nconflicts) {
@@ -424,16 +427,34 @@ int lfs_index_entry_copy(struct lfs_index_entry *out, struct lfs_arena *a,
 	return 0;
 }
 
+int lfs_index_entry_copy(struct lfs_index_entry *out, struct lfs_arena *a,
+			 const struct lfs_index_entry *e)
+{
+	return entry_copy(out, a, e, NULL);
+}
+
 /* ---- the decoded-node cache ---- */
 
+/*
+ * A cached node. A leaf's is allocated without nd.kids (most of a node's
+ * size: 16 CIDs), so nd is last and a leaf's is read and written up to
+ * LEAF_ND bytes only; its entries live in a, which starts right after.
+ */
 struct cnode {
 	struct lfs_cid cid;
 	int depth; /* a node's checks depend on its depth: part of the key */
 	struct cnode *hnext, *prev, *next;
-	struct node nd;     /* a leaf's entries live in a */
 	struct lfs_arena a; /* empty for internal nodes */
 	size_t bytes;
+	struct node nd;
 };
+#define LEAF_ND    offsetof(struct node, kids)
+#define LEAF_CNODE (offsetof(struct cnode, nd) + LEAF_ND)
+
+/* Writers' names repeat across a ledger's entries (one per replica that
+ * wrote): the cache keeps each once, up to INTERN_MAX of them for its
+ * life; past that (a ledger of many writers), each entry keeps its own. */
+#define INTERN_MAX 64
 
 struct lfs_index_cache {
 	pthread_mutex_t lock;
@@ -442,16 +463,19 @@ struct lfs_index_cache {
 	struct cnode *head, *tail; /* head: most recently used */
 	size_t bytes, max;
 	struct lfs_membudget_member budget; /* shrunk from tail */
+	pthread_mutex_t intern_lock;        /* a leaf lock */
+	char *interned[INTERN_MAX];
+	size_t ninterned;
 };
 
-/* The most entries a walk keeps in the cache: half of it, at 160 bytes
- * a decoded entry (cache_put's count for an entry of a 20-byte id and a
- * short writer name, with its leaf's share of the node). The walk meets
+/* The most entries a walk keeps in the cache: half of it, at 120 bytes
+ * a decoded entry (cache_put's count for an entry of a 20-byte id, its
+ * writer's name interned, with its leaf's share of the node). The walk meets
  * every node of the index, so what it keeps is what lookups need next;
  * the other half is left to the nodes of other roots (snapshots). */
 static uint64_t cache_walk_max(const struct lfs_index_cache *c)
 {
-	return c->max / 2 / 160;
+	return c->max / 2 / 120;
 }
 
 int lfs_index_cache_new(struct lfs_index_cache **out, size_t max_bytes)
@@ -468,6 +492,7 @@ int lfs_index_cache_new(struct lfs_index_cache **out, size_t max_bytes)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->intern_lock, NULL);
 	*out = c;
 	return 0;
 }
@@ -488,8 +513,24 @@ void lfs_index_cache_free(struct lfs_index_cache *c)
 		cnode_free(n);
 	}
 	free(c->buckets);
+	for (size_t i = 0; i < c->ninterned; i++)
+		free(c->interned[i]);
+	pthread_mutex_destroy(&c->intern_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+/* The cache's copy of writer name w, or NULL when it keeps INTERN_MAX
+ * others. Caller holds intern_lock. */
+static const char *intern_locked(struct lfs_index_cache *c, const char *w)
+{
+	for (size_t i = 0; i < c->ninterned; i++)
+		if (!strcmp(c->interned[i], w))
+			return c->interned[i];
+	if (c->ninterned == INTERN_MAX ||
+	    !(c->interned[c->ninterned] = strdup(w)))
+		return NULL;
+	return c->interned[c->ninterned++];
 }
 
 static struct cnode **cache_bucket(struct lfs_index_cache *c,
@@ -585,15 +626,17 @@ static size_t round16(size_t x)
 	return (x + 15) & ~(size_t)15;
 }
 
-/* The arena bytes a copy of a leaf's entries takes (lfs_index_entry_copy
- * of each into one array), so a cached leaf is one exact allocation. */
-static size_t leaf_bytes(const struct node *nd)
+/* The arena bytes a copy of a leaf's entries takes (entry_copy of each
+ * into one array, writers interned where c can), so a cached leaf is one
+ * exact allocation. Caller holds intern_lock. */
+static size_t leaf_bytes(struct lfs_index_cache *c, const struct node *nd)
 {
 	size_t b = round16((nd->n ? nd->n : 1) * sizeof(*nd->e));
 	for (size_t i = 0; i < nd->n; i++) {
 		const struct lfs_index_entry *e = &nd->e[i];
-		b += round16(e->id_len + 1) +
-		     round16(strlen(e->cur.writer) + 1);
+		b += round16(e->id_len + 1);
+		if (!intern_locked(c, e->cur.writer))
+			b += round16(strlen(e->cur.writer) + 1);
 		if (e->nconflicts)
 			b += round16(e->nconflicts * sizeof(*e->conflicts));
 		for (size_t k = 0; k < e->nconflicts; k++)
@@ -602,37 +645,56 @@ static size_t leaf_bytes(const struct node *nd)
 	return b;
 }
 
+static void cache_insert(struct lfs_index_cache *c, struct cnode *n,
+			 const struct lfs_cid *cid, int depth);
+
 /* Keep a copy of a node just decoded. Best effort: memory only. */
 static void cache_put(struct lfs_index_cache *c, const struct lfs_cid *cid,
 		      int depth, const struct node *nd)
 {
 	/* The node and its entries in one block: the arena's first chunk
-	 * follows the struct, sized exactly. */
-	size_t head = round16(sizeof(struct cnode));
-	size_t space = nd->leaf ? leaf_bytes(nd) + 64 : 0;
-	struct cnode *n = calloc(1, head + space);
-	if (!n)
-		return;
-	n->cid = *cid;
-	n->depth = depth;
-	n->nd = *nd;
-	if (space)
-		lfs_arena_init_buf(&n->a, 0, (unsigned char *)n + head, space);
-	else
+	 * follows the struct (a leaf's without its kids), sized exactly. */
+	if (!nd->leaf) {
+		struct cnode *n = calloc(1, sizeof(*n));
+		if (!n)
+			return;
+		n->nd = *nd;
 		lfs_arena_init(&n->a, 0);
-	if (nd->leaf) {
+		n->bytes = sizeof(*n);
+		cache_insert(c, n, cid, depth);
+		return;
+	}
+	pthread_mutex_lock(&c->intern_lock);
+	size_t head = round16(LEAF_CNODE);
+	size_t space = leaf_bytes(c, nd) + 64;
+	struct cnode *n = calloc(1, head + space);
+	bool ok = n != NULL;
+	if (ok) {
+		memcpy(&n->nd, nd, LEAF_ND);
+		lfs_arena_init_buf(&n->a, 0, (unsigned char *)n + head, space);
 		n->nd.e = lfs_arena_calloc(&n->a, nd->n ? nd->n : 1,
 					   sizeof(*n->nd.e));
-		bool ok = n->nd.e != NULL;
-		for (size_t i = 0; ok && i < nd->n; i++)
-			ok = !lfs_index_entry_copy(&n->nd.e[i], &n->a,
-						   &nd->e[i]);
-		if (!ok) {
+		ok = n->nd.e != NULL;
+	}
+	for (size_t i = 0; ok && i < nd->n; i++)
+		ok = !entry_copy(&n->nd.e[i], &n->a, &nd->e[i],
+				 intern_locked(c, nd->e[i].cur.writer));
+	pthread_mutex_unlock(&c->intern_lock);
+	if (!ok) {
+		if (n)
 			cnode_free(n);
-			return;
-		}
+		return;
 	}
 	n->bytes = head + space + n->a.total; /* total: spills, if any */
+	cache_insert(c, n, cid, depth);
+}
+
+/* Put n, filled, in the cache under (cid, depth) unless it is there. */
+static void cache_insert(struct lfs_index_cache *c, struct cnode *n,
+			 const struct lfs_cid *cid, int depth)
+{
+	n->cid = *cid;
+	n->depth = depth;
 	pthread_mutex_lock(&c->lock);
 	if (cache_find(c, cid, depth)) {
 		pthread_mutex_unlock(&c->lock);
@@ -701,7 +763,10 @@ static int load_node_cached(struct op *o, struct node *nd,
 	struct cnode *n = cache_find(c, cid, depth);
 	int rc = n ? 0 : 1;
 	if (n) {
-		*nd = n->nd;
+		if (n->nd.leaf)
+			memcpy(nd, &n->nd, LEAF_ND);
+		else
+			*nd = n->nd;
 		if (n->nd.leaf) {
 			nd->e = lfs_arena_calloc(&o->arena, nd->n ? nd->n : 1,
 						 sizeof(*nd->e));
