@@ -514,10 +514,15 @@ static void append_changes(struct lfs_fsl *lg, const char *text, size_t len)
 	/* Opened once, at the first change, and kept. */
 	if (lg->changes_fd < 0) {
 		char *p = lfs_fs_path(lg->state, "changes");
+		struct stat st;
 		lg->changes_fd =
 			p ? open(p, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC,
 				 0600)
 			  : -1;
+		lg->changes_len =
+			lg->changes_fd >= 0 && !fstat(lg->changes_fd, &st)
+				? (uint64_t)st.st_size
+				: 0;
 		if (lg->changes_fd < 0)
 			lfs_warn("ledger '%s': cannot open its change feed: "
 				 "%s",
@@ -530,9 +535,14 @@ static void append_changes(struct lfs_fsl *lg, const char *text, size_t len)
 	if (fd >= 0 && rc)
 		lfs_warn("ledger '%s': cannot append to its change feed: %s",
 			 lg->name, strerror(-rc));
-	else if (fd >= 0 && !fstat(fd, &st) &&
-		 (uint64_t)st.st_size > lg->changes_max)
+	if (fd >= 0 && !rc)
+		lg->changes_len += len;
+	else if (fd >= 0) /* how much of it went in: ask */
+		lg->changes_len = fstat(fd, &st) ? 0 : (uint64_t)st.st_size;
+	if (fd >= 0 && lg->changes_len > lg->changes_max) {
 		rotate_changes(lg, fd);
+		lg->changes_len = 0;
+	}
 	pthread_mutex_unlock(&lg->changes_lock);
 }
 

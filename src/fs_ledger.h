@@ -40,10 +40,12 @@ struct lfs_fsl {
 	 * them (lfs_walk_at), whose paths may be as long as the mount's. */
 	int scratch_fd, drafts_fd;
 	/* state/changes, open for appending once a change came (-1 before),
-	 * and its size past which it is kept as changes.1 and starts again
-	 * (-o changes_max). Under changes_lock. */
+	 * its length (only this process appends to it: no fstat a commit),
+	 * and the length past which it is kept as changes.1 and starts
+	 * again (-o changes_max). Under changes_lock. */
 	pthread_mutex_t changes_lock;
 	int changes_fd;
+	uint64_t changes_len;
 	size_t changes_max;
 	/*
 	 * The open ledger, or NULL with err saying why (-ENOKEY: no key
