@@ -50,11 +50,11 @@ int lfs_render_doc(struct lfs_ledger *l, const struct lfs_cid *doc,
 
 /* In memory a key is SLOT_KEY bytes: 128-bit SipHash
  * (crypto_shorthash_siphashx24) of it under a secret key drawn when the
- * table is opened. 128 bits keep
- * versions apart as well as 256 do, and being keyed, no one can make two
- * versions share a slot on purpose (as with a plain prefix of the key,
- * at 2^64 work); a slot takes 20 bytes instead of 40 (one per version
- * the table knows). The file keeps whole keys. */
+ * table is opened. 128 bits keep versions apart as well as 256 do, and
+ * being keyed, no one can make two versions share a slot on purpose (as
+ * with a plain prefix of the key, at 2^64 work); a slot takes 20 bytes
+ * instead of 40 (one per version the table knows). The file keeps whole
+ * keys. */
 #define SLOT_KEY 16
 
 struct slot {

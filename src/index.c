@@ -762,19 +762,16 @@ static int load_node_cached(struct op *o, struct node *nd,
 	pthread_mutex_lock(&c->lock);
 	struct cnode *n = cache_find(c, cid, depth);
 	int rc = n ? 0 : 1;
-	if (n) {
-		if (n->nd.leaf)
-			memcpy(nd, &n->nd, LEAF_ND);
-		else
-			*nd = n->nd;
-		if (n->nd.leaf) {
-			nd->e = lfs_arena_calloc(&o->arena, nd->n ? nd->n : 1,
-						 sizeof(*nd->e));
-			rc = nd->e ? 0 : -ENOMEM;
-			for (size_t i = 0; !rc && i < nd->n; i++)
-				rc = lfs_index_entry_copy(&nd->e[i], &o->arena,
-							  &n->nd.e[i]);
-		}
+	if (n && !n->nd.leaf) {
+		*nd = n->nd;
+	} else if (n) {
+		memcpy(nd, &n->nd, LEAF_ND);
+		nd->e = lfs_arena_calloc(&o->arena, nd->n ? nd->n : 1,
+					 sizeof(*nd->e));
+		rc = nd->e ? 0 : -ENOMEM;
+		for (size_t i = 0; !rc && i < nd->n; i++)
+			rc = lfs_index_entry_copy(&nd->e[i], &o->arena,
+						  &n->nd.e[i]);
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (rc <= 0)

@@ -29,9 +29,9 @@
 #include "merge.h"
 
 /* Decoded index nodes kept for lookups (stat, read, a commit's checks):
- * about what 100,000 documents' leaves take decoded (~160 bytes an id),
- * so their lookups read no block. A mount's budget (membudget.h) bounds
- * it with its other caches. */
+ * room for the leaves of 100,000 documents (~110 bytes an id decoded)
+ * beside the superseded paths of recent commits, so that lookups read no
+ * block. A mount's budget (membudget.h) bounds it with its other caches. */
 #define LEDGER_NODE_CACHE ((size_t)32 << 20)
 
 struct txn_op {
