@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "errmsg.h"
 #include "fileio.h"
 #include "fs_policy.h"
@@ -32,6 +34,91 @@ static int open_ledger(struct lfs_ledger **out, struct lfs_fs *fs,
 	o.budget = fs->budget;
 	return lfs_home_open_ledger(out, fs->home, name, &o, true,
 				    out_key_error);
+}
+
+/*
+ * The ids a mount leaves at unmount for the next one's first listing
+ * (idtree.h), in STATE/ids, sealed (envelope.h) under a key of their own
+ * derived from the ledger's: what they hold is as secret as the ledger,
+ * and a damaged, foreign or stale-format file fails to open and is
+ * ignored (the listing walks the index, as without one).
+ */
+#define IDS_FILE_MAX ((size_t)1 << 30)
+
+static int ids_key(uint8_t out[LFS_KEY_BYTES], struct lfs_fs *fs,
+		   const char *name)
+{
+	static const char label[] = "ledgerfs saved ids v1";
+	uint8_t key[LFS_KEY_BYTES];
+	int rc = lfs_home_key(key, fs->home, name);
+	if (!rc)
+		crypto_generichash(out, LFS_KEY_BYTES, (const uint8_t *)label,
+				   sizeof(label) - 1, key, sizeof(key));
+	sodium_memzero(key, sizeof(key));
+	return rc;
+}
+
+/* Take STATE/ids into lg->tree, if there is a good one. */
+static void ids_take(struct lfs_fs *fs, struct lfs_fsl *lg)
+{
+	char *path = lfs_fs_path(lg->state, "ids");
+	uint8_t *sealed = NULL, key[LFS_KEY_BYTES];
+	size_t n = 0;
+	struct lfs_buf plain;
+	lfs_buf_init(&plain, IDS_FILE_MAX);
+	int rc =
+		path ? lfs_read_file(path, IDS_FILE_MAX, &sealed, &n) : -ENOMEM;
+	if (!rc && !(rc = ids_key(key, fs, lg->name))) {
+		rc = lfs_envelope_open(&plain, key, sealed, n, NULL);
+		sodium_memzero(key, sizeof(key));
+	}
+	if (!rc)
+		rc = lfs_idtree_decode(&lg->tree, plain.data, plain.len,
+				       &lg->ids_root);
+	lg->saved_ids = !rc;
+	if (!rc)
+		lfs_info("ledger '%s': took the %zu ids the last mount left",
+			 lg->name, lg->tree.n);
+	else if (rc != -ENOENT)
+		lfs_warn("ledger '%s': %s: %s; its first listing reads the "
+			 "whole index",
+			 lg->name, path, lfs_errmsg(rc));
+	lfs_buf_release(&plain);
+	free(sealed);
+	free(path);
+}
+
+/* Leave lg->tree's ids in STATE/ids (at unmount), unless those there are
+ * the same root's. */
+static void ids_save(struct lfs_fs *fs, struct lfs_fsl *lg)
+{
+	struct lfs_buf plain, sealed;
+	lfs_buf_init(&plain, IDS_FILE_MAX);
+	lfs_buf_init(&sealed, IDS_FILE_MAX + IDS_FILE_MAX / 64);
+	struct lfs_cid root;
+	uint8_t key[LFS_KEY_BYTES];
+	char *path = NULL;
+	int rc = lfs_idtree_encode(&lg->tree, &plain, &root);
+	if (rc || (lg->saved_ids && lfs_cid_equal(&root, &lg->ids_root)))
+		goto out;
+	if (!(rc = ids_key(key, fs, lg->name))) {
+		rc = lfs_envelope_seal(&sealed, NULL, key, plain.data,
+				       plain.len, 0);
+		sodium_memzero(key, sizeof(key));
+	}
+	if (!rc && !(path = lfs_fs_path(lg->state, "ids")))
+		rc = -ENOMEM;
+	if (!rc)
+		rc = lfs_write_atomic(path, sealed.data, sealed.len, 0600,
+				      false);
+	if (rc)
+		lfs_warn("ledger '%s': cannot save its ids for the next "
+			 "mount: %s",
+			 lg->name, lfs_errmsg(rc));
+out:
+	free(path);
+	lfs_buf_release(&plain);
+	lfs_buf_release(&sealed);
 }
 
 static struct lfs_fsl *find(struct lfs_fs *fs, const char *name)
@@ -57,6 +144,8 @@ static void retry_key(struct lfs_fs *fs, struct lfs_fsl *lg)
 	bool key_error;
 	if (open_ledger(&l, fs, lg->name, &key_error))
 		l = NULL;
+	if (l)
+		ids_take(fs, lg);
 	pthread_mutex_lock(&fs->lock);
 	lg->opening = false;
 	if (l) {
@@ -179,6 +268,8 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 	int rc = lg->err ? lg->err : open_ledger(&lg->l, fs, name, &key_error);
 	if (rc)
 		lg->l = NULL;
+	else
+		ids_take(fs, lg);
 	if (rc && key_error && rc == -ENOENT) {
 		lg->err = -ENOKEY;
 		lfs_warn("ledger '%s' has no key on this machine; import it "
@@ -237,6 +328,8 @@ void lfs_fsl_free_all(struct lfs_fs *fs)
 {
 	while (fs->ledgers) {
 		struct lfs_fsl *next = fs->ledgers->next;
+		if (fs->ledgers->l)
+			ids_save(fs, fs->ledgers);
 		fsl_free(fs->ledgers);
 		fs->ledgers = next;
 	}

@@ -77,6 +77,9 @@ struct lfs_fsl {
 	/* Ids in order, for folders: of the current root, and of the last
 	 * snapshot looked at (idtree.h; each has its own lock). */
 	struct lfs_idtree tree, snaptree;
+	/* The root whose ids STATE/ids holds (saved_ids: there is one). */
+	struct lfs_cid ids_root;
+	bool saved_ids;
 	struct lfs_fsl *next;
 };
 
@@ -89,7 +92,8 @@ struct lfs_fsl {
 struct lfs_fsl *lfs_fsl_get(struct lfs_fs *fs, const char *name,
 			    bool must_exist);
 
-/* Close and free every ledger's state (at unmount, no thread left). */
+/* Close and free every ledger's state (at unmount, no thread left),
+ * leaving its ids in STATE/ids for the next mount's first listing. */
 void lfs_fsl_free_all(struct lfs_fs *fs);
 
 /*

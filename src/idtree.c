@@ -220,12 +220,10 @@ static void erase(struct lfs_idtree *t, const char *id)
 	restart(t, c < t->nchunks ? c : t->nchunks - 1);
 }
 
-/* Fill t (empty) with the sorted ids v (taken), chunks three-quarters
+/* Fill t (empty) with the ids v (taken), sorted, chunks three-quarters
  * full. */
-static int fill(struct lfs_idtree *t, struct idlist *v)
+static int fill_sorted(struct lfs_idtree *t, struct idlist *v)
 {
-	if (v->n > 1)
-		qsort(v->v, v->n, sizeof(char *), str_cmp);
 	for (size_t i = 0; i < v->n;) {
 		struct lfs_idtree_chunk *k;
 		if (chunks_grow(t) || !(k = calloc(1, sizeof(*k))))
@@ -240,6 +238,13 @@ static int fill(struct lfs_idtree *t, struct idlist *v)
 	return 0;
 }
 
+static int fill(struct lfs_idtree *t, struct idlist *v)
+{
+	if (v->n > 1)
+		qsort(v->v, v->n, sizeof(char *), str_cmp);
+	return fill_sorted(t, v);
+}
+
 /* Bring t to root: from its own root, the diff of the two roots applied
  * id by id (O(log n + CHUNK) each); the first time, or after an error, a
  * walk of the whole index. Caller holds t->lock. */
@@ -249,7 +254,7 @@ static int update(struct lfs_idtree *t, const struct lfs_index *ix,
 	if (t->valid && lfs_cid_equal(&t->root, root))
 		return 0;
 	struct diff_ctx c = {{0}, {0}};
-	int rc;
+	int rc = -ENOENT;
 	if (t->valid) {
 		rc = lfs_index_diff(ix, &t->root, root, diff_fn, &c);
 		for (size_t i = 0; !rc && i < c.removed.n; i++)
@@ -257,14 +262,19 @@ static int update(struct lfs_idtree *t, const struct lfs_index *ix,
 		for (size_t i = 0; !rc && i < c.added.n; i++)
 			if (!(rc = insert(t, c.added.v[i])))
 				c.added.v[i] = NULL;
-	} else {
+		idlist_free(&c.added);
+		idlist_free(&c.removed);
+		c = (struct diff_ctx){{0}, {0}};
+	}
+	/* The first time, or when the diff failed (ids a mount saved at a
+	 * root whose nodes a compaction removed since), a walk. */
+	if (rc) {
 		drop_ids(t);
 		rc = lfs_index_each(ix, root, each_fn, &c.added);
 		if (!rc)
 			rc = fill(t, &c.added);
 	}
 	idlist_free(&c.added);
-	idlist_free(&c.removed);
 	if (rc) {
 		drop_ids(t);
 		return rc;
@@ -272,6 +282,81 @@ static int update(struct lfs_idtree *t, const struct lfs_index *ix,
 	t->root = *root;
 	t->valid = true;
 	return 0;
+}
+
+/* ---- saving and taking back ---- */
+
+#define SAVED_MAGIC "LFSIDS1\n"
+#define SAVED_HEAD  (8 + LFS_CID_BYTES + 8)
+
+int lfs_idtree_encode(struct lfs_idtree *t, struct lfs_buf *out,
+		      struct lfs_cid *out_root)
+{
+	pthread_mutex_lock(&t->lock);
+	int rc = t->valid ? 0 : -ENOENT;
+	if (!rc) {
+		uint8_t head[SAVED_HEAD];
+		memcpy(head, SAVED_MAGIC, 8);
+		lfs_cid_to_bytes(head + 8, &t->root);
+		for (int i = 0; i < 8; i++)
+			head[8 + LFS_CID_BYTES + i] =
+				(uint8_t)((uint64_t)t->n >> (8 * i));
+		rc = lfs_buf_append(out, head, sizeof(head));
+		for (size_t c = 0; !rc && c < t->nchunks; c++)
+			for (size_t i = 0; !rc && i < t->chunks[c]->n; i++)
+				rc = lfs_buf_append(
+					out, t->chunks[c]->ids[i],
+					strlen(t->chunks[c]->ids[i]) + 1);
+		*out_root = t->root;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+int lfs_idtree_decode(struct lfs_idtree *t, const uint8_t *p, size_t len,
+		      struct lfs_cid *out_root)
+{
+	struct lfs_cid root;
+	if (len < SAVED_HEAD || memcmp(p, SAVED_MAGIC, 8) ||
+	    lfs_cid_from_bytes(&root, p + 8, LFS_CID_BYTES) != LFS_CID_BYTES)
+		return -EBADMSG;
+	uint64_t count = 0;
+	for (int i = 0; i < 8; i++)
+		count |= (uint64_t)p[8 + LFS_CID_BYTES + i] << (8 * i);
+	/* Each id takes two bytes at least. */
+	if (count > (len - SAVED_HEAD) / 2)
+		return -EBADMSG;
+	struct idlist v = {0};
+	int rc = 0;
+	const char *prev = NULL;
+	size_t at = SAVED_HEAD;
+	while (!rc && at < len) {
+		const uint8_t *end = memchr(p + at, 0, len - at);
+		size_t n = end ? (size_t)(end - (p + at)) : 0;
+		const char *id = (const char *)p + at;
+		if (!end || !n || n > LFS_INDEX_ID_MAX || v.n == count ||
+		    (prev && strcmp(prev, id) >= 0))
+			rc = -EBADMSG;
+		else
+			rc = idlist_add(&v, id);
+		prev = id;
+		at += n + 1;
+	}
+	if (!rc && v.n != count)
+		rc = -EBADMSG;
+	pthread_mutex_lock(&t->lock);
+	if (!rc) {
+		drop_ids(t);
+		if ((rc = fill_sorted(t, &v)))
+			drop_ids(t);
+		else {
+			t->root = *out_root = root;
+			t->valid = true;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	idlist_free(&v);
+	return rc;
 }
 
 /* The first index whose id is >= key. */

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "buf.h"
 #include "cid.h"
 #include "index.h"
 
@@ -71,6 +72,26 @@ typedef int (*lfs_idtree_doc_fn)(void *ctx, const char *id, const char *path);
 int lfs_idtree_under(struct lfs_idtree *t, const struct lfs_index *ix,
 		     const struct lfs_cid *root, const char *path,
 		     lfs_idtree_doc_fn fn, void *ctx);
+
+/*
+ * Saving the ids for the next mount, whose first listing then takes them
+ * instead of walking the whole index (a quarter of a second at 100,000
+ * documents): the next query moves them to its root by a diff, as it
+ * would ids of its own.
+ *
+ * encode appends the ids and the root they are those of (*out_root) to
+ * out: "LFSIDS1\n" | root CID (36 bytes) | count (u64, little endian) |
+ * the ids in order, each ended by a NUL. -ENOENT when the tree holds no
+ * root's ids; buffer errors. decode replaces t's ids with such bytes:
+ * -EBADMSG unless they are exactly that (ids non-empty, at most
+ * LFS_INDEX_ID_MAX bytes, strictly ascending, as many as counted, nothing
+ * after), and then t is as it was; -ENOMEM (t then holds no root's
+ * ids). On success *out_root is the root they are those of.
+ */
+int lfs_idtree_encode(struct lfs_idtree *t, struct lfs_buf *out,
+		      struct lfs_cid *out_root);
+int lfs_idtree_decode(struct lfs_idtree *t, const uint8_t *p, size_t len,
+		      struct lfs_cid *out_root);
 
 /*
  * A list of ids sorted bytewise, read through at(ctx, i) for i < n (ids

@@ -168,4 +168,54 @@ fuse_umount
 size=$(stat -c %s "$SIZES")
 [ $(((size - 16) % 48)) = 0 ] || fail "the size table ($size bytes) holds a record cut short after the damage"
 
+# ids_right: the mount lists (at any depth) exactly the documents
+# `ledgerfs ls` finds in the ledger.
+ids_right()
+{
+	bounded find "$D" -path "$D/.snapshots" -prune -o -path "$D/.ledgerfs" \
+		-prune -o -name '*.json' -print >"$TMP/found" || fail "find $D"
+	sed -e "s|^$D/||" -e 's|\.json$||' "$TMP/found" | LC_ALL=C sort >"$TMP/found.ids"
+	cli ls "$L"
+	[ "$STATUS" = 0 ] || fail "ledgerfs ls $L exited $STATUS: $(cat "$TMP/stderr")"
+	LC_ALL=C sort "$TMP/stdout" >"$TMP/cli.ids"
+	diff "$TMP/cli.ids" "$TMP/found.ids" >"$TMP/ids.diff" ||
+		fail "the mount does not list the ledger's documents (< ledgerfs ls, > the mount):
+$(head -n 20 "$TMP/ids.diff")"
+}
+
+note "the ids a mount leaves for the next: taken back, moved to what was committed while unmounted"
+IDS=$LFS_HOME/state/$L/ids
+fuse_mount
+ls "$D" >/dev/null || fail "ls $D"
+fuse_umount
+[ -s "$IDS" ] || fail "the mount left no ids in $IDS"
+cli ls "$L"
+[ "$STATUS" = 0 ] || fail "ledgerfs ls $L exited $STATUS: $(cat "$TMP/stderr")"
+ndocs=$(wc -l <"$TMP/stdout")
+echo '{"n": 1}' >"$TMP/n.json"
+cli put "$L" sub/new1 "$TMP/n.json"
+[ "$STATUS" = 0 ] || fail "ledgerfs put: $(cat "$TMP/stderr")"
+cli rm "$L" d3
+[ "$STATUS" = 0 ] || fail "ledgerfs rm: $(cat "$TMP/stderr")"
+fuse_mount
+ids_right
+grep -q "ledger '$L': took the $ndocs ids the last mount left" "$DAEMON_LOG" ||
+	fail "the mount did not take the $ndocs ids the last one left"
+[ -e "$D/sub/new1.json" ] && [ ! -e "$D/d3.json" ] ||
+	fail "the listing does not show what was committed while unmounted"
+fuse_umount
+
+note "damaged saved ids are ignored: the listing walks the index"
+size=$(stat -c %s "$IDS")
+printf 'garbage!' | dd of="$IDS" bs=1 seek=$((size / 2)) conv=notrunc status=none ||
+	fail "damaging $IDS"
+fuse_mount
+ids_right
+grep -q "ledger '$L': $IDS: .*its first listing reads the whole index" "$DAEMON_LOG" ||
+	fail "the daemon did not say the saved ids were damaged"
+fuse_umount
+fuse_mount
+ids_right
+fuse_umount
+
 echo "PASS: fuse_listing"

@@ -32,6 +32,21 @@ static void random_id(char *out, size_t size)
 		snprintf(out, size, "z");
 }
 
+/* Put id (a fixed document) under root, or delete it. */
+static void apply_one(struct lfs_index *ix, struct lfs_cid *root,
+		      const char *id, bool put)
+{
+	struct lfs_index_entry e = {0};
+	e.id = id;
+	e.id_len = strlen(id);
+	lfs_cid_of(&e.cur.doc, LFS_CODEC_DAG_CBOR, "x", 1);
+	e.cur.t = 1;
+	e.cur.writer = "w";
+	struct lfs_index_change c = {
+		.id = e.id, .id_len = e.id_len, .entry = put ? &e : NULL};
+	ck_assert_int_eq(lfs_index_apply(root, ix, root, &c, 1), 0);
+}
+
 struct model {
 	char ids[200][64];
 	bool live[200];
@@ -118,18 +133,8 @@ START_TEST(model)
 		/* A batch of puts and deletes: one new root. */
 		for (int k = 0; k < 1 + rand() % 20; k++) {
 			int i = rand() % 200;
-			struct lfs_index_entry e = {0};
-			e.id = m.ids[i];
-			e.id_len = strlen(m.ids[i]);
-			lfs_cid_of(&e.cur.doc, LFS_CODEC_DAG_CBOR, "x", 1);
-			e.cur.t = 1;
-			e.cur.writer = "w";
 			bool put = rand() % 3 != 0;
-			struct lfs_index_change c = {.id = e.id,
-						     .id_len = e.id_len,
-						     .entry = put ? &e : NULL};
-			ck_assert_int_eq(
-				lfs_index_apply(&root, &ix, &root, &c, 1), 0);
+			apply_one(&ix, &root, m.ids[i], put);
 			/* Equal ids share a fate. */
 			for (int j = 0; j < 200; j++)
 				if (!strcmp(m.ids[j], m.ids[i]))
@@ -215,18 +220,8 @@ START_TEST(chunks)
 			int i = rand() % POOL;
 			char id[16];
 			snprintf(id, sizeof(id), "k%05d", i);
-			struct lfs_index_entry e = {0};
-			e.id = id;
-			e.id_len = strlen(id);
-			lfs_cid_of(&e.cur.doc, LFS_CODEC_DAG_CBOR, "x", 1);
-			e.cur.t = 1;
-			e.cur.writer = "w";
 			bool put = rand() % 100 < add_pct;
-			struct lfs_index_change c = {.id = e.id,
-						     .id_len = e.id_len,
-						     .entry = put ? &e : NULL};
-			ck_assert_int_eq(
-				lfs_index_apply(&root, &ix, &root, &c, 1), 0);
+			apply_one(&ix, &root, id, put);
 			live[i] = put;
 		}
 		struct all a = {.ids = got, .n = 0};
@@ -253,6 +248,131 @@ START_TEST(chunks)
 }
 END_TEST
 
+/* The ids at a root (lfs_idtree_under from "") as one string. */
+static int join_fn(void *ctx, const char *id, const char *path)
+{
+	(void)path;
+	struct lfs_buf *b = ctx;
+	lfs_buf_append_str(b, id);
+	return lfs_buf_append_byte(b, '\n');
+}
+
+static void ids_of(struct lfs_idtree *t, struct lfs_index *ix,
+		   const struct lfs_cid *root, struct lfs_buf *out)
+{
+	lfs_buf_reset(out);
+	ck_assert_int_eq(lfs_idtree_under(t, ix, root, "", join_fn, out), 0);
+}
+
+/* Put (or delete) k random ids of the pool "s%04d". */
+static void churn(struct lfs_index *ix, struct lfs_cid *root, int k)
+{
+	for (int j = 0; j < k; j++) {
+		char id[16];
+		snprintf(id, sizeof(id), "s%04d", rand() % 3000);
+		apply_one(ix, root, id, rand() % 3 != 0);
+	}
+}
+
+/* Ids saved at one root and taken into a new tree answer as the tree
+ * they came from, at that root and (by a diff) at later ones; damaged
+ * bytes are refused and change nothing; ids of a root whose nodes are
+ * gone are replaced by a walk. */
+START_TEST(saved_ids)
+{
+	unsigned seed = getenv("LFS_SEED") ? (unsigned)atoi(getenv("LFS_SEED"))
+					   : (unsigned)time(NULL);
+	printf("test_idtree saved: seed %u (LFS_SEED=%u replays)\n", seed,
+	       seed);
+	srand(seed);
+	struct lfs_blockmap map;
+	struct lfs_index ix;
+	struct lfs_cid root, got_root;
+	struct lfs_idtree t, u;
+	lfs_blockmap_init(&map);
+	lfs_index_init(&ix, lfs_blockmap_blocks(&map), salt);
+	ck_assert_int_eq(lfs_index_empty(&root, &ix), 0);
+	lfs_idtree_init(&t);
+	lfs_idtree_init(&u);
+	struct lfs_buf enc, a, b;
+	lfs_buf_init(&enc, 0);
+	lfs_buf_init(&a, 0);
+	lfs_buf_init(&b, 0);
+	/* Nothing to save before a query. */
+	ck_assert_int_eq(lfs_idtree_encode(&t, &enc, &got_root), -ENOENT);
+	for (int round = 0; round < 12; round++) {
+		churn(&ix, &root, round % 3 ? 1 + rand() % 400 : 0);
+		ids_of(&t, &ix, &root, &a);
+		lfs_buf_reset(&enc);
+		ck_assert_int_eq(lfs_idtree_encode(&t, &enc, &got_root), 0);
+		ck_assert(lfs_cid_equal(&got_root, &root));
+		struct lfs_cid saved = root;
+		ck_assert_int_eq(
+			lfs_idtree_decode(&u, enc.data, enc.len, &got_root), 0);
+		ck_assert(lfs_cid_equal(&got_root, &saved));
+		ids_of(&u, &ix, &root, &b);
+		ck_assert_uint_eq(a.len, b.len);
+		ck_assert(!memcmp(a.data, b.data, a.len));
+		/* Damage: each refused, u unchanged (still the saved ids,
+		 * so a later root is reached by the diff below). */
+		uint8_t *bad = malloc(enc.len + 8);
+		size_t cuts[] = {0, 10, 8 + 36 + 7, enc.len - 1};
+		for (size_t k = 0; k < sizeof(cuts) / sizeof(*cuts); k++)
+			if (cuts[k] < enc.len)
+				ck_assert_int_eq(lfs_idtree_decode(&u, enc.data,
+								   cuts[k],
+								   &got_root),
+						 -EBADMSG);
+		memcpy(bad, enc.data, enc.len);
+		memcpy(bad + enc.len, "zz", 3); /* one id more than counted */
+		ck_assert_int_eq(
+			lfs_idtree_decode(&u, bad, enc.len + 3, &got_root),
+			-EBADMSG);
+		if (enc.len > 8 + 36 + 8 + 12) { /* two ids at least */
+			memcpy(bad, enc.data, enc.len);
+			/* The first id made to sort after the second. */
+			bad[8 + 36 + 8] = 'z';
+			ck_assert_int_eq(
+				lfs_idtree_decode(&u, bad, enc.len, &got_root),
+				-EBADMSG);
+		}
+		free(bad);
+		churn(&ix, &root, 1 + rand() % 50);
+		ids_of(&t, &ix, &root, &a);
+		ids_of(&u, &ix, &root, &b);
+		ck_assert_uint_eq(a.len, b.len);
+		ck_assert(!memcmp(a.data, b.data, a.len));
+	}
+	/* Saved at a root another index does not have: a walk. */
+	ck_assert_int_eq(lfs_idtree_encode(&t, &enc, &got_root), 0);
+	lfs_buf_reset(&enc);
+	ck_assert_int_eq(lfs_idtree_encode(&t, &enc, &got_root), 0);
+	struct lfs_blockmap map2;
+	struct lfs_index ix2;
+	struct lfs_cid root2;
+	lfs_blockmap_init(&map2);
+	lfs_index_init(&ix2, lfs_blockmap_blocks(&map2), salt);
+	ck_assert_int_eq(lfs_index_empty(&root2, &ix2), 0);
+	churn(&ix2, &root2, 300);
+	struct lfs_idtree w;
+	lfs_idtree_init(&w);
+	ids_of(&w, &ix2, &root2, &a);
+	ck_assert_int_eq(lfs_idtree_decode(&u, enc.data, enc.len, &got_root),
+			 0);
+	ids_of(&u, &ix2, &root2, &b);
+	ck_assert_uint_eq(a.len, b.len);
+	ck_assert(!memcmp(a.data, b.data, a.len));
+	lfs_idtree_release(&w);
+	lfs_blockmap_release(&map2);
+	lfs_buf_release(&enc);
+	lfs_buf_release(&a);
+	lfs_buf_release(&b);
+	lfs_idtree_release(&t);
+	lfs_idtree_release(&u);
+	lfs_blockmap_release(&map);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("idtree");
@@ -260,6 +380,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, model);
 	tcase_add_test(tc, chunks);
+	tcase_add_test(tc, saved_ids);
 	suite_add_tcase(s, tc);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
