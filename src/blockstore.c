@@ -101,8 +101,6 @@ int lfs_blockstore_open(struct lfs_blockstore **out, const char *dir,
 	lfs_buf_init(&bs->wsealed, LFS_CAR_MAX_FILE + (LFS_CAR_MAX_FILE >> 8));
 	bs->seg_fd = -1;
 	bs->unwalked = SIZE_MAX; /* the whole segment, as far as it goes */
-	lfs_cidtab_init(&bs->seg_index, sizeof(struct seg_ent),
-			offsetof(struct seg_ent, cid));
 	lfs_cidtab_init(&bs->car_index, sizeof(struct car_file),
 			offsetof(struct car_file, cid));
 	lfs_cidtab_init(&bs->loc_index, sizeof(struct loc),
@@ -164,7 +162,6 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	free(bs->old_fds);
 	free(bs->seg);
 	free(bs->seg_heads);
-	lfs_cidtab_release(&bs->seg_index);
 	sodium_memzero(bs->key, sizeof(bs->key));
 	pthread_mutex_destroy(&bs->seg_lock);
 	pthread_mutex_destroy(&bs->sync_lock);
@@ -396,12 +393,9 @@ static bool next_to_load(struct lfs_blockstore *bs, struct lfs_cid *out)
 		const struct seg_ent *e = bs->walk_end < bs->nseg
 						  ? &bs->seg[bs->walk_end++]
 						  : &bs->seg[--bs->unwalked];
-		size_t idx;
-		if (e->removed ||
-		    (lfs_cidtab_find(&bs->car_index, bs->cars, &e->cid, &idx) &&
-		     bs->cars[idx].loaded))
+		if (e->removed || bs->cars[e->car].loaded)
 			continue;
-		*out = e->cid;
+		*out = bs->cars[e->car].cid;
 		return true;
 	}
 	return false;
@@ -929,8 +923,8 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 	size_t i;
 	int rc = 0;
 	bool seg_gone = false;
-	if (lfs_cidtab_find(&bs->seg_index, bs->seg, car, &i) &&
-	    !bs->seg[i].removed) {
+	if (lfs_cidtab_find(&bs->car_index, bs->cars, car, &i) &&
+	    bs->cars[i].seg1 && !bs->seg[(i = bs->cars[i].seg1 - 1)].removed) {
 		bs->seg[i].removed = true;
 		if (--bs->seg_live == 0) {
 			char *p = lfs_bs_seg_path(bs);
@@ -945,10 +939,11 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 				bs->old_fds[bs->nold_fds++] = bs->seg_fd;
 				bs->seg_fd = -1;
 				bs->seg_end = 0;
+				for (size_t k = 0; k < bs->nseg; k++)
+					bs->cars[bs->seg[k].car].seg1 = 0;
 				bs->nseg = 0;
 				bs->nseg_heads = 0;
 				bs->unwalked = SIZE_MAX;
-				lfs_cidtab_clear(&bs->seg_index);
 				seg_gone = true;
 			}
 		}

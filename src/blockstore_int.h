@@ -59,6 +59,10 @@ struct car_file {
 	 * not in the hash table); loaded tells whether its root is known. */
 	bool indexed;
 	uint8_t env_header[LFS_ENVELOPE_HEADER_BYTES];
+	/* Its record's ordinal in bs->seg, plus one; 0: not in the
+	 * segment. (In the padding before sealed_len: the segment's
+	 * records name their CAR by index, not by a copy of its CID.) */
+	uint32_t seg1;
 	uint64_t sealed_len;
 	/* Its root's lists, parents' CARs then head, in one allocation
 	 * (16 bytes here where a struct lfs_car_root takes 32). */
@@ -181,11 +185,12 @@ bool lfs_bs_run_find(const struct seg_run *r, const struct lfs_cid *cid,
 /* Release what r holds (not its cars' indexed marks). */
 void lfs_bs_run_free(struct seg_run *r);
 
+/* A segment record: 24 bytes, one per commit for the store's life. */
 struct seg_ent {
-	struct lfs_cid cid;
-	bool removed;
+	uint32_t car; /* its CAR's index in bs->cars */
 	uint32_t len;
 	uint64_t off; /* of the sealed bytes */
+	bool removed;
 };
 
 struct loc {
@@ -247,10 +252,9 @@ struct lfs_blockstore {
 	int seg_fd;          /* -1 until the segment exists here */
 	uint64_t seg_ino;    /* the file seg_fd is */
 	uint64_t seg_end;    /* end of the last good record */
-	struct seg_ent *seg; /* its commits, in order */
+	struct seg_ent *seg; /* its commits, in order (a CAR's is seg1) */
 	size_t nseg, capseg;
-	struct lfs_cidtab seg_index; /* CAR cid -> index into seg */
-	struct lfs_cid *seg_heads;   /* records nothing later supersedes */
+	struct lfs_cid *seg_heads; /* records nothing later supersedes */
 	size_t nseg_heads;
 	size_t seg_live;       /* entries not removed */
 	bool seg_dir_unsynced; /* made here, directory not fsynced yet */
@@ -388,6 +392,13 @@ bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
  * lock. */
 int lfs_bs_car_slot(struct lfs_blockstore *bs, size_t *out,
 		    const struct lfs_cid *cid);
+
+/* The CID of segment record i's CAR. Caller holds the lock. */
+static inline const struct lfs_cid *
+lfs_bs_seg_cid(const struct lfs_blockstore *bs, size_t i)
+{
+	return &bs->cars[bs->seg[i].car].cid;
+}
 /* Forget the runs (unmap them; the files stay). Caller holds the lock. */
 void lfs_bs_runs_release(struct lfs_blockstore *bs);
 /* A sorted block index of a CAR's plaintext (for large CARs). */

@@ -269,16 +269,12 @@ static int adopt_run(struct lfs_blockstore *bs, struct seg_run *r,
 		if (s->removed ||
 		    lfs_cid_from_bytes(&c, rec, LFS_CID_BYTES) !=
 			    LFS_CID_BYTES ||
-		    !lfs_cid_equal(&c, &s->cid) ||
+		    !lfs_cid_equal(&c, &bs->cars[s->car].cid) ||
 		    lfs_envelope_parse(&info[k], rec + LFS_CID_BYTES, s->len))
 			rc = -ESTALE;
 	}
-	for (uint32_t k = 0; k < r->nrec && !rc; k++) {
-		size_t idx;
-		if (!(rc = lfs_bs_car_slot(bs, &idx,
-					   &bs->seg[r->first + k].cid)))
-			cars[k] = (uint32_t)idx;
-	}
+	for (uint32_t k = 0; k < r->nrec && !rc; k++)
+		cars[k] = bs->seg[r->first + k].car;
 	if (!rc) {
 		for (uint32_t k = 0; k < r->nrec; k++) {
 			struct car_file *cf = &bs->cars[cars[k]];
@@ -453,11 +449,9 @@ static int collect(struct lfs_blockstore *bs, uint32_t a, uint32_t b,
 	for (size_t i = 0; i < bs->ncars; i++)
 		ord_of[i] = NO_ORD;
 	for (uint32_t j = a; j < b; j++) {
-		size_t idx;
-		if (bs->seg[j].removed ||
-		    !lfs_cidtab_find(&bs->car_index, bs->cars, &bs->seg[j].cid,
-				     &idx) ||
-		    !bs->cars[idx].loaded || bs->cars[idx].indexed)
+		size_t idx = bs->seg[j].car;
+		if (bs->seg[j].removed || !bs->cars[idx].loaded ||
+		    bs->cars[idx].indexed)
 			return -EAGAIN;
 		const struct car_file *cf = &bs->cars[idx];
 		cars[j - a] = (uint32_t)idx;
@@ -697,12 +691,9 @@ static int load_records(struct lfs_blockstore *bs, uint32_t a, uint32_t b)
 {
 	for (uint32_t j = a; j < b; j++) {
 		pthread_mutex_lock(&bs->lock);
-		struct lfs_cid c = bs->seg[j].cid;
-		size_t idx;
+		struct lfs_cid c = *lfs_bs_seg_cid(bs, j);
 		bool need =
-			!bs->seg[j].removed &&
-			!(lfs_cidtab_find(&bs->car_index, bs->cars, &c, &idx) &&
-			  bs->cars[idx].loaded);
+			!bs->seg[j].removed && !bs->cars[bs->seg[j].car].loaded;
 		pthread_mutex_unlock(&bs->lock);
 		int rc = need ? lfs_blockstore_load(NULL, NULL, bs, &c, false)
 			      : 0;

@@ -129,8 +129,14 @@ static int seg_supersede_all(struct lfs_blockstore *bs,
 static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		   uint64_t off, uint32_t len)
 {
-	if (lfs_cidtab_find(&bs->seg_index, bs->seg, car, NULL))
+	size_t idx;
+	int rc = lfs_bs_car_slot(bs, &idx, car);
+	if (rc)
+		return rc;
+	if (bs->cars[idx].seg1)
 		return 0; /* the same bytes twice: the first copy serves */
+	if (bs->nseg >= UINT32_MAX - 1)
+		return -EFBIG;
 	if (bs->nseg == bs->capseg) {
 		size_t cap = bs->capseg ? bs->capseg + bs->capseg / 2 : 256;
 		void *p = realloc(bs->seg, cap * sizeof(*bs->seg));
@@ -140,11 +146,8 @@ static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		bs->capseg = cap;
 	}
 	bs->seg[bs->nseg] =
-		(struct seg_ent){.cid = *car, .off = off, .len = len};
-	int rc = lfs_cidtab_add(&bs->seg_index, bs->seg, bs->nseg);
-	if (rc)
-		return rc;
-	bs->nseg++;
+		(struct seg_ent){.car = (uint32_t)idx, .off = off, .len = len};
+	bs->cars[idx].seg1 = (uint32_t)++bs->nseg;
 	bs->seg_live++;
 	return 0;
 }
@@ -443,8 +446,9 @@ bool lfs_bs_seg_find(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		pthread_mutex_lock(&bs->lock);
 		size_t i;
 		bool found =
-			lfs_cidtab_find(&bs->seg_index, bs->seg, car, &i) &&
-			!bs->seg[i].removed;
+			lfs_cidtab_find(&bs->car_index, bs->cars, car, &i) &&
+			bs->cars[i].seg1 &&
+			!bs->seg[(i = bs->cars[i].seg1 - 1)].removed;
 		if (found && out)
 			*out = bs->seg[i];
 		pthread_mutex_unlock(&bs->lock);
@@ -676,7 +680,7 @@ int lfs_bs_add_segment(struct lfs_cid **v, size_t *n, struct lfs_blockstore *bs,
 		*v = p;
 	for (size_t i = 0; !rc && i < more; i++) {
 		const struct lfs_cid *c =
-			heads ? &bs->seg_heads[i] : &bs->seg[i].cid;
+			heads ? &bs->seg_heads[i] : lfs_bs_seg_cid(bs, i);
 		if ((!heads && bs->seg[i].removed) ||
 		    lfs_cidmap_get(&seen, c, NULL))
 			continue;
