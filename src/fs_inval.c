@@ -147,7 +147,9 @@ static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
 		lfs_node_find_locked(c->fs, LFS_N_DOC, c->lg, path);
 	/* Each folder's name in its parent: one may have come or gone, and
 	 * the kernel may hold that name as something else (a scratch file
-	 * it now moves aside, lfs_node_scratch_aside). */
+	 * it now moves aside, lfs_node_scratch_aside); and each folder's
+	 * attributes (without a local directory, a folder has the ledger's
+	 * times, and the kernel keeps them as long as a name). */
 	fuse_ino_t up = c->dir;
 	for (char *seg = path, *s; up && (s = strchr(seg, '/')); seg = s + 1) {
 		*s = '\0';
@@ -156,10 +158,12 @@ static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
 			lfs_node_find_locked(c->fs, LFS_N_FOLDER, c->lg, path);
 		*s = '/';
 		up = f ? f->ino : 0;
+		if (up)
+			queue_locked(c->fs, 0, "", up);
 	}
 	fuse_ino_t dir = c->dir;
 	if (slash) {
-		/* Its folder, and the folder's own entry in the top. */
+		/* Its folder (whose attributes the loop queued). */
 		*slash = '\0';
 		struct lfs_node *f =
 			lfs_node_find_locked(c->fs, LFS_N_FOLDER, c->lg, path);
@@ -168,8 +172,6 @@ static int inval_fn(void *ctx, const struct lfs_index_entry *ea,
 	}
 	if (dir)
 		queue_locked(c->fs, dir, base, 0);
-	if (slash && dir)
-		queue_locked(c->fs, 0, "", dir);
 	if (n)
 		queue_locked(c->fs, 0, "", n->ino);
 	pthread_mutex_unlock(&c->fs->lock);

@@ -674,9 +674,13 @@ static int view_stat(struct lfs_fs *fs, struct lfs_node *n, struct stat *st,
 	}
 	case LFS_N_FOLDER: {
 		/* A folder made here (mkdir, chmod) is a local directory;
-		 * one that only its documents make has the ledger's times. */
+		 * one that only its documents make has the ledger's times.
+		 * The kernel keeps its attributes as long as the ledger's
+		 * (LFS_FS_ENTRY_TTL): with default_permissions, every path
+		 * through a folder otherwise asked for them again, a round
+		 * trip per folder per operation. What changes a folder
+		 * elsewhere tells the kernel (fs_inval.c). */
 		struct lfs_at at;
-		*ttl = 0;
 		rc = lfs_node_at(&at, fs, n, false);
 		if (rc == -ENOMEM)
 			break;

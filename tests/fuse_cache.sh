@@ -180,6 +180,31 @@ echo '{"v": 2, "longer": "than before"}' | bounded "$LEDGERFS" put "$L" dir/x >/
 doc_size "$LFS_HOME" dir/x
 wait_size "$D/dir/x.json" "$REPLY"
 cached "$D/dir/x.json"
+# A folder's attributes are kept as long as a ledger's (a second): with
+# default_permissions the kernel needs them for every path through the
+# folder, and asked each time while they were not kept. So a burst of
+# stats of a document in it asks for them at most once a second (and
+# once more at each end).
+fino=$(bounded stat -c %i "$D/dir") || fail "stat $D/dir"
+requests none "$fino"
+before=$REPLY
+t0=$(date +%s%N)
+bounded python3 -c 'import os, sys
+for _ in range(300):
+    os.stat(sys.argv[1])' "$D/dir/x.json" || fail "stat $D/dir/x.json"
+elapsed=$((($(date +%s%N) - t0) / 1000000000))
+requests none "$fino"
+[ $((REPLY - before)) -le $((elapsed + 2)) ] ||
+	fail "300 stats of a document in a folder asked for the folder's attributes $((REPLY - before)) times in ${elapsed}s"
+note "a folder emptied elsewhere goes: its name and attributes are told"
+# A nested folder's attributes follow the ledger's times; a commit
+# elsewhere under it tells the kernel (the folder's and its parents').
+echo '{"v": 1}' | bounded "$LEDGERFS" put "$L" deep/a/b >/dev/null || fail "ledgerfs put deep/a/b"
+doc_size "$LFS_HOME" deep/a/b
+wait_size "$D/deep/a/b.json" "$REPLY"
+bounded stat "$D/deep" "$D/deep/a" >/dev/null || fail "stat deep, deep/a"
+bounded "$LEDGERFS" rm "$L" deep/a/b >/dev/null || fail "ledgerfs rm deep/a/b"
+wait_gone "$D/deep"
 bounded mv "$D/dir" "$D/renamed-folder" || fail "mv dir renamed-folder"
 doc_size "$LFS_HOME" renamed-folder/x
 [ "$(stat -c %s "$D/renamed-folder/x.json")" = "$REPLY" ] ||
