@@ -88,8 +88,12 @@ static void ids_take(struct lfs_fs *fs, struct lfs_fsl *lg)
 	free(path);
 }
 
-/* Leave lg->tree's ids in STATE/ids (at unmount), unless those there are
- * the same root's. */
+/*
+ * Leave lg->tree's ids in STATE/ids (at unmount), unless those there are
+ * the same root's. A mount that never listed the ledger has none to
+ * leave: when there is no file either, it walks the index now, so that
+ * the next mount's first listing does not (a mount that only wrote).
+ */
 static void ids_save(struct lfs_fs *fs, struct lfs_fsl *lg)
 {
 	struct lfs_buf plain, sealed;
@@ -99,6 +103,12 @@ static void ids_save(struct lfs_fs *fs, struct lfs_fsl *lg)
 	uint8_t key[LFS_KEY_BYTES];
 	char *path = NULL;
 	int rc = lfs_idtree_encode(&lg->tree, &plain, &root);
+	if (rc == -ENOENT && !lg->saved_ids) {
+		lfs_ledger_root(lg->l, &root);
+		if (!lfs_idtree_update(&lg->tree, lfs_ledger_index(lg->l),
+				       &root))
+			rc = lfs_idtree_encode(&lg->tree, &plain, &root);
+	}
 	if (rc || (lg->saved_ids && lfs_cid_equal(&root, &lg->ids_root)))
 		goto out;
 	if (!(rc = ids_key(key, fs, lg->name))) {

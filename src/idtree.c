@@ -531,6 +531,15 @@ int lfs_idtree_children(struct lfs_idtree *t, const struct lfs_index *ix,
 	return rc;
 }
 
+int lfs_idtree_update(struct lfs_idtree *t, const struct lfs_index *ix,
+		      const struct lfs_cid *root)
+{
+	pthread_mutex_lock(&t->lock);
+	int rc = update(t, ix, root);
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
 int lfs_idtree_has_folder(struct lfs_idtree *t, const struct lfs_index *ix,
 			  const struct lfs_cid *root, const char *path,
 			  bool *out)

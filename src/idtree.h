@@ -59,6 +59,10 @@ int lfs_idtree_children(struct lfs_idtree *t, const struct lfs_index *ix,
 			const struct lfs_cid *root, const char *path,
 			lfs_idtree_child_fn fn, void *ctx);
 
+/* Bring t's ids to root's (as every query does first). */
+int lfs_idtree_update(struct lfs_idtree *t, const struct lfs_index *ix,
+		      const struct lfs_cid *root);
+
 /* Is there a document under folder `path` (at any depth) under root? */
 int lfs_idtree_has_folder(struct lfs_idtree *t, const struct lfs_index *ix,
 			  const struct lfs_cid *root, const char *path,

@@ -205,6 +205,19 @@ grep -q "ledger '$L': took the $ndocs ids the last mount left" "$DAEMON_LOG" ||
 	fail "the listing does not show what was committed while unmounted"
 fuse_umount
 
+note "a mount that opened the ledger but never listed it leaves its ids too"
+rm -f "$IDS"
+fuse_mount
+bounded stat "$D" >/dev/null || fail "stat $D"
+fuse_umount
+[ -s "$IDS" ] || fail "a mount that did not list the ledger left no ids in $IDS"
+lines=$(wc -l <"$DAEMON_LOG")
+fuse_mount
+ids_right
+tail -n +"$lines" "$DAEMON_LOG" | grep -q "ledger '$L': took the $ndocs ids the last mount left" ||
+	fail "the mount did not take the ids a mount that did not list left"
+fuse_umount
+
 note "damaged saved ids are ignored: the listing walks the index"
 size=$(stat -c %s "$IDS")
 printf 'garbage!' | dd of="$IDS" bs=1 seek=$((size / 2)) conv=notrunc status=none ||
