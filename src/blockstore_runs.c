@@ -704,6 +704,24 @@ static int load_records(struct lfs_blockstore *bs, uint32_t a, uint32_t b)
 }
 
 /*
+ * A record a run now covers: its blocks are found through the run, and
+ * its root, should anything ask for it again, is read again from the
+ * segment, as a reopened ledger's records are. So it keeps no root lists
+ * (~80 bytes a commit, for the store's life). A large record keeps its
+ * root and its sorted index (the sidecars' table points at it).
+ */
+static void index_record(struct car_file *cf)
+{
+	cf->indexed = true;
+	if (cf->side)
+		return;
+	free(cf->links);
+	cf->links = NULL;
+	cf->ncars = cf->nhead = 0;
+	cf->loaded = false;
+}
+
+/*
  * Put the new run nr (over the last m runs and records [a, b), whose CARs
  * are cars) in place, unless a compaction forgot every location since gen;
  * drop those records' blocks from the hash table; remove the runs it
@@ -736,7 +754,7 @@ static int install(struct lfs_blockstore *bs, struct seg_run *nr,
 		*nr = (struct seg_run){.fd = -1};
 		bs->runs_end = b;
 		for (uint32_t j = a; j < b; j++)
-			bs->cars[cars[j - a]].indexed = true;
+			index_record(&bs->cars[cars[j - a]]);
 		rc = drop_locations(bs, ord_of, nord);
 	} else {
 		m = 0;

@@ -1333,11 +1333,48 @@ START_TEST(segment_runs)
 	ck_assert_uint_ge(st.runs, 1);
 	ck_assert_uint_gt(st.indexed, 0);
 	ck_assert_uint_lt(st.locations, 5 * (st.records - st.indexed) + 64);
+	/* Nor do the covered records keep their roots' lists: only those a
+	 * run does not cover yet are loaded. A root asked for again is read
+	 * from the segment, and is the one a fresh process reads. */
+	ck_assert_uint_le(st.loaded, st.records - st.indexed + 1);
+	struct lfs_cid *cars;
+	size_t ncars;
+	ck_assert_int_eq(lfs_blockstore_list_cars(&cars, &ncars,
+						  lfs_ledger_store(rep[0])),
+			 0);
+	ck_assert_uint_ge(ncars, 5000);
+	enum { ASKED = 8 };
+	struct lfs_car_root roots[ASKED];
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	for (int i = 0; i < ASKED; i++)
+		ck_assert_int_eq(lfs_blockstore_load(&roots[i], &a,
+						     lfs_ledger_store(rep[0]),
+						     &cars[i * 600], false),
+				 0);
 	check_model(rep[0], model, 0);
 	lfs_ledger_close(rep[0]);
 
 	/* Reopened: every record is covered, and no CAR but the head's is
 	 * decrypted to read every document. */
+	rep[0] = open_replica(0, NULL);
+	for (int i = 0; i < ASKED; i++) {
+		struct lfs_car_root r;
+		ck_assert_int_eq(lfs_blockstore_load(&r, &a,
+						     lfs_ledger_store(rep[0]),
+						     &cars[i * 600], false),
+				 0);
+		ck_assert_uint_eq(r.ncars, roots[i].ncars);
+		ck_assert_uint_eq(r.nhead, roots[i].nhead);
+		ck_assert_uint_ge(r.nhead, 1);
+		for (size_t k = 0; k < r.ncars; k++)
+			ck_assert(lfs_cid_equal(&r.cars[k], &roots[i].cars[k]));
+		for (size_t k = 0; k < r.nhead; k++)
+			ck_assert(lfs_cid_equal(&r.head[k], &roots[i].head[k]));
+	}
+	lfs_arena_release(&a);
+	free(cars);
+	lfs_ledger_close(rep[0]);
 	rep[0] = open_replica(0, NULL);
 	check_model(rep[0], model, 0);
 	st = store_stats(rep[0]);
