@@ -231,4 +231,22 @@ fuse_mount
 ids_right
 fuse_umount
 
+note "saved ids across a compaction and commits made while unmounted"
+fuse_mount
+ls "$D" >/dev/null || fail "ls $D"
+fuse_umount
+cli put "$L" sub/new2 "$TMP/n.json"
+[ "$STATUS" = 0 ] || fail "ledgerfs put: $(cat "$TMP/stderr")"
+cli rm "$L" d5
+[ "$STATUS" = 0 ] || fail "ledgerfs rm: $(cat "$TMP/stderr")"
+cli compact "$L"
+[ "$STATUS" = 0 ] || fail "ledgerfs compact: $(cat "$TMP/stderr")"
+cli rm "$L" d6
+[ "$STATUS" = 0 ] || fail "ledgerfs rm: $(cat "$TMP/stderr")"
+fuse_mount
+ids_right
+[ -e "$D/sub/new2.json" ] && [ ! -e "$D/d5.json" ] && [ ! -e "$D/d6.json" ] ||
+	fail "the listing does not show what was committed and compacted while unmounted"
+fuse_umount
+
 echo "PASS: fuse_listing"
