@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fsname.h"
+#include "le.h"
 
 void lfs_idtree_init(struct lfs_idtree *t)
 {
@@ -298,9 +299,7 @@ int lfs_idtree_encode(struct lfs_idtree *t, struct lfs_buf *out,
 		uint8_t head[SAVED_HEAD];
 		memcpy(head, SAVED_MAGIC, 8);
 		lfs_cid_to_bytes(head + 8, &t->root);
-		for (int i = 0; i < 8; i++)
-			head[8 + LFS_CID_BYTES + i] =
-				(uint8_t)((uint64_t)t->n >> (8 * i));
+		lfs_le_put64(head + 8 + LFS_CID_BYTES, t->n);
 		rc = lfs_buf_append(out, head, sizeof(head));
 		for (size_t c = 0; !rc && c < t->nchunks; c++)
 			for (size_t i = 0; !rc && i < t->chunks[c]->n; i++)
@@ -320,9 +319,7 @@ int lfs_idtree_decode(struct lfs_idtree *t, const uint8_t *p, size_t len,
 	if (len < SAVED_HEAD || memcmp(p, SAVED_MAGIC, 8) ||
 	    lfs_cid_from_bytes(&root, p + 8, LFS_CID_BYTES) != LFS_CID_BYTES)
 		return -EBADMSG;
-	uint64_t count = 0;
-	for (int i = 0; i < 8; i++)
-		count |= (uint64_t)p[8 + LFS_CID_BYTES + i] << (8 * i);
+	uint64_t count = lfs_le_get64(p + 8 + LFS_CID_BYTES);
 	/* Each id takes two bytes at least. */
 	if (count > (len - SAVED_HEAD) / 2)
 		return -EBADMSG;
