@@ -302,6 +302,16 @@ static void cache_insert(struct lfs_blockstore *bs, uint64_t key, uint8_t *data,
 
 /* ---- reading blocks ---- */
 
+/* Append bytes [from, from + n) of a chunk's len bytes of plaintext to
+ * out; -EBADMSG when the chunk is shorter (a location past its end). */
+static int append_part(struct lfs_buf *out, const uint8_t *data, size_t len,
+		       size_t from, size_t n)
+{
+	if (len < from || len - from < n)
+		return -EBADMSG;
+	return lfs_buf_append(out, data + from, n);
+}
+
 /*
  * Append bytes [from, from + n) of chunk `index` of CAR car's plaintext to
  * out, decrypting the chunk (and caching it) unless the cache has it. Only
@@ -318,9 +328,7 @@ static int read_chunk(struct lfs_blockstore *bs, struct lfs_buf *out,
 	struct chunk *c = cache_find(bs, key);
 	int rc;
 	if (c) {
-		rc = c->len < from || c->len - from < n
-			     ? -EBADMSG
-			     : lfs_buf_append(out, c->data + from, n);
+		rc = append_part(out, c->data, c->len, from, n);
 		pthread_mutex_unlock(&bs->lock);
 		lfs_membudget_touch(&bs->budget);
 		return rc;
@@ -348,11 +356,7 @@ static int read_chunk(struct lfs_blockstore *bs, struct lfs_buf *out,
 	if ((rc = lfs_envelope_open_chunk(&plain, bs->key, &info, index, sealed,
 					  len)))
 		goto out;
-	if (plain.len < from || plain.len - from < n) {
-		rc = -EBADMSG;
-		goto out;
-	}
-	if ((rc = lfs_buf_append(out, plain.data + from, n)))
+	if ((rc = append_part(out, plain.data, plain.len, from, n)))
 		goto out;
 	size_t plen;
 	uint8_t *pdata = lfs_buf_steal(&plain, &plen);
@@ -923,8 +927,7 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 	size_t i;
 	int rc = 0;
 	bool seg_gone = false;
-	if (lfs_cidtab_find(&bs->car_index, bs->cars, car, &i) &&
-	    bs->cars[i].seg1 && !bs->seg[(i = bs->cars[i].seg1 - 1)].removed) {
+	if (lfs_bs_seg_of(bs, car, &i)) {
 		bs->seg[i].removed = true;
 		if (--bs->seg_live == 0) {
 			char *p = lfs_bs_seg_path(bs);

@@ -393,6 +393,19 @@ bool lfs_bs_find_loc(const struct lfs_blockstore *bs, const struct lfs_cid *cid,
 int lfs_bs_car_slot(struct lfs_blockstore *bs, size_t *out,
 		    const struct lfs_cid *cid);
 
+/* Where CAR car's record is in the segment (*out, its ordinal), unless
+ * it is not there or was removed. Caller holds the lock. */
+static inline bool lfs_bs_seg_of(const struct lfs_blockstore *bs,
+				 const struct lfs_cid *car, size_t *out)
+{
+	size_t i;
+	if (!lfs_cidtab_find(&bs->car_index, bs->cars, car, &i) ||
+	    !bs->cars[i].seg1 || bs->seg[bs->cars[i].seg1 - 1].removed)
+		return false;
+	*out = bs->cars[i].seg1 - 1;
+	return true;
+}
+
 /* The CID of segment record i's CAR. Caller holds the lock. */
 static inline const struct lfs_cid *
 lfs_bs_seg_cid(const struct lfs_blockstore *bs, size_t i)

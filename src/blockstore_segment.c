@@ -445,10 +445,7 @@ bool lfs_bs_seg_find(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	for (int pass = 0; pass < 2; pass++) {
 		pthread_mutex_lock(&bs->lock);
 		size_t i;
-		bool found =
-			lfs_cidtab_find(&bs->car_index, bs->cars, car, &i) &&
-			bs->cars[i].seg1 &&
-			!bs->seg[(i = bs->cars[i].seg1 - 1)].removed;
+		bool found = lfs_bs_seg_of(bs, car, &i);
 		if (found && out)
 			*out = bs->seg[i];
 		pthread_mutex_unlock(&bs->lock);
