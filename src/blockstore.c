@@ -162,6 +162,7 @@ void lfs_blockstore_free(struct lfs_blockstore *bs)
 	free(bs->old_fds);
 	free(bs->seg);
 	free(bs->seg_heads);
+	free(bs->intents);
 	sodium_memzero(bs->key, sizeof(bs->key));
 	pthread_mutex_destroy(&bs->seg_lock);
 	pthread_mutex_destroy(&bs->sync_lock);
@@ -908,6 +909,11 @@ static int list_dir(struct lfs_cid **out, size_t *out_n,
 	return 0;
 }
 
+const char *lfs_blockstore_dir(const struct lfs_blockstore *bs)
+{
+	return bs->dir;
+}
+
 int lfs_blockstore_list_cars(struct lfs_cid **out, size_t *out_n,
 			     struct lfs_blockstore *bs)
 {
@@ -929,7 +935,8 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 	bool seg_gone = false;
 	if (lfs_bs_seg_of(bs, car, &i)) {
 		bs->seg[i].removed = true;
-		if (--bs->seg_live == 0) {
+		/* Never while intents follow: they are saves not folded. */
+		if (--bs->seg_live == 0 && !bs->nintents) {
 			char *p = lfs_bs_seg_path(bs);
 			rc = !p                             ? -ENOMEM
 			     : unlink(p) && errno != ENOENT ? -errno
@@ -942,6 +949,8 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 				bs->old_fds[bs->nold_fds++] = bs->seg_fd;
 				bs->seg_fd = -1;
 				bs->seg_end = 0;
+				bs->nintents = 0;
+				bs->folded_to = 0;
 				for (size_t k = 0; k < bs->nseg; k++)
 					bs->cars[bs->seg[k].car].seg1 = 0;
 				bs->nseg = 0;

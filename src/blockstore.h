@@ -159,6 +159,50 @@ bool lfs_blockstore_appended(struct lfs_blockstore *bs);
  */
 void lfs_blockstore_segment_known(struct lfs_blockstore *bs, bool known);
 
+/* The directory the store was opened on (for messages). */
+const char *lfs_blockstore_dir(const struct lfs_blockstore *bs);
+
+/*
+ * Intents: saves the ledger staged (lfs_ledger_stage) and has not folded
+ * into a commit yet, each appended to the segment as a record of its own,
+ * sealed under a key derived from the store's. A fold record says that
+ * every intent before an offset is folded into commits; the intents that
+ * count are those after it, whatever else came between. A process that
+ * takes the writer lock after a crash folds them first.
+ */
+struct lfs_bs_intent {
+	uint64_t off; /* of the record's sealed bytes */
+	uint32_t len;
+	struct lfs_cid cid; /* of the sealed bytes (raw) */
+};
+
+/*
+ * Seal plain and append it as an intent record; its place in *out (may be
+ * NULL). Caller holds the ledger's writer lock (the flock).
+ */
+int lfs_blockstore_append_intent(struct lfs_blockstore *bs,
+				 const uint8_t *plain, size_t len,
+				 struct lfs_bs_intent *out);
+
+/*
+ * The intents no fold record covers, oldest first, after a look at what
+ * was appended (malloc'd; free it; NULL when none). Caller holds the
+ * ledger's writer lock.
+ */
+int lfs_blockstore_intents(struct lfs_bs_intent **out, size_t *out_n,
+			   struct lfs_blockstore *bs);
+
+/* Read and open intent it: its plaintext appended to out. */
+int lfs_blockstore_read_intent(struct lfs_buf *out, struct lfs_blockstore *bs,
+			       const struct lfs_bs_intent *it);
+
+/*
+ * Append a fold record: the intents at offsets up to through are folded
+ * (after the commit that holds them is written). Caller holds the writer
+ * lock.
+ */
+int lfs_blockstore_fold_mark(struct lfs_blockstore *bs, uint64_t through);
+
 /*
  * As write_car (always durable), for compaction: every listed block is read
  * from this CAR from now on, so the older CAR files can be removed.

@@ -261,6 +261,12 @@ struct lfs_blockstore {
 	bool seg_appended;     /* this process appended since open */
 	bool seg_known; /* nobody else appended since we looked (the ledger
 			   says so, holding its lock): appends need not */
+	/* The intent records no fold record covers: saves not folded into
+	 * a commit yet, and the offset folds cover up to (guarded by
+	 * seg_lock). */
+	struct lfs_bs_intent *intents;
+	size_t nintents, capintents;
+	uint64_t folded_to;
 	/* The segment's runs, oldest first, covering records [0, runs_end)
 	 * (blockstore_runs.c). runs_lock serialises writing them (taken
 	 * before seg_lock); the array is guarded by lock. */
@@ -292,6 +298,10 @@ struct lfs_blockstore {
 /* What a segment record holds (blockstore_segment.c). */
 #define SEG_COMMIT 0u /* a commit: a sealed CAR */
 #define SEG_MARK   1u /* a mark: records it supersedes, no CAR */
+/* A save staged by lfs_ledger_stage (sealed, not a CAR), and a fold: the
+ * intents up to an offset are in a commit now (blockstore.h). */
+#define SEG_INTENT 3u
+#define SEG_FOLD   4u
 
 /* A large CAR's sorted block index: mapped from its sidecar or built. */
 struct idx_src {

@@ -26,7 +26,10 @@
  * DIR/segment: "LFSSEG1\n", then records, each
  *   u32 magic "LSR1" | u32 kind | u32 len | u32 nparents | u64 synced |
  *   car CID (36) | parents (36 each) | BLAKE2b-128 of all that |
- *   len bytes: the sealed CAR (kind 0), nothing (kind 1, a mark)
+ *   len bytes: the sealed CAR (kind 0), nothing (kind 1, a mark), a sealed
+ *   intent (kind 3; the CID field names its sealed bytes, no parents), or
+ *   a fold (kind 4, no CID, no parents): u64, the intents at offsets up
+ *   to it are folded into commits
  * little endian. synced: the writer knew everything before that offset
  * to be on disk, so a reader re-hashes only the records after it.
  */
@@ -42,6 +45,7 @@ struct seg_rec {
 	uint64_t start, off, end, synced;
 	uint32_t len, kind, np;
 	struct lfs_cid *parents; /* into the scan's parents array */
+	uint64_t through;        /* a fold's */
 };
 
 static void seg_sum(uint8_t out[SEG_SUM], const uint8_t *p, size_t n)
@@ -152,6 +156,39 @@ static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
 	return 0;
 }
 
+/* Note an intent record (the last of the segment so far). Caller holds
+ * seg_lock. */
+static int seg_intent(struct lfs_blockstore *bs, const struct lfs_cid *cid,
+		      uint64_t off, uint32_t len)
+{
+	if (off <= bs->folded_to)
+		return 0;
+	if (bs->nintents == bs->capintents) {
+		size_t cap = bs->capintents ? bs->capintents * 2 : 16;
+		void *p = realloc(bs->intents, cap * sizeof(*bs->intents));
+		if (!p)
+			return -ENOMEM;
+		bs->intents = p;
+		bs->capintents = cap;
+	}
+	bs->intents[bs->nintents++] =
+		(struct lfs_bs_intent){.off = off, .len = len, .cid = *cid};
+	return 0;
+}
+
+/* A fold record: the intents up to through are folded. Caller holds
+ * seg_lock. */
+static void seg_folded(struct lfs_blockstore *bs, uint64_t through)
+{
+	if (through > bs->folded_to)
+		bs->folded_to = through;
+	size_t k = 0;
+	for (size_t i = 0; i < bs->nintents; i++)
+		if (bs->intents[i].off > bs->folded_to)
+			bs->intents[k++] = bs->intents[i];
+	bs->nintents = k;
+}
+
 char *lfs_bs_seg_path(struct lfs_blockstore *bs)
 {
 	return lfs_bs_path_join(bs->dir, SEG_NAME, "");
@@ -208,8 +245,10 @@ static int seg_header(struct lfs_blockstore *bs, struct seg_win *w,
 		return 1;
 	uint32_t kind = lfs_le_get32(hdr + 4), len = lfs_le_get32(hdr + 8),
 		 np = lfs_le_get32(hdr + 12);
-	if (lfs_le_get32(hdr) != SEG_REC_MAGIC || kind > SEG_MARK ||
-	    np > MAX_ROOT_LINKS || len > LFS_CAR_MAX_FILE + (1 << 20))
+	if (lfs_le_get32(hdr) != SEG_REC_MAGIC ||
+	    (kind > SEG_MARK && kind != SEG_INTENT && kind != SEG_FOLD) ||
+	    (kind == SEG_FOLD && (len != 8 || np)) || np > MAX_ROOT_LINKS ||
+	    len > LFS_CAR_MAX_FILE + (1 << 20))
 		return 1;
 	size_t hl = SEG_FIXED + (size_t)np * LFS_CID_BYTES + SEG_SUM;
 	if (pos + hl + len > size ||
@@ -226,7 +265,7 @@ static int seg_header(struct lfs_blockstore *bs, struct seg_win *w,
 			      .len = len,
 			      .kind = kind,
 			      .np = np};
-	bool ok = kind == SEG_MARK ||
+	bool ok = kind == SEG_MARK || kind == SEG_FOLD ||
 		  (lfs_cid_from_bytes(&r->car, hdr + 24, LFS_CID_BYTES) ==
 			   LFS_CID_BYTES &&
 		   r->car.codec == LFS_CODEC_RAW);
@@ -293,6 +332,8 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 			return errno == ENOENT ? 0 : -errno;
 		bs->seg_fd = fd;
 		bs->seg_end = 0;
+		bs->nintents = 0;
+		bs->folded_to = 0;
 	}
 	struct stat st;
 	if (fstat(bs->seg_fd, &st))
@@ -363,6 +404,17 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 			}
 			recs = p;
 		}
+		uint8_t t8[8];
+		if (r.kind == SEG_FOLD) {
+			int wr = win_read(bs, &win, t8, 8, r.off);
+			if (wr < 0) {
+				rc = wr;
+				break;
+			}
+			if (wr)
+				break; /* cannot be: the header said it fits */
+			r.through = lfs_le_get64(t8);
+		}
 		r.parents = (struct lfs_cid *)(uintptr_t)npv; /* fixed below */
 		npv += r.np;
 		recs[nrecs++] = r;
@@ -377,7 +429,8 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 	uint8_t *buf = NULL;
 	for (size_t i = 0; !rc && i < nrecs; i++) {
 		recs[i].parents = pv + (uintptr_t)recs[i].parents;
-		if (recs[i].kind != SEG_COMMIT || recs[i].end <= synced)
+		if (recs[i].kind == SEG_MARK || recs[i].kind == SEG_FOLD ||
+		    recs[i].end <= synced)
 			continue;
 		void *p = realloc(buf, recs[i].len ? recs[i].len : 1);
 		if (!p) {
@@ -403,15 +456,19 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 	free(buf);
 	if (!rc) {
 		pthread_mutex_lock(&bs->lock);
-		for (size_t i = 0; !rc && i < nrecs; i++)
-			if (recs[i].kind == SEG_SKIP)
+		for (size_t i = 0; !rc && i < nrecs; i++) {
+			const struct seg_rec *r = &recs[i];
+			if (r->kind == SEG_SKIP)
 				continue;
-			else if (recs[i].kind == SEG_MARK)
-				rc = seg_supersede(bs, NULL, recs[i].parents,
-						   recs[i].np);
-			else if (!(rc = seg_add(bs, &recs[i].car, recs[i].off,
-						recs[i].len)))
-				rc = seg_supersede_all(bs, &recs[i].car);
+			if (r->kind == SEG_INTENT)
+				rc = seg_intent(bs, &r->car, r->off, r->len);
+			else if (r->kind == SEG_FOLD)
+				seg_folded(bs, r->through);
+			else if (r->kind == SEG_MARK)
+				rc = seg_supersede(bs, NULL, r->parents, r->np);
+			else if (!(rc = seg_add(bs, &r->car, r->off, r->len)))
+				rc = seg_supersede_all(bs, &r->car);
+		}
 		pthread_mutex_unlock(&bs->lock);
 	}
 	if (!rc) {
@@ -525,6 +582,8 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 			return -errno;
 		bs->seg_fd = fd;
 		bs->seg_end = 0;
+		bs->nintents = 0;
+		bs->folded_to = 0;
 	}
 	bool known = bs->seg_known && bs->seg_end > 0;
 	bs->seg_known = false;
@@ -593,6 +652,14 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 	}
 	bs->seg_end = at + hl + len;
 	bs->seg_appended = true;
+	if (kind == SEG_INTENT || kind == SEG_FOLD) {
+		free(all);
+		if (kind == SEG_FOLD)
+			seg_folded(bs, lfs_le_get64(sealed));
+		return kind == SEG_FOLD
+			       ? 0
+			       : seg_intent(bs, car, at + hl, (uint32_t)len);
+	}
 	pthread_mutex_lock(&bs->lock);
 	if (kind == SEG_MARK)
 		rc = seg_supersede(bs, NULL, all, n);
@@ -716,5 +783,92 @@ int lfs_bs_seg_drop_heads(struct lfs_blockstore *bs, const struct lfs_cid *cars,
 		pthread_mutex_unlock(&bs->seg_lock);
 	}
 	free(v);
+	return rc;
+}
+
+/* ---- intents ---- */
+
+/* The key intents are sealed under: derived, so that no intent's bytes
+ * ever open as a CAR's. */
+static void intent_key(uint8_t out[LFS_KEY_BYTES],
+		       const struct lfs_blockstore *bs)
+{
+	static const char label[] = "ledgerfs intent v1";
+	crypto_generichash(out, LFS_KEY_BYTES, (const uint8_t *)label,
+			   sizeof(label) - 1, bs->key, LFS_KEY_BYTES);
+}
+
+int lfs_blockstore_append_intent(struct lfs_blockstore *bs,
+				 const uint8_t *plain, size_t len,
+				 struct lfs_bs_intent *out)
+{
+	uint8_t key[LFS_KEY_BYTES];
+	intent_key(key, bs);
+	struct lfs_buf sealed;
+	lfs_buf_init(&sealed, LFS_CAR_MAX_FILE);
+	struct lfs_cid cid;
+	int rc = lfs_envelope_seal(&sealed, &cid, key, plain, len, 0);
+	sodium_memzero(key, sizeof(key));
+	if (!rc) {
+		pthread_mutex_lock(&bs->seg_lock);
+		rc = lfs_bs_seg_append(bs, SEG_INTENT, &cid, sealed.data,
+				       sealed.len, NULL, 0);
+		if (!rc && out)
+			*out = bs->intents[bs->nintents - 1];
+		pthread_mutex_unlock(&bs->seg_lock);
+	}
+	lfs_buf_release(&sealed);
+	return rc;
+}
+
+int lfs_blockstore_intents(struct lfs_bs_intent **out, size_t *out_n,
+			   struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->seg_lock);
+	int rc = seg_scan(bs, false);
+	size_t n = bs->nintents;
+	struct lfs_bs_intent *v = NULL;
+	if (!rc && n && !(v = malloc(n * sizeof(*v))))
+		rc = -ENOMEM;
+	if (v)
+		memcpy(v, bs->intents, n * sizeof(*v));
+	pthread_mutex_unlock(&bs->seg_lock);
+	if (rc)
+		return rc;
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+int lfs_blockstore_read_intent(struct lfs_buf *out, struct lfs_blockstore *bs,
+			       const struct lfs_bs_intent *it)
+{
+	uint8_t *sealed = malloc(it->len ? it->len : 1);
+	if (!sealed)
+		return -ENOMEM;
+	pthread_mutex_lock(&bs->seg_lock);
+	int rc = bs->seg_fd < 0
+			 ? -ENOENT
+			 : lfs_pread_all(bs->seg_fd, sealed, it->len, it->off);
+	pthread_mutex_unlock(&bs->seg_lock);
+	if (rc > 0)
+		rc = -EBADMSG; /* the file ends first */
+	if (!rc) {
+		uint8_t key[LFS_KEY_BYTES];
+		intent_key(key, bs);
+		rc = lfs_envelope_open(out, key, sealed, it->len, &it->cid);
+		sodium_memzero(key, sizeof(key));
+	}
+	free(sealed);
+	return rc;
+}
+
+int lfs_blockstore_fold_mark(struct lfs_blockstore *bs, uint64_t through)
+{
+	uint8_t t8[8];
+	lfs_le_put64(t8, through);
+	pthread_mutex_lock(&bs->seg_lock);
+	int rc = lfs_bs_seg_append(bs, SEG_FOLD, NULL, t8, 8, NULL, 0);
+	pthread_mutex_unlock(&bs->seg_lock);
 	return rc;
 }
