@@ -256,6 +256,42 @@ int lfs_txn_put_new(struct lfs_txn *t, const char *id, json_t *doc)
 	return txn_add(t, id, (struct txn_op){.doc = doc});
 }
 
+int lfs_txn_put_block(struct lfs_txn *t, const char *id, const uint8_t *block,
+		      size_t len)
+{
+	int rc = check_id(id);
+	if (rc)
+		return rc;
+	struct txn_op op = {.block = malloc(len ? len : 1), .block_len = len};
+	if (!op.block)
+		return -ENOMEM;
+	memcpy(op.block, block, len);
+	return txn_add(t, id, op);
+}
+
+int lfs_txn_op_block(const struct lfs_txn *t, size_t i, struct lfs_buf *b,
+		     const uint8_t **out, size_t *out_len)
+{
+	const struct txn_op *op = &t->ops[i];
+	if (op->block) {
+		*out = op->block;
+		*out_len = op->block_len;
+		return 0;
+	}
+	lfs_buf_reset(b);
+	int rc = encode_json(b, op->doc, false);
+	if (!rc) {
+		*out = b->data;
+		*out_len = b->len;
+	}
+	return rc;
+}
+
+bool lfs_txn_op_del(const struct lfs_txn *t, size_t i)
+{
+	return t->ops[i].del;
+}
+
 int lfs_txn_delete(struct lfs_txn *t, const char *id)
 {
 	int rc = check_id(id);
@@ -334,11 +370,27 @@ struct lfs_blockstore *lfs_ledger_store(struct lfs_ledger *l)
 	return l->bs;
 }
 
-void lfs_ledger_root(struct lfs_ledger *l, struct lfs_cid *out)
+void lfs_ledger_current_root(struct lfs_ledger *l, struct lfs_cid *out)
 {
 	pthread_mutex_lock(&l->state_lock);
 	*out = l->root;
 	pthread_mutex_unlock(&l->state_lock);
+}
+
+/* A reader of the whole state folds what is staged first; if that fails
+ * (logged by the folder), it reads the state as committed. */
+void lfs_ledger_root(struct lfs_ledger *l, struct lfs_cid *out)
+{
+	lfs_ledger_settle(l);
+	lfs_ledger_current_root(l, out);
+}
+
+void lfs_ledger_root_for(struct lfs_ledger *l, const char *id,
+			 struct lfs_cid *out)
+{
+	if (lfs_ledger_staged(l, id))
+		lfs_ledger_settle(l);
+	lfs_ledger_current_root(l, out);
 }
 
 static int copy_cids(struct lfs_cid **out, size_t *n, const struct lfs_cid *src,
@@ -352,7 +404,7 @@ static int copy_cids(struct lfs_cid **out, size_t *n, const struct lfs_cid *src,
 	return 0;
 }
 
-int lfs_ledger_heads(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
+static int current_heads(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
 {
 	pthread_mutex_lock(&l->state_lock);
 	int rc = copy_cids(out, n, l->heads, l->nheads);
@@ -360,12 +412,25 @@ int lfs_ledger_heads(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
 	return rc;
 }
 
-int lfs_ledger_head_cars(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
+static int current_head_cars(struct lfs_ledger *l, struct lfs_cid **out,
+			     size_t *n)
 {
 	pthread_mutex_lock(&l->state_lock);
 	int rc = copy_cids(out, n, l->head_cars, l->nhead_cars);
 	pthread_mutex_unlock(&l->state_lock);
 	return rc;
+}
+
+int lfs_ledger_heads(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
+{
+	lfs_ledger_settle(l);
+	return current_heads(l, out, n);
+}
+
+int lfs_ledger_head_cars(struct lfs_ledger *l, struct lfs_cid **out, size_t *n)
+{
+	lfs_ledger_settle(l);
+	return current_head_cars(l, out, n);
 }
 
 /* Is event one of the heads a current head CAR records? Which CAR, then. */
@@ -374,7 +439,7 @@ static bool held_by_head_car(struct lfs_ledger *l, const struct lfs_cid *event,
 {
 	struct lfs_cid *cars;
 	size_t n;
-	if (lfs_ledger_head_cars(l, &cars, &n))
+	if (current_head_cars(l, &cars, &n))
 		return false;
 	bool found = false;
 	struct lfs_arena a;
@@ -475,21 +540,37 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
 
 /*
  * Take the ledger for writing: this thread (write_lock, held by the caller)
- * and this process (an exclusive flock on DIR/lock), then pick up heads
- * that other processes committed since we last looked, so a commit names
- * them as parents and the head records we tidy are all known to us.
+ * and this process (an exclusive flock on DIR/lock, unless staged saves
+ * hold it already), then pick up heads that other processes committed
+ * since we last looked, so a commit names them as parents and the head
+ * records we tidy are all known to us, and fold every intent the segment
+ * ends with (ours, or a crashed process's), so nothing is written after
+ * an intent that is not folded. intent_lock stays held to unlock_writer:
+ * nothing is staged meanwhile.
  */
 static int refresh_heads(struct lfs_ledger *l);
+static void unlock_writer(struct lfs_ledger *l);
 
 static int lock_writer(struct lfs_ledger *l)
 {
-	while (flock(l->lock_fd, LOCK_EX))
-		if (errno != EINTR)
-			return -errno;
-	l->touched_heads = l->own_commit = false;
-	int rc = refresh_heads(l);
+	int rc = 0;
+	pthread_mutex_lock(&l->intent_lock);
+	while (!l->flock_held && flock(l->lock_fd, LOCK_EX))
+		if (errno != EINTR) {
+			rc = -errno;
+			break;
+		}
+	if (!rc)
+		l->flock_held = l->writing = true;
+	pthread_mutex_unlock(&l->intent_lock);
 	if (rc)
-		flock(l->lock_fd, LOCK_UN);
+		return rc;
+	l->touched_heads = l->own_commit = false;
+	rc = refresh_heads(l);
+	if (!rc)
+		rc = lfs_stage_fold_locked(l);
+	if (rc)
+		unlock_writer(l);
 	return rc;
 }
 
@@ -516,6 +597,18 @@ static int read_gen(struct lfs_ledger *l, uint64_t *out)
 		return -errno;
 	*out = r == (ssize_t)sizeof(g) ? g : 0; /* a new (empty) lock file */
 	return 0;
+}
+
+/* The stamp the heads we hold are as of: read without a lock by
+ * lfs_ledger_refresh's quick look, set under intent_lock. */
+static int64_t get_heads_stamp(struct lfs_ledger *l)
+{
+	return __atomic_load_n(&l->heads_stamp, __ATOMIC_ACQUIRE);
+}
+
+static void set_heads_stamp(struct lfs_ledger *l, int64_t v)
+{
+	__atomic_store_n(&l->heads_stamp, v, __ATOMIC_RELEASE);
 }
 
 static int heads_stamp(struct lfs_ledger *l, int64_t *out)
@@ -563,19 +656,73 @@ static int touch_heads(struct lfs_ledger *l)
 	return 0;
 }
 
+int lfs_ledger_hold_locked(struct lfs_ledger *l)
+{
+	if (l->flock_held)
+		return 0;
+	while (flock(l->lock_fd, LOCK_EX))
+		if (errno != EINTR)
+			return -errno;
+	uint64_t g;
+	int rc = read_gen(l, &g);
+	int64_t was = (int64_t)(g & INT64_MAX);
+	if (!rc) {
+		g++;
+		if (l->gen_map)
+			__atomic_store_n(l->gen_map, g, __ATOMIC_RELEASE);
+		else if (pwrite(l->lock_fd, &g, sizeof(g), 0) !=
+			 (ssize_t)sizeof(g))
+			rc = errno ? -errno : -EIO;
+	}
+	if (rc) {
+		flock(l->lock_fd, LOCK_UN);
+		return rc;
+	}
+	/* Intents change no head: when we knew the heads before, we still
+	 * do (and our own refresh need not reload them). */
+	if (get_heads_stamp(l) == was)
+		set_heads_stamp(l, (int64_t)(g & INT64_MAX));
+	l->flock_held = true;
+	return 0;
+}
+
+void lfs_ledger_unhold_locked(struct lfs_ledger *l)
+{
+	if (!l->flock_held)
+		return;
+	lfs_blockstore_segment_known(l->bs, false);
+	flock(l->lock_fd, LOCK_UN);
+	l->flock_held = false;
+}
+
 static void unlock_writer(struct lfs_ledger *l)
 {
 	/* When the change was our own commit whose state is published,
 	 * note the new stamp as seen: the next commit need not list and
 	 * reload the records it wrote itself. */
 	if (l->touched_heads)
-		l->heads_stamp = l->own_commit
-					 ? (int64_t)(l->touched_gen & INT64_MAX)
-					 : INT64_MIN; /* reload next time */
+		set_heads_stamp(
+			l, l->own_commit ? (int64_t)(l->touched_gen & INT64_MAX)
+					 : INT64_MIN); /* reload */
 	l->touched_heads = l->own_commit = false;
-	/* What we knew of the segment holds only while we hold the lock. */
-	lfs_blockstore_segment_known(l->bs, false);
-	flock(l->lock_fd, LOCK_UN);
+	/* What we knew of the segment holds only while we hold the lock,
+	 * which staged saves keep until they are folded. */
+	pthread_mutex_lock(&l->intent_lock);
+	l->writing = false;
+	if (!l->nstaged)
+		lfs_ledger_unhold_locked(l);
+	pthread_mutex_unlock(&l->intent_lock);
+	lfs_stage_report(l);
+}
+
+int lfs_ledger_lock_writer(struct lfs_ledger *l)
+{
+	return lock_writer(l);
+}
+
+void lfs_ledger_unlock_writer(struct lfs_ledger *l)
+{
+	unlock_writer(l);
 }
 
 /* Events named by the head records on disk, plus the current heads. */
@@ -645,7 +792,7 @@ static int adopt_head_records(struct lfs_ledger *l)
 	int rc = lfs_blockstore_heads(&recs, &nrecs, l->bs);
 	if (rc)
 		return rc;
-	if ((rc = lfs_ledger_heads(l, &heads, &nheads))) {
+	if ((rc = current_heads(l, &heads, &nheads))) {
 		free(recs);
 		return rc;
 	}
@@ -696,8 +843,8 @@ static int refresh_heads(struct lfs_ledger *l)
 	int64_t stamp;
 	int rc = heads_stamp(l, &stamp);
 	/* Unchanged: the segment too is as we left it. */
-	lfs_blockstore_segment_known(l->bs, !rc && stamp == l->heads_stamp);
-	if (rc || stamp == l->heads_stamp)
+	lfs_blockstore_segment_known(l->bs, !rc && stamp == get_heads_stamp(l));
+	if (rc || stamp == get_heads_stamp(l))
 		return rc;
 	struct lfs_cid *events;
 	size_t nev;
@@ -721,7 +868,7 @@ static int refresh_heads(struct lfs_ledger *l)
 	}
 	if (rc)
 		return rc;
-	l->heads_stamp = stamp;
+	set_heads_stamp(l, stamp);
 	return 0;
 }
 
@@ -743,16 +890,19 @@ int lfs_ledger_refresh(struct lfs_ledger *l, struct lfs_cid *out_before,
 	int rc = heads_stamp(l, &stamp);
 	if (rc)
 		return rc;
+	/* Unchanged: no lock (a fold may hold write_lock a while). */
+	if (stamp == get_heads_stamp(l))
+		return 0;
 	pthread_mutex_lock(&l->write_lock);
-	if (stamp == l->heads_stamp) {
+	if (stamp == get_heads_stamp(l)) {
 		pthread_mutex_unlock(&l->write_lock);
 		return 0;
 	}
 	struct lfs_cid before, after;
-	lfs_ledger_root(l, &before);
+	lfs_ledger_current_root(l, &before);
 	if (!(rc = lock_writer(l)))
 		unlock_writer(l);
-	lfs_ledger_root(l, &after);
+	lfs_ledger_current_root(l, &after);
 	pthread_mutex_unlock(&l->write_lock);
 	if (out_before)
 		*out_before = before;
@@ -776,6 +926,7 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 		return -ENOMEM;
 	pthread_mutex_init(&l->write_lock, NULL);
 	pthread_mutex_init(&l->state_lock, NULL);
+	lfs_stage_init(l);
 	lfs_buf_init(&l->docbuf, LFS_DOC_MAX);
 	l->durable = opts->durable;
 	l->segment = opts->segment || !opts->durable;
@@ -833,7 +984,7 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 		rc = -ENOMEM;
 	if (!rc)
 		rc = publish(l, none, 0); /* empty until the heads load */
-	l->heads_stamp = INT64_MIN;
+	set_heads_stamp(l, INT64_MIN);
 	pthread_mutex_lock(&l->write_lock);
 	if (!rc && !(rc = lock_writer(l))) {
 		/* Drop records a crash left behind (superseded heads). */
@@ -859,12 +1010,14 @@ void lfs_ledger_close(struct lfs_ledger *l)
 {
 	if (!l)
 		return;
-	/* A durability point: what this process appended is made durable
-	 * and marked so, so the next open re-hashes none of it. */
+	/* Staged saves are folded (lock_writer), then a durability point:
+	 * what this process appended is made durable and marked so, so the
+	 * next open re-hashes none of it. A fold that fails leaves its
+	 * intents to the next process that takes the lock. */
+	lfs_stage_stop(l);
 	pthread_mutex_lock(&l->write_lock);
-	if (l->lock_fd >= 0 && flock(l->lock_fd, LOCK_EX) == 0) {
+	if (l->lock_fd >= 0 && lock_writer(l) == 0) {
 		/* The mark moves the segment's end: others must look. */
-		l->touched_heads = l->own_commit = false;
 		if (lfs_blockstore_appended(l->bs) && !touch_heads(l))
 			lfs_blockstore_checkpoint(l->bs);
 		unlock_writer(l);
@@ -883,6 +1036,7 @@ void lfs_ledger_close(struct lfs_ledger *l)
 	free(l->head_cars);
 	free(l->pending);
 	lfs_buf_release(&l->docbuf);
+	lfs_stage_release(l);
 	pthread_mutex_destroy(&l->write_lock);
 	pthread_mutex_destroy(&l->state_lock);
 	free(l);
@@ -914,7 +1068,7 @@ int lfs_ledger_get(struct lfs_ledger *l, const struct lfs_cid *root,
 	if (root)
 		r = *root;
 	else
-		lfs_ledger_root(l, &r);
+		lfs_ledger_root_for(l, id, &r);
 	struct lfs_index_entry e;
 	int rc = lfs_index_get(&e, a, &l->ix, &r, id, strlen(id));
 	if (rc)
@@ -1170,38 +1324,20 @@ out:
 	return rc;
 }
 
-int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
-		      struct lfs_cid *out_event, bool *out_committed)
+/*
+ * t's ops against the current root: the changes to commit (ops that change
+ * nothing dropped) in ops, ch and ents (t->n + 1 each), their count in
+ * *out_n. Caller holds write_lock.
+ */
+static int plan_commit(struct lfs_ledger *l, struct lfs_txn *t,
+		       struct lfs_op *ops, struct lfs_index_change *ch,
+		       struct lfs_index_entry *ents, struct lfs_arena *a,
+		       size_t *out_n)
 {
-	if (out_committed)
-		*out_committed = false;
-	if (t->n > LFS_EVENT_MAX_OPS)
-		return -E2BIG;
-	if (t->n) {
-		qsort(t->ops, t->n, sizeof(*t->ops), txn_op_cmp);
-		if (txn_reindex(t, t->nslots))
-			return -ENOMEM;
-	}
-	struct lfs_op *ops = calloc(t->n + 1, sizeof(*ops));
-	struct lfs_index_change *ch = calloc(t->n + 1, sizeof(*ch));
-	struct lfs_index_entry *ents = calloc(t->n + 1, sizeof(*ents));
-	struct lfs_arena a;
-	lfs_arena_init(&a, 0);
-	int rc = ops && ch && ents ? 0 : -ENOMEM;
-	pthread_mutex_lock(&l->write_lock);
-	if (!rc && (rc = lock_writer(l))) {
-		pthread_mutex_unlock(&l->write_lock);
-		lfs_arena_release(&a);
-		free(ops);
-		free(ch);
-		free(ents);
-		return rc;
-	}
-	size_t mark = lfs_blockstore_fresh_mark(l->bs);
 	struct lfs_cid root;
-	lfs_ledger_root(l, &root);
+	lfs_ledger_current_root(l, &root);
 	size_t n = 0;
-	bool did = false;
+	int rc = 0;
 	for (size_t i = 0; i < t->n && !rc; i++) {
 		struct lfs_op *op = &ops[n];
 		op->id = t->ops[i].id;
@@ -1212,7 +1348,7 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		t->ops[i].cid = op->doc;
 		t->ops[i].encoded = !op->del;
 		struct lfs_index_entry cur;
-		rc = lfs_index_get(&cur, &a, &l->ix, &root, op->id, op->id_len);
+		rc = lfs_index_get(&cur, a, &l->ix, &root, op->id, op->id_len);
 		if (rc && rc != -ENOENT)
 			break;
 		bool exists = rc == 0;
@@ -1232,6 +1368,31 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		}
 		n++;
 	}
+	*out_n = n;
+	return rc;
+}
+
+int lfs_ledger_commit_locked(struct lfs_ledger *l, struct lfs_txn *t,
+			     struct lfs_cid *out_event, bool *out_committed)
+{
+	*out_committed = false;
+	if (t->n > LFS_EVENT_MAX_OPS)
+		return -E2BIG;
+	if (t->n) {
+		qsort(t->ops, t->n, sizeof(*t->ops), txn_op_cmp);
+		if (txn_reindex(t, t->nslots))
+			return -ENOMEM;
+	}
+	struct lfs_op *ops = calloc(t->n + 1, sizeof(*ops));
+	struct lfs_index_change *ch = calloc(t->n + 1, sizeof(*ch));
+	struct lfs_index_entry *ents = calloc(t->n + 1, sizeof(*ents));
+	struct lfs_arena a;
+	lfs_arena_init(&a, 0);
+	int rc = ops && ch && ents ? 0 : -ENOMEM;
+	size_t mark = lfs_blockstore_fresh_mark(l->bs);
+	size_t n = 0;
+	if (!rc)
+		rc = plan_commit(l, t, ops, ch, ents, &a, &n);
 	if (!rc) {
 		pthread_mutex_lock(&l->state_lock);
 		size_t nheads = l->nheads;
@@ -1241,14 +1402,33 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		if (n == 0 && nheads <= 1) {
 			if (out_event && nheads)
 				*out_event = head;
-		} else {
-			rc = commit_locked(l, ops, n, ch, out_event);
-			did = !rc;
+		} else if (!(rc = commit_locked(l, ops, n, ch, out_event))) {
+			*out_committed = true;
 		}
 	}
 	if (rc)
 		lfs_blockstore_fresh_rewind(l->bs, mark);
-	unlock_writer(l);
+	lfs_arena_release(&a);
+	free(ops);
+	free(ch);
+	free(ents);
+	return rc;
+}
+
+int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
+		      struct lfs_cid *out_event, bool *out_committed)
+{
+	if (out_committed)
+		*out_committed = false;
+	if (t->n > LFS_EVENT_MAX_OPS)
+		return -E2BIG;
+	bool did = false;
+	pthread_mutex_lock(&l->write_lock);
+	int rc = lock_writer(l);
+	if (!rc) {
+		rc = lfs_ledger_commit_locked(l, t, out_event, &did);
+		unlock_writer(l);
+	}
 	pthread_mutex_unlock(&l->write_lock);
 	/* Group commit: with the locks released, other threads append
 	 * while this one waits for an fdatasync that covers them too. */
@@ -1256,10 +1436,6 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		rc = lfs_blockstore_sync(l->bs);
 	if (did && !rc && out_committed)
 		*out_committed = true;
-	lfs_arena_release(&a);
-	free(ops);
-	free(ch);
-	free(ents);
 	return rc;
 }
 
@@ -1272,7 +1448,8 @@ int lfs_ledger_merge(struct lfs_ledger *l, struct lfs_cid *out_event,
 
 int lfs_ledger_sync(struct lfs_ledger *l)
 {
-	return lfs_blockstore_sync(l->bs);
+	int rc = lfs_ledger_settle(l);
+	return rc ? rc : lfs_blockstore_sync(l->bs);
 }
 
 /* ---- replication ---- */
@@ -1621,7 +1798,7 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 	size_t nheads, nold = 0;
 	/* The CAR files this compaction replaces: those present now. */
 	if ((rc = lfs_blockstore_list_cars(&old_cars, &nold, l->bs)) ||
-	    (rc = lfs_ledger_heads(l, &heads, &nheads))) {
+	    (rc = current_heads(l, &heads, &nheads))) {
 		unlock_writer(l);
 		pthread_mutex_unlock(&l->write_lock);
 		free(old_cars);
@@ -1630,7 +1807,7 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 	struct gather g;
 	gather_init(&g, l, true);
 	struct lfs_cid car, root;
-	lfs_ledger_root(l, &root);
+	lfs_ledger_current_root(l, &root);
 	if (nheads == 0) {
 		rc = -ENOENT; /* nothing to compact */
 		goto out;
@@ -1646,7 +1823,7 @@ int lfs_ledger_compact(struct lfs_ledger *l, struct lfs_cid *out_car)
 		goto out;
 	struct lfs_cid *prev;
 	size_t nprev;
-	if ((rc = lfs_ledger_head_cars(l, &prev, &nprev)))
+	if ((rc = current_head_cars(l, &prev, &nprev)))
 		goto out;
 	rc = touch_heads(l);
 	if (!rc)

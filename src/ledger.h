@@ -157,6 +157,45 @@ bool lfs_txn_op_cid(const struct lfs_txn *t, size_t i, struct lfs_cid *out);
 int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 		      struct lfs_cid *out_event, bool *out_committed);
 
+/*
+ * Stage (the mount's saves): append t as an intent record to the segment
+ * (sealed; in the page cache, so it survives this process) and return;
+ * a folder thread then folds what is staged into one commit, as
+ * lfs_ledger_commit would make it. Until then:
+ *  - this process holds the writer flock, so no other process sees the
+ *    ledger without the save (they wait for the fold, a moment), and one
+ *    that takes the lock after a crash folds the intents first;
+ *  - lfs_ledger_root, _heads, _head_cars, _sync and every writer fold
+ *    first (lfs_ledger_settle); lfs_ledger_get with a NULL root and
+ *    lfs_ledger_root_for fold first only when their id is staged.
+ * Ops are checked and encoded here: an invalid document or id fails the
+ * stage. A fold that fails (a full disk) keeps the intents, fails every
+ * later stage and settle with its error, and is tried again. Without
+ * opts.segment, and for an empty t, this is lfs_ledger_commit.
+ */
+int lfs_ledger_stage(struct lfs_ledger *l, struct lfs_txn *t);
+
+/* Fold what is staged now; 0 when nothing is, or the fold's error. */
+int lfs_ledger_settle(struct lfs_ledger *l);
+
+/* Whether id has a staged save that is not folded yet. */
+bool lfs_ledger_staged(struct lfs_ledger *l, const char *id);
+
+/*
+ * What a fold committed: the roots around it, its event, and its
+ * transaction (each id's last staged op; lfs_txn_op_cid gives a put's
+ * block). Reported in fold order, from the thread that folded, holding
+ * the ledger's writer mutex: the callback must not call back into the
+ * ledger's writers or anything that settles.
+ */
+struct lfs_ledger_fold {
+	const struct lfs_cid *before, *after, *event;
+	const struct lfs_txn *txn;
+};
+typedef void (*lfs_ledger_fold_fn)(void *ctx, const struct lfs_ledger_fold *f);
+/* Call fn after every fold of saves this process staged (NULL: none). */
+void lfs_ledger_on_fold(struct lfs_ledger *l, lfs_ledger_fold_fn fn, void *ctx);
+
 /* Merge several heads into one with an event that changes no document. */
 int lfs_ledger_merge(struct lfs_ledger *l, struct lfs_cid *out_event,
 		     bool *out_committed);
@@ -183,8 +222,11 @@ int lfs_ledger_sync(struct lfs_ledger *l);
 
 /* ---- state and reads ---- */
 
-/* The current index root. */
+/* The current index root (after a settle). */
 void lfs_ledger_root(struct lfs_ledger *l, struct lfs_cid *out);
+/* The root to read id under: a settle only when id is staged. */
+void lfs_ledger_root_for(struct lfs_ledger *l, const char *id,
+			 struct lfs_cid *out);
 
 /* The current heads (malloc'd; free it), sorted by CID. */
 int lfs_ledger_heads(struct lfs_ledger *l, struct lfs_cid **out, size_t *n);

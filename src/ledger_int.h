@@ -4,7 +4,14 @@
  *
  *   ledger.c        opening, transactions, reads, commits, merges,
  *                   replication (ingest) and compaction
+ *   ledger_stage.c  staged saves: intents appended to the segment, folded
+ *                   into commits in the background (lfs_ledger_stage)
  *   ledger_fsck.c   checking a ledger's files and history (fsck)
+ *
+ * Locks, in the order they are taken: write_lock (one writer thread),
+ * intent_lock (the staged saves and whether this process holds the flock
+ * on DIR/lock; held for moments only, so stages never wait for a
+ * commit), state_lock (the published state), then the blockstore's.
  */
 #ifndef LFS_LEDGER_INT_H
 #define LFS_LEDGER_INT_H
@@ -54,6 +61,68 @@ struct lfs_ledger {
 	/* The head record whose CAR the last reload could not read. */
 	struct lfs_cid bad_head;
 	bool has_bad_head;
+
+	/* Staged saves (ledger_stage.c), guarded by intent_lock. The flock
+	 * on DIR/lock is held from the first staged save until they are
+	 * all folded, so that no other process sees the ledger without
+	 * them; flock_held says whether this process holds it. */
+	pthread_mutex_t intent_lock;
+	pthread_cond_t intent_cond; /* a save staged, or all folded */
+	bool flock_held;
+	bool writing;          /* a writer session (lock_writer) holds it too */
+	struct staged *staged; /* not folded yet, oldest first */
+	struct stage_ids *staged_ids; /* their ids (hashes) */
+	size_t nstaged, capstaged;
+	size_t staged_ops;   /* their ops, in all */
+	size_t staged_bytes; /* their plaintext, in all */
+	int fold_err;        /* the last fold's failure, or 0 */
+	bool folder_on, folder_stop;
+	pthread_t folder;
+	lfs_ledger_fold_fn on_fold; /* called after each fold (may be NULL) */
+	void *fold_ctx;
+	/* Set while a fold's result waits for unlock_writer to report it. */
+	struct lfs_txn *folded;
+	struct lfs_cid folded_before, folded_after, folded_event;
+	bool folding; /* from a fold's start to its report (atomic) */
 };
+
+/* ledger.c, for ledger_stage.c. */
+/*
+ * Hold the flock for staged saves (caller holds intent_lock): take it if
+ * this process does not hold it, and bump DIR/lock's count so that
+ * others look at the segment (and find intents a crash left).
+ */
+int lfs_ledger_hold_locked(struct lfs_ledger *l);
+/* Let the flock go when nothing holds it (caller holds intent_lock). */
+void lfs_ledger_unhold_locked(struct lfs_ledger *l);
+/* lock_writer and unlock_writer (caller holds write_lock). */
+int lfs_ledger_lock_writer(struct lfs_ledger *l);
+void lfs_ledger_unlock_writer(struct lfs_ledger *l);
+/* Caller holds write_lock. */
+int lfs_ledger_commit_locked(struct lfs_ledger *l, struct lfs_txn *t,
+			     struct lfs_cid *out_event, bool *out_committed);
+/* The state as published, without waiting for staged saves. */
+void lfs_ledger_current_root(struct lfs_ledger *l, struct lfs_cid *out);
+/* Put a put op whose block is encoded already (a copy is taken). */
+int lfs_txn_put_block(struct lfs_txn *t, const char *id, const uint8_t *block,
+		      size_t len);
+/* Op i's block as a commit or stage would write it: the encoded block, or
+ * the document encoded into b. */
+int lfs_txn_op_block(const struct lfs_txn *t, size_t i, struct lfs_buf *b,
+		     const uint8_t **out, size_t *out_len);
+bool lfs_txn_op_del(const struct lfs_txn *t, size_t i);
+
+/* ledger_stage.c. */
+void lfs_stage_init(struct lfs_ledger *l);
+void lfs_stage_release(struct lfs_ledger *l);
+/*
+ * Fold every intent no fold record covers into one commit (ours, or a
+ * crashed process's). Caller holds write_lock and the flock (lock_writer).
+ */
+int lfs_stage_fold_locked(struct lfs_ledger *l);
+/* Report a fold noted by lfs_stage_fold_locked (after unlock_writer). */
+void lfs_stage_report(struct lfs_ledger *l);
+/* Stop the folder thread after it folded what is staged. */
+void lfs_stage_stop(struct lfs_ledger *l);
 
 #endif
