@@ -760,7 +760,10 @@ static int open_node(struct lfs_fs *fs, struct lfs_node *n,
 	case LFS_N_CTL:
 		fi->direct_io = 1;
 		if (!strcmp(n->name, "changes")) {
-			/* The feed is read live, so `tail -f` sees it grow. */
+			/* The feed is read live, so `tail -f` sees it grow;
+			 * staged saves are in it once folded. */
+			if (n->lg->l)
+				lfs_ledger_settle(n->lg->l);
 			char *p = lfs_fs_path(n->lg->state, "changes");
 			h->fd = p ? open(p, O_RDONLY | O_CREAT | O_CLOEXEC,
 					 0600)
@@ -871,6 +874,10 @@ static void read_handle(fuse_req_t req, struct lfs_fs *fs, struct lfs_handle *h,
 			size_t size, off_t off)
 {
 	if (h->fd >= 0) {
+		/* The change feed (a scratch file otherwise): staged saves
+		 * are in it once folded. */
+		if (h->n->kind == LFS_N_CTL && h->n->lg->l)
+			lfs_ledger_settle(h->n->lg->l);
 		char *buf = malloc(size ? size : 1);
 		ssize_t r = buf ? pread(h->fd, buf, size, off) : -1;
 		if (r < 0)

@@ -23,6 +23,8 @@
 
 /* ---- finding and opening ---- */
 
+static void fold_done(void *ctx, const struct lfs_ledger_fold *f);
+
 /* Open ledger name of the home (creating it), with its key and writer:
  * lfs_home_open_ledger()'s result. */
 static int open_ledger(struct lfs_ledger **out, struct lfs_fs *fs,
@@ -154,8 +156,10 @@ static void retry_key(struct lfs_fs *fs, struct lfs_fsl *lg)
 	bool key_error;
 	if (open_ledger(&l, fs, lg->name, &key_error))
 		l = NULL;
-	if (l)
+	if (l) {
 		ids_take(fs, lg);
+		lfs_ledger_on_fold(l, fold_done, lg);
+	}
 	pthread_mutex_lock(&fs->lock);
 	lg->opening = false;
 	if (l) {
@@ -172,6 +176,11 @@ static void fsl_free(struct lfs_fsl *lg)
 {
 	if (!lg)
 		return;
+	if (lg->l) {
+		/* Staged saves are folded and reported while lg is whole. */
+		lfs_ledger_settle(lg->l);
+		lfs_ledger_on_fold(lg->l, NULL, NULL);
+	}
 	lfs_ledger_close(lg->l);
 	lfs_render_sizes_close(lg->sizes);
 	for (size_t i = 0; i < lg->npending; i++)
@@ -250,6 +259,7 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 	lg->scratch_fd = lg->drafts_fd = lg->changes_fd = -1;
 	pthread_mutex_init(&lg->changes_lock, NULL);
 	lg->changes_max = fs->changes_max;
+	lg->fs = fs;
 	lg->name = strdup(name);
 	char sub[PATH_MAX];
 	snprintf(sub, sizeof(sub), "%s/scratch/%s", fs->home->dir, name);
@@ -302,6 +312,8 @@ static struct lfs_fsl *fsl_new(struct lfs_fs *fs, const char *name)
 	if (loading)
 		pthread_join(loader, NULL);
 	free(load.path);
+	if (lg->l) /* after the size table: the reports note sizes */
+		lfs_ledger_on_fold(lg->l, fold_done, lg);
 	if (rc && key_error && rc == -ENOENT) {
 		lg->err = -ENOKEY;
 		lfs_warn("ledger '%s' has no key on this machine; import it "
@@ -722,21 +734,25 @@ static void record_changes(struct lfs_fsl *lg, const struct lfs_cid *before,
 
 int lfs_fsl_commit(struct lfs_fs *fs, struct lfs_fsl *lg, struct lfs_txn *t)
 {
-	struct lfs_cid before, after, event;
-	bool committed;
 	lfs_fsl_refresh(fs, lg);
-	lfs_ledger_root(lg->l, &before);
-	int rc = lfs_ledger_commit(lg->l, t, &event, &committed);
+	return lfs_ledger_stage(lg->l, t);
+}
+
+/*
+ * The folder thread committed this mount's staged saves (ledger.h): what
+ * a save's commit leads to. Holds the ledger's writer mutex: nothing
+ * here settles.
+ */
+static void fold_done(void *ctx, const struct lfs_ledger_fold *f)
+{
+	struct lfs_fsl *lg = ctx;
+	struct lfs_fs *fs = lg->fs;
 	/* The new versions' lengths, so their first stat renders nothing. */
-	if (!rc && committed && lg->sizes)
-		lfs_render_note_txn(lg->sizes, fs->cache, t);
-	if (!rc && committed) {
-		lfs_ledger_root(lg->l, &after);
-		record_changes(lg, &before, &after, &event, false);
-		if (fs->sync)
-			lfs_sync_kick(fs->sync);
-	}
-	return rc;
+	if (lg->sizes)
+		lfs_render_note_txn(lg->sizes, fs->cache, f->txn);
+	record_changes(lg, f->before, f->after, f->event, false);
+	if (fs->sync)
+		lfs_sync_kick(fs->sync);
 }
 
 void lfs_fsl_moved(struct lfs_fs *fs, struct lfs_fsl *lg,

@@ -33,6 +33,7 @@ struct lfs_fsl_pending {
 
 struct lfs_fsl {
 	/* Set once when made, then read without a lock. */
+	struct lfs_fs *fs; /* the mount it belongs to */
 	char *name;
 	char *scratch, *drafts, *state; /* HOME/scratch|drafts|state/<name> */
 	/* scratch and drafts open (O_PATH; -1 when lfs_fsl.err says they

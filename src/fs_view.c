@@ -265,7 +265,7 @@ static int doc_state(struct lfs_fs *fs, struct lfs_node *n, struct lfs_buf *out,
 		return lg->l ? -ENOENT : lg->err;
 	const char *id = n->id;
 	struct lfs_cid root;
-	lfs_ledger_root(lg->l, &root);
+	lfs_ledger_root_for(lg->l, id, &root);
 	if (!out && bound_entry(fs, n, &root, ds, size))
 		return 0;
 	rc = lfs_ledger_get(lg->l, &root, id, &ds->entry, a, NULL);

@@ -299,4 +299,54 @@ else
 	[ -c /dev/fuse ] || fail "the test's own /dev/fuse is gone"
 fi
 
+note "SIGKILL right after 300 saves: every closed save is there, for the command line first, then for the next mount"
+# The saves are staged in the segment and folded a moment later: killed
+# before the fold, the daemon leaves them to whoever takes the ledger's
+# lock next. One process writes them all and kills the daemon the moment
+# the last close returns.
+fuse_mount
+K=kil
+bounded mkdir "$MNT/$K"
+bounded python3 - "$MNT/$K" "$DAEMON_PID" <<'PY' || fail "the writer failed"
+import os, signal, sys
+d, pid = sys.argv[1], int(sys.argv[2])
+for i in range(300):
+    with open(os.path.join(d, "k%03d.json" % i), "w") as f:
+        f.write('{"i": %d, "pad": "%s"}\n' % (i, "x" * (i % 50)))
+# Overwrite and delete a few: the last word must win.
+for i in range(0, 300, 30):
+    with open(os.path.join(d, "k%03d.json" % i), "w") as f:
+        f.write('{"i": %d, "again": true}\n' % i)
+for i in range(15, 300, 30):
+    os.unlink(os.path.join(d, "k%03d.json" % i))
+os.kill(pid, signal.SIGKILL)
+PY
+fuse_wait_daemon 15
+[ "$REPLY" != 124 ] || fail "the daemon lives 15 s after SIGKILL"
+fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+want=()
+for i in $(seq 0 299); do
+	[ $((i % 30)) = 15 ] || want+=("$(printf 'k%03d' "$i")")
+done
+expect_ids $K "${want[@]}"
+cli get $K k030
+grep -q '"again": true' "$TMP/stdout" || fail "k030 is not its last save: $(cat "$TMP/stdout")"
+cli get $K k299
+grep -q '"i": 299' "$TMP/stdout" || fail "k299 is not what was written: $(cat "$TMP/stdout")"
+cli fsck $K
+[ "$STATUS" = 0 ] || fail "fsck after the kill: $(cat "$TMP/stdout" "$TMP/stderr")"
+cli_commits $K
+before=$REPLY
+fuse_mount
+got=$(bounded ls "$MNT/$K" | wc -l)
+[ "$got" = ${#want[@]} ] || fail "the next mount lists $got documents in $K, expected ${#want[@]}"
+expect_file "$MNT/$K/k031.json" "{
+  \"_id\": \"k031\",
+  \"i\": 31,
+  \"pad\": \"$(printf 'x%.0s' $(seq 31))\"
+}"
+fuse_umount
+cli_commits $K
+[ "$REPLY" = "$before" ] || fail "the saves were folded twice: $before commits, then $REPLY"
+
 echo "PASS: fuse_daemon"

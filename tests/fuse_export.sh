@@ -62,7 +62,7 @@ grep -qx '12 documents imported' "$TMP/stdout" || fail "import: $(cat "$TMP/stdo
 note "the export copied into a mount (cp -r) gives the same ids"
 bounded mkdir "$MNT/copied"
 bounded cp -r "$OUTSIDE/exp/." "$MNT/copied/"
-expect_commits copied 12
+expect_saved copied 0 12
 fuse_umount
 same_ledgers src frommount
 same_ledgers src copied

@@ -69,15 +69,15 @@ expect_ls "$D/notes/2026"
 expect_errno ok rmdir "$D/notes/2026"
 [ ! -e "$D/notes/2026" ] || fail "rmdir left notes/2026"
 
-note "cp -r of a tree with subfolders: one commit per document"
+note "cp -r of a tree with subfolders: every document, in one commit or more"
 mkdir -p "$OUTSIDE/tree/x/y" "$OUTSIDE/tree/z"
 echo '{"k":1}' >"$OUTSIDE/tree/one.json"
 echo '{"k":2}' >"$OUTSIDE/tree/x/two.json"
 echo '{"k":3}' >"$OUTSIDE/tree/x/y/three.json"
 echo 'plain text' >"$OUTSIDE/tree/z/readme.txt"
 bounded cp -r "$OUTSIDE/tree" "$D/"
-n=$((n + 3))
-expect_commits $L $n
+expect_saved $L $n 3
+n=$REPLY
 expect_doc $L tree/x/y/three '{"k":3}'
 expect_file "$D/tree/z/readme.txt" 'plain text'
 # The same names, at the same places (a document's bytes are re-rendered).
@@ -91,8 +91,8 @@ note "tar x of a tree"
 (cd "$OUTSIDE" && bounded tar cf "$TMP/t.tar" tree)
 bounded mkdir "$D/untar"
 bounded tar xf "$TMP/t.tar" -C "$D/untar"
-n=$((n + 3))
-expect_commits $L $n
+expect_saved $L $n 3
+n=$REPLY
 expect_doc $L untar/tree/x/two '{"k":2}'
 expect_file "$D/untar/tree/z/readme.txt" 'plain text'
 

@@ -508,6 +508,19 @@ expect_commits()
 	fi
 }
 
+# expect_saved L BEFORE K: ledger L, which had BEFORE commits, has taken
+# a burst of K saves (cp -r, tar x, a script): the mount folds saves that
+# come together into one commit (group commit, docs/DESIGN.md), so it has
+# gained between 1 and K. REPLY: the count now. Whether each save landed
+# is for the caller to check, by its documents.
+expect_saved()
+{
+	local l=$1 before=$2 k=$3
+	lfs_events "$l"
+	[ "$REPLY" -gt "$before" ] && [ "$REPLY" -le $((before + k)) ] ||
+		fail "ledger $l: $k saves after $before commits made $REPLY commits in all; $(_changes_tail "$l")"
+}
+
 # one_commit [--settle]: ledger $L has gained exactly one commit since
 # the $n counted so far (n counts it); no_commit: it has still $n.
 one_commit()

@@ -99,6 +99,9 @@ i=0
 while [ $i -lt 20 ]; do
 	i=$((i + 1))
 	echo "{\"offline\": $i}" >"$MNT/t/off$i.json" || fail "write while down"
+	# A commit each (saves that come together fold into one: reading
+	# the status folds what is staged), so 20 CAR files wait.
+	cat "$MNT/t/.ledgerfs/status" >/dev/null || fail "status"
 done
 wait_status '.sync.pending_uploads == 20 and .sync.state == "failing"'
 jq -e '.sync.last_error | test("unreachable")' "$MNT/t/.ledgerfs/status" \
