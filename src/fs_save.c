@@ -91,8 +91,10 @@ static int save_errno(int rc, bool refused)
 }
 
 int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
-		     const uint8_t *data, size_t len)
+		     const uint8_t *data, size_t len, struct lfs_cid *out_doc)
 {
+	if (out_doc)
+		memset(out_doc, 0, sizeof(*out_doc));
 	if (!lg->l)
 		return lg->err;
 	struct lfs_save_decision d;
@@ -111,6 +113,8 @@ int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		 * for), so it can never land after this version. */
 		lfs_fsl_pending_cancel(fs, lg, d.id);
 		rc = lfs_fsl_commit(fs, lg, d.txn);
+		if (!rc && out_doc && lfs_txn_count(d.txn) == 1)
+			lfs_txn_op_cid(d.txn, 0, out_doc);
 		if (!rc && d.id_replaced)
 			lfs_info("ledger '%s': %s: its \"_id\" named another "
 				 "document; saved as \"%s\", the file's name",
@@ -272,7 +276,8 @@ int lfs_save_flush(struct lfs_fs *fs, struct lfs_node *n)
 	if (!rc && !name)
 		rc = -ENOMEM;
 	if (!rc)
-		rc = lfs_save_content(fs, n->lg, name, copy.data, copy.len);
+		rc = lfs_save_content(fs, n->lg, name, copy.data, copy.len,
+				      NULL);
 	free(name);
 	lfs_buf_release(&copy);
 	pthread_mutex_lock(&fs->lock);
@@ -308,7 +313,7 @@ int lfs_save_truncate(struct lfs_fs *fs, struct lfs_node *n, size_t size)
 		memset(b.data + b.len, 0, size - b.len);
 	if (!rc) {
 		b.len = size;
-		rc = lfs_save_content(fs, n->lg, n->name, b.data, b.len);
+		rc = lfs_save_content(fs, n->lg, n->name, b.data, b.len, NULL);
 	}
 	lfs_buf_release(&b);
 	return rc;
@@ -363,7 +368,8 @@ int lfs_save_unlink(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name)
  * keeps its mode and mtime (rsync and sed -i set them before renaming).
  */
 static void carry_attrs(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
-			const char *id, const struct stat *st)
+			const char *id, const struct lfs_cid *doc,
+			const struct stat *st)
 {
 	struct lfs_attr a = {.set = LFS_ATTR_MODE, .mode = st->st_mode & 07777};
 	char *dpath = lfs_fs_path(lg->drafts, name);
@@ -371,15 +377,20 @@ static void carry_attrs(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		struct timespec t[2] = {st->st_atim, st->st_mtim};
 		utimensat(AT_FDCWD, dpath, t, AT_SYMLINK_NOFOLLOW);
 	} else {
+		/* The version just saved (staged: a lookup would wait for
+		 * its fold), or, when the save committed nothing, the one
+		 * there is. */
 		struct lfs_arena ar;
 		struct lfs_index_entry e;
 		lfs_arena_init(&ar, 0);
-		if (lg->l &&
-		    lfs_ledger_get(lg->l, NULL, id, &e, &ar, NULL) == 0) {
+		bool have = doc->codec ||
+			    (lg->l && lfs_ledger_get(lg->l, NULL, id, &e, &ar,
+						     NULL) == 0);
+		if (have) {
 			a.set |= LFS_ATTR_MTIME;
 			a.mtime_us = (int64_t)st->st_mtim.tv_sec * 1000000 +
 				     st->st_mtim.tv_nsec / 1000;
-			a.version = e.cur.doc;
+			a.version = doc->codec ? *doc : e.cur.doc;
 		}
 		lfs_arena_release(&ar);
 	}
@@ -504,11 +515,13 @@ int lfs_save_rename(struct lfs_fs *fs, struct lfs_fsl *lg, const char *from,
 		bool have_a = !lfs_at_open(&a, lg->scratch_fd, from, false);
 		bool have_st = have_a && !fstatat(a.dir, a.name, &st,
 						  AT_SYMLINK_NOFOLLOW);
-		rc = lfs_save_content(fs, lg, to, content.data, content.len);
+		struct lfs_cid doc;
+		rc = lfs_save_content(fs, lg, to, content.data, content.len,
+				      &doc);
 		if (rc == -EINVAL)
 			rc = 0; /* kept as a draft; the rename happened */
 		if (!rc && have_st)
-			carry_attrs(fs, lg, to, p.to_id, &st);
+			carry_attrs(fs, lg, to, p.to_id, &doc, &st);
 		if (!rc && have_a)
 			unlinkat(a.dir, a.name, 0);
 		lfs_at_close(&a);

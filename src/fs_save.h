@@ -34,10 +34,11 @@
  * Save the bytes of document file `name` of lg: commit them when they are
  * a document, else keep them as a draft and record why. 0 when committed
  * or blank; -EINVAL (or -EFBIG: too large a document) when refused, the
- * draft kept; the ledger's error when it is not open.
+ * draft kept; the ledger's error when it is not open. *out_doc (may be
+ * NULL): the version saved, or a CID of codec 0 when nothing was.
  */
 int lfs_save_content(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
-		     const uint8_t *data, size_t len);
+		     const uint8_t *data, size_t len, struct lfs_cid *out_doc);
 
 /* ---- the write buffer of an open document ---- */
 

@@ -345,6 +345,12 @@ int lfs_txn_op_doc(const struct lfs_txn *t, size_t i, json_t **out)
 	return doc_from_block(out, op->block, op->block_len, NULL);
 }
 
+void lfs_txn_op_set_cid(struct lfs_txn *t, size_t i, const struct lfs_cid *cid)
+{
+	t->ops[i].cid = *cid;
+	t->ops[i].encoded = true;
+}
+
 bool lfs_txn_op_cid(const struct lfs_txn *t, size_t i, struct lfs_cid *out)
 {
 	if (!t->ops[i].encoded)

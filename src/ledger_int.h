@@ -111,6 +111,8 @@ int lfs_txn_put_block(struct lfs_txn *t, const char *id, const uint8_t *block,
 int lfs_txn_op_block(const struct lfs_txn *t, size_t i, struct lfs_buf *b,
 		     const uint8_t **out, size_t *out_len);
 bool lfs_txn_op_del(const struct lfs_txn *t, size_t i);
+/* Note op i's block's CID (lfs_txn_op_cid), as a stage encoded it. */
+void lfs_txn_op_set_cid(struct lfs_txn *t, size_t i, const struct lfs_cid *cid);
 
 /* ledger_stage.c. */
 void lfs_stage_init(struct lfs_ledger *l);

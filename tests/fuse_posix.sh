@@ -75,8 +75,8 @@ sys.exit(0 if st == 0 and enoent == empty == torn == 0 and reads > 0 else 1)
 PY
 timeout -k 5 600 python3 "$TMP/race.py" "$D" "$REPLACES" >"$TMP/race.out" || fail "the race: $(cat "$TMP/race.out")"
 note "$(cat "$TMP/race.out")"
-n=$((n + 1 + REPLACES))
-expect_commits "$L" "$n"
+expect_saved "$L" "$n" $((1 + REPLACES))
+n=$REPLY
 expect_doc_jq $L race.json ".n == $REPLACES"
 expect_errno ENOENT read "$D/race.json.tmp"
 
@@ -215,8 +215,8 @@ for i in $(seq 1 30); do
 	pretty "r$i" "{\"i\": $i, \"name\": \"doc $i\"}" >"$OUTSIDE/tree/r$i.json"
 done
 bounded rsync -a "$OUTSIDE/tree/" "$D/"
-n=$((n + 30))
-expect_commits "$L" "$n"
+expect_saved "$L" "$n" 30
+n=$REPLY
 bounded rsync -a --itemize-changes --stats "$OUTSIDE/tree/" "$D/" >"$TMP/rsync.out"
 grep -q 'Number of regular files transferred: 0' "$TMP/rsync.out" || fail "the second rsync -a sent files:
 $(cat "$TMP/rsync.out")"

@@ -383,7 +383,7 @@ static json_int_t doc_v(const char *id)
 
 static int save(const char *name, const char *text)
 {
-	return lfs_save_content(fs, lg, name, u8(text), strlen(text));
+	return lfs_save_content(fs, lg, name, u8(text), strlen(text), NULL);
 }
 
 /* What name reads as in the mount, as a string (malloc'd), or NULL. */
