@@ -169,9 +169,10 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
  *    first (lfs_ledger_settle); lfs_ledger_get with a NULL root and
  *    lfs_ledger_root_for fold first only when their id is staged.
  * Ops are checked and encoded here: an invalid document or id fails the
- * stage; lfs_txn_op_cid gives each put's block after it. A fold that fails (a full disk) keeps the intents, fails every
- * later stage and settle with its error, and is tried again. Without
- * opts.segment, and for an empty t, this is lfs_ledger_commit.
+ * stage; lfs_txn_op_cid gives each put's block after it. A fold that fails (a
+ * full disk) keeps the intents, fails every later stage and settle with its
+ * error, and is tried again. Without opts.segment, and for an empty t, this is
+ * lfs_ledger_commit.
  */
 int lfs_ledger_stage(struct lfs_ledger *l, struct lfs_txn *t);
 
