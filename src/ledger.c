@@ -685,9 +685,12 @@ int lfs_ledger_hold_locked(struct lfs_ledger *l)
 		return rc;
 	}
 	/* Intents change no head: when we knew the heads before, we still
-	 * do (and our own refresh need not reload them). */
-	if (get_heads_stamp(l) == was)
+	 * do (and our own refresh need not reload them), and nobody else
+	 * changes them while we hold the lock. */
+	bool current = get_heads_stamp(l) == was;
+	if (current)
 		set_heads_stamp(l, (int64_t)(g & INT64_MAX));
+	__atomic_store_n(&l->held_current, current, __ATOMIC_RELEASE);
 	l->flock_held = true;
 	return 0;
 }
@@ -699,6 +702,7 @@ void lfs_ledger_unhold_locked(struct lfs_ledger *l)
 	lfs_blockstore_segment_known(l->bs, false);
 	flock(l->lock_fd, LOCK_UN);
 	l->flock_held = false;
+	__atomic_store_n(&l->held_current, false, __ATOMIC_RELEASE);
 }
 
 static void unlock_writer(struct lfs_ledger *l)
@@ -896,8 +900,11 @@ int lfs_ledger_refresh(struct lfs_ledger *l, struct lfs_cid *out_before,
 	int rc = heads_stamp(l, &stamp);
 	if (rc)
 		return rc;
-	/* Unchanged: no lock (a fold may hold write_lock a while). */
-	if (stamp == get_heads_stamp(l))
+	/* Unchanged: no lock (a fold may hold write_lock a while). Nor
+	 * while staged saves hold the lock since a time the heads were
+	 * known: the stamp moves with our own folds only. */
+	if (stamp == get_heads_stamp(l) ||
+	    __atomic_load_n(&l->held_current, __ATOMIC_ACQUIRE))
 		return 0;
 	pthread_mutex_lock(&l->write_lock);
 	if (stamp == get_heads_stamp(l)) {

@@ -69,8 +69,11 @@ struct lfs_ledger {
 	pthread_mutex_t intent_lock;
 	pthread_cond_t intent_cond; /* a save staged, or all folded */
 	bool flock_held;
-	bool writing;          /* a writer session (lock_writer) holds it too */
-	struct staged *staged; /* not folded yet, oldest first */
+	bool writing; /* a writer session (lock_writer) holds it too */
+	/* Held for staged saves since a time the heads were known: nobody
+	 * else can have changed them (atomic; lfs_ledger_refresh). */
+	bool held_current;
+	struct staged *staged;        /* not folded yet, oldest first */
 	struct stage_ids *staged_ids; /* their ids (hashes) */
 	size_t nstaged, capstaged;
 	size_t staged_ops;   /* their ops, in all */

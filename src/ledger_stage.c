@@ -41,6 +41,8 @@
  * and how long a reader waits for one stay bounded. */
 #define STAGE_MAX_OPS   4096
 #define STAGE_MAX_BYTES ((size_t)16 << 20)
+/* The folder does not wait out its gathering time past this many. */
+#define STAGE_FOLD_OPS (STAGE_MAX_OPS / 2)
 /* How long the folder lets saves gather before it folds them (us). */
 #ifndef FOLD_GATHER_US
 #define FOLD_GATHER_US 5000
@@ -397,7 +399,6 @@ int lfs_stage_fold_locked(struct lfs_ledger *l)
 	l->fold_err = rc;
 	if (!rc)
 		staged_drop(l, through);
-	pthread_cond_broadcast(&l->intent_cond);
 	pthread_mutex_unlock(&l->intent_lock);
 	if (rc || !ours || !committed || !l->on_fold) {
 		lfs_txn_free(t);
@@ -479,7 +480,7 @@ static void *folder_run(void *arg)
 			due.tv_nsec -= 1000000000L;
 		}
 		while (l->nstaged && !l->folder_stop &&
-		       l->staged_ops < STAGE_MAX_OPS / 2 &&
+		       l->staged_ops < STAGE_FOLD_OPS &&
 		       pthread_cond_timedwait(&l->intent_cond, &l->intent_lock,
 					      &due) == 0)
 			;
@@ -568,10 +569,15 @@ int lfs_ledger_stage(struct lfs_ledger *l, struct lfs_txn *t)
 	uint8_t *p = rc ? NULL : lfs_buf_steal(&plain, &len);
 	if (!rc && !p)
 		rc = -ENOMEM;
+	size_t was = l->staged_ops;
 	if (!rc && (rc = staged_add(l, &it, p, len, t)))
 		free(p);
-	if (!rc)
-		pthread_cond_broadcast(&l->intent_cond);
+	/* The folder waits for the first save, then for its deadline or
+	 * for enough of them: a wake-up per save would cost a context
+	 * switch each. */
+	if (!rc &&
+	    (!was || (was < STAGE_FOLD_OPS && l->staged_ops >= STAGE_FOLD_OPS)))
+		pthread_cond_signal(&l->intent_cond);
 	/* A stage that failed holds nothing: let others write. */
 	if (rc && !l->nstaged && !l->writing)
 		lfs_ledger_unhold_locked(l);
