@@ -178,7 +178,9 @@ struct lfs_bs_intent {
 
 /*
  * Seal plain and append it as an intent record; its place in *out (may be
- * NULL). Caller holds the ledger's writer lock (the flock).
+ * NULL). Caller holds the ledger's writer lock (the flock), and keeps it
+ * for the next append (lfs_blockstore_segment_known: the segment stays
+ * known after an intent) or says otherwise when it lets go.
  */
 int lfs_blockstore_append_intent(struct lfs_blockstore *bs,
 				 const uint8_t *plain, size_t len,

@@ -815,6 +815,10 @@ int lfs_blockstore_append_intent(struct lfs_blockstore *bs,
 				       sealed.len, NULL, 0);
 		if (!rc && out)
 			*out = bs->intents[bs->nintents - 1];
+		/* The caller holds the lock while its saves are staged:
+		 * the next intent need not look at the file's size. */
+		if (!rc)
+			bs->seg_known = true;
 		pthread_mutex_unlock(&bs->seg_lock);
 	}
 	lfs_buf_release(&sealed);
