@@ -254,10 +254,8 @@ int lfs_bs_index_car(uint8_t **out, size_t *out_n, const uint8_t *plain,
 static void idx_mac(uint8_t out[32], struct lfs_blockstore *bs,
 		    const uint8_t *p, size_t len)
 {
-	static const char label[] = "ledgerfs sidecar v1";
 	uint8_t sub[32];
-	crypto_generichash(sub, sizeof(sub), (const uint8_t *)label,
-			   sizeof(label) - 1, bs->key, LFS_KEY_BYTES);
+	lfs_envelope_subkey(sub, sizeof(sub), bs->key, "ledgerfs sidecar v1");
 	crypto_generichash(out, 32, p, len, sub, sizeof(sub));
 	sodium_memzero(sub, sizeof(sub));
 }

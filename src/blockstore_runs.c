@@ -42,10 +42,9 @@
 
 static void mac_init(crypto_generichash_state *st, struct lfs_blockstore *bs)
 {
-	static const char label[] = "ledgerfs segment run v1";
 	uint8_t sub[32];
-	crypto_generichash(sub, sizeof(sub), (const uint8_t *)label,
-			   sizeof(label) - 1, bs->key, LFS_KEY_BYTES);
+	lfs_envelope_subkey(sub, sizeof(sub), bs->key,
+			    "ledgerfs segment run v1");
 	crypto_generichash_init(st, sub, sizeof(sub), RUN_MAC);
 	sodium_memzero(sub, sizeof(sub));
 }

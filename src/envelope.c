@@ -212,6 +212,13 @@ static int open_one(uint8_t *m, const uint8_t key[LFS_KEY_BYTES],
 	return 0;
 }
 
+void lfs_envelope_subkey(uint8_t *out, size_t out_len,
+			 const uint8_t key[LFS_KEY_BYTES], const char *label)
+{
+	crypto_generichash(out, out_len, (const uint8_t *)label, strlen(label),
+			   key, LFS_KEY_BYTES);
+}
+
 int lfs_envelope_open(struct lfs_buf *out, const uint8_t key[LFS_KEY_BYTES],
 		      const uint8_t *sealed, size_t len,
 		      const struct lfs_cid *expect)

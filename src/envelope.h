@@ -90,6 +90,14 @@ size_t lfs_envelope_sealed_size(size_t len, unsigned chunk_log2);
  * Returns 0, -EBADMSG, -EPROTONOSUPPORT, -EFBIG (out's cap), -ENOMEM; out is
  * unchanged on failure (see above).
  */
+/*
+ * A key of its own for one use of a ledger key: BLAKE2b (out_len bytes,
+ * 16 to 64) keyed with key over label, so that what one use seals or
+ * MACs never checks out for another.
+ */
+void lfs_envelope_subkey(uint8_t *out, size_t out_len,
+			 const uint8_t key[LFS_KEY_BYTES], const char *label);
+
 int lfs_envelope_open(struct lfs_buf *out, const uint8_t key[LFS_KEY_BYTES],
 		      const uint8_t *sealed, size_t len,
 		      const struct lfs_cid *expect);

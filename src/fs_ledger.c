@@ -50,12 +50,11 @@ static int open_ledger(struct lfs_ledger **out, struct lfs_fs *fs,
 static int ids_key(uint8_t out[LFS_KEY_BYTES], struct lfs_fs *fs,
 		   const char *name)
 {
-	static const char label[] = "ledgerfs saved ids v1";
 	uint8_t key[LFS_KEY_BYTES];
 	int rc = lfs_home_key(key, fs->home, name);
 	if (!rc)
-		crypto_generichash(out, LFS_KEY_BYTES, (const uint8_t *)label,
-				   sizeof(label) - 1, key, sizeof(key));
+		lfs_envelope_subkey(out, LFS_KEY_BYTES, key,
+				    "ledgerfs saved ids v1");
 	sodium_memzero(key, sizeof(key));
 	return rc;
 }
