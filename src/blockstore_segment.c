@@ -654,11 +654,10 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 	bs->seg_appended = true;
 	if (kind == SEG_INTENT || kind == SEG_FOLD) {
 		free(all);
-		if (kind == SEG_FOLD)
-			seg_folded(bs, lfs_le_get64(sealed));
-		return kind == SEG_FOLD
-			       ? 0
-			       : seg_intent(bs, car, at + hl, (uint32_t)len);
+		if (kind == SEG_INTENT)
+			return seg_intent(bs, car, at + hl, (uint32_t)len);
+		seg_folded(bs, lfs_le_get64(sealed));
+		return 0;
 	}
 	pthread_mutex_lock(&bs->lock);
 	if (kind == SEG_MARK)
@@ -793,9 +792,7 @@ int lfs_bs_seg_drop_heads(struct lfs_blockstore *bs, const struct lfs_cid *cars,
 static void intent_key(uint8_t out[LFS_KEY_BYTES],
 		       const struct lfs_blockstore *bs)
 {
-	static const char label[] = "ledgerfs intent v1";
-	crypto_generichash(out, LFS_KEY_BYTES, (const uint8_t *)label,
-			   sizeof(label) - 1, bs->key, LFS_KEY_BYTES);
+	lfs_envelope_subkey(out, LFS_KEY_BYTES, bs->key, "ledgerfs intent v1");
 }
 
 int lfs_blockstore_append_intent(struct lfs_blockstore *bs,

@@ -269,10 +269,11 @@ int lfs_txn_put_block(struct lfs_txn *t, const char *id, const uint8_t *block,
 	return txn_add(t, id, op);
 }
 
-int lfs_txn_op_block(const struct lfs_txn *t, size_t i, struct lfs_buf *b,
-		     const uint8_t **out, size_t *out_len)
+/* A put's block: the one encoded at the put, or its document encoded
+ * into b. */
+static int op_block(const struct txn_op *op, struct lfs_buf *b,
+		    const uint8_t **out, size_t *out_len)
 {
-	const struct txn_op *op = &t->ops[i];
 	if (op->block) {
 		*out = op->block;
 		*out_len = op->block_len;
@@ -285,6 +286,12 @@ int lfs_txn_op_block(const struct lfs_txn *t, size_t i, struct lfs_buf *b,
 		*out_len = b->len;
 	}
 	return rc;
+}
+
+int lfs_txn_op_block(const struct lfs_txn *t, size_t i, struct lfs_buf *b,
+		     const uint8_t **out, size_t *out_len)
+{
+	return op_block(&t->ops[i], b, out, out_len);
 }
 
 bool lfs_txn_op_del(const struct lfs_txn *t, size_t i)
@@ -549,10 +556,10 @@ static int sync_head_records(struct lfs_ledger *l, bool durable)
  * and this process (an exclusive flock on DIR/lock, unless staged saves
  * hold it already), then pick up heads that other processes committed
  * since we last looked, so a commit names them as parents and the head
- * records we tidy are all known to us, and fold every intent the segment
- * ends with (ours, or a crashed process's), so nothing is written after
- * an intent that is not folded. intent_lock stays held to unlock_writer:
- * nothing is staged meanwhile.
+ * records we tidy are all known to us, and fold every intent no fold
+ * record covers (ours, or a crashed process's), so what this writer
+ * commits comes after them. Saves may be staged meanwhile: they wait
+ * for the next fold.
  */
 static int refresh_heads(struct lfs_ledger *l);
 static void unlock_writer(struct lfs_ledger *l);
@@ -644,10 +651,10 @@ static void map_gen(struct lfs_ledger *l)
  * About to change the head records or the segment (the caller holds the
  * writer lock): bump the count first, once per hold of the lock.
  */
-static int touch_heads(struct lfs_ledger *l)
+/* Bump DIR/lock's count (the caller holds the flock): the new value in
+ * *out. */
+static int bump_gen(struct lfs_ledger *l, uint64_t *out)
 {
-	if (l->touched_heads)
-		return 0;
 	uint64_t g;
 	int rc = read_gen(l, &g);
 	if (rc)
@@ -657,9 +664,18 @@ static int touch_heads(struct lfs_ledger *l)
 		__atomic_store_n(l->gen_map, g, __ATOMIC_RELEASE);
 	else if (pwrite(l->lock_fd, &g, sizeof(g), 0) != (ssize_t)sizeof(g))
 		return errno ? -errno : -EIO;
-	l->touched_heads = true;
-	l->touched_gen = g;
+	*out = g;
 	return 0;
+}
+
+static int touch_heads(struct lfs_ledger *l)
+{
+	if (l->touched_heads)
+		return 0;
+	int rc = bump_gen(l, &l->touched_gen);
+	if (!rc)
+		l->touched_heads = true;
+	return rc;
 }
 
 int lfs_ledger_hold_locked(struct lfs_ledger *l)
@@ -670,16 +686,7 @@ int lfs_ledger_hold_locked(struct lfs_ledger *l)
 		if (errno != EINTR)
 			return -errno;
 	uint64_t g;
-	int rc = read_gen(l, &g);
-	int64_t was = (int64_t)(g & INT64_MAX);
-	if (!rc) {
-		g++;
-		if (l->gen_map)
-			__atomic_store_n(l->gen_map, g, __ATOMIC_RELEASE);
-		else if (pwrite(l->lock_fd, &g, sizeof(g), 0) !=
-			 (ssize_t)sizeof(g))
-			rc = errno ? -errno : -EIO;
-	}
+	int rc = bump_gen(l, &g);
 	if (rc) {
 		flock(l->lock_fd, LOCK_UN);
 		return rc;
@@ -687,7 +694,7 @@ int lfs_ledger_hold_locked(struct lfs_ledger *l)
 	/* Intents change no head: when we knew the heads before, we still
 	 * do (and our own refresh need not reload them), and nobody else
 	 * changes them while we hold the lock. */
-	bool current = get_heads_stamp(l) == was;
+	bool current = get_heads_stamp(l) == (int64_t)((g - 1) & INT64_MAX);
 	if (current)
 		set_heads_stamp(l, (int64_t)(g & INT64_MAX));
 	__atomic_store_n(&l->held_current, current, __ATOMIC_RELEASE);
@@ -964,9 +971,7 @@ int lfs_ledger_open(struct lfs_ledger **out, const char *dir,
 	}
 	l->blocks = lfs_blockstore_blocks(l->bs);
 	uint8_t salt[LFS_SALT_BYTES];
-	static const char label[] = "ledgerfs index salt v1";
-	crypto_generichash(salt, sizeof(salt), (const uint8_t *)label,
-			   sizeof(label) - 1, key, LFS_KEY_BYTES);
+	lfs_envelope_subkey(salt, sizeof(salt), key, "ledgerfs index salt v1");
 	lfs_index_init(&l->ix, l->blocks, salt);
 	/* Best effort: without it, lookups decode every node they pass. */
 	if (lfs_index_cache_new(&l->ix.cache, LEDGER_NODE_CACHE))
@@ -1204,17 +1209,13 @@ static void gather_release(struct gather *g)
 static int put_doc_block(struct lfs_cid *out, struct lfs_ledger *l,
 			 const struct txn_op *op)
 {
-	if (op->block) {
-		lfs_cid_of(out, LFS_CODEC_DAG_CBOR, op->block, op->block_len);
-		return lfs_blocks_put(&l->blocks, out, op->block,
-				      op->block_len);
-	}
+	const uint8_t *p;
+	size_t n;
 	struct lfs_buf *b = &l->docbuf;
-	lfs_buf_reset(b);
-	int rc = encode_json(b, op->doc, false);
+	int rc = op_block(op, b, &p, &n);
 	if (!rc) {
-		lfs_cid_of(out, LFS_CODEC_DAG_CBOR, b->data, b->len);
-		rc = lfs_blocks_put(&l->blocks, out, b->data, b->len);
+		lfs_cid_of(out, LFS_CODEC_DAG_CBOR, p, n);
+		rc = lfs_blocks_put(&l->blocks, out, p, n);
 	}
 	if (b->cap > ((size_t)1 << 20))
 		lfs_buf_release(b);
@@ -1433,8 +1434,6 @@ int lfs_ledger_commit(struct lfs_ledger *l, struct lfs_txn *t,
 {
 	if (out_committed)
 		*out_committed = false;
-	if (t->n > LFS_EVENT_MAX_OPS)
-		return -E2BIG;
 	bool did = false;
 	pthread_mutex_lock(&l->write_lock);
 	int rc = lock_writer(l);

@@ -31,6 +31,7 @@
 
 #include <sodium.h>
 
+#include "cbor.h"
 #include "errmsg.h"
 #include "le.h"
 #include "log.h"
@@ -158,8 +159,11 @@ static int intent_encode(struct lfs_buf *out, struct lfs_txn *t)
 	return rc ? rc : out->err;
 }
 
-/* An intent's ops into t (later ops of an id replace earlier ones). */
-static int intent_decode(struct lfs_txn *t, const uint8_t *p, size_t len)
+/*
+ * Walk an intent's ops: with t, add them to it (later ops of an id
+ * replace earlier ones); without, only check them.
+ */
+static int intent_walk(struct lfs_txn *t, const uint8_t *p, size_t len)
 {
 	if (len < INTENT_HDR || memcmp(p, INTENT_MAGIC, 8))
 		return -EBADMSG;
@@ -173,8 +177,9 @@ static int intent_decode(struct lfs_txn *t, const uint8_t *p, size_t len)
 		uint32_t idlen = lfs_le_get32(p + at + 1);
 		at += 5;
 		if (p[at - 5] > 1 || idlen == 0 || idlen > LFS_INDEX_ID_MAX ||
-		    len - at < (size_t)idlen + 4)
-			return -EBADMSG;
+		    len - at < (size_t)idlen + 4 || memchr(p + at, 0, idlen) ||
+		    !lfs_utf8_valid((const char *)p + at, idlen))
+			return -EBADMSG; /* what lfs_txn_* would refuse */
 		memcpy(id, p + at, idlen);
 		id[idlen] = 0;
 		at += idlen;
@@ -182,13 +187,21 @@ static int intent_decode(struct lfs_txn *t, const uint8_t *p, size_t len)
 		at += 4;
 		if (len - at < blen || (del && blen))
 			return -EBADMSG;
-		int rc = del ? lfs_txn_delete(t, id)
-			     : lfs_txn_put_block(t, id, p + at, blen);
+		int rc = !t    ? 0
+			 : del ? lfs_txn_delete(t, id)
+			       : lfs_txn_put_block(t, id, p + at, blen);
 		if (rc)
 			return rc == -EINVAL ? -EBADMSG : rc;
 		at += blen;
 	}
 	return at == len ? 0 : -EBADMSG;
+}
+
+/* An intent's ops into t: all of them, or none when it does not parse. */
+static int intent_decode(struct lfs_txn *t, const uint8_t *p, size_t len)
+{
+	int rc = intent_walk(NULL, p, len);
+	return rc ? rc : intent_walk(t, p, len);
 }
 
 /* ---- the staged list ---- */
@@ -310,30 +323,23 @@ int lfs_stage_fold_locked(struct lfs_ledger *l)
 	 * a fold drops it, and folds are one at a time). */
 	pthread_mutex_lock(&l->intent_lock);
 	int rc = lfs_blockstore_intents(&v, &n, bs);
-	const struct staged **mine = rc || !n ? NULL : calloc(n, sizeof(*mine));
-	if (!rc && n && !mine)
-		rc = -ENOMEM;
-	for (size_t i = 0, j = 0; mine && i < n; i++) {
-		while (j < l->nstaged && l->staged[j].it.off < v[i].off)
-			j++;
-		if (j < l->nstaged && l->staged[j].it.off == v[i].off &&
-		    lfs_cid_equal(&l->staged[j].it.cid, &v[i].cid))
-			mine[i] = &l->staged[j];
-	}
-	/* The staged array may move (stages realloc it): keep what the
-	 * entries point to, which does not. */
+	/* The staged array may move (stages realloc it): keep what its
+	 * entries point to, which does not. NULL: not ours. */
 	struct {
 		const uint8_t *p;
 		size_t len;
-	} *plain = mine ? calloc(n, sizeof(*plain)) : NULL;
-	if (mine && !plain)
+	} *plain = rc || !n ? NULL : calloc(n, sizeof(*plain));
+	if (!rc && n && !plain)
 		rc = -ENOMEM;
-	for (size_t i = 0; plain && i < n; i++)
-		if (mine[i]) {
-			plain[i].p = mine[i]->plain;
-			plain[i].len = mine[i]->len;
+	for (size_t i = 0, j = 0; plain && i < n; i++) {
+		while (j < l->nstaged && l->staged[j].it.off < v[i].off)
+			j++;
+		if (j < l->nstaged && l->staged[j].it.off == v[i].off &&
+		    lfs_cid_equal(&l->staged[j].it.cid, &v[i].cid)) {
+			plain[i].p = l->staged[j].plain;
+			plain[i].len = l->staged[j].len;
 		}
-	free(mine);
+	}
 	/* None left unfolded: whatever is staged was folded (cannot
 	 * happen while we hold the lock; never spin on it). */
 	if (!rc && !n && l->nstaged) {
