@@ -791,19 +791,28 @@ bool lfs_blockstore_appended(struct lfs_blockstore *bs)
 int lfs_blockstore_checkpoint(struct lfs_blockstore *bs)
 {
 	pthread_mutex_lock(&bs->seg_lock);
-	bool appended = bs->seg_appended;
+	bool appended = bs->seg_appended, resume = bs->seg_resume_wanted;
 	pthread_mutex_unlock(&bs->seg_lock);
-	if (!appended)
+	if (!appended && !resume)
 		return 0;
 	int rc = lfs_bs_seg_sync(bs);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&bs->seg_lock);
-	rc = lfs_bs_seg_append(bs, SEG_MARK, NULL, NULL, 0, NULL, 0);
+	/* The next process scans on from here instead of from the start
+	 * (a cache: failing to write it costs that scan). */
+	int saved = lfs_bs_seg_save_resume(bs);
+	if (!saved)
+		bs->seg_resume_wanted = false;
+	else if (saved != -EACCES && saved != -EROFS && saved != -EPERM)
+		lfs_warn("%s: could not write the segment's resume point: %s",
+			 bs->dir, strerror(-saved));
+	if (appended)
+		rc = lfs_bs_seg_append(bs, SEG_MARK, NULL, NULL, 0, NULL, 0);
 	bs->seg_appended = false;
 	pthread_mutex_unlock(&bs->seg_lock);
 	/* The next open reads a run instead of decrypting these records. */
-	if (!rc)
+	if (!rc && appended)
 		lfs_bs_runs_write(bs, RUN_CLOSE_RECORDS);
 	return rc;
 }
@@ -845,7 +854,8 @@ void lfs_blockstore_stats(struct lfs_blockstore *bs,
 					     .locations = bs->nlocs,
 					     .records = bs->nseg,
 					     .indexed = bs->runs_end,
-					     .runs = bs->nruns};
+					     .runs = bs->nruns,
+					     .resumed = bs->seg_resumed};
 	for (size_t i = 0; i < bs->ncars; i++)
 		out->loaded += bs->cars[i].loaded;
 	pthread_mutex_unlock(&bs->lock);

@@ -143,8 +143,10 @@ int lfs_blockstore_append_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 
 /*
  * If this process appended to the segment: fdatasync it and append a mark
- * saying so, so the next open re-hashes only what came after. Caller holds
- * the ledger's writer lock (at close).
+ * saying so, so the next open re-hashes only what came after. And, when it
+ * appended or its open scanned much of the segment, leave a resume point
+ * (DIR/runs/resume), so the next open's scan starts where this one ends.
+ * Caller holds the ledger's writer lock (at close).
  */
 int lfs_blockstore_checkpoint(struct lfs_blockstore *bs);
 /* True when this process appended since open or its last checkpoint. */
@@ -254,6 +256,9 @@ int lfs_blockstore_verify_car(struct lfs_blockstore *bs,
 struct lfs_blockstore_stats {
 	size_t cars, loaded, locations;
 	size_t records, indexed, runs;
+	/* Where the first scan of the segment started, from a resume point
+	 * (DIR/runs/resume); 0 when it read the segment from the start. */
+	uint64_t resumed;
 };
 void lfs_blockstore_stats(struct lfs_blockstore *bs,
 			  struct lfs_blockstore_stats *out);

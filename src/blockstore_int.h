@@ -6,6 +6,9 @@
  *
  *   blockstore_int.h      this: struct lfs_blockstore and its tables, the
  *                         little-endian helpers, the file helpers
+ *   blockstore_resume     the segment's resume point, DIR/runs/resume:
+ *                         writing and reading the file that says where a
+ *                         scan of the segment may start
  *   blockstore_segment    the append-only segment, DIR/segment: scanning
  *                         (skipping damage, cutting a torn tail), appending
  *                         records, group-commit fdatasync, and reading a
@@ -191,7 +194,34 @@ struct seg_ent {
 	uint32_t len;
 	uint64_t off; /* of the sealed bytes */
 	bool removed;
+	uint16_t np; /* parents in its header (where the record starts) */
 };
+
+/*
+ * blockstore_resume.c: the segment as a scan left it at offset at, so that
+ * the next process's scan starts there (blockstore_segment.c checks each
+ * record it names). Every record before at was on disk (fdatasynced).
+ */
+#define SEG_RESUME_DIGEST 16
+struct seg_resume {
+	uint64_t at, folded_to;
+	uint64_t *recs; /* the commit records' offsets, in order */
+	size_t nrec;
+	struct lfs_cid *heads; /* the segment's heads at at */
+	size_t nheads;
+	uint64_t *intents; /* the offsets of the intents no fold covers */
+	size_t nintents;
+	/* BLAKE2b-128 of the records' CAR CIDs (binary), in order: ties the
+	 * file to the segment it was written for. */
+	uint8_t digest[SEG_RESUME_DIGEST];
+};
+/* Replace DIR/runs/resume with r (caller holds seg_lock). */
+int lfs_bs_resume_write(struct lfs_blockstore *bs, const struct seg_resume *r);
+/* Read DIR/runs/resume: 0, -ENOENT, -EBADMSG (damaged, another key's). */
+int lfs_bs_resume_read(struct lfs_blockstore *bs, struct seg_resume *r);
+void lfs_bs_resume_free(struct seg_resume *r);
+/* Remove DIR/runs/resume (the segment is gone). */
+void lfs_bs_resume_remove(struct lfs_blockstore *bs);
 
 struct loc {
 	struct lfs_cid cid;
@@ -261,6 +291,8 @@ struct lfs_blockstore {
 	bool seg_appended;     /* this process appended since open */
 	bool seg_known; /* nobody else appended since we looked (the ledger
 			   says so, holding its lock): appends need not */
+	bool seg_resume_wanted; /* scanned much without a resume point */
+	uint64_t seg_resumed;   /* the first scan started there (or 0) */
 	/* The intent records no fold record covers: saves not folded into
 	 * a commit yet, and the offset folds cover up to (guarded by
 	 * seg_lock). */
@@ -374,6 +406,9 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 		      size_t len, const struct lfs_cid *parents, size_t np);
 /* fdatasync the segment up to its end (group commit). */
 int lfs_bs_seg_sync(struct lfs_blockstore *bs);
+/* When the segment is on disk up to its end: leave the next process a
+ * resume point there (caller holds seg_lock and the writer lock). */
+int lfs_bs_seg_save_resume(struct lfs_blockstore *bs);
 /* Append to *v (n entries) the segment's live CARs or its heads. */
 int lfs_bs_add_segment(struct lfs_cid **v, size_t *n, struct lfs_blockstore *bs,
 		       bool heads);

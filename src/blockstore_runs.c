@@ -902,5 +902,6 @@ void lfs_bs_runs_remove(struct lfs_blockstore *bs)
 	lfs_bs_runs_release(bs);
 	pthread_mutex_unlock(&bs->lock);
 	remove_strays(bs);
+	lfs_bs_resume_remove(bs);
 	pthread_mutex_unlock(&bs->runs_lock);
 }

@@ -39,6 +39,8 @@
 #define SEG_FIXED      (24 + LFS_CID_BYTES)
 #define SEG_SUM        16
 #define SEG_SKIP       2u /* in a scan only: a damaged record */
+/* A scan from the start reading more than this asks for a resume point. */
+#define SEG_RESUME_AFTER ((uint64_t)1 << 20)
 
 struct seg_rec {
 	struct lfs_cid car;
@@ -131,7 +133,7 @@ static int seg_supersede_all(struct lfs_blockstore *bs,
 
 /* Index one commit record. Caller holds lock. */
 static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
-		   uint64_t off, uint32_t len)
+		   uint64_t off, uint32_t len, uint32_t np)
 {
 	size_t idx;
 	int rc = lfs_bs_car_slot(bs, &idx, car);
@@ -149,8 +151,10 @@ static int seg_add(struct lfs_blockstore *bs, const struct lfs_cid *car,
 		bs->seg = p;
 		bs->capseg = cap;
 	}
-	bs->seg[bs->nseg] =
-		(struct seg_ent){.car = (uint32_t)idx, .off = off, .len = len};
+	bs->seg[bs->nseg] = (struct seg_ent){.car = (uint32_t)idx,
+					     .off = off,
+					     .len = len,
+					     .np = (uint16_t)np};
 	bs->cars[idx].seg1 = (uint32_t)++bs->nseg;
 	bs->seg_live++;
 	return 0;
@@ -310,6 +314,138 @@ static uint64_t seg_resync(struct lfs_blockstore *bs, uint8_t *hdr,
 	return found;
 }
 
+/* The length of a record's header with np parents. */
+static uint64_t seg_hl(uint32_t np)
+{
+	return SEG_FIXED + (uint64_t)np * LFS_CID_BYTES + SEG_SUM;
+}
+
+static void resume_digest_init(crypto_generichash_state *st)
+{
+	crypto_generichash_init(st, NULL, 0, SEG_RESUME_DIGEST);
+}
+
+static void resume_digest_add(crypto_generichash_state *st,
+			      const struct lfs_cid *car)
+{
+	uint8_t b[LFS_CID_BYTES];
+	lfs_cid_to_bytes(b, car);
+	crypto_generichash_update(st, b, sizeof(b));
+}
+
+/*
+ * Take the segment as DIR/runs/resume says a scan left it, when every
+ * record it names checks out where it says and is the record it was
+ * written for (the digest of their CIDs): the offset to scan on from, or
+ * 0 (no such file, or not this segment's: scan it all). Records it skips
+ * are intents already folded and marks (their effect is in its heads).
+ * Caller holds seg_lock; the segment's tables are empty.
+ */
+static uint64_t seg_resume_load(struct lfs_blockstore *bs, uint64_t size)
+{
+	struct seg_resume res;
+	if (lfs_bs_resume_read(bs, &res))
+		return 0;
+	uint64_t at = 0;
+	struct seg_rec *recs =
+		malloc((res.nrec + res.nintents + 1) * sizeof(*recs));
+	uint8_t *hdr =
+		malloc(SEG_FIXED + LFS_CID_BYTES * MAX_ROOT_LINKS + SEG_SUM);
+	struct lfs_cid *pv = malloc(MAX_ROOT_LINKS * sizeof(*pv));
+	/* Records close together (commits only): through a window. */
+	struct seg_win win = {.buf = res.nrec && res.at / res.nrec <
+							     SEG_WINDOW / 16
+					     ? malloc(SEG_WINDOW)
+					     : NULL};
+	bool ok = recs && hdr && pv && res.at <= size && res.at > 8 &&
+		  res.folded_to <= res.at;
+	crypto_generichash_state st;
+	resume_digest_init(&st);
+	size_t n = res.nrec + res.nintents;
+	uint64_t prev = 0;
+	for (size_t i = 0; ok && i < n; i++) {
+		bool commit = i < res.nrec;
+		uint64_t pos = commit ? res.recs[i] : res.intents[i - res.nrec];
+		struct seg_rec *r = &recs[i];
+		ok = (i == res.nrec || pos > prev) &&
+		     !seg_header(bs, &win, hdr, pos, res.at, r, pv) &&
+		     r->kind == (commit ? SEG_COMMIT : SEG_INTENT) &&
+		     (commit || r->off > res.folded_to);
+		prev = pos;
+		if (ok && commit)
+			resume_digest_add(&st, &r->car);
+	}
+	uint8_t digest[SEG_RESUME_DIGEST];
+	crypto_generichash_final(&st, digest, sizeof(digest));
+	ok = ok && !sodium_memcmp(digest, res.digest, sizeof(digest));
+	/* Heads are commit records of this segment. */
+	for (size_t h = 0; ok && h < res.nheads; h++) {
+		bool found = false;
+		for (size_t i = res.nrec; i-- > 0 && !found;)
+			found = lfs_cid_equal(&recs[i].car, &res.heads[h]);
+		ok = found;
+	}
+	if (ok) {
+		int rc = 0;
+		pthread_mutex_lock(&bs->lock);
+		for (size_t i = 0; !rc && i < res.nrec; i++)
+			rc = seg_add(bs, &recs[i].car, recs[i].off, recs[i].len,
+				     recs[i].np);
+		for (size_t h = 0; !rc && h < res.nheads; h++)
+			rc = seg_supersede(bs, &res.heads[h], NULL, 0);
+		pthread_mutex_unlock(&bs->lock);
+		bs->folded_to = res.folded_to;
+		for (size_t i = res.nrec; !rc && i < n; i++)
+			rc = seg_intent(bs, &recs[i].car, recs[i].off,
+					recs[i].len);
+		/* Only out of memory: the scan fails as it would. */
+		at = rc ? 0 : res.at;
+	}
+	free(win.buf);
+	free(pv);
+	free(hdr);
+	free(recs);
+	lfs_bs_resume_free(&res);
+	return at;
+}
+
+int lfs_bs_seg_save_resume(struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->sync_lock);
+	bool synced = bs->seg_synced >= bs->seg_end;
+	pthread_mutex_unlock(&bs->sync_lock);
+	if (bs->seg_fd < 0 || bs->seg_end <= 8 || !synced)
+		return 0;
+	struct seg_resume res = {.at = bs->seg_end,
+				 .folded_to = bs->folded_to,
+				 .nintents = bs->nintents};
+	crypto_generichash_state st;
+	resume_digest_init(&st);
+	pthread_mutex_lock(&bs->lock);
+	res.nrec = bs->nseg;
+	res.nheads = bs->nseg_heads;
+	res.recs = malloc(res.nrec * sizeof(*res.recs) + 1);
+	res.heads = malloc(res.nheads * sizeof(*res.heads) + 1);
+	res.intents = malloc(res.nintents * sizeof(*res.intents) + 1);
+	int rc = res.recs && res.heads && res.intents ? 0 : -ENOMEM;
+	for (size_t i = 0; !rc && i < res.nrec; i++) {
+		const struct seg_ent *e = &bs->seg[i];
+		res.recs[i] = e->off - seg_hl(e->np);
+		resume_digest_add(&st, &bs->cars[e->car].cid);
+	}
+	if (!rc)
+		memcpy(res.heads, bs->seg_heads,
+		       res.nheads * sizeof(*res.heads));
+	pthread_mutex_unlock(&bs->lock);
+	for (size_t i = 0; !rc && i < res.nintents; i++)
+		res.intents[i] = bs->intents[i].off - seg_hl(0);
+	crypto_generichash_final(&st, res.digest, sizeof(res.digest));
+	if (!rc)
+		rc = lfs_bs_resume_write(bs, &res);
+	lfs_bs_resume_free(&res);
+	return rc;
+}
+
 /*
  * Read the records other writers (or an earlier run) appended since
  * seg_end. A record that does not check out is skipped when a good one
@@ -343,6 +479,7 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 	if (size == pos)
 		return 0;
 	int rc = 0;
+	uint64_t resumed = 0; /* records before it were on disk */
 	if (pos == 0) {
 		uint8_t m[8];
 		if (size < 8) {
@@ -355,6 +492,19 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 		if (memcmp(m, SEG_FILE_MAGIC, 8))
 			return -EBADMSG;
 		pos = bs->seg_end = 8;
+		if (bs->nseg == 0 && bs->nseg_heads == 0 && bs->nintents == 0)
+			pos = resumed = seg_resume_load(bs, size);
+		if (!pos)
+			pos = 8;
+		else
+			bs->seg_end = pos;
+		pthread_mutex_lock(&bs->lock);
+		bs->seg_resumed = resumed;
+		pthread_mutex_unlock(&bs->lock);
+		/* The next checkpoint spares the next process this scan. */
+		bs->seg_resume_wanted = size - pos > SEG_RESUME_AFTER;
+		if (pos == size)
+			return 0;
 	}
 	struct seg_rec *recs = NULL;
 	size_t nrecs = 0, cap = 0;
@@ -362,7 +512,7 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 	size_t npv = 0, cappv = 0;
 	uint8_t *hdr =
 		malloc(SEG_FIXED + LFS_CID_BYTES * MAX_ROOT_LINKS + SEG_SUM);
-	uint64_t synced = 0;
+	uint64_t synced = resumed;
 	if (!hdr)
 		return -ENOMEM;
 	/* Many records to read: through a window (a few, appended since
@@ -466,7 +616,8 @@ static int seg_scan(struct lfs_blockstore *bs, bool fix)
 				seg_folded(bs, r->through);
 			else if (r->kind == SEG_MARK)
 				rc = seg_supersede(bs, NULL, r->parents, r->np);
-			else if (!(rc = seg_add(bs, &r->car, r->off, r->len)))
+			else if (!(rc = seg_add(bs, &r->car, r->off, r->len,
+						r->np)))
 				rc = seg_supersede_all(bs, &r->car);
 		}
 		pthread_mutex_unlock(&bs->lock);
@@ -662,7 +813,7 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 	pthread_mutex_lock(&bs->lock);
 	if (kind == SEG_MARK)
 		rc = seg_supersede(bs, NULL, all, n);
-	else if (!(rc = seg_add(bs, car, at + hl, (uint32_t)len)))
+	else if (!(rc = seg_add(bs, car, at + hl, (uint32_t)len, (uint32_t)n)))
 		rc = seg_supersede(bs, car, all, n);
 	pthread_mutex_unlock(&bs->lock);
 	free(all);

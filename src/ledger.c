@@ -1035,8 +1035,10 @@ void lfs_ledger_close(struct lfs_ledger *l)
 	lfs_stage_stop(l);
 	pthread_mutex_lock(&l->write_lock);
 	if (l->lock_fd >= 0 && lock_writer(l) == 0) {
-		/* The mark moves the segment's end: others must look. */
-		if (lfs_blockstore_appended(l->bs) && !touch_heads(l))
+		/* The mark moves the segment's end: others must look. A
+		 * process that only read may leave a resume point. */
+		bool appended = lfs_blockstore_appended(l->bs);
+		if (!appended || !touch_heads(l))
 			lfs_blockstore_checkpoint(l->bs);
 		unlock_writer(l);
 	}

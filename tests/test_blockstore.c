@@ -19,6 +19,7 @@
 #include "car.h"
 #include "cbor.h"
 #include "envelope.h"
+#include "fileio.h"
 #include "check_util.h"
 
 static uint8_t key[LFS_KEY_BYTES];
@@ -689,6 +690,149 @@ START_TEST(sidecar)
 }
 END_TEST
 
+/* The offset of the first copy of bytes p (n of them) in the file at path. */
+static long file_find(const char *path, const void *p, size_t n)
+{
+	struct lfs_buf b;
+	lfs_buf_init(&b, 0);
+	FILE *f = fopen(path, "rb");
+	ck_assert_ptr_nonnull(f);
+	int c;
+	while ((c = fgetc(f)) != EOF)
+		lfs_buf_append_byte(&b, (uint8_t)c);
+	fclose(f);
+	long at = -1;
+	for (size_t i = 0; at < 0 && i + n <= b.len; i++)
+		if (!memcmp(b.data + i, p, n))
+			at = (long)i;
+	lfs_buf_release(&b);
+	return at;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	uint8_t *data;
+	size_t len;
+	ck_assert_int_eq(lfs_read_file(from, 1 << 24, &data, &len), 0);
+	ck_assert_int_eq(lfs_write_atomic(to, data, len, 0600, false), 0);
+	free(data);
+}
+
+/* Six commits to store i's segment, an intent after the third and the
+ * fifth, the first folded; a checkpoint. Their CARs in cars, the
+ * intent left in *kept. */
+static void resume_segment(int i, struct lfs_cid *blocks, struct lfs_cid *cars,
+			   struct lfs_bs_intent *kept)
+{
+	struct lfs_blockstore *bs = open_store(i, 0, true);
+	struct lfs_cid prev;
+	struct lfs_bs_intent folded;
+	for (int r = 0; r < 6; r++) {
+		blocks[r] = put_block(bs, 100 * i + r, 300 + r);
+		struct lfs_cid head = fake_event(100 * i + r), car;
+		struct lfs_car_root root = {.cars = r ? &prev : NULL,
+					    .ncars = r ? 1 : 0,
+					    .head = &head,
+					    .nhead = 1};
+		ck_assert_int_eq(lfs_blockstore_append_car(
+					 &car, bs, &root, &blocks[r], 1,
+					 r ? &prev : NULL, r ? 1 : 0, false),
+				 0);
+		prev = cars[r] = car;
+		if (r == 2 || r == 4) {
+			char text[32];
+			snprintf(text, sizeof(text), "intent %d", r);
+			ck_assert_int_eq(lfs_blockstore_append_intent(
+						 bs, (const uint8_t *)text,
+						 strlen(text),
+						 r == 2 ? &folded : kept),
+					 0);
+		}
+	}
+	ck_assert_int_eq(lfs_blockstore_fold_mark(bs, folded.off), 0);
+	ck_assert_int_eq(lfs_blockstore_checkpoint(bs), 0);
+	lfs_blockstore_free(bs);
+}
+
+/*
+ * The resume point a checkpoint leaves: the next open's scan starts there
+ * and finds what a scan from the start finds (the commits, the head, the
+ * intent no fold covers). One that no longer matches its segment is
+ * ignored and the segment read from the start: its MAC fails, it is
+ * another segment's, or a record it names is damaged (skipped, as a scan
+ * from the start skips it).
+ */
+START_TEST(resume_point)
+{
+	struct lfs_cid blocks[6], cars[6], other[6], other_cars[6];
+	struct lfs_bs_intent kept, other_kept;
+	resume_segment(0, blocks, cars, &kept);
+	resume_segment(1, other, other_cars, &other_kept);
+	char res[256], saved[256], seg[256];
+	snprintf(res, sizeof(res), "%s/runs/resume", store_dir(0));
+	snprintf(saved, sizeof(saved), "%s/resume.saved", tmpdir);
+	snprintf(seg, sizeof(seg), "%s/segment", store_dir(0));
+	copy_file(res, saved);
+	for (int round = 0; round < 4; round++) {
+		copy_file(saved, res);
+		if (round == 1)
+			corrupt_byte(res, 30); /* its MAC fails */
+		if (round == 2) {
+			char theirs[256];
+			snprintf(theirs, sizeof(theirs), "%s/runs/resume",
+				 store_dir(1));
+			copy_file(theirs, res);
+		}
+		if (round == 3) {
+			/* The fourth commit's header (its "synced" field,
+			 * just before its CID). */
+			uint8_t b[LFS_CID_BYTES];
+			lfs_cid_to_bytes(b, &cars[3]);
+			long at = file_find(seg, b, sizeof(b));
+			ck_assert_int_gt(at, 8);
+			corrupt_byte(seg, at - 8);
+		}
+		struct lfs_blockstore *bs = open_store(0, 0, false);
+		struct lfs_cid *h;
+		size_t n;
+		ck_assert_int_eq(lfs_blockstore_heads(&h, &n, bs), 0);
+		ck_assert_uint_eq(n, 1);
+		ck_assert(lfs_cid_equal(&h[0], &cars[5]));
+		free(h);
+		struct lfs_blockstore_stats st;
+		lfs_blockstore_stats(bs, &st);
+		ck_assert_uint_eq(st.records, round == 3 ? 5 : 6);
+		if (round == 0)
+			ck_assert_uint_gt(st.resumed, 8);
+		else
+			ck_assert_uint_eq(st.resumed, 0);
+		struct lfs_bs_intent *its;
+		ck_assert_int_eq(lfs_blockstore_intents(&its, &n, bs), 0);
+		ck_assert_uint_eq(n, 1);
+		ck_assert(lfs_cid_equal(&its[0].cid, &kept.cid));
+		struct lfs_buf text;
+		lfs_buf_init(&text, 0);
+		ck_assert_int_eq(lfs_blockstore_read_intent(&text, bs, &its[0]),
+				 0);
+		ck_assert_uint_eq(text.len, 8);
+		ck_assert_mem_eq(text.data, "intent 4", 8);
+		lfs_buf_release(&text);
+		free(its);
+		for (int r = 0; r < 6; r++) {
+			if (round == 3 && r == 3)
+				ck_assert_int_ne(
+					get_block(bs, &blocks[r], r, 300 + r),
+					0);
+			else
+				ck_assert_int_eq(
+					get_block(bs, &blocks[r], r, 300 + r),
+					0);
+		}
+		lfs_blockstore_free(bs);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -711,6 +855,7 @@ int main(void)
 	tcase_add_test(t, compaction);
 	tcase_add_test(t, sidecar);
 	tcase_add_test(t, runs);
+	tcase_add_test(t, resume_point);
 	suite_add_tcase(s, t);
 	return lfs_check_run(s);
 }

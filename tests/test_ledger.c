@@ -1252,7 +1252,7 @@ static struct lfs_blockstore_stats store_stats(struct lfs_ledger *l)
 }
 
 /* Files in the replica's runs directory, temporaries too (0 when there
- * is none). */
+ * is none), but not the resume point beside them (blockstore_resume.c). */
 static int count_runs(void)
 {
 	char dir[400];
@@ -1261,7 +1261,8 @@ static int count_runs(void)
 	int n = 0;
 	struct dirent *de;
 	while (d && (de = readdir(d)))
-		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		     strcmp(de->d_name, "resume");
 	if (d)
 		closedir(d);
 	return n;
