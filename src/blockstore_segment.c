@@ -40,7 +40,10 @@
 #define SEG_SUM        16
 #define SEG_SKIP       2u /* in a scan only: a damaged record */
 /* A scan from the start reading more than this asks for a resume point. */
-#define SEG_RESUME_AFTER ((uint64_t)1 << 20)
+/* What checking a record a resume point names reads at once: its header
+ * with a few parents. */
+#define RESUME_HEADER_READ (SEG_FIXED + 4 * LFS_CID_BYTES + SEG_SUM)
+#define SEG_RESUME_AFTER   ((uint64_t)1 << 20)
 
 struct seg_rec {
 	struct lfs_cid car;
@@ -206,7 +209,8 @@ char *lfs_bs_seg_path(struct lfs_blockstore *bs)
 #define SEG_WINDOW ((size_t)256 << 10)
 
 struct seg_win {
-	uint8_t *buf; /* SEG_WINDOW bytes, or NULL: pread each read */
+	uint8_t *buf; /* cap bytes, or NULL: pread each read */
+	size_t cap;   /* 0: SEG_WINDOW */
 	uint64_t off;
 	size_t len;
 };
@@ -216,12 +220,13 @@ struct seg_win {
 static int win_read(struct lfs_blockstore *bs, struct seg_win *w, void *dst,
 		    size_t len, uint64_t off)
 {
-	if (!w || !w->buf || len > SEG_WINDOW)
+	size_t cap = w && w->cap ? w->cap : SEG_WINDOW;
+	if (!w || !w->buf || len > cap)
 		return lfs_pread_all(bs->seg_fd, dst, len, off);
 	if (off < w->off || off + len > w->off + w->len) {
 		ssize_t r;
 		do
-			r = pread(bs->seg_fd, w->buf, SEG_WINDOW, (off_t)off);
+			r = pread(bs->seg_fd, w->buf, cap, (off_t)off);
 		while (r < 0 && errno == EINTR);
 		if (r < 0)
 			return -errno;
@@ -352,13 +357,13 @@ static uint64_t seg_resume_load(struct lfs_blockstore *bs, uint64_t size)
 	uint8_t *hdr =
 		malloc(SEG_FIXED + LFS_CID_BYTES * MAX_ROOT_LINKS + SEG_SUM);
 	struct lfs_cid *pv = malloc(MAX_ROOT_LINKS * sizeof(*pv));
-	/* Records close together (commits only): through a window. */
-	struct seg_win win = {.buf = res.nrec && res.at / res.nrec <
-							     SEG_WINDOW / 16
-					     ? malloc(SEG_WINDOW)
-					     : NULL};
-	bool ok = recs && hdr && pv && res.at <= size && res.at > 8 &&
-		  res.folded_to <= res.at;
+	/* Records close together (commits only): through a window; else
+	 * one small read a header (with its parents, as a commit's are). */
+	bool dense = res.nrec && res.at / res.nrec < SEG_WINDOW / 16;
+	struct seg_win win = {.cap = dense ? SEG_WINDOW : RESUME_HEADER_READ};
+	win.buf = malloc(win.cap);
+	bool ok = recs && hdr && pv && win.buf && res.at <= size &&
+		  res.at > 8 && res.folded_to <= res.at;
 	crypto_generichash_state st;
 	resume_digest_init(&st);
 	size_t n = res.nrec + res.nintents;
