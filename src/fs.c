@@ -345,11 +345,16 @@ static void entry_of(struct fuse_entry_param *e, struct lfs_fs *fs,
 	e->attr = *st;
 	e->attr_timeout = ttl;
 	/* A document's name keeps its inode (a hash of the name) whatever
-	 * the bytes: only this mount's requests and fs->moved end it. */
-	e->entry_timeout =
-		n->kind == LFS_N_DOC && fs->doc_ttl > LFS_FS_ENTRY_TTL
-			? fs->doc_ttl
-			: LFS_FS_ENTRY_TTL;
+	 * the bytes: only this mount's requests and fs->moved end it. So
+	 * does a scratch file's, which is local: nothing from elsewhere
+	 * names one (a folder that a commit from elsewhere makes over one
+	 * is an added name, told as a document's). Kept as long, an
+	 * editor's temporary renamed over a document keeps its entry, and
+	 * the next request on the name does not look it up again. */
+	e->entry_timeout = (n->kind == LFS_N_DOC || n->kind == LFS_N_SCRATCH) &&
+					   fs->doc_ttl > LFS_FS_ENTRY_TTL
+				   ? fs->doc_ttl
+				   : LFS_FS_ENTRY_TTL;
 }
 
 /* Take a kernel reference on n and answer with its entry. */

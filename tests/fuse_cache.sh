@@ -162,6 +162,23 @@ doc_size "$LFS_HOME" fresh
 [ "$(stat -c %s "$D/fresh.json")" = "$REPLY" ] ||
 	fail "stat of a new document after close shows $(stat -c %s "$D/fresh.json") bytes, not $REPLY"
 
+note "an editor's temporary renamed over a document keeps its name cached"
+# The temporary's entry is kept as long as a document's (it is a local
+# file, which nothing from elsewhere names): changes from the command
+# line to the name it now holds must still show at once.
+printf '%s\n' '{"v": 1, "by": "the editor"}' >"$D/.edited.json.tmp" ||
+	fail "write .edited.json.tmp"
+bounded mv "$D/.edited.json.tmp" "$D/edited.json" || fail "mv over edited.json"
+expect_doc_jq "$L" edited.json '.v == 1 and .by == "the editor"'
+cached "$D/edited.json"
+echo '{"v": 2, "by": "the command line, after the editor"}' |
+	bounded "$LEDGERFS" put "$L" edited >/dev/null || fail "ledgerfs put edited"
+doc_size "$LFS_HOME" edited
+wait_size "$D/edited.json" "$REPLY"
+expect_doc_jq "$L" edited.json '.v == 2 and .by == "the command line, after the editor"'
+bounded "$LEDGERFS" rm "$L" edited >/dev/null || fail "ledgerfs rm edited"
+wait_gone "$D/edited.json"
+
 note "documents in folders: a put from the command line, a folder renamed"
 echo '{"v": 1}' | bounded "$LEDGERFS" put "$L" dir/x >/dev/null || fail "ledgerfs put dir/x"
 doc_size "$LFS_HOME" dir/x
