@@ -689,6 +689,50 @@ static bool req_interrupted(void *ctx)
 }
 
 /*
+ * A document read the first time through this inode: its text goes into
+ * the page cache with the open (a store the kernel takes before the open
+ * is answered), so the read that follows asks nothing: a round trip less,
+ * and no atime for the next stat to ask for (the kernel forgets an
+ * inode's atime when a read comes to the daemon). Small documents only:
+ * a large one is read as it is asked for. The handle keeps the text for
+ * reads should the kernel drop the pages. True when it dropped the
+ * inode's attributes (with its pages: o->written).
+ */
+static bool preload(struct lfs_fs *fs, struct lfs_node *n, struct lfs_handle *h,
+		    struct fuse_file_info *fi, const struct lfs_view_open *o)
+{
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
+	if (lfs_view_render(fs, n->lg, &h->doc, h->id, &b) ||
+	    b.len != o->size || !b.len) {
+		lfs_buf_release(&b);
+		return false;
+	}
+	/* Pages of another kind (o->written) go first, and with them the
+	 * attributes (which o->attrs would have dropped anyway). */
+	bool dropped = o->written && fuse_lowlevel_notify_inval_inode(
+					     fs->se, n->ino, 0, 0) == 0;
+	bool stored = !o->written || dropped;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(b.len);
+	bv.buf[0].mem = b.data;
+	/* Stored whole, the pages are kept; else dropped at open. */
+	stored = stored &&
+		 fuse_lowlevel_notify_store(fs->se, n->ino, 0, &bv, 0) == 0;
+	if (stored)
+		fi->keep_cache = 1;
+	pthread_mutex_lock(&fs->lock);
+	if (!h->loaded) {
+		struct lfs_buf swap = h->data;
+		h->data = b;
+		b = swap;
+		h->loaded = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	lfs_buf_release(&b);
+	return dropped;
+}
+
+/*
  * Open document n for reading. A committed version is read through the
  * page cache (fs_view.h): the kernel keeps the inode's pages while they
  * are of the version the name holds, and drops them when the inode is
@@ -714,7 +758,13 @@ static int open_doc_reader(struct lfs_fs *fs, struct lfs_node *n,
 	h->doc = o.doc;
 	h->id = o.id;
 	fi->keep_cache = o.keep;
-	if (o.attrs && fs->se)
+	/* Not when pages of another kind must go while the kernel holds
+	 * this version's attributes: dropping them drops those too, and
+	 * the stat they spare costs what the read does. */
+	bool dropped = o.first && (!o.written || o.attrs) && fs->se &&
+		       o.size <= LFS_FS_PRELOAD_MAX &&
+		       preload(fs, n, h, fi, &o);
+	if (o.attrs && fs->se && !dropped)
 		fuse_lowlevel_notify_inval_inode(fs->se, n->ino, -1, 0);
 	return 0;
 }

@@ -87,7 +87,10 @@
 /* How long it may keep a committed document's name and attributes (s),
  * by default: it is told at once when a commit from elsewhere changes
  * one (fs.c). */
-#define LFS_FS_DOC_TTL     30.0
+#define LFS_FS_DOC_TTL 30.0
+/* Documents up to this size go into the page cache with their first open
+ * (fs.c's preload). */
+#define LFS_FS_PRELOAD_MAX ((size_t)64 << 10)
 #define LFS_FS_DOC_TTL_MAX 86400
 /* The change feed's size past which it starts again (fs_ledger.c), by
  * default, and the least -o changes_max takes. */

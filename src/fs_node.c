@@ -703,6 +703,9 @@ void lfs_node_rekey(struct lfs_fs *fs, struct lfs_fsl *lg, const char *name,
 		n->name = nn;
 		n->id = ni;
 		n->kind = nk;
+		/* Its pages, if the kernel holds any, are another name's
+		 * (or a scratch file's) bytes: never taken as the name's. */
+		n->pc_written = true;
 		n->key = lfs_node_hash(nk, lg->name, NULL, newname);
 		key_insert(fs, n);
 	} else {

@@ -362,6 +362,8 @@ int lfs_view_open_doc(struct lfs_fs *fs, struct lfs_node *n,
 		char *id = strdup(n->id);
 		if (id && n->nwriters == 0 && (same || n->pc_open == 0)) {
 			if (!same || n->pc_written) {
+				o->first = !n->pc_bound;
+				o->written = n->pc_written;
 				n->pc_bound = true;
 				n->pc_tag = tag;
 				n->pc_size = size;
@@ -371,6 +373,7 @@ int lfs_view_open_doc(struct lfs_fs *fs, struct lfs_node *n,
 				o->attrs = !n->attr_valid ||
 					   !vtag_equal(&n->attr_tag, &tag);
 			}
+			o->size = size;
 			n->pc_open++;
 			o->cached = true;
 			o->keep = !o->fresh;

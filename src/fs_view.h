@@ -94,6 +94,13 @@ struct lfs_view_open {
 	bool keep;   /* the kernel's pages are of this version */
 	bool fresh;  /* bound anew: the kernel drops the pages */
 	bool attrs;  /* and the attributes, which are of another version */
+	/* Bound the first time (size bytes): the inode has no pages of
+	 * this mount's reads yet, so the text may be stored there at once
+	 * (fs.c's preload); unless written, when it may hold pages of
+	 * another kind (a writer's mapping, a scratch file renamed over the
+	 * name), dropped first. */
+	bool first, written;
+	size_t size;
 	struct lfs_cid doc;
 	char *id;
 };

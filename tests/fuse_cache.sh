@@ -162,6 +162,26 @@ doc_size "$LFS_HOME" fresh
 [ "$(stat -c %s "$D/fresh.json")" = "$REPLY" ] ||
 	fail "stat of a new document after close shows $(stat -c %s "$D/fresh.json") bytes, not $REPLY"
 
+note "a document's first read comes with its open"
+# A document the kernel has not read through this mount gets its text
+# into the page cache with the open (fs.c's preload): cat sends no READ.
+echo '{"v": 1, "text": "read with its open"}' |
+	bounded "$LEDGERFS" put "$L" first-read >/dev/null || fail "ledgerfs put first-read"
+doc_size "$LFS_HOME" first-read
+wait_size "$D/first-read.json" "$REPLY"
+ino=$(bounded stat -c %i "$D/first-read.json") || fail "stat first-read.json"
+reads_before=$(grep -cE "^unique: [0-9]+, opcode: READ \(15\), nodeid: $ino," "$DAEMON_LOG" || true)
+bounded cat "$D/first-read.json" >"$TMP/first-read.out" || fail "cat first-read.json"
+jq -e '.text == "read with its open"' "$TMP/first-read.out" >/dev/null ||
+	fail "first-read.json reads back as $(head -c 200 "$TMP/first-read.out")"
+[ "$(wc -c <"$TMP/first-read.out")" = "$REPLY" ] ||
+	fail "first-read.json read $(wc -c <"$TMP/first-read.out") bytes, not $REPLY"
+reads_after=$(grep -cE "^unique: [0-9]+, opcode: READ \(15\), nodeid: $ino," "$DAEMON_LOG" || true)
+[ "$reads_after" = "$reads_before" ] ||
+	fail "the first read of first-read.json sent $((reads_after - reads_before)) READ requests"
+cmp -s "$TMP/first-read.out" <(bounded cat "$D/first-read.json") ||
+	fail "first-read.json reads differently the second time"
+
 note "an editor's temporary renamed over a document keeps its name cached"
 # The temporary's entry is kept as long as a document's (it is a local
 # file, which nothing from elsewhere names): changes from the command
