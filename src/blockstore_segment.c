@@ -338,6 +338,20 @@ static void resume_digest_add(crypto_generichash_state *st,
 	crypto_generichash_update(st, b, sizeof(b));
 }
 
+/* Empty the segment's tables (caller holds seg_lock). */
+static void seg_tables_reset(struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->lock);
+	for (size_t k = 0; k < bs->nseg; k++)
+		bs->cars[bs->seg[k].car].seg1 = 0;
+	bs->nseg = 0;
+	bs->seg_live = 0;
+	bs->nseg_heads = 0;
+	pthread_mutex_unlock(&bs->lock);
+	bs->nintents = 0;
+	bs->folded_to = 0;
+}
+
 /*
  * Take the segment as DIR/runs/resume says a scan left it, when every
  * record it names checks out where it says and is the record it was
@@ -403,7 +417,10 @@ static uint64_t seg_resume_load(struct lfs_blockstore *bs, uint64_t size)
 		for (size_t i = res.nrec; !rc && i < n; i++)
 			rc = seg_intent(bs, &recs[i].car, recs[i].off,
 					recs[i].len);
-		/* Only out of memory: the scan fails as it would. */
+		/* Out of memory halfway: as if there were none (the scan
+		 * from the start finds the tables empty). */
+		if (rc)
+			seg_tables_reset(bs);
 		at = rc ? 0 : res.at;
 	}
 	free(win.buf);
