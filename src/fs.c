@@ -689,6 +689,30 @@ static bool req_interrupted(void *ctx)
 }
 
 /*
+ * Render the version cached file h was opened on into h->data, unless a
+ * reader of h did already (the version, whatever the name holds now:
+ * renders of a version never change). 0 or a negative errno.
+ */
+static int handle_render(struct lfs_fs *fs, struct lfs_handle *h)
+{
+	struct lfs_buf b;
+	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
+	int rc = lfs_view_render(fs, h->n->lg, &h->doc, h->id, &b);
+	if (!rc) {
+		pthread_mutex_lock(&fs->lock);
+		if (!h->loaded) {
+			struct lfs_buf swap = h->data;
+			h->data = b;
+			b = swap;
+			h->loaded = true;
+		}
+		pthread_mutex_unlock(&fs->lock);
+	}
+	lfs_buf_release(&b);
+	return rc;
+}
+
+/*
  * A document read the first time through this inode: its text goes into
  * the page cache with the open (a store the kernel takes before the open
  * is answered), so the read that follows asks nothing: a round trip less,
@@ -701,34 +725,18 @@ static bool req_interrupted(void *ctx)
 static bool preload(struct lfs_fs *fs, struct lfs_node *n, struct lfs_handle *h,
 		    struct fuse_file_info *fi, const struct lfs_view_open *o)
 {
-	struct lfs_buf b;
-	lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
-	if (lfs_view_render(fs, n->lg, &h->doc, h->id, &b) ||
-	    b.len != o->size || !b.len) {
-		lfs_buf_release(&b);
+	if (handle_render(fs, h) || h->data.len != o->size || !h->data.len)
 		return false;
-	}
 	/* Pages of another kind (o->written) go first, and with them the
 	 * attributes (which o->attrs would have dropped anyway). */
 	bool dropped = o->written && fuse_lowlevel_notify_inval_inode(
 					     fs->se, n->ino, 0, 0) == 0;
-	bool stored = !o->written || dropped;
-	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(b.len);
-	bv.buf[0].mem = b.data;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(h->data.len);
+	bv.buf[0].mem = h->data.data;
 	/* Stored whole, the pages are kept; else dropped at open. */
-	stored = stored &&
-		 fuse_lowlevel_notify_store(fs->se, n->ino, 0, &bv, 0) == 0;
-	if (stored)
+	if ((!o->written || dropped) &&
+	    fuse_lowlevel_notify_store(fs->se, n->ino, 0, &bv, 0) == 0)
 		fi->keep_cache = 1;
-	pthread_mutex_lock(&fs->lock);
-	if (!h->loaded) {
-		struct lfs_buf swap = h->data;
-		h->data = b;
-		b = swap;
-		h->loaded = true;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	lfs_buf_release(&b);
 	return dropped;
 }
 
@@ -958,26 +966,10 @@ static void read_handle(fuse_req_t req, struct lfs_fs *fs, struct lfs_handle *h,
 		loaded = h->loaded;
 		pthread_mutex_unlock(&fs->lock);
 	}
-	if (!loaded) {
-		/* The version this file was opened on, whatever the name
-		 * holds now: renders of a version never change. */
-		struct lfs_buf b;
-		lfs_buf_init(&b, LFS_FS_TEXT_MAX * 4);
-		int rc = lfs_view_render(fs, h->n->lg, &h->doc, h->id, &b);
-		if (rc) {
-			lfs_buf_release(&b);
-			fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
-			return;
-		}
-		pthread_mutex_lock(&fs->lock);
-		if (!h->loaded) {
-			struct lfs_buf swap = h->data;
-			h->data = b;
-			b = swap;
-			h->loaded = true;
-		}
-		pthread_mutex_unlock(&fs->lock);
-		lfs_buf_release(&b);
+	int rc = loaded ? 0 : handle_render(fs, h);
+	if (rc) {
+		fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
+		return;
 	}
 	size_t len = h->data.len;
 	size_t from = (size_t)off < len ? (size_t)off : len;
