@@ -959,12 +959,7 @@ int lfs_blockstore_remove_car(struct lfs_blockstore *bs,
 				bs->old_fds[bs->nold_fds++] = bs->seg_fd;
 				bs->seg_fd = -1;
 				bs->seg_end = 0;
-				bs->nintents = 0;
-				bs->folded_to = 0;
-				for (size_t k = 0; k < bs->nseg; k++)
-					bs->cars[bs->seg[k].car].seg1 = 0;
-				bs->nseg = 0;
-				bs->nseg_heads = 0;
+				lfs_bs_seg_forget_locked(bs);
 				bs->unwalked = SIZE_MAX;
 				seg_gone = true;
 			}

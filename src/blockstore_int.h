@@ -406,6 +406,9 @@ int lfs_bs_seg_append(struct lfs_blockstore *bs, uint32_t kind,
 		      size_t len, const struct lfs_cid *parents, size_t np);
 /* fdatasync the segment up to its end (group commit). */
 int lfs_bs_seg_sync(struct lfs_blockstore *bs);
+/* Empty the segment's tables: its records, heads and intents (caller
+ * holds seg_lock and the lock). */
+void lfs_bs_seg_forget_locked(struct lfs_blockstore *bs);
 /* When the segment is on disk up to its end: leave the next process a
  * resume point there (caller holds seg_lock and the writer lock). */
 int lfs_bs_seg_save_resume(struct lfs_blockstore *bs);

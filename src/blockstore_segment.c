@@ -338,16 +338,13 @@ static void resume_digest_add(crypto_generichash_state *st,
 	crypto_generichash_update(st, b, sizeof(b));
 }
 
-/* Empty the segment's tables (caller holds seg_lock). */
-static void seg_tables_reset(struct lfs_blockstore *bs)
+void lfs_bs_seg_forget_locked(struct lfs_blockstore *bs)
 {
-	pthread_mutex_lock(&bs->lock);
 	for (size_t k = 0; k < bs->nseg; k++)
 		bs->cars[bs->seg[k].car].seg1 = 0;
 	bs->nseg = 0;
 	bs->seg_live = 0;
 	bs->nseg_heads = 0;
-	pthread_mutex_unlock(&bs->lock);
 	bs->nintents = 0;
 	bs->folded_to = 0;
 }
@@ -419,8 +416,11 @@ static uint64_t seg_resume_load(struct lfs_blockstore *bs, uint64_t size)
 					recs[i].len);
 		/* Out of memory halfway: as if there were none (the scan
 		 * from the start finds the tables empty). */
-		if (rc)
-			seg_tables_reset(bs);
+		if (rc) {
+			pthread_mutex_lock(&bs->lock);
+			lfs_bs_seg_forget_locked(bs);
+			pthread_mutex_unlock(&bs->lock);
+		}
 		at = rc ? 0 : res.at;
 	}
 	free(win.buf);
