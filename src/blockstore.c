@@ -773,10 +773,11 @@ int lfs_blockstore_append_car(struct lfs_cid *out, struct lfs_blockstore *bs,
 {
 	int rc = write_car(out, bs, root, blocks, n, durable, false, true,
 			   parents, nparents);
-	/* Every RUN_RECORDS commits, their blocks leave the hash table for
-	 * a run on disk. A failure to write one costs memory, not data. */
+	/* Every RUN_RECORDS commits (or RUN_LOCATIONS blocks), their
+	 * blocks leave the hash table for a run on disk. A failure to write
+	 * one costs memory, not data. */
 	if (!rc)
-		lfs_bs_runs_write(bs, RUN_RECORDS);
+		lfs_bs_runs_write(bs, lfs_bs_runs_due(bs));
 	return rc;
 }
 

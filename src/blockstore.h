@@ -38,11 +38,12 @@
  * middle) is skipped, losing that commit only. Format in docs/FORMATS.md.
  *
  * Runs, DIR/runs: the segment's block index on disk. Every RUN_RECORDS
- * appends (and at a checkpoint), the blocks of the records since the last
- * run go into a sorted, mapped file instead of the location table, and
- * runs are merged as they grow; opening maps them, so a record's blocks
- * are found without decrypting its CAR. A cache: checked against the
- * segment and the key, ignored (and written again) when it does not match.
+ * appends, or RUN_LOCATIONS blocks (and at a checkpoint), the blocks of the
+ * records since the last run go into a sorted, mapped file instead of the
+ * location table, and runs are merged as they grow; opening maps them, so a
+ * record's blocks are found without decrypting its CAR. A cache: checked
+ * against the segment and the key, ignored (and written again) when it does not
+ * match.
  *
  * Durability: write_car() and set_head() with durable=true fsync the file and
  * its directory before returning; with durable=false they leave that to the

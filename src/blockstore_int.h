@@ -307,9 +307,12 @@ struct lfs_blockstore {
 	size_t nruns;
 	uint32_t runs_end;
 	uint64_t runs_gen; /* counts lfs_bs_runs_release() */
-	size_t unwalked;   /* segment records below it may not be loaded */
-	size_t walk_end;   /* and from it on (appended since the walk began) */
-	bool runs_opened;  /* looked for runs on disk */
+	/* nlocs when a run was last written (or found nothing to cover):
+	 * RUN_LOCATIONS more, and the next append writes one. */
+	size_t runs_locs_base;
+	size_t unwalked;  /* segment records below it may not be loaded */
+	size_t walk_end;  /* and from it on (appended since the walk began) */
+	bool runs_opened; /* looked for runs on disk */
 	/* Group commit: one fdatasync covers every record before it. */
 	pthread_mutex_t sync_lock;
 	pthread_cond_t sync_cond;
@@ -480,14 +483,21 @@ int lfs_bs_open_car(struct lfs_blockstore *bs, struct lfs_buf *plain,
 
 /* blockstore_runs.c (caller holds none of the locks) */
 
-/* Records a run covers: written every RUN_RECORDS appends, and at a
- * checkpoint (close) when RUN_CLOSE_RECORDS are not covered yet. */
+/* Records a run covers: written every RUN_RECORDS appends, or sooner
+ * when the location table grew by RUN_LOCATIONS since the last run (a
+ * commit gathers many saves: 100,000 saves are ~4,000 commits of ~400,000
+ * blocks, ~30 MB of locations), and at a checkpoint (close) when
+ * RUN_CLOSE_RECORDS are not covered yet. */
 #define RUN_RECORDS       4096
+#define RUN_LOCATIONS     65536
 #define RUN_CLOSE_RECORDS 64
 
 /* Map the runs on disk that match the segment as scanned (once; best
  * effort: without them, CARs are decrypted to learn their blocks). */
 void lfs_bs_runs_open(struct lfs_blockstore *bs);
+/* The min for lfs_bs_runs_write after an append: RUN_RECORDS, or 1 when
+ * the location table grew by RUN_LOCATIONS since the last run. */
+size_t lfs_bs_runs_due(struct lfs_blockstore *bs);
 /*
  * When at least min records follow the last run: write a run over them
  * (merged with the last runs while those are no more than twice its size),

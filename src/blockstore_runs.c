@@ -880,6 +880,14 @@ static int runs_write(struct lfs_blockstore *bs, size_t min)
 	return rc;
 }
 
+size_t lfs_bs_runs_due(struct lfs_blockstore *bs)
+{
+	pthread_mutex_lock(&bs->lock);
+	bool many = bs->nlocs >= bs->runs_locs_base + RUN_LOCATIONS;
+	pthread_mutex_unlock(&bs->lock);
+	return many ? 1 : RUN_RECORDS;
+}
+
 int lfs_bs_runs_write(struct lfs_blockstore *bs, size_t min)
 {
 	/* One writer at a time; another thread at it covers these too. */
@@ -888,6 +896,13 @@ int lfs_bs_runs_write(struct lfs_blockstore *bs, size_t min)
 	int rc = runs_write(bs, min);
 	if (!rc)
 		remove_strays(bs); /* a run was written */
+	if (!rc || (rc == 1 && min <= 1)) {
+		/* Locations left are not the segment's to cover (other
+		 * CARs'): counted from here. */
+		pthread_mutex_lock(&bs->lock);
+		bs->runs_locs_base = bs->nlocs;
+		pthread_mutex_unlock(&bs->lock);
+	}
 	pthread_mutex_unlock(&bs->runs_lock);
 	if (rc < 0 && rc != -EAGAIN)
 		lfs_warn("%s: could not write the segment's block index: %s",

@@ -603,6 +603,20 @@ START_TEST(compaction)
 }
 END_TEST
 
+/* Close bs at a checkpoint and open store 0 again, its heads read (the
+ * segment scanned, its runs opened). */
+static struct lfs_blockstore *checkpoint_reopen(struct lfs_blockstore *bs)
+{
+	ck_assert_int_eq(lfs_blockstore_checkpoint(bs), 0);
+	lfs_blockstore_free(bs);
+	bs = open_store(0, 0, false);
+	struct lfs_cid *heads;
+	size_t n;
+	ck_assert_int_eq(lfs_blockstore_heads(&heads, &n, bs), 0);
+	free(heads);
+	return bs;
+}
+
 /* A CAR of 4 MiB or more gets a sidecar index; a damaged one is ignored. */
 /*
  * Runs: a reopened store finds the blocks of covered records without
@@ -628,14 +642,7 @@ START_TEST(runs)
 				 0);
 		prev = car;
 	}
-	ck_assert_int_eq(lfs_blockstore_checkpoint(bs), 0);
-	lfs_blockstore_free(bs);
-
-	bs = open_store(0, 0, false);
-	struct lfs_cid *heads;
-	size_t n;
-	ck_assert_int_eq(lfs_blockstore_heads(&heads, &n, bs), 0);
-	free(heads);
+	bs = checkpoint_reopen(bs);
 	struct lfs_blockstore_stats st;
 	lfs_blockstore_stats(bs, &st);
 	ck_assert_uint_eq(st.records, 100);
@@ -650,6 +657,90 @@ START_TEST(runs)
 	/* Found by loading the records' roots back to the file. */
 	ck_assert_int_eq(get_block(bs, &shared, 1, 100), 0);
 	lfs_blockstore_free(bs);
+}
+END_TEST
+
+/* Block k of many, each its own (block_bytes repeats after 256). */
+static void unique_bytes(uint8_t b[16], int k)
+{
+	memset(b, 0x5a, 16);
+	memcpy(b, &k, sizeof(k));
+}
+
+static struct lfs_cid put_unique(struct lfs_blockstore *bs, int k)
+{
+	uint8_t b[16];
+	unique_bytes(b, k);
+	struct lfs_cid cid;
+	lfs_cid_of(&cid, LFS_CODEC_RAW, b, sizeof(b));
+	struct lfs_blocks blocks = lfs_blockstore_blocks(bs);
+	ck_assert_int_eq(lfs_blocks_put(&blocks, &cid, b, sizeof(b)), 0);
+	return cid;
+}
+
+static void get_unique(struct lfs_blockstore *bs, const struct lfs_cid *cid,
+		       int k)
+{
+	uint8_t want[16];
+	unique_bytes(want, k);
+	struct lfs_buf got;
+	lfs_buf_init(&got, 0);
+	struct lfs_blocks blocks = lfs_blockstore_blocks(bs);
+	ck_assert_int_eq(lfs_blocks_get(&blocks, &got, cid), 0);
+	ck_assert_uint_eq(got.len, sizeof(want));
+	ck_assert_mem_eq(got.data, want, sizeof(want));
+	lfs_buf_release(&got);
+}
+
+/*
+ * Commits of many blocks each get runs before RUN_RECORDS of them: the
+ * location table never holds much more than RUN_LOCATIONS (65,536)
+ * blocks of the segment, and every block is still found, in this
+ * process and the next.
+ */
+START_TEST(runs_by_locations)
+{
+	enum { PER = 2048, CARS = 48 };
+	struct lfs_blockstore *bs = open_store(0, 0, true);
+	struct lfs_cid *blocks = malloc(PER * CARS * sizeof(*blocks));
+	ck_assert_ptr_nonnull(blocks);
+	struct lfs_cid prev = {0};
+	size_t most = 0;
+	for (int r = 0; r < CARS; r++) {
+		for (int k = 0; k < PER; k++)
+			blocks[r * PER + k] = put_unique(bs, r * PER + k);
+		struct lfs_cid head = fake_event(r), car;
+		struct lfs_car_root root = {.cars = &prev,
+					    .ncars = r ? 1 : 0,
+					    .head = &head,
+					    .nhead = 1};
+		ck_assert_int_eq(lfs_blockstore_append_car(
+					 &car, bs, &root, blocks + r * PER, PER,
+					 r ? &prev : NULL, r ? 1 : 0, false),
+				 0);
+		prev = car;
+		struct lfs_blockstore_stats st;
+		lfs_blockstore_stats(bs, &st);
+		if (st.locations > most)
+			most = st.locations;
+	}
+	struct lfs_blockstore_stats st;
+	lfs_blockstore_stats(bs, &st);
+	ck_assert_uint_ge(st.runs, 1);
+	ck_assert_uint_le(most, 65536 + PER);
+	for (int k = 0; k < PER * CARS; k += 97)
+		get_unique(bs, &blocks[k], k);
+	bs = checkpoint_reopen(bs);
+	for (int k = 0; k < PER * CARS; k += 97)
+		get_unique(bs, &blocks[k], k);
+	lfs_blockstore_stats(bs, &st);
+	ck_assert_uint_eq(st.records, CARS);
+	/* The runs written on the way cover the first 32 records; the 16
+	 * after them are fewer than a checkpoint covers, and load. */
+	ck_assert_uint_ge(st.indexed, 65536 / PER);
+	ck_assert_uint_le(st.loaded, CARS - st.indexed);
+	lfs_blockstore_free(bs);
+	free(blocks);
 }
 END_TEST
 
@@ -855,6 +946,7 @@ int main(void)
 	tcase_add_test(t, compaction);
 	tcase_add_test(t, sidecar);
 	tcase_add_test(t, runs);
+	tcase_add_test(t, runs_by_locations);
 	tcase_add_test(t, resume_point);
 	suite_add_tcase(s, t);
 	return lfs_check_run(s);
