@@ -896,9 +896,11 @@ int lfs_bs_runs_write(struct lfs_blockstore *bs, size_t min)
 	int rc = runs_write(bs, min);
 	if (!rc)
 		remove_strays(bs); /* a run was written */
-	if (!rc || (rc == 1 && min <= 1)) {
-		/* Locations left are not the segment's to cover (other
-		 * CARs'): counted from here. */
+	if (!rc || min <= 1) {
+		/* Counted from here: the locations left are not the
+		 * segment's to cover (other CARs'), or could not be (a run
+		 * that failed is tried again as many locations later, not at
+		 * every commit). */
 		pthread_mutex_lock(&bs->lock);
 		bs->runs_locs_base = bs->nlocs;
 		pthread_mutex_unlock(&bs->lock);
