@@ -1934,7 +1934,11 @@ START_TEST(staged_fold_record_lost)
 	struct stat st;
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_eq(truncate(path, st.st_size - 84), 0);
-	ck_assert_int_eq(unfolded_intents(0), 2);
+	/* Both saves, or b alone: the folder thread may have folded a
+	 * before b was staged (a busy machine), then b in a fold of its
+	 * own, the one cut off. Either way the next open folds again. */
+	size_t unfolded = unfolded_intents(0);
+	ck_assert(unfolded == 1 || unfolded == 2);
 	l = open_cli(0);
 	ck_assert_int_eq(get_v(l, NULL, "a"), 1);
 	ck_assert_int_eq(get_v(l, NULL, "b"), 2);
