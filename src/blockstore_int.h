@@ -486,10 +486,11 @@ int lfs_bs_open_car(struct lfs_blockstore *bs, struct lfs_buf *plain,
 /* Records a run covers: written every RUN_RECORDS appends, or sooner
  * when the location table grew by RUN_LOCATIONS since the last run (a
  * commit gathers many saves: 100,000 saves are ~4,000 commits of ~400,000
- * blocks, ~30 MB of locations), and at a checkpoint (close) when
+ * blocks, ~30 MB of locations; commits of 64 blocks or fewer reach
+ * RUN_RECORDS first, as before), and at a checkpoint (close) when
  * RUN_CLOSE_RECORDS are not covered yet. */
 #define RUN_RECORDS       4096
-#define RUN_LOCATIONS     65536
+#define RUN_LOCATIONS     262144
 #define RUN_CLOSE_RECORDS 64
 
 /* Map the runs on disk that match the segment as scanned (once; best

@@ -694,13 +694,13 @@ static void get_unique(struct lfs_blockstore *bs, const struct lfs_cid *cid,
 
 /*
  * Commits of many blocks each get runs before RUN_RECORDS of them: the
- * location table never holds much more than RUN_LOCATIONS (65,536)
+ * location table never holds much more than RUN_LOCATIONS (262,144)
  * blocks of the segment, and every block is still found, in this
  * process and the next.
  */
 START_TEST(runs_by_locations)
 {
-	enum { PER = 2048, CARS = 48 };
+	enum { PER = 4096, CARS = 72, LOCATIONS = 262144 };
 	struct lfs_blockstore *bs = open_store(0, 0, true);
 	struct lfs_cid *blocks = malloc(PER * CARS * sizeof(*blocks));
 	ck_assert_ptr_nonnull(blocks);
@@ -727,7 +727,7 @@ START_TEST(runs_by_locations)
 	struct lfs_blockstore_stats st;
 	lfs_blockstore_stats(bs, &st);
 	ck_assert_uint_ge(st.runs, 1);
-	ck_assert_uint_le(most, 65536 + PER);
+	ck_assert_uint_le(most, LOCATIONS + PER);
 	for (int k = 0; k < PER * CARS; k += 97)
 		get_unique(bs, &blocks[k], k);
 	bs = checkpoint_reopen(bs);
@@ -735,9 +735,9 @@ START_TEST(runs_by_locations)
 		get_unique(bs, &blocks[k], k);
 	lfs_blockstore_stats(bs, &st);
 	ck_assert_uint_eq(st.records, CARS);
-	/* The runs written on the way cover the first 32 records; the 16
+	/* The runs written on the way cover the first 64 records; the 8
 	 * after them are fewer than a checkpoint covers, and load. */
-	ck_assert_uint_ge(st.indexed, 65536 / PER);
+	ck_assert_uint_ge(st.indexed, LOCATIONS / PER);
 	ck_assert_uint_le(st.loaded, CARS - st.indexed);
 	lfs_blockstore_free(bs);
 	free(blocks);
