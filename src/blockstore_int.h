@@ -502,8 +502,11 @@ size_t lfs_bs_runs_due(struct lfs_blockstore *bs);
 /*
  * When at least min records follow the last run: write a run over them
  * (merged with the last runs while those are no more than twice its size),
- * map it, and drop their blocks from the hash table. Caller holds the
- * ledger's writer lock (or nobody else writes the store).
+ * map it, and drop their blocks from the hash table. The count
+ * lfs_bs_runs_due looks at starts again from here after a run is written,
+ * and after any try with min 1 (its answer once locations piled up),
+ * whatever came of it. Caller holds the ledger's writer lock (or nobody
+ * else writes the store).
  */
 int lfs_bs_runs_write(struct lfs_blockstore *bs, size_t min);
 /* Forget the runs and remove their files (the segment is gone). */

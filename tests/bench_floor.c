@@ -237,7 +237,7 @@ static char *read_text(int dirfd, const char *name, size_t *size)
 	    (text = malloc((size_t)st.st_size + 1)))
 		got = read(fd, text, (size_t)st.st_size);
 	close(fd);
-	if (text && got != st.st_size) {
+	if (!text || got != st.st_size) {
 		free(text);
 		return NULL;
 	}
